@@ -1,0 +1,221 @@
+//! The command line (clap derive), turned into a validated config before the core sees it.
+
+use crate::config::{self, Format, GcConfig, ReportTarget};
+use crate::error::Error;
+use crate::{duration, exit, gc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+#[derive(Debug, Parser)]
+#[command(name = "regsweep", version, about = "Garbage collection for a registry:2 filesystem layout", long_about = None)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mark what kept images need and sweep the rest.
+    Gc(GcArgs),
+    /// Drop-in for `registry garbage-collect CONFIG.yml`: the same arguments, regsweep's safety.
+    #[command(name = "garbage-collect")]
+    GarbageCollect(DropInArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// The registry's storage root (its `rootdirectory`).
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "config",
+        required_unless_present = "config"
+    )]
+    pub root: Option<PathBuf>,
+    /// The registry's config file; its storage.filesystem.rootdirectory is the root.
+    #[arg(long, value_name = "REGISTRY_CONFIG.yml")]
+    pub config: Option<PathBuf>,
+    /// Report what would be deleted; delete nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Also delete manifests no tag reaches (index children and referrers of kept ones stay).
+    #[arg(long, short = 'm')]
+    pub delete_untagged: bool,
+    /// Keep anything modified within this long (`0` turns it off).
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub grace: String,
+    /// Sweep even where damaged objects hide what they reference.
+    #[arg(long)]
+    pub allow_damage: bool,
+    /// Delete abandoned uploads started more than AGE ago (168h when given without a value).
+    #[arg(long, value_name = "AGE", num_args = 0..=1, default_missing_value = "168h")]
+    pub purge_uploads: Option<String>,
+    /// Write the report to FILE (`-` for stdout) instead of stdout.
+    #[arg(long, value_name = "FILE|-")]
+    pub report: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: FormatArg,
+    /// Worker threads (default: one per core).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// No progress bars, and no report on stdout unless --report names it.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DropInArgs {
+    /// Report what would be deleted; delete nothing.
+    #[arg(long, short = 'd')]
+    pub dry_run: bool,
+    /// Delete manifests that are not currently referenced via tag.
+    #[arg(long, short = 'm')]
+    pub delete_untagged: bool,
+    /// Silence output.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// The registry's config file.
+    pub config: PathBuf,
+}
+
+impl GcArgs {
+    /// Checks every value and resolves the root.
+    pub fn validate(self) -> Result<GcConfig, Error> {
+        let grace =
+            duration::parse(&self.grace).map_err(|e| Error::Usage(format!("--grace: {e}")))?;
+        let purge_uploads = match &self.purge_uploads {
+            Some(a) => Some(
+                duration::parse(a).map_err(|e| Error::Usage(format!("--purge-uploads: {e}")))?,
+            ),
+            None => None,
+        };
+        if self.jobs == Some(0) {
+            return Err(Error::Usage("-j/--jobs: must be at least 1".into()));
+        }
+        let root = match (self.root, self.config) {
+            (Some(r), None) => r,
+            (None, Some(c)) => {
+                config::root_from_registry_config(&c, std::env::var(config::ROOT_ENV).ok())?
+            }
+            _ => {
+                return Err(Error::Usage(
+                    "give exactly one of --root DIR or --config FILE".into(),
+                ));
+            }
+        };
+        let report = match self.report.as_deref() {
+            Some("-") => Some(ReportTarget::Stdout),
+            Some("") => return Err(Error::Usage("--report: empty file name".into())),
+            Some(p) => Some(ReportTarget::File(PathBuf::from(p))),
+            None if self.quiet => None,
+            None => Some(ReportTarget::Stdout),
+        };
+        Ok(GcConfig {
+            root,
+            dry_run: self.dry_run,
+            delete_untagged: self.delete_untagged,
+            grace,
+            allow_damage: self.allow_damage,
+            purge_uploads,
+            report,
+            format: match self.format {
+                FormatArg::Text => Format::Text,
+                FormatArg::Json => Format::Json,
+            },
+            jobs: self.jobs,
+            progress: !self.quiet,
+        })
+    }
+}
+
+impl DropInArgs {
+    /// The reference command's meaning, with regsweep's defaults (grace 1h, damage stops sweeping).
+    pub fn into_gc(self) -> GcArgs {
+        GcArgs {
+            root: None,
+            config: Some(self.config),
+            dry_run: self.dry_run,
+            delete_untagged: self.delete_untagged,
+            grace: "1h".into(),
+            allow_damage: false,
+            purge_uploads: None,
+            report: None,
+            format: FormatArg::Text,
+            jobs: None,
+            quiet: self.quiet,
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("regsweep={default}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses the process arguments, runs, and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+        }
+    };
+    init_logging(cli.verbose);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e
+                .downcast_ref::<Error>()
+                .map_or(exit::ERROR, Error::exit_code);
+            eprintln!("regsweep: error: {e:#}");
+            code
+        }
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn run(command: Command) -> anyhow::Result<i32> {
+    let args = match command {
+        Command::Gc(a) => a,
+        Command::GarbageCollect(a) => a.into_gc(),
+    };
+    let cfg = args.validate()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.jobs.unwrap_or(0))
+        .build()?;
+    let (report, code) = pool.install(|| gc::run(&cfg, &STOP))?;
+    gc::write_report(&cfg, &report)?;
+    if code == exit::DAMAGE && cfg.report.is_none() {
+        eprintln!(
+            "regsweep: damage found: {} problems (run without --quiet to see them)",
+            report.summary.errors
+        );
+    }
+    Ok(code)
+}

@@ -1,0 +1,141 @@
+//! The validated configuration the core runs with, and reading the registry's own config file.
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+/// Everything `gc` needs, already checked.
+#[derive(Debug, Clone)]
+pub struct GcConfig {
+    /// The registry's storage root (`rootdirectory`).
+    pub root: PathBuf,
+    pub dry_run: bool,
+    pub delete_untagged: bool,
+    pub grace: Duration,
+    pub allow_damage: bool,
+    /// Abandoned uploads older than this go; `None` keeps uploads.
+    pub purge_uploads: Option<Duration>,
+    /// Where the report goes; `None` writes none (quiet without --report).
+    pub report: Option<ReportTarget>,
+    pub format: Format,
+    /// Worker threads; `None` uses one per core.
+    pub jobs: Option<usize>,
+    /// Draw progress bars (only ever on a terminal).
+    pub progress: bool,
+}
+
+/// The name the registry gives the environment override of its root directory.
+pub const ROOT_ENV: &str = "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY";
+
+/// Reads `storage.filesystem.rootdirectory` from a registry config file, as the registry
+/// would: its environment override wins, and the driver's default applies when unset.
+pub fn root_from_registry_config(path: &Path, env_override: Option<String>) -> Result<PathBuf> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bad = |message: String| Error::RegistryConfig {
+        path: path.to_path_buf(),
+        message,
+    };
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| bad(format!("not valid YAML: {e}")))?;
+    let storage = doc
+        .get("storage")
+        .ok_or_else(|| bad("no storage section; regsweep needs the filesystem driver".into()))?;
+    let Some(fs) = storage.get("filesystem") else {
+        let drivers: Vec<String> = storage
+            .as_mapping()
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(str::to_string))
+                    .filter(|k| {
+                        !matches!(
+                            k.as_str(),
+                            "delete" | "maintenance" | "cache" | "redirect" | "tag"
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Err(bad(format!(
+            "storage driver is {}, not filesystem; regsweep only works on the filesystem driver's layout",
+            if drivers.is_empty() {
+                "not set".to_string()
+            } else {
+                drivers.join(", ")
+            }
+        )));
+    };
+    if let Some(dir) = env_override.filter(|s| !s.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    match fs.get("rootdirectory") {
+        None => Ok(PathBuf::from("/var/lib/registry")),
+        Some(v) => match v.as_str() {
+            Some(s) if !s.is_empty() => Ok(PathBuf::from(s)),
+            _ => Err(bad("storage.filesystem.rootdirectory is not a path".into())),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(text: &str, env: Option<&str>) -> Result<PathBuf> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.yml");
+        std::fs::write(&p, text).unwrap();
+        root_from_registry_config(&p, env.map(str::to_string))
+    }
+
+    #[test]
+    fn reads_rootdirectory() {
+        let y = "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /srv/reg\n  delete:\n    enabled: true\n";
+        assert_eq!(with(y, None).unwrap(), PathBuf::from("/srv/reg"));
+        assert_eq!(
+            with(y, Some("/env/root")).unwrap(),
+            PathBuf::from("/env/root")
+        );
+        assert_eq!(
+            with("storage:\n  filesystem: {}\n", None).unwrap(),
+            PathBuf::from("/var/lib/registry")
+        );
+    }
+
+    #[test]
+    fn rejects_other_drivers_and_garbage() {
+        let e = with(
+            "storage:\n  s3:\n    bucket: x\n  delete: {enabled: true}\n",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("s3") && e.contains("config.yml"), "{e}");
+        assert!(
+            with("version: 0.1\n", None)
+                .unwrap_err()
+                .to_string()
+                .contains("no storage")
+        );
+        assert!(
+            with("storage: [\n", None)
+                .unwrap_err()
+                .to_string()
+                .contains("YAML")
+        );
+        assert!(with("storage:\n  filesystem:\n    rootdirectory: [1]\n", None).is_err());
+        let missing = root_from_registry_config(Path::new("/nonexistent/x.yml"), None).unwrap_err();
+        assert!(missing.to_string().contains("/nonexistent/x.yml"));
+    }
+}

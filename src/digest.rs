@@ -1,0 +1,92 @@
+//! Content digests as fixed 32-byte values; strings only at the edges.
+
+use std::fmt;
+
+/// A sha256 digest. The registry's filesystem layout only ever names sha256 blobs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+fn nibble(c: u8) -> Option<u8> {
+    // The registry only writes lowercase hex; anything else is not a name it would use.
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+impl Digest {
+    /// Parses 64 lowercase hex characters.
+    pub fn from_hex(hex: &str) -> Option<Digest> {
+        let b = hex.as_bytes();
+        if b.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in b.chunks_exact(2).enumerate() {
+            out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(Digest(out))
+    }
+
+    /// Parses `sha256:<64 lowercase hex>`.
+    pub fn parse(s: &str) -> Option<Digest> {
+        Digest::from_hex(s.strip_prefix("sha256:")?)
+    }
+
+    /// The 64-character lowercase hex form.
+    pub fn hex(&self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push(HEX[(b >> 4) as usize] as char);
+            s.push(HEX[(b & 15) as usize] as char);
+        }
+        s
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: &str = "70abfedf4ca42f4c13bdb380327525727c03c8dac668bde9eb2b214d8b4de584";
+
+    #[test]
+    fn round_trip() {
+        let d = Digest::parse(&format!("sha256:{H}")).unwrap();
+        assert_eq!(d.hex(), H);
+        assert_eq!(d.to_string(), format!("sha256:{H}"));
+    }
+
+    #[test]
+    fn rejects_bad_forms() {
+        assert!(Digest::parse(H).is_none());
+        assert!(Digest::parse(&format!("sha512:{H}")).is_none());
+        assert!(Digest::parse(&format!("sha256:{}", H.to_uppercase())).is_none());
+        assert!(Digest::parse(&format!("sha256:{}", &H[1..])).is_none());
+        assert!(Digest::parse(&format!("sha256:{H}0")).is_none());
+        assert!(Digest::parse("sha256:").is_none());
+        assert!(Digest::from_hex(&"g".repeat(64)).is_none());
+        // Multi-byte characters must not be mistaken for hex or panic on slicing.
+        assert!(Digest::from_hex(&"é".repeat(32)).is_none());
+    }
+}

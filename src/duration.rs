@@ -1,0 +1,107 @@
+//! Human durations (`90d`, `12h`, `1h30m`, `0`) as used by `--grace` and policies.
+
+use std::time::Duration;
+
+/// Parses a sequence of `<number><unit>` with units s, m, h, d, w, y (365 days); `0` alone is zero.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total: u64 = 0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!(
+                "invalid duration {text:?}: expected a number before {rest:?} (use e.g. 30m, 12h, 90d, 2w, 1y)"
+            ));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
+        rest = &rest[digits..];
+        let unit = rest.chars().next().ok_or_else(|| {
+            format!("invalid duration {text:?}: missing unit after {n} (s, m, h, d, w or y)")
+        })?;
+        let secs = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            'y' => 365 * 86_400,
+            other => {
+                return Err(format!(
+                    "invalid duration {text:?}: unknown unit {other:?} (s, m, h, d, w or y)"
+                ));
+            }
+        };
+        rest = &rest[unit.len_utf8()..];
+        total = n
+            .checked_mul(secs)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("invalid duration {text:?}: too large"))?;
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Formats a duration with the largest whole units, e.g. `1h`, `90d`, `1h30m`.
+pub fn format(d: Duration) -> String {
+    let mut s = d.as_secs();
+    if s == 0 {
+        return "0".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if s >= size {
+            out.push_str(&format!("{}{unit}", s / size));
+            s %= size;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(parse("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse("30m").unwrap().as_secs(), 1800);
+        assert_eq!(parse("12h").unwrap().as_secs(), 43_200);
+        assert_eq!(parse("90d").unwrap().as_secs(), 90 * 86_400);
+        assert_eq!(parse("2w").unwrap().as_secs(), 14 * 86_400);
+        assert_eq!(parse("1y").unwrap().as_secs(), 365 * 86_400);
+        assert_eq!(parse("1h30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse("168h").unwrap().as_secs(), 168 * 3600);
+    }
+
+    #[test]
+    fn errors_name_the_input() {
+        for bad in [
+            "",
+            "h",
+            "10",
+            "10x",
+            "1.5h",
+            "-1h",
+            "99999999999999999999d",
+            "1hé",
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains("duration"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(format(Duration::from_secs(3600)), "1h");
+        assert_eq!(format(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format(Duration::ZERO), "0");
+    }
+}

@@ -1,0 +1,48 @@
+//! The library's error type: every variant that concerns a file names its path.
+
+use std::io;
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{path}: not a registry storage root (expected a docker/registry/v2 folder below it; give the registry's rootdirectory)"
+    )]
+    NotARegistry { path: PathBuf },
+    #[error("{path}: {message}")]
+    RegistryConfig { path: PathBuf, message: String },
+    /// A value on the command line is invalid; exits with the usage code.
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path}: cannot write report: {source}")]
+    Report {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The process exit code this error maps to.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => crate::exit::USAGE,
+            _ => crate::exit::ERROR,
+        }
+    }
+}

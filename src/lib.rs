@@ -1,0 +1,37 @@
+//! regsweep: offline garbage collection for the filesystem storage of a CNCF distribution registry.
+//!
+//! The data flows one way: [`scan`] (disk to model) -> [`manifest`] (references)
+//! -> [`policy`] (tag decisions) -> [`mark`] (reachability) -> [`plan`] (what goes)
+//! -> [`sweep`] or [`report`]. Only `scan` and `sweep` touch the disk.
+
+pub mod cli;
+pub mod config;
+pub mod digest;
+pub mod duration;
+pub mod error;
+pub mod gc;
+pub mod layout;
+pub mod manifest;
+pub mod mark;
+pub mod model;
+pub mod plan;
+pub mod policy;
+pub mod progress;
+pub mod report;
+pub mod scan;
+pub mod sweep;
+
+pub use digest::Digest;
+pub use error::{Error, Result};
+
+/// Process exit codes; documented in the README.
+pub mod exit {
+    /// Finished; nothing damaged was found.
+    pub const OK: i32 = 0;
+    /// An error stopped the run, or some deletions failed.
+    pub const ERROR: i32 = 1;
+    /// The command line or one of its values is invalid.
+    pub const USAGE: i32 = 2;
+    /// Finished, but damaged objects were found (listed in the report).
+    pub const DAMAGE: i32 = 3;
+}

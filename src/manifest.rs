@@ -1,0 +1,285 @@
+//! Parses manifest blobs of every kind into the references they hold; a pure function of bytes.
+
+use crate::digest::Digest;
+use serde::Deserialize;
+
+/// What kind of manifest a blob is, for reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Docker schema2 manifest or OCI image manifest.
+    Image,
+    /// Docker manifest list or OCI image index.
+    Index,
+    /// OCI artifact manifest (an `artifactType`, or the draft artifact shape with `blobs`).
+    Artifact,
+    /// Docker schema1 (`fsLayers`).
+    Schema1,
+    /// An unknown media type, read by its shape.
+    Other,
+}
+
+/// The references one manifest holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub kind: Kind,
+    /// Config, layers, `blobs` and `fsLayers`: blobs this manifest needs.
+    pub blobs: Vec<Digest>,
+    /// Index children: manifests this manifest needs.
+    pub children: Vec<Digest>,
+    /// OCI 1.1 `subject`: the manifest this one refers to.
+    pub subject: Option<Digest>,
+    /// References that are not sha256 digests; they cannot name a blob in this store.
+    pub problems: Vec<String>,
+}
+
+/// The registry refuses manifests over 4 MiB; a "manifest" much larger than that is not one.
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Raw {
+    schema_version: Option<serde_json::Value>,
+    media_type: Option<String>,
+    artifact_type: Option<String>,
+    config: Option<Descriptor>,
+    layers: Option<Vec<Descriptor>>,
+    manifests: Option<Vec<Descriptor>>,
+    blobs: Option<Vec<Descriptor>>,
+    subject: Option<Descriptor>,
+    fs_layers: Option<Vec<FsLayer>>,
+}
+
+#[derive(Deserialize)]
+struct Descriptor {
+    digest: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FsLayer {
+    blob_sum: Option<String>,
+}
+
+/// Parses a manifest. Errors mean the blob is not a manifest at all (not JSON, or JSON of no
+/// known shape); a manifest with some unusable references parses, and lists them in `problems`.
+pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
+    // serde_json caps nesting depth, so hostile input cannot overflow the stack.
+    let raw: Raw = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+    let known_shape = raw.schema_version.is_some()
+        || raw.config.is_some()
+        || raw.layers.is_some()
+        || raw.manifests.is_some()
+        || raw.blobs.is_some()
+        || raw.fs_layers.is_some();
+    if !known_shape {
+        return Err("JSON of no known manifest shape (no schemaVersion, config, layers, manifests, blobs or fsLayers)".into());
+    }
+    let mut m = Manifest {
+        kind: classify(&raw),
+        blobs: Vec::new(),
+        children: Vec::new(),
+        subject: None,
+        problems: Vec::new(),
+    };
+    let take = |field: &str, value: Option<&str>, problems: &mut Vec<String>| match value {
+        Some(s) => match Digest::parse(s) {
+            Some(d) => Some(d),
+            None => {
+                problems.push(format!("{field} names {s:?}, not a sha256 digest"));
+                None
+            }
+        },
+        None => {
+            problems.push(format!("{field} has no digest"));
+            None
+        }
+    };
+    let mut problems = Vec::new();
+    if let Some(c) = &raw.config {
+        m.blobs
+            .extend(take("config", c.digest.as_deref(), &mut problems));
+    }
+    for d in raw.layers.iter().flatten() {
+        m.blobs
+            .extend(take("layer", d.digest.as_deref(), &mut problems));
+    }
+    for d in raw.blobs.iter().flatten() {
+        m.blobs
+            .extend(take("blob", d.digest.as_deref(), &mut problems));
+    }
+    for l in raw.fs_layers.iter().flatten() {
+        m.blobs
+            .extend(take("fsLayer", l.blob_sum.as_deref(), &mut problems));
+    }
+    for d in raw.manifests.iter().flatten() {
+        m.children
+            .extend(take("manifest", d.digest.as_deref(), &mut problems));
+    }
+    if let Some(s) = &raw.subject {
+        m.subject = take("subject", s.digest.as_deref(), &mut problems);
+    }
+    m.problems = problems;
+    Ok(m)
+}
+
+fn classify(raw: &Raw) -> Kind {
+    let mt = raw.media_type.as_deref().unwrap_or("");
+    if raw.fs_layers.is_some() || mt.contains("distribution.manifest.v1+") {
+        Kind::Schema1
+    } else if mt.ends_with("manifest.list.v2+json") || mt.ends_with("image.index.v1+json") {
+        Kind::Index
+    } else if raw.artifact_type.is_some() || mt.ends_with("artifact.manifest.v1+json") {
+        Kind::Artifact
+    } else if mt.ends_with("distribution.manifest.v2+json") || mt.ends_with("image.manifest.v1+json") {
+        Kind::Image
+    } else if !mt.is_empty() {
+        Kind::Other
+    } else if raw.manifests.is_some() {
+        Kind::Index
+    } else if raw.blobs.is_some() {
+        Kind::Artifact
+    } else {
+        Kind::Image
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+    fn dg(c: char) -> Digest {
+        Digest::parse(&d(c)).unwrap()
+    }
+
+    #[test]
+    fn docker_schema2() {
+        let j = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
+            "config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"{}"}},
+            "layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":2,"digest":"{}"}},
+                      {{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","size":3,"digest":"{}","urls":["http://x"]}}]}}"#,
+            d('a'),
+            d('b'),
+            d('c')
+        );
+        let m = parse(j.as_bytes()).unwrap();
+        assert_eq!(m.kind, Kind::Image);
+        assert_eq!(m.blobs, vec![dg('a'), dg('b'), dg('c')]);
+        assert!(m.children.is_empty() && m.subject.is_none() && m.problems.is_empty());
+    }
+
+    #[test]
+    fn manifest_list_and_oci_index() {
+        for mt in [
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            "application/vnd.oci.image.index.v1+json",
+        ] {
+            let j = format!(
+                r#"{{"schemaVersion":2,"mediaType":"{mt}","manifests":[{{"digest":"{}","platform":{{"os":"linux"}}}},{{"digest":"{}"}}]}}"#,
+                d('1'),
+                d('2')
+            );
+            let m = parse(j.as_bytes()).unwrap();
+            assert_eq!(m.kind, Kind::Index);
+            assert_eq!(m.children, vec![dg('1'), dg('2')]);
+            assert!(m.blobs.is_empty());
+        }
+    }
+
+    #[test]
+    fn oci_artifact_with_subject() {
+        let j = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "artifactType":"application/spdx+json",
+            "config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":2}},
+            "layers":[{{"mediaType":"application/spdx+json","digest":"{}","size":9}}],
+            "subject":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":7}}}}"#,
+            d('e'),
+            d('f'),
+            d('9')
+        );
+        let m = parse(j.as_bytes()).unwrap();
+        assert_eq!(m.kind, Kind::Artifact);
+        assert_eq!(m.blobs, vec![dg('e'), dg('f')]);
+        assert_eq!(m.subject, Some(dg('9')));
+    }
+
+    #[test]
+    fn draft_artifact_manifest_blobs() {
+        let j = format!(
+            r#"{{"mediaType":"application/vnd.oci.artifact.manifest.v1+json","artifactType":"x","blobs":[{{"digest":"{}"}}],"subject":{{"digest":"{}"}}}}"#,
+            d('3'),
+            d('4')
+        );
+        let m = parse(j.as_bytes()).unwrap();
+        assert_eq!(m.kind, Kind::Artifact);
+        assert_eq!(m.blobs, vec![dg('3')]);
+        assert_eq!(m.subject, Some(dg('4')));
+    }
+
+    #[test]
+    fn schema1() {
+        let j = format!(
+            r#"{{"schemaVersion":1,"name":"a","tag":"v1","architecture":"amd64",
+            "fsLayers":[{{"blobSum":"{}"}},{{"blobSum":"{}"}}],"history":[],"signatures":[]}}"#,
+            d('5'),
+            d('6')
+        );
+        let m = parse(j.as_bytes()).unwrap();
+        assert_eq!(m.kind, Kind::Schema1);
+        assert_eq!(m.blobs, vec![dg('5'), dg('6')]);
+    }
+
+    #[test]
+    fn unknown_media_type_is_read_by_shape() {
+        let j = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/x-vendor+json","config":{{"digest":"{}"}},"layers":[{{"digest":"{}"}}],"manifests":[{{"digest":"{}"}}]}}"#,
+            d('7'),
+            d('8'),
+            d('0')
+        );
+        let m = parse(j.as_bytes()).unwrap();
+        assert_eq!(m.kind, Kind::Other);
+        assert_eq!(m.blobs, vec![dg('7'), dg('8')]);
+        assert_eq!(m.children, vec![dg('0')]);
+    }
+
+    #[test]
+    fn bad_references_are_problems_not_failures() {
+        let j = format!(
+            r#"{{"schemaVersion":2,"config":{{"digest":"sha512:abc"}},"layers":[{{"size":1}},{{"digest":"{}"}}]}}"#,
+            d('a')
+        );
+        let m = parse(j.as_bytes()).unwrap();
+        assert_eq!(m.blobs, vec![dg('a')]);
+        assert_eq!(m.problems.len(), 2);
+    }
+
+    #[test]
+    fn not_manifests() {
+        for bad in [
+            &b""[..],
+            b"null",
+            b"[1,2]",
+            b"{\"architecture\":\"amd64\",\"os\":\"linux\"}",
+            b"{\"schemaVersion\":2,",
+            b"\xff\xfe",
+            b"{\"layers\":7}",
+        ] {
+            assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow() {
+        let mut s = String::from("{\"schemaVersion\":2,\"x\":");
+        s.push_str(&"[".repeat(100_000));
+        assert!(parse(s.as_bytes()).is_err());
+        let mut s = String::from("{\"schemaVersion\":2,\"annotations\":");
+        s.push_str(&"{\"a\":".repeat(100_000));
+        assert!(parse(s.as_bytes()).is_err());
+    }
+}

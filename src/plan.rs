@@ -1,0 +1,511 @@
+//! What goes: turns marks and decisions into an ordered list of removals; a pure function.
+
+use crate::digest::Digest;
+use crate::layout::Paths;
+use crate::mark::Marks;
+use crate::model::{Finding, Layout, Manifests, Severity, Time};
+use crate::policy::{Decision, Decisions};
+use serde::Serialize;
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy)]
+pub struct PlanOptions {
+    pub delete_untagged: bool,
+    /// Items modified at or after this are kept (grace).
+    pub cutoff: Time,
+    /// Sweep even where damage hides references.
+    pub allow_damage: bool,
+    /// Uploads started before this are abandoned and go; `None` keeps all uploads.
+    pub uploads_before: Option<Time>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TagRemoval {
+    pub repository: String,
+    pub tag: String,
+    pub digest: Option<Digest>,
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestRemoval {
+    pub repository: String,
+    pub digest: Digest,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BlobRemoval {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadRemoval {
+    pub repository: String,
+    pub id: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkRemoval {
+    pub repository: String,
+    /// The tag whose index holds it, for tag index entries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    pub digest: Digest,
+}
+
+/// Everything a sweep removes, in the order it must go.
+#[derive(Debug, Default, Clone)]
+pub struct Plan {
+    pub tags: Vec<TagRemoval>,
+    pub tag_index: Vec<LinkRemoval>,
+    pub manifests: Vec<ManifestRemoval>,
+    pub layer_links: Vec<LinkRemoval>,
+    pub blobs: Vec<BlobRemoval>,
+    pub uploads: Vec<UploadRemoval>,
+    /// Link and blob folders with nothing in them, left by earlier deletes.
+    pub empty_dirs: Vec<PathBuf>,
+    /// Blobs and manifests that would go but for something within the grace period.
+    pub kept_by_grace: u64,
+    /// Why some removals were withheld (damage hides what they might be needed for).
+    pub withheld: Vec<String>,
+    /// Scan findings plus manifests that could not be read, sorted by path.
+    pub findings: Vec<Finding>,
+}
+
+impl Plan {
+    pub fn bytes_freed(&self) -> u64 {
+        self.blobs.iter().map(|b| b.size).sum()
+    }
+    pub fn upload_bytes(&self) -> u64 {
+        self.uploads.iter().map(|u| u.size).sum()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty()
+            && self.tag_index.is_empty()
+            && self.manifests.is_empty()
+            && self.layer_links.is_empty()
+            && self.blobs.is_empty()
+            && self.uploads.is_empty()
+            && self.empty_dirs.is_empty()
+    }
+}
+
+/// Builds the plan.
+pub fn plan(
+    layout: &Layout,
+    manifests: &Manifests,
+    decisions: &Decisions,
+    marks: &Marks,
+    opts: PlanOptions,
+) -> Plan {
+    let paths = Paths::new(layout.v2.clone());
+    let mut plan = Plan {
+        findings: layout.findings.clone(),
+        ..Plan::default()
+    };
+
+    // Damage: a repository is blocked when something in it hides references.
+    let mut blocked = vec![false; layout.repos.len()];
+    let mut everything_blocked = false;
+    for f in layout
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Blocking)
+    {
+        match f
+            .repository
+            .as_deref()
+            .and_then(|n| layout.repos.iter().position(|r| r.name == n))
+        {
+            Some(i) => blocked[i] = true,
+            None => everything_blocked = true,
+        }
+    }
+    let mut reported: HashSet<Digest> = HashSet::new();
+    for (i, repo) in layout.repos.iter().enumerate() {
+        let named = repo
+            .revisions
+            .iter()
+            .map(|l| l.digest)
+            .chain(repo.tags.iter().filter_map(|t| t.current.map(|c| c.digest)));
+        let unreadable: BTreeSet<Digest> = named
+            .chain(marks.repos[i].unreadable.iter().copied())
+            .filter(|d| !matches!(manifests.get(d), Some(Ok(_))))
+            .collect();
+        for d in unreadable {
+            blocked[i] = true;
+            if reported.insert(d) {
+                let message = match manifests.get(&d) {
+                    Some(Err(e)) => e.clone(),
+                    _ => "manifest blob is missing".to_string(),
+                };
+                plan.findings.push(Finding {
+                    path: paths.blob_data(&d),
+                    message: format!("{message} (manifest {d} of {})", repo.name),
+                    severity: Severity::Blocking,
+                    repository: Some(repo.name.clone()),
+                });
+            }
+        }
+    }
+    for (d, loaded) in manifests {
+        if let Ok(m) = loaded {
+            for p in &m.problems {
+                plan.findings.push(Finding {
+                    path: paths.blob_data(d),
+                    message: format!("manifest {d}: {p}"),
+                    severity: Severity::Damage,
+                    repository: None,
+                });
+            }
+        }
+    }
+    plan.findings
+        .sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
+    if opts.allow_damage {
+        blocked.iter_mut().for_each(|b| *b = false);
+        everything_blocked = false;
+    } else {
+        for (i, repo) in layout.repos.iter().enumerate() {
+            if blocked[i] {
+                plan.withheld.push(format!("{}: damage hides what this repository references; its manifests and layer links are kept (use --allow-damage to sweep anyway)", repo.name));
+            }
+        }
+    }
+    let blobs_blocked = everything_blocked || blocked.iter().any(|&b| b);
+    if blobs_blocked {
+        plan.withheld.push(
+            "no blob is deleted while damage hides references (use --allow-damage to sweep anyway)"
+                .into(),
+        );
+    }
+
+    for (i, repo) in layout.repos.iter().enumerate() {
+        let rm = &marks.repos[i];
+        let repo_blocked = blocked[i] || everything_blocked;
+        for (t, tag) in repo.tags.iter().enumerate() {
+            if let Some(Decision::Delete { rule }) = decisions.repos.get(i).and_then(|r| r.get(t)) {
+                plan.tags.push(TagRemoval {
+                    repository: repo.name.clone(),
+                    tag: tag.name.clone(),
+                    digest: tag.current.map(|c| c.digest),
+                    rule: rule.clone(),
+                });
+            }
+        }
+        if opts.delete_untagged && !repo_blocked {
+            let mut gone = BTreeSet::new();
+            for rev in &repo.revisions {
+                if !rm.manifests.contains(&rev.digest) {
+                    gone.insert(rev.digest);
+                }
+            }
+            for d in &gone {
+                plan.manifests.push(ManifestRemoval {
+                    repository: repo.name.clone(),
+                    digest: *d,
+                    reason: "untagged",
+                });
+            }
+            for (t, tag) in repo.tags.iter().enumerate() {
+                if !decisions.keeps(i, t) {
+                    continue; // its whole folder goes
+                }
+                for d in tag.index.iter().filter(|d| gone.contains(d)) {
+                    plan.tag_index.push(LinkRemoval {
+                        repository: repo.name.clone(),
+                        tag: Some(tag.name.clone()),
+                        digest: *d,
+                    });
+                }
+            }
+        }
+        plan.kept_by_grace += rm.manifests_by_grace as u64;
+        if !repo_blocked {
+            for l in &repo.layers {
+                if !rm.blobs.contains(&l.digest) {
+                    plan.layer_links.push(LinkRemoval {
+                        repository: repo.name.clone(),
+                        tag: None,
+                        digest: l.digest,
+                    });
+                }
+            }
+            plan.empty_dirs.extend(
+                repo.empty_links
+                    .iter()
+                    .filter(|(_, m)| *m < opts.cutoff)
+                    .map(|(p, _)| p.clone()),
+            );
+        }
+        if let Some(before) = opts.uploads_before {
+            for u in repo.uploads.iter().filter(|u| u.started < before) {
+                plan.uploads.push(UploadRemoval {
+                    repository: repo.name.clone(),
+                    id: u.id.clone(),
+                    size: u.size,
+                });
+            }
+        }
+    }
+
+    for b in &layout.blobs {
+        if marks.blobs_without_grace.contains(&b.digest) {
+            continue;
+        }
+        if marks.blobs.contains(&b.digest) || b.mtime >= opts.cutoff {
+            plan.kept_by_grace += 1;
+        } else if !blobs_blocked {
+            plan.blobs.push(BlobRemoval {
+                digest: b.digest,
+                size: b.size,
+            });
+        }
+    }
+    plan.empty_dirs.extend(
+        layout
+            .empty_blob_dirs
+            .iter()
+            .filter(|(_, m)| *m < opts.cutoff)
+            .map(|(d, _)| paths.blob_dir(d)),
+    );
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Kind, Manifest};
+    use crate::mark::{MarkOptions, mark};
+    use crate::model::{Blob, Link, Repo, Tag};
+
+    fn dg(n: u8) -> Digest {
+        Digest([n; 32])
+    }
+    fn link(n: u8, mtime: Time) -> Link {
+        Link {
+            digest: dg(n),
+            mtime,
+        }
+    }
+    fn image(blobs: &[u8]) -> Manifest {
+        Manifest {
+            kind: Kind::Image,
+            blobs: blobs.iter().map(|&b| dg(b)).collect(),
+            children: vec![],
+            subject: None,
+            problems: vec![],
+        }
+    }
+
+    /// Repo "a": tag t -> 10 (blobs 1, 2); untagged 11 (blobs 2, 3). Repo "b": tag u -> 20 (blobs 2, 4).
+    /// Blob 5 is dangling; blob 6 is dangling but young. Everything else is old.
+    fn world() -> (Layout, Manifests) {
+        let mut m = Manifests::new();
+        m.insert(dg(10), Ok(image(&[1, 2])));
+        m.insert(dg(11), Ok(image(&[2, 3])));
+        m.insert(dg(20), Ok(image(&[2, 4])));
+        let a = Repo {
+            name: "a".into(),
+            tags: vec![Tag {
+                name: "t".into(),
+                current: Some(link(10, 0)),
+                index: vec![dg(10), dg(11)],
+            }],
+            revisions: vec![link(10, 0), link(11, 0)],
+            layers: vec![link(1, 0), link(2, 0), link(3, 0), link(5, 0)],
+            ..Repo::default()
+        };
+        let b = Repo {
+            name: "b".into(),
+            tags: vec![Tag {
+                name: "u".into(),
+                current: Some(link(20, 0)),
+                index: vec![dg(20)],
+            }],
+            revisions: vec![link(20, 0)],
+            layers: vec![link(2, 0), link(4, 0)],
+            ..Repo::default()
+        };
+        let mut blobs: Vec<Blob> = [1, 2, 3, 4, 5, 10, 11, 20]
+            .iter()
+            .map(|&n| Blob {
+                digest: dg(n),
+                size: n as u64,
+                mtime: 0,
+            })
+            .collect();
+        blobs.push(Blob {
+            digest: dg(6),
+            size: 6,
+            mtime: 9999,
+        });
+        blobs.sort_by_key(|b| b.digest);
+        (
+            Layout {
+                v2: "/r/docker/registry/v2".into(),
+                blobs,
+                repos: vec![a, b],
+                ..Layout::default()
+            },
+            m,
+        )
+    }
+
+    fn run(layout: &Layout, m: &Manifests, delete_untagged: bool, allow_damage: bool) -> Plan {
+        let d = Decisions::keep_all(layout);
+        let marks = mark(
+            layout,
+            m,
+            &d,
+            MarkOptions {
+                delete_untagged,
+                cutoff: 1000,
+            },
+        );
+        plan(
+            layout,
+            m,
+            &d,
+            &marks,
+            PlanOptions {
+                delete_untagged,
+                cutoff: 1000,
+                allow_damage,
+                uploads_before: None,
+            },
+        )
+    }
+
+    fn blob_ids(p: &Plan) -> Vec<u8> {
+        p.blobs.iter().map(|b| b.digest.0[0]).collect()
+    }
+
+    #[test]
+    fn plain_mode_deletes_only_dangling_blobs() {
+        let (l, m) = world();
+        let p = run(&l, &m, false, false);
+        assert_eq!(blob_ids(&p), vec![5]);
+        assert!(p.manifests.is_empty());
+        assert_eq!(
+            p.layer_links
+                .iter()
+                .map(|l| (l.repository.as_str(), l.digest.0[0]))
+                .collect::<Vec<_>>(),
+            vec![("a", 5)]
+        );
+        assert_eq!(p.kept_by_grace, 1, "the young dangling blob");
+        assert_eq!(p.bytes_freed(), 5);
+    }
+
+    #[test]
+    fn untagged_mode_deletes_the_revision_its_index_entry_and_its_own_blobs() {
+        let (l, m) = world();
+        let p = run(&l, &m, true, false);
+        assert_eq!(
+            p.manifests
+                .iter()
+                .map(|x| x.digest.0[0])
+                .collect::<Vec<_>>(),
+            vec![11]
+        );
+        assert_eq!(
+            p.tag_index
+                .iter()
+                .map(|x| x.digest.0[0])
+                .collect::<Vec<_>>(),
+            vec![11]
+        );
+        // Blob 2 is shared with a kept image and stays; 3 and the manifest 11 go.
+        assert_eq!(blob_ids(&p), vec![3, 5, 11]);
+        let mut links: Vec<u8> = p.layer_links.iter().map(|x| x.digest.0[0]).collect();
+        links.sort();
+        assert_eq!(links, vec![3, 5]);
+    }
+
+    #[test]
+    fn an_unreadable_manifest_withholds_blob_deletion() {
+        let (l, mut m) = world();
+        m.insert(dg(20), Err("not valid JSON: eof".into()));
+        let p = run(&l, &m, true, false);
+        assert!(p.blobs.is_empty());
+        assert!(p.manifests.iter().all(|x| x.repository != "b"));
+        assert!(p.layer_links.iter().all(|x| x.repository != "b"));
+        assert_eq!(p.findings.len(), 1);
+        assert!(
+            p.findings[0]
+                .path
+                .ends_with(format!("{}/data", dg(20).hex()))
+        );
+        assert!(!p.withheld.is_empty());
+        // Repository "a" is unaffected in what it may drop of its own links and revisions.
+        assert_eq!(p.manifests.len(), 1);
+
+        let p = run(&l, &m, true, true);
+        assert!(!p.blobs.is_empty());
+        assert!(p.withheld.is_empty());
+    }
+
+    #[test]
+    fn a_missing_manifest_is_damage_too() {
+        let (l, mut m) = world();
+        m.remove(&dg(10));
+        let p = run(&l, &m, false, false);
+        assert!(p.blobs.is_empty());
+        assert!(p.findings.iter().any(|f| f.message.contains("missing")));
+    }
+
+    #[test]
+    fn blocking_scan_findings_withhold_everything() {
+        let (mut l, m) = world();
+        l.findings.push(Finding {
+            path: "/r/docker/registry/v2/repositories".into(),
+            message: "cannot list".into(),
+            severity: Severity::Blocking,
+            repository: None,
+        });
+        let p = run(&l, &m, true, false);
+        assert!(p.blobs.is_empty() && p.manifests.is_empty() && p.layer_links.is_empty());
+    }
+
+    #[test]
+    fn deleted_tags_carry_their_rule_and_are_no_roots() {
+        let (l, m) = world();
+        let mut d = Decisions::keep_all(&l);
+        d.repos[1][0] = Decision::Delete { rule: "old".into() };
+        let marks = mark(
+            &l,
+            &m,
+            &d,
+            MarkOptions {
+                delete_untagged: true,
+                cutoff: 1000,
+            },
+        );
+        let p = plan(
+            &l,
+            &m,
+            &d,
+            &marks,
+            PlanOptions {
+                delete_untagged: true,
+                cutoff: 1000,
+                allow_damage: false,
+                uploads_before: None,
+            },
+        );
+        assert_eq!(p.tags.len(), 1);
+        assert_eq!(p.tags[0].rule, "old");
+        assert!(
+            p.manifests
+                .iter()
+                .any(|x| x.repository == "b" && x.digest == dg(20))
+        );
+        assert!(blob_ids(&p).contains(&4) && blob_ids(&p).contains(&20));
+        assert!(!blob_ids(&p).contains(&2));
+    }
+}

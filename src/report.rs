@@ -1,0 +1,292 @@
+//! The gc report: a JSON document for machines and a text summary for people.
+
+use crate::model::{Layout, Severity};
+use crate::plan::{BlobRemoval, LinkRemoval, ManifestRemoval, Plan, TagRemoval, UploadRemoval};
+use crate::sweep::Outcome;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+pub const GC_SCHEMA: &str = "regsweep/gc-report/v1";
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub repositories: usize,
+    pub tags: usize,
+    pub manifests: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+    pub tags_deleted: usize,
+    pub manifests_deleted: usize,
+    pub blobs_deleted: usize,
+    pub bytes_freed: u64,
+    pub layer_links_deleted: usize,
+    pub uploads_deleted: usize,
+    pub kept_by_grace: u64,
+    pub errors: usize,
+    pub tag_index_entries_deleted: usize,
+    pub upload_bytes_freed: u64,
+    pub empty_folders_removed: usize,
+    pub sweep_failures: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Options {
+    pub delete_untagged: bool,
+    pub grace: String,
+    pub allow_damage: bool,
+    pub purge_uploads: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorEntry {
+    pub path: PathBuf,
+    pub message: String,
+    /// `blocking` (hides references), `damage`, or `sweep` (a removal that failed).
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GcReport {
+    pub schema: &'static str,
+    pub root: PathBuf,
+    pub dry_run: bool,
+    pub started_at: String,
+    pub duration_seconds: f64,
+    pub options: Options,
+    pub summary: Summary,
+    pub tags_deleted: Vec<TagRemoval>,
+    pub manifests_deleted: Vec<ManifestRemoval>,
+    pub blobs_deleted: Vec<BlobRemoval>,
+    pub uploads_deleted: Vec<UploadRemoval>,
+    pub layer_links_deleted: Vec<LinkRemoval>,
+    pub tag_index_entries_deleted: Vec<LinkRemoval>,
+    /// Removals held back, and why.
+    pub withheld: Vec<String>,
+    pub errors: Vec<ErrorEntry>,
+    pub interrupted: bool,
+}
+
+pub struct Context {
+    pub root: PathBuf,
+    pub dry_run: bool,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub duration_seconds: f64,
+    pub options: Options,
+}
+
+impl GcReport {
+    pub fn new(ctx: Context, layout: &Layout, plan: Plan, outcome: Option<&Outcome>) -> GcReport {
+        let mut errors: Vec<ErrorEntry> = plan
+            .findings
+            .iter()
+            .map(|f| ErrorEntry {
+                path: f.path.clone(),
+                message: f.message.clone(),
+                kind: match f.severity {
+                    Severity::Blocking => "blocking",
+                    Severity::Damage => "damage",
+                },
+            })
+            .collect();
+        let failures = outcome.map(|o| o.failures.len()).unwrap_or(0);
+        errors.extend(
+            outcome
+                .into_iter()
+                .flat_map(|o| &o.failures)
+                .map(|f| ErrorEntry {
+                    path: f.path.clone(),
+                    message: f.message.clone(),
+                    kind: "sweep",
+                }),
+        );
+        let summary = Summary {
+            repositories: layout.repos.len(),
+            tags: layout.repos.iter().map(|r| r.tags.len()).sum(),
+            manifests: layout.repos.iter().map(|r| r.revisions.len()).sum(),
+            blobs: layout.blobs.len(),
+            bytes: layout.total_bytes(),
+            tags_deleted: plan.tags.len(),
+            manifests_deleted: plan.manifests.len(),
+            blobs_deleted: plan.blobs.len(),
+            bytes_freed: plan.bytes_freed(),
+            layer_links_deleted: plan.layer_links.len(),
+            uploads_deleted: plan.uploads.len(),
+            kept_by_grace: plan.kept_by_grace,
+            errors: errors.len(),
+            tag_index_entries_deleted: plan.tag_index.len(),
+            upload_bytes_freed: plan.upload_bytes(),
+            empty_folders_removed: plan.empty_dirs.len(),
+            sweep_failures: failures,
+        };
+        GcReport {
+            schema: GC_SCHEMA,
+            root: ctx.root,
+            dry_run: ctx.dry_run,
+            started_at: ctx
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            duration_seconds: (ctx.duration_seconds * 1000.0).round() / 1000.0,
+            options: ctx.options,
+            summary,
+            tags_deleted: plan.tags,
+            manifests_deleted: plan.manifests,
+            blobs_deleted: plan.blobs,
+            uploads_deleted: plan.uploads,
+            layer_links_deleted: plan.layer_links,
+            tag_index_entries_deleted: plan.tag_index,
+            withheld: plan.withheld,
+            errors,
+            interrupted: outcome.is_some_and(|o| o.interrupted),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut s =
+            serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        s.push('\n');
+        s
+    }
+
+    pub fn to_text(&self) -> String {
+        let s = &self.summary;
+        let verb = if self.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "regsweep gc{} on {}",
+            if self.dry_run {
+                " (dry run: nothing deleted)"
+            } else {
+                ""
+            },
+            self.root.display()
+        );
+        let _ = writeln!(
+            o,
+            "  scanned        {} repositories, {} tags, {} manifests, {} blobs ({})",
+            s.repositories,
+            s.tags,
+            s.manifests,
+            s.blobs,
+            human_bytes(s.bytes)
+        );
+        let _ = writeln!(
+            o,
+            "  {verb:<14} {} tags, {} manifests, {} layer links, {} blobs ({}), {} uploads ({})",
+            s.tags_deleted,
+            s.manifests_deleted,
+            s.layer_links_deleted,
+            s.blobs_deleted,
+            human_bytes(s.bytes_freed),
+            s.uploads_deleted,
+            human_bytes(s.upload_bytes_freed)
+        );
+        let _ = writeln!(
+            o,
+            "  kept by grace  {} (younger than {})",
+            s.kept_by_grace, self.options.grace
+        );
+        let damage = self.errors.iter().filter(|e| e.kind != "sweep").count();
+        let _ = writeln!(
+            o,
+            "  damage         {}",
+            if damage == 0 {
+                "none found".to_string()
+            } else {
+                format!("{damage} findings (listed below)")
+            }
+        );
+        if s.sweep_failures > 0 {
+            let _ = writeln!(
+                o,
+                "  failed         {} removals (listed below)",
+                s.sweep_failures
+            );
+        }
+        if self.interrupted {
+            let _ = writeln!(
+                o,
+                "  interrupted    the sweep stopped early; run gc again to finish"
+            );
+        }
+        let _ = writeln!(o, "  took           {:.2}s", self.duration_seconds);
+        for w in &self.withheld {
+            let _ = writeln!(o, "  withheld       {w}");
+        }
+        if !self.tags_deleted.is_empty() {
+            let _ = writeln!(o, "\ntags {verb}:");
+            for t in &self.tags_deleted {
+                let d = t
+                    .digest
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".into());
+                let _ = writeln!(o, "  {}:{}  {d}  rule {:?}", t.repository, t.tag, t.rule);
+            }
+        }
+        if !self.manifests_deleted.is_empty() {
+            let _ = writeln!(o, "\nmanifests {verb}:");
+            for m in &self.manifests_deleted {
+                let _ = writeln!(o, "  {}@{}  ({})", m.repository, m.digest, m.reason);
+            }
+        }
+        if !self.blobs_deleted.is_empty() {
+            let _ = writeln!(o, "\nblobs {verb}:");
+            for b in &self.blobs_deleted {
+                let _ = writeln!(o, "  {}  {:>10}", b.digest, human_bytes(b.size));
+            }
+        }
+        if !self.uploads_deleted.is_empty() {
+            let _ = writeln!(o, "\nuploads {verb}:");
+            for u in &self.uploads_deleted {
+                let _ = writeln!(
+                    o,
+                    "  {}  {}  {:>10}",
+                    u.repository,
+                    u.id,
+                    human_bytes(u.size)
+                );
+            }
+        }
+        if !self.errors.is_empty() {
+            let _ = writeln!(o, "\nproblems:");
+            for e in &self.errors {
+                let _ = writeln!(o, "  {}: {} [{}]", e.path.display(), e.message, e.kind);
+            }
+        }
+        o
+    }
+}
+
+/// Binary-unit sizes: `512 B`, `1.5 KiB`, `3.2 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 << 30), "5.0 GiB");
+        assert_eq!(human_bytes(u64::MAX), "16384.0 PiB");
+    }
+}

@@ -1,0 +1,500 @@
+//! Reads the registry's layout from disk into the model, in parallel, never following symlinks.
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layout::{self, Paths};
+use crate::manifest::{self, MAX_MANIFEST_BYTES};
+use crate::model::{
+    Blob, Finding, Layout, Link, Loaded, Manifests, Repo, Severity, Tag, Time, Upload,
+};
+use crate::progress::Progress;
+use rayon::prelude::*;
+use std::fs::{self, Metadata};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::UNIX_EPOCH;
+
+fn mtime(meta: &Metadata) -> Time {
+    match meta.modified() {
+        Ok(t) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_secs() as Time,
+            Err(e) => -(e.duration().as_secs() as Time),
+        },
+        // No mtime: call it "now" so that grace keeps it rather than guess it old.
+        Err(_) => Time::MAX,
+    }
+}
+
+/// Collects findings from many threads.
+#[derive(Default)]
+struct Findings(Mutex<Vec<Finding>>);
+
+impl Findings {
+    fn add(
+        &self,
+        path: impl Into<PathBuf>,
+        severity: Severity,
+        repo: Option<&str>,
+        message: impl Into<String>,
+    ) {
+        let f = Finding {
+            path: path.into(),
+            message: message.into(),
+            severity,
+            repository: repo.map(str::to_string),
+        };
+        tracing::debug!(path = %f.path.display(), "{}", f.message);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+    }
+    fn into_vec(self) -> Vec<Finding> {
+        self.0.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Lists a folder; a missing folder is empty, other errors become findings.
+fn list(dir: &Path, findings: &Findings, repo: Option<&str>) -> Vec<(String, PathBuf, Metadata)> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            findings.add(
+                dir,
+                Severity::Blocking,
+                repo,
+                format!("cannot list folder: {e}"),
+            );
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                findings.add(
+                    dir,
+                    Severity::Blocking,
+                    repo,
+                    format!("cannot list folder: {e}"),
+                );
+                continue;
+            }
+        };
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            findings.add(
+                &path,
+                Severity::Damage,
+                repo,
+                "name is not UTF-8; left alone",
+            );
+            continue;
+        };
+        // symlink_metadata: a symlink is reported, never followed.
+        match fs::symlink_metadata(&path) {
+            Ok(meta) => out.push((name, path, meta)),
+            Err(e) => findings.add(&path, Severity::Blocking, repo, format!("cannot stat: {e}")),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn is_missing(path: &Path) -> bool {
+    matches!(fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
+}
+
+/// Reads a link file; `Err` carries what is wrong with it.
+fn read_link(path: &Path) -> std::result::Result<Link, String> {
+    let meta = fs::symlink_metadata(path).map_err(|e| format!("cannot stat link: {e}"))?;
+    if meta.file_type().is_symlink() {
+        return Err("link file is a symbolic link; not followed".into());
+    }
+    if !meta.is_file() {
+        return Err("link is not a regular file".into());
+    }
+    let mut buf = Vec::with_capacity(80);
+    fs::File::open(path)
+        .and_then(|f| f.take(256).read_to_end(&mut buf))
+        .map_err(|e| format!("cannot read link: {e}"))?;
+    let text = std::str::from_utf8(&buf).map_err(|_| "link is not text".to_string())?;
+    // The registry writes no newline; tolerate one, since what it names is what matters.
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("link file is empty".into());
+    }
+    let digest =
+        Digest::parse(text).ok_or_else(|| format!("link holds {text:?}, not sha256:<hex>"))?;
+    Ok(Link {
+        digest,
+        mtime: mtime(&meta),
+    })
+}
+
+/// Scans the storage root. Fails only when the root is not a registry layout at all;
+/// everything wrong inside it becomes a finding.
+pub fn scan(root: &Path, progress: &Progress) -> Result<Layout> {
+    let meta = fs::metadata(root).map_err(|e| Error::io(root, e))?;
+    if !meta.is_dir() {
+        return Err(Error::NotARegistry {
+            path: root.to_path_buf(),
+        });
+    }
+    let v2 = layout::locate_v2(root).ok_or_else(|| Error::NotARegistry {
+        path: root.to_path_buf(),
+    })?;
+    let paths = Paths::new(v2.clone());
+    let findings = Findings::default();
+
+    let (blobs, repos) = rayon::join(
+        || scan_blobs(&paths, &findings, progress),
+        || scan_repositories(&paths, &findings),
+    );
+    let (mut blobs, empty_blob_dirs) = blobs;
+    blobs.par_sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
+    let mut findings = findings.into_vec();
+    findings.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Layout {
+        v2,
+        blobs,
+        empty_blob_dirs,
+        repos,
+        findings,
+    })
+}
+
+fn scan_blobs(
+    paths: &Paths,
+    findings: &Findings,
+    progress: &Progress,
+) -> (Vec<Blob>, Vec<(Digest, Time)>) {
+    let blobs_root = paths.v2.join("blobs");
+    for (name, path, _) in list(&blobs_root, findings, None) {
+        if name != "sha256" {
+            findings.add(
+                path,
+                Severity::Damage,
+                None,
+                "not a sha256 blob folder; left alone",
+            );
+        }
+    }
+    let prefixes = list(&paths.blobs(), findings, None);
+    let bar = progress.bar("scanning blobs", prefixes.len() as u64);
+    let per_prefix: Vec<(Vec<Blob>, Vec<(Digest, Time)>)> = prefixes
+        .par_iter()
+        .map(|(prefix, path, meta)| {
+            let mut blobs = Vec::new();
+            let mut empty = Vec::new();
+            if !meta.is_dir()
+                || prefix.len() != 2
+                || !prefix
+                    .bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            {
+                findings.add(
+                    path,
+                    Severity::Damage,
+                    None,
+                    "not a blob prefix folder; left alone",
+                );
+                bar.inc(1);
+                return (blobs, empty);
+            }
+            for (name, dir, meta) in list(path, findings, None) {
+                let digest = match Digest::from_hex(&name) {
+                    Some(d) if name.starts_with(prefix.as_str()) && meta.is_dir() => d,
+                    _ => {
+                        findings.add(
+                            dir,
+                            Severity::Damage,
+                            None,
+                            "not a blob folder (expected a folder named by its sha256); left alone",
+                        );
+                        continue;
+                    }
+                };
+                let data = dir.join("data");
+                match fs::symlink_metadata(&data) {
+                    Ok(m) if m.is_file() => blobs.push(Blob {
+                        digest,
+                        size: m.len(),
+                        mtime: mtime(&m),
+                    }),
+                    Ok(_) => findings.add(
+                        &data,
+                        Severity::Damage,
+                        None,
+                        "blob data is not a regular file (a symlink or folder); left alone",
+                    ),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        empty.push((digest, mtime(&meta)))
+                    }
+                    Err(e) => findings.add(
+                        &data,
+                        Severity::Damage,
+                        None,
+                        format!("cannot stat blob data: {e}; left alone"),
+                    ),
+                }
+            }
+            bar.inc(1);
+            (blobs, empty)
+        })
+        .collect();
+    bar.finish();
+    let mut blobs = Vec::new();
+    let mut empty = Vec::new();
+    for (b, e) in per_prefix {
+        blobs.extend(b);
+        empty.extend(e);
+    }
+    (blobs, empty)
+}
+
+/// Finds repository folders (those with `_manifests`), then reads each in parallel.
+fn scan_repositories(paths: &Paths, findings: &Findings) -> Vec<Repo> {
+    let mut found = Vec::new();
+    discover(&paths.repositories(), "", findings, &mut found);
+    let mut repos: Vec<Repo> = found
+        .into_par_iter()
+        .map(|(name, dir)| scan_repo(name, &dir, findings))
+        .collect();
+    repos.sort_by(|a, b| a.name.cmp(&b.name));
+    repos
+}
+
+fn discover(dir: &Path, prefix: &str, findings: &Findings, out: &mut Vec<(String, PathBuf)>) {
+    for (name, path, meta) in list(dir, findings, None) {
+        if name.starts_with('_') {
+            continue;
+        }
+        if meta.file_type().is_symlink() {
+            findings.add(
+                &path,
+                Severity::Damage,
+                None,
+                "symbolic link in the repositories tree; not followed",
+            );
+            continue;
+        }
+        if !meta.is_dir() {
+            continue;
+        }
+        let full = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if !layout::valid_repo_component(&name) {
+            findings.add(
+                &path,
+                Severity::Damage,
+                None,
+                "not a valid repository name component; left alone",
+            );
+            continue;
+        }
+        if path.join("_manifests").is_dir() {
+            out.push((full.clone(), path.clone()));
+        }
+        // Repositories nest: `acme` and `acme/app` can both exist.
+        discover(&path, &full, findings, out);
+    }
+}
+
+fn scan_repo(name: String, dir: &Path, findings: &Findings) -> Repo {
+    let r = Some(name.as_str());
+    let mut repo = Repo {
+        name: name.clone(),
+        ..Repo::default()
+    };
+    let manifests = dir.join("_manifests");
+
+    // Revisions: the digest is the folder's name; the link must agree.
+    for (hex, path, meta) in list(&manifests.join("revisions/sha256"), findings, r) {
+        let Some(folder_digest) = Digest::from_hex(&hex).filter(|_| meta.is_dir()) else {
+            findings.add(
+                &path,
+                Severity::Damage,
+                r,
+                "not a revision folder; left alone",
+            );
+            continue;
+        };
+        let link = path.join("link");
+        if is_missing(&link) {
+            repo.empty_links.push((path, mtime(&meta)));
+            continue;
+        }
+        match read_link(&link) {
+            Ok(l) => {
+                if l.digest != folder_digest {
+                    findings.add(&link, Severity::Damage, r, format!("revision link names {} but sits in the folder of {folder_digest}; both are kept", l.digest));
+                    repo.revisions.push(l);
+                }
+                repo.revisions.push(Link {
+                    digest: folder_digest,
+                    mtime: l.mtime,
+                });
+            }
+            Err(e) => {
+                findings.add(&link, Severity::Blocking, r, e);
+                repo.unknown = true;
+                // Still a root by its folder name: keeping too much is the safe side.
+                repo.revisions.push(Link {
+                    digest: folder_digest,
+                    mtime: mtime(&meta),
+                });
+            }
+        }
+    }
+
+    for (tag, path, meta) in list(&manifests.join("tags"), findings, r) {
+        if !meta.is_dir() {
+            findings.add(&path, Severity::Damage, r, "not a tag folder; left alone");
+            continue;
+        }
+        if !layout::valid_tag(&tag) {
+            findings.add(
+                &path,
+                Severity::Damage,
+                r,
+                "not a valid tag name; kept, never deleted",
+            );
+        }
+        let current_path = path.join("current/link");
+        let current = if is_missing(&current_path) {
+            findings.add(
+                &path,
+                Severity::Damage,
+                r,
+                "tag has no current/link; the registry cannot resolve it",
+            );
+            None
+        } else {
+            match read_link(&current_path) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    findings.add(&current_path, Severity::Blocking, r, e);
+                    repo.unknown = true;
+                    None
+                }
+            }
+        };
+        let index = list(&path.join("index/sha256"), findings, r)
+            .into_iter()
+            .filter_map(|(hex, _, _)| Digest::from_hex(&hex))
+            .collect();
+        repo.tags.push(Tag {
+            name: tag,
+            current,
+            index,
+        });
+    }
+
+    for (hex, path, meta) in list(&dir.join("_layers/sha256"), findings, r) {
+        let Some(digest) = Digest::from_hex(&hex).filter(|_| meta.is_dir()) else {
+            findings.add(
+                &path,
+                Severity::Damage,
+                r,
+                "not a layer link folder; left alone",
+            );
+            continue;
+        };
+        match fs::symlink_metadata(path.join("link")) {
+            Ok(m) if m.is_file() => repo.layers.push(Link {
+                digest,
+                mtime: mtime(&m),
+            }),
+            Ok(_) => findings.add(
+                path.join("link"),
+                Severity::Damage,
+                r,
+                "layer link is not a regular file; left alone",
+            ),
+            Err(_) => repo.empty_links.push((path, mtime(&meta))),
+        }
+    }
+
+    for (id, path, meta) in list(&dir.join("_uploads"), findings, r) {
+        if !meta.is_dir() {
+            continue;
+        }
+        let size = walkdir::WalkDir::new(&path)
+            .follow_links(false)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum();
+        let started = fs::read_to_string(path.join("startedat"))
+            .ok()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok())
+            .map(|t| t.timestamp())
+            .unwrap_or_else(|| mtime(&meta));
+        repo.uploads.push(Upload { id, size, started });
+    }
+    repo
+}
+
+/// Reads and parses the manifest blobs that links name, in parallel; then the children those
+/// name, until none is left. Each blob is read once however many repositories share it.
+pub fn load_manifests(layout: &Layout, progress: &Progress) -> Manifests {
+    let paths = Paths::new(layout.v2.clone());
+    let mut wanted: Vec<Digest> = layout
+        .repos
+        .iter()
+        .flat_map(|r| {
+            r.revisions
+                .iter()
+                .map(|l| l.digest)
+                .chain(r.tags.iter().filter_map(|t| t.current.map(|c| c.digest)))
+        })
+        .collect();
+    let mut out = Manifests::new();
+    let bar = progress.bar("reading manifests", 0);
+    while !wanted.is_empty() {
+        wanted.par_sort_unstable();
+        wanted.dedup();
+        wanted.retain(|d| !out.contains_key(d));
+        bar.inc_length(wanted.len() as u64);
+        let loaded: Vec<(Digest, Loaded)> = wanted
+            .par_iter()
+            .map(|d| {
+                let r = read_manifest(&paths.blob_data(d)).and_then(|b| manifest::parse(&b));
+                bar.inc(1);
+                (*d, r)
+            })
+            .collect();
+        wanted = loaded
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .flat_map(|m| m.children.iter().copied())
+            .filter(|d| !out.contains_key(d))
+            .collect();
+        out.extend(loaded);
+    }
+    bar.finish();
+    out
+}
+
+fn read_manifest(path: &Path) -> std::result::Result<Vec<u8>, String> {
+    let meta = fs::symlink_metadata(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            "manifest blob is missing".to_string()
+        } else {
+            format!("cannot stat manifest blob: {e}")
+        }
+    })?;
+    if !meta.is_file() {
+        return Err("manifest blob is not a regular file".into());
+    }
+    if meta.len() > MAX_MANIFEST_BYTES {
+        return Err(format!("{} bytes: too large to be a manifest", meta.len()));
+    }
+    fs::read(path).map_err(|e| format!("cannot read manifest blob: {e}"))
+}

@@ -1,0 +1,164 @@
+//! Carries out a plan on disk, in an order that leaves a valid layout wherever it is stopped.
+//!
+//! Tags go first, then revision links, then layer links, then blob data: at every instant a
+//! remaining tag names a manifest that is still there, and every blob a remaining manifest
+//! names is still there. Each item is removed by deleting its one file first (link or data),
+//! so an item is either whole or gone; the folder is removed after.
+
+use crate::layout::Paths;
+use crate::plan::Plan;
+use crate::progress::Progress;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// A removal that failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Outcome {
+    pub removed: u64,
+    pub failures: Vec<Failure>,
+    /// The sweep stopped early on request; a later run finishes the job.
+    pub interrupted: bool,
+}
+
+struct Sweeper<'a> {
+    paths: &'a Paths,
+    stop: &'a AtomicBool,
+    removed: AtomicU64,
+    failures: Mutex<Vec<Failure>>,
+}
+
+impl Sweeper<'_> {
+    fn fail(&self, path: &Path, message: String) {
+        tracing::warn!(path = %path.display(), "{message}");
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Failure {
+                path: path.to_path_buf(),
+                message,
+            });
+    }
+
+    /// Removes `dir/file` (the item itself), then what is left of `dir`.
+    fn remove_item(&self, dir: &Path, file: &str) {
+        if self.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if !self.paths.contains(dir) {
+            self.fail(dir, "outside the registry layout; refused".into());
+            return;
+        }
+        match fs::symlink_metadata(dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                self.fail(dir, "is a symbolic link; left alone".into());
+                return;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return, // already gone: a re-run
+            _ => {}
+        }
+        let target = dir.join(file);
+        match fs::remove_file(&target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                self.fail(&target, format!("cannot delete: {e}"));
+                return;
+            }
+        }
+        // std's remove_dir_all does not follow symlinks, so nothing outside `dir` can go.
+        match fs::remove_dir_all(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                self.fail(
+                    dir,
+                    format!("item removed, but its folder could not be: {e}"),
+                );
+                return;
+            }
+        }
+        self.removed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn stage<T: Sync>(
+        &self,
+        progress: &Progress,
+        label: &'static str,
+        items: &[T],
+        f: impl Fn(&T) + Sync + Send,
+    ) {
+        if items.is_empty() {
+            return;
+        }
+        let bar = progress.bar(label, items.len() as u64);
+        items.par_iter().for_each(|it| {
+            f(it);
+            bar.inc(1);
+        });
+        bar.finish();
+    }
+}
+
+/// Sweeps the plan. `stop` is checked before each item; when set, the sweep ends after the
+/// items in hand.
+pub fn sweep(paths: &Paths, plan: &Plan, progress: &Progress, stop: &AtomicBool) -> Outcome {
+    let s = Sweeper {
+        paths,
+        stop,
+        removed: AtomicU64::new(0),
+        failures: Mutex::new(Vec::new()),
+    };
+    // Each stage completes before the next starts: that is what keeps the layout valid.
+    s.stage(progress, "deleting tags", &plan.tags, |t| {
+        s.remove_item(&paths.tag_dir(&t.repository, &t.tag), "current/link")
+    });
+    s.stage(progress, "deleting tag history", &plan.tag_index, |l| {
+        if let Some(tag) = &l.tag {
+            s.remove_item(&paths.tag_index_dir(&l.repository, tag, &l.digest), "link")
+        }
+    });
+    s.stage(progress, "deleting manifests", &plan.manifests, |m| {
+        s.remove_item(&paths.revision_dir(&m.repository, &m.digest), "link")
+    });
+    s.stage(progress, "deleting layer links", &plan.layer_links, |l| {
+        s.remove_item(&paths.layer_dir(&l.repository, &l.digest), "link")
+    });
+    s.stage(progress, "deleting blobs", &plan.blobs, |b| {
+        s.remove_item(&paths.blob_dir(&b.digest), "data")
+    });
+    s.stage(progress, "deleting uploads", &plan.uploads, |u| {
+        s.remove_item(&paths.upload_dir(&u.repository, &u.id), "startedat")
+    });
+    s.stage(progress, "removing empty folders", &plan.empty_dirs, |d| {
+        if stop.load(Ordering::Relaxed) || !paths.contains(d) {
+            return;
+        }
+        // Non-recursive: a folder that gained content since the scan stays.
+        match fs::remove_dir(d) {
+            Ok(()) => {
+                s.removed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {}
+            Err(e) => s.fail(d, format!("cannot remove empty folder: {e}")),
+        }
+    });
+    let mut failures = s.failures.into_inner().unwrap_or_else(|e| e.into_inner());
+    failures.sort_by(|a, b| a.path.cmp(&b.path));
+    Outcome {
+        removed: s.removed.into_inner(),
+        failures,
+        interrupted: stop.load(Ordering::Relaxed),
+    }
+}
