@@ -4,7 +4,8 @@ use crate::config::{Format, GcConfig, ReportTarget};
 use crate::error::{Error, Result};
 use crate::layout::Paths;
 use crate::mark::{self, MarkOptions};
-use crate::plan::{self, PlanOptions};
+use crate::model::{Layout, Time};
+use crate::plan::{self, Plan, PlanOptions};
 use crate::policy::Decisions;
 use crate::progress::Progress;
 use crate::report::{self, GcReport};
@@ -13,31 +14,27 @@ use std::io::Write;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-/// Runs gc and returns the report with the exit code it calls for.
-pub fn run(cfg: &GcConfig, stop: &AtomicBool) -> Result<(GcReport, i32)> {
-    let started = Instant::now();
-    let started_at = chrono::Utc::now();
-    let now = started_at.timestamp();
-    let progress = if cfg.progress {
-        Progress::new(false)
-    } else {
-        Progress::hidden()
-    };
+/// What gc decided, before anything is deleted.
+pub struct Analysis {
+    pub layout: Layout,
+    pub plan: Plan,
+}
 
-    let layout = scan::scan(&cfg.root, &progress)?;
+/// Scans and plans: everything gc does short of deleting.
+pub fn analyse(cfg: &GcConfig, now: Time, progress: &Progress) -> Result<Analysis> {
+    let layout = scan::scan(&cfg.root, progress)?;
     tracing::info!(
         blobs = layout.blobs.len(),
         repositories = layout.repos.len(),
         "scanned"
     );
-    let manifests = scan::load_manifests(&layout, &progress);
+    let manifests = scan::load_manifests(&layout, progress);
     let decisions = Decisions::keep_all(&layout);
-    let cutoff = now.saturating_sub(cfg.grace.as_secs() as i64);
     // With no grace, "young" must mean nothing at all, even for files stamped in the future.
     let cutoff = if cfg.grace.is_zero() {
-        i64::MAX
+        Time::MAX
     } else {
-        cutoff
+        now.saturating_sub(cfg.grace.as_secs() as i64)
     };
     let marks = mark::mark(
         &layout,
@@ -62,6 +59,27 @@ pub fn run(cfg: &GcConfig, stop: &AtomicBool) -> Result<(GcReport, i32)> {
                 .map(|a| now.saturating_sub(a.as_secs() as i64)),
         },
     );
+    Ok(Analysis { layout, plan })
+}
+
+/// Runs gc and returns the report with the exit code it calls for.
+pub fn run(cfg: &GcConfig, stop: &AtomicBool) -> Result<(GcReport, i32)> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let progress = if cfg.progress {
+        Progress::new(false)
+    } else {
+        Progress::hidden()
+    };
+    let root = cfg
+        .root
+        .canonicalize()
+        .map_err(|e| Error::io(&cfg.root, e))?;
+    let cfg = &GcConfig {
+        root,
+        ..cfg.clone()
+    };
+    let Analysis { layout, plan } = analyse(cfg, started_at.timestamp(), &progress)?;
     let outcome = if cfg.dry_run || plan.is_empty() {
         None
     } else {

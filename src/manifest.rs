@@ -130,7 +130,9 @@ fn classify(raw: &Raw) -> Kind {
         Kind::Index
     } else if raw.artifact_type.is_some() || mt.ends_with("artifact.manifest.v1+json") {
         Kind::Artifact
-    } else if mt.ends_with("distribution.manifest.v2+json") || mt.ends_with("image.manifest.v1+json") {
+    } else if mt.ends_with("distribution.manifest.v2+json")
+        || mt.ends_with("image.manifest.v1+json")
+    {
         Kind::Image
     } else if !mt.is_empty() {
         Kind::Other

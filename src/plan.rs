@@ -32,13 +32,15 @@ pub struct TagRemoval {
 pub struct ManifestRemoval {
     pub repository: String,
     pub digest: Digest,
-    pub reason: &'static str,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BlobRemoval {
     pub digest: Digest,
     pub size: u64,
+    /// Repositories whose layer links or revisions named it: where it came from.
+    pub linked_from: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -205,10 +207,18 @@ pub fn plan(
                 }
             }
             for d in &gone {
+                let reason = match manifests.get(d) {
+                    Some(Ok(m)) if m.subject.is_some_and(|s| gone.contains(&s)) => format!(
+                        "untagged; referrer of {}, which goes too",
+                        m.subject.map(|s| s.to_string()).unwrap_or_default()
+                    ),
+                    Some(Ok(m)) if m.subject.is_some() => "untagged; its subject is gone".into(),
+                    _ => "untagged".into(),
+                };
                 plan.manifests.push(ManifestRemoval {
                     repository: repo.name.clone(),
                     digest: *d,
-                    reason: "untagged",
+                    reason,
                 });
             }
             for (t, tag) in repo.tags.iter().enumerate() {
@@ -253,6 +263,22 @@ pub fn plan(
         }
     }
 
+    // Where each unmarked blob was linked from, for the report: built only for those.
+    let mut linked: std::collections::HashMap<Digest, Vec<String>> = layout
+        .blobs
+        .iter()
+        .filter(|b| !marks.blobs.contains(&b.digest))
+        .map(|b| (b.digest, Vec::new()))
+        .collect();
+    for repo in &layout.repos {
+        for d in repo.layers.iter().chain(&repo.revisions).map(|l| l.digest) {
+            if let Some(v) = linked.get_mut(&d)
+                && v.last() != Some(&repo.name)
+            {
+                v.push(repo.name.clone());
+            }
+        }
+    }
     for b in &layout.blobs {
         if marks.blobs_without_grace.contains(&b.digest) {
             continue;
@@ -260,9 +286,11 @@ pub fn plan(
         if marks.blobs.contains(&b.digest) || b.mtime >= opts.cutoff {
             plan.kept_by_grace += 1;
         } else if !blobs_blocked {
+            let linked_from = linked.remove(&b.digest).unwrap_or_default();
             plan.blobs.push(BlobRemoval {
                 digest: b.digest,
                 size: b.size,
+                linked_from,
             });
         }
     }

@@ -155,6 +155,7 @@ impl GcReport {
         } else {
             "deleted"
         };
+        let heading = if self.dry_run { "to delete" } else { "deleted" };
         let mut o = String::new();
         let _ = writeln!(
             o,
@@ -186,11 +187,15 @@ impl GcReport {
             s.uploads_deleted,
             human_bytes(s.upload_bytes_freed)
         );
-        let _ = writeln!(
-            o,
-            "  kept by grace  {} (younger than {})",
-            s.kept_by_grace, self.options.grace
-        );
+        if self.options.grace == "0" {
+            let _ = writeln!(o, "  kept by grace  none (grace period off)");
+        } else {
+            let _ = writeln!(
+                o,
+                "  kept by grace  {} (modified within {})",
+                s.kept_by_grace, self.options.grace
+            );
+        }
         let damage = self.errors.iter().filter(|e| e.kind != "sweep").count();
         let _ = writeln!(
             o,
@@ -219,7 +224,7 @@ impl GcReport {
             let _ = writeln!(o, "  withheld       {w}");
         }
         if !self.tags_deleted.is_empty() {
-            let _ = writeln!(o, "\ntags {verb}:");
+            let _ = writeln!(o, "\ntags {heading}:");
             for t in &self.tags_deleted {
                 let d = t
                     .digest
@@ -229,19 +234,47 @@ impl GcReport {
             }
         }
         if !self.manifests_deleted.is_empty() {
-            let _ = writeln!(o, "\nmanifests {verb}:");
+            let _ = writeln!(o, "\nmanifests {heading}:");
             for m in &self.manifests_deleted {
                 let _ = writeln!(o, "  {}@{}  ({})", m.repository, m.digest, m.reason);
             }
         }
+        if !self.layer_links_deleted.is_empty() {
+            let _ = writeln!(o, "\nlayer links {heading}:");
+            for l in &self.layer_links_deleted {
+                let _ = writeln!(o, "  {}  {}", l.repository, l.digest);
+            }
+        }
+        if !self.tag_index_entries_deleted.is_empty() {
+            let _ = writeln!(o, "\ntag history entries {heading}:");
+            for l in &self.tag_index_entries_deleted {
+                let _ = writeln!(
+                    o,
+                    "  {}:{}  {}",
+                    l.repository,
+                    l.tag.as_deref().unwrap_or("?"),
+                    l.digest
+                );
+            }
+        }
         if !self.blobs_deleted.is_empty() {
-            let _ = writeln!(o, "\nblobs {verb}:");
+            let _ = writeln!(o, "\nblobs {heading}:");
             for b in &self.blobs_deleted {
-                let _ = writeln!(o, "  {}  {:>10}", b.digest, human_bytes(b.size));
+                let _ = writeln!(
+                    o,
+                    "  {}  {:>10}  {}",
+                    b.digest,
+                    human_bytes(b.size),
+                    if b.linked_from.is_empty() {
+                        "linked from no repository".to_string()
+                    } else {
+                        b.linked_from.join(", ")
+                    }
+                );
             }
         }
         if !self.uploads_deleted.is_empty() {
-            let _ = writeln!(o, "\nuploads {verb}:");
+            let _ = writeln!(o, "\nuploads {heading}:");
             for u in &self.uploads_deleted {
                 let _ = writeln!(
                     o,

@@ -1,0 +1,212 @@
+//! Integration tests: regsweep against layouts written by the real registry.
+
+mod testenv;
+mod world;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+use testenv::*;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+#[test]
+fn plain_gc_deletes_what_the_reference_gc_does_and_every_tag_still_pulls() {
+    let w = world::build();
+    let before = blobs_on_disk(&w.reg.v2());
+    let expected: BTreeSet<String> = before
+        .iter()
+        .filter(|d| !w.kept.contains(*d) && !w.untagged_only.contains(*d))
+        .cloned()
+        .collect();
+    assert_eq!(
+        expected.len(),
+        4,
+        "the dangling blob and the deleted manifest with its config and own layer"
+    );
+
+    let (code, dry) = gc_json(&w.reg.root, &["--dry-run", "--grace", "0"]);
+    assert_eq!(code, 0, "{dry}");
+    assert_eq!(deleted_blobs(&dry), expected);
+    assert_eq!(
+        w.reg.reference_gc_dry_run(),
+        expected,
+        "the reference GC's own choice"
+    );
+    assert_eq!(
+        blobs_on_disk(&w.reg.v2()),
+        before,
+        "a dry run deletes nothing"
+    );
+    assert_eq!(dry["summary"]["manifests_deleted"], 0);
+
+    let (code, real) = gc_json(&w.reg.root, &["--grace", "0"]);
+    assert_eq!(code, 0, "{real}");
+    assert_eq!(deleted_blobs(&real), expected);
+    let after = blobs_on_disk(&w.reg.v2());
+    assert_eq!(after, before.difference(&expected).cloned().collect());
+    w.assert_all_pull();
+    assert!(
+        w.reg.reference_gc_dry_run().is_empty(),
+        "the reference GC finds nothing left"
+    );
+
+    let (_, again) = gc_json(&w.reg.root, &["--grace", "0"]);
+    assert_eq!(again["summary"]["blobs_deleted"], 0);
+    assert_eq!(again["summary"]["layer_links_deleted"], 0);
+}
+
+#[test]
+fn delete_untagged_keeps_index_children_referrers_and_signatures() {
+    let w = world::build();
+    let before = blobs_on_disk(&w.reg.v2());
+    let expected: BTreeSet<String> = before
+        .iter()
+        .filter(|d| !w.kept.contains(*d))
+        .cloned()
+        .collect();
+    assert!(expected.is_superset(&w.untagged_only));
+
+    let (code, report) = gc_json(&w.reg.root, &["--delete-untagged", "--grace", "0"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(deleted_blobs(&report), expected);
+    let manifests: BTreeSet<&str> = report["manifests_deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        manifests.len(),
+        2,
+        "the overwritten v1 and its referrer: {manifests:?}"
+    );
+    assert!(manifests.contains(w.old_sbom.as_str()));
+    assert!(!manifests.contains(w.sbom.as_str()));
+    assert_eq!(blobs_on_disk(&w.reg.v2()), w.kept);
+    w.assert_all_pull();
+    assert!(
+        w.reg.pull(&format!("acme/app@{}", w.old_sbom)).is_err(),
+        "the untagged image's referrer is gone"
+    );
+    assert!(
+        w.reg.reference_gc_dry_run().is_empty(),
+        "the reference GC finds nothing left"
+    );
+}
+
+#[test]
+fn grace_keeps_everything_young_and_counts_it() {
+    let w = world::build();
+    let before = blobs_on_disk(&w.reg.v2());
+    let (code, report) = gc_json(&w.reg.root, &["--delete-untagged"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["summary"]["blobs_deleted"], 0);
+    assert_eq!(report["summary"]["manifests_deleted"], 0);
+    let expected_kept = (before.len() - w.kept.len()) as u64 + 2; // + the two untagged manifests
+    assert_eq!(
+        report["summary"]["kept_by_grace"].as_u64().unwrap(),
+        expected_kept,
+        "{report}"
+    );
+    assert_eq!(blobs_on_disk(&w.reg.v2()), before);
+
+    // Age the layout: the same run now sweeps.
+    age_tree(&w.reg.root, 2 * DAY);
+    let (_, report) = gc_json(&w.reg.root, &["--delete-untagged", "--grace", "1d"]);
+    assert_eq!(report["summary"]["kept_by_grace"], 0);
+    assert_eq!(blobs_on_disk(&w.reg.v2()), w.kept);
+    w.assert_all_pull();
+}
+
+#[test]
+fn a_push_during_the_grace_period_survives() {
+    let mut w = world::build();
+    age_tree(&w.reg.root, 2 * DAY);
+    // A fresh push that reuses an old base layer: its manifest and new layer are young, the
+    // shared base is old but its fresh layer link in the new repository protects it.
+    let mut oci = w.reg.new_oci();
+    let img = oci.image(
+        &[("base-os", 3000), ("fresh", 1000)],
+        "amd64",
+        "2026-01-01T00:00:00Z",
+    );
+    oci.tag(&img.manifest, "fresh");
+    w.reg.push(&oci, "fresh", "fresh/app:1");
+    // Simulate a push cut off before its tag was written: remove the tag, keep the revision.
+    std::fs::remove_dir_all(w.reg.v2().join("repositories/fresh/app/_manifests/tags/1")).unwrap();
+    let (_, report) = gc_json(&w.reg.root, &["--delete-untagged"]);
+    for d in img.blobs() {
+        assert!(
+            !deleted_blobs(&report).contains(&d),
+            "{d} of the fresh push was deleted"
+        );
+    }
+    w.reg
+        .pull(&format!("fresh/app@{}", img.manifest.digest))
+        .expect("the fresh push pulls");
+    w.tags.retain(|_| true);
+    w.assert_all_pull();
+}
+
+#[test]
+fn drop_in_form_reads_the_registry_config() {
+    let w = world::build();
+    age_tree(&w.reg.root, 2 * DAY);
+    let before = blobs_on_disk(&w.reg.v2());
+    let out = regsweep(&[
+        "garbage-collect",
+        "--dry-run",
+        w.reg.config.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("would delete") && text.contains("4 blobs"),
+        "{text}"
+    );
+    assert_eq!(blobs_on_disk(&w.reg.v2()), before);
+
+    let out = regsweep(&[
+        "garbage-collect",
+        "-m",
+        "-q",
+        w.reg.config.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "quiet means quiet");
+    assert_eq!(blobs_on_disk(&w.reg.v2()), w.kept);
+    w.assert_all_pull();
+}
+
+/// Rewrites `fixtures/registry` from the real registry: `scripts/regen-fixtures.sh`.
+#[test]
+#[ignore]
+fn regenerate_fixtures() {
+    let w = world::build();
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let dest = out.join("registry");
+    let _ = std::fs::remove_dir_all(&dest);
+    copy_tree(&w.reg.root, &dest);
+    let expected = serde_json::json!({
+        "tags": w.tags,
+        "kept": w.kept,
+        "untagged_only": w.untagged_only,
+        "sbom": w.sbom,
+        "old_sbom": w.old_sbom,
+    });
+    std::fs::write(
+        out.join("expected.json"),
+        serde_json::to_string_pretty(&expected).unwrap() + "\n",
+    )
+    .unwrap();
+}

@@ -1,0 +1,597 @@
+//! Test rig: a real `docker-registry` on 127.0.0.1 with a temporary root, filled through its
+//! API with skopeo (images, indexes) and curl (artifacts, deletes, uploads), plus helpers to
+//! run regsweep and the registry's own garbage collector on the same root.
+
+#![allow(dead_code)]
+
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+
+pub fn sha256(bytes: &[u8]) -> String {
+    let h = Sha256::digest(bytes);
+    let mut s = String::from("sha256:");
+    for b in h {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A valid gzip stream of `bytes` in stored (uncompressed) deflate blocks, so that skopeo
+/// sees a real gzip layer and copies it unchanged rather than compressing it itself.
+pub fn gzip_stored(bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let chunks: Vec<&[u8]> = if bytes.is_empty() {
+        vec![&[][..]]
+    } else {
+        bytes.chunks(65_535).collect()
+    };
+    for (i, c) in chunks.iter().enumerate() {
+        out.push(u8::from(i + 1 == chunks.len()));
+        let len = c.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(c);
+    }
+    out.extend_from_slice(&crc32(bytes).to_le_bytes());
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out
+}
+
+/// Deterministic bytes that differ per seed, so every layer has its own digest.
+pub fn bytes_for(seed: &str, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut block = Sha256::digest(seed.as_bytes()).to_vec();
+    while out.len() < len {
+        out.extend_from_slice(&block);
+        block = Sha256::digest(&block).to_vec();
+    }
+    out.truncate(len);
+    out
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (install it: scripts/test.sh does)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A descriptor as pushed: digest, size and media type.
+#[derive(Debug, Clone)]
+pub struct Desc {
+    pub digest: String,
+    pub size: usize,
+    pub media_type: String,
+}
+
+impl Desc {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({"mediaType": self.media_type, "digest": self.digest, "size": self.size})
+    }
+}
+
+/// An image as written to an OCI layout: its manifest, config and layers.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub manifest: Desc,
+    pub config: Desc,
+    pub layers: Vec<Desc>,
+}
+
+impl Image {
+    /// Every blob the image needs, manifest included.
+    pub fn blobs(&self) -> BTreeSet<String> {
+        let mut s: BTreeSet<String> = self.layers.iter().map(|l| l.digest.clone()).collect();
+        s.insert(self.config.digest.clone());
+        s.insert(self.manifest.digest.clone());
+        s
+    }
+}
+
+/// An OCI image layout on disk, for skopeo to copy from.
+pub struct OciDir {
+    pub dir: PathBuf,
+    refs: Vec<serde_json::Value>,
+}
+
+impl OciDir {
+    pub fn new(dir: PathBuf) -> OciDir {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        OciDir {
+            dir,
+            refs: Vec::new(),
+        }
+    }
+
+    pub fn blob(&self, bytes: &[u8], media_type: &str) -> Desc {
+        let digest = sha256(bytes);
+        std::fs::write(self.dir.join("blobs/sha256").join(&digest[7..]), bytes).unwrap();
+        Desc {
+            digest,
+            size: bytes.len(),
+            media_type: media_type.into(),
+        }
+    }
+
+    /// An image with the given layers (each `(seed, size)`), its config naming `arch` and `created`.
+    pub fn image(&self, layers: &[(&str, usize)], arch: &str, created: &str) -> Image {
+        let layers: Vec<Desc> = layers
+            .iter()
+            .map(|(seed, n)| self.blob(&gzip_stored(&bytes_for(seed, *n)), OCI_LAYER))
+            .collect();
+        let config = serde_json::json!({
+            "architecture": arch, "os": "linux", "created": created,
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.digest.clone()).collect::<Vec<_>>()},
+        });
+        let config = self.blob(config.to_string().as_bytes(), OCI_CONFIG);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": config.json(),
+            "layers": layers.iter().map(Desc::json).collect::<Vec<_>>(),
+        });
+        let manifest = self.blob(manifest.to_string().as_bytes(), OCI_MANIFEST);
+        Image {
+            manifest,
+            config,
+            layers,
+        }
+    }
+
+    pub fn index(&self, children: &[(&Image, &str)]) -> Desc {
+        let manifests: Vec<serde_json::Value> = children
+            .iter()
+            .map(|(img, arch)| {
+                let mut d = img.manifest.json();
+                d["platform"] = serde_json::json!({"architecture": arch, "os": "linux"});
+                d
+            })
+            .collect();
+        let index =
+            serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+        self.blob(index.to_string().as_bytes(), OCI_INDEX)
+    }
+
+    /// Names `desc` as `name` in index.json.
+    pub fn tag(&mut self, desc: &Desc, name: &str) {
+        let mut d = desc.json();
+        d["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": name});
+        self.refs.push(d);
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": self.refs});
+        std::fs::write(self.dir.join("index.json"), index.to_string()).unwrap();
+    }
+}
+
+/// A running registry with its own temporary root; stopped when dropped.
+pub struct Registry {
+    pub tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub config: PathBuf,
+    pub addr: String,
+    child: Option<Child>,
+    oci_count: usize,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Registry {
+    /// Starts the registry on a fresh root.
+    pub fn start() -> Registry {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        Registry::start_on(tmp, root)
+    }
+
+    fn start_on(tmp: tempfile::TempDir, root: PathBuf) -> Registry {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let config = tmp.path().join("config.yml");
+        // No blob descriptor cache: regsweep changes the disk under the registry, and a cache
+        // would answer from memory what the disk no longer holds.
+        let yaml = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+            root.display()
+        );
+        std::fs::write(&config, yaml).unwrap();
+        let mut reg = Registry {
+            tmp,
+            root,
+            config,
+            addr,
+            child: None,
+            oci_count: 0,
+        };
+        reg.spawn();
+        reg
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry not found: run scripts/test.sh, which installs it");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Polls `GET /v2/` until the registry answers 200.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("docker-registry exited at start: {status}");
+            }
+            if self.http_status("GET", "/v2/") == Some(200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "registry at {} not ready after 30s",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One plain HTTP request; the status code, or `None` if nothing answered.
+    fn http_status(&self, method: &str, path: &str) -> Option<u16> {
+        let mut s = TcpStream::connect(&self.addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        buf.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn v2(&self) -> PathBuf {
+        self.root.join("docker/registry/v2")
+    }
+
+    pub fn new_oci(&mut self) -> OciDir {
+        self.oci_count += 1;
+        OciDir::new(self.tmp.path().join(format!("oci{}", self.oci_count)))
+    }
+
+    /// `skopeo copy --all` of `oci:DIR:name` to `repo:tag` in this registry.
+    pub fn push(&self, oci: &OciDir, name: &str, repo_tag: &str) {
+        run_ok(
+            Command::new("skopeo")
+                .args(["copy", "--all", "--quiet", "--dest-tls-verify=false"])
+                .arg(format!("oci:{}:{name}", oci.dir.display()))
+                .arg(format!("docker://{}/{repo_tag}", self.addr)),
+        );
+    }
+
+    /// Pulls every blob of `repo:tag` (all platforms); `Err` with skopeo's words when any is missing.
+    pub fn pull(&self, repo_tag: &str) -> Result<(), String> {
+        let dest = tempfile::tempdir_in(self.tmp.path()).unwrap();
+        let out = Command::new("skopeo")
+            .args(["copy", "--all", "--quiet", "--src-tls-verify=false"])
+            .arg(format!("docker://{}/{repo_tag}", self.addr))
+            .arg(format!("oci:{}:x", dest.path().display()))
+            .output()
+            .expect("skopeo not found: run scripts/test.sh, which installs it");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn curl(&self, args: &[&str]) -> (u16, String) {
+        let out = run_ok(
+            Command::new("curl")
+                .args([
+                    "-sS",
+                    "-o",
+                    "/dev/stderr",
+                    "-w",
+                    "%{http_code}\n%header{location}",
+                ])
+                .args(args),
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut lines = text.lines();
+        let code = lines
+            .next()
+            .and_then(|c| c.trim().parse().ok())
+            .unwrap_or(0);
+        (code, lines.next().unwrap_or("").trim().to_string())
+    }
+
+    /// Starts an upload session; its absolute URL.
+    fn start_upload(&self, repo: &str) -> String {
+        let (code, location) = self.curl(&[
+            "-X",
+            "POST",
+            &format!("http://{}/v2/{repo}/blobs/uploads/", self.addr),
+        ]);
+        assert_eq!(code, 202, "upload start in {repo}");
+        if location.starts_with('/') {
+            format!("http://{}{location}", self.addr)
+        } else {
+            location
+        }
+    }
+
+    /// Uploads a blob: a session, then one PUT with all the bytes.
+    pub fn put_blob(&self, repo: &str, bytes: &[u8]) -> String {
+        let digest = sha256(bytes);
+        let file = self.tmp.path().join("upload.bin");
+        std::fs::write(&file, bytes).unwrap();
+        let location = self.start_upload(repo);
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{sep}digest={digest}");
+        let (code, _) = self.curl(&[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &url,
+        ]);
+        assert_eq!(code, 201, "blob upload to {repo}");
+        digest
+    }
+
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> String {
+        let file = self.tmp.path().join("manifest.json");
+        std::fs::write(&file, body).unwrap();
+        let url = format!("http://{}/v2/{repo}/manifests/{reference}", self.addr);
+        let (code, _) = self.curl(&[
+            "-X",
+            "PUT",
+            "-H",
+            &format!("Content-Type: {media_type}"),
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &url,
+        ]);
+        assert_eq!(code, 201, "manifest PUT {repo}:{reference}");
+        sha256(body)
+    }
+
+    pub fn delete_manifest(&self, repo: &str, digest: &str) {
+        let url = format!("http://{}/v2/{repo}/manifests/{digest}", self.addr);
+        let (code, _) = self.curl(&["-X", "DELETE", &url]);
+        assert_eq!(code, 202, "manifest DELETE {repo}@{digest}");
+    }
+
+    /// Starts an upload, sends some bytes, and walks away.
+    pub fn abandon_upload(&self, repo: &str, bytes: &[u8]) {
+        let location = self.start_upload(repo);
+        let file = self.tmp.path().join("partial.bin");
+        std::fs::write(&file, bytes).unwrap();
+        let (code, _) = self.curl(&[
+            "-X",
+            "PATCH",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &location,
+        ]);
+        assert_eq!(code, 202, "upload patch");
+    }
+
+    /// An OCI artifact (empty config, one layer) whose subject is `subject`, pushed by digest.
+    /// Returns the referrer's manifest digest and every blob it needs.
+    pub fn push_referrer(
+        &self,
+        repo: &str,
+        subject: &Desc,
+        artifact_type: &str,
+        content: &[u8],
+    ) -> (String, BTreeSet<String>) {
+        let config = self.put_blob(repo, b"{}");
+        let layer = self.put_blob(repo, content);
+        let m = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+            "config": {"mediaType": OCI_EMPTY, "digest": config, "size": 2},
+            "layers": [{"mediaType": artifact_type, "digest": layer, "size": content.len()}],
+            "subject": subject.json(),
+        });
+        let body = m.to_string();
+        let digest = sha256(body.as_bytes());
+        self.put_manifest(repo, &digest, OCI_MANIFEST, body.as_bytes());
+        let blobs = [config, layer, digest.clone()].into_iter().collect();
+        (digest, blobs)
+    }
+
+    /// A cosign-style signature tag `sha256-<hex>.sig` for `subject`.
+    pub fn push_cosign_sig(&self, repo: &str, subject: &Desc, payload: &[u8]) -> BTreeSet<String> {
+        let config_bytes =
+            br#"{"architecture":"","os":"","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let config = self.put_blob(repo, config_bytes);
+        let layer = self.put_blob(repo, payload);
+        let config_size = config_bytes.len();
+        let m = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config, "size": config_size},
+            "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": layer, "size": payload.len(),
+                        "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ"}}],
+        });
+        let body = m.to_string();
+        let tag = format!("sha256-{}.sig", &subject.digest[7..]);
+        let digest = self.put_manifest(repo, &tag, OCI_MANIFEST, body.as_bytes());
+        [config, layer, digest].into_iter().collect()
+    }
+
+    /// `docker-registry garbage-collect --dry-run`: the blobs it would delete.
+    pub fn reference_gc_dry_run(&self) -> BTreeSet<String> {
+        let out = run_ok(
+            Command::new("docker-registry")
+                .args(["garbage-collect", "--dry-run"])
+                .arg(&self.config),
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("blob eligible for deletion: "))
+            .map(|s| s.trim().to_string())
+            .collect()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs the regsweep binary.
+pub fn regsweep(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// Runs `regsweep gc --format json` on `root` with extra args; the exit code and report.
+pub fn gc_json(root: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let root = root.to_str().unwrap();
+    let mut args = vec![
+        "gc", "--root", root, "--format", "json", "--quiet", "--report", "-",
+    ];
+    args.extend_from_slice(extra);
+    let out = regsweep(&args);
+    let code = out.status.code().unwrap_or(-1);
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "report is not JSON ({e}); exit {code}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (code, report)
+}
+
+/// The digests of `blobs_deleted` in a report.
+pub fn deleted_blobs(report: &serde_json::Value) -> BTreeSet<String> {
+    report["blobs_deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every blob digest present in a layout.
+pub fn blobs_on_disk(v2: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let Ok(prefixes) = std::fs::read_dir(v2.join("blobs/sha256")) else {
+        return out;
+    };
+    for p in prefixes.flatten() {
+        for b in std::fs::read_dir(p.path()).unwrap().flatten() {
+            if b.path().join("data").is_file() {
+                out.insert(format!("sha256:{}", b.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out
+}
+
+/// Copies a tree (files and folders only), keeping file mtimes.
+pub fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else if entry.file_type().is_file() {
+            std::fs::copy(entry.path(), &dest).unwrap();
+            let mtime = entry.metadata().unwrap().modified().unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&dest)
+                .unwrap()
+                .set_modified(mtime)
+                .unwrap();
+        }
+    }
+}
+
+/// Sets the mtime of every file below `dir` to `age` ago.
+pub fn age_tree(dir: &Path, age: Duration) {
+    let t = std::time::SystemTime::now() - age;
+    for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
+        if entry.file_type().is_file() {
+            std::fs::File::options()
+                .write(true)
+                .open(entry.path())
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+    }
+}
