@@ -5,7 +5,7 @@ use crate::error::Error;
 use crate::{duration, exit, gc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Parser)]
 #[command(name = "regsweep", version, about = "Garbage collection for a registry:2 filesystem layout", long_about = None)]
@@ -209,7 +209,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.jobs.unwrap_or(0))
         .build()?;
-    let (report, code) = pool.install(|| gc::run(&cfg, &STOP))?;
+    let (report, code) = pool.install(|| gc::run(&cfg, &|| STOP.load(Ordering::Relaxed)))?;
     gc::write_report(&cfg, &report)?;
     if code == exit::DAMAGE && cfg.report.is_none() {
         eprintln!(

@@ -11,7 +11,6 @@ use crate::progress::Progress;
 use crate::report::{self, GcReport};
 use crate::{duration, exit, scan, sweep};
 use std::io::Write;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 /// What gc decided, before anything is deleted.
@@ -63,7 +62,7 @@ pub fn analyse(cfg: &GcConfig, now: Time, progress: &Progress) -> Result<Analysi
 }
 
 /// Runs gc and returns the report with the exit code it calls for.
-pub fn run(cfg: &GcConfig, stop: &AtomicBool) -> Result<(GcReport, i32)> {
+pub fn run(cfg: &GcConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(GcReport, i32)> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let progress = if cfg.progress {

@@ -164,11 +164,10 @@ pub fn scan(root: &Path, progress: &Progress) -> Result<Layout> {
     })
 }
 
-fn scan_blobs(
-    paths: &Paths,
-    findings: &Findings,
-    progress: &Progress,
-) -> (Vec<Blob>, Vec<(Digest, Time)>) {
+/// Blobs with data, and blob folders without.
+type BlobsAndEmpty = (Vec<Blob>, Vec<(Digest, Time)>);
+
+fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobsAndEmpty {
     let blobs_root = paths.v2.join("blobs");
     for (name, path, _) in list(&blobs_root, findings, None) {
         if name != "sha256" {
@@ -182,7 +181,7 @@ fn scan_blobs(
     }
     let prefixes = list(&paths.blobs(), findings, None);
     let bar = progress.bar("scanning blobs", prefixes.len() as u64);
-    let per_prefix: Vec<(Vec<Blob>, Vec<(Digest, Time)>)> = prefixes
+    let per_prefix: Vec<BlobsAndEmpty> = prefixes
         .par_iter()
         .map(|(prefix, path, meta)| {
             let mut blobs = Vec::new();

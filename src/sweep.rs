@@ -14,7 +14,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A removal that failed.
 #[derive(Debug, Clone, Serialize)]
@@ -33,7 +33,7 @@ pub struct Outcome {
 
 struct Sweeper<'a> {
     paths: &'a Paths,
-    stop: &'a AtomicBool,
+    stop: &'a (dyn Fn() -> bool + Sync),
     removed: AtomicU64,
     failures: Mutex<Vec<Failure>>,
 }
@@ -52,7 +52,7 @@ impl Sweeper<'_> {
 
     /// Removes `dir/file` (the item itself), then what is left of `dir`.
     fn remove_item(&self, dir: &Path, file: &str) {
-        if self.stop.load(Ordering::Relaxed) {
+        if (self.stop)() {
             return;
         }
         if !self.paths.contains(dir) {
@@ -110,9 +110,14 @@ impl Sweeper<'_> {
     }
 }
 
-/// Sweeps the plan. `stop` is checked before each item; when set, the sweep ends after the
-/// items in hand.
-pub fn sweep(paths: &Paths, plan: &Plan, progress: &Progress, stop: &AtomicBool) -> Outcome {
+/// Sweeps the plan. `stop` is asked before each item; once it says yes, the sweep ends after
+/// the items in hand.
+pub fn sweep(
+    paths: &Paths,
+    plan: &Plan,
+    progress: &Progress,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Outcome {
     let s = Sweeper {
         paths,
         stop,
@@ -141,7 +146,7 @@ pub fn sweep(paths: &Paths, plan: &Plan, progress: &Progress, stop: &AtomicBool)
         s.remove_item(&paths.upload_dir(&u.repository, &u.id), "startedat")
     });
     s.stage(progress, "removing empty folders", &plan.empty_dirs, |d| {
-        if stop.load(Ordering::Relaxed) || !paths.contains(d) {
+        if stop() || !paths.contains(d) {
             return;
         }
         // Non-recursive: a folder that gained content since the scan stays.
@@ -159,6 +164,6 @@ pub fn sweep(paths: &Paths, plan: &Plan, progress: &Progress, stop: &AtomicBool)
     Outcome {
         removed: s.removed.into_inner(),
         failures,
-        interrupted: stop.load(Ordering::Relaxed),
+        interrupted: stop(),
     }
 }

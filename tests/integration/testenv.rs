@@ -221,6 +221,11 @@ impl Registry {
         Registry::start_on(tmp, root)
     }
 
+    /// Serves an existing storage root (a copy of a fixture, say).
+    pub fn serve(root: &Path) -> Registry {
+        Registry::start_on(tempfile::tempdir().unwrap(), root.to_path_buf())
+    }
+
     fn start_on(tmp: tempfile::TempDir, root: PathBuf) -> Registry {
         let addr = format!("127.0.0.1:{}", free_port());
         let config = tmp.path().join("config.yml");
