@@ -2,6 +2,7 @@
 
 use crate::config::{self, Format, GcConfig, ReportTarget};
 use crate::error::Error;
+use crate::policy::Policy;
 use crate::{duration, exit, gc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -24,6 +25,33 @@ pub enum Command {
     /// Drop-in for `registry garbage-collect CONFIG.yml`: the same arguments, regsweep's safety.
     #[command(name = "garbage-collect")]
     GarbageCollect(DropInArgs),
+    /// Retention policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file and, with --root or --config, preview what it would delete.
+    Check(PolicyCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyCheckArgs {
+    /// The policy file.
+    pub file: PathBuf,
+    /// Preview on this registry storage root.
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    pub root: Option<PathBuf>,
+    /// Preview on the root named by this registry config file.
+    #[arg(long, value_name = "REGISTRY_CONFIG.yml")]
+    pub config: Option<PathBuf>,
+    /// List every tag in the preview, kept or deleted, and why.
+    #[arg(long)]
+    pub explain: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: FormatArg,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -72,6 +100,15 @@ pub struct GcArgs {
     /// No progress bars, and no report on stdout unless --report names it.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Retention policy (YAML) deciding which tags are deleted; see docs/POLICY.md.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// With --policy: report every tag, kept or deleted, and why.
+    #[arg(long, requires = "policy")]
+    pub explain: bool,
+    /// With --policy: apply it even where its safety net refuses.
+    #[arg(long, requires = "policy")]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -121,7 +158,14 @@ impl GcArgs {
             None if self.quiet => None,
             None => Some(ReportTarget::Stdout),
         };
+        let policy = match &self.policy {
+            Some(p) => Some(Policy::load(p)?),
+            None => None,
+        };
         Ok(GcConfig {
+            policy,
+            explain: self.explain,
+            force: self.force,
             root,
             dry_run: self.dry_run,
             delete_untagged: self.delete_untagged,
@@ -154,6 +198,9 @@ impl DropInArgs {
             format: FormatArg::Text,
             jobs: None,
             quiet: self.quiet,
+            policy: None,
+            explain: false,
+            force: false,
         }
     }
 }
@@ -204,6 +251,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
     let args = match command {
         Command::Gc(a) => a,
         Command::GarbageCollect(a) => a.into_gc(),
+        Command::Policy(PolicyCommand::Check(a)) => return policy_check(a),
     };
     let cfg = args.validate()?;
     let pool = rayon::ThreadPoolBuilder::new()
@@ -218,4 +266,73 @@ fn run(command: Command) -> anyhow::Result<i32> {
         );
     }
     Ok(code)
+}
+
+/// `policy check`: validate, then preview per repository when a root is given.
+fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<i32> {
+    let policy = Policy::load(&a.file)?;
+    let json = matches!(a.format, FormatArg::Json);
+    if a.root.is_none() && a.config.is_none() {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"schema": "regsweep/policy-check/v1", "file": a.file, "valid": true,
+                    "rules": policy.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>()})
+            );
+        } else {
+            let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();
+            println!(
+                "{}: valid: {} rules ({}), ages from {:?}, {} protected tag patterns, {} protected digests",
+                a.file.display(),
+                names.len(),
+                names.join(", "),
+                policy.age_from,
+                policy
+                    .protect_tags
+                    .as_ref()
+                    .map_or(0, |m| m.patterns().len()),
+                policy.protect_digests.len()
+            );
+        }
+        return Ok(exit::OK);
+    }
+    let args = GcArgs {
+        root: a.root,
+        config: a.config,
+        dry_run: true,
+        delete_untagged: false,
+        grace: "0".into(),
+        allow_damage: false,
+        purge_uploads: None,
+        report: None,
+        format: FormatArg::Text,
+        jobs: None,
+        quiet: true,
+        policy: None,
+        explain: false,
+        force: false,
+    };
+    let mut cfg = args.validate()?;
+    cfg.root = cfg
+        .root
+        .canonicalize()
+        .map_err(|e| Error::io(&cfg.root, e))?;
+    cfg.policy = Some(policy);
+    let now = chrono::Utc::now().timestamp();
+    let analysis = gc::analyse(&cfg, now, &crate::progress::Progress::hidden())?;
+    let preview = crate::report::PolicyPreview::new(&a.file, &analysis);
+    if json {
+        let mut v = serde_json::to_value(&preview)?;
+        if !a.explain {
+            v.as_object_mut().map(|o| o.remove("explain"));
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", preview.to_text(a.explain));
+    }
+    Ok(if preview.refused.is_empty() {
+        exit::OK
+    } else {
+        exit::ERROR
+    })
 }

@@ -34,6 +34,12 @@ pub struct GcConfig {
     pub jobs: Option<usize>,
     /// Draw progress bars (only ever on a terminal).
     pub progress: bool,
+    /// Retention policy deciding which tags go.
+    pub policy: Option<crate::policy::Policy>,
+    /// Report every tag decision and its reasons.
+    pub explain: bool,
+    /// Apply the policy even where its safety net refuses.
+    pub force: bool,
 }
 
 /// The name the registry gives the environment override of its root directory.

@@ -19,6 +19,9 @@ pub enum Error {
     NotARegistry { path: PathBuf },
     #[error("{path}: {message}")]
     RegistryConfig { path: PathBuf, message: String },
+    /// A policy file that does not parse or validate; exits with the usage code.
+    #[error("{path}: {message}")]
+    Policy { path: PathBuf, message: String },
     /// A value on the command line is invalid; exits with the usage code.
     #[error("{0}")]
     Usage(String),
@@ -41,7 +44,7 @@ impl Error {
     /// The process exit code this error maps to.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => crate::exit::USAGE,
+            Error::Usage(_) | Error::Policy { .. } => crate::exit::USAGE,
             _ => crate::exit::ERROR,
         }
     }

@@ -6,10 +6,11 @@ use crate::layout::Paths;
 use crate::mark::{self, MarkOptions};
 use crate::model::{Layout, Time};
 use crate::plan::{self, Plan, PlanOptions};
-use crate::policy::Decisions;
+use crate::policy::{self, AgeFrom, Decisions, TagExplain};
 use crate::progress::Progress;
 use crate::report::{self, GcReport};
 use crate::{duration, exit, scan, sweep};
+use std::collections::HashMap;
 use std::io::Write;
 use std::time::Instant;
 
@@ -17,6 +18,8 @@ use std::time::Instant;
 pub struct Analysis {
     pub layout: Layout,
     pub plan: Plan,
+    /// Every tag decision with its reasons, when a policy was given.
+    pub explain: Vec<TagExplain>,
 }
 
 /// Scans and plans: everything gc does short of deleting.
@@ -28,7 +31,18 @@ pub fn analyse(cfg: &GcConfig, now: Time, progress: &Progress) -> Result<Analysi
         "scanned"
     );
     let manifests = scan::load_manifests(&layout, progress);
-    let decisions = Decisions::keep_all(&layout);
+    let (decisions, explain, refused) = match &cfg.policy {
+        None => (Decisions::keep_all(&layout), Vec::new(), Vec::new()),
+        Some(policy) => {
+            let created = if policy.age_from == AgeFrom::Created {
+                scan::load_created(&layout, &manifests)
+            } else {
+                Default::default()
+            };
+            let ev = policy::evaluate(policy, &layout, &manifests, &created, now);
+            (ev.decisions, ev.explain, ev.refusals)
+        }
+    };
     // With no grace, "young" must mean nothing at all, even for files stamped in the future.
     let cutoff = if cfg.grace.is_zero() {
         Time::MAX
@@ -58,7 +72,23 @@ pub fn analyse(cfg: &GcConfig, now: Time, progress: &Progress) -> Result<Analysi
                 .map(|a| now.saturating_sub(a.as_secs() as i64)),
         },
     );
-    Ok(Analysis { layout, plan })
+    let mut plan = plan;
+    let ages: HashMap<(&str, &str), Option<i64>> = explain
+        .iter()
+        .map(|e| ((e.repository.as_str(), e.tag.as_str()), e.age_seconds))
+        .collect();
+    for t in &mut plan.tags {
+        t.age_seconds = ages
+            .get(&(t.repository.as_str(), t.tag.as_str()))
+            .copied()
+            .flatten();
+    }
+    plan.refused = refused;
+    Ok(Analysis {
+        layout,
+        plan,
+        explain,
+    })
 }
 
 /// Runs gc and returns the report with the exit code it calls for.
@@ -78,8 +108,13 @@ pub fn run(cfg: &GcConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(GcReport
         root,
         ..cfg.clone()
     };
-    let Analysis { layout, plan } = analyse(cfg, started_at.timestamp(), &progress)?;
-    let outcome = if cfg.dry_run || plan.is_empty() {
+    let Analysis {
+        layout,
+        plan,
+        explain,
+    } = analyse(cfg, started_at.timestamp(), &progress)?;
+    let refused = !plan.refused.is_empty() && !cfg.force;
+    let outcome = if cfg.dry_run || refused || plan.is_empty() {
         None
     } else {
         Some(sweep::sweep(
@@ -89,9 +124,10 @@ pub fn run(cfg: &GcConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(GcReport
             stop,
         ))
     };
-    let code = if outcome
-        .as_ref()
-        .is_some_and(|o| !o.failures.is_empty() || o.interrupted)
+    let code = if refused
+        || outcome
+            .as_ref()
+            .is_some_and(|o| !o.failures.is_empty() || o.interrupted)
     {
         exit::ERROR
     } else if !plan.findings.is_empty() {
@@ -111,7 +147,11 @@ pub fn run(cfg: &GcConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(GcReport
             purge_uploads: cfg.purge_uploads.map(duration::format),
         },
     };
-    let report = GcReport::new(ctx, &layout, plan, outcome.as_ref());
+    let mut report = GcReport::new(ctx, &layout, plan, outcome.as_ref());
+    report.refused_by_safety_net = refused;
+    if cfg.explain {
+        report.explain = Some(explain);
+    }
     Ok((report, code))
 }
 

@@ -19,6 +19,7 @@ pub mod policy;
 pub mod progress;
 pub mod report;
 pub mod scan;
+pub mod semver;
 pub mod sweep;
 
 pub use digest::Digest;

@@ -24,6 +24,8 @@ pub struct Manifest {
     pub kind: Kind,
     /// Config, layers, `blobs` and `fsLayers`: blobs this manifest needs.
     pub blobs: Vec<Digest>,
+    /// The config blob, where there is one (its `created` dates the image).
+    pub config: Option<Digest>,
     /// Index children: manifests this manifest needs.
     pub children: Vec<Digest>,
     /// OCI 1.1 `subject`: the manifest this one refers to.
@@ -77,6 +79,7 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
     let mut m = Manifest {
         kind: classify(&raw),
         blobs: Vec::new(),
+        config: None,
         children: Vec::new(),
         subject: None,
         problems: Vec::new(),
@@ -120,6 +123,18 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
     }
     m.problems = problems;
     Ok(m)
+}
+
+/// The `created` time of an image config, in seconds since the epoch.
+pub fn parse_created(config: &[u8]) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Config {
+        created: Option<String>,
+    }
+    let c: Config = serde_json::from_slice(config).ok()?;
+    chrono::DateTime::parse_from_rfc3339(c.created?.trim())
+        .ok()
+        .map(|t| t.timestamp())
 }
 
 fn classify(raw: &Raw) -> Kind {
@@ -258,6 +273,21 @@ mod tests {
         let m = parse(j.as_bytes()).unwrap();
         assert_eq!(m.blobs, vec![dg('a')]);
         assert_eq!(m.problems.len(), 2);
+    }
+
+    #[test]
+    fn config_created() {
+        assert_eq!(
+            parse_created(br#"{"created":"2024-01-01T00:00:00Z","os":"linux"}"#),
+            Some(1_704_067_200)
+        );
+        assert_eq!(
+            parse_created(br#"{"created":"2024-01-01T01:00:00.5+01:00"}"#),
+            Some(1_704_067_200)
+        );
+        assert_eq!(parse_created(br#"{"os":"linux"}"#), None);
+        assert_eq!(parse_created(br#"{"created":"yesterday"}"#), None);
+        assert_eq!(parse_created(b"not json"), None);
     }
 
     #[test]

@@ -150,6 +150,7 @@ mod tests {
         Manifest {
             kind: Kind::Image,
             blobs: blobs.iter().map(|&b| dg(b)).collect(),
+            config: None,
             children: vec![],
             subject: None,
             problems: vec![],
@@ -186,6 +187,7 @@ mod tests {
             Ok(Manifest {
                 kind: Kind::Index,
                 blobs: vec![],
+                config: None,
                 children: vec![dg(21), dg(22)],
                 subject: None,
                 problems: vec![],
@@ -295,6 +297,7 @@ mod tests {
             Ok(Manifest {
                 kind: Kind::Index,
                 blobs: vec![],
+                config: None,
                 children: vec![dg(2)],
                 subject: Some(dg(2)),
                 problems: vec![],
@@ -305,6 +308,7 @@ mod tests {
             Ok(Manifest {
                 kind: Kind::Index,
                 blobs: vec![],
+                config: None,
                 children: vec![dg(1)],
                 subject: Some(dg(1)),
                 problems: vec![],

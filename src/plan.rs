@@ -26,6 +26,8 @@ pub struct TagRemoval {
     pub tag: String,
     pub digest: Option<Digest>,
     pub rule: String,
+    /// Seconds since the time the policy counts its age from.
+    pub age_seconds: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +74,8 @@ pub struct Plan {
     pub empty_dirs: Vec<PathBuf>,
     /// Blobs and manifests that would go but for something within the grace period.
     pub kept_by_grace: u64,
+    /// Why the policy's safety net refuses this run; nothing is swept unless forced.
+    pub refused: Vec<String>,
     /// Why some removals were withheld (damage hides what they might be needed for).
     pub withheld: Vec<String>,
     /// Scan findings plus manifests that could not be read, sorted by path.
@@ -196,9 +200,16 @@ pub fn plan(
                     tag: tag.name.clone(),
                     digest: tag.current.map(|c| c.digest),
                     rule: rule.clone(),
+                    age_seconds: None,
                 });
             }
         }
+        let tags_going: Vec<(Digest, String)> = plan
+            .tags
+            .iter()
+            .filter(|t| t.repository == repo.name)
+            .filter_map(|t| t.digest.map(|d| (d, t.tag.clone())))
+            .collect();
         if opts.delete_untagged && !repo_blocked {
             let mut gone = BTreeSet::new();
             for rev in &repo.revisions {
@@ -207,7 +218,15 @@ pub fn plan(
                 }
             }
             for d in &gone {
+                let untag = tags_going
+                    .iter()
+                    .filter(|(dg, _)| dg == d)
+                    .map(|(_, t)| t.as_str())
+                    .collect::<Vec<_>>();
                 let reason = match manifests.get(d) {
+                    _ if !untag.is_empty() => {
+                        format!("untagged by the policy (tag {} deleted)", untag.join(", "))
+                    }
                     Some(Ok(m)) if m.subject.is_some_and(|s| gone.contains(&s)) => format!(
                         "untagged; referrer of {}, which goes too",
                         m.subject.map(|s| s.to_string()).unwrap_or_default()
@@ -324,6 +343,7 @@ mod tests {
         Manifest {
             kind: Kind::Image,
             blobs: blobs.iter().map(|&b| dg(b)).collect(),
+            config: None,
             children: vec![],
             subject: None,
             problems: vec![],

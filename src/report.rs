@@ -2,6 +2,7 @@
 
 use crate::model::{Layout, Severity};
 use crate::plan::{BlobRemoval, LinkRemoval, ManifestRemoval, Plan, TagRemoval, UploadRemoval};
+use crate::policy::TagExplain;
 use crate::sweep::Outcome;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -65,6 +66,13 @@ pub struct GcReport {
     pub withheld: Vec<String>,
     pub errors: Vec<ErrorEntry>,
     pub interrupted: bool,
+    /// Why the policy's safety net stops this run (see `refused_by_safety_net`).
+    pub refused: Vec<String>,
+    /// True when nothing was swept because of `refused` (no --force).
+    pub refused_by_safety_net: bool,
+    /// Every tag decision and why, with --explain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Vec<TagExplain>>,
 }
 
 pub struct Context {
@@ -138,6 +146,9 @@ impl GcReport {
             withheld: plan.withheld,
             errors,
             interrupted: outcome.is_some_and(|o| o.interrupted),
+            refused: plan.refused,
+            refused_by_safety_net: false,
+            explain: None,
         }
     }
 
@@ -223,6 +234,15 @@ impl GcReport {
         for w in &self.withheld {
             let _ = writeln!(o, "  withheld       {w}");
         }
+        for r in &self.refused {
+            let _ = writeln!(o, "  refused        {r}");
+        }
+        if self.refused_by_safety_net {
+            let _ = writeln!(
+                o,
+                "  the policy's safety net refused this run: nothing was deleted (--force applies it anyway)"
+            );
+        }
         if !self.tags_deleted.is_empty() {
             let _ = writeln!(o, "\ntags {heading}:");
             for t in &self.tags_deleted {
@@ -230,7 +250,12 @@ impl GcReport {
                     .digest
                     .map(|d| d.to_string())
                     .unwrap_or_else(|| "-".into());
-                let _ = writeln!(o, "  {}:{}  {d}  rule {:?}", t.repository, t.tag, t.rule);
+                let age = t.age_seconds.map(human_age).unwrap_or_else(|| "?".into());
+                let _ = writeln!(
+                    o,
+                    "  {}:{}  {d}  age {age}  rule {:?}",
+                    t.repository, t.tag, t.rule
+                );
             }
         }
         if !self.manifests_deleted.is_empty() {
@@ -285,6 +310,10 @@ impl GcReport {
                 );
             }
         }
+        if let Some(explain) = &self.explain {
+            let _ = writeln!(o, "\npolicy decisions:");
+            o.push_str(&explain_text(explain));
+        }
         if !self.errors.is_empty() {
             let _ = writeln!(o, "\nproblems:");
             for e in &self.errors {
@@ -293,6 +322,41 @@ impl GcReport {
         }
         o
     }
+}
+
+/// Ages as people say them: `45m`, `5h`, `12d`.
+pub fn human_age(secs: i64) -> String {
+    let d = secs.max(0);
+    if d >= 86_400 {
+        format!("{}d", d / 86_400)
+    } else if d >= 3600 {
+        format!("{}h", d / 3600)
+    } else {
+        format!("{}m", d / 60)
+    }
+}
+
+/// One line a tag, grouped by repository, with every reason.
+pub fn explain_text(explain: &[TagExplain]) -> String {
+    let mut o = String::new();
+    let mut repo = None;
+    for e in explain {
+        if repo != Some(&e.repository) {
+            let _ = writeln!(o, "  {}", e.repository);
+            repo = Some(&e.repository);
+        }
+        let verdict = if e.delete { "DELETE" } else { "keep" };
+        let age = e.age_seconds.map(human_age).unwrap_or_else(|| "?".into());
+        let _ = writeln!(
+            o,
+            "    {:<7} {:<24} age {:>5}  {}",
+            verdict,
+            e.tag,
+            age,
+            e.reasons.join("; ")
+        );
+    }
+    o
 }
 
 /// Binary-unit sizes: `512 B`, `1.5 KiB`, `3.2 GiB`.
@@ -321,5 +385,110 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(5 << 30), "5.0 GiB");
         assert_eq!(human_bytes(u64::MAX), "16384.0 PiB");
+    }
+}
+
+/// Per-repository counts of what a policy would do.
+#[derive(Debug, Serialize)]
+pub struct RepoPreview {
+    pub repository: String,
+    pub tags: usize,
+    /// Tags at least one rule matched.
+    pub in_scope: usize,
+    pub delete: usize,
+    pub keep: usize,
+}
+
+/// `policy check --root`: what a policy would do to a registry, repository by repository.
+#[derive(Debug, Serialize)]
+pub struct PolicyPreview {
+    pub schema: &'static str,
+    pub file: PathBuf,
+    pub root: PathBuf,
+    pub repositories: Vec<RepoPreview>,
+    pub tags_deleted: usize,
+    pub refused: Vec<String>,
+    pub explain: Vec<TagExplain>,
+}
+
+impl PolicyPreview {
+    pub fn new(file: &std::path::Path, a: &crate::gc::Analysis) -> PolicyPreview {
+        let mut repositories: Vec<RepoPreview> = Vec::new();
+        for e in &a.explain {
+            if repositories
+                .last()
+                .is_none_or(|r| r.repository != e.repository)
+            {
+                repositories.push(RepoPreview {
+                    repository: e.repository.clone(),
+                    tags: 0,
+                    in_scope: 0,
+                    delete: 0,
+                    keep: 0,
+                });
+            }
+            let Some(r) = repositories.last_mut() else {
+                continue;
+            };
+            r.tags += 1;
+            r.in_scope += usize::from(!e.rules.is_empty());
+            if e.delete {
+                r.delete += 1;
+            } else {
+                r.keep += 1;
+            }
+        }
+        PolicyPreview {
+            schema: "regsweep/policy-check/v1",
+            file: file.to_path_buf(),
+            root: a.layout.v2.clone(),
+            tags_deleted: repositories.iter().map(|r| r.delete).sum(),
+            repositories,
+            refused: a.plan.refused.clone(),
+            explain: a.explain.clone(),
+        }
+    }
+
+    pub fn to_text(&self, explain: bool) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "{}: valid; preview on {}",
+            self.file.display(),
+            self.root.display()
+        );
+        let width = self
+            .repositories
+            .iter()
+            .map(|r| r.repository.len())
+            .max()
+            .unwrap_or(10)
+            .max(10);
+        let _ = writeln!(
+            o,
+            "  {:<width$}  {:>6}  {:>8}  {:>6}  {:>6}",
+            "repository", "tags", "in scope", "delete", "keep"
+        );
+        for r in &self.repositories {
+            let _ = writeln!(
+                o,
+                "  {:<width$}  {:>6}  {:>8}  {:>6}  {:>6}",
+                r.repository, r.tags, r.in_scope, r.delete, r.keep
+            );
+        }
+        let _ = writeln!(o, "  {} tags would be deleted", self.tags_deleted);
+        for r in &self.refused {
+            let _ = writeln!(o, "  refused: {r}");
+        }
+        if !self.refused.is_empty() {
+            let _ = writeln!(
+                o,
+                "  gc would refuse this policy here (--force applies it anyway)"
+            );
+        }
+        if explain {
+            o.push_str(&explain_text(&self.explain));
+        }
+        o
     }
 }

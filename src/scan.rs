@@ -9,6 +9,7 @@ use crate::model::{
 };
 use crate::progress::Progress;
 use rayon::prelude::*;
+use std::collections::HashMap;
 use std::fs::{self, Metadata};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -496,4 +497,34 @@ fn read_manifest(path: &Path) -> std::result::Result<Vec<u8>, String> {
         return Err(format!("{} bytes: too large to be a manifest", meta.len()));
     }
     fs::read(path).map_err(|e| format!("cannot read manifest blob: {e}"))
+}
+
+/// Reads the `created` time of the image config of every manifest that a tag names, for
+/// policies that count age from it. Manifests without a config (indexes) have none.
+pub fn load_created(layout: &Layout, manifests: &Manifests) -> HashMap<Digest, Time> {
+    let paths = Paths::new(layout.v2.clone());
+    let mut wanted: Vec<(Digest, Digest)> = layout
+        .repos
+        .iter()
+        .flat_map(|r| r.tags.iter().filter_map(|t| t.current))
+        .filter_map(|c| match manifests.get(&c.digest) {
+            Some(Ok(m)) => m.config.map(|cfg| (c.digest, cfg)),
+            _ => None,
+        })
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    wanted
+        .par_iter()
+        .filter_map(|(m, cfg)| {
+            let path = paths.blob_data(cfg);
+            let meta = fs::symlink_metadata(&path).ok()?;
+            // Configs are small; a huge "config" is not one worth reading for a date.
+            if !meta.is_file() || meta.len() > MAX_MANIFEST_BYTES {
+                return None;
+            }
+            let bytes = fs::read(&path).ok()?;
+            manifest::parse_created(&bytes).map(|t| (*m, t))
+        })
+        .collect()
 }

@@ -359,6 +359,9 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
         format: Format::Json,
         jobs: Some(1),
         progress: false,
+        policy: None,
+        explain: false,
+        force: false,
     };
     let now = chrono::Utc::now().timestamp();
     let hidden = regsweep::progress::Progress::hidden();
