@@ -31,13 +31,11 @@ impl Version {
             None => (t, None),
         };
         let mut parts = [0u64; 3];
-        let mut n = 0;
-        for p in core.split('.') {
+        for (n, p) in core.split('.').enumerate() {
             if n == 3 || !numeric(p) {
                 return None;
             }
             parts[n] = p.parse().ok()?;
-            n += 1;
         }
         let pre = match pre {
             None => Vec::new(),
