@@ -1,6 +1,7 @@
 //! Integration tests: regsweep against layouts written by the real registry.
 
 mod fixture;
+mod retention;
 mod testenv;
 mod world;
 
