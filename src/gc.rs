@@ -130,7 +130,11 @@ pub fn run(cfg: &GcConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(GcReport
             .is_some_and(|o| !o.failures.is_empty() || o.interrupted)
     {
         exit::ERROR
-    } else if !plan.findings.is_empty() {
+    } else if plan
+        .findings
+        .iter()
+        .any(|f| f.severity != crate::model::Severity::Notice)
+    {
         exit::DAMAGE
     } else {
         exit::OK

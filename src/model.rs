@@ -16,6 +16,8 @@ pub struct Blob {
     pub size: u64,
     /// mtime of `data`.
     pub mtime: Time,
+    /// Bytes allocated on disk (sparse files take less than their size).
+    pub allocated: u64,
 }
 
 /// A link file: the digest it names and when it was written.
@@ -68,6 +70,8 @@ pub enum Severity {
     Blocking,
     /// Damage a user should know about, but that cannot make gc delete something needed.
     Damage,
+    /// A leftover or an entry foreign to the layout: worth knowing, harmless, left alone.
+    Notice,
 }
 
 /// Something wrong in the layout, with the path where it was seen.

@@ -385,12 +385,14 @@ mod tests {
                 digest: dg(n),
                 size: n as u64,
                 mtime: 0,
+                allocated: 4096,
             })
             .collect();
         blobs.push(Blob {
             digest: dg(6),
             size: 6,
             mtime: 9999,
+            allocated: 4096,
         });
         blobs.sort_by_key(|b| b.digest);
         (

@@ -43,7 +43,8 @@ pub struct Options {
 pub struct ErrorEntry {
     pub path: PathBuf,
     pub message: String,
-    /// `blocking` (hides references), `damage`, or `sweep` (a removal that failed).
+    /// `blocking` (hides references), `damage`, `notice` (foreign or leftover, harmless),
+    /// or `sweep` (a removal that failed).
     pub kind: &'static str,
 }
 
@@ -94,6 +95,7 @@ impl GcReport {
                 kind: match f.severity {
                     Severity::Blocking => "blocking",
                     Severity::Damage => "damage",
+                    Severity::Notice => "notice",
                 },
             })
             .collect();
@@ -207,7 +209,11 @@ impl GcReport {
                 s.kept_by_grace, self.options.grace
             );
         }
-        let damage = self.errors.iter().filter(|e| e.kind != "sweep").count();
+        let damage = self
+            .errors
+            .iter()
+            .filter(|e| e.kind == "blocking" || e.kind == "damage")
+            .count();
         let _ = writeln!(
             o,
             "  damage         {}",
@@ -217,6 +223,13 @@ impl GcReport {
                 format!("{damage} findings (listed below)")
             }
         );
+        let notices = self.errors.iter().filter(|e| e.kind == "notice").count();
+        if notices > 0 {
+            let _ = writeln!(
+                o,
+                "  notices        {notices} foreign or leftover entries, left alone (listed below)"
+            );
+        }
         if s.sweep_failures > 0 {
             let _ = writeln!(
                 o,

@@ -86,7 +86,7 @@ fn list(dir: &Path, findings: &Findings, repo: Option<&str>) -> Vec<(String, Pat
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
             findings.add(
                 &path,
-                Severity::Damage,
+                Severity::Notice,
                 repo,
                 "name is not UTF-8; left alone",
             );
@@ -174,7 +174,7 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobsA
         if name != "sha256" {
             findings.add(
                 path,
-                Severity::Damage,
+                Severity::Notice,
                 None,
                 "not a sha256 blob folder; left alone",
             );
@@ -195,7 +195,7 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobsA
             {
                 findings.add(
                     path,
-                    Severity::Damage,
+                    Severity::Notice,
                     None,
                     "not a blob prefix folder; left alone",
                 );
@@ -208,7 +208,7 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobsA
                     _ => {
                         findings.add(
                             dir,
-                            Severity::Damage,
+                            Severity::Notice,
                             None,
                             "not a blob folder (expected a folder named by its sha256); left alone",
                         );
@@ -221,6 +221,7 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobsA
                         digest,
                         size: m.len(),
                         mtime: mtime(&m),
+                        allocated: std::os::unix::fs::MetadataExt::blocks(&m) * 512,
                     }),
                     Ok(_) => findings.add(
                         &data,
@@ -256,7 +257,7 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobsA
 /// Finds repository folders (those with `_manifests`), then reads each in parallel.
 fn scan_repositories(paths: &Paths, findings: &Findings) -> Vec<Repo> {
     let mut found = Vec::new();
-    discover(&paths.repositories(), "", findings, &mut found);
+    discover(&paths.repositories(), "", false, findings, &mut found);
     let mut repos: Vec<Repo> = found
         .into_par_iter()
         .map(|(name, dir)| scan_repo(name, &dir, findings))
@@ -265,9 +266,27 @@ fn scan_repositories(paths: &Paths, findings: &Findings) -> Vec<Repo> {
     repos
 }
 
-fn discover(dir: &Path, prefix: &str, findings: &Findings, out: &mut Vec<(String, PathBuf)>) {
+/// Walks the repository tree; returns whether any repository lies at or below `dir`.
+/// Folders holding no repository are reported once, at their top.
+fn discover(
+    dir: &Path,
+    prefix: &str,
+    is_repo: bool,
+    findings: &Findings,
+    out: &mut Vec<(String, PathBuf)>,
+) -> bool {
+    let mut found = is_repo;
+    let mut empty = Vec::new();
     for (name, path, meta) in list(dir, findings, None) {
         if name.starts_with('_') {
+            if !(is_repo && matches!(name.as_str(), "_manifests" | "_layers" | "_uploads")) {
+                findings.add(
+                    &path,
+                    Severity::Notice,
+                    None,
+                    "does not belong to the layout (`_` names are the registry's own); left alone",
+                );
+            }
             continue;
         }
         if meta.file_type().is_symlink() {
@@ -280,6 +299,12 @@ fn discover(dir: &Path, prefix: &str, findings: &Findings, out: &mut Vec<(String
             continue;
         }
         if !meta.is_dir() {
+            findings.add(
+                &path,
+                Severity::Notice,
+                None,
+                "a file among repositories does not belong to the layout; left alone",
+            );
             continue;
         }
         let full = if prefix.is_empty() {
@@ -290,18 +315,34 @@ fn discover(dir: &Path, prefix: &str, findings: &Findings, out: &mut Vec<(String
         if !layout::valid_repo_component(&name) {
             findings.add(
                 &path,
-                Severity::Damage,
+                Severity::Notice,
                 None,
                 "not a valid repository name component; left alone",
             );
             continue;
         }
-        if path.join("_manifests").is_dir() {
+        let child_is_repo = path.join("_manifests").is_dir();
+        if child_is_repo {
             out.push((full.clone(), path.clone()));
         }
         // Repositories nest: `acme` and `acme/app` can both exist.
-        discover(&path, &full, findings, out);
+        if discover(&path, &full, child_is_repo, findings, out) {
+            found = true;
+        } else {
+            empty.push(path);
+        }
     }
+    if found || prefix.is_empty() {
+        for path in empty {
+            findings.add(
+                &path,
+                Severity::Notice,
+                None,
+                "folder holds no repository (a leftover of a deleted one)",
+            );
+        }
+    }
+    found
 }
 
 fn scan_repo(name: String, dir: &Path, findings: &Findings) -> Repo {
@@ -317,7 +358,7 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings) -> Repo {
         let Some(folder_digest) = Digest::from_hex(&hex).filter(|_| meta.is_dir()) else {
             findings.add(
                 &path,
-                Severity::Damage,
+                Severity::Notice,
                 r,
                 "not a revision folder; left alone",
             );
@@ -353,13 +394,13 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings) -> Repo {
 
     for (tag, path, meta) in list(&manifests.join("tags"), findings, r) {
         if !meta.is_dir() {
-            findings.add(&path, Severity::Damage, r, "not a tag folder; left alone");
+            findings.add(&path, Severity::Notice, r, "not a tag folder; left alone");
             continue;
         }
         if !layout::valid_tag(&tag) {
             findings.add(
                 &path,
-                Severity::Damage,
+                Severity::Notice,
                 r,
                 "not a valid tag name; kept, never deleted",
             );
@@ -398,7 +439,7 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings) -> Repo {
         let Some(digest) = Digest::from_hex(&hex).filter(|_| meta.is_dir()) else {
             findings.add(
                 &path,
-                Severity::Damage,
+                Severity::Notice,
                 r,
                 "not a layer link folder; left alone",
             );
