@@ -25,9 +25,105 @@ pub enum Command {
     /// Drop-in for `registry garbage-collect CONFIG.yml`: the same arguments, regsweep's safety.
     #[command(name = "garbage-collect")]
     GarbageCollect(DropInArgs),
+    /// Where the disk went: sizes per repository or tag, and what gc would free.
+    Du(DuArgs),
+    /// Find damage and leftovers, changing nothing.
+    Check(CheckArgs),
     /// Retention policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+}
+
+/// Where the storage root comes from.
+#[derive(Debug, Args)]
+pub struct RootArgs {
+    /// The registry's storage root (its `rootdirectory`).
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "config",
+        required_unless_present = "config"
+    )]
+    pub root: Option<PathBuf>,
+    /// The registry's config file; its storage.filesystem.rootdirectory is the root.
+    #[arg(long, value_name = "REGISTRY_CONFIG.yml")]
+    pub config: Option<PathBuf>,
+}
+
+impl RootArgs {
+    fn resolve(self) -> Result<PathBuf, Error> {
+        match (self.root, self.config) {
+            (Some(r), None) => Ok(r),
+            (None, Some(c)) => {
+                config::root_from_registry_config(&c, std::env::var(config::ROOT_ENV).ok())
+            }
+            _ => Err(Error::Usage(
+                "give exactly one of --root DIR or --config FILE".into(),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DuFormatArg {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DuSortArg {
+    Bytes,
+    Exclusive,
+    Name,
+}
+
+#[derive(Debug, Args)]
+pub struct DuArgs {
+    #[command(flatten)]
+    pub root: RootArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: DuFormatArg,
+    /// Show the N largest (the rest summed in one row); default 20 in a table, all otherwise.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Order of rows.
+    #[arg(long, value_enum, default_value = "bytes")]
+    pub sort: DuSortArg,
+    /// Also say what this retention policy would free (with --delete-untagged).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// `--by tag REPO`: one row per tag of REPO, with its size and its exclusive bytes.
+    #[arg(long, num_args = 2, value_names = ["tag", "REPO"])]
+    pub by: Option<Vec<String>>,
+    /// The grace gc would run with, for the reclaimable figures.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub grace: String,
+    /// Write Prometheus metrics to FILE (for node_exporter's textfile collector).
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub root: RootArgs,
+    /// Hash every blob and compare it with its name.
+    #[arg(long)]
+    pub verify_digests: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: FormatArg,
+    /// Write Prometheus metrics to FILE (for node_exporter's textfile collector).
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,17 +158,8 @@ pub enum FormatArg {
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
-    /// The registry's storage root (its `rootdirectory`).
-    #[arg(
-        long,
-        value_name = "DIR",
-        conflicts_with = "config",
-        required_unless_present = "config"
-    )]
-    pub root: Option<PathBuf>,
-    /// The registry's config file; its storage.filesystem.rootdirectory is the root.
-    #[arg(long, value_name = "REGISTRY_CONFIG.yml")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub root: RootArgs,
     /// Report what would be deleted; delete nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
@@ -109,6 +196,9 @@ pub struct GcArgs {
     /// With --policy: apply it even where its safety net refuses.
     #[arg(long, requires = "policy")]
     pub force: bool,
+    /// Write Prometheus metrics to FILE (for node_exporter's textfile collector).
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -140,17 +230,7 @@ impl GcArgs {
         if self.jobs == Some(0) {
             return Err(Error::Usage("-j/--jobs: must be at least 1".into()));
         }
-        let root = match (self.root, self.config) {
-            (Some(r), None) => r,
-            (None, Some(c)) => {
-                config::root_from_registry_config(&c, std::env::var(config::ROOT_ENV).ok())?
-            }
-            _ => {
-                return Err(Error::Usage(
-                    "give exactly one of --root DIR or --config FILE".into(),
-                ));
-            }
-        };
+        let root = self.root.resolve()?;
         let report = match self.report.as_deref() {
             Some("-") => Some(ReportTarget::Stdout),
             Some("") => return Err(Error::Usage("--report: empty file name".into())),
@@ -166,6 +246,7 @@ impl GcArgs {
             policy,
             explain: self.explain,
             force: self.force,
+            metrics: self.metrics,
             root,
             dry_run: self.dry_run,
             delete_untagged: self.delete_untagged,
@@ -187,8 +268,10 @@ impl DropInArgs {
     /// The reference command's meaning, with regsweep's defaults (grace 1h, damage stops sweeping).
     pub fn into_gc(self) -> GcArgs {
         GcArgs {
-            root: None,
-            config: Some(self.config),
+            root: RootArgs {
+                root: None,
+                config: Some(self.config),
+            },
             dry_run: self.dry_run,
             delete_untagged: self.delete_untagged,
             grace: "1h".into(),
@@ -201,6 +284,7 @@ impl DropInArgs {
             policy: None,
             explain: false,
             force: false,
+            metrics: None,
         }
     }
 }
@@ -252,6 +336,8 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Gc(a) => a,
         Command::GarbageCollect(a) => a.into_gc(),
         Command::Policy(PolicyCommand::Check(a)) => return policy_check(a),
+        Command::Du(a) => return du(a),
+        Command::Check(a) => return check(a),
     };
     let cfg = args.validate()?;
     let pool = rayon::ThreadPoolBuilder::new()
@@ -297,8 +383,10 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<i32> {
         return Ok(exit::OK);
     }
     let args = GcArgs {
-        root: a.root,
-        config: a.config,
+        root: RootArgs {
+            root: a.root,
+            config: a.config,
+        },
         dry_run: true,
         delete_untagged: false,
         grace: "0".into(),
@@ -311,6 +399,7 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<i32> {
         policy: None,
         explain: false,
         force: false,
+        metrics: None,
     };
     let mut cfg = args.validate()?;
     cfg.root = cfg
@@ -335,4 +424,71 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<i32> {
     } else {
         exit::ERROR
     })
+}
+
+fn print(out: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not worth an error.
+    let _ = stdout
+        .write_all(out.as_bytes())
+        .and_then(|_| stdout.flush());
+}
+
+fn du(a: DuArgs) -> anyhow::Result<i32> {
+    let grace = duration::parse(&a.grace).map_err(|e| Error::Usage(format!("--grace: {e}")))?;
+    let by_tag = match a.by.as_deref() {
+        None => None,
+        Some([kind, repo]) if kind == "tag" => Some(repo.clone()),
+        Some(other) => {
+            return Err(
+                Error::Usage(format!("--by: expected `--by tag REPO`, got {other:?}")).into(),
+            );
+        }
+    };
+    if a.top == Some(0) {
+        return Err(Error::Usage("--top: must be at least 1".into()).into());
+    }
+    let policy = match &a.policy {
+        Some(p) => Some(Policy::load(p)?),
+        None => None,
+    };
+    let cfg = crate::du::DuConfig {
+        root: a.root.resolve()?,
+        format: match a.format {
+            DuFormatArg::Table => crate::du::DuFormat::Table,
+            DuFormatArg::Json => crate::du::DuFormat::Json,
+            DuFormatArg::Csv => crate::du::DuFormat::Csv,
+        },
+        top: a.top,
+        sort: match a.sort {
+            DuSortArg::Bytes => crate::du::DuSort::Bytes,
+            DuSortArg::Exclusive => crate::du::DuSort::Exclusive,
+            DuSortArg::Name => crate::du::DuSort::Name,
+        },
+        policy,
+        by_tag,
+        grace,
+        metrics: a.metrics,
+        progress: !a.quiet,
+    };
+    let (out, code) = crate::du::run(&cfg)?;
+    print(&out);
+    Ok(code)
+}
+
+fn check(a: CheckArgs) -> anyhow::Result<i32> {
+    let cfg = crate::check::CheckConfig {
+        root: a.root.resolve()?,
+        verify_digests: a.verify_digests,
+        format: match a.format {
+            FormatArg::Text => Format::Text,
+            FormatArg::Json => Format::Json,
+        },
+        metrics: a.metrics,
+        progress: !a.quiet,
+    };
+    let (out, code) = crate::check::run(&cfg)?;
+    print(&out);
+    Ok(code)
 }

@@ -40,6 +40,8 @@ pub struct GcConfig {
     pub explain: bool,
     /// Apply the policy even where its safety net refuses.
     pub force: bool,
+    /// Prometheus metrics file to write.
+    pub metrics: Option<PathBuf>,
 }
 
 /// The name the registry gives the environment override of its root directory.

@@ -4,7 +4,8 @@ use crate::config::{Format, GcConfig, ReportTarget};
 use crate::error::{Error, Result};
 use crate::layout::Paths;
 use crate::mark::{self, MarkOptions};
-use crate::model::{Layout, Time};
+use crate::metrics::Metrics;
+use crate::model::{Layout, Manifests, Time};
 use crate::plan::{self, Plan, PlanOptions};
 use crate::policy::{self, AgeFrom, Decisions, TagExplain};
 use crate::progress::Progress;
@@ -12,11 +13,13 @@ use crate::report::{self, GcReport};
 use crate::{duration, exit, scan, sweep};
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::Path;
 use std::time::Instant;
 
 /// What gc decided, before anything is deleted.
 pub struct Analysis {
     pub layout: Layout,
+    pub manifests: Manifests,
     pub plan: Plan,
     /// Every tag decision with its reasons, when a policy was given.
     pub explain: Vec<TagExplain>,
@@ -24,22 +27,44 @@ pub struct Analysis {
 
 /// Scans and plans: everything gc does short of deleting.
 pub fn analyse(cfg: &GcConfig, now: Time, progress: &Progress) -> Result<Analysis> {
-    let layout = scan::scan(&cfg.root, progress)?;
+    let (layout, manifests) = load(&cfg.root, progress)?;
+    let (plan, explain) = decide(cfg, &layout, &manifests, now);
+    Ok(Analysis {
+        layout,
+        manifests,
+        plan,
+        explain,
+    })
+}
+
+/// The scan stages: the layout and every manifest its links name.
+pub fn load(root: &Path, progress: &Progress) -> Result<(Layout, Manifests)> {
+    let layout = scan::scan(root, progress)?;
     tracing::info!(
         blobs = layout.blobs.len(),
         repositories = layout.repos.len(),
         "scanned"
     );
     let manifests = scan::load_manifests(&layout, progress);
+    Ok((layout, manifests))
+}
+
+/// The pure stages: policy, mark and plan, for one set of options.
+pub fn decide(
+    cfg: &GcConfig,
+    layout: &Layout,
+    manifests: &Manifests,
+    now: Time,
+) -> (Plan, Vec<TagExplain>) {
     let (decisions, explain, refused) = match &cfg.policy {
-        None => (Decisions::keep_all(&layout), Vec::new(), Vec::new()),
+        None => (Decisions::keep_all(layout), Vec::new(), Vec::new()),
         Some(policy) => {
             let created = if policy.age_from == AgeFrom::Created {
-                scan::load_created(&layout, &manifests)
+                scan::load_created(layout, manifests)
             } else {
                 Default::default()
             };
-            let ev = policy::evaluate(policy, &layout, &manifests, &created, now);
+            let ev = policy::evaluate(policy, layout, manifests, &created, now);
             (ev.decisions, ev.explain, ev.refusals)
         }
     };
@@ -50,8 +75,8 @@ pub fn analyse(cfg: &GcConfig, now: Time, progress: &Progress) -> Result<Analysi
         now.saturating_sub(cfg.grace.as_secs() as i64)
     };
     let marks = mark::mark(
-        &layout,
-        &manifests,
+        layout,
+        manifests,
         &decisions,
         MarkOptions {
             delete_untagged: cfg.delete_untagged,
@@ -59,8 +84,8 @@ pub fn analyse(cfg: &GcConfig, now: Time, progress: &Progress) -> Result<Analysi
         },
     );
     let plan = plan::plan(
-        &layout,
-        &manifests,
+        layout,
+        manifests,
         &decisions,
         &marks,
         PlanOptions {
@@ -84,11 +109,7 @@ pub fn analyse(cfg: &GcConfig, now: Time, progress: &Progress) -> Result<Analysi
             .flatten();
     }
     plan.refused = refused;
-    Ok(Analysis {
-        layout,
-        plan,
-        explain,
-    })
+    (plan, explain)
 }
 
 /// Runs gc and returns the report with the exit code it calls for.
@@ -112,6 +133,7 @@ pub fn run(cfg: &GcConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(GcReport
         layout,
         plan,
         explain,
+        ..
     } = analyse(cfg, started_at.timestamp(), &progress)?;
     let refused = !plan.refused.is_empty() && !cfg.force;
     let outcome = if cfg.dry_run || refused || plan.is_empty() {
@@ -156,6 +178,9 @@ pub fn run(cfg: &GcConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(GcReport
     if cfg.explain {
         report.explain = Some(explain);
     }
+    if let Some(path) = &cfg.metrics {
+        metrics(&report, started_at.timestamp()).write(path)?;
+    }
     Ok((report, code))
 }
 
@@ -185,4 +210,64 @@ pub fn write_report(cfg: &GcConfig, report: &GcReport) -> Result<()> {
             std::fs::rename(&tmp, path).map_err(err)
         }
     }
+}
+
+fn metrics(r: &GcReport, started_at: i64) -> Metrics {
+    let mut m = Metrics::new("gc");
+    let damage = r
+        .errors
+        .iter()
+        .filter(|e| e.kind == "blocking" || e.kind == "damage")
+        .count();
+    let notices = r.errors.iter().filter(|e| e.kind == "notice").count();
+    m.run(started_at, r.duration_seconds, damage, notices);
+    let s = &r.summary;
+    let verb = "Items deleted (planned, on a dry run).";
+    for (kind, n) in [
+        ("tags", s.tags_deleted),
+        ("manifests", s.manifests_deleted),
+        ("layer_links", s.layer_links_deleted),
+        ("blobs", s.blobs_deleted),
+        ("uploads", s.uploads_deleted),
+    ] {
+        m.gauge("deleted", verb, &[("kind", kind)], n as f64);
+    }
+    m.gauge(
+        "bytes_freed",
+        "Blob bytes deleted (planned, on a dry run).",
+        &[],
+        s.bytes_freed as f64,
+    );
+    m.gauge(
+        "kept_by_grace",
+        "Items kept only by the grace period.",
+        &[],
+        s.kept_by_grace as f64,
+    );
+    m.gauge("store_blobs", "Blobs in the store.", &[], s.blobs as f64);
+    m.gauge(
+        "store_bytes",
+        "Apparent bytes of every blob in the store.",
+        &[],
+        s.bytes as f64,
+    );
+    m.gauge(
+        "dry_run",
+        "1 when the run deleted nothing by request.",
+        &[],
+        f64::from(u8::from(r.dry_run)),
+    );
+    m.gauge(
+        "sweep_failures",
+        "Removals that failed.",
+        &[],
+        s.sweep_failures as f64,
+    );
+    m.gauge(
+        "refused",
+        "1 when the policy's safety net refused the run.",
+        &[],
+        f64::from(u8::from(r.refused_by_safety_net)),
+    );
+    m
 }

@@ -4,15 +4,19 @@
 //! -> [`policy`] (tag decisions) -> [`mark`] (reachability) -> [`plan`] (what goes)
 //! -> [`sweep`] or [`report`]. Only `scan` and `sweep` touch the disk.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod digest;
+pub mod du;
 pub mod duration;
 pub mod error;
 pub mod gc;
+pub mod integrity;
 pub mod layout;
 pub mod manifest;
 pub mod mark;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod policy;
@@ -21,6 +25,7 @@ pub mod report;
 pub mod scan;
 pub mod semver;
 pub mod sweep;
+pub mod usage;
 
 pub use digest::Digest;
 pub use error::{Error, Result};

@@ -20,6 +20,22 @@ impl Progress {
         Progress { enabled: false }
     }
 
+    /// A bar counting bytes, with a rate.
+    pub fn bytes_bar(&self, label: &'static str, len: u64) -> ProgressBar {
+        if !self.enabled {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(
+            "{prefix:>18} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(label);
+        bar
+    }
+
     pub fn bar(&self, label: &'static str, len: u64) -> ProgressBar {
         if !self.enabled {
             return ProgressBar::hidden();

@@ -136,6 +136,17 @@ fn read_link(path: &Path) -> std::result::Result<Link, String> {
 /// Scans the storage root. Fails only when the root is not a registry layout at all;
 /// everything wrong inside it becomes a finding.
 pub fn scan(root: &Path, progress: &Progress) -> Result<Layout> {
+    scan_with(root, ScanOptions::default(), progress)
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanOptions {
+    /// Read every layer link and check it names its own folder (gc only needs the folder).
+    pub verify_links: bool,
+}
+
+/// `scan`, with options.
+pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<Layout> {
     let meta = fs::metadata(root).map_err(|e| Error::io(root, e))?;
     if !meta.is_dir() {
         return Err(Error::NotARegistry {
@@ -150,7 +161,7 @@ pub fn scan(root: &Path, progress: &Progress) -> Result<Layout> {
 
     let (blobs, repos) = rayon::join(
         || scan_blobs(&paths, &findings, progress),
-        || scan_repositories(&paths, &findings),
+        || scan_repositories(&paths, &findings, opts),
     );
     let (mut blobs, empty_blob_dirs) = blobs;
     blobs.par_sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
@@ -255,12 +266,12 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobsA
 }
 
 /// Finds repository folders (those with `_manifests`), then reads each in parallel.
-fn scan_repositories(paths: &Paths, findings: &Findings) -> Vec<Repo> {
+fn scan_repositories(paths: &Paths, findings: &Findings, opts: ScanOptions) -> Vec<Repo> {
     let mut found = Vec::new();
     discover(&paths.repositories(), "", false, findings, &mut found);
     let mut repos: Vec<Repo> = found
         .into_par_iter()
-        .map(|(name, dir)| scan_repo(name, &dir, findings))
+        .map(|(name, dir)| scan_repo(name, &dir, findings, opts))
         .collect();
     repos.sort_by(|a, b| a.name.cmp(&b.name));
     repos
@@ -345,7 +356,7 @@ fn discover(
     found
 }
 
-fn scan_repo(name: String, dir: &Path, findings: &Findings) -> Repo {
+fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -> Repo {
     let r = Some(name.as_str());
     let mut repo = Repo {
         name: name.clone(),
@@ -445,11 +456,31 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings) -> Repo {
             );
             continue;
         };
-        match fs::symlink_metadata(path.join("link")) {
-            Ok(m) if m.is_file() => repo.layers.push(Link {
-                digest,
-                mtime: mtime(&m),
-            }),
+        let link = path.join("link");
+        match fs::symlink_metadata(&link) {
+            Ok(m) if m.is_file() => {
+                if opts.verify_links {
+                    match read_link(&link) {
+                        Ok(l) if l.digest != digest => findings.add(
+                            &link,
+                            Severity::Damage,
+                            r,
+                            format!("layer link names {} but sits in the folder of {digest}: the registry serves the wrong blob here", l.digest),
+                        ),
+                        Ok(_) => {}
+                        Err(e) => findings.add(
+                            &link,
+                            Severity::Damage,
+                            r,
+                            format!("{e}: the registry cannot serve {digest} from this repository"),
+                        ),
+                    }
+                }
+                repo.layers.push(Link {
+                    digest,
+                    mtime: mtime(&m),
+                })
+            }
             Ok(_) => findings.add(
                 path.join("link"),
                 Severity::Damage,
@@ -568,4 +599,62 @@ pub fn load_created(layout: &Layout, manifests: &Manifests) -> HashMap<Digest, T
             manifest::parse_created(&bytes).map(|t| (*m, t))
         })
         .collect()
+}
+
+/// What `--verify-digests` found, and how fast it read.
+#[derive(Debug, Default)]
+pub struct Verified {
+    pub blobs: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub findings: Vec<Finding>,
+}
+
+/// Hashes every blob in parallel and compares it with its name.
+pub fn verify_digests(layout: &Layout, progress: &Progress) -> Verified {
+    use sha2::{Digest as _, Sha256};
+    let paths = Paths::new(layout.v2.clone());
+    let started = std::time::Instant::now();
+    let bar = progress.bytes_bar("verifying digests", layout.total_bytes());
+    let findings = Findings::default();
+    let bytes = std::sync::atomic::AtomicU64::new(0);
+    layout.blobs.par_iter().for_each_init(
+        || vec![0u8; 1 << 20],
+        |buf, blob| {
+            let path = paths.blob_data(&blob.digest);
+            let mut hasher = Sha256::new();
+            let result = fs::File::open(&path).and_then(|mut f| loop {
+                let n = f.read(buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                hasher.update(&buf[..n]);
+                bar.inc(n as u64);
+                bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            });
+            match result {
+                Err(e) => findings.add(&path, Severity::Damage, None, format!("cannot read blob: {e}")),
+                Ok(()) => {
+                    let got = Digest(hasher.finalize().into());
+                    if got != blob.digest {
+                        findings.add(
+                            &path,
+                            Severity::Damage,
+                            None,
+                            format!("content hashes to {got}, not to its name: pulls of it fail verification"),
+                        );
+                    }
+                }
+            }
+        },
+    );
+    bar.finish();
+    let mut findings = findings.into_vec();
+    findings.sort_by(|a, b| a.path.cmp(&b.path));
+    Verified {
+        blobs: layout.blobs.len() as u64,
+        bytes: bytes.into_inner(),
+        seconds: started.elapsed().as_secs_f64(),
+        findings,
+    }
 }

@@ -362,6 +362,7 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
         policy: None,
         explain: false,
         force: false,
+        metrics: None,
     };
     let now = chrono::Utc::now().timestamp();
     let hidden = regsweep::progress::Progress::hidden();

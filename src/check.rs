@@ -1,0 +1,189 @@
+//! The check command: everything wrong or left over in a layout, changing nothing.
+
+use crate::config::{Format, GcConfig};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::model::{Finding, Severity};
+use crate::progress::Progress;
+use crate::report::human_bytes;
+use crate::scan::{self, ScanOptions};
+use crate::{exit, gc, integrity};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    pub root: PathBuf,
+    pub verify_digests: bool,
+    pub format: Format,
+    pub metrics: Option<PathBuf>,
+    pub progress: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Verify {
+    pub blobs: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub bytes_per_second: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub schema: &'static str,
+    pub root: PathBuf,
+    pub repositories: usize,
+    pub tags: usize,
+    pub manifests: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+    /// Blocking and damage findings: what breaks pulls or hides references.
+    pub damage: usize,
+    /// Leftovers and foreign entries.
+    pub notices: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verify>,
+    pub findings: Vec<Finding>,
+}
+
+/// Runs check; the rendered output and the exit code (0 clean, 3 damage found).
+pub fn run(cfg: &CheckConfig) -> Result<(String, i32)> {
+    let started = Instant::now();
+    let now = chrono::Utc::now().timestamp();
+    let progress = if cfg.progress {
+        Progress::new(false)
+    } else {
+        Progress::hidden()
+    };
+    let root = cfg
+        .root
+        .canonicalize()
+        .map_err(|e| Error::io(&cfg.root, e))?;
+    let layout = scan::scan_with(&root, ScanOptions { verify_links: true }, &progress)?;
+    let manifests = scan::load_manifests(&layout, &progress);
+    // The plan's findings are the scan's plus every manifest that cannot be read.
+    let gc_cfg = GcConfig {
+        root: root.clone(),
+        dry_run: true,
+        delete_untagged: false,
+        grace: Duration::ZERO,
+        allow_damage: false,
+        purge_uploads: None,
+        report: None,
+        format: Format::Json,
+        jobs: None,
+        progress: false,
+        policy: None,
+        explain: false,
+        force: false,
+        metrics: None,
+    };
+    let (plan, _) = gc::decide(&gc_cfg, &layout, &manifests, now);
+    let mut findings = plan.findings;
+    findings.extend(integrity::check(&layout, &manifests, now));
+    let verify = cfg.verify_digests.then(|| {
+        let v = scan::verify_digests(&layout, &progress);
+        findings.extend(v.findings);
+        Verify {
+            blobs: v.blobs,
+            bytes: v.bytes,
+            seconds: v.seconds,
+            bytes_per_second: if v.seconds > 0.0 {
+                v.bytes as f64 / v.seconds
+            } else {
+                0.0
+            },
+        }
+    });
+    findings.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
+    let damage = findings
+        .iter()
+        .filter(|f| f.severity != Severity::Notice)
+        .count();
+    let report = CheckReport {
+        schema: "regsweep/check-report/v1",
+        root,
+        repositories: layout.repos.len(),
+        tags: layout.repos.iter().map(|r| r.tags.len()).sum(),
+        manifests: layout.repos.iter().map(|r| r.revisions.len()).sum(),
+        blobs: layout.blobs.len(),
+        bytes: layout.total_bytes(),
+        damage,
+        notices: findings.len() - damage,
+        verify,
+        findings,
+    };
+    if let Some(path) = &cfg.metrics {
+        let mut m = Metrics::new("check");
+        m.run(
+            now,
+            started.elapsed().as_secs_f64(),
+            report.damage,
+            report.notices,
+        );
+        if let Some(v) = &report.verify {
+            m.gauge(
+                "verify_bytes_per_second",
+                "Read rate of --verify-digests.",
+                &[],
+                v.bytes_per_second,
+            );
+        }
+        m.write(path)?;
+    }
+    let out = match cfg.format {
+        Format::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
+        Format::Text => text(&report),
+    };
+    Ok((out, if damage > 0 { exit::DAMAGE } else { exit::OK }))
+}
+
+fn text(r: &CheckReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "regsweep check on {}", r.root.display());
+    let _ = writeln!(
+        o,
+        "  scanned   {} repositories, {} tags, {} manifests, {} blobs ({})",
+        r.repositories,
+        r.tags,
+        r.manifests,
+        r.blobs,
+        human_bytes(r.bytes)
+    );
+    let _ = writeln!(
+        o,
+        "  damage    {}",
+        if r.damage == 0 {
+            "none found".to_string()
+        } else {
+            format!("{} findings", r.damage)
+        }
+    );
+    let _ = writeln!(o, "  notices   {} leftover or foreign entries", r.notices);
+    if let Some(v) = &r.verify {
+        let _ = writeln!(
+            o,
+            "  verified  {} blobs, {} in {:.2}s ({}/s)",
+            v.blobs,
+            human_bytes(v.bytes),
+            v.seconds,
+            human_bytes(v.bytes_per_second as u64)
+        );
+    }
+    for (title, want) in [("damage", false), ("notices", true)] {
+        let list: Vec<&Finding> = r
+            .findings
+            .iter()
+            .filter(|f| (f.severity == Severity::Notice) == want)
+            .collect();
+        if !list.is_empty() {
+            let _ = writeln!(o, "\n{title}:");
+            for f in list {
+                let _ = writeln!(o, "  {}: {}", f.path.display(), f.message);
+            }
+        }
+    }
+    o
+}

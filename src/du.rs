@@ -1,0 +1,444 @@
+//! The du command: one scan, then sizes per repository or per tag, and what gc would free.
+
+use crate::config::GcConfig;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::model::Severity;
+use crate::policy::Policy;
+use crate::progress::Progress;
+use crate::report::human_bytes;
+use crate::usage::{self, RepoUsage, TagUsage};
+use crate::{exit, gc};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuSort {
+    Bytes,
+    Exclusive,
+    Name,
+}
+
+#[derive(Debug, Clone)]
+pub struct DuConfig {
+    pub root: PathBuf,
+    pub format: DuFormat,
+    /// Rows to show; the rest are summed in one row. `None`: 20 in a table, all otherwise.
+    pub top: Option<usize>,
+    pub sort: DuSort,
+    pub policy: Option<Policy>,
+    /// Per tag of this repository instead of per repository.
+    pub by_tag: Option<String>,
+    /// The grace gc would run with, for the reclaimable figures.
+    pub grace: Duration,
+    pub metrics: Option<PathBuf>,
+    pub progress: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Totals {
+    pub repositories: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+    pub allocated_bytes: u64,
+    pub reclaimable_bytes: u64,
+    pub reclaimable_untagged_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_reclaimable_bytes: Option<u64>,
+    /// Blobs and manifests gc would keep only because they are younger than the grace.
+    pub kept_by_grace: u64,
+    /// Damage that made gc withhold sweeping: the reclaimable figures are then 0.
+    pub damage_findings: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DuReport {
+    pub schema: &'static str,
+    pub root: PathBuf,
+    pub total: Totals,
+    pub repositories: Vec<RepoUsage>,
+    /// With --by tag: the repository and its tags.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<TagUsage>>,
+    /// Why the policy's safety net would refuse it (the figure assumes --force).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policy_refused: Vec<String>,
+}
+
+/// Runs du; the rendered output and the exit code.
+pub fn run(cfg: &DuConfig) -> Result<(String, i32)> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now().timestamp();
+    let progress = if cfg.progress {
+        Progress::new(false)
+    } else {
+        Progress::hidden()
+    };
+    let root = cfg
+        .root
+        .canonicalize()
+        .map_err(|e| Error::io(&cfg.root, e))?;
+    let (layout, manifests) = gc::load(&root, &progress)?;
+
+    let gc_cfg = |delete_untagged: bool, policy: Option<Policy>| GcConfig {
+        root: root.clone(),
+        dry_run: true,
+        delete_untagged,
+        grace: cfg.grace,
+        allow_damage: false,
+        purge_uploads: None,
+        report: None,
+        format: crate::config::Format::Json,
+        jobs: None,
+        progress: false,
+        policy,
+        explain: false,
+        force: true,
+        metrics: None,
+    };
+    let (plain, _) = gc::decide(&gc_cfg(false, None), &layout, &manifests, started_at);
+    let (untagged, _) = gc::decide(&gc_cfg(true, None), &layout, &manifests, started_at);
+    let by_policy = cfg.policy.as_ref().map(|p| {
+        gc::decide(
+            &gc_cfg(true, Some(p.clone())),
+            &layout,
+            &manifests,
+            started_at,
+        )
+        .0
+    });
+
+    let mut repositories = usage::repositories(&layout, &manifests);
+    let tags = match &cfg.by_tag {
+        Some(name) => Some(usage::tags(&layout, &manifests, name).ok_or_else(|| {
+            Error::Usage(format!(
+                "--by tag {name}: no such repository under {}",
+                root.display()
+            ))
+        })?),
+        None => None,
+    };
+    match cfg.sort {
+        DuSort::Bytes => {
+            repositories.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.name.cmp(&b.name)))
+        }
+        DuSort::Exclusive => repositories.sort_by(|a, b| {
+            b.exclusive_bytes
+                .cmp(&a.exclusive_bytes)
+                .then(a.name.cmp(&b.name))
+        }),
+        DuSort::Name => repositories.sort_by(|a, b| a.name.cmp(&b.name)),
+    }
+    let tags = tags.map(|mut t| {
+        match cfg.sort {
+            DuSort::Bytes => t.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.tag.cmp(&b.tag))),
+            DuSort::Exclusive => t.sort_by(|a, b| {
+                b.exclusive_bytes
+                    .cmp(&a.exclusive_bytes)
+                    .then(a.tag.cmp(&b.tag))
+            }),
+            DuSort::Name => t.sort_by(|a, b| a.tag.cmp(&b.tag)),
+        }
+        t
+    });
+    let damage_findings = plain
+        .findings
+        .iter()
+        .filter(|f| f.severity != Severity::Notice)
+        .count();
+    let report = DuReport {
+        schema: "regsweep/du-report/v1",
+        root: root.clone(),
+        total: Totals {
+            repositories: layout.repos.len(),
+            blobs: layout.blobs.len(),
+            bytes: layout.total_bytes(),
+            allocated_bytes: layout.blobs.iter().map(|b| b.allocated).sum(),
+            reclaimable_bytes: plain.bytes_freed(),
+            reclaimable_untagged_bytes: untagged.bytes_freed(),
+            policy_reclaimable_bytes: by_policy.as_ref().map(|p| p.bytes_freed()),
+            kept_by_grace: untagged.kept_by_grace,
+            damage_findings,
+        },
+        repositories,
+        repository: cfg.by_tag.clone(),
+        tags,
+        policy_refused: by_policy.map(|p| p.refused).unwrap_or_default(),
+    };
+
+    if let Some(path) = &cfg.metrics {
+        let mut m = Metrics::new("du");
+        m.run(
+            started_at,
+            started.elapsed().as_secs_f64(),
+            damage_findings,
+            0,
+        );
+        for r in &report.repositories {
+            let l = [("repository", r.name.as_str())];
+            m.gauge(
+                "repository_bytes",
+                "Apparent bytes of the blobs a repository reaches.",
+                &l,
+                r.bytes as f64,
+            );
+            m.gauge(
+                "repository_exclusive_bytes",
+                "Bytes only this repository reaches.",
+                &l,
+                r.exclusive_bytes as f64,
+            );
+            m.gauge(
+                "repository_untagged_bytes",
+                "Bytes gc --delete-untagged would free of this repository.",
+                &l,
+                r.untagged_bytes as f64,
+            );
+        }
+        let t = &report.total;
+        m.gauge("store_blobs", "Blobs in the store.", &[], t.blobs as f64);
+        m.gauge(
+            "store_bytes",
+            "Apparent bytes of every blob in the store.",
+            &[],
+            t.bytes as f64,
+        );
+        m.gauge(
+            "store_allocated_bytes",
+            "Bytes the store's blobs take on disk.",
+            &[],
+            t.allocated_bytes as f64,
+        );
+        m.gauge(
+            "reclaimable_bytes",
+            "Bytes gc would free now.",
+            &[("mode", "gc")],
+            t.reclaimable_bytes as f64,
+        );
+        m.gauge(
+            "reclaimable_bytes",
+            "Bytes gc would free now.",
+            &[("mode", "delete_untagged")],
+            t.reclaimable_untagged_bytes as f64,
+        );
+        if let Some(p) = t.policy_reclaimable_bytes {
+            m.gauge(
+                "reclaimable_bytes",
+                "Bytes gc would free now.",
+                &[("mode", "policy")],
+                p as f64,
+            );
+        }
+        m.write(path)?;
+    }
+
+    let out = match cfg.format {
+        DuFormat::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
+        DuFormat::Csv => csv(&report, cfg.top),
+        DuFormat::Table => table(
+            &report,
+            cfg.top.unwrap_or(20),
+            cfg.policy.as_ref().map(|p| p.path.clone()),
+        ),
+    };
+    Ok((out, exit::OK))
+}
+
+fn short(d: Option<Digest>) -> String {
+    d.map(|d| d.hex()[..12].to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn csv(r: &DuReport, top: Option<usize>) -> String {
+    let mut o = String::new();
+    let n = top.unwrap_or(usize::MAX);
+    if let Some(tags) = &r.tags {
+        let _ = writeln!(o, "tag,digest,bytes,exclusive_bytes,pushed");
+        for t in tags.iter().take(n) {
+            let pushed = t
+                .pushed
+                .and_then(|p| chrono::DateTime::from_timestamp(p, 0))
+                .map(|p| p.to_rfc3339())
+                .unwrap_or_default();
+            let d = t.digest.map(|d| d.to_string()).unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "{},{d},{},{},{pushed}",
+                csv_field(&t.tag),
+                t.bytes,
+                t.exclusive_bytes
+            );
+        }
+        return o;
+    }
+    let _ = writeln!(
+        o,
+        "repository,tags,manifests,blobs,bytes,exclusive_bytes,shared_bytes,untagged_bytes"
+    );
+    for x in r.repositories.iter().take(n) {
+        let _ = writeln!(
+            o,
+            "{},{},{},{},{},{},{},{}",
+            csv_field(&x.name),
+            x.tags,
+            x.manifests,
+            x.blobs,
+            x.bytes,
+            x.exclusive_bytes,
+            x.shared_bytes,
+            x.untagged_bytes
+        );
+    }
+    o
+}
+
+fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {
+    let mut o = String::new();
+    let t = &r.total;
+    if let (Some(tags), Some(repo)) = (&r.tags, &r.repository) {
+        let w = tags.iter().map(|t| t.tag.len()).max().unwrap_or(3).max(3);
+        let _ = writeln!(o, "{repo}: {} tags", tags.len());
+        let _ = writeln!(
+            o,
+            "{:<w$}  {:<12}  {:>10}  {:>10}  PUSHED",
+            "TAG", "DIGEST", "SIZE", "EXCLUSIVE"
+        );
+        for x in tags.iter().take(top) {
+            let pushed = x
+                .pushed
+                .and_then(|p| chrono::DateTime::from_timestamp(p, 0))
+                .map(|p| p.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                o,
+                "{:<w$}  {:<12}  {:>10}  {:>10}  {pushed}",
+                x.tag,
+                short(x.digest),
+                human_bytes(x.bytes),
+                human_bytes(x.exclusive_bytes)
+            );
+        }
+        if tags.len() > top {
+            let rest = &tags[top..];
+            let _ = writeln!(
+                o,
+                "{:<w$}  {:<12}  {:>10}  {:>10}",
+                format!("({} more)", rest.len()),
+                "",
+                human_bytes(rest.iter().map(|x| x.bytes).sum()),
+                human_bytes(rest.iter().map(|x| x.exclusive_bytes).sum())
+            );
+        }
+        return o;
+    }
+    let w = r
+        .repositories
+        .iter()
+        .map(|x| x.name.len())
+        .max()
+        .unwrap_or(10)
+        .max(10);
+    let _ = writeln!(
+        o,
+        "{:<w$}  {:>6}  {:>9}  {:>7}  {:>10}  {:>10}  {:>10}  {:>10}",
+        "REPOSITORY", "TAGS", "MANIFESTS", "BLOBS", "SIZE", "EXCLUSIVE", "SHARED", "UNTAGGED"
+    );
+    let row = |o: &mut String, name: &str, x: [u64; 7]| {
+        let _ = writeln!(
+            o,
+            "{name:<w$}  {:>6}  {:>9}  {:>7}  {:>10}  {:>10}  {:>10}  {:>10}",
+            x[0],
+            x[1],
+            x[2],
+            human_bytes(x[3]),
+            human_bytes(x[4]),
+            human_bytes(x[5]),
+            human_bytes(x[6])
+        );
+    };
+    let cols = |x: &RepoUsage| {
+        [
+            x.tags as u64,
+            x.manifests as u64,
+            x.blobs as u64,
+            x.bytes,
+            x.exclusive_bytes,
+            x.shared_bytes,
+            x.untagged_bytes,
+        ]
+    };
+    for x in r.repositories.iter().take(top) {
+        row(&mut o, &x.name, cols(x));
+    }
+    if r.repositories.len() > top {
+        let rest = &r.repositories[top..];
+        let mut sum = [0u64; 7];
+        for x in rest {
+            for (s, v) in sum.iter_mut().zip(cols(x)) {
+                *s += v;
+            }
+        }
+        row(&mut o, &format!("({} more)", rest.len()), sum);
+    }
+    let _ = writeln!(
+        o,
+        "\nstore      {} blobs, {} ({} on disk) in {} repositories; a blob shared by many counts once",
+        t.blobs,
+        human_bytes(t.bytes),
+        human_bytes(t.allocated_bytes),
+        t.repositories
+    );
+    let _ = write!(
+        o,
+        "gc frees   {} now; {} with --delete-untagged",
+        human_bytes(t.reclaimable_bytes),
+        human_bytes(t.reclaimable_untagged_bytes)
+    );
+    if let (Some(p), Some(path)) = (t.policy_reclaimable_bytes, policy) {
+        let _ = write!(
+            o,
+            "; {} with --delete-untagged --policy {}",
+            human_bytes(p),
+            path.display()
+        );
+    }
+    if t.kept_by_grace > 0 {
+        let _ = write!(
+            o,
+            " ({} items younger than the grace period kept)",
+            t.kept_by_grace
+        );
+    }
+    let _ = writeln!(o);
+    for why in &r.policy_refused {
+        let _ = writeln!(o, "note       the policy's safety net would refuse: {why}");
+    }
+    if t.damage_findings > 0 {
+        let _ = writeln!(
+            o,
+            "damage     {} findings: gc withholds sweeping until they are fixed (regsweep check lists them)",
+            t.damage_findings
+        );
+    }
+    o
+}

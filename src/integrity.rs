@@ -1,0 +1,320 @@
+//! Integrity findings: broken images, bad links, leftovers; a pure function of the model.
+
+use crate::digest::Digest;
+use crate::layout::Paths;
+use crate::mark::{self, MarkOptions};
+use crate::model::{Finding, Layout, Manifests, Repo, Severity, Time};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+/// What `check` finds beyond the scan's own findings and unreadable manifests (which the
+/// caller already has from the plan). `now` dates abandoned uploads.
+pub fn check(layout: &Layout, manifests: &Manifests, now: Time) -> Vec<Finding> {
+    let paths = Paths::new(layout.v2.clone());
+    let mut out = Vec::new();
+    for repo in &layout.repos {
+        broken_images(layout, manifests, &paths, repo, &mut out);
+        leftovers(layout, manifests, &paths, repo, now, &mut out);
+    }
+    for (d, _) in &layout.empty_blob_dirs {
+        out.push(notice(
+            paths.blob_dir(d),
+            None,
+            "blob folder without data (left by an interrupted delete; gc removes it)".into(),
+        ));
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
+    out
+}
+
+fn notice(path: PathBuf, repo: Option<&str>, message: String) -> Finding {
+    Finding {
+        path,
+        message,
+        severity: Severity::Notice,
+        repository: repo.map(str::to_string),
+    }
+}
+
+/// What a pull of each tag needs and the registry would not find: a missing manifest link, a
+/// missing blob, a blob not linked into the repository. One finding per missing thing, naming
+/// every tag it breaks.
+fn broken_images(
+    layout: &Layout,
+    manifests: &Manifests,
+    paths: &Paths,
+    repo: &Repo,
+    out: &mut Vec<Finding>,
+) {
+    let revisions: HashSet<Digest> = repo.revisions.iter().map(|l| l.digest).collect();
+    let layers: HashSet<Digest> = repo.layers.iter().map(|l| l.digest).collect();
+    // (path, what is wrong) -> tags it breaks
+    let mut broken: BTreeMap<(PathBuf, String), Vec<String>> = BTreeMap::new();
+    for tag in &repo.tags {
+        let Some(current) = tag.current else { continue };
+        let mut stack = vec![current.digest];
+        let mut seen = HashSet::new();
+        while let Some(d) = stack.pop() {
+            if !seen.insert(d) {
+                continue;
+            }
+            if !revisions.contains(&d) {
+                let what = format!("manifest {d} has no revision link in the repository");
+                broken
+                    .entry((paths.revision_dir(&repo.name, &d).join("link"), what))
+                    .or_default()
+                    .push(tag.name.clone());
+            }
+            // A manifest that could not be read is reported where it was read; its needs are unknown.
+            let Some(Ok(m)) = manifests.get(&d) else {
+                continue;
+            };
+            stack.extend(m.children.iter().copied());
+            for b in &m.blobs {
+                if layout.blob(b).is_none() {
+                    broken
+                        .entry((
+                            paths.blob_data(b),
+                            format!("blob {b} is missing from the store"),
+                        ))
+                        .or_default()
+                        .push(tag.name.clone());
+                } else if !layers.contains(b) {
+                    let what = format!("blob {b} is not linked into the repository");
+                    broken
+                        .entry((paths.layer_dir(&repo.name, b).join("link"), what))
+                        .or_default()
+                        .push(tag.name.clone());
+                }
+            }
+        }
+    }
+    let reported: HashSet<PathBuf> = broken.keys().map(|(p, _)| p.clone()).collect();
+    for ((path, what), mut tags) in broken {
+        tags.sort();
+        tags.dedup();
+        let message = format!(
+            "{what}: pulls of {} fail",
+            tags.iter()
+                .map(|t| format!("{}:{t}", repo.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        out.push(Finding {
+            path,
+            message,
+            severity: Severity::Damage,
+            repository: Some(repo.name.clone()),
+        });
+    }
+    for l in &repo.layers {
+        let data = paths.blob_data(&l.digest);
+        if layout.blob(&l.digest).is_none() && !reported.contains(&data) {
+            out.push(Finding {
+                path: paths.layer_dir(&repo.name, &l.digest).join("link"),
+                message: format!(
+                    "layer link names {}, which is missing from the store",
+                    l.digest
+                ),
+                severity: Severity::Damage,
+                repository: Some(repo.name.clone()),
+            });
+        }
+    }
+}
+
+fn leftovers(
+    layout: &Layout,
+    manifests: &Manifests,
+    paths: &Paths,
+    repo: &Repo,
+    now: Time,
+    out: &mut Vec<Finding>,
+) {
+    let r = Some(repo.name.as_str());
+    if repo.tags.is_empty() && repo.revisions.is_empty() {
+        out.push(notice(
+            paths.repo(&repo.name),
+            r,
+            "repository has no tags and no manifests".into(),
+        ));
+    }
+    let (needed, _) = mark::mark_repo(
+        repo,
+        manifests,
+        |_| true,
+        MarkOptions {
+            delete_untagged: false,
+            cutoff: Time::MAX,
+        },
+    );
+    for l in &repo.layers {
+        if !needed.blobs.contains(&l.digest) && layout.blob(&l.digest).is_some() {
+            out.push(notice(
+                paths.layer_dir(&repo.name, &l.digest).join("link"),
+                r,
+                format!(
+                    "layer link to {}, which no manifest of the repository uses (gc removes it)",
+                    l.digest
+                ),
+            ));
+        }
+    }
+    for u in &repo.uploads {
+        let age = crate::report::human_age(now - u.started);
+        out.push(notice(
+            paths.upload_dir(&repo.name, &u.id),
+            r,
+            format!(
+                "upload started {age} ago and never finished, {} (gc --purge-uploads removes it)",
+                crate::report::human_bytes(u.size)
+            ),
+        ));
+    }
+    for (p, _) in &repo.empty_links {
+        out.push(notice(
+            p.clone(),
+            r,
+            "link folder without a link (left by a delete; gc removes it)".into(),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Kind, Manifest};
+    use crate::model::{Blob, Link, Tag, Upload};
+
+    fn dg(n: u8) -> Digest {
+        Digest([n; 32])
+    }
+    fn link(n: u8) -> Link {
+        Link {
+            digest: dg(n),
+            mtime: 0,
+        }
+    }
+
+    /// Tags t and u -> index 10 of 11 (blobs 1, 2); everything linked and present.
+    fn world() -> (Layout, Manifests) {
+        let mut m = Manifests::new();
+        m.insert(
+            dg(10),
+            Ok(Manifest {
+                kind: Kind::Index,
+                blobs: vec![],
+                config: None,
+                children: vec![dg(11)],
+                subject: None,
+                problems: vec![],
+            }),
+        );
+        m.insert(
+            dg(11),
+            Ok(Manifest {
+                kind: Kind::Image,
+                blobs: vec![dg(1), dg(2)],
+                config: Some(dg(1)),
+                children: vec![],
+                subject: None,
+                problems: vec![],
+            }),
+        );
+        let repo = Repo {
+            name: "r".into(),
+            tags: ["t", "u"]
+                .iter()
+                .map(|t| Tag {
+                    name: t.to_string(),
+                    current: Some(link(10)),
+                    index: vec![],
+                })
+                .collect(),
+            revisions: vec![link(10), link(11)],
+            layers: vec![link(1), link(2)],
+            ..Repo::default()
+        };
+        let blobs = [1, 2, 10, 11]
+            .iter()
+            .map(|&n| Blob {
+                digest: dg(n),
+                size: 1,
+                mtime: 0,
+                allocated: 0,
+            })
+            .collect();
+        (
+            Layout {
+                v2: "/v2".into(),
+                blobs,
+                repos: vec![repo],
+                ..Layout::default()
+            },
+            m,
+        )
+    }
+
+    #[test]
+    fn a_clean_world_has_no_findings() {
+        let (l, m) = world();
+        assert!(check(&l, &m, 0).is_empty());
+    }
+
+    #[test]
+    fn each_kind_of_break_is_found_once_naming_every_tag() {
+        let (mut l, m) = world();
+        l.blobs.retain(|b| b.digest != dg(2));
+        let f = check(&l, &m, 0);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(
+            f[0].message.contains("missing") && f[0].message.contains("r:t, r:u"),
+            "{}",
+            f[0].message
+        );
+        assert_eq!(f[0].severity, Severity::Damage);
+
+        let (mut l, m) = world();
+        l.repos[0].layers.retain(|x| x.digest != dg(1));
+        let f = check(&l, &m, 0);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.contains("not linked"));
+
+        let (mut l, m) = world();
+        l.repos[0].revisions.retain(|x| x.digest != dg(11));
+        let f = check(&l, &m, 0);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].path.ends_with("link") && f[0].message.contains("no revision link"));
+    }
+
+    #[test]
+    fn leftovers_are_notices() {
+        let (mut l, m) = world();
+        l.repos[0].layers.push(link(3));
+        l.blobs.push(Blob {
+            digest: dg(3),
+            size: 1,
+            mtime: 0,
+            allocated: 0,
+        });
+        l.blobs.sort_by_key(|b| b.digest);
+        l.repos[0].uploads.push(Upload {
+            id: "u1".into(),
+            size: 2048,
+            started: -86_400 * 3,
+        });
+        l.repos[0].layers.push(link(4)); // names a blob that is not there: damage
+        let f = check(&l, &m, 0);
+        let kinds: Vec<(Severity, bool)> = f
+            .iter()
+            .map(|f| (f.severity, f.message.contains("upload started 3d ago")))
+            .collect();
+        assert_eq!(f.len(), 3, "{f:?}");
+        assert_eq!(kinds.iter().filter(|k| k.0 == Severity::Notice).count(), 2);
+        assert!(kinds.iter().any(|k| k.1));
+        assert!(
+            f.iter()
+                .any(|f| f.severity == Severity::Damage && f.message.contains("layer link names"))
+        );
+    }
+}

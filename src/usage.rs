@@ -1,0 +1,261 @@
+//! Disk usage: what each repository and tag holds, shares, and would free; pure functions of the model.
+
+use crate::digest::Digest;
+use crate::mark::{self, MarkOptions};
+use crate::model::{Layout, Manifests, Time};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::HashSet;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RepoUsage {
+    pub name: String,
+    pub tags: usize,
+    pub manifests: usize,
+    /// Distinct blobs its revisions reach (manifests included) that exist in the store.
+    pub blobs: usize,
+    /// Their apparent size.
+    pub bytes: u64,
+    /// Reached by no other repository: what deleting the repository would free.
+    pub exclusive_bytes: u64,
+    pub shared_bytes: u64,
+    /// Reached only by its untagged revisions and by no tag anywhere: what
+    /// `gc --delete-untagged` would free of it.
+    pub untagged_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TagUsage {
+    pub tag: String,
+    pub digest: Option<Digest>,
+    /// Apparent size of every distinct blob the tag reaches.
+    pub bytes: u64,
+    /// Reached by no other tag of the repository.
+    pub exclusive_bytes: u64,
+    /// mtime of the tag's current link.
+    pub pushed: Option<Time>,
+}
+
+const ALL: MarkOptions = MarkOptions {
+    delete_untagged: false,
+    cutoff: Time::MAX,
+};
+const TAGGED: MarkOptions = MarkOptions {
+    delete_untagged: true,
+    cutoff: Time::MAX,
+};
+
+/// Indices into `layout.blobs` of the digests that exist, sorted.
+fn indices(layout: &Layout, set: &HashSet<Digest>) -> Vec<usize> {
+    let mut v: Vec<usize> = set
+        .iter()
+        .filter_map(|d| layout.blobs.binary_search_by(|b| b.digest.cmp(d)).ok())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// Usage of every repository, in layout order. A blob shared by many repositories counts in
+/// each one's `bytes`, and in none one's `exclusive_bytes`.
+pub fn repositories(layout: &Layout, manifests: &Manifests) -> Vec<RepoUsage> {
+    let reach: Vec<(Vec<usize>, Vec<usize>)> = layout
+        .repos
+        .par_iter()
+        .map(|repo| {
+            let (all, _) = mark::mark_repo(repo, manifests, |_| true, ALL);
+            let (tagged, _) = mark::mark_repo(repo, manifests, |_| true, TAGGED);
+            (indices(layout, &all.blobs), indices(layout, &tagged.blobs))
+        })
+        .collect();
+    let mut reached_by = vec![0u32; layout.blobs.len()];
+    let mut tagged_anywhere = vec![false; layout.blobs.len()];
+    for (all, tagged) in &reach {
+        all.iter()
+            .for_each(|&i| reached_by[i] = reached_by[i].saturating_add(1));
+        tagged.iter().for_each(|&i| tagged_anywhere[i] = true);
+    }
+    let size = |i: usize| layout.blobs[i].size;
+    layout
+        .repos
+        .iter()
+        .zip(&reach)
+        .map(|(repo, (all, tagged))| {
+            let bytes: u64 = all.iter().map(|&i| size(i)).sum();
+            let exclusive_bytes = all
+                .iter()
+                .filter(|&&i| reached_by[i] == 1)
+                .map(|&i| size(i))
+                .sum();
+            let untagged_bytes = all
+                .iter()
+                .filter(|&&i| !tagged_anywhere[i] && tagged.binary_search(&i).is_err())
+                .map(|&i| size(i))
+                .sum();
+            RepoUsage {
+                name: repo.name.clone(),
+                tags: repo.tags.len(),
+                manifests: repo.revisions.len(),
+                blobs: all.len(),
+                bytes,
+                exclusive_bytes,
+                shared_bytes: bytes - exclusive_bytes,
+                untagged_bytes,
+            }
+        })
+        .collect()
+}
+
+/// Usage of every tag of one repository; `None` when there is no such repository.
+pub fn tags(layout: &Layout, manifests: &Manifests, repo: &str) -> Option<Vec<TagUsage>> {
+    let repo = layout.repos.iter().find(|r| r.name == repo)?;
+    let reach: Vec<Vec<usize>> = (0..repo.tags.len())
+        .into_par_iter()
+        .map(|t| {
+            let (m, _) = mark::mark_repo(repo, manifests, |i| i == t, TAGGED);
+            indices(layout, &m.blobs)
+        })
+        .collect();
+    let mut count = vec![0u32; layout.blobs.len()];
+    for r in &reach {
+        r.iter()
+            .for_each(|&i| count[i] = count[i].saturating_add(1));
+    }
+    let size = |i: usize| layout.blobs[i].size;
+    Some(
+        repo.tags
+            .iter()
+            .zip(&reach)
+            .map(|(tag, r)| TagUsage {
+                tag: tag.name.clone(),
+                digest: tag.current.map(|c| c.digest),
+                bytes: r.iter().map(|&i| size(i)).sum(),
+                exclusive_bytes: r.iter().filter(|&&i| count[i] == 1).map(|&i| size(i)).sum(),
+                pushed: tag.current.map(|c| c.mtime),
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Kind, Manifest};
+    use crate::model::{Blob, Link, Repo, Tag};
+
+    fn dg(n: u8) -> Digest {
+        Digest([n; 32])
+    }
+    fn image(blobs: &[u8]) -> Manifest {
+        Manifest {
+            kind: Kind::Image,
+            blobs: blobs.iter().map(|&b| dg(b)).collect(),
+            config: None,
+            children: vec![],
+            subject: None,
+            problems: vec![],
+        }
+    }
+    fn repo(name: &str, tags: &[(&str, u8)], revisions: &[u8]) -> Repo {
+        Repo {
+            name: name.into(),
+            tags: tags
+                .iter()
+                .map(|&(t, d)| Tag {
+                    name: t.into(),
+                    current: Some(Link {
+                        digest: dg(d),
+                        mtime: 7,
+                    }),
+                    index: vec![],
+                })
+                .collect(),
+            revisions: revisions
+                .iter()
+                .map(|&d| Link {
+                    digest: dg(d),
+                    mtime: 0,
+                })
+                .collect(),
+            ..Repo::default()
+        }
+    }
+
+    /// Sizes are powers of two so every sum names its members.
+    /// a: t1 -> 10 (1, 2), untagged 11 (3, 4); b: u -> 20 (2, 5), untagged 21 (4, 6).
+    fn world() -> (Layout, Manifests) {
+        let mut m = Manifests::new();
+        m.insert(dg(10), Ok(image(&[1, 2])));
+        m.insert(dg(11), Ok(image(&[3, 4])));
+        m.insert(dg(20), Ok(image(&[2, 5])));
+        m.insert(dg(21), Ok(image(&[4, 6])));
+        let sizes = [
+            (1, 1),
+            (2, 2),
+            (3, 4),
+            (4, 8),
+            (5, 16),
+            (6, 32),
+            (10, 64),
+            (11, 128),
+            (20, 256),
+            (21, 512),
+        ];
+        let mut blobs: Vec<Blob> = sizes
+            .iter()
+            .map(|&(d, s)| Blob {
+                digest: dg(d),
+                size: s,
+                mtime: 0,
+                allocated: 4096,
+            })
+            .collect();
+        blobs.sort_by_key(|b| b.digest);
+        let repos = vec![
+            repo("a", &[("t1", 10)], &[10, 11]),
+            repo("b", &[("u", 20)], &[20, 21]),
+        ];
+        (
+            Layout {
+                blobs,
+                repos,
+                ..Layout::default()
+            },
+            m,
+        )
+    }
+
+    #[test]
+    fn repository_sizes_against_hand_sums() {
+        let (l, m) = world();
+        let u = repositories(&l, &m);
+        // a reaches 1,2,3,4,10,11 = 1+2+4+8+64+128; exclusive: all but 2 and 4 (shared with b).
+        assert_eq!(u[0].bytes, 207);
+        assert_eq!(u[0].exclusive_bytes, 207 - 2 - 8);
+        assert_eq!(u[0].shared_bytes, 10);
+        // Untagged-only and tagged nowhere: 3, 4 and 11 (4 is b's untagged too, tagged nowhere).
+        assert_eq!(u[0].untagged_bytes, 4 + 8 + 128);
+        assert_eq!(u[0].blobs, 6);
+        assert_eq!(u[1].bytes, 2 + 16 + 8 + 32 + 256 + 512);
+        assert_eq!(u[1].untagged_bytes, 8 + 32 + 512);
+    }
+
+    #[test]
+    fn tag_sizes_and_exclusive_within_the_repository() {
+        let (mut l, mut m) = world();
+        l.repos[0].tags.push(Tag {
+            name: "t2".into(),
+            current: Some(Link {
+                digest: dg(11),
+                mtime: 9,
+            }),
+            index: vec![],
+        });
+        m.insert(dg(11), Ok(image(&[2, 3])));
+        let t = tags(&l, &m, "a").unwrap();
+        assert_eq!(t[0].bytes, 64 + 1 + 2);
+        assert_eq!(t[0].exclusive_bytes, 64 + 1);
+        assert_eq!(t[1].bytes, 128 + 2 + 4);
+        assert_eq!(t[1].exclusive_bytes, 128 + 4);
+        assert!(tags(&l, &m, "nope").is_none());
+    }
+}
