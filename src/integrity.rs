@@ -16,12 +16,16 @@ pub fn check(layout: &Layout, manifests: &Manifests, now: Time) -> Vec<Finding> 
         broken_images(layout, manifests, &paths, repo, &mut out);
         leftovers(layout, manifests, &paths, repo, now, &mut out);
     }
+    // A blob folder whose data is gone is one finding: the damage, where something needs it.
+    let needed: HashSet<PathBuf> = out.iter().map(|f| f.path.clone()).collect();
     for (d, _) in &layout.empty_blob_dirs {
-        out.push(notice(
-            paths.blob_dir(d),
-            None,
-            "blob folder without data (left by an interrupted delete; gc removes it)".into(),
-        ));
+        if !needed.contains(&paths.blob_data(d)) {
+            out.push(notice(
+                paths.blob_dir(d),
+                None,
+                "blob folder without data (left by an interrupted delete; gc removes it)".into(),
+            ));
+        }
     }
     out.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
     out
@@ -148,7 +152,9 @@ fn leftovers(
             cutoff: Time::MAX,
         },
     );
-    for l in &repo.layers {
+    // Where a manifest cannot be read, what the repository uses is unknown: claim nothing unused.
+    let known = needed.unreadable.is_empty() && !repo.unknown;
+    for l in repo.layers.iter().filter(|_| known) {
         if !needed.blobs.contains(&l.digest) && layout.blob(&l.digest).is_some() {
             out.push(notice(
                 paths.layer_dir(&repo.name, &l.digest).join("link"),

@@ -3,6 +3,7 @@
 mod fixture;
 mod retention;
 mod testenv;
+mod usage;
 mod world;
 
 use std::collections::BTreeSet;

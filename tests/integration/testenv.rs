@@ -600,3 +600,93 @@ pub fn age_tree(dir: &Path, age: Duration) {
         }
     }
 }
+
+/// Writes a registry layout directly, exactly as the registry lays it out, for generated
+/// layouts of any shape. The tests check the registry serves what it writes.
+pub struct LayoutWriter {
+    pub root: PathBuf,
+}
+
+/// What `LayoutWriter::image` wrote: the manifest digest and every blob with its size.
+pub struct Written {
+    pub manifest: String,
+    pub blobs: Vec<(String, u64)>,
+}
+
+impl LayoutWriter {
+    pub fn new(root: &Path) -> LayoutWriter {
+        std::fs::create_dir_all(root.join("docker/registry/v2/blobs/sha256")).unwrap();
+        std::fs::create_dir_all(root.join("docker/registry/v2/repositories")).unwrap();
+        LayoutWriter {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn v2(&self) -> PathBuf {
+        self.root.join("docker/registry/v2")
+    }
+
+    fn link(&self, path: PathBuf, digest: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, digest).unwrap();
+    }
+
+    /// Stores a blob; its digest.
+    pub fn blob(&self, bytes: &[u8]) -> String {
+        let d = sha256(bytes);
+        let dir = self.v2().join("blobs/sha256").join(&d[7..9]).join(&d[7..]);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("data"), bytes).unwrap();
+        d
+    }
+
+    /// An image in `repo` with these layers, tagged `tag` if given (untagged otherwise).
+    pub fn image(&self, repo: &str, tag: Option<&str>, layers: &[Vec<u8>]) -> Written {
+        let repo_dir = self.v2().join("repositories").join(repo);
+        let mut blobs = Vec::new();
+        let mut descs = Vec::new();
+        for l in layers {
+            let d = self.blob(l);
+            self.link(
+                repo_dir.join("_layers/sha256").join(&d[7..]).join("link"),
+                &d,
+            );
+            descs.push(serde_json::json!({"mediaType": OCI_LAYER, "digest": d, "size": l.len()}));
+            blobs.push((d, l.len() as u64));
+        }
+        let config = format!(
+            "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[]}},\"x\":{:?}}}",
+            descs
+        );
+        let cd = self.blob(config.as_bytes());
+        self.link(
+            repo_dir.join("_layers/sha256").join(&cd[7..]).join("link"),
+            &cd,
+        );
+        blobs.push((cd.clone(), config.len() as u64));
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": cd, "size": config.len()},
+            "layers": descs,
+        })
+        .to_string();
+        let md = self.blob(manifest.as_bytes());
+        blobs.push((md.clone(), manifest.len() as u64));
+        self.link(
+            repo_dir
+                .join("_manifests/revisions/sha256")
+                .join(&md[7..])
+                .join("link"),
+            &md,
+        );
+        if let Some(tag) = tag {
+            let t = repo_dir.join("_manifests/tags").join(tag);
+            self.link(t.join("current/link"), &md);
+            self.link(t.join("index/sha256").join(&md[7..]).join("link"), &md);
+        }
+        Written {
+            manifest: md,
+            blobs,
+        }
+    }
+}
