@@ -317,7 +317,12 @@ fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {
     let t = &r.total;
     if let (Some(tags), Some(repo)) = (&r.tags, &r.repository) {
         let w = tags.iter().map(|t| t.tag.len()).max().unwrap_or(3).max(3);
-        let _ = writeln!(o, "{repo}: {} tags", tags.len());
+        let _ = writeln!(
+            o,
+            "{repo}: {} tag{}",
+            tags.len(),
+            if tags.len() == 1 { "" } else { "s" }
+        );
         let _ = writeln!(
             o,
             "{:<w$}  {:<12}  {:>10}  {:>10}  PUSHED",

@@ -202,8 +202,8 @@ fn check_finds_each_planted_damage_exactly_once() {
     assert!(baseline.iter().all(|(s, _)| s == "notice"), "{baseline:?}");
     assert_eq!(
         baseline.len(),
-        5,
-        "3 unused layer links, a deleted manifest's folder, an upload: {baseline:?}"
+        4,
+        "3 unused layer links and an upload: {baseline:?}"
     );
 
     type Plant = Box<dyn Fn(&crate::fixture::Fixture) -> std::path::PathBuf>;
