@@ -79,6 +79,7 @@ pub fn run(cfg: &CheckConfig) -> Result<(String, i32)> {
         explain: false,
         force: false,
         metrics: None,
+        break_lock: false,
     };
     let (plan, _) = gc::decide(&gc_cfg, &layout, &manifests, now);
     let mut findings = plan.findings;

@@ -199,6 +199,9 @@ pub struct GcArgs {
     /// Write Prometheus metrics to FILE (for node_exporter's textfile collector).
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
+    /// Remove a stale lock left by a run that died, and go on.
+    #[arg(long)]
+    pub break_lock: bool,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +250,7 @@ impl GcArgs {
             explain: self.explain,
             force: self.force,
             metrics: self.metrics,
+            break_lock: self.break_lock,
             root,
             dry_run: self.dry_run,
             delete_untagged: self.delete_untagged,
@@ -285,6 +289,7 @@ impl DropInArgs {
             explain: false,
             force: false,
             metrics: None,
+            break_lock: false,
         }
     }
 }
@@ -317,6 +322,7 @@ pub fn main() -> i32 {
         }
     };
     init_logging(cli.verbose);
+    install_signal_handlers();
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -330,6 +336,21 @@ pub fn main() -> i32 {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Only an atomic store: nothing else is safe in a signal handler.
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// SIGINT and SIGTERM stop a sweep after the items in hand; the report says what was done.
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
 
 fn run(command: Command) -> anyhow::Result<i32> {
     let args = match command {
@@ -400,6 +421,7 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<i32> {
         explain: false,
         force: false,
         metrics: None,
+        break_lock: false,
     };
     let mut cfg = args.validate()?;
     cfg.root = cfg

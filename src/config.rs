@@ -42,6 +42,8 @@ pub struct GcConfig {
     pub force: bool,
     /// Prometheus metrics file to write.
     pub metrics: Option<PathBuf>,
+    /// Remove a stale lock and go on.
+    pub break_lock: bool,
 }
 
 /// The name the registry gives the environment override of its root directory.

@@ -22,6 +22,8 @@ pub enum Error {
     /// A policy file that does not parse or validate; exits with the usage code.
     #[error("{path}: {message}")]
     Policy { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Locked { path: PathBuf, message: String },
     /// A value on the command line is invalid; exits with the usage code.
     #[error("{0}")]
     Usage(String),

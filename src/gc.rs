@@ -3,6 +3,7 @@
 use crate::config::{Format, GcConfig, ReportTarget};
 use crate::error::{Error, Result};
 use crate::layout::Paths;
+use crate::lock::Lock;
 use crate::mark::{self, MarkOptions};
 use crate::metrics::Metrics;
 use crate::model::{Layout, Manifests, Time};
@@ -13,7 +14,7 @@ use crate::report::{self, GcReport};
 use crate::{duration, exit, scan, sweep};
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// What gc decided, before anything is deleted.
@@ -129,6 +130,16 @@ pub fn run(cfg: &GcConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(GcReport
         root,
         ..cfg.clone()
     };
+    // Dry runs change nothing, so audits may run beside a sweep; everything else is exclusive.
+    let _lock = if cfg.dry_run {
+        None
+    } else {
+        Some(Lock::acquire(
+            &storage_root(&cfg.root)?,
+            "gc",
+            cfg.break_lock,
+        )?)
+    };
     let Analysis {
         layout,
         plan,
@@ -182,6 +193,15 @@ pub fn run(cfg: &GcConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(GcReport
         metrics(&report, started_at.timestamp()).write(path)?;
     }
     Ok((report, code))
+}
+
+/// The storage root of a root given either way (`rootdirectory` or its `docker/registry/v2`),
+/// so that both spellings take the same lock.
+pub fn storage_root(root: &Path) -> Result<PathBuf> {
+    let v2 = crate::layout::locate_v2(root).ok_or_else(|| Error::NotARegistry {
+        path: root.to_path_buf(),
+    })?;
+    Ok(v2.ancestors().nth(3).unwrap_or(root).to_path_buf())
 }
 
 /// Writes the report where the config says; a file is replaced whole, never left half-written.

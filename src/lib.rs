@@ -14,6 +14,7 @@ pub mod error;
 pub mod gc;
 pub mod integrity;
 pub mod layout;
+pub mod lock;
 pub mod manifest;
 pub mod mark;
 pub mod metrics;

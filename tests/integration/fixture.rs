@@ -363,6 +363,7 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
         explain: false,
         force: false,
         metrics: None,
+        break_lock: false,
     };
     let now = chrono::Utc::now().timestamp();
     let hidden = regsweep::progress::Progress::hidden();
