@@ -80,6 +80,7 @@ pub fn run(cfg: &CheckConfig) -> Result<(String, i32)> {
         force: false,
         metrics: None,
         break_lock: false,
+        trash: None,
     };
     let (plan, _) = gc::decide(&gc_cfg, &layout, &manifests, now);
     let mut findings = plan.findings;

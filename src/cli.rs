@@ -32,6 +32,45 @@ pub enum Command {
     /// Retention policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Put back what `gc --trash DIR` moved into DIR.
+    Restore(RestoreArgs),
+    /// Manage a trash folder.
+    #[command(subcommand)]
+    Trash(TrashCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The trash folder given to gc.
+    pub dir: PathBuf,
+    /// Restore one tag and everything its image needs (REPO:TAG).
+    #[arg(
+        long,
+        value_name = "REPO:TAG",
+        conflicts_with = "all",
+        required_unless_present = "all"
+    )]
+    pub tag: Option<String>,
+    /// Restore everything in the trash.
+    #[arg(long)]
+    pub all: bool,
+    /// Remove a stale lock left by a run that died, and go on.
+    #[arg(long)]
+    pub break_lock: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrashCommand {
+    /// Delete for good what has been in the trash longer than --older-than.
+    Empty(TrashEmptyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrashEmptyArgs {
+    pub dir: PathBuf,
+    /// Only runs older than this (e.g. 7d); `0` empties everything.
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: String,
 }
 
 /// Where the storage root comes from.
@@ -202,6 +241,9 @@ pub struct GcArgs {
     /// Remove a stale lock left by a run that died, and go on.
     #[arg(long)]
     pub break_lock: bool,
+    /// Move what goes into this folder (same filesystem) instead of deleting it; see `restore`.
+    #[arg(long, value_name = "DIR")]
+    pub trash: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +293,7 @@ impl GcArgs {
             force: self.force,
             metrics: self.metrics,
             break_lock: self.break_lock,
+            trash: self.trash,
             root,
             dry_run: self.dry_run,
             delete_untagged: self.delete_untagged,
@@ -290,6 +333,7 @@ impl DropInArgs {
             force: false,
             metrics: None,
             break_lock: false,
+            trash: None,
         }
     }
 }
@@ -358,6 +402,8 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::GarbageCollect(a) => a.into_gc(),
         Command::Policy(PolicyCommand::Check(a)) => return policy_check(a),
         Command::Du(a) => return du(a),
+        Command::Restore(a) => return restore(a),
+        Command::Trash(TrashCommand::Empty(a)) => return trash_empty(a),
         Command::Check(a) => return check(a),
     };
     let cfg = args.validate()?;
@@ -422,6 +468,7 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<i32> {
         force: false,
         metrics: None,
         break_lock: false,
+        trash: None,
     };
     let mut cfg = args.validate()?;
     cfg.root = cfg
@@ -513,4 +560,52 @@ fn check(a: CheckArgs) -> anyhow::Result<i32> {
     let (out, code) = crate::check::run(&cfg)?;
     print(&out);
     Ok(code)
+}
+
+fn restore(a: RestoreArgs) -> anyhow::Result<i32> {
+    let selection = match &a.tag {
+        None => crate::trash::Selection::All,
+        Some(t) => {
+            let (repository, tag) = t
+                .rsplit_once(':')
+                .filter(|(r, t)| !r.is_empty() && !t.is_empty())
+                .ok_or_else(|| Error::Usage(format!("--tag: expected REPO:TAG, got {t:?}")))?;
+            crate::trash::Selection::Tag {
+                repository: repository.into(),
+                tag: tag.into(),
+            }
+        }
+    };
+    let r = crate::trash::restore(&a.dir, &selection, a.break_lock)?;
+    let mut out = String::new();
+    for i in &r.restored {
+        out.push_str(&format!("restored  {:?}  {}\n", i.kind, i.path.display()));
+    }
+    for i in &r.skipped {
+        out.push_str(&format!(
+            "skipped   {:?}  {} (present again; the trash keeps its copy)\n",
+            i.kind,
+            i.path.display()
+        ));
+    }
+    out.push_str(&format!(
+        "{} items restored, {} skipped\n",
+        r.restored.len(),
+        r.skipped.len()
+    ));
+    print(&out);
+    Ok(exit::OK)
+}
+
+fn trash_empty(a: TrashEmptyArgs) -> anyhow::Result<i32> {
+    let age =
+        duration::parse(&a.older_than).map_err(|e| Error::Usage(format!("--older-than: {e}")))?;
+    let removed = crate::trash::empty(&a.dir, age)?;
+    let mut out = String::new();
+    for r in &removed {
+        out.push_str(&format!("deleted {}\n", r.display()));
+    }
+    out.push_str(&format!("{} trash runs deleted for good\n", removed.len()));
+    print(&out);
+    Ok(exit::OK)
 }

@@ -44,6 +44,8 @@ pub struct GcConfig {
     pub metrics: Option<PathBuf>,
     /// Remove a stale lock and go on.
     pub break_lock: bool,
+    /// Move what goes into this trash folder instead of deleting it.
+    pub trash: Option<PathBuf>,
 }
 
 /// The name the registry gives the environment override of its root directory.

@@ -108,6 +108,7 @@ pub fn run(cfg: &DuConfig) -> Result<(String, i32)> {
         force: true,
         metrics: None,
         break_lock: false,
+        trash: None,
     };
     let (plain, _) = gc::decide(&gc_cfg(false, None), &layout, &manifests, started_at);
     let (untagged, _) = gc::decide(&gc_cfg(true, None), &layout, &manifests, started_at);

@@ -11,7 +11,7 @@ use crate::plan::{self, Plan, PlanOptions};
 use crate::policy::{self, AgeFrom, Decisions, TagExplain};
 use crate::progress::Progress;
 use crate::report::{self, GcReport};
-use crate::{duration, exit, scan, sweep};
+use crate::{duration, exit, scan, sweep, trash};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -150,11 +150,16 @@ pub fn run(cfg: &GcConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(GcReport
     let outcome = if cfg.dry_run || refused || plan.is_empty() {
         None
     } else {
+        let trash = match &cfg.trash {
+            Some(dir) => Some(trash::create_run(dir, &layout.v2, "gc")?),
+            None => None,
+        };
         Some(sweep::sweep(
             &Paths::new(layout.v2.clone()),
             &plan,
             &progress,
             stop,
+            trash.as_deref(),
         ))
     };
     let code = if refused

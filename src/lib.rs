@@ -26,6 +26,7 @@ pub mod report;
 pub mod scan;
 pub mod semver;
 pub mod sweep;
+pub mod trash;
 pub mod usage;
 
 pub use digest::Digest;

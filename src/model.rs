@@ -97,6 +97,8 @@ pub struct Layout {
     /// Sorted by name.
     pub repos: Vec<Repo>,
     pub findings: Vec<Finding>,
+    /// Items a killed sweep had taken out of the registry's sight but not yet deleted.
+    pub staging: Vec<PathBuf>,
 }
 
 impl Layout {

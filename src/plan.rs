@@ -72,6 +72,8 @@ pub struct Plan {
     pub uploads: Vec<UploadRemoval>,
     /// Link and blob folders with nothing in them, left by earlier deletes.
     pub empty_dirs: Vec<PathBuf>,
+    /// What an interrupted sweep had renamed away but not yet deleted.
+    pub staging: Vec<PathBuf>,
     /// Blobs and manifests that would go but for something within the grace period.
     pub kept_by_grace: u64,
     /// Why the policy's safety net refuses this run; nothing is swept unless forced.
@@ -97,6 +99,7 @@ impl Plan {
             && self.blobs.is_empty()
             && self.uploads.is_empty()
             && self.empty_dirs.is_empty()
+            && self.staging.is_empty()
     }
 }
 
@@ -111,6 +114,7 @@ pub fn plan(
     let paths = Paths::new(layout.v2.clone());
     let mut plan = Plan {
         findings: layout.findings.clone(),
+        staging: layout.staging.clone(),
         ..Plan::default()
     };
 

@@ -27,9 +27,12 @@ fn mtime(meta: &Metadata) -> Time {
     }
 }
 
-/// Collects findings from many threads.
+/// Collects findings, and folders a killed sweep was deleting, from many threads.
 #[derive(Default)]
-struct Findings(Mutex<Vec<Finding>>);
+struct Findings(Mutex<Vec<Finding>>, Mutex<Vec<PathBuf>>);
+
+/// The name a sweep gives an item it is deleting: out of the registry's sight at once.
+pub const STAGING_PREFIX: &str = ".regsweep-deleting-";
 
 impl Findings {
     fn add(
@@ -50,6 +53,12 @@ impl Findings {
     }
     fn into_vec(self) -> Vec<Finding> {
         self.0.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+    fn staged(&self, path: PathBuf) {
+        self.1.lock().unwrap_or_else(|e| e.into_inner()).push(path);
+    }
+    fn take_staged(&self) -> Vec<PathBuf> {
+        std::mem::take(&mut *self.1.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -83,6 +92,14 @@ fn list(dir: &Path, findings: &Findings, repo: Option<&str>) -> Vec<(String, Pat
             }
         };
         let path = entry.path();
+        if entry
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(STAGING_PREFIX.as_bytes())
+        {
+            findings.staged(path);
+            continue;
+        }
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
             findings.add(
                 &path,
@@ -165,6 +182,8 @@ pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<
     );
     let (mut blobs, empty_blob_dirs) = blobs;
     blobs.par_sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
+    let mut staging = findings.take_staged();
+    staging.sort();
     let mut findings = findings.into_vec();
     findings.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Layout {
@@ -173,6 +192,7 @@ pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<
         empty_blob_dirs,
         repos,
         findings,
+        staging,
     })
 }
 
@@ -649,6 +669,8 @@ pub fn verify_digests(layout: &Layout, progress: &Progress) -> Verified {
         },
     );
     bar.finish();
+    let mut staging = findings.take_staged();
+    staging.sort();
     let mut findings = findings.into_vec();
     findings.sort_by(|a, b| a.path.cmp(&b.path));
     Verified {

@@ -8,6 +8,7 @@
 use crate::layout::Paths;
 use crate::plan::Plan;
 use crate::progress::Progress;
+use crate::scan::STAGING_PREFIX;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::fs;
@@ -34,6 +35,8 @@ pub struct Outcome {
 struct Sweeper<'a> {
     paths: &'a Paths,
     stop: &'a (dyn Fn() -> bool + Sync),
+    /// The trash run folder removals move into, if any.
+    trash: Option<&'a Path>,
     removed: AtomicU64,
     failures: Mutex<Vec<Failure>>,
 }
@@ -50,8 +53,10 @@ impl Sweeper<'_> {
             });
     }
 
-    /// Removes `dir/file` (the item itself), then what is left of `dir`.
-    fn remove_item(&self, dir: &Path, file: &str) {
+    /// Takes the item folder `dir` out of the layout with one rename, so the registry sees it
+    /// whole or not at all: into the trash when there is one, else to a staging name beside
+    /// it, deleted right after (a later run deletes what a killed one left there).
+    fn remove_item(&self, dir: &Path) {
         if (self.stop)() {
             return;
         }
@@ -67,28 +72,39 @@ impl Sweeper<'_> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return, // already gone: a re-run
             _ => {}
         }
-        let target = dir.join(file);
-        match fs::remove_file(&target) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                self.fail(&target, format!("cannot delete: {e}"));
-                return;
+        if let Some(trash) = self.trash {
+            let dest = match dir.strip_prefix(&self.paths.v2) {
+                Ok(rel) => trash.join("v2").join(rel),
+                Err(_) => return self.fail(dir, "outside the registry layout; refused".into()),
+            };
+            let moved = dest
+                .parent()
+                .map_or(Ok(()), fs::create_dir_all)
+                .and_then(|_| fs::rename(dir, &dest));
+            match moved {
+                Ok(()) => {
+                    self.removed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => self.fail(dir, format!("cannot move into the trash: {e}")),
             }
+            return;
         }
-        // std's remove_dir_all does not follow symlinks, so nothing outside `dir` can go.
-        match fs::remove_dir_all(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                self.fail(
-                    dir,
-                    format!("item removed, but its folder could not be: {e}"),
-                );
-                return;
-            }
+        let Some(name) = dir.file_name() else { return };
+        let mut staged_name = std::ffi::OsString::from(STAGING_PREFIX);
+        staged_name.push(name);
+        let staged = dir.with_file_name(staged_name);
+        if let Err(e) = fs::rename(dir, &staged) {
+            self.fail(dir, format!("cannot delete: {e}"));
+            return;
         }
         self.removed.fetch_add(1, Ordering::Relaxed);
+        // std's remove_dir_all does not follow symlinks, so nothing outside `dir` can go.
+        if let Err(e) = fs::remove_dir_all(&staged) {
+            self.fail(
+                &staged,
+                format!("taken out of the registry's sight, but not deleted yet: {e}"),
+            );
+        }
     }
 
     fn stage<T: Sync>(
@@ -111,39 +127,53 @@ impl Sweeper<'_> {
 }
 
 /// Sweeps the plan. `stop` is asked before each item; once it says yes, the sweep ends after
-/// the items in hand.
+/// the items in hand. With `trash` (a run folder of a trash), items move there instead.
 pub fn sweep(
     paths: &Paths,
     plan: &Plan,
     progress: &Progress,
     stop: &(dyn Fn() -> bool + Sync),
+    trash: Option<&Path>,
 ) -> Outcome {
     let s = Sweeper {
         paths,
         stop,
+        trash,
         removed: AtomicU64::new(0),
         failures: Mutex::new(Vec::new()),
     };
     // Each stage completes before the next starts: that is what keeps the layout valid.
     s.stage(progress, "deleting tags", &plan.tags, |t| {
-        s.remove_item(&paths.tag_dir(&t.repository, &t.tag), "current/link")
+        s.remove_item(&paths.tag_dir(&t.repository, &t.tag))
     });
     s.stage(progress, "deleting tag history", &plan.tag_index, |l| {
         if let Some(tag) = &l.tag {
-            s.remove_item(&paths.tag_index_dir(&l.repository, tag, &l.digest), "link")
+            s.remove_item(&paths.tag_index_dir(&l.repository, tag, &l.digest))
         }
     });
     s.stage(progress, "deleting manifests", &plan.manifests, |m| {
-        s.remove_item(&paths.revision_dir(&m.repository, &m.digest), "link")
+        s.remove_item(&paths.revision_dir(&m.repository, &m.digest))
     });
     s.stage(progress, "deleting layer links", &plan.layer_links, |l| {
-        s.remove_item(&paths.layer_dir(&l.repository, &l.digest), "link")
+        s.remove_item(&paths.layer_dir(&l.repository, &l.digest))
     });
     s.stage(progress, "deleting blobs", &plan.blobs, |b| {
-        s.remove_item(&paths.blob_dir(&b.digest), "data")
+        s.remove_item(&paths.blob_dir(&b.digest))
     });
     s.stage(progress, "deleting uploads", &plan.uploads, |u| {
-        s.remove_item(&paths.upload_dir(&u.repository, &u.id), "startedat")
+        s.remove_item(&paths.upload_dir(&u.repository, &u.id))
+    });
+    s.stage(progress, "finishing deletes", &plan.staging, |d| {
+        if stop() || !paths.contains(d) {
+            return;
+        }
+        match fs::remove_dir_all(d) {
+            Ok(()) => {
+                s.removed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => s.fail(d, format!("cannot finish deleting: {e}")),
+        }
     });
     s.stage(progress, "removing empty folders", &plan.empty_dirs, |d| {
         if stop() || !paths.contains(d) {

@@ -364,6 +364,7 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
         force: false,
         metrics: None,
         break_lock: false,
+        trash: None,
     };
     let now = chrono::Utc::now().timestamp();
     let hidden = regsweep::progress::Progress::hidden();
@@ -390,7 +391,8 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
         let asked = std::sync::atomic::AtomicUsize::new(0);
         let stop = || asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= k;
         let paths = regsweep::layout::Paths::new(a.layout.v2.clone());
-        let outcome = pool.install(|| regsweep::sweep::sweep(&paths, &a.plan, &hidden, &stop));
+        let outcome =
+            pool.install(|| regsweep::sweep::sweep(&paths, &a.plan, &hidden, &stop, None));
         assert!(
             outcome.interrupted && outcome.failures.is_empty(),
             "k={k}: {outcome:?}"

@@ -1,0 +1,340 @@
+//! The trash: what a sweep moved aside instead of deleting, and putting it back.
+//!
+//! Each run moves its items into `DIR/<run>/v2/...`, mirroring the layout, by rename on the same
+//! filesystem (instant, and no space is used until the trash is emptied). `DIR/<run>/run.json`
+//! says where they came from. Restoring moves items back in the reverse of the sweep's order
+//! (blobs, layer links, revisions, tag history, tags, uploads), so the registry never sees a tag
+//! before the content it needs.
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layout::Paths;
+use crate::manifest;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+const RUN_FILE: &str = "run.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RunInfo {
+    schema: String,
+    /// The `docker/registry/v2` folder the items came from.
+    v2: PathBuf,
+    started: String,
+    command: String,
+}
+
+/// Creates `DIR/<run>` for one run, after checking DIR shares the layout's filesystem.
+pub fn create_run(dir: &Path, v2: &Path, command: &str) -> Result<PathBuf> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let dev = |p: &Path| {
+        fs::metadata(p)
+            .map(|m| m.dev())
+            .map_err(|e| Error::io(p, e))
+    };
+    if dev(dir)? != dev(v2)? {
+        return Err(Error::Usage(format!(
+            "--trash {}: not on the registry's filesystem; moving there would copy every byte. Give a folder on the same filesystem as {}",
+            dir.display(),
+            v2.display()
+        )));
+    }
+    let now = chrono::Utc::now();
+    let run = dir.join(format!(
+        "{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    ));
+    fs::create_dir_all(run.join("v2")).map_err(|e| Error::io(&run, e))?;
+    let info = RunInfo {
+        schema: "regsweep/trash-run/v1".into(),
+        v2: v2.to_path_buf(),
+        started: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        command: command.into(),
+    };
+    let text = serde_json::to_string_pretty(&info).unwrap_or_default();
+    fs::write(run.join(RUN_FILE), text).map_err(|e| Error::io(run.join(RUN_FILE), e))?;
+    Ok(run)
+}
+
+/// The runs in a trash, newest first.
+fn runs(dir: &Path) -> Result<Vec<(PathBuf, RunInfo)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let file = path.join(RUN_FILE);
+        let Ok(text) = fs::read_to_string(&file) else {
+            continue;
+        };
+        let info: RunInfo = serde_json::from_str(&text).map_err(|e| Error::RegistryConfig {
+            path: file.clone(),
+            message: format!("not a trash run record: {e}"),
+        })?;
+        out.push((path, info));
+    }
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(out)
+}
+
+/// The kinds of item a trash holds, in the order they go back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Blob,
+    LayerLink,
+    Revision,
+    TagIndex,
+    Tag,
+    Upload,
+}
+
+/// One item of a trash run: where it lies, where it goes back to.
+#[derive(Debug, Clone)]
+struct Item {
+    kind: Kind,
+    from: PathBuf,
+    /// Relative to v2.
+    rel: PathBuf,
+}
+
+/// Classifies the item folders below `run/v2` by their place in the layout.
+fn items(run: &Path) -> Vec<Item> {
+    let base = run.join("v2");
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(&base)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+    {
+        if !entry.file_type().is_dir() {
+            continue;
+        }
+        let Ok(rel) = entry.path().strip_prefix(&base) else {
+            continue;
+        };
+        let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+        let n = parts.len();
+        let kind = if n == 4 && parts[0] == "blobs" && parts[1] == "sha256" {
+            Some(Kind::Blob)
+        } else if parts.first() != Some(&"repositories") || n < 4 {
+            None
+        } else if parts[n - 3] == "_layers" && parts[n - 2] == "sha256" {
+            Some(Kind::LayerLink)
+        } else if n >= 5 && parts[n - 4] == "_manifests" && parts[n - 3] == "revisions" {
+            Some(Kind::Revision)
+        } else if n >= 6 && parts[n - 5] == "tags" && parts[n - 3] == "index" {
+            // An index entry only counts alone: inside a whole tag it goes back with the tag.
+            let tag_dir = base.join(rel).ancestors().nth(3).map(Path::to_path_buf);
+            tag_dir
+                .filter(|t| !t.join("current").exists())
+                .map(|_| Kind::TagIndex)
+        } else if parts[n - 2] == "tags" && parts[n - 3] == "_manifests" {
+            entry.path().join("current").exists().then_some(Kind::Tag)
+        } else if parts[n - 2] == "_uploads" {
+            Some(Kind::Upload)
+        } else {
+            None
+        };
+        if let Some(kind) = kind {
+            out.push(Item {
+                kind,
+                from: entry.path().to_path_buf(),
+                rel: rel.to_path_buf(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.kind.cmp(&b.kind).then(a.rel.cmp(&b.rel)));
+    out
+}
+
+/// What to restore.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    All,
+    /// One tag, with every manifest, link and blob its image needs.
+    Tag {
+        repository: String,
+        tag: String,
+    },
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Restored {
+    pub restored: Vec<RestoredItem>,
+    /// Items left in the trash because their place is taken again.
+    pub skipped: Vec<RestoredItem>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RestoredItem {
+    pub kind: Kind,
+    pub path: PathBuf,
+}
+
+/// Moves items back. Returns an error when the selection names nothing in the trash.
+pub fn restore(dir: &Path, selection: &Selection, break_lock: bool) -> Result<Restored> {
+    let runs = runs(dir)?;
+    // Restoring changes the registry's root: take its lock, as gc does.
+    let mut roots: Vec<PathBuf> = runs.iter().map(|(_, i)| i.v2.clone()).collect();
+    roots.sort();
+    roots.dedup();
+    let _locks = roots
+        .iter()
+        .map(|v2| {
+            let root = v2.ancestors().nth(3).unwrap_or(v2);
+            crate::lock::Lock::acquire(root, "restore", break_lock)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut all: Vec<(Item, PathBuf)> = Vec::new();
+    for (run, info) in &runs {
+        all.extend(items(run).into_iter().map(|i| (i, info.v2.clone())));
+    }
+    let chosen: Vec<(Item, PathBuf)> = match selection {
+        Selection::All => all,
+        Selection::Tag { repository, tag } => select_tag(&all, repository, tag)?,
+    };
+    if chosen.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: nothing to restore",
+            dir.display()
+        )));
+    }
+    let mut chosen = chosen;
+    chosen.sort_by(|a, b| a.0.kind.cmp(&b.0.kind).then(a.0.rel.cmp(&b.0.rel)));
+    let mut out = Restored::default();
+    let mut done: HashSet<PathBuf> = HashSet::new();
+    for (item, v2) in chosen {
+        let dest = v2.join(&item.rel);
+        let record = RestoredItem {
+            kind: item.kind,
+            path: dest.clone(),
+        };
+        // The newest run's copy wins; an older copy of the same item stays in the trash.
+        if done.contains(&dest) || fs::symlink_metadata(&dest).is_ok() {
+            out.skipped.push(record);
+            continue;
+        }
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        fs::rename(&item.from, &dest).map_err(|e| Error::io(&item.from, e))?;
+        done.insert(dest);
+        out.restored.push(record);
+    }
+    for (run, _) in &runs {
+        prune(&run.join("v2"));
+        if !run.join("v2").exists() {
+            let _ = fs::remove_file(run.join(RUN_FILE));
+            let _ = fs::remove_dir(run);
+        }
+    }
+    Ok(out)
+}
+
+/// The tag, and what its image needs from the trash: its manifests (with index children),
+/// their revision links, the blobs and the layer links of the repository.
+fn select_tag(
+    all: &[(Item, PathBuf)],
+    repository: &str,
+    tag: &str,
+) -> Result<Vec<(Item, PathBuf)>> {
+    let tag_rel = Path::new("repositories")
+        .join(repository)
+        .join("_manifests/tags")
+        .join(tag);
+    let Some((tag_item, v2)) = all
+        .iter()
+        .find(|(i, _)| i.kind == Kind::Tag && i.rel == tag_rel)
+    else {
+        return Err(Error::Usage(format!(
+            "{repository}:{tag} is not in the trash"
+        )));
+    };
+    let link = fs::read_to_string(tag_item.from.join("current/link"))
+        .map_err(|e| Error::io(tag_item.from.join("current/link"), e))?;
+    let root = Digest::parse(link.trim()).ok_or_else(|| Error::RegistryConfig {
+        path: tag_item.from.join("current/link"),
+        message: format!("link holds {link:?}, not sha256:<hex>"),
+    })?;
+    let paths = Paths::new(v2.clone());
+    // A blob is in the store or in the trash; read a manifest from wherever it is.
+    let find_blob = |d: &Digest| -> Option<PathBuf> {
+        let store = paths.blob_data(d);
+        if store.is_file() {
+            return Some(store);
+        }
+        let rel = store.strip_prefix(v2).ok()?.to_path_buf();
+        all.iter()
+            .find(|(i, _)| i.kind == Kind::Blob && rel.starts_with(&i.rel))
+            .map(|(i, _)| i.from.join("data"))
+    };
+    let repo_rel = Path::new("repositories").join(repository);
+    let mut wanted: HashSet<PathBuf> = HashSet::new();
+    wanted.insert(tag_rel.clone());
+    let mut stack = vec![root];
+    let mut seen = HashSet::new();
+    while let Some(d) = stack.pop() {
+        if !seen.insert(d) {
+            continue;
+        }
+        wanted.insert(blob_rel(&d));
+        wanted.insert(repo_rel.join("_manifests/revisions/sha256").join(d.hex()));
+        let Some(m) = find_blob(&d)
+            .and_then(|p| fs::read(p).ok())
+            .and_then(|b| manifest::parse(&b).ok())
+        else {
+            continue;
+        };
+        for b in &m.blobs {
+            wanted.insert(blob_rel(b));
+            wanted.insert(repo_rel.join("_layers/sha256").join(b.hex()));
+        }
+        stack.extend(m.children.iter().copied());
+    }
+    Ok(all
+        .iter()
+        .filter(|(i, _)| wanted.contains(&i.rel))
+        .cloned()
+        .collect())
+}
+
+fn blob_rel(d: &Digest) -> PathBuf {
+    let hex = d.hex();
+    Path::new("blobs/sha256").join(&hex[..2]).join(hex)
+}
+
+/// Removes empty folders below and including `dir`.
+fn prune(dir: &Path) {
+    let mut dirs: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_dir())
+        .map(|e| e.into_path())
+        .collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in dirs {
+        let _ = fs::remove_dir(d);
+    }
+}
+
+/// Deletes for good the runs older than `older_than`; the runs removed.
+pub fn empty(dir: &Path, older_than: std::time::Duration) -> Result<Vec<PathBuf>> {
+    let cutoff = chrono::Utc::now() - chrono::Duration::seconds(older_than.as_secs() as i64);
+    let mut removed = Vec::new();
+    for (run, info) in runs(dir)? {
+        let started = chrono::DateTime::parse_from_rfc3339(&info.started).map_err(|e| {
+            Error::RegistryConfig {
+                path: run.join(RUN_FILE),
+                message: format!("bad start time {:?}: {e}", info.started),
+            }
+        })?;
+        if started < cutoff {
+            fs::remove_dir_all(&run).map_err(|e| Error::io(&run, e))?;
+            removed.push(run);
+        }
+    }
+    Ok(removed)
+}
