@@ -32,11 +32,34 @@ pub enum Command {
     /// Retention policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Carry out a plan written by `gc --dry-run --format json --report FILE`, re-checking each item.
+    Apply(ApplyArgs),
     /// Put back what `gc --trash DIR` moved into DIR.
     Restore(RestoreArgs),
     /// Manage a trash folder.
     #[command(subcommand)]
     Trash(TrashCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The plan: a JSON gc report from a dry run.
+    pub plan: PathBuf,
+    /// Refuse unless the plan is for this storage root.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Move what goes into this folder (same filesystem) instead of deleting it.
+    #[arg(long, value_name = "DIR")]
+    pub trash: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: FormatArg,
+    /// Remove a stale lock left by a run that died, and go on.
+    #[arg(long)]
+    pub break_lock: bool,
+    /// No progress bars.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -403,6 +426,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Policy(PolicyCommand::Check(a)) => return policy_check(a),
         Command::Du(a) => return du(a),
         Command::Restore(a) => return restore(a),
+        Command::Apply(a) => return apply(a),
         Command::Trash(TrashCommand::Empty(a)) => return trash_empty(a),
         Command::Check(a) => return check(a),
     };
@@ -608,4 +632,21 @@ fn trash_empty(a: TrashEmptyArgs) -> anyhow::Result<i32> {
     out.push_str(&format!("{} trash runs deleted for good\n", removed.len()));
     print(&out);
     Ok(exit::OK)
+}
+
+fn apply(a: ApplyArgs) -> anyhow::Result<i32> {
+    let cfg = crate::apply::ApplyConfig {
+        plan: a.plan,
+        root: a.root,
+        trash: a.trash,
+        format: match a.format {
+            FormatArg::Text => Format::Text,
+            FormatArg::Json => Format::Json,
+        },
+        break_lock: a.break_lock,
+        progress: !a.quiet,
+    };
+    let (out, code) = crate::apply::run(&cfg, &|| STOP.load(Ordering::Relaxed))?;
+    print(&out);
+    Ok(code)
 }

@@ -24,6 +24,9 @@ pub enum Error {
     Policy { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Locked { path: PathBuf, message: String },
+    /// A plan file that apply refuses.
+    #[error("{path}: {message}")]
+    Plan { path: PathBuf, message: String },
     /// A value on the command line is invalid; exits with the usage code.
     #[error("{0}")]
     Usage(String),

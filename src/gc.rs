@@ -69,36 +69,7 @@ pub fn decide(
             (ev.decisions, ev.explain, ev.refusals)
         }
     };
-    // With no grace, "young" must mean nothing at all, even for files stamped in the future.
-    let cutoff = if cfg.grace.is_zero() {
-        Time::MAX
-    } else {
-        now.saturating_sub(cfg.grace.as_secs() as i64)
-    };
-    let marks = mark::mark(
-        layout,
-        manifests,
-        &decisions,
-        MarkOptions {
-            delete_untagged: cfg.delete_untagged,
-            cutoff,
-        },
-    );
-    let plan = plan::plan(
-        layout,
-        manifests,
-        &decisions,
-        &marks,
-        PlanOptions {
-            delete_untagged: cfg.delete_untagged,
-            cutoff,
-            allow_damage: cfg.allow_damage,
-            uploads_before: cfg
-                .purge_uploads
-                .map(|a| now.saturating_sub(a.as_secs() as i64)),
-        },
-    );
-    let mut plan = plan;
+    let mut plan = plan_with(cfg, layout, manifests, &decisions, now);
     let ages: HashMap<(&str, &str), Option<i64>> = explain
         .iter()
         .map(|e| ((e.repository.as_str(), e.tag.as_str()), e.age_seconds))
@@ -111,6 +82,45 @@ pub fn decide(
     }
     plan.refused = refused;
     (plan, explain)
+}
+
+/// Mark and plan for given tag decisions.
+pub fn plan_with(
+    cfg: &GcConfig,
+    layout: &Layout,
+    manifests: &Manifests,
+    decisions: &Decisions,
+    now: Time,
+) -> Plan {
+    // With no grace, "young" must mean nothing at all, even for files stamped in the future.
+    let cutoff = if cfg.grace.is_zero() {
+        Time::MAX
+    } else {
+        now.saturating_sub(cfg.grace.as_secs() as i64)
+    };
+    let marks = mark::mark(
+        layout,
+        manifests,
+        decisions,
+        MarkOptions {
+            delete_untagged: cfg.delete_untagged,
+            cutoff,
+        },
+    );
+    plan::plan(
+        layout,
+        manifests,
+        decisions,
+        &marks,
+        PlanOptions {
+            delete_untagged: cfg.delete_untagged,
+            cutoff,
+            allow_damage: cfg.allow_damage,
+            uploads_before: cfg
+                .purge_uploads
+                .map(|a| now.saturating_sub(a.as_secs() as i64)),
+        },
+    )
 }
 
 /// Runs gc and returns the report with the exit code it calls for.

@@ -4,6 +4,7 @@
 //! -> [`policy`] (tag decisions) -> [`mark`] (reachability) -> [`plan`] (what goes)
 //! -> [`sweep`] or [`report`]. Only `scan` and `sweep` touch the disk.
 
+pub mod apply;
 pub mod check;
 pub mod cli;
 pub mod config;

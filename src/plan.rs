@@ -43,6 +43,8 @@ pub struct BlobRemoval {
     pub size: u64,
     /// Repositories whose layer links or revisions named it: where it came from.
     pub linked_from: Vec<String>,
+    /// mtime of its data when planned; apply deletes it only if unchanged.
+    pub mtime: Time,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -314,6 +316,7 @@ pub fn plan(
                 digest: b.digest,
                 size: b.size,
                 linked_from,
+                mtime: b.mtime,
             });
         }
     }

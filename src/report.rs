@@ -154,9 +154,14 @@ impl GcReport {
         }
     }
 
+    /// The JSON report, with the checksum that lets `apply` refuse an edited plan.
     pub fn to_json(&self) -> String {
-        let mut s =
-            serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        let sum = plan_checksum(&v);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("checksum".into(), sum.into());
+        }
+        let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
         s.push('\n');
         s
     }
@@ -335,6 +340,29 @@ impl GcReport {
         }
         o
     }
+}
+
+/// The parts of a report that make it a plan: where, with which options, and every item.
+pub const PLAN_KEYS: [&str; 8] = [
+    "root",
+    "options",
+    "tags_deleted",
+    "tag_index_entries_deleted",
+    "manifests_deleted",
+    "layer_links_deleted",
+    "blobs_deleted",
+    "uploads_deleted",
+];
+
+/// `sha256:<hex>` of the plan's parts, serialized with sorted keys.
+pub fn plan_checksum(report: &serde_json::Value) -> String {
+    use sha2::Digest as _;
+    let mut parts = serde_json::Map::new();
+    for k in PLAN_KEYS {
+        parts.insert(k.into(), report.get(k).cloned().unwrap_or_default());
+    }
+    let text = serde_json::Value::Object(parts).to_string();
+    crate::Digest(sha2::Sha256::digest(text.as_bytes()).into()).to_string()
 }
 
 /// Ages as people say them: `45m`, `5h`, `12d`.

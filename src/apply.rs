@@ -1,0 +1,431 @@
+//! The apply command: carries out a reviewed plan, after re-checking every item against the disk.
+//!
+//! Apply never does more than the plan. It scans again, keeps the plan's tag deletions only
+//! where the tag still points at the planned digest, marks with the plan's options, and sweeps
+//! the items that both the plan and this fresh look agree on; a blob also needs its size and
+//! mtime unchanged. Everything else in the plan is skipped and reported with the reason.
+
+use crate::config::{Format, GcConfig};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::lock::Lock;
+use crate::model::Time;
+use crate::plan::{LinkRemoval, Plan};
+use crate::policy::{Decision, Decisions};
+use crate::progress::Progress;
+use crate::report::{GC_SCHEMA, human_bytes, plan_checksum};
+use crate::sweep::{self, Failure};
+use crate::{duration, exit, gc, layout::Paths, trash};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct ApplyConfig {
+    pub plan: PathBuf,
+    /// Must be the plan's root when given.
+    pub root: Option<PathBuf>,
+    pub trash: Option<PathBuf>,
+    pub format: Format,
+    pub break_lock: bool,
+    pub progress: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Skipped {
+    pub kind: &'static str,
+    pub item: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApplyReport {
+    pub schema: &'static str,
+    pub plan: PathBuf,
+    pub root: PathBuf,
+    pub planned: usize,
+    pub applied: usize,
+    pub bytes_freed: u64,
+    pub skipped: Vec<Skipped>,
+    pub failures: Vec<Failure>,
+    pub interrupted: bool,
+}
+
+fn bad(plan: &std::path::Path, message: impl Into<String>) -> Error {
+    Error::Plan {
+        path: plan.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// What the plan says, read back from its JSON.
+struct Planned {
+    root: PathBuf,
+    cfg: GcConfig,
+    tags: Vec<(String, String, Option<Digest>)>,
+    tag_index: HashSet<(String, String, Digest)>,
+    manifests: HashSet<(String, Digest)>,
+    layer_links: HashSet<(String, Digest)>,
+    blobs: HashMap<Digest, (u64, Time)>,
+    uploads: HashSet<(String, String)>,
+}
+
+fn read_plan(path: &std::path::Path) -> Result<Planned> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(path, format!("not JSON: {e}")))?;
+    if v["schema"] != GC_SCHEMA {
+        return Err(bad(
+            path,
+            format!("not a gc report (schema {})", v["schema"]),
+        ));
+    }
+    match v["checksum"].as_str() {
+        Some(sum) if sum == plan_checksum(&v) => {}
+        Some(_) => {
+            return Err(bad(
+                path,
+                "checksum does not match: the plan was edited or damaged; make a new one",
+            ));
+        }
+        None => return Err(bad(path, "no checksum: write plans with --format json")),
+    }
+    let s = |x: &serde_json::Value| x.as_str().map(str::to_string);
+    let digest = |x: &serde_json::Value| x.as_str().and_then(Digest::parse);
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let o = &v["options"];
+    let root = PathBuf::from(s(&v["root"]).ok_or_else(|| bad(path, "no root"))?);
+    let grace = duration::parse(o["grace"].as_str().unwrap_or(""))
+        .map_err(|e| bad(path, format!("options.grace: {e}")))?;
+    let purge_uploads = match o["purge_uploads"].as_str() {
+        Some(a) => {
+            Some(duration::parse(a).map_err(|e| bad(path, format!("options.purge_uploads: {e}")))?)
+        }
+        None => None,
+    };
+    let cfg = GcConfig {
+        root: root.clone(),
+        dry_run: false,
+        delete_untagged: o["delete_untagged"].as_bool().unwrap_or(false),
+        grace,
+        allow_damage: o["allow_damage"].as_bool().unwrap_or(false),
+        purge_uploads,
+        report: None,
+        format: Format::Json,
+        jobs: None,
+        progress: false,
+        policy: None,
+        explain: false,
+        force: false,
+        metrics: None,
+        break_lock: false,
+        trash: None,
+    };
+    let item_err = |k: &str| bad(path, format!("{k}: an item lacks a field"));
+    let mut p = Planned {
+        root,
+        cfg,
+        tags: Vec::new(),
+        tag_index: HashSet::new(),
+        manifests: HashSet::new(),
+        layer_links: HashSet::new(),
+        blobs: HashMap::new(),
+        uploads: HashSet::new(),
+    };
+    for t in list("tags_deleted") {
+        p.tags.push((
+            s(&t["repository"]).ok_or_else(|| item_err("tags_deleted"))?,
+            s(&t["tag"]).ok_or_else(|| item_err("tags_deleted"))?,
+            digest(&t["digest"]),
+        ));
+    }
+    for t in list("tag_index_entries_deleted") {
+        let (Some(r), Some(tag), Some(d)) =
+            (s(&t["repository"]), s(&t["tag"]), digest(&t["digest"]))
+        else {
+            return Err(item_err("tag_index_entries_deleted"));
+        };
+        p.tag_index.insert((r, tag, d));
+    }
+    for m in list("manifests_deleted") {
+        let (Some(r), Some(d)) = (s(&m["repository"]), digest(&m["digest"])) else {
+            return Err(item_err("manifests_deleted"));
+        };
+        p.manifests.insert((r, d));
+    }
+    for l in list("layer_links_deleted") {
+        let (Some(r), Some(d)) = (s(&l["repository"]), digest(&l["digest"])) else {
+            return Err(item_err("layer_links_deleted"));
+        };
+        p.layer_links.insert((r, d));
+    }
+    for b in list("blobs_deleted") {
+        let (Some(d), Some(size), Some(mtime)) = (
+            digest(&b["digest"]),
+            b["size"].as_u64(),
+            b["mtime"].as_i64(),
+        ) else {
+            return Err(item_err("blobs_deleted"));
+        };
+        p.blobs.insert(d, (size, mtime));
+    }
+    for u in list("uploads_deleted") {
+        let (Some(r), Some(id)) = (s(&u["repository"]), s(&u["id"])) else {
+            return Err(item_err("uploads_deleted"));
+        };
+        p.uploads.insert((r, id));
+    }
+    Ok(p)
+}
+
+/// Applies a plan; the rendered report and the exit code.
+pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(String, i32)> {
+    let planned = read_plan(&cfg.plan)?;
+    let root = planned
+        .root
+        .canonicalize()
+        .map_err(|e| Error::io(&planned.root, e))?;
+    if let Some(given) = &cfg.root {
+        let given = given.canonicalize().map_err(|e| Error::io(given, e))?;
+        if given != root {
+            return Err(bad(
+                &cfg.plan,
+                format!(
+                    "the plan is for {}, not {}",
+                    root.display(),
+                    given.display()
+                ),
+            ));
+        }
+    }
+    let _lock = Lock::acquire(&gc::storage_root(&root)?, "apply", cfg.break_lock)?;
+    let progress = if cfg.progress {
+        Progress::new(false)
+    } else {
+        Progress::hidden()
+    };
+    let now = chrono::Utc::now().timestamp();
+    let (layout, manifests) = gc::load(&root, &progress)?;
+    let mut skipped = Vec::new();
+
+    // Tags: the planned ones that still point where they did.
+    let mut decisions = Decisions::keep_all(&layout);
+    let mut planned_tags: HashMap<(&str, &str), Option<Digest>> = planned
+        .tags
+        .iter()
+        .map(|(r, t, d)| ((r.as_str(), t.as_str()), *d))
+        .collect();
+    for (i, repo) in layout.repos.iter().enumerate() {
+        for (j, tag) in repo.tags.iter().enumerate() {
+            let Some(want) = planned_tags.remove(&(repo.name.as_str(), tag.name.as_str())) else {
+                continue;
+            };
+            let now_at = tag.current.map(|c| c.digest);
+            if now_at == want && want.is_some() {
+                decisions.repos[i][j] = Decision::Delete {
+                    rule: "plan".into(),
+                };
+            } else {
+                skipped.push(Skipped {
+                    kind: "tag",
+                    item: format!("{}:{}", repo.name, tag.name),
+                    reason: format!(
+                        "moved since the plan: now {}",
+                        now_at.map_or("unreadable".into(), |d| d.to_string())
+                    ),
+                });
+            }
+        }
+    }
+    for ((r, t), _) in planned_tags {
+        skipped.push(Skipped {
+            kind: "tag",
+            item: format!("{r}:{t}"),
+            reason: "already gone".into(),
+        });
+    }
+
+    let fresh = gc::plan_with(
+        &GcConfig {
+            root: root.clone(),
+            ..planned.cfg.clone()
+        },
+        &layout,
+        &manifests,
+        &decisions,
+        now,
+    );
+    let mut todo = Plan {
+        tags: fresh.tags,
+        ..Plan::default()
+    };
+    let link_key = |l: &LinkRemoval| (l.repository.clone(), l.digest);
+    let fresh_index: HashSet<(String, String, Digest)> = fresh
+        .tag_index
+        .iter()
+        .map(|l| {
+            (
+                l.repository.clone(),
+                l.tag.clone().unwrap_or_default(),
+                l.digest,
+            )
+        })
+        .collect();
+    for key in &planned.tag_index {
+        if fresh_index.contains(key) {
+            todo.tag_index.push(LinkRemoval {
+                repository: key.0.clone(),
+                tag: Some(key.1.clone()),
+                digest: key.2,
+            });
+        } else {
+            skipped.push(Skipped {
+                kind: "tag_index_entry",
+                item: format!("{}:{}@{}", key.0, key.1, key.2),
+                reason: "its manifest is needed again, or it is gone".into(),
+            });
+        }
+    }
+    let fresh_manifests: HashMap<(String, Digest), _> = fresh
+        .manifests
+        .into_iter()
+        .map(|m| ((m.repository.clone(), m.digest), m))
+        .collect();
+    for key in &planned.manifests {
+        match fresh_manifests.get(key) {
+            Some(m) => todo.manifests.push(m.clone()),
+            None => skipped.push(Skipped {
+                kind: "manifest",
+                item: format!("{}@{}", key.0, key.1),
+                reason:
+                    "needed again (a tag, index or referrer reaches it, it is young, or it is gone)"
+                        .into(),
+            }),
+        }
+    }
+    let fresh_links: HashSet<(String, Digest)> = fresh.layer_links.iter().map(link_key).collect();
+    for key in &planned.layer_links {
+        if fresh_links.contains(key) {
+            todo.layer_links.push(LinkRemoval {
+                repository: key.0.clone(),
+                tag: None,
+                digest: key.1,
+            });
+        } else {
+            skipped.push(Skipped {
+                kind: "layer_link",
+                item: format!("{}@{}", key.0, key.1),
+                reason: "needed again, or gone".into(),
+            });
+        }
+    }
+    for b in fresh.blobs {
+        if let Some(&(size, mtime)) = planned.blobs.get(&b.digest) {
+            if size == b.size && mtime == b.mtime {
+                todo.blobs.push(b);
+            } else {
+                skipped.push(Skipped {
+                    kind: "blob",
+                    item: b.digest.to_string(),
+                    reason: "changed since the plan (size or mtime)".into(),
+                });
+            }
+        }
+    }
+    let swept: HashSet<Digest> = todo.blobs.iter().map(|b| b.digest).collect();
+    for d in planned.blobs.keys().filter(|d| !swept.contains(d)) {
+        if !skipped
+            .iter()
+            .any(|s| s.kind == "blob" && s.item == d.to_string())
+        {
+            skipped.push(Skipped {
+                kind: "blob",
+                item: d.to_string(),
+                reason: "needed again, young, withheld by damage, or gone".into(),
+            });
+        }
+    }
+    for u in fresh.uploads {
+        if planned
+            .uploads
+            .contains(&(u.repository.clone(), u.id.clone()))
+        {
+            todo.uploads.push(u);
+        }
+    }
+    let planned_count = planned.tags.len()
+        + planned.tag_index.len()
+        + planned.manifests.len()
+        + planned.layer_links.len()
+        + planned.blobs.len()
+        + planned.uploads.len();
+    let trash_run = match &cfg.trash {
+        Some(dir) => Some(trash::create_run(dir, &layout.v2, "apply")?),
+        None => None,
+    };
+    let outcome = sweep::sweep(
+        &Paths::new(layout.v2.clone()),
+        &todo,
+        &progress,
+        stop,
+        trash_run.as_deref(),
+    );
+    skipped.sort_by(|a, b| a.kind.cmp(b.kind).then(a.item.cmp(&b.item)));
+    let report = ApplyReport {
+        schema: "regsweep/apply-report/v1",
+        plan: cfg.plan.clone(),
+        root,
+        planned: planned_count,
+        applied: outcome.removed as usize,
+        bytes_freed: todo.bytes_freed(),
+        skipped,
+        failures: outcome.failures,
+        interrupted: outcome.interrupted,
+    };
+    let code = if !report.failures.is_empty() || report.interrupted {
+        exit::ERROR
+    } else {
+        exit::OK
+    };
+    let out = match cfg.format {
+        Format::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
+        Format::Text => text(&report),
+    };
+    Ok((out, code))
+}
+
+fn text(r: &ApplyReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "regsweep apply {} on {}",
+        r.plan.display(),
+        r.root.display()
+    );
+    let _ = writeln!(o, "  planned   {} items", r.planned);
+    let _ = writeln!(
+        o,
+        "  applied   {} items, {} of blobs freed",
+        r.applied,
+        human_bytes(r.bytes_freed)
+    );
+    let _ = writeln!(
+        o,
+        "  skipped   {} items that changed since the plan (kept)",
+        r.skipped.len()
+    );
+    if r.interrupted {
+        let _ = writeln!(
+            o,
+            "  interrupted: stopped early; apply the plan again to finish"
+        );
+    }
+    for s in &r.skipped {
+        let _ = writeln!(o, "  skip  {} {}: {}", s.kind, s.item, s.reason);
+    }
+    for f in &r.failures {
+        let _ = writeln!(o, "  fail  {}: {}", f.path.display(), f.message);
+    }
+    o
+}
