@@ -404,6 +404,54 @@ pub fn main() -> i32 {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Fault injection for the test suite, read from the environment: a real SIGKILL or SIGTERM
+/// to this process once the sweep has asked to go on N times, and a pause between planning and
+/// sweeping. Unset in normal use; they only make `stop()` do something else.
+struct Faults {
+    kill_after: Option<usize>,
+    term_after: Option<usize>,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl Faults {
+    fn from_env() -> Faults {
+        let n = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
+        Faults {
+            kill_after: n("REGSWEEP_FAULT_KILL_AFTER"),
+            term_after: n("REGSWEEP_FAULT_TERM_AFTER"),
+            asked: Default::default(),
+        }
+    }
+
+    /// The sweep's `stop` question, with the faults on the way.
+    fn stop(&self) -> bool {
+        if self.kill_after.is_some() || self.term_after.is_some() {
+            let n = self.asked.fetch_add(1, Ordering::SeqCst);
+            // SAFETY: raising a signal at ourselves; SIGKILL ends us, SIGTERM runs on_signal.
+            if self.kill_after == Some(n) {
+                unsafe { libc::raise(libc::SIGKILL) };
+            }
+            if self.term_after == Some(n) {
+                unsafe { libc::raise(libc::SIGTERM) };
+            }
+        }
+        STOP.load(Ordering::Relaxed)
+    }
+}
+
+/// With REGSWEEP_FAULT_PAUSE=FILE: announce FILE.ready, then wait until FILE exists.
+pub fn fault_pause() {
+    let Some(go) = std::env::var_os("REGSWEEP_FAULT_PAUSE").map(PathBuf::from) else {
+        return;
+    };
+    let mut ready = go.clone().into_os_string();
+    ready.push(".ready");
+    let _ = std::fs::write(&ready, std::process::id().to_string());
+    while !go.exists() && !STOP.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 extern "C" fn on_signal(_: libc::c_int) {
     // Only an atomic store: nothing else is safe in a signal handler.
     STOP.store(true, Ordering::SeqCst);
@@ -431,10 +479,11 @@ fn run(command: Command) -> anyhow::Result<i32> {
         Command::Check(a) => return check(a),
     };
     let cfg = args.validate()?;
+    let faults = Faults::from_env();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.jobs.unwrap_or(0))
         .build()?;
-    let (report, code) = pool.install(|| gc::run(&cfg, &|| STOP.load(Ordering::Relaxed)))?;
+    let (report, code) = pool.install(|| gc::run(&cfg, &|| faults.stop()))?;
     gc::write_report(&cfg, &report)?;
     if code == exit::DAMAGE && cfg.report.is_none() {
         eprintln!(
@@ -646,7 +695,8 @@ fn apply(a: ApplyArgs) -> anyhow::Result<i32> {
         break_lock: a.break_lock,
         progress: !a.quiet,
     };
-    let (out, code) = crate::apply::run(&cfg, &|| STOP.load(Ordering::Relaxed))?;
+    let faults = Faults::from_env();
+    let (out, code) = crate::apply::run(&cfg, &|| faults.stop())?;
     print(&out);
     Ok(code)
 }

@@ -157,6 +157,9 @@ pub fn run(cfg: &GcConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(GcReport
         ..
     } = analyse(cfg, started_at.timestamp(), &progress)?;
     let refused = !plan.refused.is_empty() && !cfg.force;
+    if !cfg.dry_run {
+        crate::cli::fault_pause();
+    }
     let outcome = if cfg.dry_run || refused || plan.is_empty() {
         None
     } else {

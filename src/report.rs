@@ -29,6 +29,8 @@ pub struct Summary {
     pub upload_bytes_freed: u64,
     pub empty_folders_removed: usize,
     pub sweep_failures: usize,
+    /// Items the sweep actually removed (0 on a dry run; fewer than planned if interrupted).
+    pub items_removed: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -128,6 +130,7 @@ impl GcReport {
             upload_bytes_freed: plan.upload_bytes(),
             empty_folders_removed: plan.empty_dirs.len(),
             sweep_failures: failures,
+            items_removed: outcome.map_or(0, |o| o.removed),
         };
         GcReport {
             schema: GC_SCHEMA,

@@ -1,5 +1,6 @@
 //! Integration tests: regsweep against layouts written by the real registry.
 
+mod faults;
 mod fixture;
 mod retention;
 mod testenv;

@@ -1,0 +1,393 @@
+//! Faults and changes under a run: SIGKILL at many points, SIGTERM, a push during gc, a layout
+//! that changed under a plan, and the trash put back.
+
+use crate::testenv::*;
+use crate::world;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const DAYS2: Duration = Duration::from_secs(2 * 86_400);
+
+/// The world, plus thousands of dangling blobs and some untagged images, all two days old.
+fn big_world() -> world::World {
+    let w = world::build();
+    let lw = LayoutWriter::new(&w.reg.root);
+    for i in 0..3000 {
+        lw.blob(&bytes_for(&format!("garbage{i}"), 64));
+    }
+    for i in 0..20 {
+        lw.image("acme/app", None, &[bytes_for(&format!("untagged{i}"), 100)]);
+    }
+    age_tree(&w.reg.root, DAYS2);
+    w
+}
+
+fn gc_cmd(root: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_regsweep"));
+    c.args(["gc", "-m", "--quiet", "--root"])
+        .arg(root)
+        .env_remove("RUST_LOG");
+    c
+}
+
+fn pull_all(root: &Path, w: &world::World) {
+    let reg = Registry::serve(root);
+    for t in &w.tags {
+        reg.pull(t).unwrap_or_else(|e| panic!("{t}: {e}"));
+    }
+    reg.pull(&format!("acme/app@{}", w.sbom))
+        .expect("the kept referrer");
+}
+
+#[test]
+fn sigkill_at_any_point_of_a_sweep_loses_nothing() {
+    use std::os::unix::process::ExitStatusExt;
+    let w = big_world();
+    let (_, plan) = gc_json(&w.reg.root, &["-m", "--dry-run"]);
+    let s = &plan["summary"];
+    let total = [
+        "tags_deleted",
+        "tag_index_entries_deleted",
+        "manifests_deleted",
+        "layer_links_deleted",
+        "blobs_deleted",
+    ]
+    .iter()
+    .map(|k| s[k].as_u64().unwrap())
+    .sum::<u64>();
+    assert!(total > 3000, "{total}");
+    let tmp = tempfile::tempdir().unwrap();
+    for i in 0..22u64 {
+        let k = 1 + i * (total - 2) / 21;
+        let root = tmp.path().join(format!("k{k}"));
+        copy_tree(&w.reg.root, &root);
+        let out = gc_cmd(&root)
+            .env("REGSWEEP_FAULT_KILL_AFTER", k.to_string())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.signal(), Some(9), "k={k}: {out:?}");
+        pull_all(&root, &w);
+        // The dead run's lock is stale: reported, then broken on request.
+        let out = gc_cmd(&root).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "k={k}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("stale lock") && err.contains("--break-lock"),
+            "{err}"
+        );
+        let out = gc_cmd(&root).arg("--break-lock").output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "k={k}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            blobs_on_disk(&root.join("docker/registry/v2")),
+            w.kept,
+            "after a kill at {k}, a rerun finishes the job"
+        );
+        pull_all(&root, &w);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
+
+#[test]
+fn sigterm_stops_after_the_items_in_hand_and_says_so() {
+    let w = big_world();
+    let out = gc_cmd(&w.reg.root)
+        .args(["--format", "json", "--report", "-"])
+        .env("REGSWEEP_FAULT_TERM_AFTER", "500")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["interrupted"], true);
+    let removed = r["summary"]["items_removed"].as_u64().unwrap();
+    assert!(
+        (500..600).contains(&removed),
+        "stopped right after the items in hand: {removed}"
+    );
+    assert!(
+        !w.reg.root.join(".regsweep.lock").exists(),
+        "a clean stop releases the lock"
+    );
+    w.assert_all_pull();
+    let out = gc_cmd(&w.reg.root).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(blobs_on_disk(&w.reg.v2()), w.kept);
+}
+
+#[test]
+fn a_second_run_waits_for_no_one_it_fails_at_once() {
+    let w = world::build();
+    age_tree(&w.reg.root, DAYS2);
+    let go = w.reg.tmp.path().join("go");
+    let mut first = gc_cmd(&w.reg.root)
+        .env("REGSWEEP_FAULT_PAUSE", &go)
+        .spawn()
+        .unwrap();
+    wait_for(&go.with_extension("ready"));
+    let out = gc_cmd(&w.reg.root).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("pid {}", first.id())) && err.contains("started"),
+        "{err}"
+    );
+    // A dry run takes no lock: audits run beside a sweep.
+    assert_eq!(
+        gc_cmd(&w.reg.root)
+            .arg("--dry-run")
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(0)
+    );
+    std::fs::write(&go, "").unwrap();
+    assert!(first.wait().unwrap().success());
+}
+
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_push_while_gc_runs_with_the_default_grace_pulls_in_full() {
+    let mut w = world::build();
+    age_tree(&w.reg.root, DAYS2);
+    let go = w.reg.tmp.path().join("go");
+    // gc scans and plans, then waits; the push lands between its plan and its sweep.
+    let mut gc = gc_cmd(&w.reg.root)
+        .env("REGSWEEP_FAULT_PAUSE", &go)
+        .spawn()
+        .unwrap();
+    wait_for(&go.with_extension("ready"));
+    let mut oci = w.reg.new_oci();
+    let img = oci.image(
+        &[("base-os", 3000), ("pushed-during-gc", 1500)],
+        "amd64",
+        "2026-11-01T00:00:00Z",
+    );
+    oci.tag(&img.manifest, "fresh");
+    w.reg.push(&oci, "fresh", "acme/app:fresh");
+    w.reg.push(&oci, "fresh", "newcomer/app:1");
+    std::fs::write(&go, "").unwrap();
+    assert!(gc.wait().unwrap().success());
+    w.reg.pull("acme/app:fresh").expect("pushed during gc");
+    w.reg.pull("newcomer/app:1").expect("pushed during gc");
+    w.assert_all_pull();
+    assert!(w.reg.reference_gc_dry_run().is_empty());
+}
+
+#[test]
+fn apply_keeps_what_changed_under_the_plan() {
+    let mut w = world::build();
+    age_tree(&w.reg.root, DAYS2);
+    let dir = w.reg.tmp.path().to_path_buf();
+    std::fs::write(dir.join("p.yml"), "version: 1\nrules:\n  - name: drop v1\n    repositories: ['acme/app']\n    tags: ['v1']\n    delete: {}\n").unwrap();
+    let plan = dir.join("plan.json");
+    let out = regsweep(&[
+        "gc",
+        "--root",
+        w.reg.root.to_str().unwrap(),
+        "-m",
+        "--dry-run",
+        "--policy",
+        dir.join("p.yml").to_str().unwrap(),
+        "--format",
+        "json",
+        "--report",
+        plan.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let planned: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    assert_eq!(planned["tags_deleted"][0]["tag"], "v1");
+    let dangling = sha256(&bytes_for("dangling", 999));
+    assert!(deleted_blobs(&planned).contains(&dangling));
+
+    // Monday's plan, Tuesday's registry: v1 now names another image, and a new manifest
+    // uses the dangling blob.
+    let mut oci = w.reg.new_oci();
+    let img = oci.image(
+        &[("base-os", 3000), ("v1-tuesday", 900)],
+        "amd64",
+        "2026-11-02T00:00:00Z",
+    );
+    oci.tag(&img.manifest, "v1");
+    w.reg.push(&oci, "v1", "acme/app:v1");
+    let layer = w.reg.put_blob("other/app", &bytes_for("dangling", 999));
+    let config = w.reg.put_blob("other/app", b"{}");
+    let m = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config, "size": 2},
+        "layers": [{"mediaType": OCI_LAYER, "digest": layer, "size": 999}]});
+    w.reg.put_manifest(
+        "other/app",
+        "uses-dangling",
+        OCI_MANIFEST,
+        m.to_string().as_bytes(),
+    );
+
+    let out = regsweep(&["apply", plan.to_str().unwrap(), "--format", "json", "-q"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let skipped: BTreeSet<(String, String)> = r["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap().into(),
+                s["item"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        skipped.contains(&("tag".into(), "acme/app:v1".into())),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped.contains(&("blob".into(), dangling.clone())),
+        "{skipped:?}"
+    );
+    assert!(r["applied"].as_u64().unwrap() > 0);
+    w.reg.pull("acme/app:v1").expect("the moved tag stays");
+    w.reg
+        .pull("other/app:uses-dangling")
+        .expect("the new manifest's blob stays");
+    w.tags.retain(|t| t != "acme/app:v1");
+    w.assert_all_pull();
+}
+
+/// Every file below `dir` with its content.
+fn files(dir: &Path) -> BTreeSet<(String, Vec<u8>)> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file() && !e.path().ends_with(".regsweep.lock"))
+        .map(|e| {
+            (
+                e.path().strip_prefix(dir).unwrap().display().to_string(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_trash_puts_back_one_tag_or_everything_exactly() {
+    let w = world::build();
+    age_tree(&w.reg.root, DAYS2);
+    let before = files(&w.reg.root);
+    let dir = w.reg.tmp.path().to_path_buf();
+    std::fs::write(
+        dir.join("p.yml"),
+        "version: 1\nrules:\n  - name: drop v2\n    tags: ['v2']\n    delete: {}\n",
+    )
+    .unwrap();
+    let trash = dir.join("trash");
+    let out = regsweep(&[
+        "gc",
+        "--root",
+        w.reg.root.to_str().unwrap(),
+        "-m",
+        "-q",
+        "--policy",
+        dir.join("p.yml").to_str().unwrap(),
+        "--trash",
+        trash.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(w.reg.pull("acme/app:v2").is_err(), "v2 went to the trash");
+
+    let out = regsweep(&["restore", trash.to_str().unwrap(), "--tag", "acme/app:v2"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.reg
+        .pull("acme/app:v2")
+        .expect("one tag restored with all it needs");
+
+    let out = regsweep(&["restore", trash.to_str().unwrap(), "--all"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(files(&w.reg.root), before, "everything back, byte for byte");
+    w.assert_all_pull();
+    let out = regsweep(&["restore", trash.to_str().unwrap(), "--all"]);
+    assert_eq!(out.status.code(), Some(2), "nothing left to restore");
+
+    // Emptying: runs younger than the limit stay.
+    let out = regsweep(&[
+        "gc",
+        "--root",
+        w.reg.root.to_str().unwrap(),
+        "-q",
+        "--trash",
+        trash.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let out = regsweep(&[
+        "trash",
+        "empty",
+        trash.to_str().unwrap(),
+        "--older-than",
+        "7d",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 trash runs deleted"));
+    let out = regsweep(&[
+        "trash",
+        "empty",
+        trash.to_str().unwrap(),
+        "--older-than",
+        "0",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 trash runs deleted"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
+}
