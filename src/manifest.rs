@@ -314,4 +314,96 @@ mod tests {
         s.push_str(&"{\"a\":".repeat(100_000));
         assert!(parse(s.as_bytes()).is_err());
     }
+
+    /// A small deterministic generator for the property tests below.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % n.max(1)
+        }
+    }
+
+    fn random_value(r: &mut Lcg, depth: u32) -> serde_json::Value {
+        use serde_json::Value;
+        const KEYS: [&str; 12] = [
+            "schemaVersion",
+            "mediaType",
+            "config",
+            "layers",
+            "manifests",
+            "blobs",
+            "subject",
+            "fsLayers",
+            "digest",
+            "blobSum",
+            "artifactType",
+            "x",
+        ];
+        let digests = [
+            d('a'),
+            "sha256:".into(),
+            "sha512:ab".into(),
+            format!("sha256:{}", "A".repeat(64)),
+            String::new(),
+        ];
+        match if depth > 4 { r.next(4) } else { r.next(7) } {
+            0 => Value::Null,
+            1 => Value::from(r.next(1000) as i64 - 500),
+            2 => Value::from(digests[r.next(digests.len() as u64) as usize].clone()),
+            3 => Value::Bool(r.next(2) == 0),
+            4 | 5 => Value::Array((0..r.next(4)).map(|_| random_value(r, depth + 1)).collect()),
+            _ => Value::Object(
+                (0..r.next(6))
+                    .map(|_| {
+                        (
+                            KEYS[r.next(KEYS.len() as u64) as usize].to_string(),
+                            random_value(r, depth + 1),
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn never_panics_on_random_or_truncated_input() {
+        let mut r = Lcg(42);
+        for _ in 0..3000 {
+            let len = r.next(300) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| r.next(256) as u8).collect();
+            let _ = parse(&bytes);
+        }
+        for _ in 0..5000 {
+            let text = random_value(&mut r, 0).to_string();
+            if let Ok(m) = parse(text.as_bytes()) {
+                // Whatever it returns was in the input.
+                for x in m.blobs.iter().chain(&m.children).chain(m.subject.iter()) {
+                    assert!(text.contains(&x.to_string()), "{text}");
+                }
+            }
+        }
+        let valid = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"digest":"{}"}}],"subject":{{"digest":"{}"}}}}"#,
+            d('1'),
+            d('2')
+        );
+        for cut in 0..valid.len() {
+            let _ = parse(&valid.as_bytes()[..cut]);
+        }
+    }
+
+    #[test]
+    fn a_huge_manifest_is_read_in_one_pass() {
+        let layer = format!(r#"{{"digest":"{}","size":1}}"#, d('b'));
+        let text = format!(
+            r#"{{"schemaVersion":2,"layers":[{}]}}"#,
+            vec![layer; 100_000].join(",")
+        );
+        let m = parse(text.as_bytes()).unwrap();
+        assert_eq!(m.blobs.len(), 100_000);
+    }
 }

@@ -234,6 +234,15 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobsA
                 return (blobs, empty);
             }
             for (name, dir, meta) in list(path, findings, None) {
+                if meta.file_type().is_symlink() {
+                    findings.add(
+                        dir,
+                        Severity::Damage,
+                        None,
+                        "blob folder is a symbolic link; not followed, left alone",
+                    );
+                    continue;
+                }
                 let digest = match Digest::from_hex(&name) {
                     Some(d) if name.starts_with(prefix.as_str()) && meta.is_dir() => d,
                     _ => {

@@ -293,7 +293,12 @@ fn symlinks_and_crafted_names_are_reported_and_left_alone() {
     // whose data is a symlink, and names the registry would never write.
     std::os::unix::fs::symlink(&outside, f.repo("evil")).unwrap();
     let fake = "ab".repeat(32);
-    std::os::unix::fs::symlink(&outside, f.v2().join("blobs/sha256/ab").join(&fake)).ok();
+    std::fs::create_dir_all(f.v2().join("blobs/sha256/ab")).unwrap();
+    std::os::unix::fs::symlink(&outside, f.v2().join("blobs/sha256/ab").join(&fake)).unwrap();
+    let evil_tag = f.repo("acme/app/_manifests/tags/evil/current");
+    std::fs::create_dir_all(&evil_tag).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", evil_tag.join("link")).unwrap();
+    let passwd = std::fs::read("/etc/passwd").unwrap();
     std::fs::create_dir_all(f.v2().join("blobs/sha256/cd")).unwrap();
     let linked = "cd".repeat(32);
     std::fs::create_dir_all(f.v2().join("blobs/sha256/cd").join(&linked)).unwrap();
@@ -313,8 +318,11 @@ fn symlinks_and_crafted_names_are_reported_and_left_alone() {
     let (code, r) = gc_json(&f.root, &["-m", "--allow-damage"]);
     assert_eq!(code, 3, "{r}");
     let paths = error_paths(&r);
+    assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd);
     for p in [
         f.repo("evil"),
+        f.v2().join("blobs/sha256/ab").join(&fake),
+        evil_tag.join("link"),
         f.v2().join("blobs/sha256/cd").join(&linked).join("data"),
         f.repo("Bad Name"),
         f.repo("acme/app/_manifests/tags/..hidden"),
@@ -413,4 +421,52 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
             "after an interruption at {k}, a rerun finishes the job"
         );
     }
+}
+
+/// Runs `chattr` (immutable flag: even root cannot rename or delete under it).
+fn chattr(flag: &str, path: &Path) -> bool {
+    std::process::Command::new("chattr")
+        .arg(flag)
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_folder_that_refuses_deletion_is_reported_and_the_rest_goes() {
+    let f = fixture();
+    let dangling = sha256(&bytes_for("dangling", 999));
+    let data = f.blob_data(&dangling);
+    let prefix = data.parent().unwrap().parent().unwrap().to_path_buf();
+    if !chattr("+i", &prefix) {
+        eprintln!("skipped: this filesystem has no immutable flag (chattr +i)");
+        return;
+    }
+    let (code, r) = gc_json(&f.root, &[]);
+    chattr("-i", &prefix);
+    assert_eq!(code, 1, "{r}");
+    let failures: Vec<&serde_json::Value> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "sweep")
+        .collect();
+    assert_eq!(failures.len(), 1, "{r}");
+    assert!(
+        failures[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with(&dangling[7..]),
+        "{r}"
+    );
+    assert!(data.is_file(), "the blob is whole: its data is still there");
+    let left = blobs_on_disk(&f.v2());
+    assert_eq!(
+        left.len(),
+        f.kept.len() + f.untagged_only.len() + 1,
+        "everything else went"
+    );
+    let (code, _) = gc_json(&f.root, &[]);
+    assert_eq!(code, 0);
+    assert!(!data.exists());
 }
