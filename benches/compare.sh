@@ -31,12 +31,16 @@ params() {
   esac
 }
 
-# measure NAME CMD...: appends "NAME elapsed_s maxrss_kb" to $RESULTS
+# measure NAME CMD...: appends "NAME elapsed_s maxrss_kb" to $RESULTS. Exit 3 is regsweep's
+# "damage found": check --verify-digests says so of the generated layers, by design.
 measure() {
   local name=$1; shift
-  /usr/bin/time -f "%e %M" -o "$WORK/time.out" "$@" > /dev/null 2> "$WORK/cmd.err" || {
-    echo "$name failed:" >&2; cat "$WORK/cmd.err" >&2; exit 1; }
-  echo "$name $(cat "$WORK/time.out")" >> "$RESULTS"
+  local rc=0
+  /usr/bin/time -f "%e %M" -o "$WORK/time.out" "$@" > /dev/null 2> "$WORK/cmd.err" || rc=$?
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 3 ]; then
+    echo "$name failed ($rc):" >&2; cat "$WORK/cmd.err" >&2; exit 1
+  fi
+  echo "$name $(tail -n 1 "$WORK/time.out")" >> "$RESULTS"
 }
 
 summary() {

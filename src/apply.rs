@@ -5,7 +5,7 @@
 //! the items that both the plan and this fresh look agree on; a blob also needs its size and
 //! mtime unchanged. Everything else in the plan is skipped and reported with the reason.
 
-use crate::config::{Format, GcConfig};
+use crate::config::{Format, GcConfig, canonical_root};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::lock::Lock;
@@ -105,22 +105,12 @@ fn read_plan(path: &std::path::Path) -> Result<Planned> {
         None => None,
     };
     let cfg = GcConfig {
-        root: root.clone(),
         dry_run: false,
         delete_untagged: o["delete_untagged"].as_bool().unwrap_or(false),
         grace,
         allow_damage: o["allow_damage"].as_bool().unwrap_or(false),
         purge_uploads,
-        report: None,
-        format: Format::Json,
-        jobs: None,
-        progress: false,
-        policy: None,
-        explain: false,
-        force: false,
-        metrics: None,
-        break_lock: false,
-        trash: None,
+        ..GcConfig::planning(root.clone())
     };
     let item_err = |k: &str| bad(path, format!("{k}: an item lacks a field"));
     let mut p = Planned {
@@ -182,12 +172,9 @@ fn read_plan(path: &std::path::Path) -> Result<Planned> {
 /// Applies a plan; the rendered report and the exit code.
 pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(String, i32)> {
     let planned = read_plan(&cfg.plan)?;
-    let root = planned
-        .root
-        .canonicalize()
-        .map_err(|e| Error::io(&planned.root, e))?;
+    let root = canonical_root(&planned.root)?;
     if let Some(given) = &cfg.root {
-        let given = given.canonicalize().map_err(|e| Error::io(given, e))?;
+        let given = canonical_root(given)?;
         if given != root {
             return Err(bad(
                 &cfg.plan,
@@ -200,11 +187,7 @@ pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(Strin
         }
     }
     let _lock = Lock::acquire(&gc::storage_root(&root)?, "apply", cfg.break_lock)?;
-    let progress = if cfg.progress {
-        Progress::new(false)
-    } else {
-        Progress::hidden()
-    };
+    let progress = Progress::when(cfg.progress);
     let now = chrono::Utc::now().timestamp();
     let (layout, manifests) = gc::load(&root, &progress)?;
     let mut skipped = Vec::new();

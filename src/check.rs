@@ -1,7 +1,7 @@
 //! The check command: everything wrong or left over in a layout, changing nothing.
 
 use crate::config::{Format, GcConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::model::{Finding, Severity};
 use crate::progress::Progress;
@@ -11,7 +11,7 @@ use crate::{exit, gc, integrity};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct CheckConfig {
@@ -52,36 +52,12 @@ pub struct CheckReport {
 pub fn run(cfg: &CheckConfig) -> Result<(String, i32)> {
     let started = Instant::now();
     let now = chrono::Utc::now().timestamp();
-    let progress = if cfg.progress {
-        Progress::new(false)
-    } else {
-        Progress::hidden()
-    };
-    let root = cfg
-        .root
-        .canonicalize()
-        .map_err(|e| Error::io(&cfg.root, e))?;
+    let progress = Progress::when(cfg.progress);
+    let root = crate::config::canonical_root(&cfg.root)?;
     let layout = scan::scan_with(&root, ScanOptions { verify_links: true }, &progress)?;
     let manifests = scan::load_manifests(&layout, &progress);
     // The plan's findings are the scan's plus every manifest that cannot be read.
-    let gc_cfg = GcConfig {
-        root: root.clone(),
-        dry_run: true,
-        delete_untagged: false,
-        grace: Duration::ZERO,
-        allow_damage: false,
-        purge_uploads: None,
-        report: None,
-        format: Format::Json,
-        jobs: None,
-        progress: false,
-        policy: None,
-        explain: false,
-        force: false,
-        metrics: None,
-        break_lock: false,
-        trash: None,
-    };
+    let gc_cfg = GcConfig::planning(root.clone());
     let (plan, _) = gc::decide(&gc_cfg, &layout, &manifests, now);
     let mut findings = plan.findings;
     findings.extend(integrity::check(&layout, &manifests, now));

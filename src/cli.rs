@@ -522,33 +522,15 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<i32> {
         }
         return Ok(exit::OK);
     }
-    let args = GcArgs {
-        root: RootArgs {
-            root: a.root,
-            config: a.config,
-        },
-        dry_run: true,
-        delete_untagged: false,
-        grace: "0".into(),
-        allow_damage: false,
-        purge_uploads: None,
-        report: None,
-        format: FormatArg::Text,
-        jobs: None,
-        quiet: true,
-        policy: None,
-        explain: false,
-        force: false,
-        metrics: None,
-        break_lock: false,
-        trash: None,
+    let root = RootArgs {
+        root: a.root,
+        config: a.config,
+    }
+    .resolve()?;
+    let cfg = GcConfig {
+        policy: Some(policy),
+        ..GcConfig::planning(config::canonical_root(&root)?)
     };
-    let mut cfg = args.validate()?;
-    cfg.root = cfg
-        .root
-        .canonicalize()
-        .map_err(|e| Error::io(&cfg.root, e))?;
-    cfg.policy = Some(policy);
     let now = chrono::Utc::now().timestamp();
     let analysis = gc::analyse(&cfg, now, &crate::progress::Progress::hidden())?;
     let preview = crate::report::PolicyPreview::new(&a.file, &analysis);

@@ -48,6 +48,36 @@ pub struct GcConfig {
     pub trash: Option<PathBuf>,
 }
 
+impl GcConfig {
+    /// A config that only looks: a dry run with no grace, no policy and every option off.
+    /// Commands that plan without sweeping start from it and set what they need.
+    pub fn planning(root: PathBuf) -> GcConfig {
+        GcConfig {
+            root,
+            dry_run: true,
+            delete_untagged: false,
+            grace: Duration::ZERO,
+            allow_damage: false,
+            purge_uploads: None,
+            report: None,
+            format: Format::Json,
+            jobs: None,
+            progress: false,
+            policy: None,
+            explain: false,
+            force: false,
+            metrics: None,
+            break_lock: false,
+            trash: None,
+        }
+    }
+}
+
+/// The canonical form of a root the user gave, or an error naming it.
+pub fn canonical_root(root: &Path) -> Result<PathBuf> {
+    root.canonicalize().map_err(|e| Error::io(root, e))
+}
+
 /// The name the registry gives the environment override of its root directory.
 pub const ROOT_ENV: &str = "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY";
 

@@ -81,34 +81,17 @@ pub struct DuReport {
 pub fn run(cfg: &DuConfig) -> Result<(String, i32)> {
     let started = Instant::now();
     let started_at = chrono::Utc::now().timestamp();
-    let progress = if cfg.progress {
-        Progress::new(false)
-    } else {
-        Progress::hidden()
-    };
-    let root = cfg
-        .root
-        .canonicalize()
-        .map_err(|e| Error::io(&cfg.root, e))?;
+    let progress = Progress::when(cfg.progress);
+    let root = crate::config::canonical_root(&cfg.root)?;
     let (layout, manifests) = gc::load(&root, &progress)?;
 
     let gc_cfg = |delete_untagged: bool, policy: Option<Policy>| GcConfig {
-        root: root.clone(),
-        dry_run: true,
         delete_untagged,
         grace: cfg.grace,
-        allow_damage: false,
-        purge_uploads: None,
-        report: None,
-        format: crate::config::Format::Json,
-        jobs: None,
-        progress: false,
         policy,
-        explain: false,
+        // The figure says what the policy frees; its safety net is reported apart.
         force: true,
-        metrics: None,
-        break_lock: false,
-        trash: None,
+        ..GcConfig::planning(root.clone())
     };
     let (plain, _) = gc::decide(&gc_cfg(false, None), &layout, &manifests, started_at);
     let (untagged, _) = gc::decide(&gc_cfg(true, None), &layout, &manifests, started_at);

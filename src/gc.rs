@@ -127,15 +127,8 @@ pub fn plan_with(
 pub fn run(cfg: &GcConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(GcReport, i32)> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let progress = if cfg.progress {
-        Progress::new(false)
-    } else {
-        Progress::hidden()
-    };
-    let root = cfg
-        .root
-        .canonicalize()
-        .map_err(|e| Error::io(&cfg.root, e))?;
+    let progress = Progress::when(cfg.progress);
+    let root = crate::config::canonical_root(&cfg.root)?;
     let cfg = &GcConfig {
         root,
         ..cfg.clone()

@@ -16,6 +16,11 @@ impl Progress {
         }
     }
 
+    /// Bars if `wanted` (and stderr is a terminal), none otherwise.
+    pub fn when(wanted: bool) -> Progress {
+        Progress::new(!wanted)
+    }
+
     pub fn hidden() -> Progress {
         Progress { enabled: false }
     }

@@ -10,11 +10,68 @@ use crate::model::{
 use crate::progress::Progress;
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::fs::{self, Metadata};
+use std::ffi::CString;
+use std::fs::{self, FileType, Metadata};
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
+
+/// The mtime of a path itself (not followed); "now" when it cannot be read, so grace keeps it.
+fn path_mtime(path: &Path) -> Time {
+    fs::symlink_metadata(path).map_or(Time::MAX, |m| mtime(&m))
+}
+
+/// A directory opened to stat names inside it: a short lookup from the directory instead of a
+/// walk of the whole path from `/`, which is most of a scan's time.
+struct DirHandle(fs::File);
+
+/// What scan needs of a stat.
+struct Stat {
+    regular: bool,
+    size: u64,
+    mtime: Time,
+    allocated: u64,
+}
+
+impl DirHandle {
+    fn open(path: &Path) -> io::Result<DirHandle> {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map(DirHandle)
+    }
+
+    /// Stats `rel` below this directory without following a final symlink.
+    fn stat(&self, rel: &std::ffi::OsStr) -> io::Result<Stat> {
+        let name = CString::new(rel.as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: a valid fd and NUL-terminated name; fstatat fills `st` when it returns 0.
+        let r = unsafe {
+            libc::fstatat(
+                self.0.as_raw_fd(),
+                name.as_ptr(),
+                st.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: initialised by the successful call above.
+        let st = unsafe { st.assume_init() };
+        Ok(Stat {
+            regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
+            size: st.st_size as u64,
+            mtime: st.st_mtime,
+            allocated: st.st_blocks as u64 * 512,
+        })
+    }
+}
 
 fn mtime(meta: &Metadata) -> Time {
     match meta.modified() {
@@ -63,7 +120,7 @@ impl Findings {
 }
 
 /// Lists a folder; a missing folder is empty, other errors become findings.
-fn list(dir: &Path, findings: &Findings, repo: Option<&str>) -> Vec<(String, PathBuf, Metadata)> {
+fn list(dir: &Path, findings: &Findings, repo: Option<&str>) -> Vec<(String, PathBuf, FileType)> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
@@ -110,8 +167,9 @@ fn list(dir: &Path, findings: &Findings, repo: Option<&str>) -> Vec<(String, Pat
             continue;
         };
         // symlink_metadata: a symlink is reported, never followed.
-        match fs::symlink_metadata(&path) {
-            Ok(meta) => out.push((name, path, meta)),
+        // The entry's own type (d_type): no stat per entry, and a symlink is seen as one.
+        match entry.file_type() {
+            Ok(ft) => out.push((name, path, ft)),
             Err(e) => findings.add(&path, Severity::Blocking, repo, format!("cannot stat: {e}")),
         }
     }
@@ -233,8 +291,21 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobsA
                 bar.inc(1);
                 return (blobs, empty);
             }
+            let handle = match DirHandle::open(path) {
+                Ok(h) => h,
+                Err(e) => {
+                    findings.add(
+                        path,
+                        Severity::Blocking,
+                        None,
+                        format!("cannot open folder: {e}"),
+                    );
+                    bar.inc(1);
+                    return (blobs, empty);
+                }
+            };
             for (name, dir, meta) in list(path, findings, None) {
-                if meta.file_type().is_symlink() {
+                if meta.is_symlink() {
                     findings.add(
                         dir,
                         Severity::Damage,
@@ -256,12 +327,13 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobsA
                     }
                 };
                 let data = dir.join("data");
-                match fs::symlink_metadata(&data) {
-                    Ok(m) if m.is_file() => blobs.push(Blob {
+                let rel = Path::new(&name).join("data");
+                match handle.stat(rel.as_os_str()) {
+                    Ok(m) if m.regular => blobs.push(Blob {
                         digest,
-                        size: m.len(),
-                        mtime: mtime(&m),
-                        allocated: std::os::unix::fs::MetadataExt::blocks(&m) * 512,
+                        size: m.size,
+                        mtime: m.mtime,
+                        allocated: m.allocated,
                     }),
                     Ok(_) => findings.add(
                         &data,
@@ -270,7 +342,7 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobsA
                         "blob data is not a regular file (a symlink or folder); left alone",
                     ),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        empty.push((digest, mtime(&meta)))
+                        empty.push((digest, path_mtime(&dir)))
                     }
                     Err(e) => findings.add(
                         &data,
@@ -329,7 +401,7 @@ fn discover(
             }
             continue;
         }
-        if meta.file_type().is_symlink() {
+        if meta.is_symlink() {
             findings.add(
                 &path,
                 Severity::Damage,
@@ -406,7 +478,8 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -
         };
         let link = path.join("link");
         if is_missing(&link) {
-            repo.empty_links.push((path, mtime(&meta)));
+            let t = path_mtime(&path);
+            repo.empty_links.push((path, t));
             continue;
         }
         match read_link(&link) {
@@ -426,7 +499,7 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -
                 // Still a root by its folder name: keeping too much is the safe side.
                 repo.revisions.push(Link {
                     digest: folder_digest,
-                    mtime: mtime(&meta),
+                    mtime: path_mtime(&path),
                 });
             }
         }
@@ -475,7 +548,9 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -
         });
     }
 
-    for (hex, path, meta) in list(&dir.join("_layers/sha256"), findings, r) {
+    let layers_dir = dir.join("_layers/sha256");
+    let layers_handle = DirHandle::open(&layers_dir);
+    for (hex, path, meta) in list(&layers_dir, findings, r) {
         let Some(digest) = Digest::from_hex(&hex).filter(|_| meta.is_dir()) else {
             findings.add(
                 &path,
@@ -486,8 +561,12 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -
             continue;
         };
         let link = path.join("link");
-        match fs::symlink_metadata(&link) {
-            Ok(m) if m.is_file() => {
+        let stat = match &layers_handle {
+            Ok(h) => h.stat(Path::new(&hex).join("link").as_os_str()),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        };
+        match stat {
+            Ok(m) if m.regular => {
                 if opts.verify_links {
                     match read_link(&link) {
                         Ok(l) if l.digest != digest => findings.add(
@@ -507,7 +586,7 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -
                 }
                 repo.layers.push(Link {
                     digest,
-                    mtime: mtime(&m),
+                    mtime: m.mtime,
                 })
             }
             Ok(_) => findings.add(
@@ -516,7 +595,10 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -
                 r,
                 "layer link is not a regular file; left alone",
             ),
-            Err(_) => repo.empty_links.push((path, mtime(&meta))),
+            Err(_) => {
+                let t = path_mtime(&path);
+                repo.empty_links.push((path, t))
+            }
         }
     }
 
@@ -536,7 +618,7 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -
             .ok()
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok())
             .map(|t| t.timestamp())
-            .unwrap_or_else(|| mtime(&meta));
+            .unwrap_or_else(|| path_mtime(&path));
         repo.uploads.push(Upload { id, size, started });
     }
     repo

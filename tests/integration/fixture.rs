@@ -354,25 +354,15 @@ fn symlinks_and_crafted_names_are_reported_and_left_alone() {
 
 #[test]
 fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes() {
-    use regsweep::config::{Format, GcConfig};
+    use regsweep::config::GcConfig;
     let probe = fixture();
     let cfg = |root: &Path| GcConfig {
-        root: root.to_path_buf(),
         dry_run: false,
         delete_untagged: true,
         grace: Duration::from_secs(3600),
-        allow_damage: false,
         purge_uploads: Some(Duration::from_secs(1)),
-        report: None,
-        format: Format::Json,
         jobs: Some(1),
-        progress: false,
-        policy: None,
-        explain: false,
-        force: false,
-        metrics: None,
-        break_lock: false,
-        trash: None,
+        ..GcConfig::planning(root.to_path_buf())
     };
     let now = chrono::Utc::now().timestamp();
     let hidden = regsweep::progress::Progress::hidden();
