@@ -122,6 +122,9 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         m.subject = take("subject", s.digest.as_deref(), &mut problems);
     }
     m.problems = problems;
+    // Manifests are kept for the whole run, thousands of them: no growth slack.
+    m.blobs.shrink_to_fit();
+    m.children.shrink_to_fit();
     Ok(m)
 }
 

@@ -13,9 +13,9 @@ pub struct MarkOptions {
     pub cutoff: Time,
 }
 
-/// What one repository needs.
+/// What one repository's walk reached: full sets, for callers that look at one repository.
 #[derive(Debug, Default, Clone)]
-pub struct RepoMarks {
+pub struct Reach {
     /// Manifests reached; a revision not in here may go.
     pub manifests: HashSet<Digest>,
     /// Every blob reached: manifests, configs, layers.
@@ -26,14 +26,42 @@ pub struct RepoMarks {
     pub unreadable: Vec<Digest>,
 }
 
+/// What gc keeps of one repository's walk: a flag per revision and per layer link, so the
+/// sets of every repository are never all in memory at once.
+#[derive(Debug, Default, Clone)]
+pub struct RepoMarks {
+    /// Parallel to `Repo::revisions`: reached from a root.
+    pub revisions: Vec<bool>,
+    /// Parallel to `Repo::layers`: the repository still needs the blob.
+    pub layers: Vec<bool>,
+    pub manifests_by_grace: usize,
+    pub unreadable: Vec<Digest>,
+}
+
+/// A set of blobs, by their index in `Layout::blobs`: one bit each.
+#[derive(Debug, Default, Clone)]
+pub struct BlobSet(Vec<u64>);
+
+impl BlobSet {
+    pub fn new(len: usize) -> BlobSet {
+        BlobSet(vec![0; len.div_ceil(64)])
+    }
+    pub fn insert(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    pub fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Marks {
     /// Parallel to `Layout::repos`.
     pub repos: Vec<RepoMarks>,
-    /// Union of every repository's blobs.
-    pub blobs: HashSet<Digest>,
+    /// Blobs some repository needs.
+    pub blobs: BlobSet,
     /// The same without the grace roots: what would be kept if nothing were young.
-    pub blobs_without_grace: HashSet<Digest>,
+    pub blobs_without_grace: BlobSet,
 }
 
 /// Marks every repository. Roots: the tags that the decisions keep, every revision unless
@@ -45,16 +73,49 @@ pub fn mark(
     opts: MarkOptions,
 ) -> Marks {
     use rayon::prelude::*;
-    let per_repo: Vec<(RepoMarks, HashSet<Digest>)> = layout
+    let index = |d: &Digest| {
+        layout
+            .blobs
+            .binary_search_by(|b| b.digest.cmp(d))
+            .ok()
+            .map(|i| i as u32)
+    };
+    // Each repository's sets shrink to flags and blob indices before the next is walked.
+    let per_repo: Vec<(RepoMarks, Vec<u32>, Vec<u32>)> = layout
         .repos
         .par_iter()
         .enumerate()
-        .map(|(i, repo)| mark_repo(repo, manifests, |t| decisions.keeps(i, t), opts))
+        .map(|(i, repo)| {
+            let (reach, without) = mark_repo(repo, manifests, |t| decisions.keeps(i, t), opts);
+            let marks = RepoMarks {
+                revisions: repo
+                    .revisions
+                    .iter()
+                    .map(|r| reach.manifests.contains(&r.digest))
+                    .collect(),
+                layers: repo
+                    .layers
+                    .iter()
+                    .map(|l| reach.blobs.contains(&l.digest))
+                    .collect(),
+                manifests_by_grace: reach.manifests_by_grace,
+                unreadable: reach.unreadable,
+            };
+            let with: Vec<u32> = reach.blobs.iter().filter_map(index).collect();
+            let without: Vec<u32> = without.iter().filter_map(index).collect();
+            (marks, with, without)
+        })
         .collect();
-    let mut marks = Marks::default();
-    for (m, without) in per_repo {
-        marks.blobs.extend(m.blobs.iter().copied());
-        marks.blobs_without_grace.extend(without);
+    let mut marks = Marks {
+        repos: Vec::with_capacity(per_repo.len()),
+        blobs: BlobSet::new(layout.blobs.len()),
+        blobs_without_grace: BlobSet::new(layout.blobs.len()),
+    };
+    for (m, with, without) in per_repo {
+        with.iter().for_each(|&i| marks.blobs.insert(i as usize));
+        without
+            .iter()
+            .for_each(|&i| marks.blobs_without_grace.insert(i as usize));
         marks.repos.push(m);
     }
     marks
@@ -66,7 +127,7 @@ pub fn mark_repo(
     manifests: &Manifests,
     keeps_tag: impl Fn(usize) -> bool,
     opts: MarkOptions,
-) -> (RepoMarks, HashSet<Digest>) {
+) -> (Reach, HashSet<Digest>) {
     // OCI referrers live in the repository of their subject.
     let mut referrers: HashMap<Digest, Vec<Digest>> = HashMap::new();
     for rev in &repo.revisions {
@@ -79,7 +140,7 @@ pub fn mark_repo(
     let mut walk = Walk {
         manifests,
         referrers: &referrers,
-        marks: RepoMarks::default(),
+        marks: Reach::default(),
     };
 
     let tag_roots = repo
@@ -111,7 +172,7 @@ pub fn mark_repo(
 struct Walk<'a> {
     manifests: &'a Manifests,
     referrers: &'a HashMap<Digest, Vec<Digest>>,
-    marks: RepoMarks,
+    marks: Reach,
 }
 
 impl Walk<'_> {

@@ -218,8 +218,8 @@ pub fn plan(
             .collect();
         if opts.delete_untagged && !repo_blocked {
             let mut gone = BTreeSet::new();
-            for rev in &repo.revisions {
-                if !rm.manifests.contains(&rev.digest) {
+            for (k, rev) in repo.revisions.iter().enumerate() {
+                if !rm.revisions[k] {
                     gone.insert(rev.digest);
                 }
             }
@@ -261,8 +261,8 @@ pub fn plan(
         }
         plan.kept_by_grace += rm.manifests_by_grace as u64;
         if !repo_blocked {
-            for l in &repo.layers {
-                if !rm.blobs.contains(&l.digest) {
+            for (k, l) in repo.layers.iter().enumerate() {
+                if !rm.layers[k] {
                     plan.layer_links.push(LinkRemoval {
                         repository: repo.name.clone(),
                         tag: None,
@@ -292,8 +292,9 @@ pub fn plan(
     let mut linked: std::collections::HashMap<Digest, Vec<String>> = layout
         .blobs
         .iter()
-        .filter(|b| !marks.blobs.contains(&b.digest))
-        .map(|b| (b.digest, Vec::new()))
+        .enumerate()
+        .filter(|(i, _)| !marks.blobs.contains(*i))
+        .map(|(_, b)| (b.digest, Vec::new()))
         .collect();
     for repo in &layout.repos {
         for d in repo.layers.iter().chain(&repo.revisions).map(|l| l.digest) {
@@ -304,11 +305,11 @@ pub fn plan(
             }
         }
     }
-    for b in &layout.blobs {
-        if marks.blobs_without_grace.contains(&b.digest) {
+    for (i, b) in layout.blobs.iter().enumerate() {
+        if marks.blobs_without_grace.contains(i) {
             continue;
         }
-        if marks.blobs.contains(&b.digest) || b.mtime >= opts.cutoff {
+        if marks.blobs.contains(i) || b.mtime >= opts.cutoff {
             plan.kept_by_grace += 1;
         } else if !blobs_blocked {
             let linked_from = linked.remove(&b.digest).unwrap_or_default();

@@ -357,7 +357,8 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobsA
         })
         .collect();
     bar.finish();
-    let mut blobs = Vec::new();
+    // Exact capacity: growing by doubling would leave up to half of the largest vector unused.
+    let mut blobs = Vec::with_capacity(per_prefix.iter().map(|(b, _)| b.len()).sum());
     let mut empty = Vec::new();
     for (b, e) in per_prefix {
         blobs.extend(b);
@@ -621,6 +622,10 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -
             .unwrap_or_else(|| path_mtime(&path));
         repo.uploads.push(Upload { id, size, started });
     }
+    // The model lives for the whole run: no growth slack in it.
+    repo.tags.shrink_to_fit();
+    repo.revisions.shrink_to_fit();
+    repo.layers.shrink_to_fit();
     repo
 }
 
@@ -659,6 +664,7 @@ pub fn load_manifests(layout: &Layout, progress: &Progress) -> Manifests {
             .flat_map(|m| m.children.iter().copied())
             .filter(|d| !out.contains_key(d))
             .collect();
+        out.reserve(loaded.len());
         out.extend(loaded);
     }
     bar.finish();
