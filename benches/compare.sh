@@ -4,9 +4,10 @@
 #   benches/compare.sh [10k] [130k] [1m]     (default: all three)
 #
 # For each scale: generate the layout once (examples/gen-layout.rs), warm the cache, then run
-# `regsweep gc --dry-run`, `docker-registry garbage-collect --dry-run` and `find ROOT -type f`
-# alternately RUNS times (default 5; 3 at 1m), each under /usr/bin/time for elapsed time and
-# peak memory; then `regsweep du`, `regsweep check --verify-digests` and `cat`-ing every blob.
+# `regsweep gc --dry-run`, `docker-registry garbage-collect --dry-run`, `find ROOT -type f` and
+# `regsweep du` alternately RUNS times (default 5; 3 at 1m), each under /usr/bin/time for elapsed
+# time and peak memory. Then `regsweep check --verify-digests` against `cat`-ing every blob, on
+# a layout of real content (the scale layouts' layers are sparse files of zeros).
 # It checks that regsweep (--grace 0) and the reference pick the same blobs, and measures the
 # real sweep rate on a layout of dangling blobs. Medians and ratios go to stdout as Markdown.
 set -euo pipefail
@@ -99,12 +100,25 @@ PY
     measure find-type-f find "$root" -type f
     measure regsweep-du "$BIN" du --quiet --root "$root"
   done
-  for _ in $(seq "$runs"); do
-    measure regsweep-check-verify "$BIN" check --verify-digests --quiet --root "$root"
-    measure cat-every-blob sh -c "find '$root/docker/registry/v2/blobs' -name data -print0 | xargs -0 cat"
-  done
   summary "$scale" "$blobs"
 done
+
+# Digest verification against cat(1), on layers of real content (the scales above are sparse).
+verify="$WORK/layout-verify"
+if [ ! -f "$verify.done" ]; then
+  rm -rf "$verify"
+  "$GEN" --out "$verify" --repos 8 --tags 20 --layers 3 --bases 4 --untagged 0 --dangling 0 --uploads 0 --layer-size 4000000 --real >&2
+  touch "$verify.done"
+fi
+RESULTS="$WORK/results-verify.txt"; : > "$RESULTS"
+vblobs=$(find "$verify/docker/registry/v2/blobs" -name data | wc -l)
+du -sb "$verify/docker/registry/v2/blobs" >&2
+find "$verify" -type f -exec cat {} + > /dev/null  # warm the cache
+for _ in $(seq "${RUNS:-5}"); do
+  measure regsweep-check-verify "$BIN" check --verify-digests --quiet --root "$verify"
+  measure cat-every-blob sh -c "find '$verify/docker/registry/v2/blobs' -name data -print0 | xargs -0 cat"
+done
+summary verify "$vblobs"
 
 # The real sweep: a layout of dangling blobs, deleted for real.
 sweep="$WORK/sweep"

@@ -26,11 +26,13 @@ struct Args {
     uploads: usize,
     layer_size: u64,
     seed: u64,
+    /// Layers with real content named by their real digest (for `check --verify-digests`).
+    real: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: gen-layout --out DIR [--repos 20] [--tags 80] [--layers 5] [--bases 30] [--untagged 10]\n                  [--multiarch-every 10] [--dangling 500] [--uploads 20] [--layer-size 20000000] [--seed 1]"
+        "usage: gen-layout --out DIR [--repos 20] [--tags 80] [--layers 5] [--bases 30] [--untagged 10]\n                  [--multiarch-every 10] [--dangling 500] [--uploads 20] [--layer-size 20000000] [--seed 1] [--real]"
     );
     std::process::exit(2)
 }
@@ -48,9 +50,14 @@ fn parse_args() -> Args {
         uploads: 20,
         layer_size: 20_000_000,
         seed: 1,
+        real: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
+        if k == "--real" {
+            a.real = true;
+            continue;
+        }
         let v = it.next().unwrap_or_else(|| usage());
         let n = || v.parse::<u64>().unwrap_or_else(|_| usage());
         match k.as_str() {
@@ -111,6 +118,21 @@ impl Writer {
         h
     }
 
+    /// A blob of `size` bytes of pseudo-random content, named by its real digest.
+    fn real(&self, seed: &str, size: u64) -> String {
+        let mut x =
+            u64::from_le_bytes(Sha256::digest(seed.as_bytes())[..8].try_into().unwrap()) | 1;
+        let mut bytes = Vec::with_capacity(size as usize);
+        while bytes.len() < size as usize {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        bytes.truncate(size as usize);
+        self.blob(&bytes)
+    }
+
     /// A sparse blob of `size` apparent bytes, named by `seed`.
     fn sparse(&self, seed: &str, size: u64) -> String {
         let h = sha(seed.as_bytes());
@@ -157,7 +179,13 @@ fn image(
     layers.dedup();
     for l in layers.len()..a.layers {
         let size = a.layer_size / 2 + rng.next(a.layer_size.max(1));
-        layers.push((w.sparse(&format!("{}-{id}-{l}", a.seed), size), size));
+        let seed = format!("{}-{id}-{l}", a.seed);
+        let h = if a.real {
+            w.real(&seed, size)
+        } else {
+            w.sparse(&seed, size)
+        };
+        layers.push((h, size));
     }
     let descs: Vec<serde_json::Value> = layers
         .iter()
@@ -196,8 +224,13 @@ fn main() {
     let base_layers: Vec<(String, u64)> = (0..a.bases)
         .into_par_iter()
         .map(|i| {
-            let size = 20_000_000 + (i as u64 % 7) * 10_000_000;
-            (w.sparse(&format!("{}-base-{i}", a.seed), size), size)
+            let seed = format!("{}-base-{i}", a.seed);
+            if a.real {
+                (w.real(&seed, a.layer_size), a.layer_size)
+            } else {
+                let size = 20_000_000 + (i as u64 % 7) * 10_000_000;
+                (w.sparse(&seed, size), size)
+            }
         })
         .collect();
     let now = SystemTime::now();

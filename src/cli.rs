@@ -243,7 +243,7 @@ pub struct GcArgs {
     /// Report format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: FormatArg,
-    /// Worker threads (default: one per core).
+    /// Worker threads (default: 8, or one per core where there are more).
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
     /// No progress bars, and no report on stdout unless --report names it.
@@ -467,7 +467,17 @@ fn install_signal_handlers() {
     }
 }
 
+/// Worker threads when -j is not given: at least 8, since scanning and sweeping mostly wait on
+/// the filesystem, and a deeper queue of stats and renames keeps a cold cache or a slow disk busy.
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(8, |n| n.get().max(8))
+}
+
 fn run(command: Command) -> anyhow::Result<i32> {
+    // du, check, apply and restore use the global pool; gc builds its own for -j.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(default_jobs())
+        .build_global();
     let args = match command {
         Command::Gc(a) => a,
         Command::GarbageCollect(a) => a.into_gc(),
@@ -481,7 +491,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
     let cfg = args.validate()?;
     let faults = Faults::from_env();
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cfg.jobs.unwrap_or(0))
+        .num_threads(cfg.jobs.unwrap_or_else(default_jobs))
         .build()?;
     let (report, code) = pool.install(|| gc::run(&cfg, &|| faults.stop()))?;
     gc::write_report(&cfg, &report)?;
