@@ -474,6 +474,13 @@ fn default_jobs() -> usize {
 }
 
 fn run(command: Command) -> anyhow::Result<i32> {
+    // Each worker thread would get a malloc arena of its own, and freed memory stays in it:
+    // two arenas keep peak memory what the model needs, whatever the number of workers.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter, before any worker thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     // du, check, apply and restore use the global pool; gc builds its own for -j.
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(default_jobs())

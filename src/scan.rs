@@ -650,22 +650,28 @@ pub fn load_manifests(layout: &Layout, progress: &Progress) -> Manifests {
         wanted.dedup();
         wanted.retain(|d| !out.contains_key(d));
         bar.inc_length(wanted.len() as u64);
-        let loaded: Vec<(Digest, Loaded)> = wanted
-            .par_iter()
-            .map(|d| {
-                let r = read_manifest(&paths.blob_data(d)).and_then(|b| manifest::parse(&b));
-                bar.inc(1);
-                (*d, r)
-            })
-            .collect();
-        wanted = loaded
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok())
-            .flat_map(|m| m.children.iter().copied())
-            .filter(|d| !out.contains_key(d))
-            .collect();
-        out.reserve(loaded.len());
-        out.extend(loaded);
+        out.reserve(wanted.len());
+        let mut next = Vec::new();
+        // In chunks, so that parsed manifests waiting to enter the map stay few.
+        for chunk in wanted.chunks(4096) {
+            let loaded: Vec<(Digest, Loaded)> = chunk
+                .par_iter()
+                .map(|d| {
+                    let r = read_manifest(&paths.blob_data(d)).and_then(|b| manifest::parse(&b));
+                    bar.inc(1);
+                    (*d, r)
+                })
+                .collect();
+            next.extend(
+                loaded
+                    .iter()
+                    .filter_map(|(_, r)| r.as_ref().ok())
+                    .flat_map(|m| m.children.iter().copied()),
+            );
+            out.extend(loaded);
+        }
+        next.retain(|d| !out.contains_key(d));
+        wanted = next;
     }
     bar.finish();
     out
