@@ -190,17 +190,8 @@ fn leftovers(
 mod tests {
     use super::*;
     use crate::manifest::{Kind, Manifest};
-    use crate::model::{Blob, Link, Tag, Upload};
-
-    fn dg(n: u8) -> Digest {
-        Digest([n; 32])
-    }
-    fn link(n: u8) -> Link {
-        Link {
-            digest: dg(n),
-            mtime: 0,
-        }
-    }
+    use crate::model::{Blob, Tag, Upload};
+    use crate::testutil::*;
 
     /// Tags t and u -> index 10 of 11 (blobs 1, 2); everything linked and present.
     fn world() -> (Layout, Manifests) {
@@ -233,12 +224,12 @@ mod tests {
                 .iter()
                 .map(|t| Tag {
                     name: t.to_string(),
-                    current: Some(link(10)),
+                    current: Some(link(10, 0)),
                     index: vec![],
                 })
                 .collect(),
-            revisions: vec![link(10), link(11)],
-            layers: vec![link(1), link(2)],
+            revisions: vec![link(10, 0), link(11, 0)],
+            layers: vec![link(1, 0), link(2, 0)],
             ..Repo::default()
         };
         let blobs = [1, 2, 10, 11]
@@ -296,7 +287,7 @@ mod tests {
     #[test]
     fn leftovers_are_notices() {
         let (mut l, m) = world();
-        l.repos[0].layers.push(link(3));
+        l.repos[0].layers.push(link(3, 0));
         l.blobs.push(Blob {
             digest: dg(3),
             size: 1,
@@ -309,7 +300,7 @@ mod tests {
             size: 2048,
             started: -86_400 * 3,
         });
-        l.repos[0].layers.push(link(4)); // names a blob that is not there: damage
+        l.repos[0].layers.push(link(4, 0)); // names a blob that is not there: damage
         let f = check(&l, &m, 0);
         let kinds: Vec<(Severity, bool)> = f
             .iter()

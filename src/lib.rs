@@ -27,6 +27,8 @@ pub mod report;
 pub mod scan;
 pub mod semver;
 pub mod sweep;
+#[cfg(test)]
+mod testutil;
 pub mod trash;
 pub mod usage;
 

@@ -201,29 +201,8 @@ impl Walk<'_> {
 mod tests {
     use super::*;
     use crate::manifest::{Kind, Manifest};
-    use crate::model::{Link, Tag};
-
-    pub(crate) fn dg(n: u8) -> Digest {
-        Digest([n; 32])
-    }
-
-    fn image(blobs: &[u8]) -> Manifest {
-        Manifest {
-            kind: Kind::Image,
-            blobs: blobs.iter().map(|&b| dg(b)).collect(),
-            config: None,
-            children: vec![],
-            subject: None,
-            problems: vec![],
-        }
-    }
-
-    fn link(n: u8, mtime: Time) -> Link {
-        Link {
-            digest: dg(n),
-            mtime,
-        }
-    }
+    use crate::model::Tag;
+    use crate::testutil::*;
 
     fn tag(name: &str, n: u8) -> Tag {
         Tag {

@@ -334,29 +334,9 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{Kind, Manifest};
     use crate::mark::{MarkOptions, mark};
-    use crate::model::{Blob, Link, Repo, Tag};
-
-    fn dg(n: u8) -> Digest {
-        Digest([n; 32])
-    }
-    fn link(n: u8, mtime: Time) -> Link {
-        Link {
-            digest: dg(n),
-            mtime,
-        }
-    }
-    fn image(blobs: &[u8]) -> Manifest {
-        Manifest {
-            kind: Kind::Image,
-            blobs: blobs.iter().map(|&b| dg(b)).collect(),
-            config: None,
-            children: vec![],
-            subject: None,
-            problems: vec![],
-        }
-    }
+    use crate::model::{Blob, Repo, Tag};
+    use crate::testutil::*;
 
     /// Repo "a": tag t -> 10 (blobs 1, 2); untagged 11 (blobs 2, 3). Repo "b": tag u -> 20 (blobs 2, 4).
     /// Blob 5 is dangling; blob 6 is dangling but young. Everything else is old.

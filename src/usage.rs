@@ -139,22 +139,9 @@ pub fn tags(layout: &Layout, manifests: &Manifests, repo: &str) -> Option<Vec<Ta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{Kind, Manifest};
     use crate::model::{Blob, Link, Repo, Tag};
+    use crate::testutil::*;
 
-    fn dg(n: u8) -> Digest {
-        Digest([n; 32])
-    }
-    fn image(blobs: &[u8]) -> Manifest {
-        Manifest {
-            kind: Kind::Image,
-            blobs: blobs.iter().map(|&b| dg(b)).collect(),
-            config: None,
-            children: vec![],
-            subject: None,
-            problems: vec![],
-        }
-    }
     fn repo(name: &str, tags: &[(&str, u8)], revisions: &[u8]) -> Repo {
         Repo {
             name: name.into(),

@@ -1,13 +1,10 @@
 use super::*;
 use crate::manifest::Manifest;
 use crate::model::Link;
+use crate::testutil::dg;
 
 const NOW: Time = 1_800_000_000;
 const DAY: Time = 86_400;
-
-fn dg(n: u8) -> Digest {
-    Digest([n; 32])
-}
 
 fn parse(yaml: &str) -> Result<Policy> {
     Policy::parse(yaml, Path::new("/p/policy.yml"))
