@@ -440,7 +440,7 @@ impl Faults {
 }
 
 /// With REGSWEEP_FAULT_PAUSE=FILE: announce FILE.ready, then wait until FILE exists.
-pub fn fault_pause() {
+fn fault_pause() {
     let Some(go) = std::env::var_os("REGSWEEP_FAULT_PAUSE").map(PathBuf::from) else {
         return;
     };
@@ -500,7 +500,11 @@ fn run(command: Command) -> anyhow::Result<i32> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.jobs.unwrap_or_else(default_jobs))
         .build()?;
-    let (report, code) = pool.install(|| gc::run(&cfg, &|| faults.stop()))?;
+    let hooks = gc::Hooks {
+        stop: &|| faults.stop(),
+        before_sweep: &fault_pause,
+    };
+    let (report, code) = pool.install(|| gc::run(&cfg, &hooks))?;
     gc::write_report(&cfg, &report)?;
     if code == exit::DAMAGE && cfg.report.is_none() {
         eprintln!(

@@ -123,8 +123,17 @@ pub fn plan_with(
     )
 }
 
+/// How the caller steers a run that sweeps.
+pub struct Hooks<'a> {
+    /// Asked before each removal; once it says yes, the sweep ends after the items in hand.
+    pub stop: &'a (dyn Fn() -> bool + Sync),
+    /// Called between planning and sweeping (the test suite's fault injection waits there).
+    pub before_sweep: &'a (dyn Fn() + Sync),
+}
+
 /// Runs gc and returns the report with the exit code it calls for.
-pub fn run(cfg: &GcConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(GcReport, i32)> {
+pub fn run(cfg: &GcConfig, hooks: &Hooks) -> Result<(GcReport, i32)> {
+    let stop = hooks.stop;
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let progress = Progress::when(cfg.progress);
@@ -151,7 +160,7 @@ pub fn run(cfg: &GcConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(GcReport
     } = analyse(cfg, started_at.timestamp(), &progress)?;
     let refused = !plan.refused.is_empty() && !cfg.force;
     if !cfg.dry_run {
-        crate::cli::fault_pause();
+        (hooks.before_sweep)();
     }
     let outcome = if cfg.dry_run || refused || plan.is_empty() {
         None
