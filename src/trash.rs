@@ -301,13 +301,13 @@ fn select_tag(
         .collect())
 }
 
+/// A blob's folder relative to `docker/registry/v2`.
 fn blob_rel(d: &Digest) -> PathBuf {
-    let hex = d.hex();
-    Path::new("blobs/sha256").join(&hex[..2]).join(hex)
+    Paths::new(PathBuf::new()).blob_dir(d)
 }
 
-/// Removes empty folders below and including `dir`.
-fn prune(dir: &Path) {
+/// Removes empty folders below and including `dir`, deepest first.
+pub fn prune(dir: &Path) {
     let mut dirs: Vec<PathBuf> = walkdir::WalkDir::new(dir)
         .into_iter()
         .flatten()

@@ -201,16 +201,7 @@ fn regenerate_fixtures() {
     let _ = std::fs::remove_dir_all(&dest);
     copy_tree(&w.reg.root, &dest);
     // Git keeps no empty folders: drop them here too, so a checkout is the same as this tree.
-    let mut dirs: Vec<_> = walkdir::WalkDir::new(&dest)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.file_type().is_dir())
-        .map(|e| e.into_path())
-        .collect();
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-    for d in dirs {
-        let _ = std::fs::remove_dir(d);
-    }
+    regsweep::trash::prune(&dest);
     let expected = serde_json::json!({
         "tags": w.tags,
         "kept": w.kept,
