@@ -303,8 +303,11 @@ pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(Strin
             });
         }
     }
+    // Planned blobs the fresh plan also has: swept if unchanged, skipped if not.
+    let mut looked_at: HashSet<Digest> = HashSet::new();
     for b in fresh.blobs {
         if let Some(&(size, mtime)) = planned.blobs.get(&b.digest) {
+            looked_at.insert(b.digest);
             if size == b.size && mtime == b.mtime {
                 todo.blobs.push(b);
             } else {
@@ -316,18 +319,12 @@ pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(Strin
             }
         }
     }
-    let swept: HashSet<Digest> = todo.blobs.iter().map(|b| b.digest).collect();
-    for d in planned.blobs.keys().filter(|d| !swept.contains(d)) {
-        if !skipped
-            .iter()
-            .any(|s| s.kind == "blob" && s.item == d.to_string())
-        {
-            skipped.push(Skipped {
-                kind: "blob",
-                item: d.to_string(),
-                reason: "needed again, young, withheld by damage, or gone".into(),
-            });
-        }
+    for d in planned.blobs.keys().filter(|d| !looked_at.contains(d)) {
+        skipped.push(Skipped {
+            kind: "blob",
+            item: d.to_string(),
+            reason: "needed again, young, withheld by damage, or gone".into(),
+        });
     }
     for u in fresh.uploads {
         if planned

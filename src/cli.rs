@@ -218,6 +218,15 @@ pub enum FormatArg {
     Json,
 }
 
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Text => Format::Text,
+            FormatArg::Json => Format::Json,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct GcArgs {
     #[command(flatten)]
@@ -324,10 +333,7 @@ impl GcArgs {
             allow_damage: self.allow_damage,
             purge_uploads,
             report,
-            format: match self.format {
-                FormatArg::Text => Format::Text,
-                FormatArg::Json => Format::Json,
-            },
+            format: self.format.into(),
             jobs: self.jobs,
             progress: !self.quiet,
         })
@@ -626,10 +632,7 @@ fn check(a: CheckArgs) -> anyhow::Result<i32> {
     let cfg = crate::check::CheckConfig {
         root: a.root.resolve()?,
         verify_digests: a.verify_digests,
-        format: match a.format {
-            FormatArg::Text => Format::Text,
-            FormatArg::Json => Format::Json,
-        },
+        format: a.format.into(),
         metrics: a.metrics,
         progress: !a.quiet,
     };
@@ -691,10 +694,7 @@ fn apply(a: ApplyArgs) -> anyhow::Result<i32> {
         plan: a.plan,
         root: a.root,
         trash: a.trash,
-        format: match a.format {
-            FormatArg::Text => Format::Text,
-            FormatArg::Json => Format::Json,
-        },
+        format: a.format.into(),
         break_lock: a.break_lock,
         progress: !a.quiet,
     };

@@ -199,6 +199,7 @@ pub fn plan(
     for (i, repo) in layout.repos.iter().enumerate() {
         let rm = &marks.repos[i];
         let repo_blocked = blocked[i] || everything_blocked;
+        let first_tag = plan.tags.len();
         for (t, tag) in repo.tags.iter().enumerate() {
             if let Some(Decision::Delete { rule }) = decisions.repos.get(i).and_then(|r| r.get(t)) {
                 plan.tags.push(TagRemoval {
@@ -210,10 +211,8 @@ pub fn plan(
                 });
             }
         }
-        let tags_going: Vec<(Digest, String)> = plan
-            .tags
+        let tags_going: Vec<(Digest, String)> = plan.tags[first_tag..]
             .iter()
-            .filter(|t| t.repository == repo.name)
             .filter_map(|t| t.digest.map(|d| (d, t.tag.clone())))
             .collect();
         if opts.delete_untagged && !repo_blocked {

@@ -15,7 +15,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// A removal that failed.
 #[derive(Debug, Clone, Serialize)]
@@ -38,10 +38,20 @@ struct Sweeper<'a> {
     /// The trash run folder removals move into, if any.
     trash: Option<&'a Path>,
     removed: AtomicU64,
+    /// `stop` said yes: items were left for a later run.
+    stopped: AtomicBool,
     failures: Mutex<Vec<Failure>>,
 }
 
 impl Sweeper<'_> {
+    fn should_stop(&self) -> bool {
+        let stop = (self.stop)();
+        if stop {
+            self.stopped.store(true, Ordering::Relaxed);
+        }
+        stop
+    }
+
     fn fail(&self, path: &Path, message: String) {
         tracing::warn!(path = %path.display(), "{message}");
         self.failures
@@ -57,7 +67,7 @@ impl Sweeper<'_> {
     /// whole or not at all: into the trash when there is one, else to a staging name beside
     /// it, deleted right after (a later run deletes what a killed one left there).
     fn remove_item(&self, dir: &Path, key: &str) {
-        if (self.stop)() {
+        if self.should_stop() {
             return;
         }
         if !self.paths.contains(dir) {
@@ -147,6 +157,7 @@ pub fn sweep(
         stop,
         trash,
         removed: AtomicU64::new(0),
+        stopped: AtomicBool::new(false),
         failures: Mutex::new(Vec::new()),
     };
     // Each stage completes before the next starts: that is what keeps the layout valid.
@@ -171,7 +182,7 @@ pub fn sweep(
         s.remove_item(&paths.upload_dir(&u.repository, &u.id), "")
     });
     s.stage(progress, "finishing deletes", &plan.staging, |d| {
-        if stop() || !paths.contains(d) {
+        if s.should_stop() || !paths.contains(d) {
             return;
         }
         match fs::remove_dir_all(d) {
@@ -183,7 +194,7 @@ pub fn sweep(
         }
     });
     s.stage(progress, "removing empty folders", &plan.empty_dirs, |d| {
-        if stop() || !paths.contains(d) {
+        if s.should_stop() || !paths.contains(d) {
             return;
         }
         // Non-recursive: a folder that gained content since the scan stays.
@@ -201,6 +212,6 @@ pub fn sweep(
     Outcome {
         removed: s.removed.into_inner(),
         failures,
-        interrupted: stop(),
+        interrupted: s.stopped.into_inner(),
     }
 }
