@@ -4,7 +4,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use regsweep::Digest;
 use regsweep::manifest;
 use regsweep::mark::{self, MarkOptions};
-use regsweep::model::{Blob, Layout, Link, Manifests, Repo, Tag};
+use regsweep::model::{Blob, Layout, Link, Repo, Tag};
 use regsweep::policy::Decisions;
 use std::hint::black_box;
 
@@ -42,8 +42,8 @@ fn bench_parse(c: &mut Criterion) {
 }
 
 /// 100 repositories of 200 revisions, half tagged, each manifest with 6 blobs: ~130k blobs.
-fn model() -> (Layout, Manifests) {
-    let mut manifests = Manifests::new();
+fn model() -> Layout {
+    let mut manifests = Vec::new();
     let mut repos = Vec::new();
     let mut blobs = Vec::new();
     for r in 0..100u64 {
@@ -61,7 +61,7 @@ fn model() -> (Layout, Manifests) {
                 mtime: 0,
                 allocated: 4096,
             }));
-            repo.layers.extend(refs.iter().map(|&d| Link {
+            repo.layers_absent.extend(refs.iter().map(|&d| Link {
                 digest: d,
                 mtime: 0,
             }));
@@ -79,23 +79,27 @@ fn model() -> (Layout, Manifests) {
                     index: vec![md],
                 });
             }
-            manifests.insert(md, manifest::parse(manifest_json(n).as_bytes()));
+            manifests.push((md, manifest::parse(manifest_json(n).as_bytes())));
         }
         repos.push(repo);
     }
     blobs.sort_by_key(|b| b.digest);
-    (
-        Layout {
-            blobs,
-            repos,
-            ..Layout::default()
-        },
-        manifests,
-    )
+    let mut layout = Layout {
+        blobs,
+        repos,
+        ..Layout::default()
+    };
+    // Layer links were listed unfiled; file them by blob index, as the scan does.
+    for i in 0..layout.repos.len() {
+        let links: Vec<Link> = layout.layer_links(&layout.repos[i]).collect();
+        layout.set_layers(i, links);
+    }
+    layout.set_manifests(manifests);
+    layout
 }
 
 fn bench_mark(c: &mut Criterion) {
-    let (layout, manifests) = model();
+    let layout = model();
     let decisions = Decisions::keep_all(&layout);
     let mut g = c.benchmark_group("mark");
     g.throughput(Throughput::Elements(layout.blobs.len() as u64));
@@ -111,7 +115,7 @@ fn bench_mark(c: &mut Criterion) {
             } else {
                 "130k blobs, plain"
             },
-            |b| b.iter(|| black_box(mark::mark(&layout, &manifests, &decisions, opts))),
+            |b| b.iter(|| black_box(mark::mark(&layout, &decisions, opts))),
         );
     }
     g.finish();

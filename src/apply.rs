@@ -189,7 +189,7 @@ pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(Strin
     let _lock = Lock::acquire(&gc::storage_root(&root)?, "apply", cfg.break_lock)?;
     let progress = Progress::when(cfg.progress);
     let now = chrono::Utc::now().timestamp();
-    let (layout, manifests) = gc::load(&root, &progress)?;
+    let layout = gc::load(&root, &progress)?;
     let mut skipped = Vec::new();
 
     // Tags: the planned ones that still point where they did.
@@ -235,7 +235,6 @@ pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(Strin
             ..planned.cfg.clone()
         },
         &layout,
-        &manifests,
         &decisions,
         now,
     );

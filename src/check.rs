@@ -54,13 +54,13 @@ pub fn run(cfg: &CheckConfig) -> Result<(String, i32)> {
     let now = chrono::Utc::now().timestamp();
     let progress = Progress::when(cfg.progress);
     let root = crate::config::canonical_root(&cfg.root)?;
-    let layout = scan::scan_with(&root, ScanOptions { verify_links: true }, &progress)?;
-    let manifests = scan::load_manifests(&layout, &progress);
+    let mut layout = scan::scan_with(&root, ScanOptions { verify_links: true }, &progress)?;
+    layout.manifests = scan::load_manifests(&layout, &progress);
     // The plan's findings are the scan's plus every manifest that cannot be read.
     let gc_cfg = GcConfig::planning(root.clone());
-    let (plan, _) = gc::decide(&gc_cfg, &layout, &manifests, now);
+    let (plan, _) = gc::decide(&gc_cfg, &layout, now);
     let mut findings = plan.findings;
-    findings.extend(integrity::check(&layout, &manifests, now));
+    findings.extend(integrity::check(&layout, now));
     let verify = cfg.verify_digests.then(|| {
         let v = scan::verify_digests(&layout, &progress);
         findings.extend(v.findings);

@@ -83,7 +83,7 @@ pub fn run(cfg: &DuConfig) -> Result<(String, i32)> {
     let started_at = chrono::Utc::now().timestamp();
     let progress = Progress::when(cfg.progress);
     let root = crate::config::canonical_root(&cfg.root)?;
-    let (layout, manifests) = gc::load(&root, &progress)?;
+    let layout = gc::load(&root, &progress)?;
 
     let gc_cfg = |delete_untagged: bool, policy: Option<Policy>| GcConfig {
         delete_untagged,
@@ -93,21 +93,16 @@ pub fn run(cfg: &DuConfig) -> Result<(String, i32)> {
         force: true,
         ..GcConfig::planning(root.clone())
     };
-    let (plain, _) = gc::decide(&gc_cfg(false, None), &layout, &manifests, started_at);
-    let (untagged, _) = gc::decide(&gc_cfg(true, None), &layout, &manifests, started_at);
-    let by_policy = cfg.policy.as_ref().map(|p| {
-        gc::decide(
-            &gc_cfg(true, Some(p.clone())),
-            &layout,
-            &manifests,
-            started_at,
-        )
-        .0
-    });
+    let (plain, _) = gc::decide(&gc_cfg(false, None), &layout, started_at);
+    let (untagged, _) = gc::decide(&gc_cfg(true, None), &layout, started_at);
+    let by_policy = cfg
+        .policy
+        .as_ref()
+        .map(|p| gc::decide(&gc_cfg(true, Some(p.clone())), &layout, started_at).0);
 
-    let mut repositories = usage::repositories(&layout, &manifests);
+    let mut repositories = usage::repositories(&layout);
     let tags = match &cfg.by_tag {
-        Some(name) => Some(usage::tags(&layout, &manifests, name).ok_or_else(|| {
+        Some(name) => Some(usage::tags(&layout, name).ok_or_else(|| {
             Error::Usage(format!(
                 "--by tag {name}: no such repository under {}",
                 root.display()

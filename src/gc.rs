@@ -6,7 +6,7 @@ use crate::layout::Paths;
 use crate::lock::Lock;
 use crate::mark::{self, MarkOptions};
 use crate::metrics::Metrics;
-use crate::model::{Layout, Manifests, Time};
+use crate::model::{Layout, Time};
 use crate::plan::{self, Plan, PlanOptions};
 use crate::policy::{self, AgeFrom, Decisions, TagExplain};
 use crate::progress::Progress;
@@ -20,7 +20,6 @@ use std::time::Instant;
 /// What gc decided, before anything is deleted.
 pub struct Analysis {
     pub layout: Layout,
-    pub manifests: Manifests,
     pub plan: Plan,
     /// Every tag decision with its reasons, when a policy was given.
     pub explain: Vec<TagExplain>,
@@ -28,48 +27,42 @@ pub struct Analysis {
 
 /// Scans and plans: everything gc does short of deleting.
 pub fn analyse(cfg: &GcConfig, now: Time, progress: &Progress) -> Result<Analysis> {
-    let (layout, manifests) = load(&cfg.root, progress)?;
-    let (plan, explain) = decide(cfg, &layout, &manifests, now);
+    let layout = load(&cfg.root, progress)?;
+    let (plan, explain) = decide(cfg, &layout, now);
     Ok(Analysis {
         layout,
-        manifests,
         plan,
         explain,
     })
 }
 
-/// The scan stages: the layout and every manifest its links name.
-pub fn load(root: &Path, progress: &Progress) -> Result<(Layout, Manifests)> {
-    let layout = scan::scan(root, progress)?;
+/// The scan stages: the layout with every manifest its links name.
+pub fn load(root: &Path, progress: &Progress) -> Result<Layout> {
+    let mut layout = scan::scan(root, progress)?;
     tracing::info!(
         blobs = layout.blobs.len(),
         repositories = layout.repos.len(),
         "scanned"
     );
-    let manifests = scan::load_manifests(&layout, progress);
-    Ok((layout, manifests))
+    layout.manifests = scan::load_manifests(&layout, progress);
+    Ok(layout)
 }
 
 /// The pure stages: policy, mark and plan, for one set of options.
-pub fn decide(
-    cfg: &GcConfig,
-    layout: &Layout,
-    manifests: &Manifests,
-    now: Time,
-) -> (Plan, Vec<TagExplain>) {
+pub fn decide(cfg: &GcConfig, layout: &Layout, now: Time) -> (Plan, Vec<TagExplain>) {
     let (decisions, explain, refused) = match &cfg.policy {
         None => (Decisions::keep_all(layout), Vec::new(), Vec::new()),
         Some(policy) => {
             let created = if policy.age_from == AgeFrom::Created {
-                scan::load_created(layout, manifests)
+                scan::load_created(layout)
             } else {
                 Default::default()
             };
-            let ev = policy::evaluate(policy, layout, manifests, &created, now);
+            let ev = policy::evaluate(policy, layout, &created, now);
             (ev.decisions, ev.explain, ev.refusals)
         }
     };
-    let mut plan = plan_with(cfg, layout, manifests, &decisions, now);
+    let mut plan = plan_with(cfg, layout, &decisions, now);
     let ages: HashMap<(&str, &str), Option<i64>> = explain
         .iter()
         .map(|e| ((e.repository.as_str(), e.tag.as_str()), e.age_seconds))
@@ -85,13 +78,7 @@ pub fn decide(
 }
 
 /// Mark and plan for given tag decisions.
-pub fn plan_with(
-    cfg: &GcConfig,
-    layout: &Layout,
-    manifests: &Manifests,
-    decisions: &Decisions,
-    now: Time,
-) -> Plan {
+pub fn plan_with(cfg: &GcConfig, layout: &Layout, decisions: &Decisions, now: Time) -> Plan {
     // With no grace, "young" must mean nothing at all, even for files stamped in the future.
     let cutoff = if cfg.grace.is_zero() {
         Time::MAX
@@ -100,7 +87,6 @@ pub fn plan_with(
     };
     let marks = mark::mark(
         layout,
-        manifests,
         decisions,
         MarkOptions {
             delete_untagged: cfg.delete_untagged,
@@ -109,7 +95,6 @@ pub fn plan_with(
     );
     plan::plan(
         layout,
-        manifests,
         decisions,
         &marks,
         PlanOptions {

@@ -3,18 +3,18 @@
 use crate::digest::Digest;
 use crate::layout::Paths;
 use crate::mark::{self, MarkOptions};
-use crate::model::{Finding, Layout, Manifests, Repo, Severity, Time};
+use crate::model::{Finding, Layout, Repo, Severity, Time};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 /// What `check` finds beyond the scan's own findings and unreadable manifests (which the
 /// caller already has from the plan). `now` dates abandoned uploads.
-pub fn check(layout: &Layout, manifests: &Manifests, now: Time) -> Vec<Finding> {
+pub fn check(layout: &Layout, now: Time) -> Vec<Finding> {
     let paths = Paths::new(layout.v2.clone());
     let mut out = Vec::new();
     for repo in &layout.repos {
-        broken_images(layout, manifests, &paths, repo, &mut out);
-        leftovers(layout, manifests, &paths, repo, now, &mut out);
+        broken_images(layout, &paths, repo, &mut out);
+        leftovers(layout, &paths, repo, now, &mut out);
     }
     // A blob folder whose data is gone is one finding: the damage, where something needs it.
     let needed: HashSet<PathBuf> = out.iter().map(|f| f.path.clone()).collect();
@@ -43,15 +43,9 @@ fn notice(path: PathBuf, repo: Option<&str>, message: String) -> Finding {
 /// What a pull of each tag needs and the registry would not find: a missing manifest link, a
 /// missing blob, a blob not linked into the repository. One finding per missing thing, naming
 /// every tag it breaks.
-fn broken_images(
-    layout: &Layout,
-    manifests: &Manifests,
-    paths: &Paths,
-    repo: &Repo,
-    out: &mut Vec<Finding>,
-) {
+fn broken_images(layout: &Layout, paths: &Paths, repo: &Repo, out: &mut Vec<Finding>) {
     let revisions: HashSet<Digest> = repo.revisions.iter().map(|l| l.digest).collect();
-    let layers: HashSet<Digest> = repo.layers.iter().map(|l| l.digest).collect();
+    let layers: HashSet<Digest> = layout.layer_links(repo).map(|l| l.digest).collect();
     // (path, what is wrong) -> tags it breaks
     let mut broken: BTreeMap<(PathBuf, String), Vec<String>> = BTreeMap::new();
     for tag in &repo.tags {
@@ -70,11 +64,12 @@ fn broken_images(
                     .push(tag.name.clone());
             }
             // A manifest that could not be read is reported where it was read; its needs are unknown.
-            let Some(Ok(m)) = manifests.get(&d) else {
+            let Some(Ok(m)) = layout.manifest(&d) else {
                 continue;
             };
-            stack.extend(m.children.iter().copied());
-            for b in &m.blobs {
+            stack.extend(m.children());
+            for b in m.blobs() {
+                let b = &b;
                 if layout.blob(b).is_none() {
                     broken
                         .entry((
@@ -111,9 +106,9 @@ fn broken_images(
             repository: Some(repo.name.clone()),
         });
     }
-    for l in &repo.layers {
+    for l in &repo.layers_absent {
         let data = paths.blob_data(&l.digest);
-        if layout.blob(&l.digest).is_none() && !reported.contains(&data) {
+        if !reported.contains(&data) {
             out.push(Finding {
                 path: paths.layer_dir(&repo.name, &l.digest).join("link"),
                 message: format!(
@@ -127,14 +122,7 @@ fn broken_images(
     }
 }
 
-fn leftovers(
-    layout: &Layout,
-    manifests: &Manifests,
-    paths: &Paths,
-    repo: &Repo,
-    now: Time,
-    out: &mut Vec<Finding>,
-) {
+fn leftovers(layout: &Layout, paths: &Paths, repo: &Repo, now: Time, out: &mut Vec<Finding>) {
     let r = Some(repo.name.as_str());
     if repo.tags.is_empty() && repo.revisions.is_empty() {
         out.push(notice(
@@ -144,8 +132,8 @@ fn leftovers(
         ));
     }
     let (needed, _) = mark::mark_repo(
+        layout,
         repo,
-        manifests,
         |_| true,
         MarkOptions {
             delete_untagged: false,
@@ -155,13 +143,13 @@ fn leftovers(
     // Where a manifest cannot be read, what the repository uses is unknown: claim nothing unused.
     let known = needed.unreadable.is_empty() && !repo.unknown;
     for l in repo.layers.iter().filter(|_| known) {
-        if !needed.blobs.contains(&l.digest) && layout.blob(&l.digest).is_some() {
+        if !needed.blobs.contains(&l.blob) {
+            let d = layout.blobs[l.blob as usize].digest;
             out.push(notice(
-                paths.layer_dir(&repo.name, &l.digest).join("link"),
+                paths.layer_dir(&repo.name, &d).join("link"),
                 r,
                 format!(
-                    "layer link to {}, which no manifest of the repository uses (gc removes it)",
-                    l.digest
+                    "layer link to {d}, which no manifest of the repository uses (gc removes it)"
                 ),
             ));
         }
@@ -194,8 +182,8 @@ mod tests {
     use crate::testutil::*;
 
     /// Tags t and u -> index 10 of 11 (blobs 1, 2); everything linked and present.
-    fn world() -> (Layout, Manifests) {
-        let mut m = Manifests::new();
+    fn world() -> (Layout, Raw) {
+        let mut m = Raw::new();
         m.insert(
             dg(10),
             Ok(Manifest {
@@ -229,7 +217,7 @@ mod tests {
                 })
                 .collect(),
             revisions: vec![link(10, 0), link(11, 0)],
-            layers: vec![link(1, 0), link(2, 0)],
+            layers_absent: vec![link(1, 0), link(2, 0)],
             ..Repo::default()
         };
         let blobs = [1, 2, 10, 11]
@@ -255,14 +243,14 @@ mod tests {
     #[test]
     fn a_clean_world_has_no_findings() {
         let (l, m) = world();
-        assert!(check(&l, &m, 0).is_empty());
+        assert!(check(&cat(&l, &m), 0).is_empty());
     }
 
     #[test]
     fn each_kind_of_break_is_found_once_naming_every_tag() {
         let (mut l, m) = world();
         l.blobs.retain(|b| b.digest != dg(2));
-        let f = check(&l, &m, 0);
+        let f = check(&cat(&l, &m), 0);
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(
             f[0].message.contains("missing") && f[0].message.contains("r:t, r:u"),
@@ -272,14 +260,14 @@ mod tests {
         assert_eq!(f[0].severity, Severity::Damage);
 
         let (mut l, m) = world();
-        l.repos[0].layers.retain(|x| x.digest != dg(1));
-        let f = check(&l, &m, 0);
+        l.repos[0].layers_absent.retain(|x| x.digest != dg(1));
+        let f = check(&cat(&l, &m), 0);
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].message.contains("not linked"));
 
         let (mut l, m) = world();
         l.repos[0].revisions.retain(|x| x.digest != dg(11));
-        let f = check(&l, &m, 0);
+        let f = check(&cat(&l, &m), 0);
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].path.ends_with("link") && f[0].message.contains("no revision link"));
     }
@@ -287,7 +275,7 @@ mod tests {
     #[test]
     fn leftovers_are_notices() {
         let (mut l, m) = world();
-        l.repos[0].layers.push(link(3, 0));
+        l.repos[0].layers_absent.push(link(3, 0));
         l.blobs.push(Blob {
             digest: dg(3),
             size: 1,
@@ -300,8 +288,8 @@ mod tests {
             size: 2048,
             started: -86_400 * 3,
         });
-        l.repos[0].layers.push(link(4, 0)); // names a blob that is not there: damage
-        let f = check(&l, &m, 0);
+        l.repos[0].layers_absent.push(link(4, 0)); // names a blob that is not there: damage
+        let f = check(&cat(&l, &m), 0);
         let kinds: Vec<(Severity, bool)> = f
             .iter()
             .map(|f| (f.severity, f.message.contains("upload started 3d ago")))

@@ -5,6 +5,7 @@
 //! -> [`sweep`] or [`report`]. Only `scan` and `sweep` touch the disk.
 
 pub mod apply;
+pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -1,7 +1,8 @@
 //! Reachability: which manifests and blobs each repository needs, from its roots.
 
+use crate::catalog::Ref;
 use crate::digest::Digest;
-use crate::model::{Layout, Manifests, Repo, Time};
+use crate::model::{Layout, Repo, Time};
 use crate::policy::Decisions;
 use std::collections::{HashMap, HashSet};
 
@@ -13,13 +14,14 @@ pub struct MarkOptions {
     pub cutoff: Time,
 }
 
-/// What one repository's walk reached: full sets, for callers that look at one repository.
+/// What one repository's walk reached, as refs (see [`Ref`]): full sets, for callers that look
+/// at one repository.
 #[derive(Debug, Default, Clone)]
 pub struct Reach {
     /// Manifests reached; a revision not in here may go.
-    pub manifests: HashSet<Digest>,
-    /// Every blob reached: manifests, configs, layers.
-    pub blobs: HashSet<Digest>,
+    pub manifests: HashSet<Ref>,
+    /// Every blob reached: manifests, configs, layers (refs past the blob list name absent ones).
+    pub blobs: HashSet<Ref>,
     /// Manifests reached only because something young leads to them.
     pub manifests_by_grace: usize,
     /// Manifests reached that could not be read: what they reference is unknown.
@@ -32,7 +34,7 @@ pub struct Reach {
 pub struct RepoMarks {
     /// Parallel to `Repo::revisions`: reached from a root.
     pub revisions: Vec<bool>,
-    /// Parallel to `Repo::layers`: the repository still needs the blob.
+    /// Parallel to `Layout::layer_links`: the repository still needs the blob.
     pub layers: Vec<bool>,
     pub manifests_by_grace: usize,
     pub unreadable: Vec<Digest>,
@@ -66,50 +68,41 @@ pub struct Marks {
 
 /// Marks every repository. Roots: the tags that the decisions keep, every revision unless
 /// `delete_untagged`, and (grace) revisions and layer links younger than the cutoff.
-pub fn mark(
-    layout: &Layout,
-    manifests: &Manifests,
-    decisions: &Decisions,
-    opts: MarkOptions,
-) -> Marks {
+pub fn mark(layout: &Layout, decisions: &Decisions, opts: MarkOptions) -> Marks {
     use rayon::prelude::*;
-    let index = |d: &Digest| {
-        layout
-            .blobs
-            .binary_search_by(|b| b.digest.cmp(d))
-            .ok()
-            .map(|i| i as u32)
-    };
+    let n = layout.blobs.len();
+    let reached =
+        |set: &HashSet<Ref>, d: &Digest| layout.ref_of(d).is_some_and(|r| set.contains(&r));
     // Each repository's sets shrink to flags and blob indices before the next is walked.
-    let per_repo: Vec<(RepoMarks, Vec<u32>, Vec<u32>)> = layout
+    let per_repo: Vec<(RepoMarks, Vec<Ref>, Vec<Ref>)> = layout
         .repos
         .par_iter()
         .enumerate()
         .map(|(i, repo)| {
-            let (reach, without) = mark_repo(repo, manifests, |t| decisions.keeps(i, t), opts);
+            let (reach, without) = mark_repo(layout, repo, |t| decisions.keeps(i, t), opts);
             let marks = RepoMarks {
                 revisions: repo
                     .revisions
                     .iter()
-                    .map(|r| reach.manifests.contains(&r.digest))
+                    .map(|r| reached(&reach.manifests, &r.digest))
                     .collect(),
-                layers: repo
-                    .layers
-                    .iter()
-                    .map(|l| reach.blobs.contains(&l.digest))
+                layers: (repo.layers.iter())
+                    .map(|l| reach.blobs.contains(&l.blob))
+                    .chain((repo.layers_absent.iter()).map(|l| reached(&reach.blobs, &l.digest)))
                     .collect(),
                 manifests_by_grace: reach.manifests_by_grace,
                 unreadable: reach.unreadable,
             };
-            let with: Vec<u32> = reach.blobs.iter().filter_map(index).collect();
-            let without: Vec<u32> = without.iter().filter_map(index).collect();
-            (marks, with, without)
+            let stored = |set: HashSet<Ref>| -> Vec<Ref> {
+                set.into_iter().filter(|&r| (r as usize) < n).collect()
+            };
+            (marks, stored(reach.blobs), stored(without))
         })
         .collect();
     let mut marks = Marks {
         repos: Vec::with_capacity(per_repo.len()),
-        blobs: BlobSet::new(layout.blobs.len()),
-        blobs_without_grace: BlobSet::new(layout.blobs.len()),
+        blobs: BlobSet::new(n),
+        blobs_without_grace: BlobSet::new(n),
     };
     for (m, with, without) in per_repo {
         with.iter().for_each(|&i| marks.blobs.insert(i as usize));
@@ -123,74 +116,89 @@ pub fn mark(
 
 /// Marks one repository; also returns the blobs reached without grace roots.
 pub fn mark_repo(
+    layout: &Layout,
     repo: &Repo,
-    manifests: &Manifests,
     keeps_tag: impl Fn(usize) -> bool,
     opts: MarkOptions,
-) -> (Reach, HashSet<Digest>) {
+) -> (Reach, HashSet<Ref>) {
     // OCI referrers live in the repository of their subject.
-    let mut referrers: HashMap<Digest, Vec<Digest>> = HashMap::new();
+    let mut referrers: HashMap<Ref, Vec<Ref>> = HashMap::new();
     for rev in &repo.revisions {
-        if let Some(Ok(m)) = manifests.get(&rev.digest)
-            && let Some(subject) = m.subject
+        if let Some(r) = layout.ref_of(&rev.digest)
+            && let Some(Ok(m)) = layout.manifest_at(r)
+            && let Some(subject) = m.subject_ref()
         {
-            referrers.entry(subject).or_default().push(rev.digest);
+            referrers.entry(subject).or_default().push(r);
         }
     }
     let mut walk = Walk {
-        manifests,
+        layout,
         referrers: &referrers,
         marks: Reach::default(),
     };
 
-    let tag_roots = repo
+    let tag_roots: Vec<Digest> = repo
         .tags
         .iter()
         .enumerate()
         .filter(|(i, _)| keeps_tag(*i))
-        .filter_map(|(_, t)| t.current.map(|c| c.digest));
-    walk.reach(tag_roots);
+        .filter_map(|(_, t)| t.current.map(|c| c.digest))
+        .collect();
+    walk.reach_digests(&tag_roots);
     if !opts.delete_untagged {
-        walk.reach(repo.revisions.iter().map(|r| r.digest));
+        let all: Vec<Digest> = repo.revisions.iter().map(|r| r.digest).collect();
+        walk.reach_digests(&all);
     }
     let without_grace = walk.marks.blobs.clone();
     let before = walk.marks.manifests.len();
 
-    walk.reach(
-        repo.revisions
-            .iter()
-            .filter(|r| r.mtime >= opts.cutoff)
-            .map(|r| r.digest),
-    );
+    let young: Vec<Digest> = repo
+        .revisions
+        .iter()
+        .filter(|r| r.mtime >= opts.cutoff)
+        .map(|r| r.digest)
+        .collect();
+    walk.reach_digests(&young);
     for l in repo.layers.iter().filter(|l| l.mtime >= opts.cutoff) {
-        walk.marks.blobs.insert(l.digest);
+        walk.marks.blobs.insert(l.blob);
     }
     walk.marks.manifests_by_grace = walk.marks.manifests.len() - before;
     (walk.marks, without_grace)
 }
 
 struct Walk<'a> {
-    manifests: &'a Manifests,
-    referrers: &'a HashMap<Digest, Vec<Digest>>,
+    layout: &'a Layout,
+    referrers: &'a HashMap<Ref, Vec<Ref>>,
     marks: Reach,
 }
 
 impl Walk<'_> {
-    fn reach(&mut self, roots: impl IntoIterator<Item = Digest>) {
-        let mut stack: Vec<Digest> = roots.into_iter().collect();
-        while let Some(d) = stack.pop() {
-            if !self.marks.manifests.insert(d) {
+    fn reach_digests(&mut self, roots: &[Digest]) {
+        let mut refs = Vec::with_capacity(roots.len());
+        for d in roots {
+            match self.layout.ref_of(d) {
+                Some(r) => refs.push(r),
+                // Neither a blob nor a manifest anything names: nothing can be read from it.
+                None => self.marks.unreadable.push(*d),
+            }
+        }
+        self.reach(refs);
+    }
+
+    fn reach(&mut self, mut stack: Vec<Ref>) {
+        while let Some(r) = stack.pop() {
+            if !self.marks.manifests.insert(r) {
                 continue;
             }
-            self.marks.blobs.insert(d);
-            match self.manifests.get(&d) {
+            self.marks.blobs.insert(r);
+            match self.layout.manifest_at(r) {
                 Some(Ok(m)) => {
-                    self.marks.blobs.extend(m.blobs.iter().copied());
-                    stack.extend(m.children.iter().copied());
+                    self.marks.blobs.extend(m.blob_refs().iter().copied());
+                    stack.extend(m.child_refs().iter().copied());
                 }
-                _ => self.marks.unreadable.push(d),
+                _ => self.marks.unreadable.push(self.layout.digest(r)),
             }
-            if let Some(refs) = self.referrers.get(&d) {
+            if let Some(refs) = self.referrers.get(&r) {
                 stack.extend(refs.iter().copied());
             }
         }
@@ -201,7 +209,7 @@ impl Walk<'_> {
 mod tests {
     use super::*;
     use crate::manifest::{Kind, Manifest};
-    use crate::model::Tag;
+    use crate::model::{Blob, Loaded, Tag};
     use crate::testutil::*;
 
     fn tag(name: &str, n: u8) -> Tag {
@@ -219,37 +227,38 @@ mod tests {
 
     /// 10: image(1,2) tagged; 20: index of 21, 22 tagged; 21: image(3); 22: image(4);
     /// 30: untagged image(5); 40: referrer of 10 with blob 6; 50: referrer of 30 with blob 7.
-    fn fixture() -> (Repo, Manifests) {
-        let mut m = Manifests::new();
-        m.insert(dg(10), Ok(image(&[1, 2])));
-        m.insert(
-            dg(20),
-            Ok(Manifest {
-                kind: Kind::Index,
-                blobs: vec![],
-                config: None,
-                children: vec![dg(21), dg(22)],
-                subject: None,
-                problems: vec![],
-            }),
-        );
-        m.insert(dg(21), Ok(image(&[3])));
-        m.insert(dg(22), Ok(image(&[4])));
-        m.insert(dg(30), Ok(image(&[5])));
-        m.insert(
-            dg(40),
-            Ok(Manifest {
-                subject: Some(dg(10)),
-                ..image(&[6])
-            }),
-        );
-        m.insert(
-            dg(50),
-            Ok(Manifest {
-                subject: Some(dg(30)),
-                ..image(&[7])
-            }),
-        );
+    fn fixture() -> (Layout, Vec<(Digest, Loaded)>) {
+        let m = vec![
+            (dg(10), Ok(image(&[1, 2]))),
+            (
+                dg(20),
+                Ok(Manifest {
+                    kind: Kind::Index,
+                    blobs: vec![],
+                    config: None,
+                    children: vec![dg(21), dg(22)],
+                    subject: None,
+                    problems: vec![],
+                }),
+            ),
+            (dg(21), Ok(image(&[3]))),
+            (dg(22), Ok(image(&[4]))),
+            (dg(30), Ok(image(&[5]))),
+            (
+                dg(40),
+                Ok(Manifest {
+                    subject: Some(dg(10)),
+                    ..image(&[6])
+                }),
+            ),
+            (
+                dg(50),
+                Ok(Manifest {
+                    subject: Some(dg(30)),
+                    ..image(&[7])
+                }),
+            ),
+        ];
         let repo = Repo {
             name: "r".into(),
             tags: vec![tag("a", 10), tag("multi", 20)],
@@ -259,22 +268,55 @@ mod tests {
                 .collect(),
             ..Repo::default()
         };
-        (repo, m)
+        (
+            world(
+                repo,
+                &[1, 2, 3, 4, 5, 6, 7, 10, 20, 21, 22, 30, 40, 50, 98, 99],
+            ),
+            m,
+        )
     }
 
-    fn sorted(s: &HashSet<Digest>) -> Vec<u8> {
-        let mut v: Vec<u8> = s.iter().map(|d| d.0[0]).collect();
+    /// A layout of one repository over blobs with these names; manifests are set apart.
+    fn world(repo: Repo, blobs: &[u8]) -> Layout {
+        Layout {
+            blobs: blobs
+                .iter()
+                .map(|&n| Blob {
+                    digest: dg(n),
+                    size: 1,
+                    mtime: 0,
+                    allocated: 0,
+                })
+                .collect(),
+            repos: vec![repo],
+            ..Layout::default()
+        }
+    }
+
+    fn marked(
+        (mut layout, m): (Layout, Vec<(Digest, Loaded)>),
+        keeps: impl Fn(usize) -> bool,
+        opts: MarkOptions,
+    ) -> (Layout, Reach, HashSet<Ref>) {
+        layout.set_manifests(m);
+        file_layers(&mut layout);
+        let (reach, without) = mark_repo(&layout, &layout.repos[0], keeps, opts);
+        (layout, reach, without)
+    }
+
+    fn sorted(l: &Layout, s: &HashSet<Ref>) -> Vec<u8> {
+        let mut v: Vec<u8> = s.iter().map(|&r| l.digest(r).0[0]).collect();
         v.sort();
         v
     }
 
     #[test]
     fn untagged_mode_keeps_index_children_and_referrers() {
-        let (repo, m) = fixture();
-        let (marks, _) = mark_repo(&repo, &m, |_| true, OLD);
-        assert_eq!(sorted(&marks.manifests), vec![10, 20, 21, 22, 40]);
+        let (l, marks, _) = marked(fixture(), |_| true, OLD);
+        assert_eq!(sorted(&l, &marks.manifests), vec![10, 20, 21, 22, 40]);
         assert_eq!(
-            sorted(&marks.blobs),
+            sorted(&l, &marks.blobs),
             vec![1, 2, 3, 4, 6, 10, 20, 21, 22, 40]
         );
         assert!(marks.unreadable.is_empty());
@@ -282,48 +324,56 @@ mod tests {
 
     #[test]
     fn plain_mode_keeps_every_revision() {
-        let (repo, m) = fixture();
         let opts = MarkOptions {
             delete_untagged: false,
             ..OLD
         };
-        let (marks, _) = mark_repo(&repo, &m, |_| true, opts);
-        assert_eq!(sorted(&marks.manifests), vec![10, 20, 21, 22, 30, 40, 50]);
-        assert!(marks.blobs.contains(&dg(5)) && marks.blobs.contains(&dg(7)));
+        let (l, marks, _) = marked(fixture(), |_| true, opts);
+        assert_eq!(
+            sorted(&l, &marks.manifests),
+            vec![10, 20, 21, 22, 30, 40, 50]
+        );
+        let b = sorted(&l, &marks.blobs);
+        assert!(b.contains(&5) && b.contains(&7));
     }
 
     #[test]
     fn a_dropped_tag_is_no_root() {
-        let (repo, m) = fixture();
-        let (marks, _) = mark_repo(&repo, &m, |i| i != 0, OLD);
-        assert_eq!(sorted(&marks.manifests), vec![20, 21, 22]);
+        let (l, marks, _) = marked(fixture(), |i| i != 0, OLD);
+        assert_eq!(sorted(&l, &marks.manifests), vec![20, 21, 22]);
     }
 
     #[test]
     fn grace_roots_are_counted_apart() {
-        let (mut repo, m) = fixture();
+        let (mut layout, m) = fixture();
+        let repo = &mut layout.repos[0];
         repo.revisions
             .iter_mut()
             .find(|r| r.digest == dg(30))
             .unwrap()
             .mtime = 5000;
-        repo.layers.push(link(99, 5000));
-        repo.layers.push(link(98, 10));
-        let (marks, without) = mark_repo(&repo, &m, |_| true, OLD);
+        repo.layers_absent.push(link(99, 5000));
+        repo.layers_absent.push(link(98, 10));
+        let (l, marks, without) = marked((layout, m), |_| true, OLD);
         // 30 is young; its referrer 50 comes with it.
-        assert!(marks.manifests.contains(&dg(30)) && marks.manifests.contains(&dg(50)));
+        let manifests = sorted(&l, &marks.manifests);
+        assert!(manifests.contains(&30) && manifests.contains(&50));
         assert_eq!(marks.manifests_by_grace, 2);
-        assert!(marks.blobs.contains(&dg(5)) && marks.blobs.contains(&dg(99)));
-        assert!(!marks.blobs.contains(&dg(98)));
-        assert!(!without.contains(&dg(5)) && !without.contains(&dg(99)));
+        let blobs = sorted(&l, &marks.blobs);
+        assert!(blobs.contains(&5) && blobs.contains(&99));
+        assert!(!blobs.contains(&98));
+        let without = sorted(&l, &without);
+        assert!(!without.contains(&5) && !without.contains(&99));
     }
 
     #[test]
     fn unreadable_manifests_are_reported() {
-        let (repo, mut m) = fixture();
-        m.insert(dg(21), Err("not valid JSON".into()));
-        m.remove(&dg(22));
-        let (marks, _) = mark_repo(&repo, &m, |_| true, OLD);
+        let (mut layout, mut m) = fixture();
+        m.retain(|(d, _)| *d != dg(21) && *d != dg(22));
+        m.push((dg(21), Err("not valid JSON".into())));
+        // 22 was never loaded, and is no blob either.
+        layout.blobs.retain(|b| b.digest != dg(22));
+        let (_, marks, _) = marked((layout, m), |_| true, OLD);
         let mut u = marks.unreadable.clone();
         u.sort();
         assert_eq!(u, vec![dg(21), dg(22)]);
@@ -331,36 +381,37 @@ mod tests {
 
     #[test]
     fn cycles_terminate() {
-        let mut m = Manifests::new();
-        m.insert(
-            dg(1),
-            Ok(Manifest {
-                kind: Kind::Index,
-                blobs: vec![],
-                config: None,
-                children: vec![dg(2)],
-                subject: Some(dg(2)),
-                problems: vec![],
-            }),
-        );
-        m.insert(
-            dg(2),
-            Ok(Manifest {
-                kind: Kind::Index,
-                blobs: vec![],
-                config: None,
-                children: vec![dg(1)],
-                subject: Some(dg(1)),
-                problems: vec![],
-            }),
-        );
+        let m = vec![
+            (
+                dg(1),
+                Ok(Manifest {
+                    kind: Kind::Index,
+                    blobs: vec![],
+                    config: None,
+                    children: vec![dg(2)],
+                    subject: Some(dg(2)),
+                    problems: vec![],
+                }),
+            ),
+            (
+                dg(2),
+                Ok(Manifest {
+                    kind: Kind::Index,
+                    blobs: vec![],
+                    config: None,
+                    children: vec![dg(1)],
+                    subject: Some(dg(1)),
+                    problems: vec![],
+                }),
+            ),
+        ];
         let repo = Repo {
             name: "r".into(),
             tags: vec![tag("t", 1)],
             revisions: vec![link(1, 0), link(2, 0)],
             ..Repo::default()
         };
-        let (marks, _) = mark_repo(&repo, &m, |_| true, OLD);
-        assert_eq!(sorted(&marks.manifests), vec![1, 2]);
+        let (l, marks, _) = marked((world(repo, &[1, 2]), m), |_| true, OLD);
+        assert_eq!(sorted(&l, &marks.manifests), vec![1, 2]);
     }
 }

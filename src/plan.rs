@@ -3,7 +3,7 @@
 use crate::digest::Digest;
 use crate::layout::Paths;
 use crate::mark::Marks;
-use crate::model::{Finding, Layout, Manifests, Severity, Time};
+use crate::model::{Finding, Layout, Severity, Time};
 use crate::policy::{Decision, Decisions};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
@@ -106,13 +106,7 @@ impl Plan {
 }
 
 /// Builds the plan.
-pub fn plan(
-    layout: &Layout,
-    manifests: &Manifests,
-    decisions: &Decisions,
-    marks: &Marks,
-    opts: PlanOptions,
-) -> Plan {
+pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, opts: PlanOptions) -> Plan {
     let paths = Paths::new(layout.v2.clone());
     let mut plan = Plan {
         findings: layout.findings.clone(),
@@ -146,13 +140,13 @@ pub fn plan(
             .chain(repo.tags.iter().filter_map(|t| t.current.map(|c| c.digest)));
         let unreadable: BTreeSet<Digest> = named
             .chain(marks.repos[i].unreadable.iter().copied())
-            .filter(|d| !matches!(manifests.get(d), Some(Ok(_))))
+            .filter(|d| !matches!(layout.manifest(d), Some(Ok(_))))
             .collect();
         for d in unreadable {
             blocked[i] = true;
             if reported.insert(d) {
-                let message = match manifests.get(&d) {
-                    Some(Err(e)) => e.clone(),
+                let message = match layout.manifest(&d) {
+                    Some(Err(e)) => e.to_string(),
                     _ => "manifest blob is missing".to_string(),
                 };
                 plan.findings.push(Finding {
@@ -164,16 +158,14 @@ pub fn plan(
             }
         }
     }
-    for (d, loaded) in manifests {
-        if let Ok(m) = loaded {
-            for p in &m.problems {
-                plan.findings.push(Finding {
-                    path: paths.blob_data(d),
-                    message: format!("manifest {d}: {p}"),
-                    severity: Severity::Damage,
-                    repository: None,
-                });
-            }
+    for (d, problems) in layout.manifests.problems(&layout.blobs) {
+        for p in problems {
+            plan.findings.push(Finding {
+                path: paths.blob_data(&d),
+                message: format!("manifest {d}: {p}"),
+                severity: Severity::Damage,
+                repository: None,
+            });
         }
     }
     plan.findings
@@ -228,15 +220,18 @@ pub fn plan(
                     .filter(|(dg, _)| dg == d)
                     .map(|(_, t)| t.as_str())
                     .collect::<Vec<_>>();
-                let reason = match manifests.get(d) {
+                let subject = match layout.manifest(d) {
+                    Some(Ok(m)) => m.subject(),
+                    _ => None,
+                };
+                let reason = match subject {
                     _ if !untag.is_empty() => {
                         format!("untagged by the policy (tag {} deleted)", untag.join(", "))
                     }
-                    Some(Ok(m)) if m.subject.is_some_and(|s| gone.contains(&s)) => format!(
-                        "untagged; referrer of {}, which goes too",
-                        m.subject.map(|s| s.to_string()).unwrap_or_default()
-                    ),
-                    Some(Ok(m)) if m.subject.is_some() => "untagged; its subject is gone".into(),
+                    Some(s) if gone.contains(&s) => {
+                        format!("untagged; referrer of {s}, which goes too")
+                    }
+                    Some(_) => "untagged; its subject is gone".into(),
                     _ => "untagged".into(),
                 };
                 plan.manifests.push(ManifestRemoval {
@@ -260,7 +255,7 @@ pub fn plan(
         }
         plan.kept_by_grace += rm.manifests_by_grace as u64;
         if !repo_blocked {
-            for (k, l) in repo.layers.iter().enumerate() {
+            for (k, l) in layout.layer_links(repo).enumerate() {
                 if !rm.layers[k] {
                     plan.layer_links.push(LinkRemoval {
                         repository: repo.name.clone(),
@@ -296,7 +291,10 @@ pub fn plan(
         .map(|(_, b)| (b.digest, Vec::new()))
         .collect();
     for repo in &layout.repos {
-        for d in repo.layers.iter().chain(&repo.revisions).map(|l| l.digest) {
+        let links = layout
+            .layer_links(repo)
+            .chain(repo.revisions.iter().copied());
+        for d in links.map(|l| l.digest) {
             if let Some(v) = linked.get_mut(&d)
                 && v.last() != Some(&repo.name)
             {
@@ -339,8 +337,8 @@ mod tests {
 
     /// Repo "a": tag t -> 10 (blobs 1, 2); untagged 11 (blobs 2, 3). Repo "b": tag u -> 20 (blobs 2, 4).
     /// Blob 5 is dangling; blob 6 is dangling but young. Everything else is old.
-    fn world() -> (Layout, Manifests) {
-        let mut m = Manifests::new();
+    fn world() -> (Layout, Raw) {
+        let mut m = Raw::new();
         m.insert(dg(10), Ok(image(&[1, 2])));
         m.insert(dg(11), Ok(image(&[2, 3])));
         m.insert(dg(20), Ok(image(&[2, 4])));
@@ -352,7 +350,7 @@ mod tests {
                 index: vec![dg(10), dg(11)],
             }],
             revisions: vec![link(10, 0), link(11, 0)],
-            layers: vec![link(1, 0), link(2, 0), link(3, 0), link(5, 0)],
+            layers_absent: vec![link(1, 0), link(2, 0), link(3, 0), link(5, 0)],
             ..Repo::default()
         };
         let b = Repo {
@@ -363,7 +361,7 @@ mod tests {
                 index: vec![dg(20)],
             }],
             revisions: vec![link(20, 0)],
-            layers: vec![link(2, 0), link(4, 0)],
+            layers_absent: vec![link(2, 0), link(4, 0)],
             ..Repo::default()
         };
         let mut blobs: Vec<Blob> = [1, 2, 3, 4, 5, 10, 11, 20]
@@ -393,11 +391,11 @@ mod tests {
         )
     }
 
-    fn run(layout: &Layout, m: &Manifests, delete_untagged: bool, allow_damage: bool) -> Plan {
+    fn run(layout: &Layout, m: &Raw, delete_untagged: bool, allow_damage: bool) -> Plan {
+        let layout = &cat(layout, m);
         let d = Decisions::keep_all(layout);
         let marks = mark(
             layout,
-            m,
             &d,
             MarkOptions {
                 delete_untagged,
@@ -406,7 +404,6 @@ mod tests {
         );
         plan(
             layout,
-            m,
             &d,
             &marks,
             PlanOptions {
@@ -512,11 +509,11 @@ mod tests {
     #[test]
     fn deleted_tags_carry_their_rule_and_are_no_roots() {
         let (l, m) = world();
+        let l = cat(&l, &m);
         let mut d = Decisions::keep_all(&l);
         d.repos[1][0] = Decision::Delete { rule: "old".into() };
         let marks = mark(
             &l,
-            &m,
             &d,
             MarkOptions {
                 delete_untagged: true,
@@ -525,7 +522,6 @@ mod tests {
         );
         let p = plan(
             &l,
-            &m,
             &d,
             &marks,
             PlanOptions {

@@ -8,7 +8,7 @@ use crate::digest::Digest;
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::mark::{self, MarkOptions};
-use crate::model::{Layout, Manifests, Repo, Tag, Time};
+use crate::model::{Layout, Repo, Tag, Time};
 use crate::report::human_age;
 use crate::semver::Version;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -439,7 +439,6 @@ enum Vote {
 pub fn evaluate(
     policy: &Policy,
     layout: &Layout,
-    manifests: &Manifests,
     created: &HashMap<Digest, Time>,
     now: Time,
 ) -> Evaluation {
@@ -450,7 +449,7 @@ pub fn evaluate(
         ev.explain.extend(explain);
         ev.refusals.extend(refusals);
     }
-    follow_subjects(layout, manifests, &mut ev);
+    follow_subjects(layout, &mut ev);
     ev
 }
 
@@ -739,7 +738,7 @@ fn rule_votes(
 
 /// Signature tags follow their subject: one whose subject some tag reached before the policy
 /// and no kept tag reaches after it goes; every other stays.
-fn follow_subjects(layout: &Layout, manifests: &Manifests, ev: &mut Evaluation) {
+fn follow_subjects(layout: &Layout, ev: &mut Evaluation) {
     let opts = MarkOptions {
         delete_untagged: true,
         cutoff: Time::MAX,
@@ -758,16 +757,19 @@ fn follow_subjects(layout: &Layout, manifests: &Manifests, ev: &mut Evaluation) 
             continue;
         }
         let plain = |i: usize| cosign_subject(&repo.tags[i].name).is_none();
-        let (before, _) = mark::mark_repo(repo, manifests, plain, opts);
+        let (before, _) = mark::mark_repo(layout, repo, plain, opts);
         let decisions = &ev.decisions.repos[r];
         let (after, _) = mark::mark_repo(
+            layout,
             repo,
-            manifests,
             |i| plain(i) && !matches!(decisions[i], Decision::Delete { .. }),
             opts,
         );
         for (i, subject) in signatures {
-            if before.manifests.contains(&subject) && !after.manifests.contains(&subject) {
+            let Some(s) = layout.ref_of(&subject) else {
+                continue;
+            };
+            if before.manifests.contains(&s) && !after.manifests.contains(&s) {
                 let rule = "signature of a deleted image".to_string();
                 ev.decisions.repos[r][i] = Decision::Delete { rule: rule.clone() };
                 let e = &mut ev.explain[base + i];

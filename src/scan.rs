@@ -234,12 +234,10 @@ pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<
     let paths = Paths::new(v2.clone());
     let findings = Findings::default();
 
-    let (blobs, repos) = rayon::join(
-        || scan_blobs(&paths, &findings, progress),
-        || scan_repositories(&paths, &findings, opts),
-    );
-    let (mut blobs, empty_blob_dirs) = blobs;
+    // Blobs first: repositories file their layer links by blob index.
+    let (mut blobs, empty_blob_dirs) = scan_blobs(&paths, &findings, progress);
     blobs.par_sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
+    let repos = scan_repositories(&paths, &findings, opts, &blobs);
     let mut staging = findings.take_staged();
     staging.sort();
     let mut findings = findings.into_vec();
@@ -251,6 +249,8 @@ pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<
         repos,
         findings,
         staging,
+        // Read next, by load_manifests: they are blobs too, found by the links just scanned.
+        manifests: Default::default(),
     })
 }
 
@@ -271,109 +271,117 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobsA
     }
     let prefixes = list(&paths.blobs(), findings, None);
     let bar = progress.bar("scanning blobs", prefixes.len() as u64);
-    let per_prefix: Vec<BlobsAndEmpty> = prefixes
-        .par_iter()
-        .map(|(prefix, path, meta)| {
-            let mut blobs = Vec::new();
-            let mut empty = Vec::new();
-            if !meta.is_dir()
-                || prefix.len() != 2
-                || !prefix
-                    .bytes()
-                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-            {
+    // Every prefix's blobs go into one vector as soon as they are read: a vector per prefix,
+    // concatenated at the end, would hold every blob twice at the peak. Growing one large
+    // vector costs no copy (realloc of a mapped block remaps it) and its slack is never touched.
+    let all: Mutex<BlobsAndEmpty> = Mutex::default();
+    prefixes.par_iter().for_each(|(prefix, path, meta)| {
+        let (blobs, empty) = scan_prefix(prefix, path, meta, findings);
+        let mut all = all.lock().unwrap_or_else(|e| e.into_inner());
+        all.0.extend(blobs);
+        all.1.extend(empty);
+        drop(all);
+        bar.inc(1);
+    });
+    bar.finish();
+    let (mut blobs, empty) = all.into_inner().unwrap_or_else(|e| e.into_inner());
+    blobs.shrink_to_fit();
+    (blobs, empty)
+}
+
+/// The blobs of one `blobs/sha256/xx` folder.
+fn scan_prefix(prefix: &str, path: &Path, meta: &FileType, findings: &Findings) -> BlobsAndEmpty {
+    let mut blobs = Vec::new();
+    let mut empty = Vec::new();
+    if !meta.is_dir()
+        || prefix.len() != 2
+        || !prefix
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    {
+        findings.add(
+            path,
+            Severity::Notice,
+            None,
+            "not a blob prefix folder; left alone",
+        );
+        return (blobs, empty);
+    }
+    let handle = match DirHandle::open(path) {
+        Ok(h) => h,
+        Err(e) => {
+            findings.add(
+                path,
+                Severity::Blocking,
+                None,
+                format!("cannot open folder: {e}"),
+            );
+            return (blobs, empty);
+        }
+    };
+    let entries = list(path, findings, None);
+    blobs.reserve_exact(entries.len());
+    for (name, dir, meta) in entries {
+        if meta.is_symlink() {
+            findings.add(
+                dir,
+                Severity::Damage,
+                None,
+                "blob folder is a symbolic link; not followed, left alone",
+            );
+            continue;
+        }
+        let digest = match Digest::from_hex(&name) {
+            Some(d) if name.starts_with(prefix) && meta.is_dir() => d,
+            _ => {
                 findings.add(
-                    path,
+                    dir,
                     Severity::Notice,
                     None,
-                    "not a blob prefix folder; left alone",
+                    "not a blob folder (expected a folder named by its sha256); left alone",
                 );
-                bar.inc(1);
-                return (blobs, empty);
+                continue;
             }
-            let handle = match DirHandle::open(path) {
-                Ok(h) => h,
-                Err(e) => {
-                    findings.add(
-                        path,
-                        Severity::Blocking,
-                        None,
-                        format!("cannot open folder: {e}"),
-                    );
-                    bar.inc(1);
-                    return (blobs, empty);
-                }
-            };
-            for (name, dir, meta) in list(path, findings, None) {
-                if meta.is_symlink() {
-                    findings.add(
-                        dir,
-                        Severity::Damage,
-                        None,
-                        "blob folder is a symbolic link; not followed, left alone",
-                    );
-                    continue;
-                }
-                let digest = match Digest::from_hex(&name) {
-                    Some(d) if name.starts_with(prefix.as_str()) && meta.is_dir() => d,
-                    _ => {
-                        findings.add(
-                            dir,
-                            Severity::Notice,
-                            None,
-                            "not a blob folder (expected a folder named by its sha256); left alone",
-                        );
-                        continue;
-                    }
-                };
-                let data = dir.join("data");
-                let rel = Path::new(&name).join("data");
-                match handle.stat(rel.as_os_str()) {
-                    Ok(m) if m.regular => blobs.push(Blob {
-                        digest,
-                        size: m.size,
-                        mtime: m.mtime,
-                        allocated: m.allocated,
-                    }),
-                    Ok(_) => findings.add(
-                        &data,
-                        Severity::Damage,
-                        None,
-                        "blob data is not a regular file (a symlink or folder); left alone",
-                    ),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        empty.push((digest, path_mtime(&dir)))
-                    }
-                    Err(e) => findings.add(
-                        &data,
-                        Severity::Damage,
-                        None,
-                        format!("cannot stat blob data: {e}; left alone"),
-                    ),
-                }
-            }
-            bar.inc(1);
-            (blobs, empty)
-        })
-        .collect();
-    bar.finish();
-    // Exact capacity: growing by doubling would leave up to half of the largest vector unused.
-    let mut blobs = Vec::with_capacity(per_prefix.iter().map(|(b, _)| b.len()).sum());
-    let mut empty = Vec::new();
-    for (b, e) in per_prefix {
-        blobs.extend(b);
-        empty.extend(e);
+        };
+        let data = dir.join("data");
+        let rel = Path::new(&name).join("data");
+        match handle.stat(rel.as_os_str()) {
+            Ok(m) if m.regular => blobs.push(Blob {
+                digest,
+                size: m.size,
+                mtime: m.mtime,
+                allocated: m.allocated,
+            }),
+            Ok(_) => findings.add(
+                &data,
+                Severity::Damage,
+                None,
+                "blob data is not a regular file (a symlink or folder); left alone",
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => empty.push((digest, path_mtime(&dir))),
+            Err(e) => findings.add(
+                &data,
+                Severity::Damage,
+                None,
+                format!("cannot stat blob data: {e}; left alone"),
+            ),
+        }
     }
     (blobs, empty)
 }
 
 /// Finds repository folders (those with `_manifests`), then reads each in parallel.
-fn scan_repositories(paths: &Paths, findings: &Findings, opts: ScanOptions) -> Vec<Repo> {
+fn scan_repositories(
+    paths: &Paths,
+    findings: &Findings,
+    opts: ScanOptions,
+    blobs: &[Blob],
+) -> Vec<Repo> {
     let mut found = Vec::new();
     discover(&paths.repositories(), "", false, findings, &mut found);
     let mut repos: Vec<Repo> = found
         .into_par_iter()
-        .map(|(name, dir)| scan_repo(name, &dir, findings, opts))
+        .map(|(name, dir)| scan_repo(name, &dir, findings, opts, blobs))
         .collect();
     repos.sort_by(|a, b| a.name.cmp(&b.name));
     repos
@@ -458,7 +466,13 @@ fn discover(
     found
 }
 
-fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -> Repo {
+fn scan_repo(
+    name: String,
+    dir: &Path,
+    findings: &Findings,
+    opts: ScanOptions,
+    blobs: &[Blob],
+) -> Repo {
     let r = Some(name.as_str());
     let mut repo = Repo {
         name: name.clone(),
@@ -551,6 +565,7 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -
 
     let layers_dir = dir.join("_layers/sha256");
     let layers_handle = DirHandle::open(&layers_dir);
+    let mut layers = Vec::new();
     for (hex, path, meta) in list(&layers_dir, findings, r) {
         let Some(digest) = Digest::from_hex(&hex).filter(|_| meta.is_dir()) else {
             findings.add(
@@ -585,7 +600,7 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -
                         ),
                     }
                 }
-                repo.layers.push(Link {
+                layers.push(Link {
                     digest,
                     mtime: m.mtime,
                 })
@@ -602,6 +617,8 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -
             }
         }
     }
+
+    (repo.layers, repo.layers_absent) = crate::model::split_layers(blobs, layers);
 
     for (id, path, meta) in list(&dir.join("_uploads"), findings, r) {
         if !meta.is_dir() {
@@ -625,7 +642,6 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -
     // The model lives for the whole run: no growth slack in it.
     repo.tags.shrink_to_fit();
     repo.revisions.shrink_to_fit();
-    repo.layers.shrink_to_fit();
     repo
 }
 
@@ -633,24 +649,32 @@ fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -
 /// name, until none is left. Each blob is read once however many repositories share it.
 pub fn load_manifests(layout: &Layout, progress: &Progress) -> Manifests {
     let paths = Paths::new(layout.v2.clone());
-    let mut wanted: Vec<Digest> = layout
-        .repos
-        .iter()
-        .flat_map(|r| {
+    // The first round names manifests by blob index where it can: a tenth of the memory of
+    // collecting every link's digest.
+    let named = || {
+        layout.repos.iter().flat_map(|r| {
             r.revisions
                 .iter()
                 .map(|l| l.digest)
                 .chain(r.tags.iter().filter_map(|t| t.current.map(|c| c.digest)))
         })
+    };
+    let index = |d: &Digest| layout.blobs.binary_search_by(|b| b.digest.cmp(d));
+    let mut present: Vec<u32> = named()
+        .filter_map(|d| index(&d).ok().map(|i| i as u32))
         .collect();
-    let mut out = Manifests::new();
+    present.par_sort_unstable();
+    present.dedup();
+    let mut wanted: Vec<Digest> = named().filter(|d| index(d).is_err()).collect();
+    wanted.extend(present.iter().map(|&i| layout.blobs[i as usize].digest));
+    drop(present);
+    let mut out = crate::catalog::Builder::new(&layout.blobs);
     let bar = progress.bar("reading manifests", 0);
     while !wanted.is_empty() {
         wanted.par_sort_unstable();
         wanted.dedup();
-        wanted.retain(|d| !out.contains_key(d));
+        wanted.retain(|d| !out.contains(d));
         bar.inc_length(wanted.len() as u64);
-        out.reserve(wanted.len());
         let mut next = Vec::new();
         // In chunks, so that parsed manifests waiting to enter the map stay few.
         for chunk in wanted.chunks(4096) {
@@ -668,13 +692,13 @@ pub fn load_manifests(layout: &Layout, progress: &Progress) -> Manifests {
                     .filter_map(|(_, r)| r.as_ref().ok())
                     .flat_map(|m| m.children.iter().copied()),
             );
-            out.extend(loaded);
+            loaded.into_iter().for_each(|(d, l)| out.add(d, l));
         }
-        next.retain(|d| !out.contains_key(d));
+        next.retain(|d| !out.contains(d));
         wanted = next;
     }
     bar.finish();
-    out
+    out.finish()
 }
 
 fn read_manifest(path: &Path) -> std::result::Result<Vec<u8>, String> {
@@ -696,14 +720,14 @@ fn read_manifest(path: &Path) -> std::result::Result<Vec<u8>, String> {
 
 /// Reads the `created` time of the image config of every manifest that a tag names, for
 /// policies that count age from it. Manifests without a config (indexes) have none.
-pub fn load_created(layout: &Layout, manifests: &Manifests) -> HashMap<Digest, Time> {
+pub fn load_created(layout: &Layout) -> HashMap<Digest, Time> {
     let paths = Paths::new(layout.v2.clone());
     let mut wanted: Vec<(Digest, Digest)> = layout
         .repos
         .iter()
         .flat_map(|r| r.tags.iter().filter_map(|t| t.current))
-        .filter_map(|c| match manifests.get(&c.digest) {
-            Some(Ok(m)) => m.config.map(|cfg| (c.digest, cfg)),
+        .filter_map(|c| match layout.manifest(&c.digest) {
+            Some(Ok(m)) => m.config().map(|cfg| (c.digest, cfg)),
             _ => None,
         })
         .collect();

@@ -2,7 +2,8 @@
 
 use crate::digest::Digest;
 use crate::manifest::{Kind, Manifest};
-use crate::model::{Link, Time};
+use crate::model::{Layout, Link, Loaded, Time};
+use std::collections::HashMap;
 
 /// A digest whose every byte is `n`: readable in failures as `sha256:0a0a…`.
 pub fn dg(n: u8) -> Digest {
@@ -16,6 +17,19 @@ pub fn link(n: u8, mtime: Time) -> Link {
     }
 }
 
+/// Manifests by digest, as the tests write them.
+pub type Raw = HashMap<Digest, Loaded>;
+
+/// A copy of the layout as `load` leaves it: layer links filed and these manifests catalogued
+/// over its blobs. Test worlds list layer links unfiled, in `layers_absent`, so that they can
+/// change the blobs first.
+pub fn cat(l: &Layout, m: &Raw) -> Layout {
+    let mut l = l.clone();
+    file_layers(&mut l);
+    l.set_manifests(m.iter().map(|(d, x)| (*d, x.clone())));
+    l
+}
+
 /// An image manifest needing these blobs.
 pub fn image(blobs: &[u8]) -> Manifest {
     Manifest {
@@ -25,5 +39,13 @@ pub fn image(blobs: &[u8]) -> Manifest {
         children: vec![],
         subject: None,
         problems: vec![],
+    }
+}
+
+/// Files every repository's layer links against the layout's current blobs.
+pub fn file_layers(l: &mut Layout) {
+    for i in 0..l.repos.len() {
+        let links: Vec<Link> = l.layer_links(&l.repos[i]).collect();
+        l.set_layers(i, links);
     }
 }

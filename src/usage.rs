@@ -1,8 +1,9 @@
 //! Disk usage: what each repository and tag holds, shares, and would free; pure functions of the model.
 
+use crate::catalog::Ref;
 use crate::digest::Digest;
 use crate::mark::{self, MarkOptions};
-use crate::model::{Layout, Manifests, Time};
+use crate::model::{Layout, Time};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -45,11 +46,12 @@ const TAGGED: MarkOptions = MarkOptions {
     cutoff: Time::MAX,
 };
 
-/// Indices into `layout.blobs` of the digests that exist, sorted.
-fn indices(layout: &Layout, set: &HashSet<Digest>) -> Vec<usize> {
+/// Indices into `layout.blobs` of the refs that are blobs in the store, sorted.
+fn indices(layout: &Layout, set: &HashSet<Ref>) -> Vec<usize> {
     let mut v: Vec<usize> = set
         .iter()
-        .filter_map(|d| layout.blobs.binary_search_by(|b| b.digest.cmp(d)).ok())
+        .map(|&r| r as usize)
+        .filter(|&i| i < layout.blobs.len())
         .collect();
     v.sort_unstable();
     v
@@ -57,13 +59,13 @@ fn indices(layout: &Layout, set: &HashSet<Digest>) -> Vec<usize> {
 
 /// Usage of every repository, in layout order. A blob shared by many repositories counts in
 /// each one's `bytes`, and in none one's `exclusive_bytes`.
-pub fn repositories(layout: &Layout, manifests: &Manifests) -> Vec<RepoUsage> {
+pub fn repositories(layout: &Layout) -> Vec<RepoUsage> {
     let reach: Vec<(Vec<usize>, Vec<usize>)> = layout
         .repos
         .par_iter()
         .map(|repo| {
-            let (all, _) = mark::mark_repo(repo, manifests, |_| true, ALL);
-            let (tagged, _) = mark::mark_repo(repo, manifests, |_| true, TAGGED);
+            let (all, _) = mark::mark_repo(layout, repo, |_| true, ALL);
+            let (tagged, _) = mark::mark_repo(layout, repo, |_| true, TAGGED);
             (indices(layout, &all.blobs), indices(layout, &tagged.blobs))
         })
         .collect();
@@ -106,12 +108,12 @@ pub fn repositories(layout: &Layout, manifests: &Manifests) -> Vec<RepoUsage> {
 }
 
 /// Usage of every tag of one repository; `None` when there is no such repository.
-pub fn tags(layout: &Layout, manifests: &Manifests, repo: &str) -> Option<Vec<TagUsage>> {
+pub fn tags(layout: &Layout, repo: &str) -> Option<Vec<TagUsage>> {
     let repo = layout.repos.iter().find(|r| r.name == repo)?;
     let reach: Vec<Vec<usize>> = (0..repo.tags.len())
         .into_par_iter()
         .map(|t| {
-            let (m, _) = mark::mark_repo(repo, manifests, |i| i == t, TAGGED);
+            let (m, _) = mark::mark_repo(layout, repo, |i| i == t, TAGGED);
             indices(layout, &m.blobs)
         })
         .collect();
@@ -169,8 +171,8 @@ mod tests {
 
     /// Sizes are powers of two so every sum names its members.
     /// a: t1 -> 10 (1, 2), untagged 11 (3, 4); b: u -> 20 (2, 5), untagged 21 (4, 6).
-    fn world() -> (Layout, Manifests) {
-        let mut m = Manifests::new();
+    fn world() -> (Layout, Raw) {
+        let mut m = Raw::new();
         m.insert(dg(10), Ok(image(&[1, 2])));
         m.insert(dg(11), Ok(image(&[3, 4])));
         m.insert(dg(20), Ok(image(&[2, 5])));
@@ -214,7 +216,7 @@ mod tests {
     #[test]
     fn repository_sizes_against_hand_sums() {
         let (l, m) = world();
-        let u = repositories(&l, &m);
+        let u = repositories(&cat(&l, &m));
         // a reaches 1,2,3,4,10,11 = 1+2+4+8+64+128; exclusive: all but 2 and 4 (shared with b).
         assert_eq!(u[0].bytes, 207);
         assert_eq!(u[0].exclusive_bytes, 207 - 2 - 8);
@@ -238,11 +240,11 @@ mod tests {
             index: vec![],
         });
         m.insert(dg(11), Ok(image(&[2, 3])));
-        let t = tags(&l, &m, "a").unwrap();
+        let t = tags(&cat(&l, &m), "a").unwrap();
         assert_eq!(t[0].bytes, 64 + 1 + 2);
         assert_eq!(t[0].exclusive_bytes, 64 + 1);
         assert_eq!(t[1].bytes, 128 + 2 + 4);
         assert_eq!(t[1].exclusive_bytes, 128 + 4);
-        assert!(tags(&l, &m, "nope").is_none());
+        assert!(tags(&cat(&l, &m), "nope").is_none());
     }
 }

@@ -40,11 +40,12 @@ fn repo(name: &str, tags: &[(&str, u8, i64)]) -> Repo {
     }
 }
 
-fn images(layout: &Layout) -> Manifests {
-    let mut m = Manifests::new();
+/// The layout with an image manifest for every revision.
+fn images(mut layout: Layout) -> Layout {
+    let mut m = Vec::new();
     for r in &layout.repos {
         for rev in &r.revisions {
-            m.insert(
+            m.push((
                 rev.digest,
                 Ok(Manifest {
                     kind: crate::manifest::Kind::Image,
@@ -54,18 +55,19 @@ fn images(layout: &Layout) -> Manifests {
                     subject: None,
                     problems: vec![],
                 }),
-            );
+            ));
         }
     }
-    m
+    layout.set_manifests(m);
+    layout
 }
 
 fn run(p: &Policy, repos: Vec<Repo>) -> Evaluation {
-    let layout = Layout {
+    let layout = images(Layout {
         repos,
         ..Layout::default()
-    };
-    evaluate(p, &layout, &images(&layout), &HashMap::new(), NOW)
+    });
+    evaluate(p, &layout, &HashMap::new(), NOW)
 }
 
 /// The deleted tags of repository `r`, sorted.
@@ -473,7 +475,7 @@ fn created_ages_with_fallback() {
     created.insert(dg(2), 0); // reproducible builds: before 1980, fall back to pushed (1 day)
     created.insert(dg(3), NOW + 10 * DAY); // in the future: pushed (50 days)
     created.insert(dg(5), NOW - DAY);
-    let ev = evaluate(&p, &layout, &images(&layout), &created, NOW);
+    let ev = evaluate(&p, &images(layout), &created, NOW);
     assert_eq!(deleted(&ev, "a"), vec!["built-old", "future", "none"]);
 }
 
