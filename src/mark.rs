@@ -114,14 +114,30 @@ pub fn mark(layout: &Layout, decisions: &Decisions, opts: MarkOptions) -> Marks 
     marks
 }
 
-/// Marks one repository; also returns the blobs reached without grace roots.
-pub fn mark_repo(
-    layout: &Layout,
-    repo: &Repo,
-    keeps_tag: impl Fn(usize) -> bool,
-    opts: MarkOptions,
-) -> (Reach, HashSet<Ref>) {
-    // OCI referrers live in the repository of their subject.
+/// What a repository's tags reach, then what all its revisions reach: one walk for both
+/// (the second set grows from the first), with no grace roots.
+pub fn tagged_then_all(layout: &Layout, repo: &Repo) -> (Reach, Reach) {
+    let referrers = referrers(layout, repo);
+    let mut walk = Walk {
+        layout,
+        referrers: &referrers,
+        marks: Reach::default(),
+    };
+    let tags: Vec<Digest> = repo
+        .tags
+        .iter()
+        .filter_map(|t| t.current)
+        .map(|c| c.digest)
+        .collect();
+    walk.reach_digests(&tags);
+    let tagged = walk.marks.clone();
+    let all: Vec<Digest> = repo.revisions.iter().map(|r| r.digest).collect();
+    walk.reach_digests(&all);
+    (tagged, walk.marks)
+}
+
+/// OCI referrers live in the repository of their subject: subject -> its referrers.
+fn referrers(layout: &Layout, repo: &Repo) -> HashMap<Ref, Vec<Ref>> {
     let mut referrers: HashMap<Ref, Vec<Ref>> = HashMap::new();
     for rev in &repo.revisions {
         if let Some(r) = layout.ref_of(&rev.digest)
@@ -131,6 +147,17 @@ pub fn mark_repo(
             referrers.entry(subject).or_default().push(r);
         }
     }
+    referrers
+}
+
+/// Marks one repository; also returns the blobs reached without grace roots.
+pub fn mark_repo(
+    layout: &Layout,
+    repo: &Repo,
+    keeps_tag: impl Fn(usize) -> bool,
+    opts: MarkOptions,
+) -> (Reach, HashSet<Ref>) {
+    let referrers = referrers(layout, repo);
     let mut walk = Walk {
         layout,
         referrers: &referrers,
@@ -335,6 +362,30 @@ mod tests {
         );
         let b = sorted(&l, &marks.blobs);
         assert!(b.contains(&5) && b.contains(&7));
+    }
+
+    #[test]
+    fn one_walk_gives_the_tagged_and_the_full_sets() {
+        let (mut layout, m) = fixture();
+        layout.set_manifests(m);
+        file_layers(&mut layout);
+        let repo = &layout.repos[0];
+        let (tagged, all) = tagged_then_all(&layout, repo);
+        let never = Time::MAX;
+        let (t, _) = mark_repo(&layout, repo, |_| true, OLD);
+        let plain = MarkOptions {
+            delete_untagged: false,
+            cutoff: never,
+        };
+        let (a, _) = mark_repo(&layout, repo, |_| true, plain);
+        assert_eq!(tagged.blobs, t.blobs);
+        assert_eq!(tagged.manifests, t.manifests);
+        assert_eq!(all.blobs, a.blobs);
+        assert_eq!(
+            sorted(&layout, &all.manifests),
+            vec![10, 20, 21, 22, 30, 40, 50]
+        );
+        assert!(all.blobs.len() > tagged.blobs.len());
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub struct Tag {
     pub name: String,
     /// `current/link`; `None` when it is missing or damaged (a finding says which).
     pub current: Option<Link>,
-    /// Digests under `index/sha256/`: every manifest this tag ever named.
+    /// Digests under `index/sha256/` but the current one: the manifests this tag named before.
     pub index: Vec<Digest>,
 }
 

@@ -552,10 +552,14 @@ fn scan_repo(
                 }
             }
         };
-        let index = list(&path.join("index/sha256"), findings, r)
+        // The current manifest's entry is left out: a kept tag never loses it, and most tags
+        // have no other, so most hold no allocation here.
+        let mut index: Vec<Digest> = list(&path.join("index/sha256"), findings, r)
             .into_iter()
             .filter_map(|(hex, _, _)| Digest::from_hex(&hex))
+            .filter(|d| current.is_none_or(|c| c.digest != *d))
             .collect();
+        index.shrink_to_fit();
         repo.tags.push(Tag {
             name: tag,
             current,

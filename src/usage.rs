@@ -37,10 +37,6 @@ pub struct TagUsage {
     pub pushed: Option<Time>,
 }
 
-const ALL: MarkOptions = MarkOptions {
-    delete_untagged: false,
-    cutoff: Time::MAX,
-};
 const TAGGED: MarkOptions = MarkOptions {
     delete_untagged: true,
     cutoff: Time::MAX,
@@ -64,8 +60,7 @@ pub fn repositories(layout: &Layout) -> Vec<RepoUsage> {
         .repos
         .par_iter()
         .map(|repo| {
-            let (all, _) = mark::mark_repo(layout, repo, |_| true, ALL);
-            let (tagged, _) = mark::mark_repo(layout, repo, |_| true, TAGGED);
+            let (tagged, all) = mark::tagged_then_all(layout, repo);
             (indices(layout, &all.blobs), indices(layout, &tagged.blobs))
         })
         .collect();
