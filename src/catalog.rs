@@ -157,6 +157,39 @@ impl<'a> View<'a> {
     }
 }
 
+/// A digest looked up in the blob list: its index, or itself when the store lacks it.
+type Found = Result<Ref, Digest>;
+
+/// A manifest with its digests looked up in the blob list: the costly part of filing it,
+/// done by the parsing threads, so that the one thread building the catalog only numbers the
+/// few digests that are no blob.
+pub struct Prepared {
+    key: Found,
+    loaded: Result<(Manifest, Vec<Found>), String>,
+}
+
+fn find(blobs: &[Blob], d: &Digest) -> Found {
+    match blobs.binary_search_by(|b| b.digest.cmp(d)) {
+        Ok(i) => Ok(i as Ref),
+        Err(_) => Err(*d),
+    }
+}
+
+/// Looks up every digest of `loaded` (blobs, children, config, subject, in that order).
+pub fn prepare(blobs: &[Blob], d: Digest, loaded: Loaded) -> Prepared {
+    Prepared {
+        key: find(blobs, &d),
+        loaded: loaded.map(|m| {
+            let found = (m.blobs.iter().chain(&m.children))
+                .chain(m.config.iter())
+                .chain(m.subject.iter())
+                .map(|d| find(blobs, d))
+                .collect();
+            (m, found)
+        }),
+    }
+}
+
 /// Collects manifests as they are parsed, so that only their compact form stays in memory.
 pub struct Builder<'a> {
     blobs: &'a [Blob],
@@ -190,13 +223,14 @@ impl<'a> Builder<'a> {
         self.blobs.len() as Ref
     }
 
-    fn intern(&mut self, d: &Digest) -> Ref {
-        if let Ok(i) = self.blobs.binary_search_by(|b| b.digest.cmp(d)) {
-            return i as Ref;
-        }
+    fn number(&mut self, found: Found) -> Ref {
+        let d = match found {
+            Ok(r) => return r,
+            Err(d) => d,
+        };
         let next = self.base() + self.absent.len() as Ref;
-        *self.absent_refs.entry(*d).or_insert_with(|| {
-            self.absent.push(*d);
+        *self.absent_refs.entry(d).or_insert_with(|| {
+            self.absent.push(d);
             next
         })
     }
@@ -214,27 +248,41 @@ impl<'a> Builder<'a> {
 
     /// Adds one manifest; a digest added twice keeps its first outcome.
     pub fn add(&mut self, d: Digest, loaded: Loaded) {
-        let key = self.intern(&d);
+        self.add_prepared(prepare(self.blobs, d, loaded));
+    }
+
+    /// Adds one manifest prepared (looked up) elsewhere, over the same blob list.
+    pub fn add_prepared(&mut self, p: Prepared) {
+        let key = self.number(p.key);
         if !self.seen.insert(key) {
             return;
         }
-        let entry = match loaded {
+        let entry = match p.loaded {
             Err(e) => {
                 self.errors.push(e);
                 Err(self.errors.len() as u32 - 1)
             }
-            Ok(m) => Ok(self.compact(key, m)),
+            Ok((m, found)) => Ok(self.compact(key, m, found)),
         };
         self.keys.push(key);
         self.entries.push(entry);
     }
 
-    fn compact(&mut self, key: Ref, m: Manifest) -> Entry {
+    fn compact(&mut self, key: Ref, m: Manifest, found: Vec<Found>) -> Entry {
         let start = self.refs.len() as u32;
-        for d in m.blobs.iter().chain(&m.children) {
-            let r = self.intern(d);
+        let listed = m.blobs.len() + m.children.len();
+        let mut found = found.into_iter();
+        for f in found.by_ref().take(listed) {
+            let r = self.number(f);
             self.refs.push(r);
         }
+        // Config and subject follow, each only where the manifest has one.
+        let mut next = |present: bool| match present.then(|| found.next()).flatten() {
+            Some(f) => self.number(f),
+            None => NONE,
+        };
+        let config = next(m.config.is_some());
+        let subject = next(m.subject.is_some());
         if !m.problems.is_empty() {
             self.problems.push((key, m.problems));
         }
@@ -243,8 +291,8 @@ impl<'a> Builder<'a> {
             start,
             blobs: m.blobs.len() as u32,
             children: m.children.len() as u32,
-            config: m.config.map_or(NONE, |d| self.intern(&d)),
-            subject: m.subject.map_or(NONE, |d| self.intern(&d)),
+            config,
+            subject,
         }
     }
 

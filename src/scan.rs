@@ -1,12 +1,11 @@
 //! Reads the registry's layout from disk into the model, in parallel, never following symlinks.
 
+use crate::catalog;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::{self, Paths};
 use crate::manifest::{self, MAX_MANIFEST_BYTES};
-use crate::model::{
-    Blob, Finding, Layout, Link, Loaded, Manifests, Repo, Severity, Tag, Time, Upload,
-};
+use crate::model::{Blob, Finding, Layout, Link, Manifests, Repo, Severity, Tag, Time, Upload};
 use crate::progress::Progress;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -234,10 +233,17 @@ pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<
     let paths = Paths::new(v2.clone());
     let findings = Findings::default();
 
-    // Blobs first: repositories file their layer links by blob index.
-    let (mut blobs, empty_blob_dirs) = scan_blobs(&paths, &findings, progress);
+    // Both trees at once: each walk waits on the filesystem much of the time.
+    let ((mut blobs, empty_blob_dirs), mut repos) = rayon::join(
+        || scan_blobs(&paths, &findings, progress),
+        || scan_repositories(&paths, &findings, opts),
+    );
     blobs.par_sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
-    let repos = scan_repositories(&paths, &findings, opts, &blobs);
+    // Layer links come unfiled, as digests; filed by blob index they take 16 bytes, not 40.
+    repos.par_iter_mut().for_each(|r| {
+        let links = std::mem::take(&mut r.layers_absent);
+        (r.layers, r.layers_absent) = crate::model::split_layers(&blobs, links);
+    });
     let mut staging = findings.take_staged();
     staging.sort();
     let mut findings = findings.into_vec();
@@ -371,17 +377,12 @@ fn scan_prefix(prefix: &str, path: &Path, meta: &FileType, findings: &Findings) 
 }
 
 /// Finds repository folders (those with `_manifests`), then reads each in parallel.
-fn scan_repositories(
-    paths: &Paths,
-    findings: &Findings,
-    opts: ScanOptions,
-    blobs: &[Blob],
-) -> Vec<Repo> {
+fn scan_repositories(paths: &Paths, findings: &Findings, opts: ScanOptions) -> Vec<Repo> {
     let mut found = Vec::new();
     discover(&paths.repositories(), "", false, findings, &mut found);
     let mut repos: Vec<Repo> = found
         .into_par_iter()
-        .map(|(name, dir)| scan_repo(name, &dir, findings, opts, blobs))
+        .map(|(name, dir)| scan_repo(name, &dir, findings, opts))
         .collect();
     repos.sort_by(|a, b| a.name.cmp(&b.name));
     repos
@@ -466,13 +467,8 @@ fn discover(
     found
 }
 
-fn scan_repo(
-    name: String,
-    dir: &Path,
-    findings: &Findings,
-    opts: ScanOptions,
-    blobs: &[Blob],
-) -> Repo {
+/// Reads one repository; its layer links come back unfiled, in `layers_absent`.
+fn scan_repo(name: String, dir: &Path, findings: &Findings, opts: ScanOptions) -> Repo {
     let r = Some(name.as_str());
     let mut repo = Repo {
         name: name.clone(),
@@ -622,7 +618,8 @@ fn scan_repo(
         }
     }
 
-    (repo.layers, repo.layers_absent) = crate::model::split_layers(blobs, layers);
+    layers.shrink_to_fit();
+    repo.layers_absent = layers;
 
     for (id, path, meta) in list(&dir.join("_uploads"), findings, r) {
         if !meta.is_dir() {
@@ -672,7 +669,7 @@ pub fn load_manifests(layout: &Layout, progress: &Progress) -> Manifests {
     let mut wanted: Vec<Digest> = named().filter(|d| index(d).is_err()).collect();
     wanted.extend(present.iter().map(|&i| layout.blobs[i as usize].digest));
     drop(present);
-    let mut out = crate::catalog::Builder::new(&layout.blobs);
+    let mut out = catalog::Builder::new(&layout.blobs);
     let bar = progress.bar("reading manifests", 0);
     while !wanted.is_empty() {
         wanted.par_sort_unstable();
@@ -682,21 +679,19 @@ pub fn load_manifests(layout: &Layout, progress: &Progress) -> Manifests {
         let mut next = Vec::new();
         // In chunks, so that parsed manifests waiting to enter the map stay few.
         for chunk in wanted.chunks(4096) {
-            let loaded: Vec<(Digest, Loaded)> = chunk
+            let loaded: Vec<(Vec<Digest>, catalog::Prepared)> = chunk
                 .par_iter()
                 .map(|d| {
                     let r = read_manifest(&paths.blob_data(d)).and_then(|b| manifest::parse(&b));
                     bar.inc(1);
-                    (*d, r)
+                    let children = r.as_ref().map_or(Vec::new(), |m| m.children.clone());
+                    (children, catalog::prepare(&layout.blobs, *d, r))
                 })
                 .collect();
-            next.extend(
-                loaded
-                    .iter()
-                    .filter_map(|(_, r)| r.as_ref().ok())
-                    .flat_map(|m| m.children.iter().copied()),
-            );
-            loaded.into_iter().for_each(|(d, l)| out.add(d, l));
+            for (children, p) in loaded {
+                next.extend(children);
+                out.add_prepared(p);
+            }
         }
         next.retain(|d| !out.contains(d));
         wanted = next;
