@@ -59,7 +59,6 @@ fn model() -> Layout {
                 digest: d,
                 size: 1000,
                 mtime: 0,
-                allocated: 4096,
             }));
             repo.layers_absent.extend(refs.iter().map(|&d| Link {
                 digest: d,

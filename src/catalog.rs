@@ -196,7 +196,9 @@ pub struct Builder<'a> {
     /// Digests that are not blobs, in the order first seen: ref `base + i`.
     absent: Vec<Digest>,
     absent_refs: HashMap<Digest, Ref>,
-    seen: HashSet<Ref>,
+    /// Keys added so far: a bit per blob, and a set for the few that are no blob.
+    seen: Vec<u64>,
+    seen_absent: HashSet<Ref>,
     keys: Vec<Ref>,
     entries: Vec<Result<Entry, u32>>,
     refs: Vec<Ref>,
@@ -210,7 +212,8 @@ impl<'a> Builder<'a> {
             blobs,
             absent: Vec::new(),
             absent_refs: HashMap::new(),
-            seen: HashSet::new(),
+            seen: vec![0; blobs.len().div_ceil(64)],
+            seen_absent: HashSet::new(),
             keys: Vec::new(),
             entries: Vec::new(),
             refs: Vec::new(),
@@ -235,14 +238,31 @@ impl<'a> Builder<'a> {
         })
     }
 
+    fn is_seen(&self, r: Ref) -> bool {
+        match self.seen.get(r as usize / 64) {
+            Some(w) if r < self.base() => w & (1 << (r % 64)) != 0,
+            _ => self.seen_absent.contains(&r),
+        }
+    }
+
+    /// Records key `r`; false if it was there already.
+    fn see(&mut self, r: Ref) -> bool {
+        if self.is_seen(r) {
+            return false;
+        }
+        if r < self.base() {
+            self.seen[r as usize / 64] |= 1 << (r % 64);
+        } else {
+            self.seen_absent.insert(r);
+        }
+        true
+    }
+
     /// Whether `d` was added already.
     pub fn contains(&self, d: &Digest) -> bool {
         match self.blobs.binary_search_by(|b| b.digest.cmp(d)) {
-            Ok(i) => self.seen.contains(&(i as Ref)),
-            Err(_) => self
-                .absent_refs
-                .get(d)
-                .is_some_and(|r| self.seen.contains(r)),
+            Ok(i) => self.is_seen(i as Ref),
+            Err(_) => self.absent_refs.get(d).is_some_and(|&r| self.is_seen(r)),
         }
     }
 
@@ -254,7 +274,7 @@ impl<'a> Builder<'a> {
     /// Adds one manifest prepared (looked up) elsewhere, over the same blob list.
     pub fn add_prepared(&mut self, p: Prepared) {
         let key = self.number(p.key);
-        if !self.seen.insert(key) {
+        if !self.see(key) {
             return;
         }
         let entry = match p.loaded {
@@ -349,7 +369,6 @@ mod tests {
                 digest: dg(n),
                 size: n as u64,
                 mtime: 0,
-                allocated: 0,
             })
             .collect();
         v.sort_by_key(|b| b.digest);

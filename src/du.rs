@@ -93,12 +93,23 @@ pub fn run(cfg: &DuConfig) -> Result<(String, i32)> {
         force: true,
         ..GcConfig::planning(root.clone())
     };
-    let (plain, _) = gc::decide(&gc_cfg(false, None), &layout, started_at);
-    let (untagged, _) = gc::decide(&gc_cfg(true, None), &layout, started_at);
-    let by_policy = cfg
-        .policy
-        .as_ref()
-        .map(|p| gc::decide(&gc_cfg(true, Some(p.clone())), &layout, started_at).0);
+    // Each plan is reduced to the figures du shows before the next is made: at most one
+    // plan's lists are in memory at a time.
+    let (plain_bytes, damage_findings) = {
+        let (plain, _) = gc::decide(&gc_cfg(false, None), &layout, started_at);
+        let damage = (plain.findings.iter())
+            .filter(|f| f.severity != Severity::Notice)
+            .count();
+        (plain.bytes_freed(), damage)
+    };
+    let (untagged_bytes, kept_by_grace) = {
+        let (untagged, _) = gc::decide(&gc_cfg(true, None), &layout, started_at);
+        (untagged.bytes_freed(), untagged.kept_by_grace)
+    };
+    let by_policy = cfg.policy.as_ref().map(|p| {
+        let (plan, _) = gc::decide(&gc_cfg(true, Some(p.clone())), &layout, started_at);
+        (plan.bytes_freed(), plan.refused)
+    });
 
     let mut repositories = usage::repositories(&layout);
     let tags = match &cfg.by_tag {
@@ -133,11 +144,6 @@ pub fn run(cfg: &DuConfig) -> Result<(String, i32)> {
         }
         t
     });
-    let damage_findings = plain
-        .findings
-        .iter()
-        .filter(|f| f.severity != Severity::Notice)
-        .count();
     let report = DuReport {
         schema: "regsweep/du-report/v1",
         root: root.clone(),
@@ -145,17 +151,17 @@ pub fn run(cfg: &DuConfig) -> Result<(String, i32)> {
             repositories: layout.repos.len(),
             blobs: layout.blobs.len(),
             bytes: layout.total_bytes(),
-            allocated_bytes: layout.blobs.iter().map(|b| b.allocated).sum(),
-            reclaimable_bytes: plain.bytes_freed(),
-            reclaimable_untagged_bytes: untagged.bytes_freed(),
-            policy_reclaimable_bytes: by_policy.as_ref().map(|p| p.bytes_freed()),
-            kept_by_grace: untagged.kept_by_grace,
+            allocated_bytes: layout.allocated_bytes,
+            reclaimable_bytes: plain_bytes,
+            reclaimable_untagged_bytes: untagged_bytes,
+            policy_reclaimable_bytes: by_policy.as_ref().map(|p| p.0),
+            kept_by_grace,
             damage_findings,
         },
         repositories,
         repository: cfg.by_tag.clone(),
         tags,
-        policy_refused: by_policy.map(|p| p.refused).unwrap_or_default(),
+        policy_refused: by_policy.map(|p| p.1).unwrap_or_default(),
     };
 
     if let Some(path) = &cfg.metrics {

@@ -226,7 +226,6 @@ mod tests {
                 digest: dg(n),
                 size: 1,
                 mtime: 0,
-                allocated: 0,
             })
             .collect();
         (
@@ -280,7 +279,6 @@ mod tests {
             digest: dg(3),
             size: 1,
             mtime: 0,
-            allocated: 0,
         });
         l.blobs.sort_by_key(|b| b.digest);
         l.repos[0].uploads.push(Upload {

@@ -10,6 +10,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod digest;
+pub mod dirfd;
 pub mod du;
 pub mod duration;
 pub mod error;

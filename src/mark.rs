@@ -313,7 +313,6 @@ mod tests {
                     digest: dg(n),
                     size: 1,
                     mtime: 0,
-                    allocated: 0,
                 })
                 .collect(),
             repos: vec![repo],

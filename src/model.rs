@@ -17,8 +17,6 @@ pub struct Blob {
     pub size: u64,
     /// mtime of `data`.
     pub mtime: Time,
-    /// Bytes allocated on disk (sparse files take less than their size).
-    pub allocated: u64,
 }
 
 /// A link file: the digest it names and when it was written.
@@ -105,6 +103,8 @@ pub struct Layout {
     pub blobs: Vec<Blob>,
     /// Blob folders without `data`, with their mtime.
     pub empty_blob_dirs: Vec<(Digest, Time)>,
+    /// Bytes the blobs' data take on disk (sparse files take less than their size).
+    pub allocated_bytes: u64,
     /// Sorted by name.
     pub repos: Vec<Repo>,
     pub findings: Vec<Finding>,

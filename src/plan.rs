@@ -282,26 +282,25 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, opts: PlanOpt
         }
     }
 
-    // Where each unmarked blob was linked from, for the report: built only for those.
-    let mut linked: std::collections::HashMap<Digest, Vec<String>> = layout
-        .blobs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !marks.blobs.contains(*i))
-        .map(|(_, b)| (b.digest, Vec::new()))
-        .collect();
-    for repo in &layout.repos {
-        let links = layout
-            .layer_links(repo)
-            .chain(repo.revisions.iter().copied());
-        for d in links.map(|l| l.digest) {
-            if let Some(v) = linked.get_mut(&d)
-                && v.last() != Some(&repo.name)
-            {
-                v.push(repo.name.clone());
+    // Where each unmarked blob was linked from, for the report: (blob, repository) index
+    // pairs in blob order, read off by the loop below as it goes.
+    let mut linked: Vec<(u32, u32)> = Vec::new();
+    for (r, repo) in layout.repos.iter().enumerate() {
+        let revisions = (repo.revisions.iter()).filter_map(|l| {
+            layout
+                .blobs
+                .binary_search_by(|b| b.digest.cmp(&l.digest))
+                .ok()
+        });
+        for i in repo.layers.iter().map(|l| l.blob as usize).chain(revisions) {
+            if !marks.blobs.contains(i) {
+                linked.push((i as u32, r as u32));
             }
         }
     }
+    linked.sort_unstable();
+    linked.dedup();
+    let mut linked = linked.into_iter().peekable();
     for (i, b) in layout.blobs.iter().enumerate() {
         if marks.blobs_without_grace.contains(i) {
             continue;
@@ -309,7 +308,12 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, opts: PlanOpt
         if marks.blobs.contains(i) || b.mtime >= opts.cutoff {
             plan.kept_by_grace += 1;
         } else if !blobs_blocked {
-            let linked_from = linked.remove(&b.digest).unwrap_or_default();
+            // Pairs of blobs passed over (kept) are dropped on the way.
+            while linked.next_if(|&(x, _)| (x as usize) < i).is_some() {}
+            let mut linked_from = Vec::new();
+            while let Some((_, r)) = linked.next_if(|&(x, _)| x as usize == i) {
+                linked_from.push(layout.repos[r as usize].name.clone());
+            }
             plan.blobs.push(BlobRemoval {
                 digest: b.digest,
                 size: b.size,
@@ -370,14 +374,12 @@ mod tests {
                 digest: dg(n),
                 size: n as u64,
                 mtime: 0,
-                allocated: 4096,
             })
             .collect();
         blobs.push(Blob {
             digest: dg(6),
             size: 6,
             mtime: 9999,
-            allocated: 4096,
         });
         blobs.sort_by_key(|b| b.digest);
         (
@@ -456,6 +458,13 @@ mod tests {
         );
         // Blob 2 is shared with a kept image and stays; 3 and the manifest 11 go.
         assert_eq!(blob_ids(&p), vec![3, 5, 11]);
+        // Each by a layer link or (11) a revision link of "a"; the kept blobs before and
+        // between them (1, 2, 4, 10) are not attributed to anything.
+        assert!(
+            p.blobs.iter().all(|b| b.linked_from == ["a"]),
+            "{:?}",
+            p.blobs
+        );
         let mut links: Vec<u8> = p.layer_links.iter().map(|x| x.digest.0[0]).collect();
         links.sort();
         assert_eq!(links, vec![3, 5]);

@@ -5,8 +5,9 @@
 //! names is still there. Each item is removed by deleting its one file first (link or data),
 //! so an item is either whole or gone; the folder is removed after.
 
+use crate::dirfd::DirHandle;
 use crate::layout::Paths;
-use crate::plan::Plan;
+use crate::plan::{BlobRemoval, Plan};
 use crate::progress::Progress;
 use crate::scan::STAGING_PREFIX;
 use rayon::prelude::*;
@@ -124,6 +125,64 @@ impl Sweeper<'_> {
         }
     }
 
+    /// Blobs, folder by folder: each `blobs/sha256/xx` is opened once and its items leave by the
+    /// same steps as in `remove_item`, named relative to it (a sweep's bulk, so this is where
+    /// walking every path from `/` would cost most).
+    fn remove_blobs(&self, progress: &Progress, blobs: &[BlobRemoval]) {
+        if self.trash.is_some() || blobs.is_empty() {
+            return self.stage(progress, "deleting blobs", blobs, |b| {
+                self.remove_item(&self.paths.blob_dir(&b.digest), "data")
+            });
+        }
+        let groups: Vec<&[BlobRemoval]> = blobs
+            .chunk_by(|a, b| a.digest.0[0] == b.digest.0[0])
+            .collect();
+        let bar = progress.bar("deleting blobs", blobs.len() as u64);
+        groups.par_iter().for_each(|group| {
+            let item = self.paths.blob_dir(&group[0].digest);
+            let handle = item
+                .parent()
+                .filter(|dir| self.paths.contains(dir))
+                .map(|dir| (dir, DirHandle::open(dir)));
+            for b in group.iter() {
+                match &handle {
+                    Some((dir, Ok(h))) => self.remove_in(h, dir, &b.digest.hex(), "data"),
+                    // The folder cannot be opened: item by item, each failure reported.
+                    _ => self.remove_item(&self.paths.blob_dir(&b.digest), "data"),
+                }
+                bar.inc(1);
+            }
+        });
+        bar.finish();
+    }
+
+    /// `remove_item` for the item `name` of the open folder `dir`.
+    fn remove_in(&self, h: &DirHandle, dir: &Path, name: &str, key: &str) {
+        if self.should_stop() {
+            return;
+        }
+        match h.stat(name.as_ref()) {
+            Ok(s) if s.symlink => {
+                return self.fail(&dir.join(name), "is a symbolic link; left alone".into());
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return, // already gone: a re-run
+            _ => {}
+        }
+        let staged = format!("{STAGING_PREFIX}{name}");
+        if let Err(e) = h.rename(name.as_ref(), staged.as_ref()) {
+            return self.fail(&dir.join(name), format!("cannot delete: {e}"));
+        }
+        self.removed.fetch_add(1, Ordering::Relaxed);
+        let simple = h.unlink(format!("{staged}/{key}").as_ref(), false).is_ok()
+            && h.unlink(staged.as_ref(), true).is_ok();
+        if !simple && let Err(e) = fs::remove_dir_all(dir.join(&staged)) {
+            self.fail(
+                &dir.join(&staged),
+                format!("taken out of the registry's sight, but not deleted yet: {e}"),
+            );
+        }
+    }
+
     fn stage<T: Sync>(
         &self,
         progress: &Progress,
@@ -175,9 +234,7 @@ pub fn sweep(
     s.stage(progress, "deleting layer links", &plan.layer_links, |l| {
         s.remove_item(&paths.layer_dir(&l.repository, &l.digest), "link")
     });
-    s.stage(progress, "deleting blobs", &plan.blobs, |b| {
-        s.remove_item(&paths.blob_dir(&b.digest), "data")
-    });
+    s.remove_blobs(progress, &plan.blobs);
     s.stage(progress, "deleting uploads", &plan.uploads, |u| {
         s.remove_item(&paths.upload_dir(&u.repository, &u.id), "")
     });

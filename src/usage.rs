@@ -43,11 +43,11 @@ const TAGGED: MarkOptions = MarkOptions {
 };
 
 /// Indices into `layout.blobs` of the refs that are blobs in the store, sorted.
-fn indices(layout: &Layout, set: &HashSet<Ref>) -> Vec<usize> {
-    let mut v: Vec<usize> = set
+fn indices(layout: &Layout, set: &HashSet<Ref>) -> Vec<u32> {
+    let mut v: Vec<u32> = set
         .iter()
-        .map(|&r| r as usize)
-        .filter(|&i| i < layout.blobs.len())
+        .copied()
+        .filter(|&r| (r as usize) < layout.blobs.len())
         .collect();
     v.sort_unstable();
     v
@@ -56,7 +56,7 @@ fn indices(layout: &Layout, set: &HashSet<Ref>) -> Vec<usize> {
 /// Usage of every repository, in layout order. A blob shared by many repositories counts in
 /// each one's `bytes`, and in none one's `exclusive_bytes`.
 pub fn repositories(layout: &Layout) -> Vec<RepoUsage> {
-    let reach: Vec<(Vec<usize>, Vec<usize>)> = layout
+    let reach: Vec<(Vec<u32>, Vec<u32>)> = layout
         .repos
         .par_iter()
         .map(|repo| {
@@ -64,28 +64,36 @@ pub fn repositories(layout: &Layout) -> Vec<RepoUsage> {
             (indices(layout, &all.blobs), indices(layout, &tagged.blobs))
         })
         .collect();
-    let mut reached_by = vec![0u32; layout.blobs.len()];
+    // A byte per blob: only "one repository" against "more" matters.
+    let mut reached_by = vec![0u8; layout.blobs.len()];
     let mut tagged_anywhere = vec![false; layout.blobs.len()];
-    for (all, tagged) in &reach {
-        all.iter()
-            .for_each(|&i| reached_by[i] = reached_by[i].saturating_add(1));
-        tagged.iter().for_each(|&i| tagged_anywhere[i] = true);
-    }
-    let size = |i: usize| layout.blobs[i].size;
+    let reach: Vec<Vec<u32>> = reach
+        .into_iter()
+        .map(|(all, tagged)| {
+            all.iter()
+                .for_each(|&i| reached_by[i as usize] = reached_by[i as usize].saturating_add(1));
+            tagged
+                .iter()
+                .for_each(|&i| tagged_anywhere[i as usize] = true);
+            all
+        })
+        .collect();
+    let size = |i: u32| layout.blobs[i as usize].size;
     layout
         .repos
         .iter()
         .zip(&reach)
-        .map(|(repo, (all, tagged))| {
+        .map(|(repo, all)| {
             let bytes: u64 = all.iter().map(|&i| size(i)).sum();
             let exclusive_bytes = all
                 .iter()
-                .filter(|&&i| reached_by[i] == 1)
+                .filter(|&&i| reached_by[i as usize] == 1)
                 .map(|&i| size(i))
                 .sum();
+            // Tagged nowhere includes tagged nowhere in this repository.
             let untagged_bytes = all
                 .iter()
-                .filter(|&&i| !tagged_anywhere[i] && tagged.binary_search(&i).is_err())
+                .filter(|&&i| !tagged_anywhere[i as usize])
                 .map(|&i| size(i))
                 .sum();
             RepoUsage {
@@ -105,19 +113,19 @@ pub fn repositories(layout: &Layout) -> Vec<RepoUsage> {
 /// Usage of every tag of one repository; `None` when there is no such repository.
 pub fn tags(layout: &Layout, repo: &str) -> Option<Vec<TagUsage>> {
     let repo = layout.repos.iter().find(|r| r.name == repo)?;
-    let reach: Vec<Vec<usize>> = (0..repo.tags.len())
+    let reach: Vec<Vec<u32>> = (0..repo.tags.len())
         .into_par_iter()
         .map(|t| {
             let (m, _) = mark::mark_repo(layout, repo, |i| i == t, TAGGED);
             indices(layout, &m.blobs)
         })
         .collect();
-    let mut count = vec![0u32; layout.blobs.len()];
+    let mut count = vec![0u8; layout.blobs.len()];
     for r in &reach {
         r.iter()
-            .for_each(|&i| count[i] = count[i].saturating_add(1));
+            .for_each(|&i| count[i as usize] = count[i as usize].saturating_add(1));
     }
-    let size = |i: usize| layout.blobs[i].size;
+    let size = |i: u32| layout.blobs[i as usize].size;
     Some(
         repo.tags
             .iter()
@@ -126,7 +134,10 @@ pub fn tags(layout: &Layout, repo: &str) -> Option<Vec<TagUsage>> {
                 tag: tag.name.clone(),
                 digest: tag.current.map(|c| c.digest),
                 bytes: r.iter().map(|&i| size(i)).sum(),
-                exclusive_bytes: r.iter().filter(|&&i| count[i] == 1).map(|&i| size(i)).sum(),
+                exclusive_bytes: (r.iter())
+                    .filter(|&&i| count[i as usize] == 1)
+                    .map(|&i| size(i))
+                    .sum(),
                 pushed: tag.current.map(|c| c.mtime),
             })
             .collect(),
@@ -190,7 +201,6 @@ mod tests {
                 digest: dg(d),
                 size: s,
                 mtime: 0,
-                allocated: 4096,
             })
             .collect();
         blobs.sort_by_key(|b| b.digest);
