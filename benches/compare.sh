@@ -138,6 +138,7 @@ sweep="$WORK/sweep"
 rm -rf "$sweep"
 "$GEN" --out "$sweep" --repos 1 --tags 1 --untagged 0 --dangling 100000 --layer-size 1000 >&2
 RESULTS="$WORK/results-sweep.txt"; : > "$RESULTS"
+sync  # the generator's writes are not the sweep's to pay for
 measure regsweep-gc-sweep "$BIN" gc --grace 0 --quiet --root "$sweep"
 python3 - "$RESULTS" <<'PY'
 import sys

@@ -27,6 +27,9 @@ pub enum Error {
     /// A plan file that apply refuses.
     #[error("{path}: {message}")]
     Plan { path: PathBuf, message: String },
+    /// The layout exceeds what the model can index (4-byte blob indices).
+    #[error("{path}: {message}")]
+    TooLarge { path: PathBuf, message: String },
     /// A value on the command line is invalid; exits with the usage code.
     #[error("{0}")]
     Usage(String),

@@ -6,6 +6,33 @@ use crate::model::{Layout, Repo, Time};
 use crate::policy::Decisions;
 use std::collections::{HashMap, HashSet};
 
+/// Hashes refs for the walk's sets. Refs are indices this program hands out, not input, so
+/// no attacker chooses them; one multiply spreads them, where SipHash costs several rounds per
+/// insert and inserts are most of a walk.
+#[derive(Default, Clone, Copy)]
+pub struct RefHasher(u64);
+
+impl std::hash::Hasher for RefHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A set of refs.
+pub type RefSet = HashSet<Ref, std::hash::BuildHasherDefault<RefHasher>>;
+type RefMap<V> = HashMap<Ref, V, std::hash::BuildHasherDefault<RefHasher>>;
+
 #[derive(Debug, Clone, Copy)]
 pub struct MarkOptions {
     /// Untagged revisions are not roots.
@@ -19,9 +46,9 @@ pub struct MarkOptions {
 #[derive(Debug, Default, Clone)]
 pub struct Reach {
     /// Manifests reached; a revision not in here may go.
-    pub manifests: HashSet<Ref>,
+    pub manifests: RefSet,
     /// Every blob reached: manifests, configs, layers (refs past the blob list name absent ones).
-    pub blobs: HashSet<Ref>,
+    pub blobs: RefSet,
     /// Manifests reached only because something young leads to them.
     pub manifests_by_grace: usize,
     /// Manifests reached that could not be read: what they reference is unknown.
@@ -71,8 +98,7 @@ pub struct Marks {
 pub fn mark(layout: &Layout, decisions: &Decisions, opts: MarkOptions) -> Marks {
     use rayon::prelude::*;
     let n = layout.blobs.len();
-    let reached =
-        |set: &HashSet<Ref>, d: &Digest| layout.ref_of(d).is_some_and(|r| set.contains(&r));
+    let reached = |set: &RefSet, d: &Digest| layout.ref_of(d).is_some_and(|r| set.contains(&r));
     // Each repository's sets shrink to flags and blob indices before the next is walked.
     let per_repo: Vec<(RepoMarks, Vec<Ref>, Vec<Ref>)> = layout
         .repos
@@ -93,7 +119,7 @@ pub fn mark(layout: &Layout, decisions: &Decisions, opts: MarkOptions) -> Marks 
                 manifests_by_grace: reach.manifests_by_grace,
                 unreadable: reach.unreadable,
             };
-            let stored = |set: HashSet<Ref>| -> Vec<Ref> {
+            let stored = |set: RefSet| -> Vec<Ref> {
                 set.into_iter().filter(|&r| (r as usize) < n).collect()
             };
             (marks, stored(reach.blobs), stored(without))
@@ -137,8 +163,8 @@ pub fn tagged_then_all(layout: &Layout, repo: &Repo) -> (Reach, Reach) {
 }
 
 /// OCI referrers live in the repository of their subject: subject -> its referrers.
-fn referrers(layout: &Layout, repo: &Repo) -> HashMap<Ref, Vec<Ref>> {
-    let mut referrers: HashMap<Ref, Vec<Ref>> = HashMap::new();
+fn referrers(layout: &Layout, repo: &Repo) -> RefMap<Vec<Ref>> {
+    let mut referrers: RefMap<Vec<Ref>> = RefMap::default();
     for rev in &repo.revisions {
         if let Some(r) = layout.ref_of(&rev.digest)
             && let Some(Ok(m)) = layout.manifest_at(r)
@@ -156,7 +182,7 @@ pub fn mark_repo(
     repo: &Repo,
     keeps_tag: impl Fn(usize) -> bool,
     opts: MarkOptions,
-) -> (Reach, HashSet<Ref>) {
+) -> (Reach, RefSet) {
     let referrers = referrers(layout, repo);
     let mut walk = Walk {
         layout,
@@ -195,7 +221,7 @@ pub fn mark_repo(
 
 struct Walk<'a> {
     layout: &'a Layout,
-    referrers: &'a HashMap<Ref, Vec<Ref>>,
+    referrers: &'a RefMap<Vec<Ref>>,
     marks: Reach,
 }
 
@@ -324,14 +350,14 @@ mod tests {
         (mut layout, m): (Layout, Vec<(Digest, Loaded)>),
         keeps: impl Fn(usize) -> bool,
         opts: MarkOptions,
-    ) -> (Layout, Reach, HashSet<Ref>) {
+    ) -> (Layout, Reach, RefSet) {
         layout.set_manifests(m);
         file_layers(&mut layout);
         let (reach, without) = mark_repo(&layout, &layout.repos[0], keeps, opts);
         (layout, reach, without)
     }
 
-    fn sorted(l: &Layout, s: &HashSet<Ref>) -> Vec<u8> {
+    fn sorted(l: &Layout, s: &RefSet) -> Vec<u8> {
         let mut v: Vec<u8> = s.iter().map(|&r| l.digest(r).0[0]).collect();
         v.sort();
         v
@@ -385,6 +411,23 @@ mod tests {
             vec![10, 20, 21, 22, 30, 40, 50]
         );
         assert!(all.blobs.len() > tagged.blobs.len());
+    }
+
+    #[test]
+    fn ref_hashes_differ_and_spread_over_buckets() {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let b = BuildHasherDefault::<RefHasher>::default();
+        let hashes: HashSet<u64> = (0..100_000u32).map(|r| b.hash_one(r)).collect();
+        assert_eq!(hashes.len(), 100_000);
+        // hashbrown takes the bucket from the low bits and a tag from the top seven.
+        let low: HashSet<u64> = (0..1024u32).map(|r| b.hash_one(r) & 1023).collect();
+        let top: HashSet<u64> = (0..1024u32).map(|r| b.hash_one(r) >> 57).collect();
+        assert!(
+            low.len() > 600 && top.len() == 128,
+            "{} {}",
+            low.len(),
+            top.len()
+        );
     }
 
     #[test]

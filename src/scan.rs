@@ -190,6 +190,18 @@ pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<
         empty: empty_blob_dirs,
         allocated: allocated_bytes,
     } = scan_blobs(&paths, &findings, progress);
+    // Refs are 4-byte indices into the blob list, with room past its end for digests that
+    // manifests name but the store lacks: refuse, rather than let an index wrap.
+    const MAX_BLOBS: usize = 1 << 31;
+    if blobs.len() >= MAX_BLOBS {
+        return Err(Error::TooLarge {
+            path: paths.blobs(),
+            message: format!(
+                "{} blobs; regsweep handles at most {MAX_BLOBS} (split the store)",
+                blobs.len()
+            ),
+        });
+    }
     blobs.par_sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
     let repos = scan_repositories(&paths, &findings, opts, &blobs);
     let mut staging = findings.take_staged();

@@ -1,12 +1,10 @@
 //! Disk usage: what each repository and tag holds, shares, and would free; pure functions of the model.
 
-use crate::catalog::Ref;
 use crate::digest::Digest;
-use crate::mark::{self, MarkOptions};
+use crate::mark::{self, MarkOptions, RefSet};
 use crate::model::{Layout, Time};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::HashSet;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RepoUsage {
@@ -43,7 +41,7 @@ const TAGGED: MarkOptions = MarkOptions {
 };
 
 /// Indices into `layout.blobs` of the refs that are blobs in the store, sorted.
-fn indices(layout: &Layout, set: &HashSet<Ref>) -> Vec<u32> {
+fn indices(layout: &Layout, set: &RefSet) -> Vec<u32> {
     let mut v: Vec<u32> = set
         .iter()
         .copied()
