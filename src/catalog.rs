@@ -362,19 +362,6 @@ mod tests {
     use super::*;
     use crate::testutil::*;
 
-    fn blobs(ns: &[u8]) -> Vec<Blob> {
-        let mut v: Vec<Blob> = ns
-            .iter()
-            .map(|&n| Blob {
-                digest: dg(n),
-                size: n as u64,
-                mtime: 0,
-            })
-            .collect();
-        v.sort_by_key(|b| b.digest);
-        v
-    }
-
     #[test]
     fn references_resolve_to_blobs_and_absent_digests() {
         let blobs = blobs(&[1, 3, 5, 10]);

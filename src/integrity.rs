@@ -220,14 +220,7 @@ mod tests {
             layers_absent: vec![link(1, 0), link(2, 0)],
             ..Repo::default()
         };
-        let blobs = [1, 2, 10, 11]
-            .iter()
-            .map(|&n| Blob {
-                digest: dg(n),
-                size: 1,
-                mtime: 0,
-            })
-            .collect();
+        let blobs = blobs(&[1, 2, 10, 11]);
         (
             Layout {
                 v2: "/v2".into(),

@@ -262,7 +262,7 @@ impl Walk<'_> {
 mod tests {
     use super::*;
     use crate::manifest::{Kind, Manifest};
-    use crate::model::{Blob, Loaded, Tag};
+    use crate::model::{Loaded, Tag};
     use crate::testutil::*;
 
     fn tag(name: &str, n: u8) -> Tag {
@@ -333,14 +333,7 @@ mod tests {
     /// A layout of one repository over blobs with these names; manifests are set apart.
     fn world(repo: Repo, blobs: &[u8]) -> Layout {
         Layout {
-            blobs: blobs
-                .iter()
-                .map(|&n| Blob {
-                    digest: dg(n),
-                    size: 1,
-                    mtime: 0,
-                })
-                .collect(),
+            blobs: crate::testutil::blobs(blobs),
             repos: vec![repo],
             ..Layout::default()
         }

@@ -368,14 +368,7 @@ mod tests {
             layers_absent: vec![link(2, 0), link(4, 0)],
             ..Repo::default()
         };
-        let mut blobs: Vec<Blob> = [1, 2, 3, 4, 5, 10, 11, 20]
-            .iter()
-            .map(|&n| Blob {
-                digest: dg(n),
-                size: n as u64,
-                mtime: 0,
-            })
-            .collect();
+        let mut blobs = blobs(&[1, 2, 3, 4, 5, 10, 11, 20]);
         blobs.push(Blob {
             digest: dg(6),
             size: 6,

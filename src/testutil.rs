@@ -2,7 +2,7 @@
 
 use crate::digest::Digest;
 use crate::manifest::{Kind, Manifest};
-use crate::model::{Layout, Link, Loaded, Time};
+use crate::model::{Blob, Layout, Link, Loaded, Time};
 use std::collections::HashMap;
 
 /// A digest whose every byte is `n`: readable in failures as `sha256:0a0a…`.
@@ -28,6 +28,20 @@ pub fn cat(l: &Layout, m: &Raw) -> Layout {
     file_layers(&mut l);
     l.set_manifests(m.iter().map(|(d, x)| (*d, x.clone())));
     l
+}
+
+/// Old blobs named `dg(n)`, of size `n`, sorted as the scan leaves them.
+pub fn blobs(ns: &[u8]) -> Vec<Blob> {
+    let mut v: Vec<Blob> = ns
+        .iter()
+        .map(|&n| Blob {
+            digest: dg(n),
+            size: n as u64,
+            mtime: 0,
+        })
+        .collect();
+    v.sort_by_key(|b| b.digest);
+    v
 }
 
 /// An image manifest needing these blobs.
