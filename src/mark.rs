@@ -143,12 +143,7 @@ pub fn mark(layout: &Layout, decisions: &Decisions, opts: MarkOptions) -> Marks 
 /// What a repository's tags reach, then what all its revisions reach: one walk for both
 /// (the second set grows from the first), with no grace roots.
 pub fn tagged_then_all(layout: &Layout, repo: &Repo) -> (Reach, Reach) {
-    let referrers = referrers(layout, repo);
-    let mut walk = Walk {
-        layout,
-        referrers: &referrers,
-        marks: Reach::default(),
-    };
+    let mut walk = Walk::new(layout, repo);
     let tags: Vec<Digest> = repo
         .tags
         .iter()
@@ -183,12 +178,7 @@ pub fn mark_repo(
     keeps_tag: impl Fn(usize) -> bool,
     opts: MarkOptions,
 ) -> (Reach, RefSet) {
-    let referrers = referrers(layout, repo);
-    let mut walk = Walk {
-        layout,
-        referrers: &referrers,
-        marks: Reach::default(),
-    };
+    let mut walk = Walk::new(layout, repo);
 
     let tag_roots: Vec<Digest> = repo
         .tags
@@ -221,11 +211,20 @@ pub fn mark_repo(
 
 struct Walk<'a> {
     layout: &'a Layout,
-    referrers: &'a RefMap<Vec<Ref>>,
+    referrers: RefMap<Vec<Ref>>,
     marks: Reach,
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
+    /// A walk of one repository, which has reached nothing yet.
+    fn new(layout: &'a Layout, repo: &Repo) -> Walk<'a> {
+        Walk {
+            layout,
+            referrers: referrers(layout, repo),
+            marks: Reach::default(),
+        }
+    }
+
     fn reach_digests(&mut self, roots: &[Digest]) {
         let mut refs = Vec::with_capacity(roots.len());
         for d in roots {
