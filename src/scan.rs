@@ -222,14 +222,20 @@ pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<
 }
 
 /// Blobs with data, and blob folders without.
-type BlobsAndEmpty = (Vec<Blob>, Vec<(Digest, Time)>);
-
 #[derive(Default)]
 struct BlobScan {
     blobs: Vec<Blob>,
     empty: Vec<(Digest, Time)>,
     /// Bytes the blobs' data take on disk, in all: the only use of it, so not kept per blob.
     allocated: u64,
+}
+
+impl BlobScan {
+    fn append(&mut self, other: BlobScan) {
+        self.blobs.extend(other.blobs);
+        self.empty.extend(other.empty);
+        self.allocated += other.allocated;
+    }
 }
 
 fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobScan {
@@ -251,13 +257,8 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobSc
     // vector costs no copy (realloc of a mapped block remaps it) and its slack is never touched.
     let all: Mutex<BlobScan> = Mutex::default();
     prefixes.par_iter().for_each(|(prefix, path, meta)| {
-        let mut allocated = 0;
-        let (blobs, empty) = scan_prefix(prefix, path, meta, findings, &mut allocated);
-        let mut all = all.lock().unwrap_or_else(|e| e.into_inner());
-        all.blobs.extend(blobs);
-        all.empty.extend(empty);
-        all.allocated += allocated;
-        drop(all);
+        let found = scan_prefix(prefix, path, meta, findings);
+        all.lock().unwrap_or_else(|e| e.into_inner()).append(found);
         bar.inc(1);
     });
     bar.finish();
@@ -267,15 +268,8 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobSc
 }
 
 /// The blobs of one `blobs/sha256/xx` folder.
-fn scan_prefix(
-    prefix: &str,
-    path: &Path,
-    meta: &FileType,
-    findings: &Findings,
-    allocated: &mut u64,
-) -> BlobsAndEmpty {
-    let mut blobs = Vec::new();
-    let mut empty = Vec::new();
+fn scan_prefix(prefix: &str, path: &Path, meta: &FileType, findings: &Findings) -> BlobScan {
+    let mut found = BlobScan::default();
     if !meta.is_dir()
         || prefix.len() != 2
         || !prefix
@@ -288,7 +282,7 @@ fn scan_prefix(
             None,
             "not a blob prefix folder; left alone",
         );
-        return (blobs, empty);
+        return found;
     }
     let handle = match DirHandle::open(path) {
         Ok(h) => h,
@@ -299,11 +293,11 @@ fn scan_prefix(
                 None,
                 format!("cannot open folder: {e}"),
             );
-            return (blobs, empty);
+            return found;
         }
     };
     let entries = list(path, findings, None);
-    blobs.reserve_exact(entries.len());
+    found.blobs.reserve_exact(entries.len());
     for (name, dir, meta) in entries {
         if meta.is_symlink() {
             findings.add(
@@ -330,12 +324,12 @@ fn scan_prefix(
         let rel = Path::new(&name).join("data");
         match handle.stat(rel.as_os_str()) {
             Ok(m) if m.regular => {
-                blobs.push(Blob {
+                found.blobs.push(Blob {
                     digest,
                     size: m.size,
                     mtime: m.mtime,
                 });
-                *allocated += m.allocated;
+                found.allocated += m.allocated;
             }
             Ok(_) => findings.add(
                 &data,
@@ -343,7 +337,9 @@ fn scan_prefix(
                 None,
                 "blob data is not a regular file (a symlink or folder); left alone",
             ),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => empty.push((digest, path_mtime(&dir))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                found.empty.push((digest, path_mtime(&dir)))
+            }
             Err(e) => findings.add(
                 &data,
                 Severity::Damage,
@@ -352,7 +348,7 @@ fn scan_prefix(
             ),
         }
     }
-    (blobs, empty)
+    found
 }
 
 /// Finds repository folders (those with `_manifests`), then reads each in parallel.
@@ -639,24 +635,23 @@ fn scan_repo(
 /// name, until none is left. Each blob is read once however many repositories share it.
 pub fn load_manifests(layout: &Layout, progress: &Progress) -> Manifests {
     let paths = Paths::new(layout.v2.clone());
-    let named = || {
-        layout.repos.iter().flat_map(|r| {
-            r.revisions
-                .iter()
-                .map(|l| l.digest)
-                .chain(r.tags.iter().filter_map(|t| t.current.map(|c| c.digest)))
-        })
-    };
-    let index = |d: &Digest| layout.blobs.binary_search_by(|b| b.digest.cmp(d));
     // The first round names manifests by blob index where it can: an eighth of the memory of
-    // collecting every link's digest.
-    let mut present: Vec<u32> = named()
-        .filter_map(|d| index(&d).ok().map(|i| i as u32))
-        .collect();
+    // collecting every link's digest. Digests that are no blob (missing manifests) wait apart.
+    let mut present: Vec<u32> = Vec::new();
+    let mut wanted: Vec<Digest> = Vec::new();
+    let named = layout.repos.iter().flat_map(|r| {
+        (r.revisions.iter().map(|l| l.digest))
+            .chain(r.tags.iter().filter_map(|t| t.current.map(|c| c.digest)))
+    });
+    for d in named {
+        match layout.blobs.binary_search_by(|b| b.digest.cmp(&d)) {
+            Ok(i) => present.push(i as u32),
+            Err(_) => wanted.push(d),
+        }
+    }
     present.par_sort_unstable();
     present.dedup();
     present.shrink_to_fit();
-    let mut wanted: Vec<Digest> = named().filter(|d| index(d).is_err()).collect();
 
     let mut out = catalog::Builder::new(&layout.blobs);
     let bar = progress.bar("reading manifests", present.len() as u64);
