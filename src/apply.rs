@@ -15,7 +15,7 @@ use crate::policy::{Decision, Decisions};
 use crate::progress::Progress;
 use crate::report::{GC_SCHEMA, human_bytes, plan_checksum};
 use crate::sweep::{self, Failure};
-use crate::{duration, exit, gc, layout::Paths, trash};
+use crate::{duration, exit, gc, trash};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -30,6 +30,8 @@ pub struct ApplyConfig {
     pub format: Format,
     pub break_lock: bool,
     pub progress: bool,
+    /// The checksum a reviewer pinned (`sha256:<hex>` or the hex alone): any other plan is refused.
+    pub checksum: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,10 +73,11 @@ struct Planned {
     uploads: HashSet<(String, String)>,
 }
 
-fn read_plan(path: &std::path::Path) -> Result<Planned> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
+    let text =
+        crate::dirfd::read_path(path, 1 << 30).map_err(|e| bad(path, format!("plan {e}")))?;
     let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| bad(path, format!("not JSON: {e}")))?;
+        serde_json::from_slice(&text).map_err(|e| bad(path, format!("not JSON: {e}")))?;
     if v["schema"] != GC_SCHEMA {
         return Err(bad(
             path,
@@ -90,6 +93,23 @@ fn read_plan(path: &std::path::Path) -> Result<Planned> {
             ));
         }
         None => return Err(bad(path, "no checksum: write plans with --format json")),
+    }
+    // Anyone can recompute the checksum after editing a plan; a reviewer's pinned one cannot be.
+    if let Some(pin) = pinned {
+        let sum = v["checksum"].as_str().unwrap_or_default();
+        let pin = pin.trim();
+        let pin = pin
+            .strip_prefix("sha256:")
+            .unwrap_or(pin)
+            .to_ascii_lowercase();
+        if sum.strip_prefix("sha256:") != Some(pin.as_str()) {
+            return Err(bad(
+                path,
+                format!(
+                    "its checksum is {sum}, not the pinned sha256:{pin}: this is not the plan that was reviewed; refused"
+                ),
+            ));
+        }
     }
     let s = |x: &serde_json::Value| x.as_str().map(str::to_string);
     let digest = |x: &serde_json::Value| x.as_str().and_then(Digest::parse);
@@ -171,8 +191,11 @@ fn read_plan(path: &std::path::Path) -> Result<Planned> {
 
 /// Applies a plan; the rendered report and the exit code.
 pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(String, i32)> {
-    let planned = read_plan(&cfg.plan)?;
+    let started = chrono::Utc::now();
+    let planned = read_plan(&cfg.plan, cfg.checksum.as_deref())?;
     let root = canonical_root(&planned.root)?;
+    // The plan names its root: it must be a registry layout, whoever wrote the plan.
+    crate::scan::open_v2(&root)?;
     if let Some(given) = &cfg.root {
         let given = canonical_root(given)?;
         if given != root {
@@ -229,7 +252,7 @@ pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(Strin
         });
     }
 
-    let fresh = gc::plan_with(
+    let mut fresh = gc::plan_with(
         &GcConfig {
             root: root.clone(),
             ..planned.cfg.clone()
@@ -238,6 +261,7 @@ pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(Strin
         &decisions,
         now,
     );
+    gc::settle_arrivals(&layout, &mut fresh, gc::cutoff(planned.cfg.grace, now));
     let mut todo = Plan {
         tags: fresh.tags,
         ..Plan::default()
@@ -344,12 +368,23 @@ pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(Strin
         None => None,
     };
     let outcome = sweep::sweep(
-        &Paths::new(layout.v2.clone()),
+        &layout.v2,
         &todo,
         &progress,
-        stop,
-        trash_run.as_deref(),
+        &sweep::SweepOptions {
+            stop,
+            trash: trash_run.as_deref(),
+            since_ns: gc::since_ns(started),
+            staged: &|| {},
+        },
     );
+    for k in &outcome.kept {
+        skipped.push(Skipped {
+            kind: "item",
+            item: k.path.display().to_string(),
+            reason: k.message.clone(),
+        });
+    }
     skipped.sort_by(|a, b| a.kind.cmp(b.kind).then(a.item.cmp(&b.item)));
     let report = ApplyReport {
         schema: "regsweep/apply-report/v1",

@@ -48,6 +48,10 @@ pub struct ApplyArgs {
     /// Refuse unless the plan is for this storage root.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Refuse unless the plan's checksum is this one (printed by the dry run that wrote it):
+    /// pins the plan a reviewer read, since anyone can recompute the checksum of an edited plan.
+    #[arg(long, value_name = "SHA256")]
+    pub checksum: Option<String>,
     /// Move what goes into this folder (same filesystem) instead of deleting it.
     #[arg(long, value_name = "DIR")]
     pub trash: Option<PathBuf>,
@@ -77,6 +81,10 @@ pub struct RestoreArgs {
     /// Restore everything in the trash.
     #[arg(long)]
     pub all: bool,
+    /// The registry's storage root: restore refuses a trash whose runs came from another.
+    /// Without it, the root each run recorded is used once checked to be a registry layout.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// Remove a stale lock left by a run that died, and go on.
     #[arg(long)]
     pub break_lock: bool,
@@ -410,13 +418,18 @@ pub fn main() -> i32 {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
-/// Fault injection for the test suite, read from the environment: a real SIGKILL or SIGTERM
-/// to this process once the sweep has asked to go on N times, and a pause between planning and
-/// sweeping. Unset in normal use; they only make `stop()` do something else.
+/// Fault injection for the test suite, read from the environment (documented in
+/// `tests/integration/faults.rs`): a real SIGKILL or SIGTERM to this process once the sweep has
+/// asked to go on N times (`REGSWEEP_FAULT_KILL_AFTER`, `REGSWEEP_FAULT_TERM_AFTER`), a SIGKILL
+/// right after the Nth item is out of the registry's sight but not yet deleted
+/// (`REGSWEEP_FAULT_KILL_STAGED`), and a pause between planning and sweeping
+/// (`REGSWEEP_FAULT_PAUSE`). Unset in normal use, they change nothing.
 struct Faults {
     kill_after: Option<usize>,
     term_after: Option<usize>,
+    kill_staged: Option<usize>,
     asked: std::sync::atomic::AtomicUsize,
+    staged: std::sync::atomic::AtomicUsize,
 }
 
 impl Faults {
@@ -425,7 +438,19 @@ impl Faults {
         Faults {
             kill_after: n("REGSWEEP_FAULT_KILL_AFTER"),
             term_after: n("REGSWEEP_FAULT_TERM_AFTER"),
+            kill_staged: n("REGSWEEP_FAULT_KILL_STAGED"),
             asked: Default::default(),
+            staged: Default::default(),
+        }
+    }
+
+    /// The sweep's "item staged" call: SIGKILL at the chosen one.
+    fn staged(&self) {
+        if let Some(k) = self.kill_staged
+            && self.staged.fetch_add(1, Ordering::SeqCst) == k
+        {
+            // SAFETY: raising SIGKILL at ourselves; it ends the process.
+            unsafe { libc::raise(libc::SIGKILL) };
         }
     }
 
@@ -509,9 +534,21 @@ fn run(command: Command) -> anyhow::Result<i32> {
     let hooks = gc::Hooks {
         stop: &|| faults.stop(),
         before_sweep: &fault_pause,
+        staged: &|| faults.staged(),
     };
     let (report, code) = pool.install(|| gc::run(&cfg, &hooks))?;
     gc::write_report(&cfg, &report)?;
+    // A plan for review: say the checksum that pins it, for `apply --checksum`.
+    if let (true, Format::Json, Some(ReportTarget::File(path))) =
+        (cfg.dry_run, cfg.format, &cfg.report)
+    {
+        let sum = report.checksum();
+        eprintln!(
+            "plan written to {}\nchecksum {sum}\nafter review: regsweep apply {} --checksum {sum}",
+            path.display(),
+            path.display()
+        );
+    }
     if code == exit::DAMAGE && cfg.report.is_none() {
         eprintln!(
             "regsweep: damage found: {} problems (run without --quiet to see them)",
@@ -655,7 +692,7 @@ fn restore(a: RestoreArgs) -> anyhow::Result<i32> {
             }
         }
     };
-    let r = crate::trash::restore(&a.dir, &selection, a.break_lock)?;
+    let r = crate::trash::restore(&a.dir, &selection, a.break_lock, a.root.as_deref())?;
     let mut out = String::new();
     for i in &r.restored {
         out.push_str(&format!("restored  {:?}  {}\n", i.kind, i.path.display()));
@@ -697,6 +734,7 @@ fn apply(a: ApplyArgs) -> anyhow::Result<i32> {
         format: a.format.into(),
         break_lock: a.break_lock,
         progress: !a.quiet,
+        checksum: a.checksum,
     };
     let faults = Faults::from_env();
     let (out, code) = crate::apply::run(&cfg, &|| faults.stop())?;

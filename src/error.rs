@@ -33,9 +33,11 @@ pub enum Error {
     /// A value on the command line is invalid; exits with the usage code.
     #[error("{0}")]
     Usage(String),
-    #[error("{path}: cannot write report: {source}")]
+    #[error("{path}: cannot write {what}: {source}")]
     Report {
         path: PathBuf,
+        /// What was being written: "the report", "the metrics".
+        what: &'static str,
         #[source]
         source: io::Error,
     },

@@ -2,7 +2,6 @@
 
 use crate::config::{Format, GcConfig, ReportTarget};
 use crate::error::{Error, Result};
-use crate::layout::Paths;
 use crate::lock::Lock;
 use crate::mark::{self, MarkOptions};
 use crate::metrics::Metrics;
@@ -28,7 +27,8 @@ pub struct Analysis {
 /// Scans and plans: everything gc does short of deleting.
 pub fn analyse(cfg: &GcConfig, now: Time, progress: &Progress) -> Result<Analysis> {
     let layout = load(&cfg.root, progress)?;
-    let (plan, explain) = decide(cfg, &layout, now);
+    let (mut plan, explain) = decide(cfg, &layout, now);
+    settle_arrivals(&layout, &mut plan, cutoff(cfg.grace, now));
     Ok(Analysis {
         layout,
         plan,
@@ -77,14 +77,30 @@ pub fn decide(cfg: &GcConfig, layout: &Layout, now: Time) -> (Plan, Vec<TagExpla
     (plan, explain)
 }
 
-/// Mark and plan for given tag decisions.
-pub fn plan_with(cfg: &GcConfig, layout: &Layout, decisions: &Decisions, now: Time) -> Plan {
-    // With no grace, "young" must mean nothing at all, even for files stamped in the future.
-    let cutoff = if cfg.grace.is_zero() {
+/// Anything modified at or after this is young; with no grace, "young" must mean nothing at
+/// all, even for files stamped in the future.
+pub fn cutoff(grace: std::time::Duration, now: Time) -> Time {
+    if grace.is_zero() {
         Time::MAX
     } else {
-        now.saturating_sub(cfg.grace.as_secs() as i64)
-    };
+        now.saturating_sub(grace.as_secs() as i64)
+    }
+}
+
+/// Keeps the planned blobs that arrived within the grace period: a blob committed by rename
+/// keeps its upload's data mtime, so its arrival is read (for planned blobs only) from its folder.
+pub fn settle_arrivals(layout: &Layout, plan: &mut Plan, cutoff: Time) {
+    if cutoff == Time::MAX || plan.blobs.is_empty() {
+        return;
+    }
+    let digests: Vec<crate::Digest> = plan.blobs.iter().map(|b| b.digest).collect();
+    let arrivals = scan::blob_arrivals(&layout.v2, &digests);
+    plan.keep_arrived(&arrivals, cutoff);
+}
+
+/// Mark and plan for given tag decisions.
+pub fn plan_with(cfg: &GcConfig, layout: &Layout, decisions: &Decisions, now: Time) -> Plan {
+    let cutoff = cutoff(cfg.grace, now);
     let marks = mark::mark(
         layout,
         decisions,
@@ -114,6 +130,8 @@ pub struct Hooks<'a> {
     pub stop: &'a (dyn Fn() -> bool + Sync),
     /// Called between planning and sweeping (the test suite's fault injection waits there).
     pub before_sweep: &'a (dyn Fn() + Sync),
+    /// Called once each item is out of the registry's sight, before it is deleted.
+    pub staged: &'a (dyn Fn() + Sync),
 }
 
 /// Runs gc and returns the report with the exit code it calls for.
@@ -127,6 +145,13 @@ pub fn run(cfg: &GcConfig, hooks: &Hooks) -> Result<(GcReport, i32)> {
         root,
         ..cfg.clone()
     };
+    // Before anything is deleted: the record of what goes must have somewhere to go.
+    if !cfg.dry_run {
+        probe_outputs(cfg)?;
+    }
+    if let Some(dir) = &cfg.trash {
+        trash::check_place(dir, &scan::open_v2(&cfg.root)?.0)?;
+    }
     // Dry runs change nothing, so audits may run beside a sweep; everything else is exclusive.
     let _lock = if cfg.dry_run {
         None
@@ -155,11 +180,15 @@ pub fn run(cfg: &GcConfig, hooks: &Hooks) -> Result<(GcReport, i32)> {
             None => None,
         };
         Some(sweep::sweep(
-            &Paths::new(layout.v2.clone()),
+            &layout.v2,
             &plan,
             &progress,
-            stop,
-            trash.as_deref(),
+            &sweep::SweepOptions {
+                stop,
+                trash: trash.as_deref(),
+                since_ns: since_ns(started_at),
+                staged: hooks.staged,
+            },
         ))
     };
     let code = if refused
@@ -194,10 +223,59 @@ pub fn run(cfg: &GcConfig, hooks: &Hooks) -> Result<(GcReport, i32)> {
     if cfg.explain {
         report.explain = Some(explain);
     }
-    if let Some(path) = &cfg.metrics {
-        metrics(&report, started_at.timestamp()).write(path)?;
+    if let Some(path) = &cfg.metrics
+        && let Err(e) = metrics(&report, started_at.timestamp()).write(path)
+    {
+        // The report is still written: losing it with the metrics would lose the record.
+        report.output_errors.push(e.to_string());
     }
+    let code = if report.output_errors.is_empty() {
+        code
+    } else {
+        exit::ERROR
+    };
     Ok((report, code))
+}
+
+/// A moment as nanoseconds since the epoch; before everything when out of range, so that every
+/// item counts as changed since (kept).
+pub fn since_ns(t: chrono::DateTime<chrono::Utc>) -> i128 {
+    t.timestamp_nanos_opt().map_or(i128::MIN, i128::from)
+}
+
+/// Checks that the report and metrics files can be written, by creating (and removing) a file
+/// beside each, so that a run never deletes and then fails to say what it deleted.
+pub fn probe_outputs(cfg: &GcConfig) -> Result<()> {
+    let report = match &cfg.report {
+        Some(ReportTarget::File(p)) => Some(p),
+        _ => None,
+    };
+    for path in report.into_iter().chain(cfg.metrics.as_ref()) {
+        let probe = temp_beside(path);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(|source| Error::Report {
+                path: path.clone(),
+                what: if Some(path) == report {
+                    "the report"
+                } else {
+                    "the metrics"
+                },
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// A temporary name in the folder of `path`, for writing it whole and renaming.
+pub fn temp_beside(path: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".regsweep-tmp-{}", std::process::id()));
+    path.with_file_name(name)
 }
 
 /// The storage root of a root given either way (`rootdirectory` or its `docker/registry/v2`),
@@ -226,13 +304,19 @@ pub fn write_report(cfg: &GcConfig, report: &GcReport) -> Result<()> {
             Ok(())
         }
         ReportTarget::File(path) => {
-            let err = |source| Error::Report {
-                path: path.clone(),
-                source,
-            };
-            let tmp = path.with_extension("regsweep-tmp");
-            std::fs::write(&tmp, text).map_err(err)?;
-            std::fs::rename(&tmp, path).map_err(err)
+            let tmp = temp_beside(path);
+            let written = std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, path));
+            if let Err(source) = written {
+                let _ = std::fs::remove_file(&tmp);
+                // The record of what went must not be lost with the file: stderr gets it.
+                eprint!("{text}");
+                return Err(Error::Report {
+                    path: path.clone(),
+                    what: "the report (printed to stderr instead)",
+                    source,
+                });
+            }
+            Ok(())
         }
     }
 }

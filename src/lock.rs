@@ -5,10 +5,11 @@
 //! holder is a stale lock: reported, and removed only with `--break-lock`, so that a human
 //! looks at a run that died before the next one starts.
 
+use crate::dirfd::Dir;
 use crate::error::{Error, Result};
-use std::fs::{File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub const LOCK_FILE: &str = ".regsweep.lock";
@@ -17,7 +18,19 @@ pub const LOCK_FILE: &str = ".regsweep.lock";
 #[derive(Debug)]
 pub struct Lock {
     file: File,
+    /// The root folder, held open: the lock file is opened and removed relative to it, never
+    /// through a symlink (a symlinked or FIFO lock file is refused, not followed or waited on).
+    root: DirBox,
     path: PathBuf,
+}
+
+/// `Dir` for a `Debug` struct.
+struct DirBox(Dir);
+
+impl std::fmt::Debug for DirBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dir")
+    }
 }
 
 fn holder(text: &str) -> String {
@@ -43,33 +56,45 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// Whether `file` is still the one named `LOCK_FILE` in `root`.
+fn still_named(root: &Dir, file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), root.stat(LOCK_FILE)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino && a.dev() == b.dev,
+        _ => false,
+    }
+}
+
 impl Lock {
     /// Takes the lock of `root` for `command`, or says who holds it.
     pub fn acquire(root: &Path, command: &str, break_lock: bool) -> Result<Lock> {
-        use std::os::unix::fs::MetadataExt;
         let path = root.join(LOCK_FILE);
         let io = |e| Error::io(&path, e);
+        let dir = Dir::open(root).map_err(|e| Error::io(root, e))?;
         // A holder that exits unlinks the file; one who locked the unlinked file must retry.
         let (mut file, got) = loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(io)?;
-            // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
-            let got = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-            let same = match (file.metadata(), std::fs::metadata(&path)) {
-                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-                _ => false,
+            let file = dir.open_rw(OsStr::new(LOCK_FILE), true).map_err(|e| {
+                Error::Locked {
+                    path: path.clone(),
+                    message: format!(
+                        "cannot open the lock file ({e}); it must be a regular file, not a symbolic link or FIFO: remove it and run again"
+                    ),
+                }
+            })?;
+            let got = match file.try_lock() {
+                Ok(()) => true,
+                Err(TryLockError::WouldBlock) => false,
+                Err(TryLockError::Error(e)) => return Err(io(e)),
             };
-            if !got || same {
+            if !got || still_named(&dir, &file) {
                 break (file, got);
             }
         };
         let mut previous = String::new();
-        file.read_to_string(&mut previous).map_err(io)?;
+        (&mut file)
+            .take(64 * 1024)
+            .read_to_string(&mut previous)
+            .map_err(io)?;
         if !got {
             return Err(Error::Locked {
                 path,
@@ -99,7 +124,15 @@ impl Lock {
         file.write_all(text.as_bytes())
             .and_then(|_| file.sync_all())
             .map_err(io)?;
-        Ok(Lock { file, path })
+        Ok(Lock {
+            file,
+            root: DirBox(dir),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -107,7 +140,9 @@ impl Drop for Lock {
     fn drop(&mut self) {
         // Empty first: should removal fail, an empty file is no stale lock.
         let _ = self.file.set_len(0);
-        let _ = std::fs::remove_file(&self.path);
+        if still_named(&self.root.0, &self.file) {
+            let _ = self.root.0.unlink(OsStr::new(LOCK_FILE), false);
+        }
     }
 }
 
@@ -150,5 +185,37 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
         assert!(text.contains(&format!("pid={}", std::process::id())));
         drop(l);
+    }
+
+    #[test]
+    fn never_through_a_symlink_nor_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("precious");
+        std::fs::write(&target, "keep me").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join(LOCK_FILE)).unwrap();
+        let e = Lock::acquire(dir.path(), "gc", true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        // A dangling one creates nothing outside.
+        std::fs::remove_file(dir.path().join(LOCK_FILE)).unwrap();
+        let dangling = outside.path().join("created");
+        std::os::unix::fs::symlink(&dangling, dir.path().join(LOCK_FILE)).unwrap();
+        assert!(Lock::acquire(dir.path(), "gc", true).is_err());
+        assert!(!dangling.exists());
+        // A FIFO is refused at once, not waited on.
+        std::fs::remove_file(dir.path().join(LOCK_FILE)).unwrap();
+        let c = std::ffi::CString::new(
+            dir.path()
+                .join(LOCK_FILE)
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(Lock::acquire(dir.path(), "gc", true).is_err());
     }
 }

@@ -37,29 +37,121 @@ pub struct Manifest {
 /// The registry refuses manifests over 4 MiB; a "manifest" much larger than that is not one.
 pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// Go's `encoding/json`, which the registry decodes manifests with, matches an object key to a
+/// field case-insensitively: ASCII letters fold, and so do the two non-ASCII runes that fold to
+/// them (U+017F to `s`, U+212A to `k`). A key's folded form, for comparing with the lowercase
+/// field names below.
+fn fold_key(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{017F}' => 's',
+            '\u{212A}' => 'k',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// The fields of every manifest kind that matter here. Where the registry takes the last of
+/// duplicate keys, regsweep keeps the references of all of them: a superset of what the
+/// registry reads, and keeping more is the safe side.
+#[derive(Default)]
 struct Raw {
-    schema_version: Option<serde_json::Value>,
+    schema_version: bool,
     media_type: Option<String>,
-    artifact_type: Option<String>,
-    config: Option<Descriptor>,
+    artifact_type: bool,
+    config: Option<Vec<Descriptor>>,
     layers: Option<Vec<Descriptor>>,
     manifests: Option<Vec<Descriptor>>,
     blobs: Option<Vec<Descriptor>>,
+    /// The last `subject`, as the registry reads it.
     subject: Option<Descriptor>,
-    fs_layers: Option<Vec<FsLayer>>,
+    fs_layers: Option<Vec<Descriptor>>,
 }
 
-#[derive(Deserialize)]
+/// A descriptor's digests (`digest`, or `blobSum` in schema 1 `fsLayers`), every spelling.
+#[derive(Default)]
 struct Descriptor {
-    digest: Option<String>,
+    digests: Vec<Option<String>>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct FsLayer {
-    blob_sum: Option<String>,
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Raw, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Raw;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
+                let mut raw = Raw::default();
+                let extend = |to: &mut Option<Vec<Descriptor>>, more: Option<Vec<Descriptor>>| {
+                    if let Some(more) = more {
+                        to.get_or_insert_with(Vec::new).extend(more);
+                    }
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    match fold_key(&key).as_str() {
+                        "schemaversion" => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            raw.schema_version = true;
+                        }
+                        "mediatype" => raw.media_type = map.next_value()?,
+                        "artifacttype" => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            raw.artifact_type = true;
+                        }
+                        "config" => {
+                            if let Some(c) = map.next_value::<Option<Descriptor>>()? {
+                                extend(&mut raw.config, Some(vec![c]));
+                            }
+                        }
+                        "layers" => extend(&mut raw.layers, map.next_value()?),
+                        "manifests" => extend(&mut raw.manifests, map.next_value()?),
+                        "blobs" => extend(&mut raw.blobs, map.next_value()?),
+                        "fslayers" => extend(&mut raw.fs_layers, map.next_value()?),
+                        "subject" => {
+                            if let Some(s) = map.next_value::<Option<Descriptor>>()? {
+                                raw.subject = Some(s);
+                            }
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(raw)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Descriptor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Descriptor, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Descriptor;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a descriptor object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Descriptor, A::Error> {
+                let mut desc = Descriptor::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match fold_key(&key).as_str() {
+                        "digest" | "blobsum" => desc.digests.push(map.next_value()?),
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(desc)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Parses a manifest. Errors mean the blob is not a manifest at all (not JSON, or JSON of no
@@ -67,7 +159,7 @@ struct FsLayer {
 pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
     // serde_json caps nesting depth, so hostile input cannot overflow the stack.
     let raw: Raw = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-    let known_shape = raw.schema_version.is_some()
+    let known_shape = raw.schema_version
         || raw.config.is_some()
         || raw.layers.is_some()
         || raw.manifests.is_some()
@@ -84,42 +176,38 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         subject: None,
         problems: Vec::new(),
     };
-    let take = |field: &str, value: Option<&str>, problems: &mut Vec<String>| match value {
-        Some(s) => match Digest::parse(s) {
-            Some(d) => Some(d),
-            None => {
-                problems.push(format!("{field} names {s:?}, not a sha256 digest"));
-                None
+    let take = |field: &str, desc: &Descriptor, problems: &mut Vec<String>| -> Vec<Digest> {
+        let mut out = Vec::new();
+        for value in &desc.digests {
+            match value.as_deref() {
+                Some(s) => match Digest::parse(s) {
+                    Some(d) => out.push(d),
+                    None => problems.push(format!("{field} names {s:?}, not a sha256 digest")),
+                },
+                None => problems.push(format!("{field} has no digest")),
             }
-        },
-        None => {
-            problems.push(format!("{field} has no digest"));
-            None
         }
+        if desc.digests.is_empty() {
+            problems.push(format!("{field} has no digest"));
+        }
+        out
     };
     let mut problems = Vec::new();
-    if let Some(c) = &raw.config {
-        m.blobs
-            .extend(take("config", c.digest.as_deref(), &mut problems));
-    }
-    for d in raw.layers.iter().flatten() {
-        m.blobs
-            .extend(take("layer", d.digest.as_deref(), &mut problems));
-    }
-    for d in raw.blobs.iter().flatten() {
-        m.blobs
-            .extend(take("blob", d.digest.as_deref(), &mut problems));
-    }
-    for l in raw.fs_layers.iter().flatten() {
-        m.blobs
-            .extend(take("fsLayer", l.blob_sum.as_deref(), &mut problems));
+    for (field, list) in [
+        ("config", &raw.config),
+        ("layer", &raw.layers),
+        ("blob", &raw.blobs),
+        ("fsLayer", &raw.fs_layers),
+    ] {
+        for d in list.iter().flatten() {
+            m.blobs.extend(take(field, d, &mut problems));
+        }
     }
     for d in raw.manifests.iter().flatten() {
-        m.children
-            .extend(take("manifest", d.digest.as_deref(), &mut problems));
+        m.children.extend(take("manifest", d, &mut problems));
     }
     if let Some(s) = &raw.subject {
-        m.subject = take("subject", s.digest.as_deref(), &mut problems);
+        m.subject = take("subject", s, &mut problems).pop();
     }
     m.problems = problems;
     // Manifests are kept for the whole run, thousands of them: no growth slack.
@@ -146,7 +234,7 @@ fn classify(raw: &Raw) -> Kind {
         Kind::Schema1
     } else if mt.ends_with("manifest.list.v2+json") || mt.ends_with("image.index.v1+json") {
         Kind::Index
-    } else if raw.artifact_type.is_some() || mt.ends_with("artifact.manifest.v1+json") {
+    } else if raw.artifact_type || mt.ends_with("artifact.manifest.v1+json") {
         Kind::Artifact
     } else if mt.ends_with("distribution.manifest.v2+json")
         || mt.ends_with("image.manifest.v1+json")
@@ -276,6 +364,48 @@ mod tests {
         let m = parse(j.as_bytes()).unwrap();
         assert_eq!(m.blobs, vec![dg('a')]);
         assert_eq!(m.problems.len(), 2);
+    }
+
+    #[test]
+    fn keys_match_as_the_registry_matches_them() {
+        // Go's encoding/json: any letter case, and U+017F / U+212A folding to `s` / `k`.
+        let j = format!(
+            r#"{{"SchemaVersion":2,"MEDIATYPE":"application/vnd.oci.image.manifest.v1+json",
+            "Config":{{"Digest":"{}"}},"Layers":[{{"DIGEST":"{}"}},{{"dIgEsT":"{}"}}],
+            "layer\u017f":[{{"digest":"{}"}}],"Subject":{{"Digest":"{}"}}}}"#,
+            d('a'),
+            d('b'),
+            d('c'),
+            d('d'),
+            d('e')
+        );
+        let m = parse(j.as_bytes()).unwrap();
+        assert_eq!(m.blobs, vec![dg('a'), dg('b'), dg('c'), dg('d')]);
+        assert_eq!(m.subject, Some(dg('e')));
+        let j = format!(
+            r#"{{"schemaVersion":2,"Manifests":[{{"Digest":"{}"}}],"FSLayers":[{{"BlobSum":"{}"}}]}}"#,
+            d('1'),
+            d('2')
+        );
+        let m = parse(j.as_bytes()).unwrap();
+        assert_eq!(m.children, vec![dg('1')]);
+        assert_eq!(m.blobs, vec![dg('2')]);
+    }
+
+    #[test]
+    fn duplicate_keys_keep_every_reference() {
+        // The registry reads the last `layers`; regsweep keeps both, the safe side.
+        let j = format!(
+            r#"{{"schemaVersion":2,"layers":[{{"digest":"{}"}}],"layers":[{{"digest":"{}","digest":"{}"}}],"config":{{"digest":"{}"}},"Config":{{"digest":"{}"}}}}"#,
+            d('a'),
+            d('b'),
+            d('c'),
+            d('d'),
+            d('e')
+        );
+        let mut blobs = parse(j.as_bytes()).unwrap().blobs;
+        blobs.sort();
+        assert_eq!(blobs, vec![dg('a'), dg('b'), dg('c'), dg('d'), dg('e')]);
     }
 
     #[test]

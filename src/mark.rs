@@ -112,9 +112,14 @@ pub fn mark(layout: &Layout, decisions: &Decisions, opts: MarkOptions) -> Marks 
                     .iter()
                     .map(|r| reached(&reach.manifests, &r.digest))
                     .collect(),
+                // A young link is kept whatever it names: its blob may have arrived after the
+                // blob scan (a push in progress), so it is no proof of anything absent.
                 layers: (repo.layers.iter())
                     .map(|l| reach.blobs.contains(&l.blob))
-                    .chain((repo.layers_absent.iter()).map(|l| reached(&reach.blobs, &l.digest)))
+                    .chain(
+                        (repo.layers_absent.iter())
+                            .map(|l| l.mtime >= opts.cutoff || reached(&reach.blobs, &l.digest)),
+                    )
                     .collect(),
                 manifests_by_grace: reach.manifests_by_grace,
                 unreadable: reach.unreadable,

@@ -96,9 +96,10 @@ impl Metrics {
     pub fn write(&self, path: &Path) -> Result<()> {
         let err = |source| Error::Report {
             path: path.to_path_buf(),
+            what: "the metrics",
             source,
         };
-        let tmp = path.with_extension("prom.regsweep-tmp");
+        let tmp = crate::gc::temp_beside(path);
         std::fs::write(&tmp, self.render()).map_err(err)?;
         std::fs::rename(&tmp, path).map_err(err)
     }

@@ -93,6 +93,15 @@ impl Plan {
     pub fn upload_bytes(&self) -> u64 {
         self.uploads.iter().map(|u| u.size).sum()
     }
+    /// Keeps the planned blobs that arrived at or after `cutoff`, by `arrivals` (parallel to
+    /// `blobs`): the grace period, judged by when a blob arrived rather than by its data's mtime.
+    pub fn keep_arrived(&mut self, arrivals: &[Time], cutoff: Time) {
+        let before = self.blobs.len();
+        let mut young = arrivals.iter().map(|&t| t >= cutoff);
+        self.blobs.retain(|_| !young.next().unwrap_or(true));
+        self.kept_by_grace += (before - self.blobs.len()) as u64;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tags.is_empty()
             && self.tag_index.is_empty()

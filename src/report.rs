@@ -29,6 +29,8 @@ pub struct Summary {
     pub upload_bytes_freed: u64,
     pub empty_folders_removed: usize,
     pub sweep_failures: usize,
+    /// Planned items the sweep left in place: modified, or named again, during the run.
+    pub kept_at_sweep: usize,
     /// Items the sweep actually removed (0 on a dry run; fewer than planned if interrupted).
     pub items_removed: u64,
 }
@@ -69,6 +71,11 @@ pub struct GcReport {
     pub withheld: Vec<String>,
     pub errors: Vec<ErrorEntry>,
     pub interrupted: bool,
+    /// Planned items the sweep kept, with why (a push landed on them during the run).
+    pub kept_at_sweep: Vec<crate::sweep::Failure>,
+    /// Outputs that could not be written (the metrics file, say): the run exits non-zero.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub output_errors: Vec<String>,
     /// Why the policy's safety net stops this run (see `refused_by_safety_net`).
     pub refused: Vec<String>,
     /// True when nothing was swept because of `refused` (no --force).
@@ -86,8 +93,35 @@ pub struct Context {
     pub options: Options,
 }
 
+/// The plan less the items whose folders (by path) the sweep kept.
+fn without_kept(mut plan: Plan, v2: &std::path::Path, kept: &[crate::sweep::Failure]) -> Plan {
+    let kept: std::collections::HashSet<&std::path::Path> =
+        kept.iter().map(|k| k.path.as_path()).collect();
+    let p = crate::layout::Paths::new(v2.to_path_buf());
+    let gone = |path: PathBuf| !kept.contains(path.as_path());
+    plan.tags.retain(|t| gone(p.tag_dir(&t.repository, &t.tag)));
+    plan.tag_index.retain(|l| {
+        l.tag
+            .as_ref()
+            .is_none_or(|t| gone(p.tag_index_dir(&l.repository, t, &l.digest)))
+    });
+    plan.manifests
+        .retain(|m| gone(p.revision_dir(&m.repository, &m.digest)));
+    plan.layer_links
+        .retain(|l| gone(p.layer_dir(&l.repository, &l.digest)));
+    plan.blobs.retain(|b| gone(p.blob_dir(&b.digest)));
+    plan.uploads
+        .retain(|u| gone(p.upload_dir(&u.repository, &u.id)));
+    plan
+}
+
 impl GcReport {
     pub fn new(ctx: Context, layout: &Layout, plan: Plan, outcome: Option<&Outcome>) -> GcReport {
+        // What the sweep kept at the last moment was not deleted: the lists say what went.
+        let plan = match outcome {
+            Some(o) if !o.kept.is_empty() => without_kept(plan, &layout.v2, &o.kept),
+            _ => plan,
+        };
         let mut errors: Vec<ErrorEntry> = plan
             .findings
             .iter()
@@ -130,6 +164,7 @@ impl GcReport {
             upload_bytes_freed: plan.upload_bytes(),
             empty_folders_removed: plan.empty_dirs.len(),
             sweep_failures: failures,
+            kept_at_sweep: outcome.map_or(0, |o| o.kept.len()),
             items_removed: outcome.map_or(0, |o| o.removed),
         };
         GcReport {
@@ -151,10 +186,17 @@ impl GcReport {
             withheld: plan.withheld,
             errors,
             interrupted: outcome.is_some_and(|o| o.interrupted),
+            kept_at_sweep: outcome.map(|o| o.kept.clone()).unwrap_or_default(),
+            output_errors: Vec::new(),
             refused: plan.refused,
             refused_by_safety_net: false,
             explain: None,
         }
+    }
+
+    /// The plan's checksum, as the JSON report carries it.
+    pub fn checksum(&self) -> String {
+        plan_checksum(&serde_json::to_value(self).unwrap_or_default())
     }
 
     /// The JSON report, with the checksum that lets `apply` refuse an edited plan.
@@ -245,11 +287,21 @@ impl GcReport {
                 s.sweep_failures
             );
         }
+        if s.kept_at_sweep > 0 {
+            let _ = writeln!(
+                o,
+                "  kept at sweep  {} planned items changed or were named again during the run (listed below)",
+                s.kept_at_sweep
+            );
+        }
         if self.interrupted {
             let _ = writeln!(
                 o,
                 "  interrupted    the sweep stopped early; run gc again to finish"
             );
+        }
+        for e in &self.output_errors {
+            let _ = writeln!(o, "  not written    {e}");
         }
         let _ = writeln!(o, "  took           {:.2}s", self.duration_seconds);
         for w in &self.withheld {
@@ -263,6 +315,12 @@ impl GcReport {
                 o,
                 "  the policy's safety net refused this run: nothing was deleted (--force applies it anyway)"
             );
+        }
+        if !self.kept_at_sweep.is_empty() {
+            let _ = writeln!(o, "\nkept at sweep:");
+            for k in &self.kept_at_sweep {
+                let _ = writeln!(o, "  {}  {}", k.path.display(), k.message);
+            }
         }
         if !self.tags_deleted.is_empty() {
             let _ = writeln!(o, "\ntags {heading}:");

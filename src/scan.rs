@@ -1,43 +1,38 @@
-//! Reads the registry's layout from disk into the model, in parallel, never following symlinks.
+//! Reads the registry's layout from disk into the model, in parallel, through folder handles that
+//! never follow a symlink (see `dirfd`).
 
 use crate::catalog;
 use crate::digest::Digest;
-use crate::dirfd::DirHandle;
+use crate::dirfd::{self, Dir, Kind, ReadError};
 use crate::error::{Error, Result};
 use crate::layout::{self, Paths};
 use crate::manifest::{self, MAX_MANIFEST_BYTES};
 use crate::model::{Blob, Finding, Layout, Link, Manifests, Repo, Severity, Tag, Time, Upload};
 use crate::progress::Progress;
 use rayon::prelude::*;
-use std::collections::HashMap;
-use std::fs::{self, FileType, Metadata};
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::UNIX_EPOCH;
 
-/// The mtime of a path itself (not followed); "now" when it cannot be read, so grace keeps it.
-fn path_mtime(path: &Path) -> Time {
-    fs::symlink_metadata(path).map_or(Time::MAX, |m| mtime(&m))
-}
-
-fn mtime(meta: &Metadata) -> Time {
-    match meta.modified() {
-        Ok(t) => match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => d.as_secs() as Time,
-            Err(e) => -(e.duration().as_secs() as Time),
-        },
-        // No mtime: call it "now" so that grace keeps it rather than guess it old.
-        Err(_) => Time::MAX,
-    }
-}
+/// A link file is 71 bytes (`sha256:` and 64 hex digits); anything much larger is not one.
+const MAX_LINK_BYTES: u64 = 1024;
+/// `startedat` holds one RFC 3339 time.
+const MAX_STARTEDAT_BYTES: u64 = 1024;
 
 /// Collects findings, and folders a killed sweep was deleting, from many threads.
 #[derive(Default)]
 struct Findings(Mutex<Vec<Finding>>, Mutex<Vec<PathBuf>>);
 
-/// The name a sweep gives an item it is deleting: out of the registry's sight at once.
+/// The name an older regsweep gave an item it was deleting, beside it in the layout; such
+/// leftovers are still finished. Sweeps now stage items in [`STAGING_DIR`] instead.
 pub const STAGING_PREFIX: &str = ".regsweep-deleting-";
+/// Where a sweep moves each item before deleting it: inside `docker/registry/v2`, so on the
+/// same filesystem, but outside `blobs/` and `repositories/`, the only trees the registry and
+/// its GC walk. A killed sweep's leftovers there are invisible to both; the next run deletes them.
+pub const STAGING_DIR: &str = ".regsweep-staging";
 
 impl Findings {
     fn add(
@@ -67,14 +62,62 @@ impl Findings {
     }
 }
 
-/// Lists a folder; a missing folder is empty, other errors become findings.
-fn list(dir: &Path, findings: &Findings, repo: Option<&str>) -> Vec<(String, PathBuf, FileType)> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
+/// Opens the folder `rel` below `base`: `None` when it is absent; a symlink on the way (which
+/// the registry would follow and regsweep does not) or any other error is a blocking finding,
+/// since what lies behind it is unknown.
+fn open_sub(
+    base: &Dir,
+    rel: &str,
+    path: &Path,
+    findings: &Findings,
+    repo: Option<&str>,
+) -> Option<Dir> {
+    match base.open_dir(rel) {
+        Ok(d) => Some(d),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) if dirfd::is_symlink_error(&e) => {
+            findings.add(
+                path,
+                Severity::Blocking,
+                repo,
+                "a symbolic link (or one on the way): the registry follows it and serves what lies there; regsweep does not, so no blob is deleted while it is there",
+            );
+            None
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            findings.add(
+                path,
+                Severity::Blocking,
+                repo,
+                "not a folder where the layout has one",
+            );
+            None
+        }
         Err(e) => {
             findings.add(
-                dir,
+                path,
+                Severity::Blocking,
+                repo,
+                format!("cannot open folder: {e}"),
+            );
+            None
+        }
+    }
+}
+
+/// Lists an open folder by name and kind; errors become blocking findings. Names an older
+/// sweep staged are set aside to be finished.
+fn list(
+    dir: &Dir,
+    path: &Path,
+    findings: &Findings,
+    repo: Option<&str>,
+) -> Vec<(String, PathBuf, Kind)> {
+    let entries = match dir.entries() {
+        Ok(e) => e,
+        Err(e) => {
+            findings.add(
+                path,
                 Severity::Blocking,
                 repo,
                 format!("cannot list folder: {e}"),
@@ -82,78 +125,60 @@ fn list(dir: &Path, findings: &Findings, repo: Option<&str>) -> Vec<(String, Pat
             return Vec::new();
         }
     };
-    let mut out = Vec::new();
-    for entry in rd {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                findings.add(
-                    dir,
-                    Severity::Blocking,
-                    repo,
-                    format!("cannot list folder: {e}"),
-                );
-                continue;
-            }
-        };
-        let path = entry.path();
-        if entry
-            .file_name()
+    let mut out = Vec::with_capacity(entries.len());
+    for (name, kind) in entries {
+        let full = path.join(&name);
+        if name
             .as_encoded_bytes()
             .starts_with(STAGING_PREFIX.as_bytes())
         {
-            findings.staged(path);
+            findings.staged(full);
             continue;
         }
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            findings.add(
-                &path,
+        match name.into_string() {
+            Ok(name) => out.push((name, full, kind)),
+            Err(_) => findings.add(
+                &full,
                 Severity::Notice,
                 repo,
                 "name is not UTF-8; left alone",
-            );
-            continue;
-        };
-        // symlink_metadata: a symlink is reported, never followed.
-        // The entry's own type (d_type): no stat per entry, and a symlink is seen as one.
-        match entry.file_type() {
-            Ok(ft) => out.push((name, path, ft)),
-            Err(e) => findings.add(&path, Severity::Blocking, repo, format!("cannot stat: {e}")),
+            ),
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 
-fn is_missing(path: &Path) -> bool {
-    matches!(fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
-}
-
-/// Reads a link file; `Err` carries what is wrong with it.
-fn read_link(path: &Path) -> std::result::Result<Link, String> {
-    let meta = fs::symlink_metadata(path).map_err(|e| format!("cannot stat link: {e}"))?;
-    if meta.file_type().is_symlink() {
-        return Err("link file is a symbolic link; not followed".into());
-    }
-    if !meta.is_file() {
-        return Err("link is not a regular file".into());
+/// Reads a link file below `dir`; `Err` carries what is wrong with it (`Missing` apart).
+fn read_link(dir: &Dir, rel: &str) -> std::result::Result<Link, ReadError> {
+    let (f, st) = dir.open_file(rel)?;
+    if st.size > MAX_LINK_BYTES {
+        return Err(ReadError::TooLarge(st.size));
     }
     let mut buf = Vec::with_capacity(80);
-    fs::File::open(path)
-        .and_then(|f| f.take(256).read_to_end(&mut buf))
-        .map_err(|e| format!("cannot read link: {e}"))?;
-    let text = std::str::from_utf8(&buf).map_err(|_| "link is not text".to_string())?;
+    f.take(MAX_LINK_BYTES)
+        .read_to_end(&mut buf)
+        .map_err(ReadError::Io)?;
+    let bad = |m: String| ReadError::Io(io::Error::new(io::ErrorKind::InvalidData, m));
+    let text = std::str::from_utf8(&buf).map_err(|_| bad("link is not text".into()))?;
     // The registry writes no newline; tolerate one, since what it names is what matters.
     let text = text.trim();
     if text.is_empty() {
-        return Err("link file is empty".into());
+        return Err(bad("link file is empty".into()));
     }
     let digest =
-        Digest::parse(text).ok_or_else(|| format!("link holds {text:?}, not sha256:<hex>"))?;
+        Digest::parse(text).ok_or_else(|| bad(format!("link holds {text:?}, not sha256:<hex>")))?;
     Ok(Link {
         digest,
-        mtime: mtime(&meta),
+        mtime: st.mtime,
     })
+}
+
+fn link_problem(e: &ReadError) -> String {
+    match e {
+        ReadError::Missing => "link file is missing".into(),
+        ReadError::Io(e) if e.kind() == io::ErrorKind::InvalidData => e.to_string(),
+        other => format!("link file {other}"),
+    }
 }
 
 /// Scans the storage root. Fails only when the root is not a registry layout at all;
@@ -168,8 +193,9 @@ pub struct ScanOptions {
     pub verify_links: bool,
 }
 
-/// `scan`, with options.
-pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<Layout> {
+/// Opens the `docker/registry/v2` folder of a root, resolved once: everything below is reached
+/// through this handle, never by path again.
+pub fn open_v2(root: &Path) -> Result<(PathBuf, Dir)> {
     let meta = fs::metadata(root).map_err(|e| Error::io(root, e))?;
     if !meta.is_dir() {
         return Err(Error::NotARegistry {
@@ -179,6 +205,14 @@ pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<
     let v2 = layout::locate_v2(root).ok_or_else(|| Error::NotARegistry {
         path: root.to_path_buf(),
     })?;
+    let v2 = v2.canonicalize().map_err(|e| Error::io(&v2, e))?;
+    let dir = Dir::open(&v2).map_err(|e| Error::io(&v2, e))?;
+    Ok((v2, dir))
+}
+
+/// `scan`, with options.
+pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<Layout> {
+    let (v2, v2h) = open_v2(root)?;
     let paths = Paths::new(v2.clone());
     let findings = Findings::default();
 
@@ -189,7 +223,7 @@ pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<
         mut blobs,
         empty: empty_blob_dirs,
         allocated: allocated_bytes,
-    } = scan_blobs(&paths, &findings, progress);
+    } = scan_blobs(&v2h, &paths, &findings, progress);
     // Refs are 4-byte indices into the blob list, with room past its end for digests that
     // manifests name but the store lacks: refuse, rather than let an index wrap.
     const MAX_BLOBS: usize = 1 << 31;
@@ -203,7 +237,12 @@ pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<
         });
     }
     blobs.par_sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
-    let repos = scan_repositories(&paths, &findings, opts, &blobs);
+    let repos = scan_repositories(&v2h, &paths, &findings, opts, &blobs);
+    if let Some(staging) = open_sub(&v2h, STAGING_DIR, &v2.join(STAGING_DIR), &findings, None) {
+        for (_, path, _) in list(&staging, &v2.join(STAGING_DIR), &findings, None) {
+            findings.staged(path);
+        }
+    }
     let mut staging = findings.take_staged();
     staging.sort();
     let mut findings = findings.into_vec();
@@ -238,9 +277,12 @@ impl BlobScan {
     }
 }
 
-fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobScan {
+fn scan_blobs(v2h: &Dir, paths: &Paths, findings: &Findings, progress: &Progress) -> BlobScan {
     let blobs_root = paths.v2.join("blobs");
-    for (name, path, _) in list(&blobs_root, findings, None) {
+    let Some(blobs_dir) = open_sub(v2h, "blobs", &blobs_root, findings, None) else {
+        return BlobScan::default();
+    };
+    for (name, path, _) in list(&blobs_dir, &blobs_root, findings, None) {
         if name != "sha256" {
             findings.add(
                 path,
@@ -250,14 +292,17 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobSc
             );
         }
     }
-    let prefixes = list(&paths.blobs(), findings, None);
+    let Some(sha) = open_sub(&blobs_dir, "sha256", &paths.blobs(), findings, None) else {
+        return BlobScan::default();
+    };
+    let prefixes = list(&sha, &paths.blobs(), findings, None);
     let bar = progress.bar("scanning blobs", prefixes.len() as u64);
     // Every prefix's blobs go into one vector as soon as they are read: a vector per prefix,
     // concatenated at the end, would hold every blob twice at the peak. Growing one large
     // vector costs no copy (realloc of a mapped block remaps it) and its slack is never touched.
     let all: Mutex<BlobScan> = Mutex::default();
-    prefixes.par_iter().for_each(|(prefix, path, meta)| {
-        let found = scan_prefix(prefix, path, meta, findings);
+    prefixes.par_iter().for_each(|(prefix, path, kind)| {
+        let found = scan_prefix(&sha, prefix, path, *kind, findings);
         all.lock().unwrap_or_else(|e| e.into_inner()).append(found);
         bar.inc(1);
     });
@@ -268,14 +313,23 @@ fn scan_blobs(paths: &Paths, findings: &Findings, progress: &Progress) -> BlobSc
 }
 
 /// The blobs of one `blobs/sha256/xx` folder.
-fn scan_prefix(prefix: &str, path: &Path, meta: &FileType, findings: &Findings) -> BlobScan {
+fn scan_prefix(sha: &Dir, prefix: &str, path: &Path, kind: Kind, findings: &Findings) -> BlobScan {
     let mut found = BlobScan::default();
-    if !meta.is_dir()
-        || prefix.len() != 2
-        || !prefix
+    let hex_prefix = prefix.len() == 2
+        && prefix
             .bytes()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-    {
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+    if kind == Kind::Symlink && hex_prefix {
+        // The registry serves blobs through it; regsweep neither reads nor deletes there.
+        findings.add(
+            path,
+            Severity::Damage,
+            None,
+            "blob prefix folder is a symbolic link; not followed, nothing below it is deleted",
+        );
+        return found;
+    }
+    if kind != Kind::Dir || !hex_prefix {
         findings.add(
             path,
             Severity::Notice,
@@ -284,22 +338,13 @@ fn scan_prefix(prefix: &str, path: &Path, meta: &FileType, findings: &Findings) 
         );
         return found;
     }
-    let handle = match DirHandle::open(path) {
-        Ok(h) => h,
-        Err(e) => {
-            findings.add(
-                path,
-                Severity::Blocking,
-                None,
-                format!("cannot open folder: {e}"),
-            );
-            return found;
-        }
+    let Some(handle) = open_sub(sha, prefix, path, findings, None) else {
+        return found;
     };
-    let entries = list(path, findings, None);
+    let entries = list(&handle, path, findings, None);
     found.blobs.reserve_exact(entries.len());
-    for (name, dir, meta) in entries {
-        if meta.is_symlink() {
+    for (name, dir, kind) in entries {
+        if kind == Kind::Symlink {
             findings.add(
                 dir,
                 Severity::Damage,
@@ -309,7 +354,7 @@ fn scan_prefix(prefix: &str, path: &Path, meta: &FileType, findings: &Findings) 
             continue;
         }
         let digest = match Digest::from_hex(&name) {
-            Some(d) if name.starts_with(prefix) && meta.is_dir() => d,
+            Some(d) if name.starts_with(prefix) && kind == Kind::Dir => d,
             _ => {
                 findings.add(
                     dir,
@@ -321,9 +366,8 @@ fn scan_prefix(prefix: &str, path: &Path, meta: &FileType, findings: &Findings) 
             }
         };
         let data = dir.join("data");
-        let rel = Path::new(&name).join("data");
-        match handle.stat(rel.as_os_str()) {
-            Ok(m) if m.regular => {
+        match handle.stat(Path::new(&name).join("data")) {
+            Ok(m) if m.is_file() => {
                 found.blobs.push(Blob {
                     digest,
                     size: m.size,
@@ -335,10 +379,12 @@ fn scan_prefix(prefix: &str, path: &Path, meta: &FileType, findings: &Findings) 
                 &data,
                 Severity::Damage,
                 None,
-                "blob data is not a regular file (a symlink or folder); left alone",
+                "blob data is not a regular file (a symlink, folder, FIFO or device); left alone",
             ),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                found.empty.push((digest, path_mtime(&dir)))
+                // Now: grace keeps a folder whose age cannot be read.
+                let t = handle.stat(&name).map_or(Time::MAX, |s| s.mtime);
+                found.empty.push((digest, t))
             }
             Err(e) => findings.add(
                 &data,
@@ -351,37 +397,80 @@ fn scan_prefix(prefix: &str, path: &Path, meta: &FileType, findings: &Findings) 
     found
 }
 
-/// Finds repository folders (those with `_manifests`), then reads each in parallel.
+/// When each blob arrived: the later of its data's mtime and its folder's. A finished upload is
+/// moved into `blobs/` by rename, which keeps the upload's (possibly old) data mtime but sets the
+/// folder's. Read only for blobs a plan would delete, so a scan pays one stat per blob, not two.
+/// `Time::MAX` (young) where either cannot be read.
+pub fn blob_arrivals(v2: &Path, digests: &[Digest]) -> Vec<Time> {
+    let Ok(v2h) = Dir::open(v2) else {
+        return vec![Time::MAX; digests.len()];
+    };
+    let rel = Paths::new(PathBuf::new());
+    digests
+        .par_iter()
+        .map(|d| {
+            let dir = rel.blob_dir(d);
+            match (v2h.stat(&dir), v2h.stat(dir.join("data"))) {
+                (Ok(a), Ok(b)) => a.mtime.max(b.mtime),
+                _ => Time::MAX,
+            }
+        })
+        .collect()
+}
+
+/// The names the registry creates in a repository folder; any one makes it a repository, since
+/// the registry serves (and a push relies on) a repository from its first blob or upload.
+const REPO_MARKERS: [&str; 3] = ["_manifests", "_layers", "_uploads"];
+
+/// Finds repository folders, then reads each in parallel.
 fn scan_repositories(
+    v2h: &Dir,
     paths: &Paths,
     findings: &Findings,
     opts: ScanOptions,
     blobs: &[Blob],
 ) -> Vec<Repo> {
-    let mut found = Vec::new();
-    discover(&paths.repositories(), "", false, findings, &mut found);
-    let mut repos: Vec<Repo> = found
+    let names = discover_repositories(v2h, paths, findings);
+    let mut repos: Vec<Repo> = names
         .into_par_iter()
-        .map(|(name, dir)| scan_repo(name, &dir, findings, opts, blobs))
+        .map(|name| scan_repo(v2h, paths, name, findings, opts, blobs))
         .collect();
     repos.sort_by(|a, b| a.name.cmp(&b.name));
     repos
 }
 
-/// Walks the repository tree; returns whether any repository lies at or below `dir`.
-/// Folders holding no repository are reported once, at their top.
+fn discover_repositories(v2h: &Dir, paths: &Paths, findings: &Findings) -> Vec<String> {
+    let top = paths.repositories();
+    let mut out = Vec::new();
+    if let Some(dir) = open_sub(v2h, "repositories", &top, findings, None) {
+        discover(&dir, &top, "", findings, &mut out);
+    }
+    out
+}
+
+/// Walks the repository tree below the open folder `dir` (the repository `prefix`, or the top
+/// when empty); returns whether any repository lies at or below it. Folders holding no
+/// repository are reported once, at their top.
 fn discover(
-    dir: &Path,
+    dir: &Dir,
+    path: &Path,
     prefix: &str,
-    is_repo: bool,
     findings: &Findings,
-    out: &mut Vec<(String, PathBuf)>,
+    out: &mut Vec<String>,
 ) -> bool {
+    let entries = list(dir, path, findings, None);
+    let is_repo = !prefix.is_empty()
+        && entries
+            .iter()
+            .any(|(n, _, _)| REPO_MARKERS.contains(&n.as_str()));
+    if is_repo {
+        out.push(prefix.to_string());
+    }
     let mut found = is_repo;
     let mut empty = Vec::new();
-    for (name, path, meta) in list(dir, findings, None) {
+    for (name, path, kind) in entries {
         if name.starts_with('_') {
-            if !(is_repo && matches!(name.as_str(), "_manifests" | "_layers" | "_uploads")) {
+            if !(is_repo && REPO_MARKERS.contains(&name.as_str())) {
                 findings.add(
                     &path,
                     Severity::Notice,
@@ -391,16 +480,16 @@ fn discover(
             }
             continue;
         }
-        if meta.is_symlink() {
+        if kind == Kind::Symlink {
             findings.add(
                 &path,
-                Severity::Damage,
+                Severity::Blocking,
                 None,
-                "symbolic link in the repositories tree; not followed",
+                "symbolic link in the repositories tree: the registry follows it and serves the repositories behind it; regsweep does not, so no blob is deleted while it is there",
             );
             continue;
         }
-        if !meta.is_dir() {
+        if kind != Kind::Dir {
             findings.add(
                 &path,
                 Severity::Notice,
@@ -409,11 +498,6 @@ fn discover(
             );
             continue;
         }
-        let full = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}/{name}")
-        };
         if !layout::valid_repo_component(&name) {
             findings.add(
                 &path,
@@ -423,12 +507,16 @@ fn discover(
             );
             continue;
         }
-        let child_is_repo = path.join("_manifests").is_dir();
-        if child_is_repo {
-            out.push((full.clone(), path.clone()));
-        }
+        let full = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let Some(child) = open_sub(dir, &name, &path, findings, None) else {
+            continue;
+        };
         // Repositories nest: `acme` and `acme/app` can both exist.
-        if discover(&path, &full, child_is_repo, findings, out) {
+        if discover(&child, &path, &full, findings, out) {
             found = true;
         } else {
             empty.push(path);
@@ -447,10 +535,20 @@ fn discover(
     found
 }
 
+fn symlink_finding(findings: &Findings, path: &Path, repo: Option<&str>, what: &str) {
+    findings.add(
+        path,
+        Severity::Blocking,
+        repo,
+        format!("{what} is a symbolic link: the registry follows it, regsweep does not; nothing of this repository is swept and no blob is deleted while it is there"),
+    );
+}
+
 /// Reads one repository, filing its layer links against `blobs` (sorted).
 fn scan_repo(
+    v2h: &Dir,
+    paths: &Paths,
     name: String,
-    dir: &Path,
     findings: &Findings,
     opts: ScanOptions,
     blobs: &[Blob],
@@ -460,11 +558,35 @@ fn scan_repo(
         name: name.clone(),
         ..Repo::default()
     };
-    let manifests = dir.join("_manifests");
+    let dir_path = paths.repo(&name);
+    let Some(rdir) = open_sub(v2h, &format!("repositories/{name}"), &dir_path, findings, r) else {
+        repo.unknown = true;
+        return repo;
+    };
+    let man_path = dir_path.join("_manifests");
+    let man = open_sub(&rdir, "_manifests", &man_path, findings, r);
 
     // Revisions: the digest is the folder's name; the link must agree.
-    for (hex, path, meta) in list(&manifests.join("revisions/sha256"), findings, r) {
-        let Some(folder_digest) = Digest::from_hex(&hex).filter(|_| meta.is_dir()) else {
+    let rev_path = man_path.join("revisions/sha256");
+    let revs = man
+        .as_ref()
+        .and_then(|m| open_sub(m, "revisions/sha256", &rev_path, findings, r));
+    for (hex, path, kind) in revs.iter().flat_map(|d| list(d, &rev_path, findings, r)) {
+        let revs = revs.as_ref().expect("listed");
+        let digest = Digest::from_hex(&hex);
+        if kind == Kind::Symlink {
+            symlink_finding(findings, &path, r, "revision folder");
+            repo.unknown = true;
+            // Still a root by its name, and young: keeping too much is the safe side.
+            if let Some(d) = digest {
+                repo.revisions.push(Link {
+                    digest: d,
+                    mtime: Time::MAX,
+                });
+            }
+            continue;
+        }
+        let Some(folder_digest) = digest.filter(|_| kind == Kind::Dir) else {
             findings.add(
                 &path,
                 Severity::Notice,
@@ -474,12 +596,7 @@ fn scan_repo(
             continue;
         };
         let link = path.join("link");
-        if is_missing(&link) {
-            let t = path_mtime(&path);
-            repo.empty_links.push((path, t));
-            continue;
-        }
-        match read_link(&link) {
+        match read_link(revs, &format!("{hex}/link")) {
             Ok(l) => {
                 if l.digest != folder_digest {
                     findings.add(&link, Severity::Damage, r, format!("revision link names {} but sits in the folder of {folder_digest}; both are kept", l.digest));
@@ -490,20 +607,34 @@ fn scan_repo(
                     mtime: l.mtime,
                 });
             }
+            Err(ReadError::Missing) => {
+                let t = revs.stat(&hex).map_or(Time::MAX, |s| s.mtime);
+                repo.empty_links.push((path, t));
+            }
             Err(e) => {
-                findings.add(&link, Severity::Blocking, r, e);
+                findings.add(&link, Severity::Blocking, r, link_problem(&e));
                 repo.unknown = true;
                 // Still a root by its folder name: keeping too much is the safe side.
                 repo.revisions.push(Link {
                     digest: folder_digest,
-                    mtime: path_mtime(&path),
+                    mtime: revs.stat(&hex).map_or(Time::MAX, |s| s.mtime),
                 });
             }
         }
     }
 
-    for (tag, path, meta) in list(&manifests.join("tags"), findings, r) {
-        if !meta.is_dir() {
+    let tags_path = man_path.join("tags");
+    let tags = man
+        .as_ref()
+        .and_then(|m| open_sub(m, "tags", &tags_path, findings, r));
+    for (tag, path, kind) in tags.iter().flat_map(|d| list(d, &tags_path, findings, r)) {
+        let tags = tags.as_ref().expect("listed");
+        if kind == Kind::Symlink {
+            symlink_finding(findings, &path, r, "tag folder");
+            repo.unknown = true;
+            continue;
+        }
+        if kind != Kind::Dir {
             findings.add(&path, Severity::Notice, r, "not a tag folder; left alone");
             continue;
         }
@@ -516,31 +647,39 @@ fn scan_repo(
             );
         }
         let current_path = path.join("current/link");
-        let current = if is_missing(&current_path) {
-            findings.add(
-                &path,
-                Severity::Damage,
-                r,
-                "tag has no current/link; the registry cannot resolve it",
-            );
-            None
-        } else {
-            match read_link(&current_path) {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    findings.add(&current_path, Severity::Blocking, r, e);
-                    repo.unknown = true;
-                    None
-                }
+        let current = match read_link(tags, &format!("{tag}/current/link")) {
+            Ok(l) => Some(l),
+            Err(ReadError::Missing) => {
+                findings.add(
+                    &path,
+                    Severity::Damage,
+                    r,
+                    "tag has no current/link; the registry cannot resolve it",
+                );
+                None
+            }
+            Err(e) => {
+                findings.add(&current_path, Severity::Blocking, r, link_problem(&e));
+                repo.unknown = true;
+                None
             }
         };
         // The current manifest's entry is left out: a kept tag never loses it, and most tags
         // have no other, so most hold no allocation here.
-        let mut index: Vec<Digest> = list(&path.join("index/sha256"), findings, r)
-            .into_iter()
-            .filter_map(|(hex, _, _)| Digest::from_hex(&hex))
-            .filter(|d| current.is_none_or(|c| c.digest != *d))
-            .collect();
+        let index_path = path.join("index/sha256");
+        let mut index: Vec<Digest> = open_sub(
+            tags,
+            &format!("{tag}/index/sha256"),
+            &index_path,
+            findings,
+            r,
+        )
+        .map(|d| list(&d, &index_path, findings, r))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(hex, _, _)| Digest::from_hex(&hex))
+        .filter(|d| current.is_none_or(|c| c.digest != *d))
+        .collect();
         index.shrink_to_fit();
         repo.tags.push(Tag {
             name: tag,
@@ -549,81 +688,104 @@ fn scan_repo(
         });
     }
 
-    let layers_dir = dir.join("_layers/sha256");
-    let layers_handle = DirHandle::open(&layers_dir);
+    let layers_path = dir_path.join("_layers/sha256");
     let mut layers = Vec::new();
-    for (hex, path, meta) in list(&layers_dir, findings, r) {
-        let Some(digest) = Digest::from_hex(&hex).filter(|_| meta.is_dir()) else {
-            findings.add(
-                &path,
-                Severity::Notice,
-                r,
-                "not a layer link folder; left alone",
-            );
-            continue;
-        };
-        let link = path.join("link");
-        let stat = match &layers_handle {
-            Ok(h) => h.stat(Path::new(&hex).join("link").as_os_str()),
-            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-        };
-        match stat {
-            Ok(m) if m.regular => {
-                if opts.verify_links {
-                    match read_link(&link) {
-                        Ok(l) if l.digest != digest => findings.add(
-                            &link,
-                            Severity::Damage,
-                            r,
-                            format!("layer link names {} but sits in the folder of {digest}: the registry serves the wrong blob here", l.digest),
-                        ),
-                        Ok(_) => {}
-                        Err(e) => findings.add(
-                            &link,
-                            Severity::Damage,
-                            r,
-                            format!("{e}: the registry cannot serve {digest} from this repository"),
-                        ),
-                    }
-                }
-                layers.push(Link {
-                    digest,
-                    mtime: m.mtime,
-                })
+    if let Some(lay) = open_sub(&rdir, "_layers/sha256", &layers_path, findings, r) {
+        for (hex, path, kind) in list(&lay, &layers_path, findings, r) {
+            if kind == Kind::Symlink {
+                symlink_finding(findings, &path, r, "layer link folder");
+                repo.unknown = true;
+                continue;
             }
-            Ok(_) => findings.add(
-                path.join("link"),
-                Severity::Damage,
-                r,
-                "layer link is not a regular file; left alone",
-            ),
-            Err(_) => {
-                let t = path_mtime(&path);
-                repo.empty_links.push((path, t))
+            let Some(digest) = Digest::from_hex(&hex).filter(|_| kind == Kind::Dir) else {
+                findings.add(
+                    &path,
+                    Severity::Notice,
+                    r,
+                    "not a layer link folder; left alone",
+                );
+                continue;
+            };
+            let link = path.join("link");
+            match lay.stat(format!("{hex}/link")) {
+                Ok(m) if m.is_file() => {
+                    if opts.verify_links {
+                        match read_link(&lay, &format!("{hex}/link")) {
+                            Ok(l) if l.digest != digest => findings.add(
+                                &link,
+                                Severity::Damage,
+                                r,
+                                format!("layer link names {} but sits in the folder of {digest}: the registry serves the wrong blob here", l.digest),
+                            ),
+                            Ok(_) => {}
+                            Err(e) => findings.add(
+                                &link,
+                                Severity::Damage,
+                                r,
+                                format!("{}: the registry cannot serve {digest} from this repository", link_problem(&e)),
+                            ),
+                        }
+                    }
+                    layers.push(Link {
+                        digest,
+                        mtime: m.mtime,
+                    })
+                }
+                Ok(m) if m.is_symlink() => {
+                    symlink_finding(findings, &link, r, "layer link");
+                    repo.unknown = true;
+                }
+                Ok(_) => findings.add(
+                    &link,
+                    Severity::Damage,
+                    r,
+                    "layer link is not a regular file (a folder, FIFO or device); left alone",
+                ),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    let t = lay.stat(&hex).map_or(Time::MAX, |s| s.mtime);
+                    repo.empty_links.push((path, t))
+                }
+                Err(e) => {
+                    findings.add(
+                        &link,
+                        Severity::Blocking,
+                        r,
+                        format!("cannot stat link: {e}"),
+                    );
+                    repo.unknown = true;
+                }
             }
         }
     }
 
     (repo.layers, repo.layers_absent) = crate::model::split_layers(blobs, layers);
 
-    for (id, path, meta) in list(&dir.join("_uploads"), findings, r) {
-        if !meta.is_dir() {
-            continue;
+    let uploads_path = dir_path.join("_uploads");
+    if let Some(up) = open_sub(&rdir, "_uploads", &uploads_path, findings, r) {
+        for (id, path, kind) in list(&up, &uploads_path, findings, r) {
+            if kind != Kind::Dir {
+                continue;
+            }
+            let size = up.tree_size(OsStr::new(&id));
+            let started = match up.read_small(format!("{id}/startedat"), MAX_STARTEDAT_BYTES) {
+                Ok(b) => std::str::from_utf8(&b)
+                    .ok()
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok())
+                    .map(|t| t.timestamp()),
+                Err(ReadError::Missing) => None,
+                Err(e) => {
+                    findings.add(
+                        path.join("startedat"),
+                        Severity::Damage,
+                        r,
+                        format!("startedat {e}; the upload's age is taken from its folder"),
+                    );
+                    None
+                }
+            };
+            let started = started.unwrap_or_else(|| up.stat(&id).map_or(Time::MAX, |s| s.mtime));
+            repo.uploads.push(Upload { id, size, started });
         }
-        let size = walkdir::WalkDir::new(&path)
-            .follow_links(false)
-            .into_iter()
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.metadata().ok())
-            .filter(|m| m.is_file())
-            .map(|m| m.len())
-            .sum();
-        let started = fs::read_to_string(path.join("startedat"))
-            .ok()
-            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok())
-            .map(|t| t.timestamp())
-            .unwrap_or_else(|| path_mtime(&path));
-        repo.uploads.push(Upload { id, size, started });
     }
     // The model lives for the whole run: no growth slack in it.
     repo.tags.shrink_to_fit();
@@ -631,10 +793,141 @@ fn scan_repo(
     repo
 }
 
+/// What links written since a moment name: the blobs a push during the run relies on.
+#[derive(Debug, Default)]
+pub struct Fresh {
+    /// Blobs and manifests that such links name, with everything those manifests reference.
+    pub digests: HashSet<Digest>,
+    /// Why the set may be incomplete (a manifest that cannot be read, a folder that cannot be
+    /// listed): while any, no blob is safe to delete.
+    pub unknown: Vec<String>,
+}
+
+/// Re-reads every repository's links (never the blob store's listing) and collects the digests
+/// that links modified at or after `since_ns` name, with what the manifests among them
+/// reference. Sweep calls it right before the layer link and blob stages: a push that reused a
+/// blob the plan had found unreferenced writes such a link, and the blob is then kept.
+pub fn links_written_since(v2: &Path, since_ns: i128) -> Fresh {
+    let mut fresh = Fresh::default();
+    let v2h = match Dir::open(v2) {
+        Ok(d) => d,
+        Err(e) => {
+            fresh.unknown.push(format!("{}: {e}", v2.display()));
+            return fresh;
+        }
+    };
+    let paths = Paths::new(v2.to_path_buf());
+    let findings = Findings::default();
+    let names = discover_repositories(&v2h, &paths, &findings);
+    let per_repo: Vec<(Vec<Digest>, Vec<Digest>)> = names
+        .par_iter()
+        .map(|name| fresh_in_repo(&v2h, &paths, name, since_ns, &findings))
+        .collect();
+    let mut manifests = Vec::new();
+    for (blobs, m) in per_repo {
+        fresh.digests.extend(blobs);
+        manifests.extend(m);
+    }
+    // What the fresh manifests reference, through index children.
+    let rel = Paths::new(PathBuf::new());
+    while !manifests.is_empty() {
+        manifests.retain(|d| fresh.digests.insert(*d));
+        let read: Vec<(Digest, std::result::Result<manifest::Manifest, String>)> = manifests
+            .par_iter()
+            .map(|d| {
+                let m = read_manifest(&v2h, &rel, d).and_then(|b| manifest::parse(&b));
+                (*d, m)
+            })
+            .collect();
+        manifests = Vec::new();
+        for (d, m) in read {
+            match m {
+                Ok(m) => {
+                    fresh.digests.extend(m.blobs.iter().copied());
+                    manifests.extend(m.children.iter().copied());
+                }
+                Err(e) => fresh
+                    .unknown
+                    .push(format!("manifest {d}, written during the run: {e}")),
+            }
+        }
+    }
+    fresh.unknown.extend(
+        findings
+            .into_vec()
+            .into_iter()
+            .filter(|f| f.severity == Severity::Blocking)
+            .map(|f| format!("{}: {}", f.path.display(), f.message)),
+    );
+    fresh
+}
+
+/// The layer links (blobs) and manifest links (revisions, tags, tag history) of one repository
+/// modified at or after `since_ns`.
+fn fresh_in_repo(
+    v2h: &Dir,
+    paths: &Paths,
+    name: &str,
+    since_ns: i128,
+    findings: &Findings,
+) -> (Vec<Digest>, Vec<Digest>) {
+    let r = Some(name);
+    let (mut blobs, mut manifests) = (Vec::new(), Vec::new());
+    let dir_path = paths.repo(name);
+    let Some(rdir) = open_sub(v2h, &format!("repositories/{name}"), &dir_path, findings, r) else {
+        return (blobs, manifests);
+    };
+    let new = |d: &Dir, rel: &str| d.stat(rel).is_ok_and(|s| s.mtime_ns() >= since_ns);
+    let folder_links = |sub: &str, out: &mut Vec<Digest>| {
+        let p = dir_path.join(sub);
+        if let Some(d) = open_sub(&rdir, sub, &p, findings, r) {
+            for (hex, _, _) in list(&d, &p, findings, r) {
+                if let Some(dg) = Digest::from_hex(&hex)
+                    && new(&d, &format!("{hex}/link"))
+                {
+                    out.push(dg);
+                }
+            }
+        }
+    };
+    folder_links("_layers/sha256", &mut blobs);
+    folder_links("_manifests/revisions/sha256", &mut manifests);
+    let tags_path = dir_path.join("_manifests/tags");
+    if let Some(tags) = open_sub(&rdir, "_manifests/tags", &tags_path, findings, r) {
+        for (tag, path, _) in list(&tags, &tags_path, findings, r) {
+            let current = format!("{tag}/current/link");
+            if new(&tags, &current) {
+                match read_link(&tags, &current) {
+                    Ok(l) => manifests.push(l.digest),
+                    Err(e) => findings.add(&path, Severity::Blocking, r, link_problem(&e)),
+                }
+            }
+            let index_path = path.join("index/sha256");
+            if let Some(index) = open_sub(
+                &tags,
+                &format!("{tag}/index/sha256"),
+                &index_path,
+                findings,
+                r,
+            ) {
+                for (hex, _, _) in list(&index, &index_path, findings, r) {
+                    if let Some(dg) = Digest::from_hex(&hex)
+                        && new(&index, &format!("{hex}/link"))
+                    {
+                        manifests.push(dg);
+                    }
+                }
+            }
+        }
+    }
+    (blobs, manifests)
+}
+
 /// Reads and parses the manifest blobs that links name, in parallel; then the children those
 /// name, until none is left. Each blob is read once however many repositories share it.
 pub fn load_manifests(layout: &Layout, progress: &Progress) -> Manifests {
-    let paths = Paths::new(layout.v2.clone());
+    let rel = Paths::new(PathBuf::new());
+    let v2h = Dir::open(&layout.v2);
     // The first round names manifests by blob index where it can: an eighth of the memory of
     // collecting every link's digest. Digests that are no blob (missing manifests) wait apart.
     let mut present: Vec<u32> = Vec::new();
@@ -661,7 +954,11 @@ pub fn load_manifests(layout: &Layout, progress: &Progress) -> Manifests {
         let loaded: Vec<(Vec<Digest>, catalog::Prepared)> = chunk
             .par_iter()
             .map(|d| {
-                let r = read_manifest(&paths.blob_data(d)).and_then(|b| manifest::parse(&b));
+                let r = match &v2h {
+                    Ok(v2h) => read_manifest(v2h, &rel, d),
+                    Err(e) => Err(format!("cannot open {}: {e}", layout.v2.display())),
+                }
+                .and_then(|b| manifest::parse(&b));
                 bar.inc(1);
                 let children = r.as_ref().map_or(Vec::new(), |m| m.children.clone());
                 (children, catalog::prepare(&layout.blobs, *d, r))
@@ -696,27 +993,24 @@ pub fn load_manifests(layout: &Layout, progress: &Progress) -> Manifests {
     out.finish()
 }
 
-fn read_manifest(path: &Path) -> std::result::Result<Vec<u8>, String> {
-    let meta = fs::symlink_metadata(path).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            "manifest blob is missing".to_string()
-        } else {
-            format!("cannot stat manifest blob: {e}")
-        }
-    })?;
-    if !meta.is_file() {
-        return Err("manifest blob is not a regular file".into());
-    }
-    if meta.len() > MAX_MANIFEST_BYTES {
-        return Err(format!("{} bytes: too large to be a manifest", meta.len()));
-    }
-    fs::read(path).map_err(|e| format!("cannot read manifest blob: {e}"))
+/// The bytes of manifest blob `d`, read through the layout's handle: a symlink, FIFO or device
+/// there is damage, never followed or waited on, and the read is bounded.
+fn read_manifest(v2h: &Dir, rel: &Paths, d: &Digest) -> std::result::Result<Vec<u8>, String> {
+    v2h.read_small(rel.blob_data(d), MAX_MANIFEST_BYTES)
+        .map_err(|e| match e {
+            ReadError::Missing => "manifest blob is missing".to_string(),
+            ReadError::TooLarge(n) => format!("{n} bytes: too large to be a manifest"),
+            other => format!("manifest blob {other}"),
+        })
 }
 
 /// Reads the `created` time of the image config of every manifest that a tag names, for
 /// policies that count age from it. Manifests without a config (indexes) have none.
 pub fn load_created(layout: &Layout) -> HashMap<Digest, Time> {
-    let paths = Paths::new(layout.v2.clone());
+    let rel = Paths::new(PathBuf::new());
+    let Ok(v2h) = Dir::open(&layout.v2) else {
+        return HashMap::new();
+    };
     let mut wanted: Vec<(Digest, Digest)> = layout
         .repos
         .iter()
@@ -731,13 +1025,10 @@ pub fn load_created(layout: &Layout) -> HashMap<Digest, Time> {
     wanted
         .par_iter()
         .filter_map(|(m, cfg)| {
-            let path = paths.blob_data(cfg);
-            let meta = fs::symlink_metadata(&path).ok()?;
             // Configs are small; a huge "config" is not one worth reading for a date.
-            if !meta.is_file() || meta.len() > MAX_MANIFEST_BYTES {
-                return None;
-            }
-            let bytes = fs::read(&path).ok()?;
+            let bytes = v2h
+                .read_small(rel.blob_data(cfg), MAX_MANIFEST_BYTES)
+                .ok()?;
             manifest::parse_created(&bytes).map(|t| (*m, t))
         })
         .collect()
@@ -756,6 +1047,8 @@ pub struct Verified {
 pub fn verify_digests(layout: &Layout, progress: &Progress) -> Verified {
     use sha2::{Digest as _, Sha256};
     let paths = Paths::new(layout.v2.clone());
+    let rel = Paths::new(PathBuf::new());
+    let v2h = Dir::open(&layout.v2);
     let started = std::time::Instant::now();
     let bar = progress.bytes_bar("verifying digests", layout.total_bytes());
     let findings = Findings::default();
@@ -765,7 +1058,14 @@ pub fn verify_digests(layout: &Layout, progress: &Progress) -> Verified {
         |buf, blob| {
             let path = paths.blob_data(&blob.digest);
             let mut hasher = Sha256::new();
-            let result = fs::File::open(&path).and_then(|mut f| loop {
+            let opened = match &v2h {
+                Ok(h) => h.open_file(rel.blob_data(&blob.digest)).map_err(|e| match e {
+                    ReadError::Io(e) => e,
+                    other => io::Error::other(other.to_string()),
+                }),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            };
+            let result = opened.and_then(|(mut f, _)| loop {
                 let n = f.read(buf)?;
                 if n == 0 {
                     return Ok(());

@@ -2,23 +2,30 @@
 //!
 //! Tags go first, then revision links, then layer links, then blob data: at every instant a
 //! remaining tag names a manifest that is still there, and every blob a remaining manifest
-//! names is still there. Each item is removed by deleting its one file first (link or data),
-//! so an item is either whole or gone; the folder is removed after.
+//! names is still there. Each item leaves the registry's sight whole, by one rename of its
+//! folder into the staging folder (or the trash), and is deleted there.
+//!
+//! Every rename and removal goes through folder handles opened from the layout's root down with
+//! no symlink followed (`dirfd`): a folder swapped for a symlink after the plan fails its item,
+//! and nothing outside the root is touched. An item modified since the run began (a push landed
+//! on it) is kept; and right before the layer link and blob stages the repositories' links are
+//! read again, so that a blob a push reused during the run is kept with its links.
 
-use crate::dirfd::DirHandle;
+use crate::digest::Digest;
+use crate::dirfd::Dir;
 use crate::layout::Paths;
-use crate::plan::{BlobRemoval, Plan};
+use crate::plan::{BlobRemoval, LinkRemoval, Plan};
 use crate::progress::Progress;
-use crate::scan::STAGING_PREFIX;
+use crate::scan::{self, STAGING_DIR};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::fs;
+use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// A removal that failed.
+/// A removal that failed, or an item kept at sweep time: its path and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
     pub path: PathBuf,
@@ -29,19 +36,50 @@ pub struct Failure {
 pub struct Outcome {
     pub removed: u64,
     pub failures: Vec<Failure>,
+    /// Planned items left in place because they changed, or were named again, during the run.
+    pub kept: Vec<Failure>,
     /// The sweep stopped early on request; a later run finishes the job.
     pub interrupted: bool,
 }
 
+/// How a sweep runs.
+pub struct SweepOptions<'a> {
+    /// Asked before each item; once it says yes, the sweep ends after the items in hand.
+    pub stop: &'a (dyn Fn() -> bool + Sync),
+    /// A trash run folder (`DIR/<run>`): items move into its `v2/` instead of being deleted.
+    pub trash: Option<&'a Path>,
+    /// When the run began (nanoseconds since the epoch): an item modified since is kept.
+    pub since_ns: i128,
+    /// Called once an item is out of the registry's sight and before it is deleted (the test
+    /// suite's fault injection kills the process there).
+    pub staged: &'a (dyn Fn() + Sync),
+}
+
+/// What a sweep moves items into: a trash run, or the staging folder it deletes them from.
+enum Dest {
+    Trash(Dir),
+    Staging(Dir),
+}
+
 struct Sweeper<'a> {
-    paths: &'a Paths,
+    v2: &'a Path,
+    root: Dir,
+    dest: Dest,
+    since_ns: i128,
     stop: &'a (dyn Fn() -> bool + Sync),
-    /// The trash run folder removals move into, if any.
-    trash: Option<&'a Path>,
+    staged: &'a (dyn Fn() + Sync),
     removed: AtomicU64,
+    /// Names items get in the staging folder.
+    seq: AtomicU64,
     /// `stop` said yes: items were left for a later run.
     stopped: AtomicBool,
     failures: Mutex<Vec<Failure>>,
+    kept: Mutex<Vec<Failure>>,
+}
+
+/// Layout paths relative to `docker/registry/v2`, for handles opened from its root.
+fn rel() -> Paths {
+    Paths::new(PathBuf::new())
 }
 
 impl Sweeper<'_> {
@@ -64,123 +102,143 @@ impl Sweeper<'_> {
             });
     }
 
-    /// Takes the item folder `dir` (whose one file is `key`, if it has just one) out of the layout with one rename, so the registry sees it
-    /// whole or not at all: into the trash when there is one, else to a staging name beside
-    /// it, deleted right after (a later run deletes what a killed one left there).
-    fn remove_item(&self, dir: &Path, key: &str) {
+    fn keep(&self, path: &Path, message: String) {
+        tracing::info!(path = %path.display(), "{message}");
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Failure {
+                path: path.to_path_buf(),
+                message,
+            });
+    }
+
+    /// Opens the folder holding item `rel_item` (relative to v2); `None` when the item is gone
+    /// with its folder, or after reporting why it cannot be reached.
+    fn open_parent(&self, rel_item: &Path) -> Option<(Dir, PathBuf, String)> {
+        let full = self.v2.join(rel_item);
+        let (Some(parent), Some(name)) = (rel_item.parent(), rel_item.file_name()) else {
+            self.fail(&full, "not an item of the layout; refused".into());
+            return None;
+        };
+        let Some(name) = name.to_str() else {
+            self.fail(&full, "name is not UTF-8; refused".into());
+            return None;
+        };
+        match self.root.open_dir(parent) {
+            Ok(d) => Some((d, self.v2.join(parent), name.to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None, // gone already: a re-run
+            Err(e) if crate::dirfd::is_symlink_error(&e) => {
+                self.fail(
+                    &full,
+                    "a folder on the way is a symbolic link; left alone".into(),
+                );
+                None
+            }
+            Err(e) => {
+                self.fail(&full, format!("cannot open its folder: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Removes the item `rel_item` (relative to v2), guarded by the files `guard` inside it.
+    /// `stop` is asked once per item: here, or by the caller of `remove_in`.
+    fn remove_item(&self, rel_item: &Path, guard: &[&str]) {
         if self.should_stop() {
             return;
         }
-        if !self.paths.contains(dir) {
-            self.fail(dir, "outside the registry layout; refused".into());
-            return;
+        if let Some((parent, parent_path, name)) = self.open_parent(rel_item) {
+            self.remove_in(&parent, &parent_path, &name, guard);
         }
-        match fs::symlink_metadata(dir) {
-            Ok(m) if m.file_type().is_symlink() => {
-                self.fail(dir, "is a symbolic link; left alone".into());
-                return;
-            }
+    }
+
+    /// Takes the item folder `name` of the open folder `parent` out of the layout with one
+    /// rename, so the registry sees it whole or not at all: into the trash when there is one,
+    /// else into the staging folder, and deletes it there (a later run deletes what a killed one
+    /// left). Kept when it, or one of the `guard` files in it, was modified since the run began.
+    fn remove_in(&self, parent: &Dir, parent_path: &Path, name: &str, guard: &[&str]) {
+        let path = parent_path.join(name);
+        let st = match parent.stat(name) {
+            Ok(st) => st,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return, // already gone: a re-run
-            _ => {}
+            Err(e) => return self.fail(&path, format!("cannot stat: {e}")),
+        };
+        if st.is_symlink() {
+            return self.fail(&path, "is a symbolic link; left alone".into());
         }
-        if let Some(trash) = self.trash {
-            let dest = match dir.strip_prefix(&self.paths.v2) {
-                Ok(rel) => trash.join("v2").join(rel),
-                Err(_) => return self.fail(dir, "outside the registry layout; refused".into()),
-            };
-            let moved = dest
-                .parent()
-                .map_or(Ok(()), fs::create_dir_all)
-                .and_then(|_| fs::rename(dir, &dest));
-            match moved {
-                Ok(()) => {
-                    self.removed.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => self.fail(dir, format!("cannot move into the trash: {e}")),
-            }
-            return;
-        }
-        let Some(name) = dir.file_name() else { return };
-        let mut staged_name = std::ffi::OsString::from(STAGING_PREFIX);
-        staged_name.push(name);
-        let staged = dir.with_file_name(staged_name);
-        if let Err(e) = fs::rename(dir, &staged) {
-            self.fail(dir, format!("cannot delete: {e}"));
-            return;
-        }
-        self.removed.fetch_add(1, Ordering::Relaxed);
-        // Most items are one file in one folder: two unlinks beat a recursive walk. Anything
-        // more (a tag's history, an upload) takes the walk, which never follows symlinks.
-        let simple = !key.is_empty()
-            && fs::remove_file(staged.join(key)).is_ok()
-            && fs::remove_dir(&staged).is_ok();
-        if simple {
-            return;
-        }
-        if let Err(e) = fs::remove_dir_all(&staged) {
-            self.fail(
-                &staged,
-                format!("taken out of the registry's sight, but not deleted yet: {e}"),
+        let changed = st.mtime_ns() >= self.since_ns
+            || guard.iter().any(|key| {
+                parent
+                    .stat(format!("{name}/{key}"))
+                    .is_ok_and(|s| s.mtime_ns() >= self.since_ns)
+            });
+        if changed {
+            return self.keep(
+                &path,
+                "modified since this run began (a push landed on it); kept".into(),
             );
+        }
+        let os = OsStr::new(name);
+        match &self.dest {
+            Dest::Trash(trash) => {
+                let rel_parent = parent_path.strip_prefix(self.v2).unwrap_or(Path::new(""));
+                let moved = trash
+                    .make_dirs(rel_parent)
+                    .and_then(|dest| parent.rename_to(os, &dest, os));
+                match moved {
+                    Ok(()) => {
+                        self.removed.fetch_add(1, Ordering::Relaxed);
+                        (self.staged)();
+                    }
+                    Err(e) => self.fail(&path, format!("cannot move into the trash: {e}")),
+                }
+            }
+            Dest::Staging(staging) => {
+                let staged = format!(
+                    "{}-{}",
+                    std::process::id(),
+                    self.seq.fetch_add(1, Ordering::Relaxed)
+                );
+                let staged = OsStr::new(&staged);
+                if let Err(e) = parent.rename_to(os, staging, staged) {
+                    return self.fail(&path, format!("cannot delete: {e}"));
+                }
+                self.removed.fetch_add(1, Ordering::Relaxed);
+                (self.staged)();
+                if let Err(e) = delete_staged(staging, staged, guard) {
+                    self.fail(
+                        &self.v2.join(STAGING_DIR).join(staged),
+                        format!("taken out of the registry's sight, but not deleted yet: {e}"),
+                    );
+                }
+            }
         }
     }
 
     /// Blobs, folder by folder: each `blobs/sha256/xx` is opened once and its items leave by the
-    /// same steps as in `remove_item`, named relative to it (a sweep's bulk, so this is where
-    /// walking every path from `/` would cost most).
+    /// same steps as in `remove_item` (a sweep's bulk, so this is where opening every parent
+    /// from the root would cost most).
     fn remove_blobs(&self, progress: &Progress, blobs: &[BlobRemoval]) {
-        if self.trash.is_some() || blobs.is_empty() {
-            return self.stage(progress, "deleting blobs", blobs, |b| {
-                self.remove_item(&self.paths.blob_dir(&b.digest), "data")
-            });
+        if blobs.is_empty() {
+            return;
         }
         let groups: Vec<&[BlobRemoval]> = blobs
             .chunk_by(|a, b| a.digest.0[0] == b.digest.0[0])
             .collect();
         let bar = progress.bar("deleting blobs", blobs.len() as u64);
         groups.par_iter().for_each(|group| {
-            let item = self.paths.blob_dir(&group[0].digest);
-            let handle = item
-                .parent()
-                .filter(|dir| self.paths.contains(dir))
-                .map(|dir| (dir, DirHandle::open(dir)));
-            for b in group.iter() {
-                match &handle {
-                    Some((dir, Ok(h))) => self.remove_in(h, dir, &b.digest.hex(), "data"),
-                    // The folder cannot be opened: item by item, each failure reported.
-                    _ => self.remove_item(&self.paths.blob_dir(&b.digest), "data"),
+            if let Some((dir, dir_path, _)) = self.open_parent(&rel().blob_dir(&group[0].digest)) {
+                for b in group.iter() {
+                    if self.should_stop() {
+                        return;
+                    }
+                    self.remove_in(&dir, &dir_path, &b.digest.hex(), &["data"]);
+                    bar.inc(1);
                 }
-                bar.inc(1);
             }
         });
         bar.finish();
-    }
-
-    /// `remove_item` for the item `name` of the open folder `dir`.
-    fn remove_in(&self, h: &DirHandle, dir: &Path, name: &str, key: &str) {
-        if self.should_stop() {
-            return;
-        }
-        match h.stat(name.as_ref()) {
-            Ok(s) if s.symlink => {
-                return self.fail(&dir.join(name), "is a symbolic link; left alone".into());
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return, // already gone: a re-run
-            _ => {}
-        }
-        let staged = format!("{STAGING_PREFIX}{name}");
-        if let Err(e) = h.rename(name.as_ref(), staged.as_ref()) {
-            return self.fail(&dir.join(name), format!("cannot delete: {e}"));
-        }
-        self.removed.fetch_add(1, Ordering::Relaxed);
-        let simple = h.unlink(format!("{staged}/{key}").as_ref(), false).is_ok()
-            && h.unlink(staged.as_ref(), true).is_ok();
-        if !simple && let Err(e) = fs::remove_dir_all(dir.join(&staged)) {
-            self.fail(
-                &dir.join(&staged),
-                format!("taken out of the registry's sight, but not deleted yet: {e}"),
-            );
-        }
     }
 
     fn stage<T: Sync>(
@@ -200,62 +258,163 @@ impl Sweeper<'_> {
         });
         bar.finish();
     }
+
+    /// Drops from the layer link and blob stages what links written during the run name, so a
+    /// push that reused an unreferenced blob keeps it; while that cannot be known, both stages
+    /// are withheld.
+    fn recheck(&self, layer_links: &mut Vec<LinkRemoval>, blobs: &mut Vec<BlobRemoval>) {
+        if layer_links.is_empty() && blobs.is_empty() {
+            return;
+        }
+        let fresh = scan::links_written_since(self.v2, self.since_ns);
+        if !fresh.unknown.is_empty() {
+            let why = format!(
+                "not deleted: links written during the run cannot all be read ({})",
+                fresh.unknown.join("; ")
+            );
+            for l in layer_links.drain(..) {
+                self.keep(
+                    &self.v2.join(rel().layer_dir(&l.repository, &l.digest)),
+                    why.clone(),
+                );
+            }
+            for b in blobs.drain(..) {
+                self.keep(&self.v2.join(rel().blob_dir(&b.digest)), why.clone());
+            }
+            return;
+        }
+        let named = |d: &Digest| fresh.digests.contains(d);
+        let why = "named by a link written during this run (a push reused it); kept";
+        layer_links.retain(|l| {
+            let go = !named(&l.digest);
+            if !go {
+                self.keep(
+                    &self.v2.join(rel().layer_dir(&l.repository, &l.digest)),
+                    why.into(),
+                );
+            }
+            go
+        });
+        blobs.retain(|b| {
+            let go = !named(&b.digest);
+            if !go {
+                self.keep(&self.v2.join(rel().blob_dir(&b.digest)), why.into());
+            }
+            go
+        });
+    }
 }
 
-/// Sweeps the plan. `stop` is asked before each item; once it says yes, the sweep ends after
-/// the items in hand. With `trash` (a run folder of a trash), items move there instead.
-pub fn sweep(
-    paths: &Paths,
-    plan: &Plan,
-    progress: &Progress,
-    stop: &(dyn Fn() -> bool + Sync),
-    trash: Option<&Path>,
-) -> Outcome {
+/// Deletes an item moved into the staging folder: its one file and its folder where that is
+/// all it holds (most items), else the whole tree; never through a symlink.
+fn delete_staged(staging: &Dir, staged: &OsStr, guard: &[&str]) -> io::Result<()> {
+    if let [key] = guard
+        && !key.contains('/')
+        && let Ok(item) = staging.open_dir(Path::new(staged))
+        && item.unlink(OsStr::new(key), false).is_ok()
+        && staging.unlink(staged, true).is_ok()
+    {
+        return Ok(());
+    }
+    staging.remove_tree(staged)
+}
+
+/// Sweeps the plan below the layout `v2`.
+pub fn sweep(v2: &Path, plan: &Plan, progress: &Progress, opts: &SweepOptions) -> Outcome {
+    let mut outcome = Outcome::default();
+    let root = match Dir::open(v2) {
+        Ok(d) => d,
+        Err(e) => {
+            outcome.failures.push(Failure {
+                path: v2.to_path_buf(),
+                message: format!("cannot open the layout: {e}; nothing deleted"),
+            });
+            return outcome;
+        }
+    };
+    let dest = match opts.trash {
+        Some(run) => Dir::open(run)
+            .and_then(|r| r.make_dir(OsStr::new("v2")))
+            .map(Dest::Trash),
+        None => root.make_dir(OsStr::new(STAGING_DIR)).map(Dest::Staging),
+    };
+    let dest = match dest {
+        Ok(d) => d,
+        Err(e) => {
+            let where_ = opts.trash.map_or(v2.join(STAGING_DIR), |t| t.join("v2"));
+            outcome.failures.push(Failure {
+                path: where_,
+                message: format!("cannot open the folder items move into: {e}; nothing deleted"),
+            });
+            return outcome;
+        }
+    };
     let s = Sweeper {
-        paths,
-        stop,
-        trash,
+        v2,
+        root,
+        dest,
+        since_ns: opts.since_ns,
+        stop: opts.stop,
+        staged: opts.staged,
         removed: AtomicU64::new(0),
+        seq: AtomicU64::new(0),
         stopped: AtomicBool::new(false),
         failures: Mutex::new(Vec::new()),
+        kept: Mutex::new(Vec::new()),
     };
+    let r = rel();
     // Each stage completes before the next starts: that is what keeps the layout valid.
     s.stage(progress, "deleting tags", &plan.tags, |t| {
-        s.remove_item(&paths.tag_dir(&t.repository, &t.tag), "")
+        s.remove_item(&r.tag_dir(&t.repository, &t.tag), &["current/link"])
     });
     s.stage(progress, "deleting tag history", &plan.tag_index, |l| {
         if let Some(tag) = &l.tag {
-            s.remove_item(&paths.tag_index_dir(&l.repository, tag, &l.digest), "link")
+            s.remove_item(&r.tag_index_dir(&l.repository, tag, &l.digest), &["link"])
         }
     });
     s.stage(progress, "deleting manifests", &plan.manifests, |m| {
-        s.remove_item(&paths.revision_dir(&m.repository, &m.digest), "link")
+        s.remove_item(&r.revision_dir(&m.repository, &m.digest), &["link"])
     });
-    s.stage(progress, "deleting layer links", &plan.layer_links, |l| {
-        s.remove_item(&paths.layer_dir(&l.repository, &l.digest), "link")
+    let mut layer_links = plan.layer_links.clone();
+    let mut blobs = plan.blobs.clone();
+    if !s.stopped.load(Ordering::Relaxed) {
+        s.recheck(&mut layer_links, &mut blobs);
+    }
+    s.stage(progress, "deleting layer links", &layer_links, |l| {
+        s.remove_item(&r.layer_dir(&l.repository, &l.digest), &["link"])
     });
-    s.remove_blobs(progress, &plan.blobs);
+    s.remove_blobs(progress, &blobs);
     s.stage(progress, "deleting uploads", &plan.uploads, |u| {
-        s.remove_item(&paths.upload_dir(&u.repository, &u.id), "")
+        s.remove_item(&r.upload_dir(&u.repository, &u.id), &["data"])
     });
     s.stage(progress, "finishing deletes", &plan.staging, |d| {
-        if s.should_stop() || !paths.contains(d) {
+        if s.should_stop() {
             return;
         }
-        match fs::remove_dir_all(d) {
-            Ok(()) => {
-                s.removed.fetch_add(1, Ordering::Relaxed);
+        let Ok(rel_item) = d.strip_prefix(v2) else {
+            return s.fail(d, "outside the registry layout; refused".into());
+        };
+        if let Some((parent, _, name)) = s.open_parent(rel_item) {
+            match parent.remove_tree(OsStr::new(&name)) {
+                Ok(()) => {
+                    s.removed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => s.fail(d, format!("cannot finish deleting: {e}")),
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => s.fail(d, format!("cannot finish deleting: {e}")),
         }
     });
     s.stage(progress, "removing empty folders", &plan.empty_dirs, |d| {
-        if s.should_stop() || !paths.contains(d) {
+        if s.should_stop() {
             return;
         }
+        let Ok(rel_item) = d.strip_prefix(v2) else {
+            return s.fail(d, "outside the registry layout; refused".into());
+        };
+        let Some((parent, _, name)) = s.open_parent(rel_item) else {
+            return;
+        };
         // Non-recursive: a folder that gained content since the scan stays.
-        match fs::remove_dir(d) {
+        match parent.unlink(OsStr::new(&name), true) {
             Ok(()) => {
                 s.removed.fetch_add(1, Ordering::Relaxed);
             }
@@ -266,9 +425,12 @@ pub fn sweep(
     });
     let mut failures = s.failures.into_inner().unwrap_or_else(|e| e.into_inner());
     failures.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut kept = s.kept.into_inner().unwrap_or_else(|e| e.into_inner());
+    kept.sort_by(|a, b| a.path.cmp(&b.path));
     Outcome {
         removed: s.removed.into_inner(),
         failures,
+        kept,
         interrupted: s.stopped.into_inner(),
     }
 }

@@ -7,6 +7,7 @@
 //! before the content it needs.
 
 use crate::digest::Digest;
+use crate::dirfd::{self, Dir};
 use crate::error::{Error, Result};
 use crate::layout::Paths;
 use crate::manifest;
@@ -27,8 +28,43 @@ struct RunInfo {
     command: String,
 }
 
-/// Creates `DIR/<run>` for one run, after checking DIR shares the layout's filesystem.
+/// `path` with symlinks resolved as far as it exists, the rest appended as given.
+fn resolve_partly(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut rest = Vec::new();
+    let mut cur = abs.as_path();
+    loop {
+        if let Ok(c) = cur.canonicalize() {
+            return rest.iter().rev().fold(c, |p, part| p.join(part));
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                cur = parent;
+            }
+            _ => return abs,
+        }
+    }
+}
+
+/// Refuses a trash folder inside the layout `v2`: the registry would see what moves there (a
+/// trash below `_manifests/tags` becomes a tag). Checked before anything is created.
+pub fn check_place(dir: &Path, v2: &Path) -> Result<()> {
+    let resolved = resolve_partly(dir);
+    if resolved.starts_with(v2) {
+        return Err(Error::Usage(format!(
+            "--trash {}: inside the registry's layout {}; the registry would see what moves there. Give a folder outside docker/registry/v2, on the same filesystem",
+            dir.display(),
+            v2.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Creates `DIR/<run>` for one run, after checking DIR lies outside the layout and shares its
+/// filesystem.
 pub fn create_run(dir: &Path, v2: &Path, command: &str) -> Result<PathBuf> {
+    check_place(dir, v2)?;
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let dev = |p: &Path| {
         fs::metadata(p)
@@ -66,10 +102,17 @@ fn runs(dir: &Path) -> Result<Vec<(PathBuf, RunInfo)>> {
     for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
         let file = path.join(RUN_FILE);
-        let Ok(text) = fs::read_to_string(&file) else {
-            continue;
+        let text = match dirfd::read_path(&file, 1 << 20) {
+            Ok(t) => t,
+            Err(dirfd::ReadError::Missing) => continue,
+            Err(e) => {
+                return Err(Error::Plan {
+                    path: file,
+                    message: format!("trash run record {e}"),
+                });
+            }
         };
-        let info: RunInfo = serde_json::from_str(&text).map_err(|e| Error::RegistryConfig {
+        let info: RunInfo = serde_json::from_slice(&text).map_err(|e| Error::RegistryConfig {
             path: file.clone(),
             message: format!("not a trash run record: {e}"),
         })?;
@@ -174,9 +217,63 @@ pub struct RestoredItem {
     pub path: PathBuf,
 }
 
-/// Moves items back. Returns an error when the selection names nothing in the trash.
-pub fn restore(dir: &Path, selection: &Selection, break_lock: bool) -> Result<Restored> {
-    let runs = runs(dir)?;
+/// The layout a run's items go back into: the given root's, which the record must name, or
+/// without one the record's own after checking it is a real layout (canonical, so no symlink on
+/// the way; shaped like one; on the trash's filesystem, as a rename into the trash requires).
+/// An edited record can then name no folder that is not a registry layout.
+fn target_v2(run: &Path, info: &RunInfo, given: Option<&Path>) -> Result<PathBuf> {
+    let bad = |message: String| Error::Plan {
+        path: run.join(RUN_FILE),
+        message,
+    };
+    if let Some(given) = given {
+        if info.v2 != given {
+            return Err(bad(format!(
+                "records the registry {}, not the given root's {}; refused",
+                info.v2.display(),
+                given.display()
+            )));
+        }
+        return Ok(given.to_path_buf());
+    }
+    let v2 = &info.v2;
+    let canonical = v2.canonicalize().ok();
+    let shaped = v2.ends_with("docker/registry/v2")
+        && (v2.join("blobs").is_dir() || v2.join("repositories").is_dir());
+    if !v2.is_absolute() || canonical.as_deref() != Some(v2.as_path()) || !shaped {
+        return Err(bad(format!(
+            "records {} as its registry, which is not a registry layout (or lies behind a symbolic link); refused. Give the registry with --root",
+            v2.display()
+        )));
+    }
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+    if dev(v2) != dev(run) {
+        return Err(bad(format!(
+            "records {} as its registry, which is not on the trash's filesystem; refused",
+            v2.display()
+        )));
+    }
+    Ok(v2.clone())
+}
+
+/// Moves items back, into the registry `root` when given. Returns an error when the selection
+/// names nothing in the trash. Items move through folder handles, never through a symlink, and
+/// only to places of the layout (what `items` classifies).
+pub fn restore(
+    dir: &Path,
+    selection: &Selection,
+    break_lock: bool,
+    root: Option<&Path>,
+) -> Result<Restored> {
+    let given = match root {
+        Some(r) => Some(crate::scan::open_v2(r)?.0),
+        None => None,
+    };
+    let mut runs = runs(dir)?;
+    for (run, info) in &mut runs {
+        info.v2 = target_v2(run, info, given.as_deref())?;
+    }
     // Restoring changes the registry's root: take its lock, as gc does.
     let mut roots: Vec<PathBuf> = runs.iter().map(|(_, i)| i.v2.clone()).collect();
     roots.sort();
@@ -206,21 +303,34 @@ pub fn restore(dir: &Path, selection: &Selection, break_lock: bool) -> Result<Re
     chosen.sort_by(|a, b| a.0.kind.cmp(&b.0.kind).then(a.0.rel.cmp(&b.0.rel)));
     let mut out = Restored::default();
     let mut done: HashSet<PathBuf> = HashSet::new();
+    let mut handles: std::collections::HashMap<PathBuf, Dir> = Default::default();
     for (item, v2) in chosen {
         let dest = v2.join(&item.rel);
         let record = RestoredItem {
             kind: item.kind,
             path: dest.clone(),
         };
+        if !handles.contains_key(&v2) {
+            let h = Dir::open(&v2).map_err(|e| Error::io(&v2, e))?;
+            handles.insert(v2.clone(), h);
+        }
+        let v2h = &handles[&v2];
         // The newest run's copy wins; an older copy of the same item stays in the trash.
-        if done.contains(&dest) || fs::symlink_metadata(&dest).is_ok() {
+        if done.contains(&dest)
+            || !matches!(v2h.stat(&item.rel), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        {
             out.skipped.push(record);
             continue;
         }
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        }
-        fs::rename(&item.from, &dest).map_err(|e| Error::io(&item.from, e))?;
+        let (Some(rel_parent), Some(name)) = (item.rel.parent(), item.rel.file_name()) else {
+            continue;
+        };
+        let from_parent = item.from.parent().unwrap_or(Path::new("/"));
+        let moved = Dir::open(from_parent).and_then(|src| {
+            let to = v2h.make_dirs(rel_parent)?;
+            src.rename_to(name, &to, name)
+        });
+        moved.map_err(|e| Error::io(&item.from, e))?;
         done.insert(dest);
         out.restored.push(record);
     }
@@ -253,17 +363,21 @@ fn select_tag(
             "{repository}:{tag} is not in the trash"
         )));
     };
-    let link = fs::read_to_string(tag_item.from.join("current/link"))
-        .map_err(|e| Error::io(tag_item.from.join("current/link"), e))?;
+    let link_path = tag_item.from.join("current/link");
+    let link = dirfd::read_path(&link_path, 1024).map_err(|e| Error::Plan {
+        path: link_path.clone(),
+        message: format!("tag link {e}"),
+    })?;
+    let link = String::from_utf8_lossy(&link);
     let root = Digest::parse(link.trim()).ok_or_else(|| Error::RegistryConfig {
-        path: tag_item.from.join("current/link"),
+        path: link_path.clone(),
         message: format!("link holds {link:?}, not sha256:<hex>"),
     })?;
     let paths = Paths::new(v2.clone());
     // A blob is in the store or in the trash; read a manifest from wherever it is.
     let find_blob = |d: &Digest| -> Option<PathBuf> {
         let store = paths.blob_data(d);
-        if store.is_file() {
+        if fs::symlink_metadata(&store).is_ok_and(|m| m.is_file()) {
             return Some(store);
         }
         let rel = store.strip_prefix(v2).ok()?.to_path_buf();
@@ -283,7 +397,7 @@ fn select_tag(
         wanted.insert(blob_rel(&d));
         wanted.insert(repo_rel.join("_manifests/revisions/sha256").join(d.hex()));
         let Some(m) = find_blob(&d)
-            .and_then(|p| fs::read(p).ok())
+            .and_then(|p| dirfd::read_path(&p, crate::manifest::MAX_MANIFEST_BYTES).ok())
             .and_then(|b| manifest::parse(&b).ok())
         else {
             continue;

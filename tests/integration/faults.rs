@@ -1,5 +1,15 @@
 //! Faults and changes under a run: SIGKILL at many points, SIGTERM, a push during gc, a layout
 //! that changed under a plan, and the trash put back.
+//!
+//! The fault hooks, read from the environment by the binary's CLI layer (`src/cli.rs`) and doing
+//! nothing when unset; these tests and `safety.rs` stand on them:
+//! - `REGSWEEP_FAULT_KILL_AFTER=N`: SIGKILL itself when the sweep asks for the Nth time whether
+//!   to go on (once per item).
+//! - `REGSWEEP_FAULT_TERM_AFTER=N`: SIGTERM itself there instead (a clean stop).
+//! - `REGSWEEP_FAULT_KILL_STAGED=N`: SIGKILL itself right after the Nth item (from 0) has been
+//!   moved out of the registry's sight and before it is deleted.
+//! - `REGSWEEP_FAULT_PAUSE=FILE`: between the plan and the sweep, write `FILE.ready` and wait
+//!   until FILE exists (a test changes the layout meanwhile).
 
 use crate::testenv::*;
 use crate::world;

@@ -388,9 +388,14 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
         let a = regsweep::gc::analyse(&cfg(&f.root), now, &hidden).unwrap();
         let asked = std::sync::atomic::AtomicUsize::new(0);
         let stop = || asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= k;
-        let paths = regsweep::layout::Paths::new(a.layout.v2.clone());
+        let opts = regsweep::sweep::SweepOptions {
+            stop: &stop,
+            trash: None,
+            since_ns: regsweep::gc::since_ns(chrono::Utc::now()),
+            staged: &|| {},
+        };
         let outcome =
-            pool.install(|| regsweep::sweep::sweep(&paths, &a.plan, &hidden, &stop, None));
+            pool.install(|| regsweep::sweep::sweep(&a.layout.v2, &a.plan, &hidden, &opts));
         assert!(
             outcome.interrupted && outcome.failures.is_empty(),
             "k={k}: {outcome:?}"

@@ -3,6 +3,7 @@
 mod faults;
 mod fixture;
 mod retention;
+mod safety;
 mod testenv;
 mod usage;
 mod world;

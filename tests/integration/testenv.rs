@@ -491,6 +491,37 @@ impl Registry {
         [config, layer, digest].into_iter().collect()
     }
 
+    /// A GET through the registry's API, as JSON (`null` when it answers no JSON).
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let out =
+            run_ok(Command::new("curl").args(["-sS", &format!("http://{}{path}", self.addr)]));
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The repositories the registry lists.
+    pub fn catalog(&self) -> Vec<String> {
+        self.get_json("/v2/_catalog")["repositories"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The tags the registry lists for `repo`.
+    pub fn tags_of(&self, repo: &str) -> Vec<String> {
+        self.get_json(&format!("/v2/{repo}/tags/list"))["tags"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// `docker-registry garbage-collect --dry-run`: the blobs it would delete.
     pub fn reference_gc_dry_run(&self) -> BTreeSet<String> {
         let out = run_ok(
@@ -566,8 +597,24 @@ pub fn blobs_on_disk(v2: &Path) -> BTreeSet<String> {
     out
 }
 
-/// Copies a tree (files and folders only), keeping file mtimes.
+/// Copies a tree (files and folders only), keeping file and folder mtimes, as `cp -a` does.
 pub fn copy_tree(from: &Path, to: &Path) {
+    copy_files(from, to);
+    // Folders last, deepest first: creating their entries changed their mtimes.
+    for entry in walkdir::WalkDir::new(from).contents_first(true) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_dir() {
+            let dest = to.join(entry.path().strip_prefix(from).unwrap());
+            let mtime = entry.metadata().unwrap().modified().unwrap();
+            std::fs::File::open(&dest)
+                .unwrap()
+                .set_modified(mtime)
+                .unwrap();
+        }
+    }
+}
+
+fn copy_files(from: &Path, to: &Path) {
     for entry in walkdir::WalkDir::new(from) {
         let entry = entry.unwrap();
         let dest = to.join(entry.path().strip_prefix(from).unwrap());
@@ -586,7 +633,8 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Sets the mtime of every file below `dir` to `age` ago.
+/// Sets the mtime of every file and folder below `dir` to `age` ago (a blob's arrival is read
+/// from its folder too).
 pub fn age_tree(dir: &Path, age: Duration) {
     let t = std::time::SystemTime::now() - age;
     for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
@@ -594,6 +642,11 @@ pub fn age_tree(dir: &Path, age: Duration) {
             std::fs::File::options()
                 .write(true)
                 .open(entry.path())
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        } else if entry.file_type().is_dir() {
+            std::fs::File::open(entry.path())
                 .unwrap()
                 .set_modified(t)
                 .unwrap();
