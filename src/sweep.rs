@@ -266,7 +266,13 @@ impl Sweeper<'_> {
         if layer_links.is_empty() && blobs.is_empty() {
             return;
         }
+        let started = std::time::Instant::now();
         let fresh = scan::links_written_since(self.v2, self.since_ns);
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            named = fresh.digests.len(),
+            "re-read the repositories' links before the layer link and blob stages"
+        );
         if !fresh.unknown.is_empty() {
             let why = format!(
                 "not deleted: links written during the run cannot all be read ({})",
