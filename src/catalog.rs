@@ -2,7 +2,7 @@
 //! the layout's sorted blob list, not a 32-byte digest (manifests are the model's largest part).
 
 use crate::digest::Digest;
-use crate::manifest::{Kind, Manifest};
+use crate::manifest::Manifest;
 use crate::model::{Blob, Loaded};
 use std::collections::{HashMap, HashSet};
 
@@ -14,7 +14,6 @@ const NONE: Ref = Ref::MAX;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    kind: Kind,
     /// `refs[start..start + blobs]` are the blobs, the next `children` the index children.
     start: u32,
     blobs: u32,
@@ -111,9 +110,6 @@ impl Manifests {
 }
 
 impl<'a> View<'a> {
-    pub fn kind(&self) -> Kind {
-        self.entry.kind
-    }
     pub fn blob_refs(&self) -> &'a [Ref] {
         let s = self.entry.start as usize;
         &self.catalog.refs[s..s + self.entry.blobs as usize]
@@ -307,7 +303,6 @@ impl<'a> Builder<'a> {
             self.problems.push((key, m.problems));
         }
         Entry {
-            kind: m.kind,
             start,
             blobs: m.blobs.len() as u32,
             children: m.children.len() as u32,
@@ -366,7 +361,6 @@ mod tests {
     fn references_resolve_to_blobs_and_absent_digests() {
         let blobs = blobs(&[1, 3, 5, 10]);
         let index = Manifest {
-            kind: Kind::Index,
             blobs: vec![],
             config: None,
             children: vec![dg(10), dg(11)],
@@ -393,7 +387,6 @@ mod tests {
         let r10 = m.lookup(&blobs, &dg(10)).unwrap();
         assert_eq!(r10, 3);
         let v = m.at(&blobs, r10).unwrap().unwrap();
-        assert_eq!(v.kind(), Kind::Image);
         assert_eq!(
             v.blobs().collect::<Vec<_>>(),
             vec![dg(1), dg(4), dg(3), dg(2)]

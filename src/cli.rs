@@ -416,7 +416,14 @@ pub fn main() -> i32 {
     }
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
+/// Set by SIGINT and SIGTERM (through signal-hook, which does only that in the handler).
+static STOP: std::sync::LazyLock<std::sync::Arc<AtomicBool>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Sends `sig` to this process (the fault hooks' real signals).
+fn raise(sig: rustix::process::Signal) {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), sig);
+}
 
 /// Fault injection for the test suite, read from the environment (documented in
 /// `tests/integration/faults.rs`): a real SIGKILL or SIGTERM to this process once the sweep has
@@ -449,8 +456,7 @@ impl Faults {
         if let Some(k) = self.kill_staged
             && self.staged.fetch_add(1, Ordering::SeqCst) == k
         {
-            // SAFETY: raising SIGKILL at ourselves; it ends the process.
-            unsafe { libc::raise(libc::SIGKILL) };
+            raise(rustix::process::Signal::KILL);
         }
     }
 
@@ -458,12 +464,11 @@ impl Faults {
     fn stop(&self) -> bool {
         if self.kill_after.is_some() || self.term_after.is_some() {
             let n = self.asked.fetch_add(1, Ordering::SeqCst);
-            // SAFETY: raising a signal at ourselves; SIGKILL ends us, SIGTERM runs on_signal.
             if self.kill_after == Some(n) {
-                unsafe { libc::raise(libc::SIGKILL) };
+                raise(rustix::process::Signal::KILL);
             }
             if self.term_after == Some(n) {
-                unsafe { libc::raise(libc::SIGTERM) };
+                raise(rustix::process::Signal::TERM);
             }
         }
         STOP.load(Ordering::Relaxed)
@@ -483,18 +488,10 @@ fn fault_pause() {
     }
 }
 
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only an atomic store: nothing else is safe in a signal handler.
-    STOP.store(true, Ordering::SeqCst);
-}
-
 /// SIGINT and SIGTERM stop a sweep after the items in hand; the report says what was done.
 fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-        }
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, STOP.clone());
     }
 }
 
@@ -506,7 +503,8 @@ fn default_jobs() -> usize {
 
 fn run(command: Command) -> anyhow::Result<i32> {
     // Each worker thread would get a malloc arena of its own, and freed memory stays in it:
-    // two arenas keep peak memory what the model needs, whatever the number of workers.
+    // two arenas keep peak memory what the model needs, whatever the number of workers. (No
+    // crate wraps mallopt: this is the one hand-written unsafe block outside the tests.)
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter, before any worker thread exists.
     unsafe {

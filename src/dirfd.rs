@@ -463,8 +463,14 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let fifo = t.path().join("f");
         let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            c.as_c_str(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
         let h = Dir::open(t.path()).unwrap();
         assert!(matches!(
             h.read_small("f", 100),

@@ -1,9 +1,11 @@
 //! Integrity findings: broken images, bad links, leftovers; a pure function of the model.
 
+use crate::catalog::Ref;
 use crate::digest::Digest;
 use crate::layout::Paths;
 use crate::mark::{self, MarkOptions};
 use crate::model::{Finding, Layout, Repo, Severity, Time};
+use crate::walk;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
@@ -48,44 +50,23 @@ fn broken_images(layout: &Layout, paths: &Paths, repo: &Repo, out: &mut Vec<Find
     let layers: HashSet<Digest> = layout.layer_links(repo).map(|l| l.digest).collect();
     // (path, what is wrong) -> tags it breaks
     let mut broken: BTreeMap<(PathBuf, String), Vec<String>> = BTreeMap::new();
+    let catalog = mark::Catalog::without_referrers(layout);
     for tag in &repo.tags {
         let Some(current) = tag.current else { continue };
-        let mut stack = vec![current.digest];
-        let mut seen = HashSet::new();
-        while let Some(d) = stack.pop() {
-            if !seen.insert(d) {
-                continue;
-            }
-            if !revisions.contains(&d) {
-                let what = format!("manifest {d} has no revision link in the repository");
-                broken
-                    .entry((paths.revision_dir(&repo.name, &d).join("link"), what))
-                    .or_default()
-                    .push(tag.name.clone());
-            }
-            // A manifest that could not be read is reported where it was read; its needs are unknown.
-            let Some(Ok(m)) = layout.manifest(&d) else {
-                continue;
-            };
-            stack.extend(m.children());
-            for b in m.blobs() {
-                let b = &b;
-                if layout.blob(b).is_none() {
-                    broken
-                        .entry((
-                            paths.blob_data(b),
-                            format!("blob {b} is missing from the store"),
-                        ))
-                        .or_default()
-                        .push(tag.name.clone());
-                } else if !layers.contains(b) {
-                    let what = format!("blob {b} is not linked into the repository");
-                    broken
-                        .entry((paths.layer_dir(&repo.name, b).join("link"), what))
-                        .or_default()
-                        .push(tag.name.clone());
-                }
-            }
+        let mut needs = Needs {
+            layout,
+            paths,
+            repo,
+            revisions: &revisions,
+            layers: &layers,
+            tag: &tag.name,
+            seen: HashSet::new(),
+            broken: &mut broken,
+        };
+        match layout.ref_of(&current.digest) {
+            Some(r) => walk::walk(&catalog, vec![r], &mut needs),
+            // Nothing names it and it is no blob: only its missing link can be said.
+            None => needs.manifest_digest(current.digest),
         }
     }
     let reported: HashSet<PathBuf> = broken.keys().map(|(p, _)| p.clone()).collect();
@@ -120,6 +101,62 @@ fn broken_images(layout: &Layout, paths: &Paths, repo: &Repo, out: &mut Vec<Find
             });
         }
     }
+}
+
+/// What a pull of one tag needs, checked manifest by manifest as the walk reaches it.
+struct Needs<'a> {
+    layout: &'a Layout,
+    paths: &'a Paths,
+    repo: &'a Repo,
+    revisions: &'a HashSet<Digest>,
+    layers: &'a HashSet<Digest>,
+    tag: &'a str,
+    seen: HashSet<Ref>,
+    broken: &'a mut BTreeMap<(PathBuf, String), Vec<String>>,
+}
+
+impl Needs<'_> {
+    fn report(&mut self, path: PathBuf, what: String) {
+        self.broken
+            .entry((path, what))
+            .or_default()
+            .push(self.tag.to_string());
+    }
+
+    fn manifest_digest(&mut self, d: Digest) {
+        if !self.revisions.contains(&d) {
+            let what = format!("manifest {d} has no revision link in the repository");
+            self.report(
+                self.paths.revision_dir(&self.repo.name, &d).join("link"),
+                what,
+            );
+        }
+    }
+}
+
+impl walk::Visit<Ref> for Needs<'_> {
+    fn manifest(&mut self, r: Ref) -> bool {
+        if !self.seen.insert(r) {
+            return false;
+        }
+        self.manifest_digest(self.layout.digest(r));
+        true
+    }
+    fn blob(&mut self, r: Ref) {
+        let b = self.layout.digest(r);
+        // Refs past the blob list name digests the store lacks.
+        if r as usize >= self.layout.blobs.len() {
+            self.report(
+                self.paths.blob_data(&b),
+                format!("blob {b} is missing from the store"),
+            );
+        } else if !self.layers.contains(&b) {
+            let what = format!("blob {b} is not linked into the repository");
+            self.report(self.paths.layer_dir(&self.repo.name, &b).join("link"), what);
+        }
+    }
+    /// A manifest that could not be read is reported where it was read; its needs are unknown.
+    fn unreadable(&mut self, _: Ref) {}
 }
 
 fn leftovers(layout: &Layout, paths: &Paths, repo: &Repo, now: Time, out: &mut Vec<Finding>) {
@@ -177,7 +214,7 @@ fn leftovers(layout: &Layout, paths: &Paths, repo: &Repo, now: Time, out: &mut V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{Kind, Manifest};
+    use crate::manifest::Manifest;
     use crate::model::{Blob, Tag, Upload};
     use crate::testutil::*;
 
@@ -187,7 +224,6 @@ mod tests {
         m.insert(
             dg(10),
             Ok(Manifest {
-                kind: Kind::Index,
                 blobs: vec![],
                 config: None,
                 children: vec![dg(11)],
@@ -198,7 +234,6 @@ mod tests {
         m.insert(
             dg(11),
             Ok(Manifest {
-                kind: Kind::Image,
                 blobs: vec![dg(1), dg(2)],
                 config: Some(dg(1)),
                 children: vec![],

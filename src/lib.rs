@@ -33,6 +33,7 @@ pub mod sweep;
 mod testutil;
 pub mod trash;
 pub mod usage;
+pub mod walk;
 
 pub use digest::Digest;
 pub use error::{Error, Result};

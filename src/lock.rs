@@ -214,8 +214,14 @@ mod tests {
                 .into_encoded_bytes(),
         )
         .unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            c.as_c_str(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
         assert!(Lock::acquire(dir.path(), "gc", true).is_err());
     }
 }

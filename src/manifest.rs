@@ -3,25 +3,9 @@
 use crate::digest::Digest;
 use serde::Deserialize;
 
-/// What kind of manifest a blob is, for reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Docker schema2 manifest or OCI image manifest.
-    Image,
-    /// Docker manifest list or OCI image index.
-    Index,
-    /// OCI artifact manifest (an `artifactType`, or the draft artifact shape with `blobs`).
-    Artifact,
-    /// Docker schema1 (`fsLayers`).
-    Schema1,
-    /// An unknown media type, read by its shape.
-    Other,
-}
-
 /// The references one manifest holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
-    pub kind: Kind,
     /// Config, layers, `blobs` and `fsLayers`: blobs this manifest needs.
     pub blobs: Vec<Digest>,
     /// The config blob, where there is one (its `created` dates the image).
@@ -57,8 +41,6 @@ fn fold_key(key: &str) -> String {
 #[derive(Default)]
 struct Raw {
     schema_version: bool,
-    media_type: Option<String>,
-    artifact_type: bool,
     config: Option<Vec<Descriptor>>,
     layers: Option<Vec<Descriptor>>,
     manifests: Option<Vec<Descriptor>>,
@@ -94,11 +76,6 @@ impl<'de> Deserialize<'de> for Raw {
                         "schemaversion" => {
                             map.next_value::<serde::de::IgnoredAny>()?;
                             raw.schema_version = true;
-                        }
-                        "mediatype" => raw.media_type = map.next_value()?,
-                        "artifacttype" => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                            raw.artifact_type = true;
                         }
                         "config" => {
                             if let Some(c) = map.next_value::<Option<Descriptor>>()? {
@@ -169,7 +146,6 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         return Err("JSON of no known manifest shape (no schemaVersion, config, layers, manifests, blobs or fsLayers)".into());
     }
     let mut m = Manifest {
-        kind: classify(&raw),
         blobs: Vec::new(),
         config: None,
         children: Vec::new(),
@@ -228,29 +204,6 @@ pub fn parse_created(config: &[u8]) -> Option<i64> {
         .map(|t| t.timestamp())
 }
 
-fn classify(raw: &Raw) -> Kind {
-    let mt = raw.media_type.as_deref().unwrap_or("");
-    if raw.fs_layers.is_some() || mt.contains("distribution.manifest.v1+") {
-        Kind::Schema1
-    } else if mt.ends_with("manifest.list.v2+json") || mt.ends_with("image.index.v1+json") {
-        Kind::Index
-    } else if raw.artifact_type || mt.ends_with("artifact.manifest.v1+json") {
-        Kind::Artifact
-    } else if mt.ends_with("distribution.manifest.v2+json")
-        || mt.ends_with("image.manifest.v1+json")
-    {
-        Kind::Image
-    } else if !mt.is_empty() {
-        Kind::Other
-    } else if raw.manifests.is_some() {
-        Kind::Index
-    } else if raw.blobs.is_some() {
-        Kind::Artifact
-    } else {
-        Kind::Image
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,7 +227,6 @@ mod tests {
             d('c')
         );
         let m = parse(j.as_bytes()).unwrap();
-        assert_eq!(m.kind, Kind::Image);
         assert_eq!(m.blobs, vec![dg('a'), dg('b'), dg('c')]);
         assert!(m.children.is_empty() && m.subject.is_none() && m.problems.is_empty());
     }
@@ -291,7 +243,6 @@ mod tests {
                 d('2')
             );
             let m = parse(j.as_bytes()).unwrap();
-            assert_eq!(m.kind, Kind::Index);
             assert_eq!(m.children, vec![dg('1'), dg('2')]);
             assert!(m.blobs.is_empty());
         }
@@ -310,7 +261,6 @@ mod tests {
             d('9')
         );
         let m = parse(j.as_bytes()).unwrap();
-        assert_eq!(m.kind, Kind::Artifact);
         assert_eq!(m.blobs, vec![dg('e'), dg('f')]);
         assert_eq!(m.subject, Some(dg('9')));
     }
@@ -323,7 +273,6 @@ mod tests {
             d('4')
         );
         let m = parse(j.as_bytes()).unwrap();
-        assert_eq!(m.kind, Kind::Artifact);
         assert_eq!(m.blobs, vec![dg('3')]);
         assert_eq!(m.subject, Some(dg('4')));
     }
@@ -337,7 +286,6 @@ mod tests {
             d('6')
         );
         let m = parse(j.as_bytes()).unwrap();
-        assert_eq!(m.kind, Kind::Schema1);
         assert_eq!(m.blobs, vec![dg('5'), dg('6')]);
     }
 
@@ -350,7 +298,6 @@ mod tests {
             d('0')
         );
         let m = parse(j.as_bytes()).unwrap();
-        assert_eq!(m.kind, Kind::Other);
         assert_eq!(m.blobs, vec![dg('7'), dg('8')]);
         assert_eq!(m.children, vec![dg('0')]);
     }

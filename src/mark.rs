@@ -4,34 +4,14 @@ use crate::catalog::Ref;
 use crate::digest::Digest;
 use crate::model::{Layout, Repo, Time};
 use crate::policy::Decisions;
-use std::collections::{HashMap, HashSet};
+use crate::walk;
+use std::borrow::Cow;
 
-/// Hashes refs for the walk's sets. Refs are indices this program hands out, not input, so
-/// no attacker chooses them; one multiply spreads them, where SipHash costs several rounds per
-/// insert and inserts are most of a walk.
-#[derive(Default, Clone, Copy)]
-pub struct RefHasher(u64);
-
-impl std::hash::Hasher for RefHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// A set of refs.
-pub type RefSet = HashSet<Ref, std::hash::BuildHasherDefault<RefHasher>>;
-type RefMap<V> = HashMap<Ref, V, std::hash::BuildHasherDefault<RefHasher>>;
+/// A set of refs. Refs are indices this program hands out, not input, so no attacker chooses
+/// them: Fx's one multiply per insert, where SipHash costs several rounds and inserts are most
+/// of a walk.
+pub type RefSet = rustc_hash::FxHashSet<Ref>;
+type RefMap<V> = rustc_hash::FxHashMap<Ref, V>;
 
 #[derive(Debug, Clone, Copy)]
 pub struct MarkOptions {
@@ -214,9 +194,71 @@ pub fn mark_repo(
     (walk.marks, without_grace)
 }
 
-struct Walk<'a> {
+/// The model's catalog as a graph for [`crate::walk`], by ref; with the repository's referrers,
+/// or none (a pull of a tag needs no referrer).
+pub struct Catalog<'a> {
     layout: &'a Layout,
     referrers: RefMap<Vec<Ref>>,
+}
+
+impl<'a> Catalog<'a> {
+    pub fn new(layout: &'a Layout, repo: &Repo) -> Catalog<'a> {
+        Catalog {
+            layout,
+            referrers: referrers(layout, repo),
+        }
+    }
+
+    pub fn without_referrers(layout: &'a Layout) -> Catalog<'a> {
+        Catalog {
+            layout,
+            referrers: RefMap::default(),
+        }
+    }
+}
+
+impl walk::Graph for Catalog<'_> {
+    type Id = Ref;
+    fn manifest(&self, r: Ref) -> Option<walk::Node<'_, Ref>> {
+        match self.layout.manifest_at(r) {
+            Some(Ok(m)) => Some(walk::Node {
+                blobs: Cow::Borrowed(m.blob_refs()),
+                children: Cow::Borrowed(m.child_refs()),
+            }),
+            _ => None,
+        }
+    }
+    fn referrers(&self, r: Ref) -> Cow<'_, [Ref]> {
+        self.referrers
+            .get(&r)
+            .map_or(Cow::Borrowed(&[][..]), |v| Cow::Borrowed(&v[..]))
+    }
+}
+
+/// A reach being filled by a walk: a manifest is a blob too.
+struct Filling<'a> {
+    layout: &'a Layout,
+    marks: &'a mut Reach,
+}
+
+impl walk::Visit<Ref> for Filling<'_> {
+    fn manifest(&mut self, r: Ref) -> bool {
+        let new = self.marks.manifests.insert(r);
+        if new {
+            self.marks.blobs.insert(r);
+        }
+        new
+    }
+    fn blob(&mut self, r: Ref) {
+        self.marks.blobs.insert(r);
+    }
+    fn unreadable(&mut self, r: Ref) {
+        self.marks.unreadable.push(self.layout.digest(r));
+    }
+}
+
+struct Walk<'a> {
+    catalog: Catalog<'a>,
     marks: Reach,
 }
 
@@ -224,48 +266,33 @@ impl<'a> Walk<'a> {
     /// A walk of one repository, which has reached nothing yet.
     fn new(layout: &'a Layout, repo: &Repo) -> Walk<'a> {
         Walk {
-            layout,
-            referrers: referrers(layout, repo),
+            catalog: Catalog::new(layout, repo),
             marks: Reach::default(),
         }
     }
 
     fn reach_digests(&mut self, roots: &[Digest]) {
+        let layout = self.catalog.layout;
         let mut refs = Vec::with_capacity(roots.len());
         for d in roots {
-            match self.layout.ref_of(d) {
+            match layout.ref_of(d) {
                 Some(r) => refs.push(r),
                 // Neither a blob nor a manifest anything names: nothing can be read from it.
                 None => self.marks.unreadable.push(*d),
             }
         }
-        self.reach(refs);
-    }
-
-    fn reach(&mut self, mut stack: Vec<Ref>) {
-        while let Some(r) = stack.pop() {
-            if !self.marks.manifests.insert(r) {
-                continue;
-            }
-            self.marks.blobs.insert(r);
-            match self.layout.manifest_at(r) {
-                Some(Ok(m)) => {
-                    self.marks.blobs.extend(m.blob_refs().iter().copied());
-                    stack.extend(m.child_refs().iter().copied());
-                }
-                _ => self.marks.unreadable.push(self.layout.digest(r)),
-            }
-            if let Some(refs) = self.referrers.get(&r) {
-                stack.extend(refs.iter().copied());
-            }
-        }
+        let mut filling = Filling {
+            layout,
+            marks: &mut self.marks,
+        };
+        walk::walk(&self.catalog, refs, &mut filling);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{Kind, Manifest};
+    use crate::manifest::Manifest;
     use crate::model::{Loaded, Tag};
     use crate::testutil::*;
 
@@ -290,7 +317,6 @@ mod tests {
             (
                 dg(20),
                 Ok(Manifest {
-                    kind: Kind::Index,
                     blobs: vec![],
                     config: None,
                     children: vec![dg(21), dg(22)],
@@ -411,23 +437,6 @@ mod tests {
     }
 
     #[test]
-    fn ref_hashes_differ_and_spread_over_buckets() {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        let b = BuildHasherDefault::<RefHasher>::default();
-        let hashes: HashSet<u64> = (0..100_000u32).map(|r| b.hash_one(r)).collect();
-        assert_eq!(hashes.len(), 100_000);
-        // hashbrown takes the bucket from the low bits and a tag from the top seven.
-        let low: HashSet<u64> = (0..1024u32).map(|r| b.hash_one(r) & 1023).collect();
-        let top: HashSet<u64> = (0..1024u32).map(|r| b.hash_one(r) >> 57).collect();
-        assert!(
-            low.len() > 600 && top.len() == 128,
-            "{} {}",
-            low.len(),
-            top.len()
-        );
-    }
-
-    #[test]
     fn a_dropped_tag_is_no_root() {
         let (l, marks, _) = marked(fixture(), |i| i != 0, OLD);
         assert_eq!(sorted(&l, &marks.manifests), vec![20, 21, 22]);
@@ -475,7 +484,6 @@ mod tests {
             (
                 dg(1),
                 Ok(Manifest {
-                    kind: Kind::Index,
                     blobs: vec![],
                     config: None,
                     children: vec![dg(2)],
@@ -486,7 +494,6 @@ mod tests {
             (
                 dg(2),
                 Ok(Manifest {
-                    kind: Kind::Index,
                     blobs: vec![],
                     config: None,
                     children: vec![dg(1)],

@@ -1091,8 +1091,6 @@ pub fn verify_digests(layout: &Layout, progress: &Progress) -> Verified {
         },
     );
     bar.finish();
-    let mut staging = findings.take_staged();
-    staging.sort();
     let mut findings = findings.into_vec();
     findings.sort_by(|a, b| a.path.cmp(&b.path));
     Verified {

@@ -1,7 +1,7 @@
 //! Small builders shared by the unit tests of the pure stages.
 
 use crate::digest::Digest;
-use crate::manifest::{Kind, Manifest};
+use crate::manifest::Manifest;
 use crate::model::{Blob, Layout, Link, Loaded, Time};
 use std::collections::HashMap;
 
@@ -47,7 +47,6 @@ pub fn blobs(ns: &[u8]) -> Vec<Blob> {
 /// An image manifest needing these blobs.
 pub fn image(blobs: &[u8]) -> Manifest {
     Manifest {
-        kind: Kind::Image,
         blobs: blobs.iter().map(|&b| dg(b)).collect(),
         config: None,
         children: vec![],

@@ -10,9 +10,10 @@ use crate::digest::Digest;
 use crate::dirfd::{self, Dir};
 use crate::error::{Error, Result};
 use crate::layout::Paths;
-use crate::manifest;
+use crate::{manifest, walk};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -351,10 +352,10 @@ fn select_tag(
     repository: &str,
     tag: &str,
 ) -> Result<Vec<(Item, PathBuf)>> {
-    let tag_rel = Path::new("repositories")
+    let tags_rel = Path::new("repositories")
         .join(repository)
-        .join("_manifests/tags")
-        .join(tag);
+        .join("_manifests/tags");
+    let tag_rel = tags_rel.join(tag);
     let Some((tag_item, v2)) = all
         .iter()
         .find(|(i, _)| i.kind == Kind::Tag && i.rel == tag_rel)
@@ -363,56 +364,153 @@ fn select_tag(
             "{repository}:{tag} is not in the trash"
         )));
     };
+    let graph = TrashGraph::new(all, v2, repository);
+    let mut wanted = Wanted {
+        repo_rel: Path::new("repositories").join(repository),
+        rels: HashSet::from([tag_rel.clone()]),
+        seen: HashSet::new(),
+    };
+    let mut roots = vec![current_of(tag_item)?];
+    // The cosign tags (`sha256-<hex>.sig`, `.att`, `.sbom`) that gc trashed with an image come
+    // back with it, and so does what they need; until no new one is found.
+    let mut tags_done: HashSet<PathBuf> = HashSet::from([tag_rel]);
+    while !roots.is_empty() {
+        walk::walk(&graph, std::mem::take(&mut roots), &mut wanted);
+        for (item, _) in all.iter().filter(|(i, _)| i.kind == Kind::Tag) {
+            let Some(name) = item
+                .rel
+                .strip_prefix(&tags_rel)
+                .ok()
+                .and_then(|n| n.to_str())
+            else {
+                continue;
+            };
+            let follows = wanted.seen.iter().any(|d| {
+                [".sig", ".att", ".sbom"]
+                    .iter()
+                    .any(|ext| name == format!("sha256-{}{ext}", d.hex()))
+            });
+            if follows && tags_done.insert(item.rel.clone()) {
+                wanted.rels.insert(item.rel.clone());
+                roots.push(current_of(item)?);
+            }
+        }
+    }
+    Ok(all
+        .iter()
+        .filter(|(i, _)| wanted.rels.contains(&i.rel))
+        .cloned()
+        .collect())
+}
+
+/// The digest a trashed tag's `current/link` names.
+fn current_of(tag_item: &Item) -> Result<Digest> {
     let link_path = tag_item.from.join("current/link");
     let link = dirfd::read_path(&link_path, 1024).map_err(|e| Error::Plan {
         path: link_path.clone(),
         message: format!("tag link {e}"),
     })?;
     let link = String::from_utf8_lossy(&link);
-    let root = Digest::parse(link.trim()).ok_or_else(|| Error::RegistryConfig {
+    Digest::parse(link.trim()).ok_or_else(|| Error::RegistryConfig {
         path: link_path.clone(),
         message: format!("link holds {link:?}, not sha256:<hex>"),
-    })?;
-    let paths = Paths::new(v2.clone());
-    // A blob is in the store or in the trash; read a manifest from wherever it is.
-    let find_blob = |d: &Digest| -> Option<PathBuf> {
-        let store = paths.blob_data(d);
-        if fs::symlink_metadata(&store).is_ok_and(|m| m.is_file()) {
-            return Some(store);
-        }
-        let rel = store.strip_prefix(v2).ok()?.to_path_buf();
-        all.iter()
-            .find(|(i, _)| i.kind == Kind::Blob && rel.starts_with(&i.rel))
-            .map(|(i, _)| i.from.join("data"))
-    };
-    let repo_rel = Path::new("repositories").join(repository);
-    let mut wanted: HashSet<PathBuf> = HashSet::new();
-    wanted.insert(tag_rel.clone());
-    let mut stack = vec![root];
-    let mut seen = HashSet::new();
-    while let Some(d) = stack.pop() {
-        if !seen.insert(d) {
-            continue;
-        }
-        wanted.insert(blob_rel(&d));
-        wanted.insert(repo_rel.join("_manifests/revisions/sha256").join(d.hex()));
-        let Some(m) = find_blob(&d)
-            .and_then(|p| dirfd::read_path(&p, crate::manifest::MAX_MANIFEST_BYTES).ok())
-            .and_then(|b| manifest::parse(&b).ok())
-        else {
-            continue;
+    })
+}
+
+/// The trash and the store together, as a graph for [`walk`]: a manifest is read from wherever
+/// its blob is, and the repository's trashed revisions are the referrers that can come back.
+struct TrashGraph<'a> {
+    all: &'a [(Item, PathBuf)],
+    paths: Paths,
+    referrers: HashMap<Digest, Vec<Digest>>,
+}
+
+impl<'a> TrashGraph<'a> {
+    fn new(all: &'a [(Item, PathBuf)], v2: &Path, repository: &str) -> TrashGraph<'a> {
+        let mut g = TrashGraph {
+            all,
+            paths: Paths::new(v2.to_path_buf()),
+            referrers: HashMap::new(),
         };
-        for b in &m.blobs {
-            wanted.insert(blob_rel(b));
-            wanted.insert(repo_rel.join("_layers/sha256").join(b.hex()));
+        let revisions = Path::new("repositories")
+            .join(repository)
+            .join("_manifests/revisions/sha256");
+        for (item, _) in all.iter().filter(|(i, _)| i.kind == Kind::Revision) {
+            let Some(d) = item
+                .rel
+                .strip_prefix(&revisions)
+                .ok()
+                .and_then(|h| h.to_str())
+                .and_then(Digest::from_hex)
+            else {
+                continue;
+            };
+            if let Some(subject) = g.read(&d).and_then(|m| m.subject) {
+                g.referrers.entry(subject).or_default().push(d);
+            }
         }
-        stack.extend(m.children.iter().copied());
+        g
     }
-    Ok(all
-        .iter()
-        .filter(|(i, _)| wanted.contains(&i.rel))
-        .cloned()
-        .collect())
+
+    /// Manifest `d`, from the store or the trash.
+    fn read(&self, d: &Digest) -> Option<manifest::Manifest> {
+        let store = self.paths.blob_data(d);
+        let path = if fs::symlink_metadata(&store).is_ok_and(|m| m.is_file()) {
+            store
+        } else {
+            let rel = blob_rel(d);
+            self.all
+                .iter()
+                .find(|(i, _)| i.kind == Kind::Blob && i.rel == rel)
+                .map(|(i, _)| i.from.join("data"))?
+        };
+        let bytes = dirfd::read_path(&path, manifest::MAX_MANIFEST_BYTES).ok()?;
+        manifest::parse(&bytes).ok()
+    }
+}
+
+impl walk::Graph for TrashGraph<'_> {
+    type Id = Digest;
+    fn manifest(&self, d: Digest) -> Option<walk::Node<'_, Digest>> {
+        self.read(&d).map(|m| walk::Node {
+            blobs: Cow::Owned(m.blobs),
+            children: Cow::Owned(m.children),
+        })
+    }
+    fn referrers(&self, d: Digest) -> Cow<'_, [Digest]> {
+        self.referrers
+            .get(&d)
+            .map_or(Cow::Borrowed(&[][..]), |v| Cow::Borrowed(&v[..]))
+    }
+}
+
+/// The trash items (by their place in the layout) an image needs, filled by a walk.
+struct Wanted {
+    repo_rel: PathBuf,
+    rels: HashSet<PathBuf>,
+    seen: HashSet<Digest>,
+}
+
+impl walk::Visit<Digest> for Wanted {
+    fn manifest(&mut self, d: Digest) -> bool {
+        if !self.seen.insert(d) {
+            return false;
+        }
+        self.rels.insert(blob_rel(&d));
+        self.rels.insert(
+            self.repo_rel
+                .join("_manifests/revisions/sha256")
+                .join(d.hex()),
+        );
+        true
+    }
+    fn blob(&mut self, b: Digest) {
+        self.rels.insert(blob_rel(&b));
+        self.rels
+            .insert(self.repo_rel.join("_layers/sha256").join(b.hex()));
+    }
+    /// Its blob is neither in the store nor in the trash: nothing more to bring back.
+    fn unreadable(&mut self, _: Digest) {}
 }
 
 /// A blob's folder relative to `docker/registry/v2`.

@@ -48,7 +48,6 @@ fn images(mut layout: Layout) -> Layout {
             m.push((
                 rev.digest,
                 Ok(Manifest {
-                    kind: crate::manifest::Kind::Image,
                     blobs: vec![],
                     config: None,
                     children: vec![],

@@ -401,3 +401,53 @@ fn the_trash_puts_back_one_tag_or_everything_exactly() {
     );
     assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
 }
+
+#[test]
+fn restore_of_a_tag_brings_back_its_referrers_and_signature_tags() {
+    let w = world::build();
+    age_tree(&w.reg.root, DAYS2);
+    let dir = w.reg.tmp.path().to_path_buf();
+    std::fs::write(
+        dir.join("p.yml"),
+        "version: 1\nrules:\n  - name: drop v2\n    tags: ['v2']\n    delete: {}\n",
+    )
+    .unwrap();
+    let trash = dir.join("trash");
+    let sig_tag = w.tags.iter().find(|t| t.ends_with(".sig")).unwrap().clone();
+    let (code, r) = gc_json(
+        &w.reg.root,
+        &[
+            "-m",
+            "--policy",
+            dir.join("p.yml").to_str().unwrap(),
+            "--trash",
+            trash.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{r}");
+    // gc took the image, its SBOM (subject v2) and its cosign signature tag.
+    let tags_gone: Vec<String> = r["tags_deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{}:{}",
+                t["repository"].as_str().unwrap(),
+                t["tag"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(tags_gone.contains(&sig_tag), "{tags_gone:?}");
+    let sbom = format!("acme/app@{}", w.sbom);
+    assert!(w.reg.pull(&sbom).is_err() && w.reg.pull(&sig_tag).is_err());
+
+    let out = regsweep(&["restore", trash.to_str().unwrap(), "--tag", "acme/app:v2"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    w.reg.pull("acme/app:v2").expect("the image");
+    w.reg.pull(&sbom).expect("its SBOM, a referrer");
+    w.reg.pull(&sig_tag).expect("its cosign signature tag");
+    w.assert_all_pull();
+    // Only what v2 needs came back: the old image's SBOM stays in the trash.
+    assert!(w.reg.pull(&format!("acme/app@{}", w.old_sbom)).is_err());
+}

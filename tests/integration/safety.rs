@@ -600,9 +600,14 @@ fn files_that_are_not_what_they_seem_are_damage_not_hangs() {
     let secret = outside.path().join("secret");
     std::fs::write(&secret, "2000-01-01T00:00:00Z").unwrap();
     let make_fifo = |p: &Path| {
-        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            p,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
     };
     let tag_link = w
         .reg
