@@ -3,9 +3,8 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use regsweep::Digest;
 use regsweep::manifest;
-use regsweep::mark::{self, MarkOptions};
-use regsweep::model::{Blob, Layout, Link, Repo, Tag};
-use regsweep::policy::Decisions;
+use regsweep::mark;
+use regsweep::model::{Blob, Decisions, Layout, Link, Repo, Rules, Tag};
 use std::hint::black_box;
 
 fn digest(n: u64) -> Digest {
@@ -104,17 +103,14 @@ fn bench_mark(c: &mut Criterion) {
     g.throughput(Throughput::Elements(layout.blobs.len() as u64));
     g.sample_size(20);
     for delete_untagged in [false, true] {
-        let opts = MarkOptions {
-            delete_untagged,
-            cutoff: i64::MAX,
-        };
+        let opts = Rules::without_grace(delete_untagged);
         g.bench_function(
             if delete_untagged {
                 "130k blobs, untagged mode"
             } else {
                 "130k blobs, plain"
             },
-            |b| b.iter(|| black_box(mark::mark(&layout, &decisions, opts))),
+            |b| b.iter(|| black_box(mark::mark(&layout, &decisions, &opts))),
         );
     }
     g.finish();

@@ -10,8 +10,8 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::lock::Lock;
 use crate::model::Time;
+use crate::model::{Decision, Decisions};
 use crate::plan::{LinkRemoval, Plan};
-use crate::policy::{Decision, Decisions};
 use crate::progress::Progress;
 use crate::report::{GC_SCHEMA, human_bytes, plan_checksum};
 use crate::sweep::{self, Failure};
@@ -261,7 +261,7 @@ pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(Strin
         &decisions,
         now,
     );
-    gc::settle_arrivals(&layout, &mut fresh, gc::cutoff(planned.cfg.grace, now));
+    gc::settle_arrivals(&layout, &mut fresh, &gc::rules(&planned.cfg, now));
     let mut todo = Plan {
         tags: fresh.tags,
         ..Plan::default()

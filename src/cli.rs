@@ -595,7 +595,12 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<i32> {
     };
     let now = chrono::Utc::now().timestamp();
     let analysis = gc::analyse(&cfg, now, &crate::progress::Progress::hidden())?;
-    let preview = crate::report::PolicyPreview::new(&a.file, &analysis);
+    let preview = crate::report::PolicyPreview::new(
+        &a.file,
+        &analysis.layout.v2,
+        &analysis.plan,
+        &analysis.explain,
+    );
     if json {
         let mut v = serde_json::to_value(&preview)?;
         if !a.explain {

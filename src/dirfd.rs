@@ -8,7 +8,6 @@
 //! Files are opened `O_NONBLOCK` and must be regular, so a FIFO or a device where a link belongs
 //! is refused at once rather than waited on, and every read is bounded.
 
-use crate::model::Time;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -26,7 +25,8 @@ pub struct Dir(OwnedFd);
 pub struct Stat {
     pub kind: Kind,
     pub size: u64,
-    pub mtime: Time,
+    /// Seconds since the Unix epoch.
+    pub mtime: i64,
     /// The nanoseconds of the mtime, for "changed since the run began".
     pub mtime_nsec: i64,
     /// Bytes allocated on disk.
@@ -461,16 +461,7 @@ mod tests {
     #[test]
     fn a_fifo_is_refused_at_once_and_remove_tree_never_follows() {
         let t = tempfile::tempdir().unwrap();
-        let fifo = t.path().join("f");
-        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            c.as_c_str(),
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o644),
-            0,
-        )
-        .unwrap();
+        crate::testutil::mkfifo(&t.path().join("f"));
         let h = Dir::open(t.path()).unwrap();
         assert!(matches!(
             h.read_small("f", 100),

@@ -83,7 +83,8 @@ pub fn run(cfg: &DuConfig) -> Result<(String, i32)> {
     let started_at = chrono::Utc::now().timestamp();
     let progress = Progress::when(cfg.progress);
     let root = crate::config::canonical_root(&cfg.root)?;
-    let layout = gc::load(&root, &progress)?;
+    let mut layout = gc::load(&root, &progress)?;
+    gc::load_dates(&mut layout, cfg.policy.as_ref());
 
     let gc_cfg = |delete_untagged: bool, policy: Option<Policy>| GcConfig {
         delete_untagged,

@@ -3,10 +3,10 @@
 use crate::config::{Format, GcConfig, ReportTarget};
 use crate::error::{Error, Result};
 use crate::lock::Lock;
-use crate::mark::{self, MarkOptions};
+use crate::mark;
 use crate::metrics::Metrics;
-use crate::model::{Layout, Time};
-use crate::plan::{self, Plan, PlanOptions};
+use crate::model::{Layout, Rules, Time};
+use crate::plan::{self, Plan};
 use crate::policy::{self, AgeFrom, Decisions, TagExplain};
 use crate::progress::Progress;
 use crate::report::{self, GcReport};
@@ -26,9 +26,10 @@ pub struct Analysis {
 
 /// Scans and plans: everything gc does short of deleting.
 pub fn analyse(cfg: &GcConfig, now: Time, progress: &Progress) -> Result<Analysis> {
-    let layout = load(&cfg.root, progress)?;
+    let mut layout = load(&cfg.root, progress)?;
+    load_dates(&mut layout, cfg.policy.as_ref());
     let (mut plan, explain) = decide(cfg, &layout, now);
-    settle_arrivals(&layout, &mut plan, cutoff(cfg.grace, now));
+    settle_arrivals(&layout, &mut plan, &rules(cfg, now));
     Ok(Analysis {
         layout,
         plan,
@@ -48,17 +49,20 @@ pub fn load(root: &Path, progress: &Progress) -> Result<Layout> {
     Ok(layout)
 }
 
+/// Reads the image configs' `created` dates into the layout where the policy counts ages from
+/// them: a storage read, done here so that `decide` reads nothing.
+pub fn load_dates(layout: &mut Layout, policy: Option<&policy::Policy>) {
+    if policy.is_some_and(|p| p.age_from == AgeFrom::Created) && layout.created.is_empty() {
+        layout.created = scan::load_created(layout);
+    }
+}
+
 /// The pure stages: policy, mark and plan, for one set of options.
 pub fn decide(cfg: &GcConfig, layout: &Layout, now: Time) -> (Plan, Vec<TagExplain>) {
     let (decisions, explain, refused) = match &cfg.policy {
         None => (Decisions::keep_all(layout), Vec::new(), Vec::new()),
         Some(policy) => {
-            let created = if policy.age_from == AgeFrom::Created {
-                scan::load_created(layout)
-            } else {
-                Default::default()
-            };
-            let ev = policy::evaluate(policy, layout, &created, now);
+            let ev = policy::evaluate(policy, layout, &layout.created, now);
             (ev.decisions, ev.explain, ev.refusals)
         }
     };
@@ -77,51 +81,34 @@ pub fn decide(cfg: &GcConfig, layout: &Layout, now: Time) -> (Plan, Vec<TagExpla
     (plan, explain)
 }
 
-/// Anything modified at or after this is young; with no grace, "young" must mean nothing at
-/// all, even for files stamped in the future.
-pub fn cutoff(grace: std::time::Duration, now: Time) -> Time {
-    if grace.is_zero() {
-        Time::MAX
-    } else {
-        now.saturating_sub(grace.as_secs() as i64)
+/// The rules a config gives at `now`: the grace period ends where "young" starts.
+pub fn rules(cfg: &GcConfig, now: Time) -> Rules {
+    Rules {
+        delete_untagged: cfg.delete_untagged,
+        young_from: (!cfg.grace.is_zero()).then(|| now.saturating_sub(cfg.grace.as_secs() as i64)),
+        allow_damage: cfg.allow_damage,
+        uploads_before: cfg
+            .purge_uploads
+            .map(|a| now.saturating_sub(a.as_secs() as i64)),
     }
 }
 
 /// Keeps the planned blobs that arrived within the grace period: a blob committed by rename
 /// keeps its upload's data mtime, so its arrival is read (for planned blobs only) from its folder.
-pub fn settle_arrivals(layout: &Layout, plan: &mut Plan, cutoff: Time) {
-    if cutoff == Time::MAX || plan.blobs.is_empty() {
+pub fn settle_arrivals(layout: &Layout, plan: &mut Plan, rules: &Rules) {
+    if rules.young_from.is_none() || plan.blobs.is_empty() {
         return;
     }
     let digests: Vec<crate::Digest> = plan.blobs.iter().map(|b| b.digest).collect();
     let arrivals = scan::blob_arrivals(&layout.v2, &digests);
-    plan.keep_arrived(&arrivals, cutoff);
+    plan.keep_arrived(&arrivals, rules);
 }
 
 /// Mark and plan for given tag decisions.
 pub fn plan_with(cfg: &GcConfig, layout: &Layout, decisions: &Decisions, now: Time) -> Plan {
-    let cutoff = cutoff(cfg.grace, now);
-    let marks = mark::mark(
-        layout,
-        decisions,
-        MarkOptions {
-            delete_untagged: cfg.delete_untagged,
-            cutoff,
-        },
-    );
-    plan::plan(
-        layout,
-        decisions,
-        &marks,
-        PlanOptions {
-            delete_untagged: cfg.delete_untagged,
-            cutoff,
-            allow_damage: cfg.allow_damage,
-            uploads_before: cfg
-                .purge_uploads
-                .map(|a| now.saturating_sub(a.as_secs() as i64)),
-        },
-    )
+    let rules = rules(cfg, now);
+    let marks = mark::mark(layout, decisions, &rules);
+    plan::plan(layout, decisions, &marks, &rules)
 }
 
 /// How the caller steers a run that sweeps.
@@ -251,7 +238,7 @@ pub fn probe_outputs(cfg: &GcConfig) -> Result<()> {
         _ => None,
     };
     for path in report.into_iter().chain(cfg.metrics.as_ref()) {
-        let probe = temp_beside(path);
+        let probe = crate::output::temp_beside(path);
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -268,14 +255,6 @@ pub fn probe_outputs(cfg: &GcConfig) -> Result<()> {
             })?;
     }
     Ok(())
-}
-
-/// A temporary name in the folder of `path`, for writing it whole and renaming.
-pub fn temp_beside(path: &Path) -> PathBuf {
-    let mut name = std::ffi::OsString::from(".");
-    name.push(path.file_name().unwrap_or_default());
-    name.push(format!(".regsweep-tmp-{}", std::process::id()));
-    path.with_file_name(name)
 }
 
 /// The storage root of a root given either way (`rootdirectory` or its `docker/registry/v2`),
@@ -304,7 +283,7 @@ pub fn write_report(cfg: &GcConfig, report: &GcReport) -> Result<()> {
             Ok(())
         }
         ReportTarget::File(path) => {
-            let tmp = temp_beside(path);
+            let tmp = crate::output::temp_beside(path);
             let written = std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, path));
             if let Err(source) = written {
                 let _ = std::fs::remove_file(&tmp);

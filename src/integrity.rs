@@ -1,10 +1,10 @@
 //! Integrity findings: broken images, bad links, leftovers; a pure function of the model.
 
-use crate::catalog::Ref;
 use crate::digest::Digest;
 use crate::layout::Paths;
-use crate::mark::{self, MarkOptions};
-use crate::model::{Finding, Layout, Repo, Severity, Time};
+use crate::mark;
+use crate::model::catalog::Ref;
+use crate::model::{Finding, Layout, Repo, Rules, Severity, Time};
 use crate::walk;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -168,15 +168,7 @@ fn leftovers(layout: &Layout, paths: &Paths, repo: &Repo, now: Time, out: &mut V
             "repository has no tags and no manifests".into(),
         ));
     }
-    let (needed, _) = mark::mark_repo(
-        layout,
-        repo,
-        |_| true,
-        MarkOptions {
-            delete_untagged: false,
-            cutoff: Time::MAX,
-        },
-    );
+    let (needed, _) = mark::mark_repo(layout, repo, |_| true, &Rules::without_grace(false));
     // Where a manifest cannot be read, what the repository uses is unknown: claim nothing unused.
     let known = needed.unreadable.is_empty() && !repo.unknown;
     for l in repo.layers.iter().filter(|_| known) {
@@ -192,13 +184,13 @@ fn leftovers(layout: &Layout, paths: &Paths, repo: &Repo, now: Time, out: &mut V
         }
     }
     for u in &repo.uploads {
-        let age = crate::report::human_age(now - u.started);
+        let age = crate::units::human_age(now - u.started);
         out.push(notice(
             paths.upload_dir(&repo.name, &u.id),
             r,
             format!(
                 "upload started {age} ago and never finished, {} (gc --purge-uploads removes it)",
-                crate::report::human_bytes(u.size)
+                crate::units::human_bytes(u.size)
             ),
         ));
     }

@@ -2,10 +2,20 @@
 //!
 //! The data flows one way: [`scan`] (disk to model) -> [`manifest`] (references)
 //! -> [`policy`] (tag decisions) -> [`mark`] (reachability) -> [`plan`] (what goes)
-//! -> [`sweep`] or [`report`]. Only `scan` and `sweep` touch the disk.
+//! -> [`sweep`] or [`report`]. Only the storage modules ([`scan`], [`sweep`], [`trash`],
+//! [`lock`], through [`dirfd`]) touch the disk. Imports only point down this map:
+//!
+//! - leaves: `digest`, `dirfd` (handles, no symlink followed), `duration`, `error`, `output`,
+//!   `progress`, `semver`, `units`, `walk` (the one manifest-graph walk)
+//! - names and bytes: `layout` (paths and name rules), `manifest` (bytes to references), `lock`,
+//!   `metrics`
+//! - the model: `model::base` -> `model::catalog` (parsed manifests) -> `model` (the layout,
+//!   tag decisions)
+//! - reading: `scan`; pure stages: `mark` -> `plan`, `policy`, `usage`, `integrity`
+//! - writing: `trash`, `sweep`; rendering: `config`, `report`
+//! - commands: `gc` -> `apply`, `check`, `du` -> `cli`
 
 pub mod apply;
-pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -22,6 +32,7 @@ pub mod manifest;
 pub mod mark;
 pub mod metrics;
 pub mod model;
+pub mod output;
 pub mod plan;
 pub mod policy;
 pub mod progress;
@@ -32,6 +43,7 @@ pub mod sweep;
 #[cfg(test)]
 mod testutil;
 pub mod trash;
+pub mod units;
 pub mod usage;
 pub mod walk;
 

@@ -207,21 +207,7 @@ mod tests {
         assert!(!dangling.exists());
         // A FIFO is refused at once, not waited on.
         std::fs::remove_file(dir.path().join(LOCK_FILE)).unwrap();
-        let c = std::ffi::CString::new(
-            dir.path()
-                .join(LOCK_FILE)
-                .into_os_string()
-                .into_encoded_bytes(),
-        )
-        .unwrap();
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            c.as_c_str(),
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o644),
-            0,
-        )
-        .unwrap();
+        crate::testutil::mkfifo(&dir.path().join(LOCK_FILE));
         assert!(Lock::acquire(dir.path(), "gc", true).is_err());
     }
 }

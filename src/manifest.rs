@@ -18,6 +18,9 @@ pub struct Manifest {
     pub problems: Vec<String>,
 }
 
+/// The outcome of reading one manifest blob.
+pub type Loaded = Result<Manifest, String>;
+
 /// The registry refuses manifests over 4 MiB; a "manifest" much larger than that is not one.
 pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 

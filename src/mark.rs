@@ -1,9 +1,9 @@
 //! Reachability: which manifests and blobs each repository needs, from its roots.
 
-use crate::catalog::Ref;
 use crate::digest::Digest;
-use crate::model::{Layout, Repo, Time};
-use crate::policy::Decisions;
+use crate::model::Decisions;
+use crate::model::catalog::Ref;
+use crate::model::{Layout, Repo, Rules};
 use crate::walk;
 use std::borrow::Cow;
 
@@ -12,14 +12,6 @@ use std::borrow::Cow;
 /// of a walk.
 pub type RefSet = rustc_hash::FxHashSet<Ref>;
 type RefMap<V> = rustc_hash::FxHashMap<Ref, V>;
-
-#[derive(Debug, Clone, Copy)]
-pub struct MarkOptions {
-    /// Untagged revisions are not roots.
-    pub delete_untagged: bool,
-    /// Anything whose mtime is at or after this is young: a root of its own (grace).
-    pub cutoff: Time,
-}
 
 /// What one repository's walk reached, as refs (see [`Ref`]): full sets, for callers that look
 /// at one repository.
@@ -75,7 +67,7 @@ pub struct Marks {
 
 /// Marks every repository. Roots: the tags that the decisions keep, every revision unless
 /// `delete_untagged`, and (grace) revisions and layer links younger than the cutoff.
-pub fn mark(layout: &Layout, decisions: &Decisions, opts: MarkOptions) -> Marks {
+pub fn mark(layout: &Layout, decisions: &Decisions, rules: &Rules) -> Marks {
     use rayon::prelude::*;
     let n = layout.blobs.len();
     let reached = |set: &RefSet, d: &Digest| layout.ref_of(d).is_some_and(|r| set.contains(&r));
@@ -85,7 +77,7 @@ pub fn mark(layout: &Layout, decisions: &Decisions, opts: MarkOptions) -> Marks 
         .par_iter()
         .enumerate()
         .map(|(i, repo)| {
-            let (reach, without) = mark_repo(layout, repo, |t| decisions.keeps(i, t), opts);
+            let (reach, without) = mark_repo(layout, repo, |t| decisions.keeps(i, t), rules);
             let marks = RepoMarks {
                 revisions: repo
                     .revisions
@@ -98,7 +90,7 @@ pub fn mark(layout: &Layout, decisions: &Decisions, opts: MarkOptions) -> Marks 
                     .map(|l| reach.blobs.contains(&l.blob))
                     .chain(
                         (repo.layers_absent.iter())
-                            .map(|l| l.mtime >= opts.cutoff || reached(&reach.blobs, &l.digest)),
+                            .map(|l| rules.is_young(l.mtime) || reached(&reach.blobs, &l.digest)),
                     )
                     .collect(),
                 manifests_by_grace: reach.manifests_by_grace,
@@ -161,7 +153,7 @@ pub fn mark_repo(
     layout: &Layout,
     repo: &Repo,
     keeps_tag: impl Fn(usize) -> bool,
-    opts: MarkOptions,
+    rules: &Rules,
 ) -> (Reach, RefSet) {
     let mut walk = Walk::new(layout, repo);
 
@@ -173,7 +165,7 @@ pub fn mark_repo(
         .filter_map(|(_, t)| t.current.map(|c| c.digest))
         .collect();
     walk.reach_digests(&tag_roots);
-    if !opts.delete_untagged {
+    if !rules.delete_untagged {
         let all: Vec<Digest> = repo.revisions.iter().map(|r| r.digest).collect();
         walk.reach_digests(&all);
     }
@@ -183,11 +175,11 @@ pub fn mark_repo(
     let young: Vec<Digest> = repo
         .revisions
         .iter()
-        .filter(|r| r.mtime >= opts.cutoff)
+        .filter(|r| rules.is_young(r.mtime))
         .map(|r| r.digest)
         .collect();
     walk.reach_digests(&young);
-    for l in repo.layers.iter().filter(|l| l.mtime >= opts.cutoff) {
+    for l in repo.layers.iter().filter(|l| rules.is_young(l.mtime)) {
         walk.marks.blobs.insert(l.blob);
     }
     walk.marks.manifests_by_grace = walk.marks.manifests.len() - before;
@@ -304,9 +296,11 @@ mod tests {
         }
     }
 
-    const OLD: MarkOptions = MarkOptions {
+    const OLD: Rules = Rules {
         delete_untagged: true,
-        cutoff: 1000,
+        young_from: Some(1000),
+        allow_damage: false,
+        uploads_before: None,
     };
 
     /// 10: image(1,2) tagged; 20: index of 21, 22 tagged; 21: image(3); 22: image(4);
@@ -372,11 +366,11 @@ mod tests {
     fn marked(
         (mut layout, m): (Layout, Vec<(Digest, Loaded)>),
         keeps: impl Fn(usize) -> bool,
-        opts: MarkOptions,
+        rules: Rules,
     ) -> (Layout, Reach, RefSet) {
         layout.set_manifests(m);
         file_layers(&mut layout);
-        let (reach, without) = mark_repo(&layout, &layout.repos[0], keeps, opts);
+        let (reach, without) = mark_repo(&layout, &layout.repos[0], keeps, &rules);
         (layout, reach, without)
     }
 
@@ -399,7 +393,7 @@ mod tests {
 
     #[test]
     fn plain_mode_keeps_every_revision() {
-        let opts = MarkOptions {
+        let opts = Rules {
             delete_untagged: false,
             ..OLD
         };
@@ -419,13 +413,9 @@ mod tests {
         file_layers(&mut layout);
         let repo = &layout.repos[0];
         let (tagged, all) = tagged_then_all(&layout, repo);
-        let never = Time::MAX;
-        let (t, _) = mark_repo(&layout, repo, |_| true, OLD);
-        let plain = MarkOptions {
-            delete_untagged: false,
-            cutoff: never,
-        };
-        let (a, _) = mark_repo(&layout, repo, |_| true, plain);
+        let (t, _) = mark_repo(&layout, repo, |_| true, &OLD);
+        let plain = Rules::without_grace(false);
+        let (a, _) = mark_repo(&layout, repo, |_| true, &plain);
         assert_eq!(tagged.blobs, t.blobs);
         assert_eq!(tagged.manifests, t.manifests);
         assert_eq!(all.blobs, a.blobs);

@@ -99,7 +99,7 @@ impl Metrics {
             what: "the metrics",
             source,
         };
-        let tmp = crate::gc::temp_beside(path);
+        let tmp = crate::output::temp_beside(path);
         std::fs::write(&tmp, self.render()).map_err(err)?;
         std::fs::rename(&tmp, path).map_err(err)
     }

@@ -3,22 +3,11 @@
 use crate::digest::Digest;
 use crate::layout::Paths;
 use crate::mark::Marks;
-use crate::model::{Finding, Layout, Severity, Time};
-use crate::policy::{Decision, Decisions};
+use crate::model::{Decision, Decisions};
+use crate::model::{Finding, Layout, Rules, Severity, Time};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
-
-#[derive(Debug, Clone, Copy)]
-pub struct PlanOptions {
-    pub delete_untagged: bool,
-    /// Items modified at or after this are kept (grace).
-    pub cutoff: Time,
-    /// Sweep even where damage hides references.
-    pub allow_damage: bool,
-    /// Uploads started before this are abandoned and go; `None` keeps all uploads.
-    pub uploads_before: Option<Time>,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TagRemoval {
@@ -93,11 +82,11 @@ impl Plan {
     pub fn upload_bytes(&self) -> u64 {
         self.uploads.iter().map(|u| u.size).sum()
     }
-    /// Keeps the planned blobs that arrived at or after `cutoff`, by `arrivals` (parallel to
-    /// `blobs`): the grace period, judged by when a blob arrived rather than by its data's mtime.
-    pub fn keep_arrived(&mut self, arrivals: &[Time], cutoff: Time) {
+    /// Keeps the planned blobs that arrived within the grace period, by `arrivals` (parallel to
+    /// `blobs`): grace judged by when a blob arrived rather than by its data's mtime.
+    pub fn keep_arrived(&mut self, arrivals: &[Time], rules: &Rules) {
         let before = self.blobs.len();
-        let mut young = arrivals.iter().map(|&t| t >= cutoff);
+        let mut young = arrivals.iter().map(|&t| rules.is_young(t));
         self.blobs.retain(|_| !young.next().unwrap_or(true));
         self.kept_by_grace += (before - self.blobs.len()) as u64;
     }
@@ -115,7 +104,7 @@ impl Plan {
 }
 
 /// Builds the plan.
-pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, opts: PlanOptions) -> Plan {
+pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, rules: &Rules) -> Plan {
     let paths = Paths::new(layout.v2.clone());
     let mut plan = Plan {
         findings: layout.findings.clone(),
@@ -179,7 +168,7 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, opts: PlanOpt
     }
     plan.findings
         .sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
-    if opts.allow_damage {
+    if rules.allow_damage {
         blocked.iter_mut().for_each(|b| *b = false);
         everything_blocked = false;
     } else {
@@ -216,7 +205,7 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, opts: PlanOpt
             .iter()
             .filter_map(|t| t.digest.map(|d| (d, t.tag.clone())))
             .collect();
-        if opts.delete_untagged && !repo_blocked {
+        if rules.delete_untagged && !repo_blocked {
             let mut gone = BTreeSet::new();
             for (k, rev) in repo.revisions.iter().enumerate() {
                 if !rm.revisions[k] {
@@ -276,11 +265,11 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, opts: PlanOpt
             plan.empty_dirs.extend(
                 repo.empty_links
                     .iter()
-                    .filter(|(_, m)| *m < opts.cutoff)
+                    .filter(|(_, m)| !rules.is_young(*m))
                     .map(|(p, _)| p.clone()),
             );
         }
-        if let Some(before) = opts.uploads_before {
+        if let Some(before) = rules.uploads_before {
             for u in repo.uploads.iter().filter(|u| u.started < before) {
                 plan.uploads.push(UploadRemoval {
                     repository: repo.name.clone(),
@@ -314,7 +303,7 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, opts: PlanOpt
         if marks.blobs_without_grace.contains(i) {
             continue;
         }
-        if marks.blobs.contains(i) || b.mtime >= opts.cutoff {
+        if marks.blobs.contains(i) || rules.is_young(b.mtime) {
             plan.kept_by_grace += 1;
         } else if !blobs_blocked {
             // Pairs of blobs passed over (kept) are dropped on the way.
@@ -335,7 +324,7 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, opts: PlanOpt
         layout
             .empty_blob_dirs
             .iter()
-            .filter(|(_, m)| *m < opts.cutoff)
+            .filter(|(_, m)| !rules.is_young(*m))
             .map(|(d, _)| paths.blob_dir(d)),
     );
     plan
@@ -344,7 +333,7 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, opts: PlanOpt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mark::{MarkOptions, mark};
+    use crate::mark::mark;
     use crate::model::{Blob, Repo, Tag};
     use crate::testutil::*;
 
@@ -398,25 +387,14 @@ mod tests {
     fn run(layout: &Layout, m: &Raw, delete_untagged: bool, allow_damage: bool) -> Plan {
         let layout = &cat(layout, m);
         let d = Decisions::keep_all(layout);
-        let marks = mark(
-            layout,
-            &d,
-            MarkOptions {
-                delete_untagged,
-                cutoff: 1000,
-            },
-        );
-        plan(
-            layout,
-            &d,
-            &marks,
-            PlanOptions {
-                delete_untagged,
-                cutoff: 1000,
-                allow_damage,
-                uploads_before: None,
-            },
-        )
+        let rules = Rules {
+            delete_untagged,
+            young_from: Some(1000),
+            allow_damage,
+            uploads_before: None,
+        };
+        let marks = mark(layout, &d, &rules);
+        plan(layout, &d, &marks, &rules)
     }
 
     fn blob_ids(p: &Plan) -> Vec<u8> {
@@ -523,25 +501,14 @@ mod tests {
         let l = cat(&l, &m);
         let mut d = Decisions::keep_all(&l);
         d.repos[1][0] = Decision::Delete { rule: "old".into() };
-        let marks = mark(
-            &l,
-            &d,
-            MarkOptions {
-                delete_untagged: true,
-                cutoff: 1000,
-            },
-        );
-        let p = plan(
-            &l,
-            &d,
-            &marks,
-            PlanOptions {
-                delete_untagged: true,
-                cutoff: 1000,
-                allow_damage: false,
-                uploads_before: None,
-            },
-        );
+        let rules = Rules {
+            delete_untagged: true,
+            young_from: Some(1000),
+            allow_damage: false,
+            uploads_before: None,
+        };
+        let marks = mark(&l, &d, &rules);
+        let p = plan(&l, &d, &marks, &rules);
         assert_eq!(p.tags.len(), 1);
         assert_eq!(p.tags[0].rule, "old");
         assert!(

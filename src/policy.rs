@@ -7,50 +7,15 @@
 use crate::digest::Digest;
 use crate::duration;
 use crate::error::{Error, Result};
-use crate::mark::{self, MarkOptions};
-use crate::model::{Layout, Repo, Tag, Time};
-use crate::report::human_age;
+use crate::mark;
+pub use crate::model::{Decision, Decisions};
+use crate::model::{Layout, Repo, Rules, Tag, Time};
 use crate::semver::Version;
+use crate::units::human_age;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// What happens to one tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Keep,
-    /// Deleted by the named rule.
-    Delete {
-        rule: String,
-    },
-}
-
-/// One decision per tag, parallel to `Layout::repos[i].tags`.
-#[derive(Debug, Clone, Default)]
-pub struct Decisions {
-    pub repos: Vec<Vec<Decision>>,
-}
-
-impl Decisions {
-    /// Without a policy every tag stays, as with the reference GC.
-    pub fn keep_all(layout: &Layout) -> Decisions {
-        Decisions {
-            repos: layout
-                .repos
-                .iter()
-                .map(|r| vec![Decision::Keep; r.tags.len()])
-                .collect(),
-        }
-    }
-
-    pub fn keeps(&self, repo: usize, tag: usize) -> bool {
-        !matches!(
-            self.repos.get(repo).and_then(|r| r.get(tag)),
-            Some(Decision::Delete { .. })
-        )
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // The policy file
@@ -739,10 +704,7 @@ fn rule_votes(
 /// Signature tags follow their subject: one whose subject some tag reached before the policy
 /// and no kept tag reaches after it goes; every other stays.
 fn follow_subjects(layout: &Layout, ev: &mut Evaluation) {
-    let opts = MarkOptions {
-        delete_untagged: true,
-        cutoff: Time::MAX,
-    };
+    let rules = Rules::without_grace(true);
     let mut at = 0;
     for (r, repo) in layout.repos.iter().enumerate() {
         let base = at;
@@ -757,13 +719,13 @@ fn follow_subjects(layout: &Layout, ev: &mut Evaluation) {
             continue;
         }
         let plain = |i: usize| cosign_subject(&repo.tags[i].name).is_none();
-        let (before, _) = mark::mark_repo(layout, repo, plain, opts);
+        let (before, _) = mark::mark_repo(layout, repo, plain, &rules);
         let decisions = &ev.decisions.repos[r];
         let (after, _) = mark::mark_repo(
             layout,
             repo,
             |i| plain(i) && !matches!(decisions[i], Decision::Delete { .. }),
-            opts,
+            &rules,
         );
         for (i, subject) in signatures {
             let Some(s) = layout.ref_of(&subject) else {

@@ -4,6 +4,7 @@ use crate::model::{Layout, Severity};
 use crate::plan::{BlobRemoval, LinkRemoval, ManifestRemoval, Plan, TagRemoval, UploadRemoval};
 use crate::policy::TagExplain;
 use crate::sweep::Outcome;
+pub use crate::units::{human_age, human_bytes};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -426,18 +427,6 @@ pub fn plan_checksum(report: &serde_json::Value) -> String {
     crate::Digest(sha2::Sha256::digest(text.as_bytes()).into()).to_string()
 }
 
-/// Ages as people say them: `45m`, `5h`, `12d`.
-pub fn human_age(secs: i64) -> String {
-    let d = secs.max(0);
-    if d >= 86_400 {
-        format!("{}d", d / 86_400)
-    } else if d >= 3600 {
-        format!("{}h", d / 3600)
-    } else {
-        format!("{}m", d / 60)
-    }
-}
-
 /// One line a tag, grouped by repository, with every reason.
 pub fn explain_text(explain: &[TagExplain]) -> String {
     let mut o = String::new();
@@ -459,35 +448,6 @@ pub fn explain_text(explain: &[TagExplain]) -> String {
         );
     }
     o
-}
-
-/// Binary-unit sizes: `512 B`, `1.5 KiB`, `3.2 GiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", UNITS[u])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(5 << 30), "5.0 GiB");
-        assert_eq!(human_bytes(u64::MAX), "16384.0 PiB");
-    }
 }
 
 /// Per-repository counts of what a policy would do.
@@ -514,9 +474,15 @@ pub struct PolicyPreview {
 }
 
 impl PolicyPreview {
-    pub fn new(file: &std::path::Path, a: &crate::gc::Analysis) -> PolicyPreview {
+    /// The preview of a policy on the layout `v2`, from its plan and every tag's explanation.
+    pub fn new(
+        file: &std::path::Path,
+        v2: &std::path::Path,
+        plan: &Plan,
+        explain: &[TagExplain],
+    ) -> PolicyPreview {
         let mut repositories: Vec<RepoPreview> = Vec::new();
-        for e in &a.explain {
+        for e in explain {
             if repositories
                 .last()
                 .is_none_or(|r| r.repository != e.repository)
@@ -543,11 +509,11 @@ impl PolicyPreview {
         PolicyPreview {
             schema: "regsweep/policy-check/v1",
             file: file.to_path_buf(),
-            root: a.layout.v2.clone(),
+            root: v2.to_path_buf(),
             tags_deleted: repositories.iter().map(|r| r.delete).sum(),
             repositories,
-            refused: a.plan.refused.clone(),
-            explain: a.explain.clone(),
+            refused: plan.refused.clone(),
+            explain: explain.to_vec(),
         }
     }
 

@@ -1,12 +1,12 @@
 //! Reads the registry's layout from disk into the model, in parallel, through folder handles that
 //! never follow a symlink (see `dirfd`).
 
-use crate::catalog;
 use crate::digest::Digest;
 use crate::dirfd::{self, Dir, Kind, ReadError};
 use crate::error::{Error, Result};
 use crate::layout::{self, Paths};
 use crate::manifest::{self, MAX_MANIFEST_BYTES};
+use crate::model::catalog;
 use crate::model::{Blob, Finding, Layout, Link, Manifests, Repo, Severity, Tag, Time, Upload};
 use crate::progress::Progress;
 use rayon::prelude::*;
@@ -257,6 +257,7 @@ pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<
         staging,
         // Read next, by load_manifests: they are blobs too, found by the links just scanned.
         manifests: Default::default(),
+        created: Default::default(),
     })
 }
 

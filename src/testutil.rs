@@ -1,4 +1,4 @@
-//! Small builders shared by the unit tests of the pure stages.
+//! Small builders shared by the unit tests: of the pure stages, and a FIFO for the storage ones.
 
 use crate::digest::Digest;
 use crate::manifest::Manifest;
@@ -61,4 +61,16 @@ pub fn file_layers(l: &mut Layout) {
         let links: Vec<Link> = l.layer_links(&l.repos[i]).collect();
         l.set_layers(i, links);
     }
+}
+
+/// Makes a FIFO at `path`: what a hostile layout puts where a small file belongs.
+pub fn mkfifo(path: &std::path::Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
 }

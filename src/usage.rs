@@ -1,7 +1,8 @@
 //! Disk usage: what each repository and tag holds, shares, and would free; pure functions of the model.
 
 use crate::digest::Digest;
-use crate::mark::{self, MarkOptions, RefSet};
+use crate::mark::{self, RefSet};
+use crate::model::Rules;
 use crate::model::{Layout, Time};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -35,10 +36,7 @@ pub struct TagUsage {
     pub pushed: Option<Time>,
 }
 
-const TAGGED: MarkOptions = MarkOptions {
-    delete_untagged: true,
-    cutoff: Time::MAX,
-};
+const TAGGED: Rules = Rules::without_grace(true);
 
 /// Indices into `layout.blobs` of the refs that are blobs in the store, sorted.
 fn indices(layout: &Layout, set: &RefSet) -> Vec<u32> {
@@ -114,7 +112,7 @@ pub fn tags(layout: &Layout, repo: &str) -> Option<Vec<TagUsage>> {
     let reach: Vec<Vec<u32>> = (0..repo.tags.len())
         .into_par_iter()
         .map(|t| {
-            let (m, _) = mark::mark_repo(layout, repo, |i| i == t, TAGGED);
+            let (m, _) = mark::mark_repo(layout, repo, |i| i == t, &TAGGED);
             indices(layout, &m.blobs)
         })
         .collect();

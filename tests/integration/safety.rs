@@ -71,6 +71,13 @@ fn snapshot(dir: &Path) -> BTreeSet<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
+/// Moves the folder `real` to `copy` (outside the root) and leaves a symlink to it in its place.
+fn move_behind_symlink(real: &Path, copy: &Path) {
+    copy_tree(real, copy);
+    std::fs::remove_dir_all(real).unwrap();
+    std::os::unix::fs::symlink(copy, real).unwrap();
+}
+
 fn blob_path(v2: &Path, digest: &str) -> PathBuf {
     v2.join("blobs/sha256")
         .join(&digest[7..9])
@@ -384,16 +391,10 @@ fn nothing_outside_the_root_is_touched_through_symlinks() {
     let outside = tempfile::tempdir().unwrap();
     // Static: acme/app's `_layers` is a symlink to a copy outside; a stray repository's
     // `_manifests` too.
-    copy_tree(
+    move_behind_symlink(
         &v2.join("repositories/acme/app/_layers"),
         &outside.path().join("layers"),
     );
-    std::fs::remove_dir_all(v2.join("repositories/acme/app/_layers")).unwrap();
-    std::os::unix::fs::symlink(
-        outside.path().join("layers"),
-        v2.join("repositories/acme/app/_layers"),
-    )
-    .unwrap();
     copy_tree(
         &v2.join("repositories/library/multi/_manifests"),
         &outside.path().join("manifests"),
@@ -439,10 +440,7 @@ fn a_folder_swapped_for_a_symlink_between_plan_and_sweep_is_left_alone() {
         wait_for(&go.with_extension("ready"));
         // Each swapped folder becomes a symlink to a copy of itself outside the root.
         let swap = |real: PathBuf, name: String| {
-            let copy = outside.path().join(&name);
-            copy_tree(&real, &copy);
-            std::fs::rename(&real, w.reg.tmp.path().join(format!("aside-{name}"))).unwrap();
-            std::os::unix::fs::symlink(&copy, &real).unwrap();
+            move_behind_symlink(&real, &outside.path().join(name));
         };
         if swap_prefixes {
             let prefixes: BTreeSet<String> = planned.iter().map(|d| d[7..9].to_string()).collect();

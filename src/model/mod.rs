@@ -1,38 +1,15 @@
-//! The in-memory model of a registry layout that scan builds and the pure stages read.
+//! The in-memory model of a registry layout that scan builds and the pure stages read: the
+//! layout, its parsed manifests (`catalog`) and the tag decisions a policy makes of it.
 
-pub use crate::catalog::Manifests;
-use crate::catalog::{Ref, View};
+pub mod base;
+pub mod catalog;
+
 use crate::digest::Digest;
-use crate::manifest::Manifest;
-use serde::Serialize;
+pub use crate::manifest::Loaded;
+pub use base::{Blob, Finding, LayerLink, Link, Severity, Time};
+pub use catalog::Manifests;
+use catalog::{Ref, View};
 use std::path::PathBuf;
-
-/// Seconds since the Unix epoch.
-pub type Time = i64;
-
-#[derive(Debug, Clone)]
-pub struct Blob {
-    pub digest: Digest,
-    /// Apparent size of `data`.
-    pub size: u64,
-    /// mtime of `data`.
-    pub mtime: Time,
-}
-
-/// A link file: the digest it names and when it was written.
-#[derive(Debug, Clone, Copy)]
-pub struct Link {
-    pub digest: Digest,
-    pub mtime: Time,
-}
-
-/// A layer link whose blob is in the store, by the blob's index in `Layout::blobs`: layer links
-/// are as many as blobs, and a 4-byte index is an eighth of a digest.
-#[derive(Debug, Clone, Copy)]
-pub struct LayerLink {
-    pub blob: u32,
-    pub mtime: Time,
-}
 
 #[derive(Debug, Clone)]
 pub struct Tag {
@@ -71,29 +48,6 @@ pub struct Repo {
     pub unknown: bool,
 }
 
-/// How serious a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Damage that hides references: what it would have kept is unknown.
-    Blocking,
-    /// Damage a user should know about, but that cannot make gc delete something needed.
-    Damage,
-    /// A leftover or an entry foreign to the layout: worth knowing, harmless, left alone.
-    Notice,
-}
-
-/// Something wrong in the layout, with the path where it was seen.
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    pub path: PathBuf,
-    pub message: String,
-    pub severity: Severity,
-    /// The repository it concerns, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub repository: Option<String>,
-}
-
 /// Everything scan read from disk.
 #[derive(Debug, Default, Clone)]
 pub struct Layout {
@@ -112,6 +66,9 @@ pub struct Layout {
     pub staging: Vec<PathBuf>,
     /// The manifests that links name, parsed; built over `blobs`, so set after they are final.
     pub manifests: Manifests,
+    /// The `created` time of each tagged image's config, by manifest digest: read only when a
+    /// policy counts ages from it (`gc::load_dates`), empty otherwise.
+    pub created: std::collections::HashMap<Digest, Time>,
 }
 
 impl Layout {
@@ -192,5 +149,71 @@ pub fn split_layers(
     (present, absent)
 }
 
-/// The outcome of reading one manifest blob.
-pub type Loaded = Result<Manifest, String>;
+/// What happens to one tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Keep,
+    /// Deleted by the named rule.
+    Delete {
+        rule: String,
+    },
+}
+
+/// One decision per tag, parallel to `Layout::repos[i].tags`.
+#[derive(Debug, Clone, Default)]
+pub struct Decisions {
+    pub repos: Vec<Vec<Decision>>,
+}
+
+impl Decisions {
+    /// Without a policy every tag stays, as with the reference GC.
+    pub fn keep_all(layout: &Layout) -> Decisions {
+        Decisions {
+            repos: layout
+                .repos
+                .iter()
+                .map(|r| vec![Decision::Keep; r.tags.len()])
+                .collect(),
+        }
+    }
+
+    pub fn keeps(&self, repo: usize, tag: usize) -> bool {
+        !matches!(
+            self.repos.get(repo).and_then(|r| r.get(tag)),
+            Some(Decision::Delete { .. })
+        )
+    }
+}
+
+/// What a gc run keeps and deletes beyond the tag decisions: one value, made once from the
+/// command line (or a plan), that mark and plan both read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Untagged revisions are not roots: they go unless something else needs them.
+    pub delete_untagged: bool,
+    /// The grace period: anything modified at or after this moment is young and kept, with all
+    /// it reaches. `None` turns grace off (nothing is young, whatever its mtime).
+    pub young_from: Option<Time>,
+    /// Sweep even where damage hides references.
+    pub allow_damage: bool,
+    /// Uploads started before this are abandoned and go; `None` keeps all uploads.
+    pub uploads_before: Option<Time>,
+}
+
+impl Rules {
+    /// No grace, damage withholds, uploads stay: the reach of the layout as it is, for `du`,
+    /// `check` and the policy's safety net.
+    pub const fn without_grace(delete_untagged: bool) -> Rules {
+        Rules {
+            delete_untagged,
+            young_from: None,
+            allow_damage: false,
+            uploads_before: None,
+        }
+    }
+
+    /// Whether something modified at `mtime` is within the grace period.
+    pub fn is_young(&self, mtime: Time) -> bool {
+        self.young_from.is_some_and(|from| mtime >= from)
+    }
+}

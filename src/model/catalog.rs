@@ -1,9 +1,10 @@
 //! The parsed manifests of a layout, stored compactly: each reference is a 4-byte index into
 //! the layout's sorted blob list, not a 32-byte digest (manifests are the model's largest part).
 
+use super::base::Blob;
 use crate::digest::Digest;
+use crate::manifest::Loaded;
 use crate::manifest::Manifest;
-use crate::model::{Blob, Loaded};
 use std::collections::{HashMap, HashSet};
 
 /// A digest by position: below `Layout::blobs.len()` an index into the blob list; from there an
@@ -23,7 +24,7 @@ struct Entry {
 }
 
 /// Every manifest blob that a link or an index names, parsed once however many repositories
-/// share it; kept inside the [`Layout`](crate::model::Layout) whose blob list its refs index.
+/// share it; kept inside the layout (`model::Layout`) whose blob list its refs index.
 #[derive(Debug, Default, Clone)]
 pub struct Manifests {
     /// `Layout::blobs.len()` when built: refs at or past it index `absent`.
