@@ -1,4 +1,5 @@
-//! The library's error type: every variant that concerns a file names its path.
+//! The library's error type, one variant per cause, each that concerns a file naming its path;
+//! and the process exit codes.
 
 use std::io;
 use std::path::PathBuf;
@@ -52,10 +53,30 @@ impl Error {
     }
 
     /// The process exit code this error maps to.
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Usage(_) | Error::Policy { .. } => crate::exit::USAGE,
-            _ => crate::exit::ERROR,
+            Error::Usage(_) | Error::Policy { .. } => ExitCode::Usage,
+            _ => ExitCode::Error,
         }
+    }
+}
+
+/// Process exit codes; documented in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Finished; nothing damaged was found.
+    Ok = 0,
+    /// An error stopped the run, or some deletions failed.
+    Error = 1,
+    /// The command line or one of its values is invalid.
+    Usage = 2,
+    /// Finished, but damaged objects were found (listed in the report).
+    Damage = 3,
+}
+
+impl ExitCode {
+    /// The number the process exits with.
+    pub fn code(self) -> i32 {
+        self as i32
     }
 }

@@ -1,63 +1,35 @@
 //! regsweep: offline garbage collection for the filesystem storage of a CNCF distribution registry.
 //!
-//! The data flows one way: [`scan`] (disk to model) -> [`manifest`] (references)
-//! -> [`policy`] (tag decisions) -> [`mark`] (reachability) -> [`plan`] (what goes)
-//! -> [`sweep`] or [`report`]. Only the storage modules ([`scan`], [`sweep`], [`trash`],
-//! [`lock`], through [`dirfd`]) touch the disk. Imports only point down this map:
+//! The data flows one way, and the folders are its stages: [`store::scan`] (storage to model)
+//! -> [`model::manifest`] (references) -> [`policy`] (tag decisions) -> [`gc::mark`]
+//! (reachability) -> [`gc::plan`] (what goes) -> [`store::sweep`] or [`report`]. Only [`store`]
+//! touches storage. Imports only point down this map, never up and never in a cycle:
 //!
-//! - leaves: `digest`, `dirfd` (handles, no symlink followed), `duration`, `error`, `output`,
-//!   `progress`, `semver`, `units`, `walk` (the one manifest-graph walk)
-//! - names and bytes: `layout` (paths and name rules), `manifest` (bytes to references), `lock`,
-//!   `metrics`
-//! - the model: `model::base` -> `model::catalog` (parsed manifests) -> `model` (the layout,
-//!   tag decisions)
-//! - reading: `scan`; pure stages: `mark` -> `plan`, `policy`, `usage`, `integrity`
-//! - writing: `trash`, `sweep`; rendering: `config`, `report`
-//! - commands: `gc` -> `apply`, `check`, `du` -> `cli`
+//! - leaves: `error`, `progress`, `units` (human sizes and ages), `output` (files written whole)
+//! - [`model`]: `digest`, `duration`, `manifest` (bytes to references), `base` -> `catalog`
+//!   (parsed manifests) -> the layout, tag decisions and gc's `Rules`
+//! - [`gc`]: the pure stages `walk` (the one manifest-graph walk) -> `mark` -> `plan`
+//! - [`policy`]: retention policies and `semver` (pure; its safety net marks with `gc::mark`)
+//! - [`inspect`]: `usage` and `integrity`, the pure analyses behind `du` and `check`
+//! - [`store`]: `dirfd` (handles, no symlink followed), `layout`, `lock`, `scan`, `sweep`, `trash`
+//! - [`report`]: text and JSON reports, `metrics`
+//! - [`commands`]: `gc` (the pipeline's entry: load, decide, run) -> `apply`, `check`, `du`
+//! - [`cli`]: clap arguments to validated configs (`config`), dispatch, signals
 
-pub mod apply;
-pub mod check;
 pub mod cli;
-pub mod config;
-pub mod digest;
-pub mod dirfd;
-pub mod du;
-pub mod duration;
+pub mod commands;
 pub mod error;
 pub mod gc;
-pub mod integrity;
-pub mod layout;
-pub mod lock;
-pub mod manifest;
-pub mod mark;
-pub mod metrics;
+pub mod inspect;
 pub mod model;
 pub mod output;
-pub mod plan;
 pub mod policy;
 pub mod progress;
 pub mod report;
-pub mod scan;
-pub mod semver;
-pub mod sweep;
+pub mod store;
 #[cfg(test)]
 mod testutil;
-pub mod trash;
 pub mod units;
-pub mod usage;
-pub mod walk;
 
-pub use digest::Digest;
-pub use error::{Error, Result};
-
-/// Process exit codes; documented in the README.
-pub mod exit {
-    /// Finished; nothing damaged was found.
-    pub const OK: i32 = 0;
-    /// An error stopped the run, or some deletions failed.
-    pub const ERROR: i32 = 1;
-    /// The command line or one of its values is invalid.
-    pub const USAGE: i32 = 2;
-    /// Finished, but damaged objects were found (listed in the report).
-    pub const DAMAGE: i32 = 3;
-}
+pub use error::{Error, ExitCode, Result};
+pub use model::digest::Digest;

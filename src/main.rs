@@ -1,5 +1,5 @@
 //! The `regsweep` command: all the work is in the library.
 
 fn main() {
-    std::process::exit(regsweep::cli::main());
+    std::process::exit(regsweep::cli::main().code());
 }

@@ -1,7 +1,7 @@
 //! Small builders shared by the unit tests: of the pure stages, and a FIFO for the storage ones.
 
-use crate::digest::Digest;
-use crate::manifest::Manifest;
+use crate::model::digest::Digest;
+use crate::model::manifest::Manifest;
 use crate::model::{Blob, Layout, Link, Loaded, Time};
 use std::collections::HashMap;
 

@@ -1,7 +1,7 @@
 //! The plain values of the model, that everything above it is built from: moments, blobs,
 //! links and findings.
 
-use crate::digest::Digest;
+use crate::model::digest::Digest;
 use serde::Serialize;
 use std::path::PathBuf;
 

@@ -2,9 +2,9 @@
 //! the layout's sorted blob list, not a 32-byte digest (manifests are the model's largest part).
 
 use super::base::Blob;
-use crate::digest::Digest;
-use crate::manifest::Loaded;
-use crate::manifest::Manifest;
+use crate::model::digest::Digest;
+use crate::model::manifest::Loaded;
+use crate::model::manifest::Manifest;
 use std::collections::{HashMap, HashSet};
 
 /// A digest by position: below `Layout::blobs.len()` an index into the blob list; from there an

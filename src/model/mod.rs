@@ -3,9 +3,12 @@
 
 pub mod base;
 pub mod catalog;
+pub mod digest;
+pub mod duration;
+pub mod manifest;
 
-use crate::digest::Digest;
-pub use crate::manifest::Loaded;
+use crate::model::digest::Digest;
+pub use crate::model::manifest::Loaded;
 pub use base::{Blob, Finding, LayerLink, Link, Severity, Time};
 pub use catalog::Manifests;
 use catalog::{Ref, View};

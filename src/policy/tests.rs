@@ -1,6 +1,6 @@
 use super::*;
-use crate::manifest::Manifest;
 use crate::model::Link;
+use crate::model::manifest::Manifest;
 use crate::testutil::dg;
 
 const NOW: Time = 1_800_000_000;

@@ -1,7 +1,7 @@
 //! Faults and changes under a run: SIGKILL at many points, SIGTERM, a push during gc, a layout
 //! that changed under a plan, and the trash put back.
 //!
-//! The fault hooks, read from the environment by the binary's CLI layer (`src/cli.rs`) and doing
+//! The fault hooks, read from the environment by the binary's CLI layer (`src/cli/mod.rs`) and doing
 //! nothing when unset; these tests and `safety.rs` stand on them:
 //! - `REGSWEEP_FAULT_KILL_AFTER=N`: SIGKILL itself when the sweep asks for the Nth time whether
 //!   to go on (once per item).

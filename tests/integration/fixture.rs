@@ -354,7 +354,7 @@ fn symlinks_and_crafted_names_are_reported_and_left_alone() {
 
 #[test]
 fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes() {
-    use regsweep::config::GcConfig;
+    use regsweep::cli::config::GcConfig;
     let probe = fixture();
     let cfg = |root: &Path| GcConfig {
         dry_run: false,
@@ -367,7 +367,7 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
     let now = chrono::Utc::now().timestamp();
     let hidden = regsweep::progress::Progress::hidden();
     let total = {
-        let a = regsweep::gc::analyse(&cfg(&probe.root), now, &hidden).unwrap();
+        let a = regsweep::commands::gc::analyse(&cfg(&probe.root), now, &hidden).unwrap();
         let p = &a.plan;
         p.tags.len()
             + p.tag_index.len()
@@ -385,17 +385,17 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
         .unwrap();
     for k in 0..total {
         let f = fixture();
-        let a = regsweep::gc::analyse(&cfg(&f.root), now, &hidden).unwrap();
+        let a = regsweep::commands::gc::analyse(&cfg(&f.root), now, &hidden).unwrap();
         let asked = std::sync::atomic::AtomicUsize::new(0);
         let stop = || asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= k;
-        let opts = regsweep::sweep::SweepOptions {
+        let opts = regsweep::store::sweep::SweepOptions {
             stop: &stop,
             trash: None,
-            since_ns: regsweep::gc::since_ns(chrono::Utc::now()),
+            since_ns: regsweep::commands::gc::since_ns(chrono::Utc::now()),
             staged: &|| {},
         };
         let outcome =
-            pool.install(|| regsweep::sweep::sweep(&a.layout.v2, &a.plan, &hidden, &opts));
+            pool.install(|| regsweep::store::sweep::sweep(&a.layout.v2, &a.plan, &hidden, &opts));
         assert!(
             outcome.interrupted && outcome.failures.is_empty(),
             "k={k}: {outcome:?}"

@@ -4,13 +4,15 @@
 //! when at least one rule would delete it, no rule keeps it, and nothing protects it. So the
 //! outcome never depends on the order of rules (see docs/POLICY.md).
 
-use crate::digest::Digest;
-use crate::duration;
+pub mod semver;
+
 use crate::error::{Error, Result};
-use crate::mark;
+use crate::gc::mark;
+use crate::model::digest::Digest;
+use crate::model::duration;
 pub use crate::model::{Decision, Decisions};
 use crate::model::{Layout, Repo, Rules, Tag, Time};
-use crate::semver::Version;
+use crate::policy::semver::Version;
 use crate::units::human_age;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -453,7 +455,7 @@ fn evaluate_repo(
         .filter(|&i| {
             let t = &repo.tags[i];
             t.current.is_some()
-                && crate::layout::valid_tag(&t.name)
+                && crate::store::layout::valid_tag(&t.name)
                 && cosign_subject(&t.name).is_none()
         })
         .collect();
@@ -504,7 +506,7 @@ fn evaluate_repo(
         if tag.current.is_none() {
             reasons.push("no readable current link: never deleted".into());
             keep = true;
-        } else if !crate::layout::valid_tag(&tag.name) {
+        } else if !crate::store::layout::valid_tag(&tag.name) {
             reasons.push("not a valid tag name: never deleted".into());
             keep = true;
         } else if let Some(subject) = cosign_subject(&tag.name) {

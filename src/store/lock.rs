@@ -5,8 +5,8 @@
 //! holder is a stale lock: reported, and removed only with `--break-lock`, so that a human
 //! looks at a run that died before the next one starts.
 
-use crate::dirfd::Dir;
 use crate::error::{Error, Result};
+use crate::store::dirfd::Dir;
 use std::ffi::OsStr;
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};

@@ -1,16 +1,20 @@
 //! Runs the whole gc pipeline for a validated config: scan, manifests, policy, mark, plan, sweep, report.
 
-use crate::config::{Format, GcConfig, ReportTarget};
+use crate::cli::config::{Format, GcConfig, ReportTarget};
+use crate::error::ExitCode;
 use crate::error::{Error, Result};
-use crate::lock::Lock;
-use crate::mark;
-use crate::metrics::Metrics;
+use crate::gc::mark;
+use crate::gc::plan::{self, Plan};
+use crate::model::duration;
 use crate::model::{Layout, Rules, Time};
-use crate::plan::{self, Plan};
 use crate::policy::{self, AgeFrom, Decisions, TagExplain};
 use crate::progress::Progress;
+use crate::report::metrics::Metrics;
 use crate::report::{self, GcReport};
-use crate::{duration, exit, scan, sweep, trash};
+use crate::store::lock::Lock;
+use crate::store::scan;
+use crate::store::sweep;
+use crate::store::trash;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -122,12 +126,12 @@ pub struct Hooks<'a> {
 }
 
 /// Runs gc and returns the report with the exit code it calls for.
-pub fn run(cfg: &GcConfig, hooks: &Hooks) -> Result<(GcReport, i32)> {
+pub fn run(cfg: &GcConfig, hooks: &Hooks) -> Result<(GcReport, ExitCode)> {
     let stop = hooks.stop;
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let progress = Progress::when(cfg.progress);
-    let root = crate::config::canonical_root(&cfg.root)?;
+    let root = crate::cli::config::canonical_root(&cfg.root)?;
     let cfg = &GcConfig {
         root,
         ..cfg.clone()
@@ -183,15 +187,15 @@ pub fn run(cfg: &GcConfig, hooks: &Hooks) -> Result<(GcReport, i32)> {
             .as_ref()
             .is_some_and(|o| !o.failures.is_empty() || o.interrupted)
     {
-        exit::ERROR
+        ExitCode::Error
     } else if plan
         .findings
         .iter()
         .any(|f| f.severity != crate::model::Severity::Notice)
     {
-        exit::DAMAGE
+        ExitCode::Damage
     } else {
-        exit::OK
+        ExitCode::Ok
     };
     let ctx = report::Context {
         root: cfg.root.clone(),
@@ -219,7 +223,7 @@ pub fn run(cfg: &GcConfig, hooks: &Hooks) -> Result<(GcReport, i32)> {
     let code = if report.output_errors.is_empty() {
         code
     } else {
-        exit::ERROR
+        ExitCode::Error
     };
     Ok((report, code))
 }
@@ -260,7 +264,7 @@ pub fn probe_outputs(cfg: &GcConfig) -> Result<()> {
 /// The storage root of a root given either way (`rootdirectory` or its `docker/registry/v2`),
 /// so that both spellings take the same lock.
 pub fn storage_root(root: &Path) -> Result<PathBuf> {
-    let v2 = crate::layout::locate_v2(root).ok_or_else(|| Error::NotARegistry {
+    let v2 = crate::store::layout::locate_v2(root).ok_or_else(|| Error::NotARegistry {
         path: root.to_path_buf(),
     })?;
     Ok(v2.ancestors().nth(3).unwrap_or(root).to_path_buf())

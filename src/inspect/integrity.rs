@@ -1,11 +1,11 @@
 //! Integrity findings: broken images, bad links, leftovers; a pure function of the model.
 
-use crate::digest::Digest;
-use crate::layout::Paths;
-use crate::mark;
+use crate::gc::mark;
+use crate::gc::walk;
 use crate::model::catalog::Ref;
+use crate::model::digest::Digest;
 use crate::model::{Finding, Layout, Repo, Rules, Severity, Time};
-use crate::walk;
+use crate::store::layout::Paths;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
@@ -206,7 +206,7 @@ fn leftovers(layout: &Layout, paths: &Paths, repo: &Repo, now: Time, out: &mut V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Manifest;
+    use crate::model::manifest::Manifest;
     use crate::model::{Blob, Tag, Upload};
     use crate::testutil::*;
 

@@ -1,15 +1,16 @@
 //! The du command: one scan, then sizes per repository or per tag, and what gc would free.
 
-use crate::config::GcConfig;
-use crate::digest::Digest;
+use crate::cli::config::GcConfig;
+use crate::commands::gc;
+use crate::error::ExitCode;
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
+use crate::inspect::usage::{self, RepoUsage, TagUsage};
 use crate::model::Severity;
+use crate::model::digest::Digest;
 use crate::policy::Policy;
 use crate::progress::Progress;
 use crate::report::human_bytes;
-use crate::usage::{self, RepoUsage, TagUsage};
-use crate::{exit, gc};
+use crate::report::metrics::Metrics;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -78,11 +79,11 @@ pub struct DuReport {
 }
 
 /// Runs du; the rendered output and the exit code.
-pub fn run(cfg: &DuConfig) -> Result<(String, i32)> {
+pub fn run(cfg: &DuConfig) -> Result<(String, ExitCode)> {
     let started = Instant::now();
     let started_at = chrono::Utc::now().timestamp();
     let progress = Progress::when(cfg.progress);
-    let root = crate::config::canonical_root(&cfg.root)?;
+    let root = crate::cli::config::canonical_root(&cfg.root)?;
     let mut layout = gc::load(&root, &progress)?;
     gc::load_dates(&mut layout, cfg.policy.as_ref());
 
@@ -240,7 +241,7 @@ pub fn run(cfg: &DuConfig) -> Result<(String, i32)> {
             cfg.policy.as_ref().map(|p| p.path.clone()),
         ),
     };
-    Ok((out, exit::OK))
+    Ok((out, ExitCode::Ok))
 }
 
 fn short(d: Option<Digest>) -> String {

@@ -1,10 +1,10 @@
 //! What goes: turns marks and decisions into an ordered list of removals; a pure function.
 
-use crate::digest::Digest;
-use crate::layout::Paths;
-use crate::mark::Marks;
+use crate::gc::mark::Marks;
+use crate::model::digest::Digest;
 use crate::model::{Decision, Decisions};
 use crate::model::{Finding, Layout, Rules, Severity, Time};
+use crate::store::layout::Paths;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
@@ -333,7 +333,7 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, rules: &Rules
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mark::mark;
+    use crate::gc::mark::mark;
     use crate::model::{Blob, Repo, Tag};
     use crate::testutil::*;
 

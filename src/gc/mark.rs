@@ -1,10 +1,10 @@
 //! Reachability: which manifests and blobs each repository needs, from its roots.
 
-use crate::digest::Digest;
+use crate::gc::walk;
 use crate::model::Decisions;
 use crate::model::catalog::Ref;
+use crate::model::digest::Digest;
 use crate::model::{Layout, Repo, Rules};
-use crate::walk;
 use std::borrow::Cow;
 
 /// A set of refs. Refs are indices this program hands out, not input, so no attacker chooses
@@ -186,7 +186,7 @@ pub fn mark_repo(
     (walk.marks, without_grace)
 }
 
-/// The model's catalog as a graph for [`crate::walk`], by ref; with the repository's referrers,
+/// The model's catalog as a graph for [`crate::gc::walk`], by ref; with the repository's referrers,
 /// or none (a pull of a tag needs no referrer).
 pub struct Catalog<'a> {
     layout: &'a Layout,
@@ -284,7 +284,7 @@ impl<'a> Walk<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Manifest;
+    use crate::model::manifest::Manifest;
     use crate::model::{Loaded, Tag};
     use crate::testutil::*;
 

@@ -1,9 +1,11 @@
 //! The gc report: a JSON document for machines and a text summary for people.
 
+pub mod metrics;
+
+use crate::gc::plan::{BlobRemoval, LinkRemoval, ManifestRemoval, Plan, TagRemoval, UploadRemoval};
 use crate::model::{Layout, Severity};
-use crate::plan::{BlobRemoval, LinkRemoval, ManifestRemoval, Plan, TagRemoval, UploadRemoval};
 use crate::policy::TagExplain;
-use crate::sweep::Outcome;
+use crate::store::sweep::Outcome;
 pub use crate::units::{human_age, human_bytes};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -73,7 +75,7 @@ pub struct GcReport {
     pub errors: Vec<ErrorEntry>,
     pub interrupted: bool,
     /// Planned items the sweep kept, with why (a push landed on them during the run).
-    pub kept_at_sweep: Vec<crate::sweep::Failure>,
+    pub kept_at_sweep: Vec<crate::store::sweep::Failure>,
     /// Outputs that could not be written (the metrics file, say): the run exits non-zero.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output_errors: Vec<String>,
@@ -95,10 +97,14 @@ pub struct Context {
 }
 
 /// The plan less the items whose folders (by path) the sweep kept.
-fn without_kept(mut plan: Plan, v2: &std::path::Path, kept: &[crate::sweep::Failure]) -> Plan {
+fn without_kept(
+    mut plan: Plan,
+    v2: &std::path::Path,
+    kept: &[crate::store::sweep::Failure],
+) -> Plan {
     let kept: std::collections::HashSet<&std::path::Path> =
         kept.iter().map(|k| k.path.as_path()).collect();
-    let p = crate::layout::Paths::new(v2.to_path_buf());
+    let p = crate::store::layout::Paths::new(v2.to_path_buf());
     let gone = |path: PathBuf| !kept.contains(path.as_path());
     plan.tags.retain(|t| gone(p.tag_dir(&t.repository, &t.tag)));
     plan.tag_index.retain(|l| {

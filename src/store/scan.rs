@@ -1,14 +1,14 @@
 //! Reads the registry's layout from disk into the model, in parallel, through folder handles that
 //! never follow a symlink (see `dirfd`).
 
-use crate::digest::Digest;
-use crate::dirfd::{self, Dir, Kind, ReadError};
 use crate::error::{Error, Result};
-use crate::layout::{self, Paths};
-use crate::manifest::{self, MAX_MANIFEST_BYTES};
 use crate::model::catalog;
+use crate::model::digest::Digest;
+use crate::model::manifest::{self, MAX_MANIFEST_BYTES};
 use crate::model::{Blob, Finding, Layout, Link, Manifests, Repo, Severity, Tag, Time, Upload};
 use crate::progress::Progress;
+use crate::store::dirfd::{self, Dir, Kind, ReadError};
+use crate::store::layout::{self, Paths};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;

@@ -1,10 +1,14 @@
 //! The command line (clap derive), turned into a validated config before the core sees it.
 
-use crate::config::{self, Format, GcConfig, ReportTarget};
+pub mod config;
+
+use crate::commands::gc;
 use crate::error::Error;
+use crate::error::ExitCode;
+use crate::model::duration;
 use crate::policy::Policy;
-use crate::{duration, exit, gc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use config::{Format, GcConfig, ReportTarget};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -390,15 +394,15 @@ fn init_logging(verbose: u8) {
 }
 
 /// Parses the process arguments, runs, and returns the exit code.
-pub fn main() -> i32 {
+pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
-                exit::USAGE
+                ExitCode::Usage
             } else {
-                exit::OK
+                ExitCode::Ok
             };
         }
     };
@@ -409,7 +413,7 @@ pub fn main() -> i32 {
         Err(e) => {
             let code = e
                 .downcast_ref::<Error>()
-                .map_or(exit::ERROR, Error::exit_code);
+                .map_or(ExitCode::Error, Error::exit_code);
             eprintln!("regsweep: error: {e:#}");
             code
         }
@@ -501,7 +505,7 @@ fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(8, |n| n.get().max(8))
 }
 
-fn run(command: Command) -> anyhow::Result<i32> {
+fn run(command: Command) -> anyhow::Result<ExitCode> {
     // Each worker thread would get a malloc arena of its own, and freed memory stays in it:
     // two arenas keep peak memory what the model needs, whatever the number of workers. (No
     // crate wraps mallopt: this is the one hand-written unsafe block outside the tests.)
@@ -547,7 +551,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
             path.display()
         );
     }
-    if code == exit::DAMAGE && cfg.report.is_none() {
+    if code == ExitCode::Damage && cfg.report.is_none() {
         eprintln!(
             "regsweep: damage found: {} problems (run without --quiet to see them)",
             report.summary.errors
@@ -557,7 +561,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
 }
 
 /// `policy check`: validate, then preview per repository when a root is given.
-fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<i32> {
+fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
     let policy = Policy::load(&a.file)?;
     let json = matches!(a.format, FormatArg::Json);
     if a.root.is_none() && a.config.is_none() {
@@ -582,7 +586,7 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<i32> {
                 policy.protect_digests.len()
             );
         }
-        return Ok(exit::OK);
+        return Ok(ExitCode::Ok);
     }
     let root = RootArgs {
         root: a.root,
@@ -611,9 +615,9 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<i32> {
         print!("{}", preview.to_text(a.explain));
     }
     Ok(if preview.refused.is_empty() {
-        exit::OK
+        ExitCode::Ok
     } else {
-        exit::ERROR
+        ExitCode::Error
     })
 }
 
@@ -626,7 +630,7 @@ fn print(out: &str) {
         .and_then(|_| stdout.flush());
 }
 
-fn du(a: DuArgs) -> anyhow::Result<i32> {
+fn du(a: DuArgs) -> anyhow::Result<ExitCode> {
     let grace = duration::parse(&a.grace).map_err(|e| Error::Usage(format!("--grace: {e}")))?;
     let by_tag = match a.by.as_deref() {
         None => None,
@@ -644,18 +648,18 @@ fn du(a: DuArgs) -> anyhow::Result<i32> {
         Some(p) => Some(Policy::load(p)?),
         None => None,
     };
-    let cfg = crate::du::DuConfig {
+    let cfg = crate::commands::du::DuConfig {
         root: a.root.resolve()?,
         format: match a.format {
-            DuFormatArg::Table => crate::du::DuFormat::Table,
-            DuFormatArg::Json => crate::du::DuFormat::Json,
-            DuFormatArg::Csv => crate::du::DuFormat::Csv,
+            DuFormatArg::Table => crate::commands::du::DuFormat::Table,
+            DuFormatArg::Json => crate::commands::du::DuFormat::Json,
+            DuFormatArg::Csv => crate::commands::du::DuFormat::Csv,
         },
         top: a.top,
         sort: match a.sort {
-            DuSortArg::Bytes => crate::du::DuSort::Bytes,
-            DuSortArg::Exclusive => crate::du::DuSort::Exclusive,
-            DuSortArg::Name => crate::du::DuSort::Name,
+            DuSortArg::Bytes => crate::commands::du::DuSort::Bytes,
+            DuSortArg::Exclusive => crate::commands::du::DuSort::Exclusive,
+            DuSortArg::Name => crate::commands::du::DuSort::Name,
         },
         policy,
         by_tag,
@@ -663,39 +667,39 @@ fn du(a: DuArgs) -> anyhow::Result<i32> {
         metrics: a.metrics,
         progress: !a.quiet,
     };
-    let (out, code) = crate::du::run(&cfg)?;
+    let (out, code) = crate::commands::du::run(&cfg)?;
     print(&out);
     Ok(code)
 }
 
-fn check(a: CheckArgs) -> anyhow::Result<i32> {
-    let cfg = crate::check::CheckConfig {
+fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
+    let cfg = crate::commands::check::CheckConfig {
         root: a.root.resolve()?,
         verify_digests: a.verify_digests,
         format: a.format.into(),
         metrics: a.metrics,
         progress: !a.quiet,
     };
-    let (out, code) = crate::check::run(&cfg)?;
+    let (out, code) = crate::commands::check::run(&cfg)?;
     print(&out);
     Ok(code)
 }
 
-fn restore(a: RestoreArgs) -> anyhow::Result<i32> {
+fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let selection = match &a.tag {
-        None => crate::trash::Selection::All,
+        None => crate::store::trash::Selection::All,
         Some(t) => {
             let (repository, tag) = t
                 .rsplit_once(':')
                 .filter(|(r, t)| !r.is_empty() && !t.is_empty())
                 .ok_or_else(|| Error::Usage(format!("--tag: expected REPO:TAG, got {t:?}")))?;
-            crate::trash::Selection::Tag {
+            crate::store::trash::Selection::Tag {
                 repository: repository.into(),
                 tag: tag.into(),
             }
         }
     };
-    let r = crate::trash::restore(&a.dir, &selection, a.break_lock, a.root.as_deref())?;
+    let r = crate::store::trash::restore(&a.dir, &selection, a.break_lock, a.root.as_deref())?;
     let mut out = String::new();
     for i in &r.restored {
         out.push_str(&format!("restored  {:?}  {}\n", i.kind, i.path.display()));
@@ -713,24 +717,24 @@ fn restore(a: RestoreArgs) -> anyhow::Result<i32> {
         r.skipped.len()
     ));
     print(&out);
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }
 
-fn trash_empty(a: TrashEmptyArgs) -> anyhow::Result<i32> {
+fn trash_empty(a: TrashEmptyArgs) -> anyhow::Result<ExitCode> {
     let age =
         duration::parse(&a.older_than).map_err(|e| Error::Usage(format!("--older-than: {e}")))?;
-    let removed = crate::trash::empty(&a.dir, age)?;
+    let removed = crate::store::trash::empty(&a.dir, age)?;
     let mut out = String::new();
     for r in &removed {
         out.push_str(&format!("deleted {}\n", r.display()));
     }
     out.push_str(&format!("{} trash runs deleted for good\n", removed.len()));
     print(&out);
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }
 
-fn apply(a: ApplyArgs) -> anyhow::Result<i32> {
-    let cfg = crate::apply::ApplyConfig {
+fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let cfg = crate::commands::apply::ApplyConfig {
         plan: a.plan,
         root: a.root,
         trash: a.trash,
@@ -740,7 +744,7 @@ fn apply(a: ApplyArgs) -> anyhow::Result<i32> {
         checksum: a.checksum,
     };
     let faults = Faults::from_env();
-    let (out, code) = crate::apply::run(&cfg, &|| faults.stop())?;
+    let (out, code) = crate::commands::apply::run(&cfg, &|| faults.stop())?;
     print(&out);
     Ok(code)
 }

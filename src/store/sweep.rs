@@ -11,12 +11,12 @@
 //! on it) is kept; and right before the layer link and blob stages the repositories' links are
 //! read again, so that a blob a push reused during the run is kept with its links.
 
-use crate::digest::Digest;
-use crate::dirfd::Dir;
-use crate::layout::Paths;
-use crate::plan::{BlobRemoval, LinkRemoval, Plan};
+use crate::gc::plan::{BlobRemoval, LinkRemoval, Plan};
+use crate::model::digest::Digest;
 use crate::progress::Progress;
-use crate::scan::{self, STAGING_DIR};
+use crate::store::dirfd::Dir;
+use crate::store::layout::Paths;
+use crate::store::scan::{self, STAGING_DIR};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::ffi::OsStr;
@@ -128,7 +128,7 @@ impl Sweeper<'_> {
         match self.root.open_dir(parent) {
             Ok(d) => Some((d, self.v2.join(parent), name.to_string())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None, // gone already: a re-run
-            Err(e) if crate::dirfd::is_symlink_error(&e) => {
+            Err(e) if crate::store::dirfd::is_symlink_error(&e) => {
                 self.fail(
                     &full,
                     "a folder on the way is a symbolic link; left alone".into(),

@@ -1,6 +1,6 @@
 //! Where things live in the registry's filesystem layout, and which names are valid there.
 
-use crate::digest::Digest;
+use crate::model::digest::Digest;
 use std::path::{Path, PathBuf};
 
 /// The `docker/registry/v2` folder of a storage root, with path builders for its parts.

@@ -5,17 +5,20 @@
 //! the items that both the plan and this fresh look agree on; a blob also needs its size and
 //! mtime unchanged. Everything else in the plan is skipped and reported with the reason.
 
-use crate::config::{Format, GcConfig, canonical_root};
-use crate::digest::Digest;
+use crate::cli::config::{Format, GcConfig, canonical_root};
+use crate::commands::gc;
+use crate::error::ExitCode;
 use crate::error::{Error, Result};
-use crate::lock::Lock;
+use crate::gc::plan::{LinkRemoval, Plan};
 use crate::model::Time;
+use crate::model::digest::Digest;
+use crate::model::duration;
 use crate::model::{Decision, Decisions};
-use crate::plan::{LinkRemoval, Plan};
 use crate::progress::Progress;
 use crate::report::{GC_SCHEMA, human_bytes, plan_checksum};
-use crate::sweep::{self, Failure};
-use crate::{duration, exit, gc, trash};
+use crate::store::lock::Lock;
+use crate::store::sweep::{self, Failure};
+use crate::store::trash;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -74,8 +77,8 @@ struct Planned {
 }
 
 fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
-    let text =
-        crate::dirfd::read_path(path, 1 << 30).map_err(|e| bad(path, format!("plan {e}")))?;
+    let text = crate::store::dirfd::read_path(path, 1 << 30)
+        .map_err(|e| bad(path, format!("plan {e}")))?;
     let v: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| bad(path, format!("not JSON: {e}")))?;
     if v["schema"] != GC_SCHEMA {
@@ -190,12 +193,12 @@ fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
 }
 
 /// Applies a plan; the rendered report and the exit code.
-pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(String, i32)> {
+pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(String, ExitCode)> {
     let started = chrono::Utc::now();
     let planned = read_plan(&cfg.plan, cfg.checksum.as_deref())?;
     let root = canonical_root(&planned.root)?;
     // The plan names its root: it must be a registry layout, whoever wrote the plan.
-    crate::scan::open_v2(&root)?;
+    crate::store::scan::open_v2(&root)?;
     if let Some(given) = &cfg.root {
         let given = canonical_root(given)?;
         if given != root {
@@ -398,9 +401,9 @@ pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(Strin
         interrupted: outcome.interrupted,
     };
     let code = if !report.failures.is_empty() || report.interrupted {
-        exit::ERROR
+        ExitCode::Error
     } else {
-        exit::OK
+        ExitCode::Ok
     };
     let out = match cfg.format {
         Format::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",

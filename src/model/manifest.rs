@@ -1,6 +1,6 @@
 //! Parses manifest blobs of every kind into the references they hold; a pure function of bytes.
 
-use crate::digest::Digest;
+use crate::model::digest::Digest;
 use serde::Deserialize;
 
 /// The references one manifest holds.

@@ -1,13 +1,15 @@
 //! The check command: everything wrong or left over in a layout, changing nothing.
 
-use crate::config::{Format, GcConfig};
+use crate::cli::config::{Format, GcConfig};
+use crate::commands::gc;
+use crate::error::ExitCode;
 use crate::error::Result;
-use crate::metrics::Metrics;
+use crate::inspect::integrity;
 use crate::model::{Finding, Severity};
 use crate::progress::Progress;
 use crate::report::human_bytes;
-use crate::scan::{self, ScanOptions};
-use crate::{exit, gc, integrity};
+use crate::report::metrics::Metrics;
+use crate::store::scan::{self, ScanOptions};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -49,11 +51,11 @@ pub struct CheckReport {
 }
 
 /// Runs check; the rendered output and the exit code (0 clean, 3 damage found).
-pub fn run(cfg: &CheckConfig) -> Result<(String, i32)> {
+pub fn run(cfg: &CheckConfig) -> Result<(String, ExitCode)> {
     let started = Instant::now();
     let now = chrono::Utc::now().timestamp();
     let progress = Progress::when(cfg.progress);
-    let root = crate::config::canonical_root(&cfg.root)?;
+    let root = crate::cli::config::canonical_root(&cfg.root)?;
     let mut layout = scan::scan_with(&root, ScanOptions { verify_links: true }, &progress)?;
     layout.manifests = scan::load_manifests(&layout, &progress);
     // The plan's findings are the scan's plus every manifest that cannot be read.
@@ -115,7 +117,14 @@ pub fn run(cfg: &CheckConfig) -> Result<(String, i32)> {
         Format::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
         Format::Text => text(&report),
     };
-    Ok((out, if damage > 0 { exit::DAMAGE } else { exit::OK }))
+    Ok((
+        out,
+        if damage > 0 {
+            ExitCode::Damage
+        } else {
+            ExitCode::Ok
+        },
+    ))
 }
 
 fn text(r: &CheckReport) -> String {

@@ -6,11 +6,12 @@
 //! (blobs, layer links, revisions, tag history, tags, uploads), so the registry never sees a tag
 //! before the content it needs.
 
-use crate::digest::Digest;
-use crate::dirfd::{self, Dir};
 use crate::error::{Error, Result};
-use crate::layout::Paths;
-use crate::{manifest, walk};
+use crate::gc::walk;
+use crate::model::digest::Digest;
+use crate::model::manifest;
+use crate::store::dirfd::{self, Dir};
+use crate::store::layout::Paths;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -268,7 +269,7 @@ pub fn restore(
     root: Option<&Path>,
 ) -> Result<Restored> {
     let given = match root {
-        Some(r) => Some(crate::scan::open_v2(r)?.0),
+        Some(r) => Some(crate::store::scan::open_v2(r)?.0),
         None => None,
     };
     let mut runs = runs(dir)?;
@@ -283,7 +284,7 @@ pub fn restore(
         .iter()
         .map(|v2| {
             let root = v2.ancestors().nth(3).unwrap_or(v2);
-            crate::lock::Lock::acquire(root, "restore", break_lock)
+            crate::store::lock::Lock::acquire(root, "restore", break_lock)
         })
         .collect::<Result<Vec<_>>>()?;
     let mut all: Vec<(Item, PathBuf)> = Vec::new();

@@ -1,0 +1,6 @@
+//! The pure stages of a gc run: the walk of the manifest graph, reachability, and the plan of
+//! what goes. Functions of the model only; nothing here reads or writes storage.
+
+pub mod mark;
+pub mod plan;
+pub mod walk;
