@@ -1,8 +1,8 @@
 //! The validated configuration the core runs with, and reading the registry's own config file.
 
 use crate::error::{Error, Result};
+use crate::model::duration::Span;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -23,10 +23,10 @@ pub struct GcConfig {
     pub root: PathBuf,
     pub dry_run: bool,
     pub delete_untagged: bool,
-    pub grace: Duration,
+    pub grace: Span,
     pub allow_damage: bool,
     /// Abandoned uploads older than this go; `None` keeps uploads.
-    pub purge_uploads: Option<Duration>,
+    pub purge_uploads: Option<Span>,
     /// Where the report goes; `None` writes none (quiet without --report).
     pub report: Option<ReportTarget>,
     pub format: Format,
@@ -56,7 +56,7 @@ impl GcConfig {
             root,
             dry_run: true,
             delete_untagged: false,
-            grace: Duration::ZERO,
+            grace: Span::ZERO,
             allow_damage: false,
             purge_uploads: None,
             report: None,

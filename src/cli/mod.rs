@@ -5,7 +5,7 @@ pub mod config;
 use crate::commands::gc;
 use crate::error::Error;
 use crate::error::ExitCode;
-use crate::model::duration;
+use crate::model::duration::Span;
 use crate::policy::Policy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use config::{Format, GcConfig, ReportTarget};
@@ -105,7 +105,7 @@ pub struct TrashEmptyArgs {
     pub dir: PathBuf,
     /// Only runs older than this (e.g. 7d); `0` empties everything.
     #[arg(long, value_name = "DURATION")]
-    pub older_than: String,
+    pub older_than: Span,
 }
 
 /// Where the storage root comes from.
@@ -173,7 +173,7 @@ pub struct DuArgs {
     pub by: Option<Vec<String>>,
     /// The grace gc would run with, for the reclaimable figures.
     #[arg(long, value_name = "DURATION", default_value = "1h")]
-    pub grace: String,
+    pub grace: Span,
     /// Write Prometheus metrics to FILE (for node_exporter's textfile collector).
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
@@ -251,13 +251,13 @@ pub struct GcArgs {
     pub delete_untagged: bool,
     /// Keep anything modified within this long (`0` turns it off).
     #[arg(long, value_name = "DURATION", default_value = "1h")]
-    pub grace: String,
+    pub grace: Span,
     /// Sweep even where damaged objects hide what they reference.
     #[arg(long)]
     pub allow_damage: bool,
     /// Delete abandoned uploads started more than AGE ago (168h when given without a value).
     #[arg(long, value_name = "AGE", num_args = 0..=1, default_missing_value = "168h")]
-    pub purge_uploads: Option<String>,
+    pub purge_uploads: Option<Span>,
     /// Write the report to FILE (`-` for stdout) instead of stdout.
     #[arg(long, value_name = "FILE|-")]
     pub report: Option<String>,
@@ -308,14 +308,6 @@ pub struct DropInArgs {
 impl GcArgs {
     /// Checks every value and resolves the root.
     pub fn validate(self) -> Result<GcConfig, Error> {
-        let grace =
-            duration::parse(&self.grace).map_err(|e| Error::Usage(format!("--grace: {e}")))?;
-        let purge_uploads = match &self.purge_uploads {
-            Some(a) => Some(
-                duration::parse(a).map_err(|e| Error::Usage(format!("--purge-uploads: {e}")))?,
-            ),
-            None => None,
-        };
         if self.jobs == Some(0) {
             return Err(Error::Usage("-j/--jobs: must be at least 1".into()));
         }
@@ -341,9 +333,9 @@ impl GcArgs {
             root,
             dry_run: self.dry_run,
             delete_untagged: self.delete_untagged,
-            grace,
+            grace: self.grace,
             allow_damage: self.allow_damage,
-            purge_uploads,
+            purge_uploads: self.purge_uploads,
             report,
             format: self.format.into(),
             jobs: self.jobs,
@@ -362,7 +354,7 @@ impl DropInArgs {
             },
             dry_run: self.dry_run,
             delete_untagged: self.delete_untagged,
-            grace: "1h".into(),
+            grace: Span::from_secs(3600),
             allow_damage: false,
             purge_uploads: None,
             report: None,
@@ -631,7 +623,6 @@ fn print(out: &str) {
 }
 
 fn du(a: DuArgs) -> anyhow::Result<ExitCode> {
-    let grace = duration::parse(&a.grace).map_err(|e| Error::Usage(format!("--grace: {e}")))?;
     let by_tag = match a.by.as_deref() {
         None => None,
         Some([kind, repo]) if kind == "tag" => Some(repo.clone()),
@@ -663,7 +654,7 @@ fn du(a: DuArgs) -> anyhow::Result<ExitCode> {
         },
         policy,
         by_tag,
-        grace,
+        grace: a.grace,
         metrics: a.metrics,
         progress: !a.quiet,
     };
@@ -721,9 +712,7 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn trash_empty(a: TrashEmptyArgs) -> anyhow::Result<ExitCode> {
-    let age =
-        duration::parse(&a.older_than).map_err(|e| Error::Usage(format!("--older-than: {e}")))?;
-    let removed = crate::store::trash::empty(&a.dir, age)?;
+    let removed = crate::store::trash::empty(&a.dir, a.older_than.0)?;
     let mut out = String::new();
     for r in &removed {
         out.push_str(&format!("deleted {}\n", r.display()));

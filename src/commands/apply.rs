@@ -12,10 +12,10 @@ use crate::error::{Error, Result};
 use crate::gc::plan::{LinkRemoval, Plan};
 use crate::model::Time;
 use crate::model::digest::Digest;
-use crate::model::duration;
+
 use crate::model::{Decision, Decisions};
 use crate::progress::Progress;
-use crate::report::{GC_SCHEMA, human_bytes, plan_checksum};
+use crate::report::{GC_SCHEMA, Options, human_bytes, plan_checksum};
 use crate::store::lock::Lock;
 use crate::store::sweep::{self, Failure};
 use crate::store::trash;
@@ -119,20 +119,15 @@ fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
     let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
     let o = &v["options"];
     let root = PathBuf::from(s(&v["root"]).ok_or_else(|| bad(path, "no root"))?);
-    let grace = duration::parse(o["grace"].as_str().unwrap_or(""))
-        .map_err(|e| bad(path, format!("options.grace: {e}")))?;
-    let purge_uploads = match o["purge_uploads"].as_str() {
-        Some(a) => {
-            Some(duration::parse(a).map_err(|e| bad(path, format!("options.purge_uploads: {e}")))?)
-        }
-        None => None,
-    };
+    // The options as gc wrote them, read back by the same type.
+    let o: Options =
+        serde_json::from_value(o.clone()).map_err(|e| bad(path, format!("options: {e}")))?;
     let cfg = GcConfig {
         dry_run: false,
-        delete_untagged: o["delete_untagged"].as_bool().unwrap_or(false),
-        grace,
-        allow_damage: o["allow_damage"].as_bool().unwrap_or(false),
-        purge_uploads,
+        delete_untagged: o.delete_untagged,
+        grace: o.grace,
+        allow_damage: o.allow_damage,
+        purge_uploads: o.purge_uploads,
         ..GcConfig::planning(root.clone())
     };
     let item_err = |k: &str| bad(path, format!("{k}: an item lacks a field"));

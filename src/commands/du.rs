@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::inspect::usage::{self, RepoUsage, TagUsage};
 use crate::model::Severity;
 use crate::model::digest::Digest;
+use crate::model::duration::Span;
 use crate::policy::Policy;
 use crate::progress::Progress;
 use crate::report::human_bytes;
@@ -14,7 +15,7 @@ use crate::report::metrics::Metrics;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DuFormat {
@@ -41,7 +42,7 @@ pub struct DuConfig {
     /// Per tag of this repository instead of per repository.
     pub by_tag: Option<String>,
     /// The grace gc would run with, for the reclaimable figures.
-    pub grace: Duration,
+    pub grace: Span,
     pub metrics: Option<PathBuf>,
     pub progress: bool,
 }

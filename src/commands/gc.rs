@@ -5,7 +5,7 @@ use crate::error::ExitCode;
 use crate::error::{Error, Result};
 use crate::gc::mark;
 use crate::gc::plan::{self, Plan};
-use crate::model::duration;
+
 use crate::model::{Layout, Rules, Time};
 use crate::policy::{self, AgeFrom, Decisions, TagExplain};
 use crate::progress::Progress;
@@ -204,9 +204,9 @@ pub fn run(cfg: &GcConfig, hooks: &Hooks) -> Result<(GcReport, ExitCode)> {
         duration_seconds: started.elapsed().as_secs_f64(),
         options: report::Options {
             delete_untagged: cfg.delete_untagged,
-            grace: duration::format(cfg.grace),
+            grace: cfg.grace,
             allow_damage: cfg.allow_damage,
-            purge_uploads: cfg.purge_uploads.map(duration::format),
+            purge_uploads: cfg.purge_uploads,
         },
     };
     let mut report = GcReport::new(ctx, &layout, plan, outcome.as_ref());

@@ -1,6 +1,54 @@
-//! Human durations (`90d`, `12h`, `1h30m`, `0`) as used by `--grace` and policies.
+//! Human durations (`90d`, `12h`, `1h30m`, `0`) as used by `--grace` and policies: parsed once
+//! (a clap value parser, a policy file), carried as a [`Span`], and written back the same way
+//! into reports and plans. Hand-written rather than a crate's: the plan format needs a stable
+//! spelling (`1h30m`, `0`), and `y` is 365 days.
 
 use std::time::Duration;
+
+/// A length of time as people write it. Parses from and prints to the same text, and
+/// serialises as that text, so a plan says `"grace": "1h"` and `apply` reads it back whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Span(pub Duration);
+
+impl Span {
+    pub const ZERO: Span = Span(Duration::ZERO);
+
+    pub fn from_secs(secs: u64) -> Span {
+        Span(Duration::from_secs(secs))
+    }
+    pub fn as_secs(&self) -> u64 {
+        self.0.as_secs()
+    }
+    pub fn is_zero(&self) -> bool {
+        self.0.is_zero()
+    }
+}
+
+impl std::str::FromStr for Span {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Span, String> {
+        parse(s).map(Span)
+    }
+}
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format(self.0))
+    }
+}
+
+impl serde::Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// Parses a sequence of `<number><unit>` with units s, m, h, d, w, y (365 days); `0` alone is zero.
 pub fn parse(text: &str) -> Result<Duration, String> {
@@ -96,6 +144,17 @@ mod tests {
             let e = parse(bad).unwrap_err();
             assert!(e.contains("duration"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_span_reads_and_writes_the_same_text() {
+        let s: Span = "1h30m".parse().unwrap();
+        assert_eq!(s.as_secs(), 5400);
+        assert_eq!(s.to_string(), "1h30m");
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, "\"1h30m\"");
+        assert_eq!(serde_json::from_str::<Span>(&json).unwrap(), s);
+        assert!(serde_json::from_str::<Span>("\"10x\"").is_err());
     }
 
     #[test]

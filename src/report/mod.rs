@@ -3,11 +3,12 @@
 pub mod metrics;
 
 use crate::gc::plan::{BlobRemoval, LinkRemoval, ManifestRemoval, Plan, TagRemoval, UploadRemoval};
+use crate::model::duration::Span;
 use crate::model::{Layout, Severity};
 use crate::policy::TagExplain;
 use crate::store::sweep::Outcome;
 pub use crate::units::{human_age, human_bytes};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -38,12 +39,13 @@ pub struct Summary {
     pub items_removed: u64,
 }
 
-#[derive(Debug, Serialize)]
+/// The options a run planned with; a plan carries them to `apply`, which reads them back.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Options {
     pub delete_untagged: bool,
-    pub grace: String,
+    pub grace: Span,
     pub allow_damage: bool,
-    pub purge_uploads: Option<String>,
+    pub purge_uploads: Option<Span>,
 }
 
 #[derive(Debug, Serialize)]
@@ -257,7 +259,7 @@ impl GcReport {
             s.uploads_deleted,
             human_bytes(s.upload_bytes_freed)
         );
-        if self.options.grace == "0" {
+        if self.options.grace.is_zero() {
             let _ = writeln!(o, "  kept by grace  none (grace period off)");
         } else {
             let _ = writeln!(

@@ -359,8 +359,8 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
     let cfg = |root: &Path| GcConfig {
         dry_run: false,
         delete_untagged: true,
-        grace: Duration::from_secs(3600),
-        purge_uploads: Some(Duration::from_secs(1)),
+        grace: regsweep::model::duration::Span::from_secs(3600),
+        purge_uploads: Some(regsweep::model::duration::Span::from_secs(1)),
         jobs: Some(1),
         ..GcConfig::planning(root.to_path_buf())
     };
