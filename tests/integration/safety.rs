@@ -32,6 +32,20 @@ fn wait_for(path: &Path) {
     }
 }
 
+/// Starts `gc` on `root` with `args`, its stdout piped, and waits until it has planned and
+/// paused before its sweep (REGSWEEP_FAULT_PAUSE); writing `go` lets it go on.
+fn gc_paused(root: &Path, args: &[&str], go: &Path) -> std::process::Child {
+    let child = gc_cmd(root)
+        .args(args)
+        .env("REGSWEEP_FAULT_PAUSE", go)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&go.with_extension("ready"));
+    child
+}
+
 /// Runs a command, killing it if it has not ended in 60 s: a hang is a failure, not a stall.
 fn run_bounded(cmd: &mut Command) -> std::process::Output {
     let mut child = cmd
@@ -184,13 +198,11 @@ fn a_push_reusing_a_planned_blob_during_the_run_keeps_it() {
     let dangling_bytes = bytes_for("dangling", 999);
     let dangling = sha256(&dangling_bytes);
     let go = w.reg.tmp.path().join("go");
-    let gc = gc_cmd(&w.reg.root)
-        .args(["-m", "--format", "json", "--report", "-"])
-        .env("REGSWEEP_FAULT_PAUSE", &go)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(&go.with_extension("ready"));
+    let gc = gc_paused(
+        &w.reg.root,
+        &["-m", "--format", "json", "--report", "-"],
+        &go,
+    );
     // The client finds the blob in acme/app already (its old layer link), uploads only a
     // config and pushes a manifest naming it.
     let config = w.reg.put_blob("acme/app", b"{\"reuse\":1}");
@@ -431,13 +443,11 @@ fn a_folder_swapped_for_a_symlink_between_plan_and_sweep_is_left_alone() {
         assert!(planned.len() >= 4);
         let outside = tempfile::tempdir().unwrap();
         let go = w.reg.tmp.path().join("go");
-        let gc = gc_cmd(&w.reg.root)
-            .args(["-m", "--format", "json", "--report", "-"])
-            .env("REGSWEEP_FAULT_PAUSE", &go)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_for(&go.with_extension("ready"));
+        let gc = gc_paused(
+            &w.reg.root,
+            &["-m", "--format", "json", "--report", "-"],
+            &go,
+        );
         // Each swapped folder becomes a symlink to a copy of itself outside the root.
         let swap = |real: PathBuf, name: String| {
             move_behind_symlink(&real, &outside.path().join(name));
@@ -745,14 +755,19 @@ fn no_deletion_without_a_place_for_its_record() {
     let dir = w.reg.tmp.path().join("reports");
     std::fs::create_dir(&dir).unwrap();
     let go = w.reg.tmp.path().join("go");
-    let gc = gc_cmd(&w.reg.root)
-        .args(["--grace", "0", "--format", "json", "--report"])
-        .arg(dir.join("r.json"))
-        .env("REGSWEEP_FAULT_PAUSE", &go)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(&go.with_extension("ready"));
+    let report = dir.join("r.json");
+    let gc = gc_paused(
+        &w.reg.root,
+        &[
+            "--grace",
+            "0",
+            "--format",
+            "json",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        &go,
+    );
     std::fs::remove_dir(&dir).unwrap();
     std::fs::write(&go, "").unwrap();
     let out = gc.wait_with_output().unwrap();
