@@ -15,7 +15,7 @@ use crate::model::digest::Digest;
 
 use crate::model::{Decision, Decisions};
 use crate::progress::Progress;
-use crate::report::{GC_SCHEMA, Options, human_bytes, plan_checksum};
+use crate::report::{GC_SCHEMA, PlanFile, human_bytes};
 use crate::store::lock::Lock;
 use crate::store::sweep::{self, Failure};
 use crate::store::trash;
@@ -79,16 +79,29 @@ struct Planned {
 fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
     let text = crate::store::dirfd::read_path(path, 1 << 30)
         .map_err(|e| bad(path, format!("plan {e}")))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| bad(path, format!("not JSON: {e}")))?;
-    if v["schema"] != GC_SCHEMA {
+    /// A gc report as a plan: its schema and checksum beside the plan itself.
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        schema: String,
+        checksum: Option<String>,
+        #[serde(flatten)]
+        plan: PlanFile,
+    }
+    let doc: Doc = serde_json::from_slice(&text).map_err(|e| {
+        bad(
+            path,
+            format!("not a gc report in JSON (write plans with --format json): {e}"),
+        )
+    })?;
+    if doc.schema != GC_SCHEMA {
         return Err(bad(
             path,
-            format!("not a gc report (schema {})", v["schema"]),
+            format!("not a gc report (schema {:?})", doc.schema),
         ));
     }
-    match v["checksum"].as_str() {
-        Some(sum) if sum == plan_checksum(&v) => {}
+    let sum = doc.plan.checksum();
+    match doc.checksum.as_deref() {
+        Some(written) if written == sum => {}
         Some(_) => {
             return Err(bad(
                 path,
@@ -99,7 +112,6 @@ fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
     }
     // Anyone can recompute the checksum after editing a plan; a reviewer's pinned one cannot be.
     if let Some(pin) = pinned {
-        let sum = v["checksum"].as_str().unwrap_or_default();
         let pin = pin.trim();
         let pin = pin
             .strip_prefix("sha256:")
@@ -114,77 +126,46 @@ fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
             ));
         }
     }
-    let s = |x: &serde_json::Value| x.as_str().map(str::to_string);
-    let digest = |x: &serde_json::Value| x.as_str().and_then(Digest::parse);
-    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
-    let o = &v["options"];
-    let root = PathBuf::from(s(&v["root"]).ok_or_else(|| bad(path, "no root"))?);
-    // The options as gc wrote them, read back by the same type.
-    let o: Options =
-        serde_json::from_value(o.clone()).map_err(|e| bad(path, format!("options: {e}")))?;
+    let plan = doc.plan;
+    let o = &plan.options;
     let cfg = GcConfig {
         dry_run: false,
         delete_untagged: o.delete_untagged,
         grace: o.grace,
         allow_damage: o.allow_damage,
         purge_uploads: o.purge_uploads,
-        ..GcConfig::planning(root.clone())
+        ..GcConfig::planning(plan.root.clone())
     };
-    let item_err = |k: &str| bad(path, format!("{k}: an item lacks a field"));
-    let mut p = Planned {
-        root,
+    let index_entry = |l: &LinkRemoval| {
+        l.tag
+            .clone()
+            .map(|t| (l.repository.clone(), t, l.digest))
+            .ok_or_else(|| bad(path, "tag_index_entries_deleted: an item lacks its tag"))
+    };
+    Ok(Planned {
+        root: plan.root.clone(),
         cfg,
-        tags: Vec::new(),
-        tag_index: HashSet::new(),
-        manifests: HashSet::new(),
-        layer_links: HashSet::new(),
-        blobs: HashMap::new(),
-        uploads: HashSet::new(),
-    };
-    for t in list("tags_deleted") {
-        p.tags.push((
-            s(&t["repository"]).ok_or_else(|| item_err("tags_deleted"))?,
-            s(&t["tag"]).ok_or_else(|| item_err("tags_deleted"))?,
-            digest(&t["digest"]),
-        ));
-    }
-    for t in list("tag_index_entries_deleted") {
-        let (Some(r), Some(tag), Some(d)) =
-            (s(&t["repository"]), s(&t["tag"]), digest(&t["digest"]))
-        else {
-            return Err(item_err("tag_index_entries_deleted"));
-        };
-        p.tag_index.insert((r, tag, d));
-    }
-    for m in list("manifests_deleted") {
-        let (Some(r), Some(d)) = (s(&m["repository"]), digest(&m["digest"])) else {
-            return Err(item_err("manifests_deleted"));
-        };
-        p.manifests.insert((r, d));
-    }
-    for l in list("layer_links_deleted") {
-        let (Some(r), Some(d)) = (s(&l["repository"]), digest(&l["digest"])) else {
-            return Err(item_err("layer_links_deleted"));
-        };
-        p.layer_links.insert((r, d));
-    }
-    for b in list("blobs_deleted") {
-        let (Some(d), Some(size), Some(mtime)) = (
-            digest(&b["digest"]),
-            b["size"].as_u64(),
-            b["mtime"].as_i64(),
-        ) else {
-            return Err(item_err("blobs_deleted"));
-        };
-        p.blobs.insert(d, (size, mtime));
-    }
-    for u in list("uploads_deleted") {
-        let (Some(r), Some(id)) = (s(&u["repository"]), s(&u["id"])) else {
-            return Err(item_err("uploads_deleted"));
-        };
-        p.uploads.insert((r, id));
-    }
-    Ok(p)
+        tags: (plan.tags_deleted.iter())
+            .map(|t| (t.repository.clone(), t.tag.clone(), t.digest))
+            .collect(),
+        tag_index: plan
+            .tag_index_entries_deleted
+            .iter()
+            .map(index_entry)
+            .collect::<Result<_>>()?,
+        manifests: (plan.manifests_deleted.iter())
+            .map(|m| (m.repository.clone(), m.digest))
+            .collect(),
+        layer_links: (plan.layer_links_deleted.iter())
+            .map(|l| (l.repository.clone(), l.digest))
+            .collect(),
+        blobs: (plan.blobs_deleted.iter())
+            .map(|b| (b.digest, (b.size, b.mtime)))
+            .collect(),
+        uploads: (plan.uploads_deleted.iter())
+            .map(|u| (u.repository.clone(), u.id.clone()))
+            .collect(),
+    })
 }
 
 /// Applies a plan; the rendered report and the exit code.

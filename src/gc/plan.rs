@@ -5,11 +5,11 @@ use crate::model::digest::Digest;
 use crate::model::{Decision, Decisions};
 use crate::model::{Finding, Layout, Rules, Severity, Time};
 use crate::store::layout::Paths;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TagRemoval {
     pub repository: String,
     pub tag: String,
@@ -19,14 +19,14 @@ pub struct TagRemoval {
     pub age_seconds: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ManifestRemoval {
     pub repository: String,
     pub digest: Digest,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BlobRemoval {
     pub digest: Digest,
     pub size: u64,
@@ -36,18 +36,18 @@ pub struct BlobRemoval {
     pub mtime: Time,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UploadRemoval {
     pub repository: String,
     pub id: String,
     pub size: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LinkRemoval {
     pub repository: String,
     /// The tag whose index holds it, for tag index entries.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     pub digest: Digest,
 }

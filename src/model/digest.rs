@@ -89,6 +89,14 @@ impl serde::Serialize for Digest {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let text = String::deserialize(d)?;
+        Digest::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not sha256:<hex>")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

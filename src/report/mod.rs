@@ -60,18 +60,13 @@ pub struct ErrorEntry {
 #[derive(Debug, Serialize)]
 pub struct GcReport {
     pub schema: &'static str,
-    pub root: PathBuf,
     pub dry_run: bool,
     pub started_at: String,
     pub duration_seconds: f64,
-    pub options: Options,
     pub summary: Summary,
-    pub tags_deleted: Vec<TagRemoval>,
-    pub manifests_deleted: Vec<ManifestRemoval>,
-    pub blobs_deleted: Vec<BlobRemoval>,
-    pub uploads_deleted: Vec<UploadRemoval>,
-    pub layer_links_deleted: Vec<LinkRemoval>,
-    pub tag_index_entries_deleted: Vec<LinkRemoval>,
+    /// Where, with which options, and every item: the part `apply` reads back.
+    #[serde(flatten)]
+    pub plan: PlanFile,
     /// Removals held back, and why.
     pub withheld: Vec<String>,
     pub errors: Vec<ErrorEntry>,
@@ -178,20 +173,22 @@ impl GcReport {
         };
         GcReport {
             schema: GC_SCHEMA,
-            root: ctx.root,
             dry_run: ctx.dry_run,
             started_at: ctx
                 .started_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             duration_seconds: (ctx.duration_seconds * 1000.0).round() / 1000.0,
-            options: ctx.options,
             summary,
-            tags_deleted: plan.tags,
-            manifests_deleted: plan.manifests,
-            blobs_deleted: plan.blobs,
-            uploads_deleted: plan.uploads,
-            layer_links_deleted: plan.layer_links,
-            tag_index_entries_deleted: plan.tag_index,
+            plan: PlanFile {
+                root: ctx.root,
+                options: ctx.options,
+                tags_deleted: plan.tags,
+                manifests_deleted: plan.manifests,
+                blobs_deleted: plan.blobs,
+                uploads_deleted: plan.uploads,
+                layer_links_deleted: plan.layer_links,
+                tag_index_entries_deleted: plan.tag_index,
+            },
             withheld: plan.withheld,
             errors,
             interrupted: outcome.is_some_and(|o| o.interrupted),
@@ -205,13 +202,13 @@ impl GcReport {
 
     /// The plan's checksum, as the JSON report carries it.
     pub fn checksum(&self) -> String {
-        plan_checksum(&serde_json::to_value(self).unwrap_or_default())
+        self.plan.checksum()
     }
 
     /// The JSON report, with the checksum that lets `apply` refuse an edited plan.
     pub fn to_json(&self) -> String {
         let mut v = serde_json::to_value(self).unwrap_or_default();
-        let sum = plan_checksum(&v);
+        let sum = self.checksum();
         if let Some(o) = v.as_object_mut() {
             o.insert("checksum".into(), sum.into());
         }
@@ -237,7 +234,7 @@ impl GcReport {
             } else {
                 ""
             },
-            self.root.display()
+            self.plan.root.display()
         );
         let _ = writeln!(
             o,
@@ -259,13 +256,13 @@ impl GcReport {
             s.uploads_deleted,
             human_bytes(s.upload_bytes_freed)
         );
-        if self.options.grace.is_zero() {
+        if self.plan.options.grace.is_zero() {
             let _ = writeln!(o, "  kept by grace  none (grace period off)");
         } else {
             let _ = writeln!(
                 o,
                 "  kept by grace  {} (modified within {})",
-                s.kept_by_grace, self.options.grace
+                s.kept_by_grace, self.plan.options.grace
             );
         }
         let damage = self
@@ -331,9 +328,9 @@ impl GcReport {
                 let _ = writeln!(o, "  {}  {}", k.path.display(), k.message);
             }
         }
-        if !self.tags_deleted.is_empty() {
+        if !self.plan.tags_deleted.is_empty() {
             let _ = writeln!(o, "\ntags {heading}:");
-            for t in &self.tags_deleted {
+            for t in &self.plan.tags_deleted {
                 let d = t
                     .digest
                     .map(|d| d.to_string())
@@ -346,21 +343,21 @@ impl GcReport {
                 );
             }
         }
-        if !self.manifests_deleted.is_empty() {
+        if !self.plan.manifests_deleted.is_empty() {
             let _ = writeln!(o, "\nmanifests {heading}:");
-            for m in &self.manifests_deleted {
+            for m in &self.plan.manifests_deleted {
                 let _ = writeln!(o, "  {}@{}  ({})", m.repository, m.digest, m.reason);
             }
         }
-        if !self.layer_links_deleted.is_empty() {
+        if !self.plan.layer_links_deleted.is_empty() {
             let _ = writeln!(o, "\nlayer links {heading}:");
-            for l in &self.layer_links_deleted {
+            for l in &self.plan.layer_links_deleted {
                 let _ = writeln!(o, "  {}  {}", l.repository, l.digest);
             }
         }
-        if !self.tag_index_entries_deleted.is_empty() {
+        if !self.plan.tag_index_entries_deleted.is_empty() {
             let _ = writeln!(o, "\ntag history entries {heading}:");
-            for l in &self.tag_index_entries_deleted {
+            for l in &self.plan.tag_index_entries_deleted {
                 let _ = writeln!(
                     o,
                     "  {}:{}  {}",
@@ -370,9 +367,9 @@ impl GcReport {
                 );
             }
         }
-        if !self.blobs_deleted.is_empty() {
+        if !self.plan.blobs_deleted.is_empty() {
             let _ = writeln!(o, "\nblobs {heading}:");
-            for b in &self.blobs_deleted {
+            for b in &self.plan.blobs_deleted {
                 let _ = writeln!(
                     o,
                     "  {}  {:>10}  {}",
@@ -386,9 +383,9 @@ impl GcReport {
                 );
             }
         }
-        if !self.uploads_deleted.is_empty() {
+        if !self.plan.uploads_deleted.is_empty() {
             let _ = writeln!(o, "\nuploads {heading}:");
-            for u in &self.uploads_deleted {
+            for u in &self.plan.uploads_deleted {
                 let _ = writeln!(
                     o,
                     "  {}  {}  {:>10}",
@@ -412,27 +409,35 @@ impl GcReport {
     }
 }
 
-/// The parts of a report that make it a plan: where, with which options, and every item.
-pub const PLAN_KEYS: [&str; 8] = [
-    "root",
-    "options",
-    "tags_deleted",
-    "tag_index_entries_deleted",
-    "manifests_deleted",
-    "layer_links_deleted",
-    "blobs_deleted",
-    "uploads_deleted",
-];
+/// The part of a gc report that is a plan: where, with which options, and every item. Written
+/// inside the report and read back whole by `apply`: one type both ways, its checksum taken over
+/// it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PlanFile {
+    pub root: PathBuf,
+    pub options: Options,
+    pub tags_deleted: Vec<TagRemoval>,
+    pub tag_index_entries_deleted: Vec<LinkRemoval>,
+    pub manifests_deleted: Vec<ManifestRemoval>,
+    pub layer_links_deleted: Vec<LinkRemoval>,
+    pub blobs_deleted: Vec<BlobRemoval>,
+    pub uploads_deleted: Vec<UploadRemoval>,
+}
 
-/// `sha256:<hex>` of the plan's parts, serialized with sorted keys.
-pub fn plan_checksum(report: &serde_json::Value) -> String {
-    use sha2::Digest as _;
-    let mut parts = serde_json::Map::new();
-    for k in PLAN_KEYS {
-        parts.insert(k.into(), report.get(k).cloned().unwrap_or_default());
+impl PlanFile {
+    /// `sha256:<hex>` of the plan serialized with sorted keys.
+    pub fn checksum(&self) -> String {
+        use sha2::Digest as _;
+        let text = serde_json::to_value(self).unwrap_or_default().to_string();
+        crate::Digest(sha2::Sha256::digest(text.as_bytes()).into()).to_string()
     }
-    let text = serde_json::Value::Object(parts).to_string();
-    crate::Digest(sha2::Sha256::digest(text.as_bytes()).into()).to_string()
+}
+
+/// The checksum of the plan a JSON report holds; `None` when it holds none.
+pub fn plan_checksum(report: &serde_json::Value) -> Option<String> {
+    serde_json::from_value::<PlanFile>(report.clone())
+        .ok()
+        .map(|p| p.checksum())
 }
 
 /// One line a tag, grouped by repository, with every reason.
