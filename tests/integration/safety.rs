@@ -827,6 +827,20 @@ fn apply_refuses_a_plan_other_than_the_pinned_one() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not the plan that was reviewed"));
     w.reg.pull("acme/app:v2").expect("the current tag stays");
+    // A plan whose root was edited to a folder that is no registry, checksum recomputed and
+    // not pinned: refused, and nothing is written there.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut moved = v.clone();
+    moved["root"] = elsewhere.path().to_str().unwrap().into();
+    moved["checksum"] = regsweep::report::plan_checksum(&moved).into();
+    std::fs::write(&plan, serde_json::to_string(&moved).unwrap()).unwrap();
+    let out = regsweep(&["apply", plan.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a registry storage root"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
     // The reviewed plan applies.
     std::fs::write(&plan, &text).unwrap();
     let out = regsweep(&["apply", plan.to_str().unwrap(), "--checksum", &pinned]);
