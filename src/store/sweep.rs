@@ -8,8 +8,9 @@
 //! Every rename and removal goes through folder handles opened from the layout's root down with
 //! no symlink followed (`dirfd`): a folder swapped for a symlink after the plan fails its item,
 //! and nothing outside the root is touched. An item modified since the run began (a push landed
-//! on it) is kept; and right before the layer link and blob stages the repositories' links are
-//! read again, so that a blob a push reused during the run is kept with its links.
+//! on it) is kept; and right before the layer link stage, and again right before the blob stage,
+//! the repositories' links are read again, so that a blob a push reused during the run is kept
+//! with its links.
 
 use crate::gc::plan::{BlobRemoval, LinkRemoval, Plan};
 use crate::model::digest::Digest;
@@ -389,6 +390,11 @@ pub fn sweep(v2: &Path, plan: &Plan, progress: &Progress, opts: &SweepOptions) -
     s.stage(progress, "deleting layer links", &layer_links, |l| {
         s.remove_item(&r.layer_dir(&l.repository, &l.digest), &["link"])
     });
+    // Once more right before the blob stage, so that what is left open is only the blob
+    // stage itself: a push that links a planned blob after this read and before its removal.
+    if !s.stopped.load(Ordering::Relaxed) && !layer_links.is_empty() {
+        s.recheck(&mut Vec::new(), &mut blobs);
+    }
     s.remove_blobs(progress, &blobs);
     s.stage(progress, "deleting uploads", &plan.uploads, |u| {
         s.remove_item(&r.upload_dir(&u.repository, &u.id), &["data"])
