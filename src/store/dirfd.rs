@@ -249,13 +249,6 @@ impl Dir {
             .map_err(Into::into)
     }
 
-    /// This folder's own stat.
-    pub fn stat_self(&self) -> io::Result<Stat> {
-        rustix::fs::fstat(&self.0)
-            .map(|s| Stat::from(&s))
-            .map_err(Into::into)
-    }
-
     /// Opens the regular file `rel` for reading, without blocking (a FIFO is refused, not
     /// waited on) and without following symlinks; with its stat.
     pub fn open_file(&self, rel: impl AsRef<Path>) -> Result<(fs::File, Stat), ReadError> {

@@ -10,7 +10,7 @@ use crate::store::dirfd::Dir;
 use std::ffi::OsStr;
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub const LOCK_FILE: &str = ".regsweep.lock";
 
@@ -21,7 +21,6 @@ pub struct Lock {
     /// The root folder, held open: the lock file is opened and removed relative to it, never
     /// through a symlink (a symlinked or FIFO lock file is refused, not followed or waited on).
     root: DirBox,
-    path: PathBuf,
 }
 
 /// `Dir` for a `Debug` struct.
@@ -127,12 +126,7 @@ impl Lock {
         Ok(Lock {
             file,
             root: DirBox(dir),
-            path,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -543,6 +543,15 @@ fn restore_refuses_an_edited_run_record() {
     );
     assert!(!victim.path().join(".regsweep.lock").exists());
     // With --root, a record naming another registry is refused too.
+    let restore_into_root = || {
+        regsweep(&[
+            "restore",
+            trash.to_str().unwrap(),
+            "--all",
+            "--root",
+            w.reg.root.to_str().unwrap(),
+        ])
+    };
     let other = Registry::start();
     let other_v2 = other.v2();
     std::fs::create_dir_all(other_v2.join("repositories")).unwrap();
@@ -554,24 +563,12 @@ fn restore_refuses_an_edited_run_record() {
         ),
     )
     .unwrap();
-    let out = regsweep(&[
-        "restore",
-        trash.to_str().unwrap(),
-        "--all",
-        "--root",
-        w.reg.root.to_str().unwrap(),
-    ]);
+    let out = restore_into_root();
     assert_ne!(out.status.code(), Some(0), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not the given root"));
     // The true record, with --root, restores.
     std::fs::write(&record, &original).unwrap();
-    let out = regsweep(&[
-        "restore",
-        trash.to_str().unwrap(),
-        "--all",
-        "--root",
-        w.reg.root.to_str().unwrap(),
-    ]);
+    let out = restore_into_root();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     w.reg
         .pull(&format!("acme/app@{}", w.old_sbom))

@@ -498,9 +498,9 @@ impl Registry {
         serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
     }
 
-    /// The repositories the registry lists.
-    pub fn catalog(&self) -> Vec<String> {
-        self.get_json("/v2/_catalog")["repositories"]
+    /// The strings of the list `key` in the JSON the registry answers `path` with.
+    fn listed(&self, path: &str, key: &str) -> Vec<String> {
+        self.get_json(path)[key]
             .as_array()
             .map(|a| {
                 a.iter()
@@ -510,16 +510,14 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// The repositories the registry lists.
+    pub fn catalog(&self) -> Vec<String> {
+        self.listed("/v2/_catalog", "repositories")
+    }
+
     /// The tags the registry lists for `repo`.
     pub fn tags_of(&self, repo: &str) -> Vec<String> {
-        self.get_json(&format!("/v2/{repo}/tags/list"))["tags"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|r| r.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.listed(&format!("/v2/{repo}/tags/list"), "tags")
     }
 
     /// `docker-registry garbage-collect --dry-run`: the blobs it would delete.
