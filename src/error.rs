@@ -2,7 +2,7 @@
 //! and the process exit codes.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -52,13 +52,67 @@ impl Error {
         }
     }
 
+    /// The cause, for callers that act on it (the exit code, a retry) without matching every
+    /// variant's fields.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { .. } => ErrorKind::Storage,
+            Error::NotARegistry { .. } => ErrorKind::NotARegistry,
+            Error::RegistryConfig { .. } => ErrorKind::RegistryConfig,
+            Error::Policy { .. } => ErrorKind::Policy,
+            Error::Locked { .. } => ErrorKind::Locked,
+            Error::Plan { .. } => ErrorKind::Plan,
+            Error::TooLarge { .. } => ErrorKind::TooLarge,
+            Error::Usage(_) => ErrorKind::Usage,
+            Error::Report { .. } => ErrorKind::Output,
+        }
+    }
+
+    /// The file or folder the error concerns, where there is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io { path, .. }
+            | Error::NotARegistry { path }
+            | Error::RegistryConfig { path, .. }
+            | Error::Policy { path, .. }
+            | Error::Locked { path, .. }
+            | Error::Plan { path, .. }
+            | Error::TooLarge { path, .. }
+            | Error::Report { path, .. } => Some(path),
+            Error::Usage(_) => None,
+        }
+    }
+
     /// The process exit code this error maps to.
     pub fn exit_code(&self) -> ExitCode {
-        match self {
-            Error::Usage(_) | Error::Policy { .. } => ExitCode::Usage,
+        match self.kind() {
+            ErrorKind::Usage | ErrorKind::Policy => ExitCode::Usage,
             _ => ExitCode::Error,
         }
     }
+}
+
+/// What an error is about, by cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Reading or changing the storage failed.
+    Storage,
+    /// The root given is no registry layout.
+    NotARegistry,
+    /// The registry's config file cannot be used.
+    RegistryConfig,
+    /// The retention policy does not parse or validate.
+    Policy,
+    /// Another run holds the lock, or a stale lock waits for `--break-lock`.
+    Locked,
+    /// A plan (or trash record) is refused.
+    Plan,
+    /// The layout is larger than the model can index.
+    TooLarge,
+    /// The command line is invalid.
+    Usage,
+    /// The report or metrics cannot be written.
+    Output,
 }
 
 /// Process exit codes; documented in the README.
@@ -78,5 +132,25 @@ impl ExitCode {
     /// The number the process exits with.
     pub fn code(self) -> i32 {
         self as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_paths_and_exit_codes() {
+        let e = Error::io("/r", io::Error::from(io::ErrorKind::NotFound));
+        assert_eq!(e.kind(), ErrorKind::Storage);
+        assert_eq!(e.path(), Some(Path::new("/r")));
+        assert_eq!(e.exit_code(), ExitCode::Error);
+        let p = Error::Policy {
+            path: "p.yml".into(),
+            message: "line 3: bad".into(),
+        };
+        assert_eq!((p.kind(), p.exit_code().code()), (ErrorKind::Policy, 2));
+        let u = Error::Usage("bad".into());
+        assert_eq!((u.path(), u.exit_code()), (None, ExitCode::Usage));
     }
 }

@@ -1,56 +1,41 @@
-//! Progress bars on a terminal, and nothing at all otherwise.
+//! Progress as the core reports it: a small trait the stages call, so that the core never draws
+//! anything itself. The CLI implements it with terminal bars (`cli::bars`); tests and library
+//! callers pass [`Hidden`].
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
-
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
-    enabled: bool,
+/// Where a stage reports its progress.
+pub trait Progress: Sync {
+    /// A counter of `len` items.
+    fn bar(&self, label: &'static str, len: u64) -> Box<dyn Bar>;
+    /// A counter of `len` bytes, shown with a rate.
+    fn bytes_bar(&self, label: &'static str, len: u64) -> Box<dyn Bar>;
 }
 
-impl Progress {
-    /// Bars are drawn on stderr only when it is a terminal and the user did not ask for quiet.
-    pub fn new(quiet: bool) -> Progress {
-        Progress {
-            enabled: !quiet && std::io::stderr().is_terminal(),
-        }
-    }
+/// One stage's counter.
+pub trait Bar: Send + Sync {
+    fn inc(&self, n: u64);
+    /// More work found on the way (index children of manifests already counted).
+    fn inc_length(&self, n: u64);
+    /// The stage is done.
+    fn finish(&self);
+}
 
-    /// Bars if `wanted` (and stderr is a terminal), none otherwise.
-    pub fn when(wanted: bool) -> Progress {
-        Progress::new(!wanted)
-    }
+/// Reports nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hidden;
 
-    pub fn hidden() -> Progress {
-        Progress { enabled: false }
-    }
+struct NoBar;
 
-    /// A bar counting bytes, with a rate.
-    pub fn bytes_bar(&self, label: &'static str, len: u64) -> ProgressBar {
-        if !self.enabled {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template(
-            "{prefix:>18} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-        bar.set_style(style);
-        bar.set_prefix(label);
-        bar
-    }
+impl Bar for NoBar {
+    fn inc(&self, _: u64) {}
+    fn inc_length(&self, _: u64) {}
+    fn finish(&self) {}
+}
 
-    pub fn bar(&self, label: &'static str, len: u64) -> ProgressBar {
-        if !self.enabled {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template("{prefix:>18} [{bar:30}] {pos}/{len} {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
-        bar.set_style(style);
-        bar.set_prefix(label);
-        bar
+impl Progress for Hidden {
+    fn bar(&self, _: &'static str, _: u64) -> Box<dyn Bar> {
+        Box::new(NoBar)
+    }
+    fn bytes_bar(&self, _: &'static str, _: u64) -> Box<dyn Bar> {
+        Box::new(NoBar)
     }
 }

@@ -1,14 +1,16 @@
 //! The command line (clap derive), turned into a validated config before the core sees it.
 
-pub mod config;
+mod bars;
+
+use bars::Bars;
 
 use crate::commands::gc;
+use crate::config::{self, Format, GcConfig, ReportTarget};
 use crate::error::Error;
 use crate::error::ExitCode;
 use crate::model::duration::Span;
 use crate::policy::Policy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use config::{Format, GcConfig, ReportTarget};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -530,7 +532,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         before_sweep: &fault_pause,
         staged: &|| faults.staged(),
     };
-    let (report, code) = pool.install(|| gc::run(&cfg, &hooks))?;
+    let (report, code) = pool.install(|| gc::run(&cfg, &hooks, &*Bars::when(cfg.progress)))?;
     gc::write_report(&cfg, &report)?;
     // A plan for review: say the checksum that pins it, for `apply --checksum`.
     if let (true, Format::Json, Some(ReportTarget::File(path))) =
@@ -590,7 +592,7 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
         ..GcConfig::planning(config::canonical_root(&root)?)
     };
     let now = chrono::Utc::now().timestamp();
-    let analysis = gc::analyse(&cfg, now, &crate::progress::Progress::hidden())?;
+    let analysis = gc::analyse(&cfg, now, &crate::progress::Hidden)?;
     let preview = crate::report::PolicyPreview::new(
         &a.file,
         &analysis.layout.v2,
@@ -658,7 +660,7 @@ fn du(a: DuArgs) -> anyhow::Result<ExitCode> {
         metrics: a.metrics,
         progress: !a.quiet,
     };
-    let (out, code) = crate::commands::du::run(&cfg)?;
+    let (out, code) = crate::commands::du::run(&cfg, &*Bars::when(cfg.progress))?;
     print(&out);
     Ok(code)
 }
@@ -671,7 +673,7 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         metrics: a.metrics,
         progress: !a.quiet,
     };
-    let (out, code) = crate::commands::check::run(&cfg)?;
+    let (out, code) = crate::commands::check::run(&cfg, &*Bars::when(cfg.progress))?;
     print(&out);
     Ok(code)
 }
@@ -733,7 +735,8 @@ fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
         checksum: a.checksum,
     };
     let faults = Faults::from_env();
-    let (out, code) = crate::commands::apply::run(&cfg, &|| faults.stop())?;
+    let (out, code) =
+        crate::commands::apply::run(&cfg, &|| faults.stop(), &*Bars::when(cfg.progress))?;
     print(&out);
     Ok(code)
 }

@@ -5,19 +5,20 @@
 //! the items that both the plan and this fresh look agree on; a blob also needs its size and
 //! mtime unchanged. Everything else in the plan is skipped and reported with the reason.
 
-use crate::cli::config::{Format, GcConfig, canonical_root};
-use crate::commands::gc;
+use crate::config::{Format, GcConfig, canonical_root};
 use crate::error::ExitCode;
 use crate::error::{Error, Result};
 use crate::gc::plan::{LinkRemoval, Plan};
 use crate::model::Time;
 use crate::model::digest::Digest;
+use crate::pipeline::{self, Open, Opened};
+use crate::store::fs::FsStorage;
 
+use crate::gc::outcome::Failure;
 use crate::model::{Decision, Decisions};
 use crate::progress::Progress;
 use crate::report::{GC_SCHEMA, PlanFile, human_bytes};
-use crate::store::lock::Lock;
-use crate::store::sweep::{self, Failure};
+use crate::store::sweep;
 use crate::store::trash;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -169,12 +170,16 @@ fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
 }
 
 /// Applies a plan; the rendered report and the exit code.
-pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(String, ExitCode)> {
+pub fn run(
+    cfg: &ApplyConfig,
+    stop: &(dyn Fn() -> bool + Sync),
+    progress: &dyn Progress,
+) -> Result<(String, ExitCode)> {
     let started = chrono::Utc::now();
     let planned = read_plan(&cfg.plan, cfg.checksum.as_deref())?;
     let root = canonical_root(&planned.root)?;
     // The plan names its root: it must be a registry layout, whoever wrote the plan.
-    crate::store::scan::open_v2(&root)?;
+    FsStorage::open(&root)?;
     if let Some(given) = &cfg.root {
         let given = canonical_root(given)?;
         if given != root {
@@ -188,10 +193,19 @@ pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(Strin
             ));
         }
     }
-    let _lock = Lock::acquire(&gc::storage_root(&root)?, "apply", cfg.break_lock)?;
-    let progress = Progress::when(cfg.progress);
+    let Opened {
+        store,
+        lock: _lock,
+        layout,
+    } = pipeline::open(
+        &root,
+        Open {
+            lock: Some(("apply", cfg.break_lock)),
+            ..Open::default()
+        },
+        progress,
+    )?;
     let now = chrono::Utc::now().timestamp();
-    let layout = gc::load(&root, &progress)?;
     let mut skipped = Vec::new();
 
     // Tags: the planned ones that still point where they did.
@@ -231,16 +245,9 @@ pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(Strin
         });
     }
 
-    let mut fresh = gc::plan_with(
-        &GcConfig {
-            root: root.clone(),
-            ..planned.cfg.clone()
-        },
-        &layout,
-        &decisions,
-        now,
-    );
-    gc::settle_arrivals(&layout, &mut fresh, &gc::rules(&planned.cfg, now));
+    let rules = planned.cfg.rules(now);
+    let mut fresh = pipeline::plan_with(&layout, &decisions, &rules);
+    pipeline::settle_arrivals(&store, &mut fresh, &rules);
     let mut todo = Plan {
         tags: fresh.tags,
         ..Plan::default()
@@ -347,13 +354,13 @@ pub fn run(cfg: &ApplyConfig, stop: &(dyn Fn() -> bool + Sync)) -> Result<(Strin
         None => None,
     };
     let outcome = sweep::sweep(
-        &layout.v2,
+        &store,
         &todo,
-        &progress,
+        progress,
         &sweep::SweepOptions {
             stop,
             trash: trash_run.as_deref(),
-            since_ns: gc::since_ns(started),
+            since_ns: pipeline::since_ns(started),
             staged: &|| {},
         },
     );

@@ -1,11 +1,12 @@
 //! The check command: everything wrong or left over in a layout, changing nothing.
 
-use crate::cli::config::{Format, GcConfig};
-use crate::commands::gc;
+use crate::config::Format;
 use crate::error::ExitCode;
 use crate::error::Result;
 use crate::inspect::integrity;
+use crate::model::Rules;
 use crate::model::{Finding, Severity};
+use crate::pipeline::{self, Open, Opened};
 use crate::progress::Progress;
 use crate::report::human_bytes;
 use crate::report::metrics::Metrics;
@@ -51,20 +52,24 @@ pub struct CheckReport {
 }
 
 /// Runs check; the rendered output and the exit code (0 clean, 3 damage found).
-pub fn run(cfg: &CheckConfig) -> Result<(String, ExitCode)> {
+pub fn run(cfg: &CheckConfig, progress: &dyn Progress) -> Result<(String, ExitCode)> {
     let started = Instant::now();
     let now = chrono::Utc::now().timestamp();
-    let progress = Progress::when(cfg.progress);
-    let root = crate::cli::config::canonical_root(&cfg.root)?;
-    let mut layout = scan::scan_with(&root, ScanOptions { verify_links: true }, &progress)?;
-    layout.manifests = scan::load_manifests(&layout, &progress);
+    let Opened { store, layout, .. } = pipeline::open(
+        &cfg.root,
+        Open {
+            scan: ScanOptions { verify_links: true },
+            ..Open::default()
+        },
+        progress,
+    )?;
+    let root = store.root().to_path_buf();
     // The plan's findings are the scan's plus every manifest that cannot be read.
-    let gc_cfg = GcConfig::planning(root.clone());
-    let (plan, _) = gc::decide(&gc_cfg, &layout, now);
+    let (plan, _) = pipeline::decide(&layout, None, &Rules::without_grace(false), now);
     let mut findings = plan.findings;
     findings.extend(integrity::check(&layout, now));
     let verify = cfg.verify_digests.then(|| {
-        let v = scan::verify_digests(&layout, &progress);
+        let v = scan::verify_digests(&store, &layout, progress);
         findings.extend(v.findings);
         Verify {
             blobs: v.blobs,

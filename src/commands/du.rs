@@ -1,13 +1,12 @@
 //! The du command: one scan, then sizes per repository or per tag, and what gc would free.
 
-use crate::cli::config::GcConfig;
-use crate::commands::gc;
 use crate::error::ExitCode;
 use crate::error::{Error, Result};
 use crate::inspect::usage::{self, RepoUsage, TagUsage};
-use crate::model::Severity;
 use crate::model::digest::Digest;
 use crate::model::duration::Span;
+use crate::model::{Rules, Severity};
+use crate::pipeline::{self, Open, Opened};
 use crate::policy::Policy;
 use crate::progress::Progress;
 use crate::report::human_bytes;
@@ -80,37 +79,34 @@ pub struct DuReport {
 }
 
 /// Runs du; the rendered output and the exit code.
-pub fn run(cfg: &DuConfig) -> Result<(String, ExitCode)> {
+pub fn run(cfg: &DuConfig, progress: &dyn Progress) -> Result<(String, ExitCode)> {
     let started = Instant::now();
     let started_at = chrono::Utc::now().timestamp();
-    let progress = Progress::when(cfg.progress);
-    let root = crate::cli::config::canonical_root(&cfg.root)?;
-    let mut layout = gc::load(&root, &progress)?;
-    gc::load_dates(&mut layout, cfg.policy.as_ref());
-
-    let gc_cfg = |delete_untagged: bool, policy: Option<Policy>| GcConfig {
-        delete_untagged,
-        grace: cfg.grace,
-        policy,
-        // The figure says what the policy frees; its safety net is reported apart.
-        force: true,
-        ..GcConfig::planning(root.clone())
+    let Opened {
+        store, mut layout, ..
+    } = pipeline::open(&cfg.root, Open::default(), progress)?;
+    let root = store.root().to_path_buf();
+    pipeline::load_dates(&store, &mut layout, cfg.policy.as_ref());
+    // The figures say what gc would free; a policy's safety net is reported apart.
+    let rules = |delete_untagged: bool| Rules {
+        young_from: Rules::young_from(cfg.grace, started_at),
+        ..Rules::without_grace(delete_untagged)
     };
     // Each plan is reduced to the figures du shows before the next is made: at most one
     // plan's lists are in memory at a time.
     let (plain_bytes, damage_findings) = {
-        let (plain, _) = gc::decide(&gc_cfg(false, None), &layout, started_at);
+        let (plain, _) = pipeline::decide(&layout, None, &rules(false), started_at);
         let damage = (plain.findings.iter())
             .filter(|f| f.severity != Severity::Notice)
             .count();
         (plain.bytes_freed(), damage)
     };
     let (untagged_bytes, kept_by_grace) = {
-        let (untagged, _) = gc::decide(&gc_cfg(true, None), &layout, started_at);
+        let (untagged, _) = pipeline::decide(&layout, None, &rules(true), started_at);
         (untagged.bytes_freed(), untagged.kept_by_grace)
     };
     let by_policy = cfg.policy.as_ref().map(|p| {
-        let (plan, _) = gc::decide(&gc_cfg(true, Some(p.clone())), &layout, started_at);
+        let (plan, _) = pipeline::decide(&layout, Some(p), &rules(true), started_at);
         (plan.bytes_freed(), plan.refused)
     });
 

@@ -1,118 +1,62 @@
-//! Runs the whole gc pipeline for a validated config: scan, manifests, policy, mark, plan, sweep, report.
+//! The gc command: the pipeline for a validated config (open, decide, sweep), then its report
+//! and metrics.
 
-use crate::cli::config::{Format, GcConfig, ReportTarget};
+use crate::config::{Format, GcConfig, ReportTarget};
 use crate::error::ExitCode;
 use crate::error::{Error, Result};
-use crate::gc::mark;
-use crate::gc::plan::{self, Plan};
-
-use crate::model::{Layout, Rules, Time};
-use crate::policy::{self, AgeFrom, Decisions, TagExplain};
+use crate::gc::plan::Plan;
+use crate::model::{Layout, Time};
+use crate::pipeline::{self, Open, Opened};
+use crate::policy::TagExplain;
 use crate::progress::Progress;
 use crate::report::metrics::Metrics;
 use crate::report::{self, GcReport};
+use crate::store::fs::FsStorage;
 use crate::store::lock::Lock;
-use crate::store::scan;
+use crate::store::seam::Storage;
 use crate::store::sweep;
 use crate::store::trash;
-use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// What gc decided, before anything is deleted.
+/// What gc decided, before anything is deleted, with the storage it read (kept open for the
+/// sweep) and the lock when the run may change it.
 pub struct Analysis {
+    pub store: FsStorage,
+    pub lock: Option<Lock>,
     pub layout: Layout,
     pub plan: Plan,
     /// Every tag decision with its reasons, when a policy was given.
     pub explain: Vec<TagExplain>,
 }
 
-/// Scans and plans: everything gc does short of deleting.
-pub fn analyse(cfg: &GcConfig, now: Time, progress: &Progress) -> Result<Analysis> {
-    let mut layout = load(&cfg.root, progress)?;
-    load_dates(&mut layout, cfg.policy.as_ref());
-    let (mut plan, explain) = decide(cfg, &layout, now);
-    settle_arrivals(&layout, &mut plan, &rules(cfg, now));
+/// Opens, scans and plans: everything gc does short of deleting. The lock is taken first
+/// unless the run is dry (dry runs change nothing, so audits may run beside a sweep).
+pub fn analyse(cfg: &GcConfig, now: Time, progress: &dyn Progress) -> Result<Analysis> {
+    let lock = (!cfg.dry_run).then_some(("gc", cfg.break_lock));
+    let Opened {
+        store,
+        lock,
+        mut layout,
+    } = pipeline::open(
+        &cfg.root,
+        Open {
+            lock,
+            ..Open::default()
+        },
+        progress,
+    )?;
+    pipeline::load_dates(&store, &mut layout, cfg.policy.as_ref());
+    let rules = cfg.rules(now);
+    let (mut plan, explain) = pipeline::decide(&layout, cfg.policy.as_ref(), &rules, now);
+    pipeline::settle_arrivals(&store, &mut plan, &rules);
     Ok(Analysis {
+        store,
+        lock,
         layout,
         plan,
         explain,
     })
-}
-
-/// The scan stages: the layout with every manifest its links name.
-pub fn load(root: &Path, progress: &Progress) -> Result<Layout> {
-    let mut layout = scan::scan(root, progress)?;
-    tracing::info!(
-        blobs = layout.blobs.len(),
-        repositories = layout.repos.len(),
-        "scanned"
-    );
-    layout.manifests = scan::load_manifests(&layout, progress);
-    Ok(layout)
-}
-
-/// Reads the image configs' `created` dates into the layout where the policy counts ages from
-/// them: a storage read, done here so that `decide` reads nothing.
-pub fn load_dates(layout: &mut Layout, policy: Option<&policy::Policy>) {
-    if policy.is_some_and(|p| p.age_from == AgeFrom::Created) && layout.created.is_empty() {
-        layout.created = scan::load_created(layout);
-    }
-}
-
-/// The pure stages: policy, mark and plan, for one set of options.
-pub fn decide(cfg: &GcConfig, layout: &Layout, now: Time) -> (Plan, Vec<TagExplain>) {
-    let (decisions, explain, refused) = match &cfg.policy {
-        None => (Decisions::keep_all(layout), Vec::new(), Vec::new()),
-        Some(policy) => {
-            let ev = policy::evaluate(policy, layout, &layout.created, now);
-            (ev.decisions, ev.explain, ev.refusals)
-        }
-    };
-    let mut plan = plan_with(cfg, layout, &decisions, now);
-    let ages: HashMap<(&str, &str), Option<i64>> = explain
-        .iter()
-        .map(|e| ((e.repository.as_str(), e.tag.as_str()), e.age_seconds))
-        .collect();
-    for t in &mut plan.tags {
-        t.age_seconds = ages
-            .get(&(t.repository.as_str(), t.tag.as_str()))
-            .copied()
-            .flatten();
-    }
-    plan.refused = refused;
-    (plan, explain)
-}
-
-/// The rules a config gives at `now`: the grace period ends where "young" starts.
-pub fn rules(cfg: &GcConfig, now: Time) -> Rules {
-    Rules {
-        delete_untagged: cfg.delete_untagged,
-        young_from: (!cfg.grace.is_zero()).then(|| now.saturating_sub(cfg.grace.as_secs() as i64)),
-        allow_damage: cfg.allow_damage,
-        uploads_before: cfg
-            .purge_uploads
-            .map(|a| now.saturating_sub(a.as_secs() as i64)),
-    }
-}
-
-/// Keeps the planned blobs that arrived within the grace period: a blob committed by rename
-/// keeps its upload's data mtime, so its arrival is read (for planned blobs only) from its folder.
-pub fn settle_arrivals(layout: &Layout, plan: &mut Plan, rules: &Rules) {
-    if rules.young_from.is_none() || plan.blobs.is_empty() {
-        return;
-    }
-    let digests: Vec<crate::Digest> = plan.blobs.iter().map(|b| b.digest).collect();
-    let arrivals = scan::blob_arrivals(&layout.v2, &digests);
-    plan.keep_arrived(&arrivals, rules);
-}
-
-/// Mark and plan for given tag decisions.
-pub fn plan_with(cfg: &GcConfig, layout: &Layout, decisions: &Decisions, now: Time) -> Plan {
-    let rules = rules(cfg, now);
-    let marks = mark::mark(layout, decisions, &rules);
-    plan::plan(layout, decisions, &marks, &rules)
 }
 
 /// How the caller steers a run that sweeps.
@@ -126,12 +70,11 @@ pub struct Hooks<'a> {
 }
 
 /// Runs gc and returns the report with the exit code it calls for.
-pub fn run(cfg: &GcConfig, hooks: &Hooks) -> Result<(GcReport, ExitCode)> {
+pub fn run(cfg: &GcConfig, hooks: &Hooks, progress: &dyn Progress) -> Result<(GcReport, ExitCode)> {
     let stop = hooks.stop;
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let progress = Progress::when(cfg.progress);
-    let root = crate::cli::config::canonical_root(&cfg.root)?;
+    let root = crate::config::canonical_root(&cfg.root)?;
     let cfg = &GcConfig {
         root,
         ..cfg.clone()
@@ -141,24 +84,15 @@ pub fn run(cfg: &GcConfig, hooks: &Hooks) -> Result<(GcReport, ExitCode)> {
         probe_outputs(cfg)?;
     }
     if let Some(dir) = &cfg.trash {
-        trash::check_place(dir, &scan::open_v2(&cfg.root)?.0)?;
+        trash::check_place(dir, FsStorage::open(&cfg.root)?.v2())?;
     }
-    // Dry runs change nothing, so audits may run beside a sweep; everything else is exclusive.
-    let _lock = if cfg.dry_run {
-        None
-    } else {
-        Some(Lock::acquire(
-            &storage_root(&cfg.root)?,
-            "gc",
-            cfg.break_lock,
-        )?)
-    };
     let Analysis {
+        store,
+        lock: _lock,
         layout,
         plan,
         explain,
-        ..
-    } = analyse(cfg, started_at.timestamp(), &progress)?;
+    } = analyse(cfg, started_at.timestamp(), progress)?;
     let refused = !plan.refused.is_empty() && !cfg.force;
     if !cfg.dry_run {
         (hooks.before_sweep)();
@@ -171,13 +105,13 @@ pub fn run(cfg: &GcConfig, hooks: &Hooks) -> Result<(GcReport, ExitCode)> {
             None => None,
         };
         Some(sweep::sweep(
-            &layout.v2,
+            &store,
             &plan,
-            &progress,
+            progress,
             &sweep::SweepOptions {
                 stop,
                 trash: trash.as_deref(),
-                since_ns: since_ns(started_at),
+                since_ns: pipeline::since_ns(started_at),
                 staged: hooks.staged,
             },
         ))
@@ -228,12 +162,6 @@ pub fn run(cfg: &GcConfig, hooks: &Hooks) -> Result<(GcReport, ExitCode)> {
     Ok((report, code))
 }
 
-/// A moment as nanoseconds since the epoch; before everything when out of range, so that every
-/// item counts as changed since (kept).
-pub fn since_ns(t: chrono::DateTime<chrono::Utc>) -> i128 {
-    t.timestamp_nanos_opt().map_or(i128::MIN, i128::from)
-}
-
 /// Checks that the report and metrics files can be written, by creating (and removing) a file
 /// beside each, so that a run never deletes and then fails to say what it deleted.
 pub fn probe_outputs(cfg: &GcConfig) -> Result<()> {
@@ -259,15 +187,6 @@ pub fn probe_outputs(cfg: &GcConfig) -> Result<()> {
             })?;
     }
     Ok(())
-}
-
-/// The storage root of a root given either way (`rootdirectory` or its `docker/registry/v2`),
-/// so that both spellings take the same lock.
-pub fn storage_root(root: &Path) -> Result<PathBuf> {
-    let v2 = crate::store::layout::locate_v2(root).ok_or_else(|| Error::NotARegistry {
-        path: root.to_path_buf(),
-    })?;
-    Ok(v2.ancestors().nth(3).unwrap_or(root).to_path_buf())
 }
 
 /// Writes the report where the config says; a file is replaced whole, never left half-written.

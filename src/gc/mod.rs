@@ -2,5 +2,6 @@
 //! what goes. Functions of the model only; nothing here reads or writes storage.
 
 pub mod mark;
+pub mod outcome;
 pub mod plan;
 pub mod walk;

@@ -2,9 +2,9 @@
 
 use crate::gc::mark::Marks;
 use crate::model::digest::Digest;
+use crate::model::paths::Paths;
 use crate::model::{Decision, Decisions};
 use crate::model::{Finding, Layout, Rules, Severity, Time};
-use crate::store::layout::Paths;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;

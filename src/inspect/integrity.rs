@@ -4,8 +4,8 @@ use crate::gc::mark;
 use crate::gc::walk;
 use crate::model::catalog::Ref;
 use crate::model::digest::Digest;
+use crate::model::paths::Paths;
 use crate::model::{Finding, Layout, Repo, Rules, Severity, Time};
-use crate::store::layout::Paths;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod digest;
 pub mod duration;
 pub mod manifest;
+pub mod paths;
 
 use crate::model::digest::Digest;
 pub use crate::model::manifest::Loaded;
@@ -213,6 +214,11 @@ impl Rules {
             allow_damage: false,
             uploads_before: None,
         }
+    }
+
+    /// Where a grace period of `grace` before `now` starts; `None` (no grace) for zero.
+    pub fn young_from(grace: duration::Span, now: Time) -> Option<Time> {
+        (!grace.is_zero()).then(|| now.saturating_sub(grace.as_secs() as i64))
     }
 
     /// Whether something modified at `mtime` is within the grace period.

@@ -455,7 +455,7 @@ fn evaluate_repo(
         .filter(|&i| {
             let t = &repo.tags[i];
             t.current.is_some()
-                && crate::store::layout::valid_tag(&t.name)
+                && crate::model::paths::valid_tag(&t.name)
                 && cosign_subject(&t.name).is_none()
         })
         .collect();
@@ -506,7 +506,7 @@ fn evaluate_repo(
         if tag.current.is_none() {
             reasons.push("no readable current link: never deleted".into());
             keep = true;
-        } else if !crate::store::layout::valid_tag(&tag.name) {
+        } else if !crate::model::paths::valid_tag(&tag.name) {
             reasons.push("not a valid tag name: never deleted".into());
             keep = true;
         } else if let Some(subject) = cosign_subject(&tag.name) {

@@ -2,11 +2,11 @@
 
 pub mod metrics;
 
+use crate::gc::outcome::Outcome;
 use crate::gc::plan::{BlobRemoval, LinkRemoval, ManifestRemoval, Plan, TagRemoval, UploadRemoval};
 use crate::model::duration::Span;
 use crate::model::{Layout, Severity};
 use crate::policy::TagExplain;
-use crate::store::sweep::Outcome;
 pub use crate::units::{human_age, human_bytes};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -72,7 +72,7 @@ pub struct GcReport {
     pub errors: Vec<ErrorEntry>,
     pub interrupted: bool,
     /// Planned items the sweep kept, with why (a push landed on them during the run).
-    pub kept_at_sweep: Vec<crate::store::sweep::Failure>,
+    pub kept_at_sweep: Vec<crate::gc::outcome::Failure>,
     /// Outputs that could not be written (the metrics file, say): the run exits non-zero.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output_errors: Vec<String>,
@@ -97,11 +97,11 @@ pub struct Context {
 fn without_kept(
     mut plan: Plan,
     v2: &std::path::Path,
-    kept: &[crate::store::sweep::Failure],
+    kept: &[crate::gc::outcome::Failure],
 ) -> Plan {
     let kept: std::collections::HashSet<&std::path::Path> =
         kept.iter().map(|k| k.path.as_path()).collect();
-    let p = crate::store::layout::Paths::new(v2.to_path_buf());
+    let p = crate::model::paths::Paths::new(v2.to_path_buf());
     let gone = |path: PathBuf| !kept.contains(path.as_path());
     plan.tags.retain(|t| gone(p.tag_dir(&t.repository, &t.tag)));
     plan.tag_index.retain(|l| {

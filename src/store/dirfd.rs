@@ -17,112 +17,30 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path};
 use std::sync::atomic::{AtomicU8, Ordering};
 
+pub use super::seam::{Folder, Kind, ReadError, Stat};
+
 /// An open folder. Names given to it are relative; no symlink is followed on the way.
 pub struct Dir(OwnedFd);
 
-/// What scan and sweep need of a stat.
-#[derive(Debug, Clone, Copy)]
-pub struct Stat {
-    pub kind: Kind,
-    pub size: u64,
-    /// Seconds since the Unix epoch.
-    pub mtime: i64,
-    /// The nanoseconds of the mtime, for "changed since the run began".
-    pub mtime_nsec: i64,
-    /// Bytes allocated on disk.
-    pub allocated: u64,
-    pub dev: u64,
-    pub ino: u64,
+fn kind_of(t: FileType) -> Option<Kind> {
+    Some(match t {
+        FileType::RegularFile => Kind::File,
+        FileType::Directory => Kind::Dir,
+        FileType::Symlink => Kind::Symlink,
+        FileType::Unknown => return None,
+        _ => Kind::Other,
+    })
 }
 
-/// The kind of a directory entry or stat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    File,
-    Dir,
-    Symlink,
-    /// A FIFO, socket or device: nothing the registry writes.
-    Other,
-}
-
-impl Kind {
-    fn of(t: FileType) -> Option<Kind> {
-        Some(match t {
-            FileType::RegularFile => Kind::File,
-            FileType::Directory => Kind::Dir,
-            FileType::Symlink => Kind::Symlink,
-            FileType::Unknown => return None,
-            _ => Kind::Other,
-        })
-    }
-}
-
-impl Stat {
-    fn from(st: &rustix::fs::Stat) -> Stat {
-        Stat {
-            kind: Kind::of(FileType::from_raw_mode(st.st_mode)).unwrap_or(Kind::Other),
-            size: st.st_size as u64,
-            mtime: st.st_mtime,
-            mtime_nsec: st.st_mtime_nsec as i64,
-            allocated: st.st_blocks as u64 * 512,
-            dev: st.st_dev,
-            ino: st.st_ino,
-        }
-    }
-    /// The mtime in nanoseconds since the epoch.
-    pub fn mtime_ns(&self) -> i128 {
-        i128::from(self.mtime) * 1_000_000_000 + i128::from(self.mtime_nsec)
-    }
-    pub fn is_file(&self) -> bool {
-        self.kind == Kind::File
-    }
-    pub fn is_dir(&self) -> bool {
-        self.kind == Kind::Dir
-    }
-    pub fn is_symlink(&self) -> bool {
-        self.kind == Kind::Symlink
-    }
-}
-
-/// Why a small file could not be read.
-#[derive(Debug)]
-pub enum ReadError {
-    Missing,
-    /// A symlink on the way or at the end: never followed.
-    Symlink,
-    /// Not a regular file (a folder, FIFO, socket or device).
-    NotAFile(Kind),
-    TooLarge(u64),
-    Io(io::Error),
-}
-
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadError::Missing => write!(f, "missing"),
-            ReadError::Symlink => write!(f, "is a symbolic link, or lies behind one; not followed"),
-            ReadError::NotAFile(k) => write!(
-                f,
-                "is not a regular file ({}); not read",
-                match k {
-                    Kind::Dir => "a folder",
-                    Kind::Symlink => "a symbolic link",
-                    _ => "a FIFO, socket or device",
-                }
-            ),
-            ReadError::TooLarge(n) => write!(f, "{n} bytes: larger than such a file can be"),
-            ReadError::Io(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl From<io::Error> for ReadError {
-    fn from(e: io::Error) -> ReadError {
-        match e.raw_os_error() {
-            Some(libc::ENOENT) => ReadError::Missing,
-            Some(libc::ELOOP) | Some(libc::EXDEV) => ReadError::Symlink,
-            _ => ReadError::Io(e),
-        }
+fn stat_of(st: &rustix::fs::Stat) -> Stat {
+    Stat {
+        kind: kind_of(FileType::from_raw_mode(st.st_mode)).unwrap_or(Kind::Other),
+        size: st.st_size as u64,
+        mtime: st.st_mtime,
+        mtime_nsec: st.st_mtime_nsec as i64,
+        allocated: st.st_blocks as u64 * 512,
+        dev: st.st_dev,
+        ino: st.st_ino,
     }
 }
 
@@ -202,8 +120,31 @@ impl Dir {
         )?)
     }
 
+    /// Opens (creating it with `create`) the regular file `name` here for reading and writing,
+    /// never through a symlink, never blocking on a FIFO.
+    pub fn open_rw(&self, name: &OsStr, create: bool) -> io::Result<fs::File> {
+        check_name(name)?;
+        let mut flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        if create {
+            flags |= OFlags::CREATE;
+        }
+        let fd = rustix::fs::openat(&self.0, name, flags, Mode::from_raw_mode(0o644))?;
+        let st = stat_of(&rustix::fs::fstat(&fd)?);
+        if !st.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        Ok(fs::File::from(fd))
+    }
+}
+
+impl Folder for Dir {
+    type File = fs::File;
+
     /// Opens the folder `rel` below this one.
-    pub fn open_dir(&self, rel: impl AsRef<Path>) -> io::Result<Dir> {
+    fn open_dir(&self, rel: impl AsRef<Path>) -> io::Result<Dir> {
         let rel = rel.as_ref();
         match self.open_beneath(rel, dir_flags()) {
             // O_DIRECTORY answers ENOTDIR for a final symlink: say what it really is.
@@ -219,7 +160,7 @@ impl Dir {
 
     /// The entries of this folder with their kinds (a stat only where the filesystem gives no
     /// type), sorted by name. `.` and `..` are left out.
-    pub fn entries(&self) -> io::Result<Vec<(OsString, Kind)>> {
+    fn entries(&self) -> io::Result<Vec<(OsString, Kind)>> {
         let mut out = Vec::new();
         let dup = rustix::fs::openat(&self.0, ".", dir_flags(), Mode::empty())?;
         for entry in rustix::fs::Dir::new(dup)? {
@@ -229,7 +170,7 @@ impl Dir {
                 continue;
             }
             let name = OsString::from_vec(name.to_vec());
-            let kind = match Kind::of(entry.file_type()) {
+            let kind = match kind_of(entry.file_type()) {
                 Some(k) => k,
                 None => self.stat(&name)?.kind,
             };
@@ -241,20 +182,20 @@ impl Dir {
 
     /// Stats `rel` below this folder without following a final symlink. Folders on the way are
     /// the caller's: scan has just seen them as folders, and a stat changes nothing.
-    pub fn stat(&self, rel: impl AsRef<Path>) -> io::Result<Stat> {
+    fn stat(&self, rel: impl AsRef<Path>) -> io::Result<Stat> {
         let rel = rel.as_ref();
         components(rel)?;
         rustix::fs::statat(&self.0, rel, AtFlags::SYMLINK_NOFOLLOW)
-            .map(|s| Stat::from(&s))
+            .map(|s| stat_of(&s))
             .map_err(Into::into)
     }
 
     /// Opens the regular file `rel` for reading, without blocking (a FIFO is refused, not
     /// waited on) and without following symlinks; with its stat.
-    pub fn open_file(&self, rel: impl AsRef<Path>) -> Result<(fs::File, Stat), ReadError> {
+    fn open_file(&self, rel: impl AsRef<Path>) -> Result<(fs::File, Stat), ReadError> {
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
         let fd = self.open_beneath(rel.as_ref(), flags)?;
-        let st = Stat::from(&rustix::fs::fstat(&fd).map_err(io::Error::from)?);
+        let st = stat_of(&rustix::fs::fstat(&fd).map_err(io::Error::from)?);
         if !st.is_file() {
             return Err(ReadError::NotAFile(st.kind));
         }
@@ -262,20 +203,20 @@ impl Dir {
     }
 
     /// Reads the regular file `rel` whole, refusing one over `limit` bytes.
-    pub fn read_small(&self, rel: impl AsRef<Path>, limit: u64) -> Result<Vec<u8>, ReadError> {
+    fn read_small(&self, rel: impl AsRef<Path>, limit: u64) -> Result<Vec<u8>, ReadError> {
         let (f, st) = self.open_file(rel)?;
         read_bounded(f, st.size, limit)
     }
 
     /// Renames `from` in this folder to `to` in `dest`; a symlink is moved as itself.
-    pub fn rename_to(&self, from: &OsStr, dest: &Dir, to: &OsStr) -> io::Result<()> {
+    fn rename_to(&self, from: &OsStr, dest: &Dir, to: &OsStr) -> io::Result<()> {
         check_name(from)?;
         check_name(to)?;
         rustix::fs::renameat(&self.0, from, &dest.0, to).map_err(Into::into)
     }
 
     /// Unlinks the file (or symlink) `name`, or with `dir` the empty folder `name`.
-    pub fn unlink(&self, name: &OsStr, dir: bool) -> io::Result<()> {
+    fn unlink(&self, name: &OsStr, dir: bool) -> io::Result<()> {
         check_name(name)?;
         let flags = if dir {
             AtFlags::REMOVEDIR
@@ -287,7 +228,7 @@ impl Dir {
 
     /// Deletes `name` and everything below it, through handles: a symlink inside is unlinked,
     /// never followed. Gone already is done.
-    pub fn remove_tree(&self, name: &OsStr) -> io::Result<()> {
+    fn remove_tree(&self, name: &OsStr) -> io::Result<()> {
         check_name(name)?;
         let st = match self.stat(name) {
             Ok(st) => st,
@@ -314,7 +255,7 @@ impl Dir {
     }
 
     /// Creates the folder `name` here if it is not there; opens it either way (never a symlink).
-    pub fn make_dir(&self, name: &OsStr) -> io::Result<Dir> {
+    fn make_dir(&self, name: &OsStr) -> io::Result<Dir> {
         check_name(name)?;
         match rustix::fs::mkdirat(&self.0, name, Mode::from_raw_mode(0o755)) {
             Ok(()) => {}
@@ -325,7 +266,7 @@ impl Dir {
     }
 
     /// `make_dir` for each component of `rel` in turn.
-    pub fn make_dirs(&self, rel: &Path) -> io::Result<Dir> {
+    fn make_dirs(&self, rel: &Path) -> io::Result<Dir> {
         let mut parts = components(rel)?.into_iter();
         let Some(first) = parts.next() else {
             return self.open_dir(Path::new(""));
@@ -337,27 +278,8 @@ impl Dir {
         Ok(d)
     }
 
-    /// Opens (creating it with `create`) the regular file `name` here for reading and writing,
-    /// never through a symlink, never blocking on a FIFO.
-    pub fn open_rw(&self, name: &OsStr, create: bool) -> io::Result<fs::File> {
-        check_name(name)?;
-        let mut flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        if create {
-            flags |= OFlags::CREATE;
-        }
-        let fd = rustix::fs::openat(&self.0, name, flags, Mode::from_raw_mode(0o644))?;
-        let st = Stat::from(&rustix::fs::fstat(&fd)?);
-        if !st.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
-        Ok(fs::File::from(fd))
-    }
-
     /// Bytes of regular files below `name`, through handles (for abandoned uploads).
-    pub fn tree_size(&self, name: &OsStr) -> u64 {
+    fn tree_size(&self, name: &OsStr) -> u64 {
         let Ok(sub) = self.open_dir(Path::new(name)) else {
             return 0;
         };
@@ -405,7 +327,7 @@ fn read_bounded(f: fs::File, size: u64, limit: u64) -> Result<Vec<u8>, ReadError
 pub fn read_path(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOFOLLOW;
     let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(io::Error::from)?;
-    let st = Stat::from(&rustix::fs::fstat(&fd).map_err(io::Error::from)?);
+    let st = stat_of(&rustix::fs::fstat(&fd).map_err(io::Error::from)?);
     if !st.is_file() {
         return Err(ReadError::NotAFile(st.kind));
     }

@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::store::dirfd::Dir;
+use crate::store::seam::Folder;
 use std::ffi::OsStr;
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};

@@ -1,9 +1,11 @@
-//! Everything that touches the registry's storage: the layout's paths and names, reading it into
-//! the model, the sweep, the trash and the lock, all through folder handles (`dirfd`).
+//! Everything that touches the registry's storage, behind one seam (`seam`): the filesystem
+//! backend (`fs`, over the handles of `dirfd`), and written once against the seam, reading it
+//! into the model (`scan`), the sweep, the lock and the trash.
 
 pub mod dirfd;
-pub mod layout;
+pub mod fs;
 pub mod lock;
 pub mod scan;
+pub mod seam;
 pub mod sweep;
 pub mod trash;

@@ -5,14 +5,14 @@ use crate::error::{Error, Result};
 use crate::model::catalog;
 use crate::model::digest::Digest;
 use crate::model::manifest::{self, MAX_MANIFEST_BYTES};
+use crate::model::paths::{self as layout, Paths, REPO_MARKERS, STAGING_DIR, STAGING_PREFIX};
 use crate::model::{Blob, Finding, Layout, Link, Manifests, Repo, Severity, Tag, Time, Upload};
 use crate::progress::Progress;
-use crate::store::dirfd::{self, Dir, Kind, ReadError};
-use crate::store::layout::{self, Paths};
+use crate::store::dirfd;
+use crate::store::seam::{Folder, Kind, ReadError, Storage};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -25,14 +25,6 @@ const MAX_STARTEDAT_BYTES: u64 = 1024;
 /// Collects findings, and folders a killed sweep was deleting, from many threads.
 #[derive(Default)]
 struct Findings(Mutex<Vec<Finding>>, Mutex<Vec<PathBuf>>);
-
-/// The name an older regsweep gave an item it was deleting, beside it in the layout; such
-/// leftovers are still finished. Sweeps now stage items in [`STAGING_DIR`] instead.
-pub const STAGING_PREFIX: &str = ".regsweep-deleting-";
-/// Where a sweep moves each item before deleting it: inside `docker/registry/v2`, so on the
-/// same filesystem, but outside `blobs/` and `repositories/`, the only trees the registry and
-/// its GC walk. A killed sweep's leftovers there are invisible to both; the next run deletes them.
-pub const STAGING_DIR: &str = ".regsweep-staging";
 
 impl Findings {
     fn add(
@@ -65,13 +57,13 @@ impl Findings {
 /// Opens the folder `rel` below `base`: `None` when it is absent; a symlink on the way (which
 /// the registry would follow and regsweep does not) or any other error is a blocking finding,
 /// since what lies behind it is unknown.
-fn open_sub(
-    base: &Dir,
+fn open_sub<F: Folder>(
+    base: &F,
     rel: &str,
     path: &Path,
     findings: &Findings,
     repo: Option<&str>,
-) -> Option<Dir> {
+) -> Option<F> {
     match base.open_dir(rel) {
         Ok(d) => Some(d),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -107,8 +99,8 @@ fn open_sub(
 
 /// Lists an open folder by name and kind; errors become blocking findings. Names an older
 /// sweep staged are set aside to be finished.
-fn list(
-    dir: &Dir,
+fn list<F: Folder>(
+    dir: &F,
     path: &Path,
     findings: &Findings,
     repo: Option<&str>,
@@ -149,7 +141,7 @@ fn list(
 }
 
 /// Reads a link file below `dir`; `Err` carries what is wrong with it (`Missing` apart).
-fn read_link(dir: &Dir, rel: &str) -> std::result::Result<Link, ReadError> {
+fn read_link<F: Folder>(dir: &F, rel: &str) -> std::result::Result<Link, ReadError> {
     let (f, st) = dir.open_file(rel)?;
     if st.size > MAX_LINK_BYTES {
         return Err(ReadError::TooLarge(st.size));
@@ -181,10 +173,10 @@ fn link_problem(e: &ReadError) -> String {
     }
 }
 
-/// Scans the storage root. Fails only when the root is not a registry layout at all;
-/// everything wrong inside it becomes a finding.
-pub fn scan(root: &Path, progress: &Progress) -> Result<Layout> {
-    scan_with(root, ScanOptions::default(), progress)
+/// Scans the storage. Fails only when it is not a registry layout at all; everything wrong
+/// inside it becomes a finding.
+pub fn scan<S: Storage>(store: &S, progress: &dyn Progress) -> Result<Layout> {
+    scan_with(store, ScanOptions::default(), progress)
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -193,26 +185,13 @@ pub struct ScanOptions {
     pub verify_links: bool,
 }
 
-/// Opens the `docker/registry/v2` folder of a root, resolved once: everything below is reached
-/// through this handle, never by path again.
-pub fn open_v2(root: &Path) -> Result<(PathBuf, Dir)> {
-    let meta = fs::metadata(root).map_err(|e| Error::io(root, e))?;
-    if !meta.is_dir() {
-        return Err(Error::NotARegistry {
-            path: root.to_path_buf(),
-        });
-    }
-    let v2 = layout::locate_v2(root).ok_or_else(|| Error::NotARegistry {
-        path: root.to_path_buf(),
-    })?;
-    let v2 = v2.canonicalize().map_err(|e| Error::io(&v2, e))?;
-    let dir = Dir::open(&v2).map_err(|e| Error::io(&v2, e))?;
-    Ok((v2, dir))
-}
-
 /// `scan`, with options.
-pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<Layout> {
-    let (v2, v2h) = open_v2(root)?;
+pub fn scan_with<S: Storage>(
+    store: &S,
+    opts: ScanOptions,
+    progress: &dyn Progress,
+) -> Result<Layout> {
+    let (v2, v2h) = (store.v2().to_path_buf(), store.top());
     let paths = Paths::new(v2.clone());
     let findings = Findings::default();
 
@@ -223,7 +202,7 @@ pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<
         mut blobs,
         empty: empty_blob_dirs,
         allocated: allocated_bytes,
-    } = scan_blobs(&v2h, &paths, &findings, progress);
+    } = scan_blobs(v2h, &paths, &findings, progress);
     // Refs are 4-byte indices into the blob list, with room past its end for digests that
     // manifests name but the store lacks: refuse, rather than let an index wrap.
     const MAX_BLOBS: usize = 1 << 31;
@@ -237,8 +216,8 @@ pub fn scan_with(root: &Path, opts: ScanOptions, progress: &Progress) -> Result<
         });
     }
     blobs.par_sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
-    let repos = scan_repositories(&v2h, &paths, &findings, opts, &blobs);
-    if let Some(staging) = open_sub(&v2h, STAGING_DIR, &v2.join(STAGING_DIR), &findings, None) {
+    let repos = scan_repositories(v2h, &paths, &findings, opts, &blobs);
+    if let Some(staging) = open_sub(v2h, STAGING_DIR, &v2.join(STAGING_DIR), &findings, None) {
         for (_, path, _) in list(&staging, &v2.join(STAGING_DIR), &findings, None) {
             findings.staged(path);
         }
@@ -278,7 +257,12 @@ impl BlobScan {
     }
 }
 
-fn scan_blobs(v2h: &Dir, paths: &Paths, findings: &Findings, progress: &Progress) -> BlobScan {
+fn scan_blobs<F: Folder>(
+    v2h: &F,
+    paths: &Paths,
+    findings: &Findings,
+    progress: &dyn Progress,
+) -> BlobScan {
     let blobs_root = paths.v2.join("blobs");
     let Some(blobs_dir) = open_sub(v2h, "blobs", &blobs_root, findings, None) else {
         return BlobScan::default();
@@ -314,7 +298,13 @@ fn scan_blobs(v2h: &Dir, paths: &Paths, findings: &Findings, progress: &Progress
 }
 
 /// The blobs of one `blobs/sha256/xx` folder.
-fn scan_prefix(sha: &Dir, prefix: &str, path: &Path, kind: Kind, findings: &Findings) -> BlobScan {
+fn scan_prefix<F: Folder>(
+    sha: &F,
+    prefix: &str,
+    path: &Path,
+    kind: Kind,
+    findings: &Findings,
+) -> BlobScan {
     let mut found = BlobScan::default();
     let hex_prefix = prefix.len() == 2
         && prefix
@@ -402,10 +392,8 @@ fn scan_prefix(sha: &Dir, prefix: &str, path: &Path, kind: Kind, findings: &Find
 /// moved into `blobs/` by rename, which keeps the upload's (possibly old) data mtime but sets the
 /// folder's. Read only for blobs a plan would delete, so a scan pays one stat per blob, not two.
 /// `Time::MAX` (young) where either cannot be read.
-pub fn blob_arrivals(v2: &Path, digests: &[Digest]) -> Vec<Time> {
-    let Ok(v2h) = Dir::open(v2) else {
-        return vec![Time::MAX; digests.len()];
-    };
+pub fn blob_arrivals<S: Storage>(store: &S, digests: &[Digest]) -> Vec<Time> {
+    let v2h = store.top();
     let rel = Paths::new(PathBuf::new());
     digests
         .par_iter()
@@ -419,13 +407,9 @@ pub fn blob_arrivals(v2: &Path, digests: &[Digest]) -> Vec<Time> {
         .collect()
 }
 
-/// The names the registry creates in a repository folder; any one makes it a repository, since
-/// the registry serves (and a push relies on) a repository from its first blob or upload.
-const REPO_MARKERS: [&str; 3] = ["_manifests", "_layers", "_uploads"];
-
 /// Finds repository folders, then reads each in parallel.
-fn scan_repositories(
-    v2h: &Dir,
+fn scan_repositories<F: Folder>(
+    v2h: &F,
     paths: &Paths,
     findings: &Findings,
     opts: ScanOptions,
@@ -440,7 +424,7 @@ fn scan_repositories(
     repos
 }
 
-fn discover_repositories(v2h: &Dir, paths: &Paths, findings: &Findings) -> Vec<String> {
+fn discover_repositories<F: Folder>(v2h: &F, paths: &Paths, findings: &Findings) -> Vec<String> {
     let top = paths.repositories();
     let mut out = Vec::new();
     if let Some(dir) = open_sub(v2h, "repositories", &top, findings, None) {
@@ -452,8 +436,8 @@ fn discover_repositories(v2h: &Dir, paths: &Paths, findings: &Findings) -> Vec<S
 /// Walks the repository tree below the open folder `dir` (the repository `prefix`, or the top
 /// when empty); returns whether any repository lies at or below it. Folders holding no
 /// repository are reported once, at their top.
-fn discover(
-    dir: &Dir,
+fn discover<F: Folder>(
+    dir: &F,
     path: &Path,
     prefix: &str,
     findings: &Findings,
@@ -546,8 +530,8 @@ fn symlink_finding(findings: &Findings, path: &Path, repo: Option<&str>, what: &
 }
 
 /// Reads one repository, filing its layer links against `blobs` (sorted).
-fn scan_repo(
-    v2h: &Dir,
+fn scan_repo<F: Folder>(
+    v2h: &F,
     paths: &Paths,
     name: String,
     findings: &Findings,
@@ -808,21 +792,15 @@ pub struct Fresh {
 /// that links modified at or after `since_ns` name, with what the manifests among them
 /// reference. Sweep calls it right before the layer link and blob stages: a push that reused a
 /// blob the plan had found unreferenced writes such a link, and the blob is then kept.
-pub fn links_written_since(v2: &Path, since_ns: i128) -> Fresh {
+pub fn links_written_since<S: Storage>(store: &S, since_ns: i128) -> Fresh {
     let mut fresh = Fresh::default();
-    let v2h = match Dir::open(v2) {
-        Ok(d) => d,
-        Err(e) => {
-            fresh.unknown.push(format!("{}: {e}", v2.display()));
-            return fresh;
-        }
-    };
-    let paths = Paths::new(v2.to_path_buf());
+    let v2h = store.top();
+    let paths = Paths::new(store.v2().to_path_buf());
     let findings = Findings::default();
-    let names = discover_repositories(&v2h, &paths, &findings);
+    let names = discover_repositories(v2h, &paths, &findings);
     let per_repo: Vec<(Vec<Digest>, Vec<Digest>)> = names
         .par_iter()
-        .map(|name| fresh_in_repo(&v2h, &paths, name, since_ns, &findings))
+        .map(|name| fresh_in_repo(v2h, &paths, name, since_ns, &findings))
         .collect();
     let mut manifests = Vec::new();
     for (blobs, m) in per_repo {
@@ -836,7 +814,7 @@ pub fn links_written_since(v2: &Path, since_ns: i128) -> Fresh {
         let read: Vec<(Digest, std::result::Result<manifest::Manifest, String>)> = manifests
             .par_iter()
             .map(|d| {
-                let m = read_manifest(&v2h, &rel, d).and_then(|b| manifest::parse(&b));
+                let m = read_manifest(v2h, &rel, d).and_then(|b| manifest::parse(&b));
                 (*d, m)
             })
             .collect();
@@ -865,8 +843,8 @@ pub fn links_written_since(v2: &Path, since_ns: i128) -> Fresh {
 
 /// The layer links (blobs) and manifest links (revisions, tags, tag history) of one repository
 /// modified at or after `since_ns`.
-fn fresh_in_repo(
-    v2h: &Dir,
+fn fresh_in_repo<F: Folder>(
+    v2h: &F,
     paths: &Paths,
     name: &str,
     since_ns: i128,
@@ -878,7 +856,7 @@ fn fresh_in_repo(
     let Some(rdir) = open_sub(v2h, &format!("repositories/{name}"), &dir_path, findings, r) else {
         return (blobs, manifests);
     };
-    let new = |d: &Dir, rel: &str| d.stat(rel).is_ok_and(|s| s.mtime_ns() >= since_ns);
+    let new = |d: &F, rel: &str| d.stat(rel).is_ok_and(|s| s.mtime_ns() >= since_ns);
     let folder_links = |sub: &str, out: &mut Vec<Digest>| {
         let p = dir_path.join(sub);
         if let Some(d) = open_sub(&rdir, sub, &p, findings, r) {
@@ -926,9 +904,13 @@ fn fresh_in_repo(
 
 /// Reads and parses the manifest blobs that links name, in parallel; then the children those
 /// name, until none is left. Each blob is read once however many repositories share it.
-pub fn load_manifests(layout: &Layout, progress: &Progress) -> Manifests {
+pub fn load_manifests<S: Storage>(
+    store: &S,
+    layout: &Layout,
+    progress: &dyn Progress,
+) -> Manifests {
     let rel = Paths::new(PathBuf::new());
-    let v2h = Dir::open(&layout.v2);
+    let v2h = store.top();
     // The first round names manifests by blob index where it can: an eighth of the memory of
     // collecting every link's digest. Digests that are no blob (missing manifests) wait apart.
     let mut present: Vec<u32> = Vec::new();
@@ -955,11 +937,7 @@ pub fn load_manifests(layout: &Layout, progress: &Progress) -> Manifests {
         let loaded: Vec<(Vec<Digest>, catalog::Prepared)> = chunk
             .par_iter()
             .map(|d| {
-                let r = match &v2h {
-                    Ok(v2h) => read_manifest(v2h, &rel, d),
-                    Err(e) => Err(format!("cannot open {}: {e}", layout.v2.display())),
-                }
-                .and_then(|b| manifest::parse(&b));
+                let r = read_manifest(v2h, &rel, d).and_then(|b| manifest::parse(&b));
                 bar.inc(1);
                 let children = r.as_ref().map_or(Vec::new(), |m| m.children.clone());
                 (children, catalog::prepare(&layout.blobs, *d, r))
@@ -996,7 +974,11 @@ pub fn load_manifests(layout: &Layout, progress: &Progress) -> Manifests {
 
 /// The bytes of manifest blob `d`, read through the layout's handle: a symlink, FIFO or device
 /// there is damage, never followed or waited on, and the read is bounded.
-fn read_manifest(v2h: &Dir, rel: &Paths, d: &Digest) -> std::result::Result<Vec<u8>, String> {
+fn read_manifest<F: Folder>(
+    v2h: &F,
+    rel: &Paths,
+    d: &Digest,
+) -> std::result::Result<Vec<u8>, String> {
     v2h.read_small(rel.blob_data(d), MAX_MANIFEST_BYTES)
         .map_err(|e| match e {
             ReadError::Missing => "manifest blob is missing".to_string(),
@@ -1007,11 +989,9 @@ fn read_manifest(v2h: &Dir, rel: &Paths, d: &Digest) -> std::result::Result<Vec<
 
 /// Reads the `created` time of the image config of every manifest that a tag names, for
 /// policies that count age from it. Manifests without a config (indexes) have none.
-pub fn load_created(layout: &Layout) -> HashMap<Digest, Time> {
+pub fn load_created<S: Storage>(store: &S, layout: &Layout) -> HashMap<Digest, Time> {
     let rel = Paths::new(PathBuf::new());
-    let Ok(v2h) = Dir::open(&layout.v2) else {
-        return HashMap::new();
-    };
+    let v2h = store.top();
     let mut wanted: Vec<(Digest, Digest)> = layout
         .repos
         .iter()
@@ -1045,11 +1025,11 @@ pub struct Verified {
 }
 
 /// Hashes every blob in parallel and compares it with its name.
-pub fn verify_digests(layout: &Layout, progress: &Progress) -> Verified {
+pub fn verify_digests<S: Storage>(store: &S, layout: &Layout, progress: &dyn Progress) -> Verified {
     use sha2::{Digest as _, Sha256};
     let paths = Paths::new(layout.v2.clone());
     let rel = Paths::new(PathBuf::new());
-    let v2h = Dir::open(&layout.v2);
+    let v2h = store.top();
     let started = std::time::Instant::now();
     let bar = progress.bytes_bar("verifying digests", layout.total_bytes());
     let findings = Findings::default();
@@ -1059,13 +1039,10 @@ pub fn verify_digests(layout: &Layout, progress: &Progress) -> Verified {
         |buf, blob| {
             let path = paths.blob_data(&blob.digest);
             let mut hasher = Sha256::new();
-            let opened = match &v2h {
-                Ok(h) => h.open_file(rel.blob_data(&blob.digest)).map_err(|e| match e {
-                    ReadError::Io(e) => e,
-                    other => io::Error::other(other.to_string()),
-                }),
-                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-            };
+            let opened = v2h.open_file(rel.blob_data(&blob.digest)).map_err(|e| match e {
+                ReadError::Io(e) => e,
+                other => io::Error::other(other.to_string()),
+            });
             let result = opened.and_then(|(mut f, _)| loop {
                 let n = f.read(buf)?;
                 if n == 0 {

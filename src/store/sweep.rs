@@ -12,36 +12,20 @@
 //! the repositories' links are read again, so that a blob a push reused during the run is kept
 //! with its links.
 
+use crate::gc::outcome::{Failure, Outcome};
 use crate::gc::plan::{BlobRemoval, LinkRemoval, Plan};
 use crate::model::digest::Digest;
+use crate::model::paths::Paths;
+use crate::model::paths::STAGING_DIR;
 use crate::progress::Progress;
-use crate::store::dirfd::Dir;
-use crate::store::layout::Paths;
-use crate::store::scan::{self, STAGING_DIR};
+use crate::store::scan;
+use crate::store::seam::{Folder, Storage};
 use rayon::prelude::*;
-use serde::Serialize;
 use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// A removal that failed, or an item kept at sweep time: its path and why.
-#[derive(Debug, Clone, Serialize)]
-pub struct Failure {
-    pub path: PathBuf,
-    pub message: String,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Outcome {
-    pub removed: u64,
-    pub failures: Vec<Failure>,
-    /// Planned items left in place because they changed, or were named again, during the run.
-    pub kept: Vec<Failure>,
-    /// The sweep stopped early on request; a later run finishes the job.
-    pub interrupted: bool,
-}
 
 /// How a sweep runs.
 pub struct SweepOptions<'a> {
@@ -57,15 +41,16 @@ pub struct SweepOptions<'a> {
 }
 
 /// What a sweep moves items into: a trash run, or the staging folder it deletes them from.
-enum Dest {
-    Trash(Dir),
-    Staging(Dir),
+enum Dest<F> {
+    Trash(F),
+    Staging(F),
 }
 
-struct Sweeper<'a> {
+struct Sweeper<'a, S: Storage> {
     v2: &'a Path,
-    root: Dir,
-    dest: Dest,
+    store: &'a S,
+    root: &'a S::Folder,
+    dest: Dest<S::Folder>,
     since_ns: i128,
     stop: &'a (dyn Fn() -> bool + Sync),
     staged: &'a (dyn Fn() + Sync),
@@ -83,7 +68,7 @@ fn rel() -> Paths {
     Paths::new(PathBuf::new())
 }
 
-impl Sweeper<'_> {
+impl<S: Storage> Sweeper<'_, S> {
     fn should_stop(&self) -> bool {
         let stop = (self.stop)();
         if stop {
@@ -116,7 +101,7 @@ impl Sweeper<'_> {
 
     /// Opens the folder holding item `rel_item` (relative to v2); `None` when the item is gone
     /// with its folder, or after reporting why it cannot be reached.
-    fn open_parent(&self, rel_item: &Path) -> Option<(Dir, PathBuf, String)> {
+    fn open_parent(&self, rel_item: &Path) -> Option<(S::Folder, PathBuf, String)> {
         let full = self.v2.join(rel_item);
         let (Some(parent), Some(name)) = (rel_item.parent(), rel_item.file_name()) else {
             self.fail(&full, "not an item of the layout; refused".into());
@@ -158,7 +143,7 @@ impl Sweeper<'_> {
     /// rename, so the registry sees it whole or not at all: into the trash when there is one,
     /// else into the staging folder, and deletes it there (a later run deletes what a killed one
     /// left). Kept when it, or one of the `guard` files in it, was modified since the run began.
-    fn remove_in(&self, parent: &Dir, parent_path: &Path, name: &str, guard: &[&str]) {
+    fn remove_in(&self, parent: &S::Folder, parent_path: &Path, name: &str, guard: &[&str]) {
         let path = parent_path.join(name);
         let st = match parent.stat(name) {
             Ok(st) => st,
@@ -220,7 +205,7 @@ impl Sweeper<'_> {
     /// Blobs, folder by folder: each `blobs/sha256/xx` is opened once and its items leave by the
     /// same steps as in `remove_item` (a sweep's bulk, so this is where opening every parent
     /// from the root would cost most).
-    fn remove_blobs(&self, progress: &Progress, blobs: &[BlobRemoval]) {
+    fn remove_blobs(&self, progress: &dyn Progress, blobs: &[BlobRemoval]) {
         if blobs.is_empty() {
             return;
         }
@@ -244,7 +229,7 @@ impl Sweeper<'_> {
 
     fn stage<T: Sync>(
         &self,
-        progress: &Progress,
+        progress: &dyn Progress,
         label: &'static str,
         items: &[T],
         f: impl Fn(&T) + Sync + Send,
@@ -268,7 +253,7 @@ impl Sweeper<'_> {
             return;
         }
         let started = std::time::Instant::now();
-        let fresh = scan::links_written_since(self.v2, self.since_ns);
+        let fresh = scan::links_written_since(self.store, self.since_ns);
         tracing::info!(
             seconds = started.elapsed().as_secs_f64(),
             named = fresh.digests.len(),
@@ -314,7 +299,7 @@ impl Sweeper<'_> {
 
 /// Deletes an item moved into the staging folder: its one file and its folder where that is
 /// all it holds (most items), else the whole tree; never through a symlink.
-fn delete_staged(staging: &Dir, staged: &OsStr, guard: &[&str]) -> io::Result<()> {
+fn delete_staged<F: Folder>(staging: &F, staged: &OsStr, guard: &[&str]) -> io::Result<()> {
     if let [key] = guard
         && !key.contains('/')
         && let Ok(item) = staging.open_dir(Path::new(staged))
@@ -326,21 +311,18 @@ fn delete_staged(staging: &Dir, staged: &OsStr, guard: &[&str]) -> io::Result<()
     staging.remove_tree(staged)
 }
 
-/// Sweeps the plan below the layout `v2`.
-pub fn sweep(v2: &Path, plan: &Plan, progress: &Progress, opts: &SweepOptions) -> Outcome {
+/// Sweeps the plan in the storage.
+pub fn sweep<S: Storage>(
+    store: &S,
+    plan: &Plan,
+    progress: &dyn Progress,
+    opts: &SweepOptions,
+) -> Outcome {
     let mut outcome = Outcome::default();
-    let root = match Dir::open(v2) {
-        Ok(d) => d,
-        Err(e) => {
-            outcome.failures.push(Failure {
-                path: v2.to_path_buf(),
-                message: format!("cannot open the layout: {e}; nothing deleted"),
-            });
-            return outcome;
-        }
-    };
+    let (v2, root) = (store.v2(), store.top());
     let dest = match opts.trash {
-        Some(run) => Dir::open(run)
+        Some(run) => store
+            .open_outside(run)
             .and_then(|r| r.make_dir(OsStr::new("v2")))
             .map(Dest::Trash),
         None => root.make_dir(OsStr::new(STAGING_DIR)).map(Dest::Staging),
@@ -358,6 +340,7 @@ pub fn sweep(v2: &Path, plan: &Plan, progress: &Progress, opts: &SweepOptions) -
     };
     let s = Sweeper {
         v2,
+        store,
         root,
         dest,
         since_ns: opts.since_ns,

@@ -10,8 +10,11 @@ use crate::error::{Error, Result};
 use crate::gc::walk;
 use crate::model::digest::Digest;
 use crate::model::manifest;
+use crate::model::paths::Paths;
 use crate::store::dirfd::{self, Dir};
-use crate::store::layout::Paths;
+use crate::store::fs::FsStorage;
+use crate::store::lock::Lock;
+use crate::store::seam::{Folder, Storage};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -269,7 +272,7 @@ pub fn restore(
     root: Option<&Path>,
 ) -> Result<Restored> {
     let given = match root {
-        Some(r) => Some(crate::store::scan::open_v2(r)?.0),
+        Some(r) => Some(FsStorage::open(r)?.v2().to_path_buf()),
         None => None,
     };
     let mut runs = runs(dir)?;
@@ -280,13 +283,12 @@ pub fn restore(
     let mut roots: Vec<PathBuf> = runs.iter().map(|(_, i)| i.v2.clone()).collect();
     roots.sort();
     roots.dedup();
-    let _locks = roots
-        .iter()
-        .map(|v2| {
-            let root = v2.ancestors().nth(3).unwrap_or(v2);
-            crate::store::lock::Lock::acquire(root, "restore", break_lock)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut stores: HashMap<PathBuf, (FsStorage, Lock)> = HashMap::new();
+    for v2 in roots {
+        let store = FsStorage::open(&v2)?;
+        let lock = store.lock("restore", break_lock)?;
+        stores.insert(v2, (store, lock));
+    }
     let mut all: Vec<(Item, PathBuf)> = Vec::new();
     for (run, info) in &runs {
         all.extend(items(run).into_iter().map(|i| (i, info.v2.clone())));
@@ -305,18 +307,16 @@ pub fn restore(
     chosen.sort_by(|a, b| a.0.kind.cmp(&b.0.kind).then(a.0.rel.cmp(&b.0.rel)));
     let mut out = Restored::default();
     let mut done: HashSet<PathBuf> = HashSet::new();
-    let mut handles: std::collections::HashMap<PathBuf, Dir> = Default::default();
     for (item, v2) in chosen {
         let dest = v2.join(&item.rel);
         let record = RestoredItem {
             kind: item.kind,
             path: dest.clone(),
         };
-        if !handles.contains_key(&v2) {
-            let h = Dir::open(&v2).map_err(|e| Error::io(&v2, e))?;
-            handles.insert(v2.clone(), h);
-        }
-        let v2h = &handles[&v2];
+        let Some((store, _)) = stores.get(&v2) else {
+            continue;
+        };
+        let v2h = store.top();
         // The newest run's copy wins; an older copy of the same item stays in the trash.
         if done.contains(&dest)
             || !matches!(v2h.stat(&item.rel), Err(e) if e.kind() == std::io::ErrorKind::NotFound)

@@ -354,7 +354,7 @@ fn symlinks_and_crafted_names_are_reported_and_left_alone() {
 
 #[test]
 fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes() {
-    use regsweep::cli::config::GcConfig;
+    use regsweep::config::GcConfig;
     let probe = fixture();
     let cfg = |root: &Path| GcConfig {
         dry_run: false,
@@ -365,7 +365,7 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
         ..GcConfig::planning(root.to_path_buf())
     };
     let now = chrono::Utc::now().timestamp();
-    let hidden = regsweep::progress::Progress::hidden();
+    let hidden = regsweep::progress::Hidden;
     let total = {
         let a = regsweep::commands::gc::analyse(&cfg(&probe.root), now, &hidden).unwrap();
         let p = &a.plan;
@@ -391,11 +391,13 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
         let opts = regsweep::store::sweep::SweepOptions {
             stop: &stop,
             trash: None,
-            since_ns: regsweep::commands::gc::since_ns(chrono::Utc::now()),
+            since_ns: regsweep::pipeline::since_ns(chrono::Utc::now()),
             staged: &|| {},
         };
         let outcome =
-            pool.install(|| regsweep::store::sweep::sweep(&a.layout.v2, &a.plan, &hidden, &opts));
+            pool.install(|| regsweep::store::sweep::sweep(&a.store, &a.plan, &hidden, &opts));
+        // Releases the lock the analysis took, for the rerun below.
+        drop(a);
         assert!(
             outcome.interrupted && outcome.failures.is_empty(),
             "k={k}: {outcome:?}"

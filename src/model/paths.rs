@@ -1,7 +1,9 @@
-//! Where things live in the registry's filesystem layout, and which names are valid there.
+//! The layout's vocabulary in one place: where each thing lives below `docker/registry/v2` (the
+//! same names on disk and as object keys in a bucket), the names that classify a folder, and which
+//! repository and tag names are valid. Pure: building a path here touches no storage.
 
 use crate::model::digest::Digest;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The `docker/registry/v2` folder of a storage root, with path builders for its parts.
 #[derive(Debug, Clone)]
@@ -64,19 +66,17 @@ impl Paths {
     }
 }
 
-/// Finds the `docker/registry/v2` folder for a storage root. The folder itself is accepted
-/// too, since operators often point at it directly.
-pub fn locate_v2(root: &Path) -> Option<PathBuf> {
-    let v2 = root.join("docker/registry/v2");
-    if v2.is_dir() {
-        return Some(v2);
-    }
-    let looks_like_v2 = root.join("blobs").is_dir() || root.join("repositories").is_dir();
-    if looks_like_v2 && root.ends_with("docker/registry/v2") {
-        return Some(root.to_path_buf());
-    }
-    None
-}
+/// The names the registry creates in a repository folder; any one makes it a repository, since
+/// the registry serves (and a push relies on) a repository from its first blob or upload.
+pub const REPO_MARKERS: [&str; 3] = ["_manifests", "_layers", "_uploads"];
+
+/// The name an older regsweep gave an item it was deleting, beside it in the layout; such
+/// leftovers are still finished. Sweeps now stage items in [`STAGING_DIR`] instead.
+pub const STAGING_PREFIX: &str = ".regsweep-deleting-";
+/// Where a sweep moves each item before deleting it: inside `docker/registry/v2`, so on the
+/// same filesystem, but outside `blobs/` and `repositories/`, the only trees the registry and
+/// its GC walk. A killed sweep's leftovers there are invisible to both; the next run deletes them.
+pub const STAGING_DIR: &str = ".regsweep-staging";
 
 /// One path component of a repository name, as the distribution grammar allows:
 /// lowercase alphanumerics joined by `.`, `_`, `__` or runs of `-`.

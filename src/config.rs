@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::duration::Span;
+use crate::model::{Rules, Time};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +50,19 @@ pub struct GcConfig {
 }
 
 impl GcConfig {
+    /// The rules this config gives at `now`: the grace period ends where "young" starts.
+    pub fn rules(&self, now: Time) -> Rules {
+        Rules {
+            delete_untagged: self.delete_untagged,
+            young_from: Rules::young_from(self.grace, now),
+            allow_damage: self.allow_damage,
+            uploads_before: self
+                .purge_uploads
+                .map(|a| now.saturating_sub(a.as_secs() as i64)),
+        }
+    }
+
     /// A config that only looks: a dry run with no grace, no policy and every option off.
-    /// Commands that plan without sweeping start from it and set what they need.
     pub fn planning(root: PathBuf) -> GcConfig {
         GcConfig {
             root,

@@ -1,0 +1,22 @@
+//! What became of a sweep: how many items went, which removals failed, which items were kept
+//! because they changed during the run. Written by the store's sweep, read by the reports.
+
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// A removal that failed, or an item kept at sweep time: its path and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Outcome {
+    pub removed: u64,
+    pub failures: Vec<Failure>,
+    /// Planned items left in place because they changed, or were named again, during the run.
+    pub kept: Vec<Failure>,
+    /// The sweep stopped early on request; a later run finishes the job.
+    pub interrupted: bool,
+}

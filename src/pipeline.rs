@@ -1,0 +1,121 @@
+//! The one way in, shared by every command: open a root and load its model (resolve it, find
+//! `docker/registry/v2`, lock when asked, scan, read the manifests), then the pure decisions
+//! (policy, mark, plan) for one set of [`Rules`].
+
+use crate::config::canonical_root;
+use crate::error::Result;
+use crate::gc::mark;
+use crate::gc::plan::{self, Plan};
+use crate::model::{Layout, Rules, Time};
+use crate::policy::{self, AgeFrom, Decisions, Policy, TagExplain};
+use crate::progress::Progress;
+use crate::store::fs::FsStorage;
+use crate::store::scan::{self, ScanOptions};
+use crate::store::seam::Storage;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A root opened and loaded: the storage (kept open for the sweep), the lock when one was
+/// taken, and the model with every manifest its links name.
+pub struct Opened<S: Storage> {
+    pub store: S,
+    pub lock: Option<S::Lock>,
+    pub layout: Layout,
+}
+
+/// How to open a root.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Open<'a> {
+    /// Take the exclusive lock for this command (`--break-lock` as the second value) before
+    /// the scan, so that what is read is what the sweep acts on.
+    pub lock: Option<(&'a str, bool)>,
+    pub scan: ScanOptions,
+}
+
+/// Opens the registry storage at `root` (its `rootdirectory` or its `docker/registry/v2`) and
+/// loads its model.
+pub fn open(root: &Path, how: Open, progress: &dyn Progress) -> Result<Opened<FsStorage>> {
+    let store = FsStorage::open(&canonical_root(root)?)?;
+    let lock = match how.lock {
+        Some((command, break_lock)) => Some(store.lock(command, break_lock)?),
+        None => None,
+    };
+    let layout = load(&store, how.scan, progress)?;
+    Ok(Opened {
+        store,
+        lock,
+        layout,
+    })
+}
+
+/// The scan stages: the layout with every manifest its links name.
+pub fn load<S: Storage>(store: &S, opts: ScanOptions, progress: &dyn Progress) -> Result<Layout> {
+    let mut layout = scan::scan_with(store, opts, progress)?;
+    tracing::info!(
+        blobs = layout.blobs.len(),
+        repositories = layout.repos.len(),
+        "scanned"
+    );
+    layout.manifests = scan::load_manifests(store, &layout, progress);
+    Ok(layout)
+}
+
+/// Reads the image configs' `created` dates into the layout where the policy counts ages from
+/// them: a storage read, done here so that `decide` reads nothing.
+pub fn load_dates<S: Storage>(store: &S, layout: &mut Layout, policy: Option<&Policy>) {
+    if policy.is_some_and(|p| p.age_from == AgeFrom::Created) && layout.created.is_empty() {
+        layout.created = scan::load_created(store, layout);
+    }
+}
+
+/// The pure stages: policy, mark and plan, for one set of rules.
+pub fn decide(
+    layout: &Layout,
+    policy: Option<&Policy>,
+    rules: &Rules,
+    now: Time,
+) -> (Plan, Vec<TagExplain>) {
+    let (decisions, explain, refused) = match policy {
+        None => (Decisions::keep_all(layout), Vec::new(), Vec::new()),
+        Some(policy) => {
+            let ev = policy::evaluate(policy, layout, &layout.created, now);
+            (ev.decisions, ev.explain, ev.refusals)
+        }
+    };
+    let mut plan = plan_with(layout, &decisions, rules);
+    let ages: HashMap<(&str, &str), Option<i64>> = explain
+        .iter()
+        .map(|e| ((e.repository.as_str(), e.tag.as_str()), e.age_seconds))
+        .collect();
+    for t in &mut plan.tags {
+        t.age_seconds = ages
+            .get(&(t.repository.as_str(), t.tag.as_str()))
+            .copied()
+            .flatten();
+    }
+    plan.refused = refused;
+    (plan, explain)
+}
+
+/// Mark and plan for given tag decisions.
+pub fn plan_with(layout: &Layout, decisions: &Decisions, rules: &Rules) -> Plan {
+    let marks = mark::mark(layout, decisions, rules);
+    plan::plan(layout, decisions, &marks, rules)
+}
+
+/// Keeps the planned blobs that arrived within the grace period: a blob committed by rename
+/// keeps its upload's data mtime, so its arrival is read (for planned blobs only) from its folder.
+pub fn settle_arrivals<S: Storage>(store: &S, plan: &mut Plan, rules: &Rules) {
+    if rules.young_from.is_none() || plan.blobs.is_empty() {
+        return;
+    }
+    let digests: Vec<crate::Digest> = plan.blobs.iter().map(|b| b.digest).collect();
+    let arrivals = scan::blob_arrivals(store, &digests);
+    plan.keep_arrived(&arrivals, rules);
+}
+
+/// A moment as nanoseconds since the epoch; before everything when out of range, so that every
+/// item counts as changed since (kept).
+pub fn since_ns(t: chrono::DateTime<chrono::Utc>) -> i128 {
+    t.timestamp_nanos_opt().map_or(i128::MIN, i128::from)
+}

@@ -1,0 +1,76 @@
+//! The filesystem backend of the storage seam: a registry root on a local or mounted filesystem,
+//! reached only through folder handles (`dirfd`) from its `docker/registry/v2` down.
+
+use crate::error::{Error, Result};
+use crate::store::dirfd::Dir;
+use crate::store::lock::Lock;
+use crate::store::seam::Storage;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A registry's filesystem storage, opened once: its top folder held as a handle.
+pub struct FsStorage {
+    /// The storage root (the registry's `rootdirectory`), where the lock lives.
+    root: PathBuf,
+    /// Its `docker/registry/v2`, canonical: what reports and findings name.
+    v2: PathBuf,
+    top: Dir,
+}
+
+impl FsStorage {
+    /// Opens the layout below `root` (the `rootdirectory`, or its `docker/registry/v2`), resolved
+    /// once: everything below is reached through the handle kept here, never by path again.
+    pub fn open(root: &Path) -> Result<FsStorage> {
+        let meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
+        if !meta.is_dir() {
+            return Err(Error::NotARegistry {
+                path: root.to_path_buf(),
+            });
+        }
+        let v2 = locate_v2(root).ok_or_else(|| Error::NotARegistry {
+            path: root.to_path_buf(),
+        })?;
+        let v2 = v2.canonicalize().map_err(|e| Error::io(&v2, e))?;
+        let top = Dir::open(&v2).map_err(|e| Error::io(&v2, e))?;
+        // Both spellings of a root (`rootdirectory` or its v2) take the same lock.
+        let root = v2.ancestors().nth(3).unwrap_or(root).to_path_buf();
+        Ok(FsStorage { root, v2, top })
+    }
+
+    /// The storage root (`rootdirectory`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Storage for FsStorage {
+    type Folder = Dir;
+    type Lock = Lock;
+
+    fn top(&self) -> &Dir {
+        &self.top
+    }
+    fn v2(&self) -> &Path {
+        &self.v2
+    }
+    fn lock(&self, command: &str, break_lock: bool) -> Result<Lock> {
+        Lock::acquire(&self.root, command, break_lock)
+    }
+    fn open_outside(&self, path: &Path) -> io::Result<Dir> {
+        Dir::open(path)
+    }
+}
+
+/// Finds the `docker/registry/v2` folder for a storage root. The folder itself is accepted
+/// too, since operators often point at it directly.
+pub fn locate_v2(root: &Path) -> Option<PathBuf> {
+    let v2 = root.join("docker/registry/v2");
+    if v2.is_dir() {
+        return Some(v2);
+    }
+    let looks_like_v2 = root.join("blobs").is_dir() || root.join("repositories").is_dir();
+    if looks_like_v2 && root.ends_with("docker/registry/v2") {
+        return Some(root.to_path_buf());
+    }
+    None
+}

@@ -1,0 +1,160 @@
+//! The storage seam: the few operations regsweep performs on a registry's storage, so that scan,
+//! sweep and the lock are written once for every backend.
+//!
+//! A backend ([`Storage`]) opens the layout's top folder once (`docker/registry/v2`); everything
+//! else is reached from there through [`Folder`] values, by names relative to them. The middle
+//! (policy, mark, plan, usage, integrity) never sees this seam: it works on the model that scan
+//! builds through it. Each operation, and what it is on each backend:
+//!
+//! | operation | filesystem ([`super::fs`], handles from `dirfd`) | object store (keys; no folders) |
+//! |---|---|---|
+//! | `open_dir` | `openat2(BENEATH, NO_SYMLINKS)`, a folder handle | a key prefix: no request |
+//! | `entries` (list a prefix: names, kinds) | `getdents` on the handle, no stat | `LIST prefix/` by pages of 1000 keys; first names below the prefix, "folders" where keys go deeper |
+//! | `stat` (size, mtime) | `statx` relative to the handle | from the listing that named the key (`Size`, `LastModified`); `HEAD` only for a key no listing held |
+//! | `read_small`, `open_file` | `openat` `O_NONBLOCK`, regular files only, bounded | `GET`, bounded by the listed size |
+//! | `tree_size` | a walk by handles | sum of the listed sizes under the prefix |
+//! | `rename_to` (take an item out of the registry's sight) | one `renameat` of its folder | server-side `COPY` of each key under the prefix, then delete: not atomic, so the sweep's stage order (tags, revisions, layer links, blobs) is what keeps every step valid |
+//! | `unlink`, `remove_tree` | `unlinkat` through handles, never following a symlink | batched `DeleteObjects` of up to 1000 keys |
+//! | `make_dir(s)` | `mkdirat` | nothing: prefixes exist by their keys |
+//! | [`Storage::lock`] | `flock` on `<root>/.regsweep.lock` | a create-only (`If-None-Match: *`) `PUT` of `<prefix>/.regsweep.lock` |
+//!
+//! An object-store backend answers `entries` and `stat` of a whole subtree from one recursive
+//! listing (the blob store by its 256 `xx/` prefixes, in parallel), so that a scan costs one LIST
+//! page per 1000 keys plus one GET per link it must read and per manifest; symlinks, FIFOs and
+//! devices simply never occur there.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::path::Path;
+
+/// What scan and sweep need of a stat.
+#[derive(Debug, Clone, Copy)]
+pub struct Stat {
+    pub kind: Kind,
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub mtime: i64,
+    /// The nanoseconds of the mtime, for "changed since the run began".
+    pub mtime_nsec: i64,
+    /// Bytes allocated on disk (on an object store, the size).
+    pub allocated: u64,
+    /// Device and inode: on disk, which file this is (an object store has no such thing: 0).
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// The kind of a directory entry or stat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    /// A FIFO, socket or device: nothing the registry writes.
+    Other,
+}
+
+impl Stat {
+    /// The mtime in nanoseconds since the epoch.
+    pub fn mtime_ns(&self) -> i128 {
+        i128::from(self.mtime) * 1_000_000_000 + i128::from(self.mtime_nsec)
+    }
+    pub fn is_file(&self) -> bool {
+        self.kind == Kind::File
+    }
+    pub fn is_dir(&self) -> bool {
+        self.kind == Kind::Dir
+    }
+    pub fn is_symlink(&self) -> bool {
+        self.kind == Kind::Symlink
+    }
+}
+
+/// Why a small file could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    Missing,
+    /// A symlink on the way or at the end: never followed.
+    Symlink,
+    /// Not a regular file (a folder, FIFO, socket or device).
+    NotAFile(Kind),
+    TooLarge(u64),
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Missing => write!(f, "missing"),
+            ReadError::Symlink => write!(f, "is a symbolic link, or lies behind one; not followed"),
+            ReadError::NotAFile(k) => write!(
+                f,
+                "is not a regular file ({}); not read",
+                match k {
+                    Kind::Dir => "a folder",
+                    Kind::Symlink => "a symbolic link",
+                    _ => "a FIFO, socket or device",
+                }
+            ),
+            ReadError::TooLarge(n) => write!(f, "{n} bytes: larger than such a file can be"),
+            ReadError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> ReadError {
+        match e.raw_os_error() {
+            Some(libc::ENOENT) => ReadError::Missing,
+            Some(libc::ELOOP) | Some(libc::EXDEV) => ReadError::Symlink,
+            _ => ReadError::Io(e),
+        }
+    }
+}
+
+/// A place in the storage: a folder on disk, a key prefix in a bucket. Names given to it are
+/// relative, one `/`-separated path of plain components (never `..`, never absolute), and no
+/// symbolic link is followed on the way.
+pub trait Folder: Sized + Send + Sync {
+    /// A file opened for reading as a stream (for hashing whole blobs).
+    type File: io::Read + Send;
+
+    /// Opens the folder `rel` below this one.
+    fn open_dir(&self, rel: impl AsRef<Path>) -> io::Result<Self>;
+    /// The entries of this folder with their kinds, sorted by name.
+    fn entries(&self) -> io::Result<Vec<(OsString, Kind)>>;
+    /// Size, kind and mtime of `rel`, without following a final symlink.
+    fn stat(&self, rel: impl AsRef<Path>) -> io::Result<Stat>;
+    /// Opens the regular file `rel` for reading, with its stat.
+    fn open_file(&self, rel: impl AsRef<Path>) -> Result<(Self::File, Stat), ReadError>;
+    /// Reads the regular file `rel` whole, refusing one over `limit` bytes.
+    fn read_small(&self, rel: impl AsRef<Path>, limit: u64) -> Result<Vec<u8>, ReadError>;
+    /// Bytes of the regular files below `name`.
+    fn tree_size(&self, name: &OsStr) -> u64;
+    /// Moves `from` here to `to` in `dest`, taking it out of the registry's sight whole.
+    fn rename_to(&self, from: &OsStr, dest: &Self, to: &OsStr) -> io::Result<()>;
+    /// Removes the file `name`, or with `dir` the empty folder `name`.
+    fn unlink(&self, name: &OsStr, dir: bool) -> io::Result<()>;
+    /// Removes `name` and everything below it; gone already is done.
+    fn remove_tree(&self, name: &OsStr) -> io::Result<()>;
+    /// Creates the folder `name` if it is not there, and opens it.
+    fn make_dir(&self, name: &OsStr) -> io::Result<Self>;
+    /// `make_dir` for each component of `rel` in turn.
+    fn make_dirs(&self, rel: &Path) -> io::Result<Self>;
+}
+
+/// A registry's storage, opened: its top folder, where it is, and its lock.
+pub trait Storage: Sync {
+    type Folder: Folder;
+    /// Held while a run may change the storage; released when dropped.
+    type Lock;
+
+    /// `docker/registry/v2`, opened once: every read and change goes through it.
+    fn top(&self) -> &Self::Folder;
+    /// Where the top is, for messages and reports (a path on disk; `s3://bucket/prefix/...`).
+    fn v2(&self) -> &Path;
+    /// Takes the exclusive lock for `command`, or says who holds it.
+    fn lock(&self, command: &str, break_lock: bool) -> crate::error::Result<Self::Lock>;
+    /// Opens a folder the operator named outside the layout, on the same storage (a trash run,
+    /// which must be reachable by `rename_to`).
+    fn open_outside(&self, path: &Path) -> io::Result<Self::Folder>;
+}
