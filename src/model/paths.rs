@@ -3,9 +3,39 @@
 //! repository and tag names are valid. Pure: building a path here touches no storage.
 
 use crate::model::digest::Digest;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// The `docker/registry/v2` folder of a storage root, with path builders for its parts.
+/// Below `docker/registry/v2`: the blob store, by digest (`blobs/sha256/<2 hex>/<hex>/data`).
+pub const BLOBS: &str = "blobs/sha256";
+/// Below `docker/registry/v2`: the repositories, whose names may nest (`acme/app`).
+pub const REPOSITORIES: &str = "repositories";
+/// In a blob folder: its content.
+pub const DATA: &str = "data";
+/// In a link folder: the 71-byte `sha256:<hex>` that names what it links.
+pub const LINK: &str = "link";
+/// Below a repository: its manifests (revisions and tags).
+pub const MANIFESTS: &str = "_manifests";
+/// Below a repository: the manifests it holds, one folder per digest.
+pub const REVISIONS: &str = "_manifests/revisions/sha256";
+/// Below a repository: its tags, one folder per name.
+pub const TAGS: &str = "_manifests/tags";
+/// Below a tag: the link to the manifest it names now.
+pub const TAG_CURRENT: &str = "current/link";
+/// Below a tag: every manifest it has named (its history), one folder per digest.
+pub const TAG_INDEX: &str = "index/sha256";
+/// Below a repository: the blobs it may serve (layer links), one folder per digest.
+pub const LAYERS: &str = "_layers/sha256";
+/// Below a repository: uploads in progress, one folder per upload id.
+pub const UPLOADS: &str = "_uploads";
+/// In an upload folder: when it began (RFC 3339).
+pub const STARTED_AT: &str = "startedat";
+
+/// The names the registry creates in a repository folder; any one makes it a repository, since
+/// the registry serves (and a push relies on) a repository from its first blob or upload.
+pub const REPO_MARKERS: [&str; 3] = [MANIFESTS, "_layers", UPLOADS];
+
+/// The `docker/registry/v2` folder of a storage root, with path builders for its parts. With an
+/// empty `v2`, the paths are relative, for handles opened at the top.
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub v2: PathBuf,
@@ -17,7 +47,7 @@ impl Paths {
     }
 
     pub fn blobs(&self) -> PathBuf {
-        self.v2.join("blobs").join("sha256")
+        self.v2.join(BLOBS)
     }
 
     pub fn blob_dir(&self, d: &Digest) -> PathBuf {
@@ -26,11 +56,11 @@ impl Paths {
     }
 
     pub fn blob_data(&self, d: &Digest) -> PathBuf {
-        self.blob_dir(d).join("data")
+        self.blob_dir(d).join(DATA)
     }
 
     pub fn repositories(&self) -> PathBuf {
-        self.v2.join("repositories")
+        self.v2.join(REPOSITORIES)
     }
 
     pub fn repo(&self, name: &str) -> PathBuf {
@@ -44,31 +74,113 @@ impl Paths {
     }
 
     pub fn revision_dir(&self, repo: &str, d: &Digest) -> PathBuf {
-        self.repo(repo)
-            .join("_manifests/revisions/sha256")
-            .join(d.hex())
+        self.repo(repo).join(REVISIONS).join(d.hex())
     }
 
     pub fn tag_dir(&self, repo: &str, tag: &str) -> PathBuf {
-        self.repo(repo).join("_manifests/tags").join(tag)
+        self.repo(repo).join(TAGS).join(tag)
     }
 
     pub fn tag_index_dir(&self, repo: &str, tag: &str, d: &Digest) -> PathBuf {
-        self.tag_dir(repo, tag).join("index/sha256").join(d.hex())
+        self.tag_dir(repo, tag).join(TAG_INDEX).join(d.hex())
     }
 
     pub fn layer_dir(&self, repo: &str, d: &Digest) -> PathBuf {
-        self.repo(repo).join("_layers/sha256").join(d.hex())
+        self.repo(repo).join(LAYERS).join(d.hex())
     }
 
     pub fn upload_dir(&self, repo: &str, id: &str) -> PathBuf {
-        self.repo(repo).join("_uploads").join(id)
+        self.repo(repo).join(UPLOADS).join(id)
     }
 }
 
-/// The names the registry creates in a repository folder; any one makes it a repository, since
-/// the registry serves (and a push relies on) a repository from its first blob or upload.
-pub const REPO_MARKERS: [&str; 3] = ["_manifests", "_layers", "_uploads"];
+/// What an item folder below `docker/registry/v2` is, read from its relative path: the inverse
+/// of the builders of [`Paths`], for items found outside the layout's own walk (the trash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    Blob(Digest),
+    LayerLink {
+        repo: String,
+        digest: Digest,
+    },
+    Revision {
+        repo: String,
+        digest: Digest,
+    },
+    /// A folder of `_manifests/tags`: a whole tag.
+    Tag {
+        repo: String,
+        tag: String,
+    },
+    /// One entry of a tag's history.
+    TagIndex {
+        repo: String,
+        tag: String,
+        digest: Digest,
+    },
+    Upload {
+        repo: String,
+        id: String,
+    },
+}
+
+/// Classifies the relative path `rel` of an item folder; `None` for anything else (a folder on
+/// the way, a file, a name the layout does not use).
+pub fn classify(rel: &Path) -> Option<Place> {
+    let parts: Vec<&str> = rel.iter().map(|c| c.to_str()).collect::<Option<_>>()?;
+    let n = parts.len();
+    // Whether `parts[..at]` ends with the components of `suffix`.
+    let ends = |suffix: &str, at: usize| {
+        let want: Vec<&str> = suffix.split('/').collect();
+        at >= want.len() && parts[at - want.len()..at] == want[..]
+    };
+    if n == 4 && ends(BLOBS, 2) {
+        let (prefix, hex) = (parts[2], parts[3]);
+        return Digest::from_hex(hex)
+            .filter(|_| prefix.len() == 2 && hex.starts_with(prefix))
+            .map(Place::Blob);
+    }
+    if parts.first() != Some(&REPOSITORIES) {
+        return None;
+    }
+    // The repository is what lies between `repositories/` and its marker folder.
+    let repo = |upto: usize| (upto > 1).then(|| parts[1..upto].join("/"));
+    let last = parts[n - 1];
+    let digest = || Digest::from_hex(last);
+    if ends(TAG_INDEX, n - 1) && n >= 4 && ends(TAGS, n - 4) {
+        let tag = parts[n - 4].to_string();
+        return Some(Place::TagIndex {
+            repo: repo(n - 6)?,
+            tag,
+            digest: digest()?,
+        });
+    }
+    if ends(LAYERS, n - 1) {
+        return Some(Place::LayerLink {
+            repo: repo(n - 3)?,
+            digest: digest()?,
+        });
+    }
+    if ends(REVISIONS, n - 1) {
+        return Some(Place::Revision {
+            repo: repo(n - 4)?,
+            digest: digest()?,
+        });
+    }
+    if ends(TAGS, n - 1) {
+        return Some(Place::Tag {
+            repo: repo(n - 3)?,
+            tag: last.to_string(),
+        });
+    }
+    if ends(UPLOADS, n - 1) {
+        return Some(Place::Upload {
+            repo: repo(n - 2)?,
+            id: last.to_string(),
+        });
+    }
+    None
+}
 
 /// The name an older regsweep gave an item it was deleting, beside it in the layout; such
 /// leftovers are still finished. Sweeps now stage items in [`STAGING_DIR`] instead.
@@ -154,5 +266,63 @@ mod tests {
         // Built paths stay under v2; `dirfd` refuses `..` and absolute paths on its own.
         assert!(p.tag_dir("a/b", "v1").starts_with(&p.v2));
         assert!(p.repo("a/b").ends_with("repositories/a/b"));
+    }
+
+    #[test]
+    fn classify_reads_back_what_the_builders_build() {
+        let r = Paths::new(PathBuf::new());
+        let d = Digest([0xab; 32]);
+        let (repo, tag) = ("acme/app".to_string(), "v1".to_string());
+        let places = [
+            (r.blob_dir(&d), Place::Blob(d)),
+            (
+                r.layer_dir(&repo, &d),
+                Place::LayerLink {
+                    repo: repo.clone(),
+                    digest: d,
+                },
+            ),
+            (
+                r.revision_dir(&repo, &d),
+                Place::Revision {
+                    repo: repo.clone(),
+                    digest: d,
+                },
+            ),
+            (
+                r.tag_dir(&repo, &tag),
+                Place::Tag {
+                    repo: repo.clone(),
+                    tag: tag.clone(),
+                },
+            ),
+            (
+                r.tag_index_dir(&repo, &tag, &d),
+                Place::TagIndex {
+                    repo: repo.clone(),
+                    tag: tag.clone(),
+                    digest: d,
+                },
+            ),
+            (
+                r.upload_dir(&repo, "u1"),
+                Place::Upload {
+                    repo: repo.clone(),
+                    id: "u1".into(),
+                },
+            ),
+        ];
+        for (path, place) in places {
+            assert_eq!(classify(&path), Some(place), "{}", path.display());
+        }
+        for other in [
+            "blobs/sha256/cd/abab",
+            "repositories/a/_layers/sha256",
+            "repositories/_layers/sha256/x",
+            "repositories/a/_manifests/tags/v1/current",
+            "elsewhere/a/b/c",
+        ] {
+            assert_eq!(classify(Path::new(other)), None, "{other}");
+        }
     }
 }

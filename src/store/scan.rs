@@ -5,7 +5,10 @@ use crate::error::{Error, Result};
 use crate::model::catalog;
 use crate::model::digest::Digest;
 use crate::model::manifest::{self, MAX_MANIFEST_BYTES};
-use crate::model::paths::{self as layout, Paths, REPO_MARKERS, STAGING_DIR, STAGING_PREFIX};
+use crate::model::paths::{
+    self as layout, DATA, LAYERS, LINK, MANIFESTS, Paths, REPO_MARKERS, REPOSITORIES, REVISIONS,
+    STAGING_DIR, STAGING_PREFIX, STARTED_AT, TAG_CURRENT, TAG_INDEX, TAGS, UPLOADS,
+};
 use crate::model::{Blob, Finding, Layout, Link, Manifests, Repo, Severity, Tag, Time, Upload};
 use crate::progress::Progress;
 use crate::store::dirfd;
@@ -356,8 +359,8 @@ fn scan_prefix<F: Folder>(
                 continue;
             }
         };
-        let data = dir.join("data");
-        match handle.stat(Path::new(&name).join("data")) {
+        let data = dir.join(DATA);
+        match handle.stat(Path::new(&name).join(DATA)) {
             Ok(m) if m.is_file() => {
                 found.blobs.push(Blob {
                     digest,
@@ -399,7 +402,7 @@ pub fn blob_arrivals<S: Storage>(store: &S, digests: &[Digest]) -> Vec<Time> {
         .par_iter()
         .map(|d| {
             let dir = rel.blob_dir(d);
-            match (v2h.stat(&dir), v2h.stat(dir.join("data"))) {
+            match (v2h.stat(&dir), v2h.stat(dir.join(DATA))) {
                 (Ok(a), Ok(b)) => a.mtime.max(b.mtime),
                 _ => Time::MAX,
             }
@@ -427,7 +430,7 @@ fn scan_repositories<F: Folder>(
 fn discover_repositories<F: Folder>(v2h: &F, paths: &Paths, findings: &Findings) -> Vec<String> {
     let top = paths.repositories();
     let mut out = Vec::new();
-    if let Some(dir) = open_sub(v2h, "repositories", &top, findings, None) {
+    if let Some(dir) = open_sub(v2h, REPOSITORIES, &top, findings, None) {
         discover(&dir, &top, "", findings, &mut out);
     }
     out
@@ -544,18 +547,24 @@ fn scan_repo<F: Folder>(
         ..Repo::default()
     };
     let dir_path = paths.repo(&name);
-    let Some(rdir) = open_sub(v2h, &format!("repositories/{name}"), &dir_path, findings, r) else {
+    let Some(rdir) = open_sub(
+        v2h,
+        &format!("{REPOSITORIES}/{name}"),
+        &dir_path,
+        findings,
+        r,
+    ) else {
         repo.unknown = true;
         return repo;
     };
-    let man_path = dir_path.join("_manifests");
-    let man = open_sub(&rdir, "_manifests", &man_path, findings, r);
+    // Opened first so that a symlinked or damaged `_manifests` is reported once, at its place.
+    let man = open_sub(&rdir, MANIFESTS, &dir_path.join(MANIFESTS), findings, r);
 
     // Revisions: the digest is the folder's name; the link must agree.
-    let rev_path = man_path.join("revisions/sha256");
+    let rev_path = dir_path.join(REVISIONS);
     let revs = man
         .as_ref()
-        .and_then(|m| open_sub(m, "revisions/sha256", &rev_path, findings, r));
+        .and_then(|_| open_sub(&rdir, REVISIONS, &rev_path, findings, r));
     for (hex, path, kind) in revs.iter().flat_map(|d| list(d, &rev_path, findings, r)) {
         let revs = revs.as_ref().expect("listed");
         let digest = Digest::from_hex(&hex);
@@ -580,8 +589,8 @@ fn scan_repo<F: Folder>(
             );
             continue;
         };
-        let link = path.join("link");
-        match read_link(revs, &format!("{hex}/link")) {
+        let link = path.join(LINK);
+        match read_link(revs, &format!("{hex}/{LINK}")) {
             Ok(l) => {
                 if l.digest != folder_digest {
                     findings.add(&link, Severity::Damage, r, format!("revision link names {} but sits in the folder of {folder_digest}; both are kept", l.digest));
@@ -608,10 +617,10 @@ fn scan_repo<F: Folder>(
         }
     }
 
-    let tags_path = man_path.join("tags");
+    let tags_path = dir_path.join(TAGS);
     let tags = man
         .as_ref()
-        .and_then(|m| open_sub(m, "tags", &tags_path, findings, r));
+        .and_then(|_| open_sub(&rdir, TAGS, &tags_path, findings, r));
     for (tag, path, kind) in tags.iter().flat_map(|d| list(d, &tags_path, findings, r)) {
         let tags = tags.as_ref().expect("listed");
         if kind == Kind::Symlink {
@@ -631,8 +640,8 @@ fn scan_repo<F: Folder>(
                 "not a valid tag name; kept, never deleted",
             );
         }
-        let current_path = path.join("current/link");
-        let current = match read_link(tags, &format!("{tag}/current/link")) {
+        let current_path = path.join(TAG_CURRENT);
+        let current = match read_link(tags, &format!("{tag}/{TAG_CURRENT}")) {
             Ok(l) => Some(l),
             Err(ReadError::Missing) => {
                 findings.add(
@@ -651,10 +660,10 @@ fn scan_repo<F: Folder>(
         };
         // The current manifest's entry is left out: a kept tag never loses it, and most tags
         // have no other, so most hold no allocation here.
-        let index_path = path.join("index/sha256");
+        let index_path = path.join(TAG_INDEX);
         let mut index: Vec<Digest> = open_sub(
             tags,
-            &format!("{tag}/index/sha256"),
+            &format!("{tag}/{TAG_INDEX}"),
             &index_path,
             findings,
             r,
@@ -673,9 +682,9 @@ fn scan_repo<F: Folder>(
         });
     }
 
-    let layers_path = dir_path.join("_layers/sha256");
+    let layers_path = dir_path.join(LAYERS);
     let mut layers = Vec::new();
-    if let Some(lay) = open_sub(&rdir, "_layers/sha256", &layers_path, findings, r) {
+    if let Some(lay) = open_sub(&rdir, LAYERS, &layers_path, findings, r) {
         for (hex, path, kind) in list(&lay, &layers_path, findings, r) {
             if kind == Kind::Symlink {
                 symlink_finding(findings, &path, r, "layer link folder");
@@ -691,11 +700,11 @@ fn scan_repo<F: Folder>(
                 );
                 continue;
             };
-            let link = path.join("link");
-            match lay.stat(format!("{hex}/link")) {
+            let link = path.join(LINK);
+            match lay.stat(format!("{hex}/{LINK}")) {
                 Ok(m) if m.is_file() => {
                     if opts.verify_links {
-                        match read_link(&lay, &format!("{hex}/link")) {
+                        match read_link(&lay, &format!("{hex}/{LINK}")) {
                             Ok(l) if l.digest != digest => findings.add(
                                 &link,
                                 Severity::Damage,
@@ -745,14 +754,14 @@ fn scan_repo<F: Folder>(
 
     (repo.layers, repo.layers_absent) = crate::model::split_layers(blobs, layers);
 
-    let uploads_path = dir_path.join("_uploads");
-    if let Some(up) = open_sub(&rdir, "_uploads", &uploads_path, findings, r) {
+    let uploads_path = dir_path.join(UPLOADS);
+    if let Some(up) = open_sub(&rdir, UPLOADS, &uploads_path, findings, r) {
         for (id, path, kind) in list(&up, &uploads_path, findings, r) {
             if kind != Kind::Dir {
                 continue;
             }
             let size = up.tree_size(OsStr::new(&id));
-            let started = match up.read_small(format!("{id}/startedat"), MAX_STARTEDAT_BYTES) {
+            let started = match up.read_small(format!("{id}/{STARTED_AT}"), MAX_STARTEDAT_BYTES) {
                 Ok(b) => std::str::from_utf8(&b)
                     .ok()
                     .and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok())
@@ -760,7 +769,7 @@ fn scan_repo<F: Folder>(
                 Err(ReadError::Missing) => None,
                 Err(e) => {
                     findings.add(
-                        path.join("startedat"),
+                        path.join(STARTED_AT),
                         Severity::Damage,
                         r,
                         format!("startedat {e}; the upload's age is taken from its folder"),
@@ -853,7 +862,13 @@ fn fresh_in_repo<F: Folder>(
     let r = Some(name);
     let (mut blobs, mut manifests) = (Vec::new(), Vec::new());
     let dir_path = paths.repo(name);
-    let Some(rdir) = open_sub(v2h, &format!("repositories/{name}"), &dir_path, findings, r) else {
+    let Some(rdir) = open_sub(
+        v2h,
+        &format!("{REPOSITORIES}/{name}"),
+        &dir_path,
+        findings,
+        r,
+    ) else {
         return (blobs, manifests);
     };
     let new = |d: &F, rel: &str| d.stat(rel).is_ok_and(|s| s.mtime_ns() >= since_ns);
@@ -862,36 +877,36 @@ fn fresh_in_repo<F: Folder>(
         if let Some(d) = open_sub(&rdir, sub, &p, findings, r) {
             for (hex, _, _) in list(&d, &p, findings, r) {
                 if let Some(dg) = Digest::from_hex(&hex)
-                    && new(&d, &format!("{hex}/link"))
+                    && new(&d, &format!("{hex}/{LINK}"))
                 {
                     out.push(dg);
                 }
             }
         }
     };
-    folder_links("_layers/sha256", &mut blobs);
-    folder_links("_manifests/revisions/sha256", &mut manifests);
-    let tags_path = dir_path.join("_manifests/tags");
-    if let Some(tags) = open_sub(&rdir, "_manifests/tags", &tags_path, findings, r) {
+    folder_links(LAYERS, &mut blobs);
+    folder_links(REVISIONS, &mut manifests);
+    let tags_path = dir_path.join(TAGS);
+    if let Some(tags) = open_sub(&rdir, TAGS, &tags_path, findings, r) {
         for (tag, path, _) in list(&tags, &tags_path, findings, r) {
-            let current = format!("{tag}/current/link");
+            let current = format!("{tag}/{TAG_CURRENT}");
             if new(&tags, &current) {
                 match read_link(&tags, &current) {
                     Ok(l) => manifests.push(l.digest),
                     Err(e) => findings.add(&path, Severity::Blocking, r, link_problem(&e)),
                 }
             }
-            let index_path = path.join("index/sha256");
+            let index_path = path.join(TAG_INDEX);
             if let Some(index) = open_sub(
                 &tags,
-                &format!("{tag}/index/sha256"),
+                &format!("{tag}/{TAG_INDEX}"),
                 &index_path,
                 findings,
                 r,
             ) {
                 for (hex, _, _) in list(&index, &index_path, findings, r) {
                     if let Some(dg) = Digest::from_hex(&hex)
-                        && new(&index, &format!("{hex}/link"))
+                        && new(&index, &format!("{hex}/{LINK}"))
                     {
                         manifests.push(dg);
                     }

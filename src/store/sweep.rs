@@ -16,7 +16,7 @@ use crate::gc::outcome::{Failure, Outcome};
 use crate::gc::plan::{BlobRemoval, LinkRemoval, Plan};
 use crate::model::digest::Digest;
 use crate::model::paths::Paths;
-use crate::model::paths::STAGING_DIR;
+use crate::model::paths::{DATA, LINK, STAGING_DIR, TAG_CURRENT};
 use crate::progress::Progress;
 use crate::store::scan;
 use crate::store::seam::{Folder, Storage};
@@ -219,7 +219,7 @@ impl<S: Storage> Sweeper<'_, S> {
                     if self.should_stop() {
                         return;
                     }
-                    self.remove_in(&dir, &dir_path, &b.digest.hex(), &["data"]);
+                    self.remove_in(&dir, &dir_path, &b.digest.hex(), &[DATA]);
                     bar.inc(1);
                 }
             }
@@ -355,15 +355,15 @@ pub fn sweep<S: Storage>(
     let r = rel();
     // Each stage completes before the next starts: that is what keeps the layout valid.
     s.stage(progress, "deleting tags", &plan.tags, |t| {
-        s.remove_item(&r.tag_dir(&t.repository, &t.tag), &["current/link"])
+        s.remove_item(&r.tag_dir(&t.repository, &t.tag), &[TAG_CURRENT])
     });
     s.stage(progress, "deleting tag history", &plan.tag_index, |l| {
         if let Some(tag) = &l.tag {
-            s.remove_item(&r.tag_index_dir(&l.repository, tag, &l.digest), &["link"])
+            s.remove_item(&r.tag_index_dir(&l.repository, tag, &l.digest), &[LINK])
         }
     });
     s.stage(progress, "deleting manifests", &plan.manifests, |m| {
-        s.remove_item(&r.revision_dir(&m.repository, &m.digest), &["link"])
+        s.remove_item(&r.revision_dir(&m.repository, &m.digest), &[LINK])
     });
     let mut layer_links = plan.layer_links.clone();
     let mut blobs = plan.blobs.clone();
@@ -371,7 +371,7 @@ pub fn sweep<S: Storage>(
         s.recheck(&mut layer_links, &mut blobs);
     }
     s.stage(progress, "deleting layer links", &layer_links, |l| {
-        s.remove_item(&r.layer_dir(&l.repository, &l.digest), &["link"])
+        s.remove_item(&r.layer_dir(&l.repository, &l.digest), &[LINK])
     });
     // Once more right before the blob stage, so that what is left open is only the blob
     // stage itself: a push that links a planned blob after this read and before its removal.
@@ -380,7 +380,7 @@ pub fn sweep<S: Storage>(
     }
     s.remove_blobs(progress, &blobs);
     s.stage(progress, "deleting uploads", &plan.uploads, |u| {
-        s.remove_item(&r.upload_dir(&u.repository, &u.id), &["data"])
+        s.remove_item(&r.upload_dir(&u.repository, &u.id), &[DATA])
     });
     s.stage(progress, "finishing deletes", &plan.staging, |d| {
         if s.should_stop() {

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::gc::walk;
 use crate::model::digest::Digest;
 use crate::model::manifest;
-use crate::model::paths::Paths;
+use crate::model::paths::{self, Paths, Place};
 use crate::store::dirfd::{self, Dir};
 use crate::store::fs::FsStorage;
 use crate::store::lock::Lock;
@@ -143,6 +143,7 @@ pub enum Kind {
 #[derive(Debug, Clone)]
 struct Item {
     kind: Kind,
+    place: Place,
     from: PathBuf,
     /// Relative to v2.
     rel: PathBuf,
@@ -163,32 +164,31 @@ fn items(run: &Path) -> Vec<Item> {
         let Ok(rel) = entry.path().strip_prefix(&base) else {
             continue;
         };
-        let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
-        let n = parts.len();
-        let kind = if n == 4 && parts[0] == "blobs" && parts[1] == "sha256" {
-            Some(Kind::Blob)
-        } else if parts.first() != Some(&"repositories") || n < 4 {
-            None
-        } else if parts[n - 3] == "_layers" && parts[n - 2] == "sha256" {
-            Some(Kind::LayerLink)
-        } else if n >= 5 && parts[n - 4] == "_manifests" && parts[n - 3] == "revisions" {
-            Some(Kind::Revision)
-        } else if n >= 6 && parts[n - 5] == "tags" && parts[n - 3] == "index" {
+        let Some(place) = paths::classify(rel) else {
+            continue;
+        };
+        let kind = match &place {
+            Place::Blob(_) => Some(Kind::Blob),
+            Place::LayerLink { .. } => Some(Kind::LayerLink),
+            Place::Revision { .. } => Some(Kind::Revision),
             // An index entry only counts alone: inside a whole tag it goes back with the tag.
-            let tag_dir = base.join(rel).ancestors().nth(3).map(Path::to_path_buf);
-            tag_dir
-                .filter(|t| !t.join("current").exists())
-                .map(|_| Kind::TagIndex)
-        } else if parts[n - 2] == "tags" && parts[n - 3] == "_manifests" {
-            entry.path().join("current").exists().then_some(Kind::Tag)
-        } else if parts[n - 2] == "_uploads" {
-            Some(Kind::Upload)
-        } else {
-            None
+            Place::TagIndex { .. } => base
+                .join(rel)
+                .ancestors()
+                .nth(3)
+                .filter(|tag| !tag.join(paths::TAG_CURRENT).exists())
+                .map(|_| Kind::TagIndex),
+            Place::Tag { .. } => entry
+                .path()
+                .join(paths::TAG_CURRENT)
+                .exists()
+                .then_some(Kind::Tag),
+            Place::Upload { .. } => Some(Kind::Upload),
         };
         if let Some(kind) = kind {
             out.push(Item {
                 kind,
+                place,
                 from: entry.path().to_path_buf(),
                 rel: rel.to_path_buf(),
             });
@@ -353,13 +353,10 @@ fn select_tag(
     repository: &str,
     tag: &str,
 ) -> Result<Vec<(Item, PathBuf)>> {
-    let tags_rel = Path::new("repositories")
-        .join(repository)
-        .join("_manifests/tags");
-    let tag_rel = tags_rel.join(tag);
+    let is_tag = |i: &Item, name: &str| matches!(&i.place, Place::Tag { repo, tag } if repo == repository && tag == name);
     let Some((tag_item, v2)) = all
         .iter()
-        .find(|(i, _)| i.kind == Kind::Tag && i.rel == tag_rel)
+        .find(|(i, _)| i.kind == Kind::Tag && is_tag(i, tag))
     else {
         return Err(Error::Usage(format!(
             "{repository}:{tag} is not in the trash"
@@ -367,29 +364,27 @@ fn select_tag(
     };
     let graph = TrashGraph::new(all, v2, repository);
     let mut wanted = Wanted {
-        repo_rel: Path::new("repositories").join(repository),
-        rels: HashSet::from([tag_rel.clone()]),
+        repository: repository.to_string(),
+        rels: HashSet::from([tag_item.rel.clone()]),
         seen: HashSet::new(),
     };
     let mut roots = vec![current_of(tag_item)?];
     // The cosign tags (`sha256-<hex>.sig`, `.att`, `.sbom`) that gc trashed with an image come
     // back with it, and so does what they need; until no new one is found.
-    let mut tags_done: HashSet<PathBuf> = HashSet::from([tag_rel]);
+    let mut tags_done: HashSet<PathBuf> = HashSet::from([tag_item.rel.clone()]);
     while !roots.is_empty() {
         walk::walk(&graph, std::mem::take(&mut roots), &mut wanted);
         for (item, _) in all.iter().filter(|(i, _)| i.kind == Kind::Tag) {
-            let Some(name) = item
-                .rel
-                .strip_prefix(&tags_rel)
-                .ok()
-                .and_then(|n| n.to_str())
-            else {
+            let Place::Tag { repo, tag: name } = &item.place else {
                 continue;
             };
+            if repo != repository {
+                continue;
+            }
             let follows = wanted.seen.iter().any(|d| {
                 [".sig", ".att", ".sbom"]
                     .iter()
-                    .any(|ext| name == format!("sha256-{}{ext}", d.hex()))
+                    .any(|ext| *name == format!("sha256-{}{ext}", d.hex()))
             });
             if follows && tags_done.insert(item.rel.clone()) {
                 wanted.rels.insert(item.rel.clone());
@@ -406,7 +401,7 @@ fn select_tag(
 
 /// The digest a trashed tag's `current/link` names.
 fn current_of(tag_item: &Item) -> Result<Digest> {
-    let link_path = tag_item.from.join("current/link");
+    let link_path = tag_item.from.join(paths::TAG_CURRENT);
     let link = dirfd::read_path(&link_path, 1024).map_err(|e| Error::Plan {
         path: link_path.clone(),
         message: format!("tag link {e}"),
@@ -433,18 +428,10 @@ impl<'a> TrashGraph<'a> {
             paths: Paths::new(v2.to_path_buf()),
             referrers: HashMap::new(),
         };
-        let revisions = Path::new("repositories")
-            .join(repository)
-            .join("_manifests/revisions/sha256");
-        for (item, _) in all.iter().filter(|(i, _)| i.kind == Kind::Revision) {
-            let Some(d) = item
-                .rel
-                .strip_prefix(&revisions)
-                .ok()
-                .and_then(|h| h.to_str())
-                .and_then(Digest::from_hex)
-            else {
-                continue;
+        for (item, _) in all.iter() {
+            let d = match &item.place {
+                Place::Revision { repo, digest } if repo == repository => *digest,
+                _ => continue,
             };
             if let Some(subject) = g.read(&d).and_then(|m| m.subject) {
                 g.referrers.entry(subject).or_default().push(d);
@@ -463,7 +450,7 @@ impl<'a> TrashGraph<'a> {
             self.all
                 .iter()
                 .find(|(i, _)| i.kind == Kind::Blob && i.rel == rel)
-                .map(|(i, _)| i.from.join("data"))?
+                .map(|(i, _)| i.from.join(paths::DATA))?
         };
         let bytes = dirfd::read_path(&path, manifest::MAX_MANIFEST_BYTES).ok()?;
         manifest::parse(&bytes).ok()
@@ -487,7 +474,7 @@ impl walk::Graph for TrashGraph<'_> {
 
 /// The trash items (by their place in the layout) an image needs, filled by a walk.
 struct Wanted {
-    repo_rel: PathBuf,
+    repository: String,
     rels: HashSet<PathBuf>,
     seen: HashSet<Digest>,
 }
@@ -498,25 +485,25 @@ impl walk::Visit<Digest> for Wanted {
             return false;
         }
         self.rels.insert(blob_rel(&d));
-        self.rels.insert(
-            self.repo_rel
-                .join("_manifests/revisions/sha256")
-                .join(d.hex()),
-        );
+        self.rels.insert(rel().revision_dir(&self.repository, &d));
         true
     }
     fn blob(&mut self, b: Digest) {
         self.rels.insert(blob_rel(&b));
-        self.rels
-            .insert(self.repo_rel.join("_layers/sha256").join(b.hex()));
+        self.rels.insert(rel().layer_dir(&self.repository, &b));
     }
     /// Its blob is neither in the store nor in the trash: nothing more to bring back.
     fn unreadable(&mut self, _: Digest) {}
 }
 
+/// Layout paths relative to `docker/registry/v2`.
+fn rel() -> Paths {
+    Paths::new(PathBuf::new())
+}
+
 /// A blob's folder relative to `docker/registry/v2`.
 fn blob_rel(d: &Digest) -> PathBuf {
-    Paths::new(PathBuf::new()).blob_dir(d)
+    rel().blob_dir(d)
 }
 
 /// Removes empty folders below and including `dir`, deepest first.
