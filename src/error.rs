@@ -31,6 +31,9 @@ pub enum Error {
     /// The layout exceeds what the model can index (4-byte blob indices).
     #[error("{path}: {message}")]
     TooLarge { path: PathBuf, message: String },
+    /// An object store that cannot be used: unreachable, no such bucket, refused credentials.
+    #[error("{url}: {message}")]
+    ObjectStore { url: String, message: String },
     /// A value on the command line is invalid; exits with the usage code.
     #[error("{0}")]
     Usage(String),
@@ -65,6 +68,7 @@ impl Error {
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::Usage(_) => ErrorKind::Usage,
             Error::Report { .. } => ErrorKind::Output,
+            Error::ObjectStore { .. } => ErrorKind::ObjectStore,
         }
     }
 
@@ -79,7 +83,7 @@ impl Error {
             | Error::Plan { path, .. }
             | Error::TooLarge { path, .. }
             | Error::Report { path, .. } => Some(path),
-            Error::Usage(_) => None,
+            Error::Usage(_) | Error::ObjectStore { .. } => None,
         }
     }
 
@@ -113,6 +117,8 @@ pub enum ErrorKind {
     Usage,
     /// The report or metrics cannot be written.
     Output,
+    /// An object store cannot be reached or refuses the request.
+    ObjectStore,
 }
 
 /// Process exit codes; documented in the README.

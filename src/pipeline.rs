@@ -2,7 +2,7 @@
 //! `docker/registry/v2`, lock when asked, scan, read the manifests), then the pure decisions
 //! (policy, mark, plan) for one set of [`Rules`].
 
-use crate::config::canonical_root;
+use crate::config::{Root, canonical_root};
 use crate::error::Result;
 use crate::gc::mark;
 use crate::gc::plan::{self, Plan};
@@ -10,6 +10,7 @@ use crate::model::{Layout, Rules, Time};
 use crate::policy::{self, AgeFrom, Decisions, Policy, TagExplain};
 use crate::progress::Progress;
 use crate::store::fs::FsStorage;
+use crate::store::s3::S3Storage;
 use crate::store::scan::{self, ScanOptions};
 use crate::store::seam::Storage;
 use std::collections::HashMap;
@@ -32,10 +33,29 @@ pub struct Open<'a> {
     pub scan: ScanOptions,
 }
 
+/// A job to run on a registry's storage, whichever backend holds it.
+pub trait OnStorage {
+    type Out;
+    fn run<S: Storage>(self, store: S) -> Result<Self::Out>;
+}
+
+/// Opens the storage `root` names (a folder, resolved once; or a bucket, reached and checked)
+/// and runs `job` on it.
+pub fn with_storage<J: OnStorage>(root: &Root, job: J) -> Result<J::Out> {
+    match root {
+        Root::Fs(path) => job.run(FsStorage::open(&canonical_root(path)?)?),
+        Root::S3(s3) => job.run(S3Storage::open(s3)?),
+    }
+}
+
 /// Opens the registry storage at `root` (its `rootdirectory` or its `docker/registry/v2`) and
 /// loads its model.
 pub fn open(root: &Path, how: Open, progress: &dyn Progress) -> Result<Opened<FsStorage>> {
-    let store = FsStorage::open(&canonical_root(root)?)?;
+    load_store(FsStorage::open(&canonical_root(root)?)?, how, progress)
+}
+
+/// Locks (when asked) and loads storage already opened, on disk or in a bucket.
+pub fn load_store<S: Storage>(store: S, how: Open, progress: &dyn Progress) -> Result<Opened<S>> {
     let lock = match how.lock {
         Some((command, break_lock)) => Some(store.lock(command, break_lock)?),
         None => None,
@@ -109,8 +129,9 @@ pub fn settle_arrivals<S: Storage>(store: &S, plan: &mut Plan, rules: &Rules) {
     if rules.young_from.is_none() || plan.blobs.is_empty() {
         return;
     }
-    let digests: Vec<crate::Digest> = plan.blobs.iter().map(|b| b.digest).collect();
-    let arrivals = scan::blob_arrivals(store, &digests);
+    let blobs: Vec<(crate::Digest, Time)> =
+        plan.blobs.iter().map(|b| (b.digest, b.mtime)).collect();
+    let arrivals = store.blob_arrivals(&blobs);
     plan.keep_arrived(&arrivals, rules);
 }
 

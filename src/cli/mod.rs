@@ -5,7 +5,7 @@ mod bars;
 use bars::Bars;
 
 use crate::commands::gc;
-use crate::config::{self, Format, GcConfig, ReportTarget};
+use crate::config::{self, Format, GcConfig, ReportTarget, Root};
 use crate::error::Error;
 use crate::error::ExitCode;
 use crate::model::duration::Span;
@@ -113,7 +113,8 @@ pub struct TrashEmptyArgs {
 /// Where the storage root comes from.
 #[derive(Debug, Args)]
 pub struct RootArgs {
-    /// The registry's storage root (its `rootdirectory`).
+    /// The registry's storage root: its `rootdirectory`, or `s3://BUCKET/PREFIX` for the s3
+    /// driver's bucket and `rootdirectory` (credentials from the AWS_* environment).
     #[arg(
         long,
         value_name = "DIR",
@@ -121,17 +122,32 @@ pub struct RootArgs {
         required_unless_present = "config"
     )]
     pub root: Option<PathBuf>,
-    /// The registry's config file; its storage.filesystem.rootdirectory is the root.
+    /// The registry's config file: its storage.filesystem.rootdirectory, or its storage.s3
+    /// bucket, endpoint, prefix and keys (with the registry's REGISTRY_STORAGE_* overrides).
     #[arg(long, value_name = "REGISTRY_CONFIG.yml")]
     pub config: Option<PathBuf>,
+    /// The S3-compatible endpoint of an s3:// root (MinIO, Ceph RGW, R2...); AWS otherwise.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
 }
 
 impl RootArgs {
-    fn resolve(self) -> Result<PathBuf, Error> {
+    fn resolve(self) -> Result<Root, Error> {
         match (self.root, self.config) {
-            (Some(r), None) => Ok(r),
+            (Some(r), None) => match r.to_str() {
+                Some(text) => Root::parse(text, self.s3_endpoint),
+                None if self.s3_endpoint.is_none() => Ok(Root::Fs(r)),
+                None => Err(Error::Usage(
+                    "--s3-endpoint needs an s3://BUCKET/PREFIX root".into(),
+                )),
+            },
             (None, Some(c)) => {
-                config::root_from_registry_config(&c, std::env::var(config::ROOT_ENV).ok())
+                let mut root =
+                    config::storage_from_registry_config(&c, &|k| std::env::var(k).ok())?;
+                if let (Root::S3(s3), Some(e)) = (&mut root, self.s3_endpoint) {
+                    s3.endpoint = Some(e);
+                }
+                Ok(root)
             }
             _ => Err(Error::Usage(
                 "give exactly one of --root DIR or --config FILE".into(),
@@ -212,12 +228,15 @@ pub enum PolicyCommand {
 pub struct PolicyCheckArgs {
     /// The policy file.
     pub file: PathBuf,
-    /// Preview on this registry storage root.
+    /// Preview on this registry storage root (a folder, or s3://BUCKET/PREFIX).
     #[arg(long, value_name = "DIR", conflicts_with = "config")]
     pub root: Option<PathBuf>,
     /// Preview on the root named by this registry config file.
     #[arg(long, value_name = "REGISTRY_CONFIG.yml")]
     pub config: Option<PathBuf>,
+    /// The S3-compatible endpoint of an s3:// root.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
     /// List every tag in the preview, kept or deleted, and why.
     #[arg(long)]
     pub explain: bool,
@@ -353,6 +372,7 @@ impl DropInArgs {
             root: RootArgs {
                 root: None,
                 config: Some(self.config),
+                s3_endpoint: None,
             },
             dry_run: self.dry_run,
             delete_untagged: self.delete_untagged,
@@ -585,20 +605,27 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
     let root = RootArgs {
         root: a.root,
         config: a.config,
+        s3_endpoint: a.s3_endpoint,
     }
     .resolve()?;
     let cfg = GcConfig {
         policy: Some(policy),
-        ..GcConfig::planning(config::canonical_root(&root)?)
+        ..GcConfig::planning(root.clone())
     };
     let now = chrono::Utc::now().timestamp();
-    let analysis = gc::analyse(&cfg, now, &crate::progress::Hidden)?;
-    let preview = crate::report::PolicyPreview::new(
-        &a.file,
-        &analysis.layout.v2,
-        &analysis.plan,
-        &analysis.explain,
-    );
+    let hidden = crate::progress::Hidden;
+    let (v2, plan, explain) = match &root {
+        Root::Fs(_) => {
+            let a = gc::analyse(&cfg, now, &hidden)?;
+            (a.layout.v2, a.plan, a.explain)
+        }
+        Root::S3(s3) => {
+            let store = crate::store::s3::S3Storage::open(s3)?;
+            let a = gc::analyse_in(store, &cfg, now, &hidden)?;
+            (a.layout.v2, a.plan, a.explain)
+        }
+    };
+    let preview = crate::report::PolicyPreview::new(&a.file, &v2, &plan, &explain);
     if json {
         let mut v = serde_json::to_value(&preview)?;
         if !a.explain {

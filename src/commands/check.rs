@@ -1,16 +1,18 @@
 //! The check command: everything wrong or left over in a layout, changing nothing.
 
 use crate::config::Format;
+use crate::config::Root;
 use crate::error::ExitCode;
 use crate::error::Result;
 use crate::inspect::integrity;
 use crate::model::Rules;
 use crate::model::{Finding, Severity};
-use crate::pipeline::{self, Open, Opened};
+use crate::pipeline::{self, OnStorage, Open, Opened};
 use crate::progress::Progress;
 use crate::report::human_bytes;
 use crate::report::metrics::Metrics;
 use crate::store::scan::{self, ScanOptions};
+use crate::store::seam::Storage;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -18,7 +20,7 @@ use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct CheckConfig {
-    pub root: PathBuf,
+    pub root: Root,
     pub verify_digests: bool,
     pub format: Format,
     pub metrics: Option<PathBuf>,
@@ -49,21 +51,39 @@ pub struct CheckReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<Verify>,
     pub findings: Vec<Finding>,
+    /// Requests made to an object store, by kind (absent on disk).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<crate::store::seam::Requests>,
 }
 
 /// Runs check; the rendered output and the exit code (0 clean, 3 damage found).
 pub fn run(cfg: &CheckConfig, progress: &dyn Progress) -> Result<(String, ExitCode)> {
+    struct Job<'a>(&'a CheckConfig, &'a dyn Progress);
+    impl OnStorage for Job<'_> {
+        type Out = (String, ExitCode);
+        fn run<S: Storage>(self, store: S) -> Result<Self::Out> {
+            run_in(store, self.0, self.1)
+        }
+    }
+    pipeline::with_storage(&cfg.root, Job(cfg, progress))
+}
+
+fn run_in<S: Storage>(
+    store: S,
+    cfg: &CheckConfig,
+    progress: &dyn Progress,
+) -> Result<(String, ExitCode)> {
     let started = Instant::now();
     let now = chrono::Utc::now().timestamp();
-    let Opened { store, layout, .. } = pipeline::open(
-        &cfg.root,
+    let Opened { store, layout, .. } = pipeline::load_store(
+        store,
         Open {
             scan: ScanOptions { verify_links: true },
             ..Open::default()
         },
         progress,
     )?;
-    let root = store.root().to_path_buf();
+    let root = store.location();
     // The plan's findings are the scan's plus every manifest that cannot be read.
     let (plan, _) = pipeline::decide(&layout, None, &Rules::without_grace(false), now);
     let mut findings = plan.findings;
@@ -99,6 +119,7 @@ pub fn run(cfg: &CheckConfig, progress: &dyn Progress) -> Result<(String, ExitCo
         notices: findings.len() - damage,
         verify,
         findings,
+        requests: store.requests(),
     };
     if let Some(path) = &cfg.metrics {
         let mut m = Metrics::new("check");
@@ -154,6 +175,9 @@ fn text(r: &CheckReport) -> String {
         }
     );
     let _ = writeln!(o, "  notices   {} leftover or foreign entries", r.notices);
+    if let Some(req) = &r.requests {
+        let _ = writeln!(o, "  requests  {}", crate::report::requests_line(req));
+    }
     if let Some(v) = &r.verify {
         let _ = writeln!(
             o,

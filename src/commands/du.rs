@@ -1,16 +1,18 @@
 //! The du command: one scan, then sizes per repository or per tag, and what gc would free.
 
+use crate::config::Root;
 use crate::error::ExitCode;
 use crate::error::{Error, Result};
 use crate::inspect::usage::{self, RepoUsage, TagUsage};
 use crate::model::digest::Digest;
 use crate::model::duration::Span;
 use crate::model::{Rules, Severity};
-use crate::pipeline::{self, Open, Opened};
+use crate::pipeline::{self, OnStorage, Open, Opened};
 use crate::policy::Policy;
 use crate::progress::Progress;
 use crate::report::human_bytes;
 use crate::report::metrics::Metrics;
+use crate::store::seam::Storage;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -32,7 +34,7 @@ pub enum DuSort {
 
 #[derive(Debug, Clone)]
 pub struct DuConfig {
-    pub root: PathBuf,
+    pub root: Root,
     pub format: DuFormat,
     /// Rows to show; the rest are summed in one row. `None`: 20 in a table, all otherwise.
     pub top: Option<usize>,
@@ -76,16 +78,34 @@ pub struct DuReport {
     /// Why the policy's safety net would refuse it (the figure assumes --force).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub policy_refused: Vec<String>,
+    /// Requests made to an object store, by kind (absent on disk).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<crate::store::seam::Requests>,
 }
 
 /// Runs du; the rendered output and the exit code.
 pub fn run(cfg: &DuConfig, progress: &dyn Progress) -> Result<(String, ExitCode)> {
+    struct Job<'a>(&'a DuConfig, &'a dyn Progress);
+    impl OnStorage for Job<'_> {
+        type Out = (String, ExitCode);
+        fn run<S: Storage>(self, store: S) -> Result<Self::Out> {
+            run_in(store, self.0, self.1)
+        }
+    }
+    pipeline::with_storage(&cfg.root, Job(cfg, progress))
+}
+
+fn run_in<S: Storage>(
+    store: S,
+    cfg: &DuConfig,
+    progress: &dyn Progress,
+) -> Result<(String, ExitCode)> {
     let started = Instant::now();
     let started_at = chrono::Utc::now().timestamp();
     let Opened {
         store, mut layout, ..
-    } = pipeline::open(&cfg.root, Open::default(), progress)?;
-    let root = store.root().to_path_buf();
+    } = pipeline::load_store(store, Open::default(), progress)?;
+    let root = store.location();
     pipeline::load_dates(&store, &mut layout, cfg.policy.as_ref());
     // The figures say what gc would free; a policy's safety net is reported apart.
     let rules = |delete_untagged: bool| Rules {
@@ -161,6 +181,7 @@ pub fn run(cfg: &DuConfig, progress: &dyn Progress) -> Result<(String, ExitCode)
         repository: cfg.by_tag.clone(),
         tags,
         policy_refused: by_policy.map(|p| p.1).unwrap_or_default(),
+        requests: store.requests(),
     };
 
     if let Some(path) = &cfg.metrics {
@@ -232,11 +253,20 @@ pub fn run(cfg: &DuConfig, progress: &dyn Progress) -> Result<(String, ExitCode)
     let out = match cfg.format {
         DuFormat::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
         DuFormat::Csv => csv(&report, cfg.top),
-        DuFormat::Table => table(
-            &report,
-            cfg.top.unwrap_or(20),
-            cfg.policy.as_ref().map(|p| p.path.clone()),
-        ),
+        DuFormat::Table => {
+            let mut t = table(
+                &report,
+                cfg.top.unwrap_or(20),
+                cfg.policy.as_ref().map(|p| p.path.clone()),
+            );
+            if let Some(req) = &report.requests {
+                t.push_str(&format!(
+                    "requests: {}\n",
+                    crate::report::requests_line(req)
+                ));
+            }
+            t
+        }
     };
     Ok((out, ExitCode::Ok))
 }

@@ -1,7 +1,7 @@
 //! The gc command: the pipeline for a validated config (open, decide, sweep), then its report
 //! and metrics.
 
-use crate::config::{Format, GcConfig, ReportTarget};
+use crate::config::{Format, GcConfig, ReportTarget, Root};
 use crate::error::ExitCode;
 use crate::error::{Error, Result};
 use crate::gc::plan::Plan;
@@ -12,7 +12,7 @@ use crate::progress::Progress;
 use crate::report::metrics::Metrics;
 use crate::report::{self, GcReport};
 use crate::store::fs::FsStorage;
-use crate::store::lock::Lock;
+use crate::store::s3::S3Storage;
 use crate::store::seam::Storage;
 use crate::store::sweep;
 use crate::store::trash;
@@ -21,9 +21,9 @@ use std::time::Instant;
 
 /// What gc decided, before anything is deleted, with the storage it read (kept open for the
 /// sweep) and the lock when the run may change it.
-pub struct Analysis {
-    pub store: FsStorage,
-    pub lock: Option<Lock>,
+pub struct Analysis<S: Storage = FsStorage> {
+    pub store: S,
+    pub lock: Option<S::Lock>,
     pub layout: Layout,
     pub plan: Plan,
     /// Every tag decision with its reasons, when a policy was given.
@@ -33,13 +33,25 @@ pub struct Analysis {
 /// Opens, scans and plans: everything gc does short of deleting. The lock is taken first
 /// unless the run is dry (dry runs change nothing, so audits may run beside a sweep).
 pub fn analyse(cfg: &GcConfig, now: Time, progress: &dyn Progress) -> Result<Analysis> {
+    let root = cfg.root.clone().into_fs("gc")?;
+    let store = FsStorage::open(&crate::config::canonical_root(&root)?)?;
+    analyse_in(store, cfg, now, progress)
+}
+
+/// `analyse`, on storage already opened.
+pub fn analyse_in<S: Storage>(
+    store: S,
+    cfg: &GcConfig,
+    now: Time,
+    progress: &dyn Progress,
+) -> Result<Analysis<S>> {
     let lock = (!cfg.dry_run).then_some(("gc", cfg.break_lock));
     let Opened {
         store,
         lock,
         mut layout,
-    } = pipeline::open(
-        &cfg.root,
+    } = pipeline::load_store(
+        store,
         Open {
             lock,
             ..Open::default()
@@ -71,20 +83,44 @@ pub struct Hooks<'a> {
 
 /// Runs gc and returns the report with the exit code it calls for.
 pub fn run(cfg: &GcConfig, hooks: &Hooks, progress: &dyn Progress) -> Result<(GcReport, ExitCode)> {
+    match &cfg.root {
+        Root::Fs(root) => {
+            let root = crate::config::canonical_root(root)?;
+            let cfg = &GcConfig {
+                root: Root::Fs(root.clone()),
+                ..cfg.clone()
+            };
+            let store = FsStorage::open(&root)?;
+            if let Some(dir) = &cfg.trash {
+                trash::check_place(dir, store.v2())?;
+            }
+            run_in(store, cfg, hooks, progress)
+        }
+        Root::S3(s3) => {
+            if !cfg.dry_run {
+                return Err(Error::Usage(format!(
+                    "{}: gc on an object store runs as --dry-run only in this version (sweeping a bucket is not implemented yet)",
+                    s3.url()
+                )));
+            }
+            run_in(S3Storage::open(s3)?, cfg, hooks, progress)
+        }
+    }
+}
+
+/// `run`, on storage already opened.
+fn run_in<S: Storage>(
+    store: S,
+    cfg: &GcConfig,
+    hooks: &Hooks,
+    progress: &dyn Progress,
+) -> Result<(GcReport, ExitCode)> {
     let stop = hooks.stop;
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let root = crate::config::canonical_root(&cfg.root)?;
-    let cfg = &GcConfig {
-        root,
-        ..cfg.clone()
-    };
     // Before anything is deleted: the record of what goes must have somewhere to go.
     if !cfg.dry_run {
         probe_outputs(cfg)?;
-    }
-    if let Some(dir) = &cfg.trash {
-        trash::check_place(dir, FsStorage::open(&cfg.root)?.v2())?;
     }
     let Analysis {
         store,
@@ -92,7 +128,7 @@ pub fn run(cfg: &GcConfig, hooks: &Hooks, progress: &dyn Progress) -> Result<(Gc
         layout,
         plan,
         explain,
-    } = analyse(cfg, started_at.timestamp(), progress)?;
+    } = analyse_in(store, cfg, started_at.timestamp(), progress)?;
     let refused = !plan.refused.is_empty() && !cfg.force;
     if !cfg.dry_run {
         (hooks.before_sweep)();
@@ -132,7 +168,7 @@ pub fn run(cfg: &GcConfig, hooks: &Hooks, progress: &dyn Progress) -> Result<(Gc
         ExitCode::Ok
     };
     let ctx = report::Context {
-        root: cfg.root.clone(),
+        root: cfg.root.display_path(),
         dry_run: cfg.dry_run,
         started_at,
         duration_seconds: started.elapsed().as_secs_f64(),
@@ -145,6 +181,7 @@ pub fn run(cfg: &GcConfig, hooks: &Hooks, progress: &dyn Progress) -> Result<(Gc
     };
     let mut report = GcReport::new(ctx, &layout, plan, outcome.as_ref());
     report.refused_by_safety_net = refused;
+    report.summary.requests = store.requests();
     if cfg.explain {
         report.explain = Some(explain);
     }

@@ -7,6 +7,7 @@ use crate::gc::plan::{BlobRemoval, LinkRemoval, ManifestRemoval, Plan, TagRemova
 use crate::model::duration::Span;
 use crate::model::{Layout, Severity};
 use crate::policy::TagExplain;
+use crate::store::seam::Requests;
 pub use crate::units::{human_age, human_bytes};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -37,6 +38,9 @@ pub struct Summary {
     pub kept_at_sweep: usize,
     /// Items the sweep actually removed (0 on a dry run; fewer than planned if interrupted).
     pub items_removed: u64,
+    /// Requests made to an object store, by kind (absent on disk).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub requests: Option<Requests>,
 }
 
 /// The options a run planned with; a plan carries them to `apply`, which reads them back.
@@ -170,6 +174,7 @@ impl GcReport {
             sweep_failures: failures,
             kept_at_sweep: outcome.map_or(0, |o| o.kept.len()),
             items_removed: outcome.map_or(0, |o| o.removed),
+            requests: None,
         };
         GcReport {
             schema: GC_SCHEMA,
@@ -245,6 +250,9 @@ impl GcReport {
             s.blobs,
             human_bytes(s.bytes)
         );
+        if let Some(r) = &s.requests {
+            let _ = writeln!(o, "  requests       {}", requests_line(r));
+        }
         let _ = writeln!(
             o,
             "  {verb:<14} {} tags, {} manifests, {} layer links, {} blobs ({}), {} uploads ({})",
@@ -572,4 +580,18 @@ impl PolicyPreview {
         }
         o
     }
+}
+
+/// `2,251 (LIST 263, GET 1,988, HEAD 0, PUT 0, COPY 0, DELETE 0)`: what a run cost an object store.
+pub fn requests_line(r: &Requests) -> String {
+    format!(
+        "{} (LIST {}, GET {}, HEAD {}, PUT {}, COPY {}, DELETE {})",
+        r.total(),
+        r.list,
+        r.get,
+        r.head,
+        r.put,
+        r.copy,
+        r.delete
+    )
 }

@@ -2,9 +2,13 @@
 //! reached only through folder handles (`dirfd`) from its `docker/registry/v2` down.
 
 use crate::error::{Error, Result};
+use crate::model::Time;
+use crate::model::digest::Digest;
+use crate::model::paths::{DATA, Paths};
 use crate::store::dirfd::Dir;
 use crate::store::lock::Lock;
-use crate::store::seam::Storage;
+use crate::store::seam::{Folder, Storage};
+use rayon::prelude::*;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -53,11 +57,32 @@ impl Storage for FsStorage {
     fn v2(&self) -> &Path {
         &self.v2
     }
+    fn location(&self) -> PathBuf {
+        self.root.clone()
+    }
     fn lock(&self, command: &str, break_lock: bool) -> Result<Lock> {
         Lock::acquire(&self.root, command, break_lock)
     }
     fn open_outside(&self, path: &Path) -> io::Result<Dir> {
         Dir::open(path)
+    }
+
+    /// The later of each blob's data mtime and its folder's: a finished upload is moved into
+    /// `blobs/` by rename, which keeps the upload's (possibly old) data mtime but sets the
+    /// folder's. Read only for blobs a plan would delete, so a scan pays one stat per blob, not
+    /// two.
+    fn blob_arrivals(&self, blobs: &[(Digest, Time)]) -> Vec<Time> {
+        let rel = Paths::new(PathBuf::new());
+        blobs
+            .par_iter()
+            .map(|(d, _)| {
+                let dir = rel.blob_dir(d);
+                match (self.top.stat(&dir), self.top.stat(dir.join(DATA))) {
+                    (Ok(a), Ok(b)) => a.mtime.max(b.mtime),
+                    _ => Time::MAX,
+                }
+            })
+            .collect()
     }
 }
 

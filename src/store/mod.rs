@@ -5,6 +5,7 @@
 pub mod dirfd;
 pub mod fs;
 pub mod lock;
+pub mod s3;
 pub mod scan;
 pub mod seam;
 pub mod sweep;

@@ -145,14 +145,7 @@ fn list<F: Folder>(
 
 /// Reads a link file below `dir`; `Err` carries what is wrong with it (`Missing` apart).
 fn read_link<F: Folder>(dir: &F, rel: &str) -> std::result::Result<Link, ReadError> {
-    let (f, st) = dir.open_file(rel)?;
-    if st.size > MAX_LINK_BYTES {
-        return Err(ReadError::TooLarge(st.size));
-    }
-    let mut buf = Vec::with_capacity(80);
-    f.take(MAX_LINK_BYTES)
-        .read_to_end(&mut buf)
-        .map_err(ReadError::Io)?;
+    let (buf, st) = dir.read_with_stat(rel, MAX_LINK_BYTES)?;
     let bad = |m: String| ReadError::Io(io::Error::new(io::ErrorKind::InvalidData, m));
     let text = std::str::from_utf8(&buf).map_err(|_| bad("link is not text".into()))?;
     // The registry writes no newline; tolerate one, since what it names is what matters.
@@ -335,6 +328,14 @@ fn scan_prefix<F: Folder>(
     let Some(handle) = open_sub(sha, prefix, path, findings, None) else {
         return found;
     };
+    // Everything below is read now: an object store lists the prefix in one go.
+    let handle = match handle.whole() {
+        Ok(h) => h,
+        Err(e) => {
+            findings.add(path, Severity::Blocking, None, format!("cannot list: {e}"));
+            return found;
+        }
+    };
     let entries = list(&handle, path, findings, None);
     found.blobs.reserve_exact(entries.len());
     for (name, dir, kind) in entries {
@@ -391,25 +392,6 @@ fn scan_prefix<F: Folder>(
     found
 }
 
-/// When each blob arrived: the later of its data's mtime and its folder's. A finished upload is
-/// moved into `blobs/` by rename, which keeps the upload's (possibly old) data mtime but sets the
-/// folder's. Read only for blobs a plan would delete, so a scan pays one stat per blob, not two.
-/// `Time::MAX` (young) where either cannot be read.
-pub fn blob_arrivals<S: Storage>(store: &S, digests: &[Digest]) -> Vec<Time> {
-    let v2h = store.top();
-    let rel = Paths::new(PathBuf::new());
-    digests
-        .par_iter()
-        .map(|d| {
-            let dir = rel.blob_dir(d);
-            match (v2h.stat(&dir), v2h.stat(dir.join(DATA))) {
-                (Ok(a), Ok(b)) => a.mtime.max(b.mtime),
-                _ => Time::MAX,
-            }
-        })
-        .collect()
-}
-
 /// Finds repository folders, then reads each in parallel.
 fn scan_repositories<F: Folder>(
     v2h: &F,
@@ -418,22 +400,37 @@ fn scan_repositories<F: Folder>(
     opts: ScanOptions,
     blobs: &[Blob],
 ) -> Vec<Repo> {
-    let names = discover_repositories(v2h, paths, findings);
+    let (names, Some(repos_dir)) = discover_repositories(v2h, paths, findings) else {
+        return Vec::new();
+    };
     let mut repos: Vec<Repo> = names
         .into_par_iter()
-        .map(|name| scan_repo(v2h, paths, name, findings, opts, blobs))
+        .map(|name| scan_repo(&repos_dir, paths, name, findings, opts, blobs))
         .collect();
     repos.sort_by(|a, b| a.name.cmp(&b.name));
     repos
 }
 
-fn discover_repositories<F: Folder>(v2h: &F, paths: &Paths, findings: &Findings) -> Vec<String> {
+/// The repositories' names, with the `repositories` folder they lie in (listed whole: an object
+/// store reads every repository's keys in one listing).
+fn discover_repositories<F: Folder>(
+    v2h: &F,
+    paths: &Paths,
+    findings: &Findings,
+) -> (Vec<String>, Option<F>) {
     let top = paths.repositories();
     let mut out = Vec::new();
-    if let Some(dir) = open_sub(v2h, REPOSITORIES, &top, findings, None) {
-        discover(&dir, &top, "", findings, &mut out);
+    let dir = open_sub(v2h, REPOSITORIES, &top, findings, None).and_then(|d| match d.whole() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            findings.add(&top, Severity::Blocking, None, format!("cannot list: {e}"));
+            None
+        }
+    });
+    if let Some(dir) = &dir {
+        discover(dir, &top, "", findings, &mut out);
     }
-    out
+    (out, dir)
 }
 
 /// Walks the repository tree below the open folder `dir` (the repository `prefix`, or the top
@@ -534,7 +531,7 @@ fn symlink_finding(findings: &Findings, path: &Path, repo: Option<&str>, what: &
 
 /// Reads one repository, filing its layer links against `blobs` (sorted).
 fn scan_repo<F: Folder>(
-    v2h: &F,
+    repos_dir: &F,
     paths: &Paths,
     name: String,
     findings: &Findings,
@@ -547,13 +544,7 @@ fn scan_repo<F: Folder>(
         ..Repo::default()
     };
     let dir_path = paths.repo(&name);
-    let Some(rdir) = open_sub(
-        v2h,
-        &format!("{REPOSITORIES}/{name}"),
-        &dir_path,
-        findings,
-        r,
-    ) else {
+    let Some(rdir) = open_sub(repos_dir, &name, &dir_path, findings, r) else {
         repo.unknown = true;
         return repo;
     };
@@ -806,11 +797,14 @@ pub fn links_written_since<S: Storage>(store: &S, since_ns: i128) -> Fresh {
     let v2h = store.top();
     let paths = Paths::new(store.v2().to_path_buf());
     let findings = Findings::default();
-    let names = discover_repositories(v2h, &paths, &findings);
-    let per_repo: Vec<(Vec<Digest>, Vec<Digest>)> = names
-        .par_iter()
-        .map(|name| fresh_in_repo(v2h, &paths, name, since_ns, &findings))
-        .collect();
+    let (names, repos_dir) = discover_repositories(v2h, &paths, &findings);
+    let per_repo: Vec<(Vec<Digest>, Vec<Digest>)> = match &repos_dir {
+        Some(dir) => names
+            .par_iter()
+            .map(|name| fresh_in_repo(dir, &paths, name, since_ns, &findings))
+            .collect(),
+        None => Vec::new(),
+    };
     let mut manifests = Vec::new();
     for (blobs, m) in per_repo {
         fresh.digests.extend(blobs);
@@ -853,7 +847,7 @@ pub fn links_written_since<S: Storage>(store: &S, since_ns: i128) -> Fresh {
 /// The layer links (blobs) and manifest links (revisions, tags, tag history) of one repository
 /// modified at or after `since_ns`.
 fn fresh_in_repo<F: Folder>(
-    v2h: &F,
+    repos_dir: &F,
     paths: &Paths,
     name: &str,
     since_ns: i128,
@@ -862,13 +856,7 @@ fn fresh_in_repo<F: Folder>(
     let r = Some(name);
     let (mut blobs, mut manifests) = (Vec::new(), Vec::new());
     let dir_path = paths.repo(name);
-    let Some(rdir) = open_sub(
-        v2h,
-        &format!("{REPOSITORIES}/{name}"),
-        &dir_path,
-        findings,
-        r,
-    ) else {
+    let Some(rdir) = open_sub(repos_dir, name, &dir_path, findings, r) else {
         return (blobs, manifests);
     };
     let new = |d: &F, rel: &str| d.stat(rel).is_ok_and(|s| s.mtime_ns() >= since_ns);

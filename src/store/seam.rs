@@ -23,9 +23,11 @@
 //! page per 1000 keys plus one GET per link it must read and per manifest; symlinks, FIFOs and
 //! devices simply never occur there.
 
+use crate::model::Time;
+use crate::model::digest::Digest;
 use std::ffi::{OsStr, OsString};
-use std::io;
-use std::path::Path;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 
 /// What scan and sweep need of a stat.
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +130,26 @@ pub trait Folder: Sized + Send + Sync {
     fn open_file(&self, rel: impl AsRef<Path>) -> Result<(Self::File, Stat), ReadError>;
     /// Reads the regular file `rel` whole, refusing one over `limit` bytes.
     fn read_small(&self, rel: impl AsRef<Path>, limit: u64) -> Result<Vec<u8>, ReadError>;
+    /// Reads a small file whole with its stat (a link: its digest and its mtime).
+    fn read_with_stat(
+        &self,
+        rel: impl AsRef<Path>,
+        limit: u64,
+    ) -> Result<(Vec<u8>, Stat), ReadError> {
+        let (f, st) = self.open_file(rel)?;
+        if st.size > limit {
+            return Err(ReadError::TooLarge(st.size));
+        }
+        let mut buf = Vec::with_capacity(st.size as usize);
+        // The file may grow after the stat: read one byte past the limit to tell.
+        io::Read::take(f, limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(ReadError::Io)?;
+        if buf.len() as u64 > limit {
+            return Err(ReadError::TooLarge(buf.len() as u64));
+        }
+        Ok((buf, st))
+    }
     /// Bytes of the regular files below `name`.
     fn tree_size(&self, name: &OsStr) -> u64;
     /// Moves `from` here to `to` in `dest`, taking it out of the registry's sight whole.
@@ -140,6 +162,12 @@ pub trait Folder: Sized + Send + Sync {
     fn make_dir(&self, name: &OsStr) -> io::Result<Self>;
     /// `make_dir` for each component of `rel` in turn.
     fn make_dirs(&self, rel: &Path) -> io::Result<Self>;
+    /// This folder, with everything below it about to be read: an object store lists the whole
+    /// subtree now, in pages of 1000 keys, and answers `entries` and `stat` below from that
+    /// listing; on disk it is the folder as it is.
+    fn whole(self) -> io::Result<Self> {
+        Ok(self)
+    }
 }
 
 /// A registry's storage, opened: its top folder, where it is, and its lock.
@@ -152,9 +180,35 @@ pub trait Storage: Sync {
     fn top(&self) -> &Self::Folder;
     /// Where the top is, for messages and reports (a path on disk; `s3://bucket/prefix/...`).
     fn v2(&self) -> &Path;
+    /// The storage root as the operator names it: the `rootdirectory`; `s3://bucket/prefix`.
+    fn location(&self) -> PathBuf;
     /// Takes the exclusive lock for `command`, or says who holds it.
     fn lock(&self, command: &str, break_lock: bool) -> crate::error::Result<Self::Lock>;
     /// Opens a folder the operator named outside the layout, on the same storage (a trash run,
     /// which must be reachable by `rename_to`).
     fn open_outside(&self, path: &Path) -> io::Result<Self::Folder>;
+    /// When each of `blobs` (digest and its data's mtime from the scan) arrived in the blob
+    /// store; `Time::MAX` (young) where that cannot be read.
+    fn blob_arrivals(&self, blobs: &[(Digest, Time)]) -> Vec<Time>;
+    /// The requests made so far, by kind (an object store's cost); `None` on disk.
+    fn requests(&self) -> Option<Requests> {
+        None
+    }
+}
+
+/// Requests to an object store, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Requests {
+    pub list: u64,
+    pub get: u64,
+    pub head: u64,
+    pub put: u64,
+    pub copy: u64,
+    pub delete: u64,
+}
+
+impl Requests {
+    pub fn total(&self) -> u64 {
+        self.list + self.get + self.head + self.put + self.copy + self.delete
+    }
 }

@@ -212,14 +212,26 @@ fn registry_configs_are_read_or_refused_by_name() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    std::fs::write(&cfg, "version: 0.1\nstorage:\n  s3:\n    bucket: b\n").unwrap();
+    // A driver regsweep does not read is refused by name.
+    std::fs::write(&cfg, "version: 0.1\nstorage:\n  azure:\n    container: c\n").unwrap();
     let out = regsweep(&["gc", "--dry-run", "--config", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(cfg.to_str().unwrap()) && err.contains("s3"),
+        err.contains(cfg.to_str().unwrap()) && err.contains("azure"),
         "{err}"
     );
+    // The s3 driver is read: its bucket and endpoint are where regsweep goes (here nothing
+    // listens), named in one line.
+    std::fs::write(
+        &cfg,
+        "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    region: us-east-1\n    regionendpoint: http://127.0.0.1:1\n    accesskey: k\n    secretkey: s\n",
+    )
+    .unwrap();
+    let out = regsweep(&["gc", "--dry-run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("s3://b: cannot reach the endpoint"), "{err}");
 
     let out = regsweep(&[
         "garbage-collect",

@@ -3,6 +3,7 @@
 mod faults;
 mod fixture;
 mod retention;
+mod s3;
 mod safety;
 mod testenv;
 mod usage;

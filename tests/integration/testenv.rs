@@ -202,6 +202,119 @@ pub struct Registry {
     pub addr: String,
     child: Option<Child>,
     oci_count: usize,
+    /// The S3 server a registry on the s3 driver keeps its storage in; stopped after it.
+    pub s3: Option<Moto>,
+}
+
+/// A local S3 server (moto) on 127.0.0.1 with one bucket; stopped when dropped.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+    pub bucket: String,
+}
+
+/// The `rootdirectory` the S3 registry writes under: keys start with `regroot/docker/`.
+pub const S3_PREFIX: &str = "regroot";
+
+impl Moto {
+    /// Starts `python3 -m moto.server` (installed by scripts/install-peers.sh) and creates the
+    /// bucket, polling until the server answers.
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 not found: run scripts/test.sh, which installs moto");
+        let mut moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket: "registry".into(),
+        };
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http_status(&addr, "GET", "/") != Some(200) {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto exited at start ({status}): run scripts/install-peers.sh");
+            }
+            assert!(Instant::now() < deadline, "moto not ready after 60s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            http_status(&addr, "PUT", &format!("/{}", moto.bucket)),
+            Some(200),
+            "create the bucket"
+        );
+        moto
+    }
+
+    /// Every key in the bucket below `prefix` (unsigned listing; moto does not ask).
+    pub fn keys(&self, prefix: &str) -> BTreeSet<String> {
+        let mut keys = BTreeSet::new();
+        let mut token: Option<String> = None;
+        loop {
+            let url = format!("{}/{}", self.endpoint, self.bucket);
+            let mut args = vec![
+                "-sS".to_string(),
+                "-G".into(),
+                url,
+                "--data-urlencode".into(),
+                "list-type=2".into(),
+                "--data-urlencode".into(),
+                format!("prefix={prefix}"),
+            ];
+            if let Some(t) = &token {
+                args.push("--data-urlencode".into());
+                args.push(format!("continuation-token={t}"));
+            }
+            let out = run_ok(Command::new("curl").args(&args));
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            for part in text.split("<Key>").skip(1) {
+                keys.insert(part.split("</Key>").next().unwrap().to_string());
+            }
+            token = text
+                .split("<NextContinuationToken>")
+                .nth(1)
+                .map(|t| t.split('<').next().unwrap().to_string());
+            if token.is_none() {
+                return keys;
+            }
+        }
+    }
+
+    /// The blob digests in the bucket's blob store.
+    pub fn blobs(&self) -> BTreeSet<String> {
+        let prefix = format!("{S3_PREFIX}/docker/registry/v2/blobs/sha256/");
+        self.keys(&prefix)
+            .iter()
+            .filter_map(|k| k.strip_suffix("/data"))
+            .filter_map(|k| k.rsplit('/').next())
+            .map(|hex| format!("sha256:{hex}"))
+            .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One plain HTTP request to `addr`; the status code, or `None` if nothing answered.
+fn http_status(addr: &str, method: &str, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn free_port() -> u16 {
@@ -226,14 +339,35 @@ impl Registry {
         Registry::start_on(tempfile::tempdir().unwrap(), root.to_path_buf())
     }
 
+    /// Starts the registry with its s3 driver on a fresh bucket of a local S3 server.
+    pub fn start_s3() -> Registry {
+        let moto = Moto::start();
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("unused");
+        let storage = format!(
+            "  s3:\n    accesskey: testing\n    secretkey: testing\n    region: us-east-1\n    regionendpoint: {}\n    bucket: {}\n    rootdirectory: /{S3_PREFIX}\n    secure: false\n",
+            moto.endpoint, moto.bucket
+        );
+        Registry::start_with(tmp, root, &storage, Some(moto))
+    }
+
     fn start_on(tmp: tempfile::TempDir, root: PathBuf) -> Registry {
+        let storage = format!("  filesystem:\n    rootdirectory: {}\n", root.display());
+        Registry::start_with(tmp, root, &storage, None)
+    }
+
+    fn start_with(
+        tmp: tempfile::TempDir,
+        root: PathBuf,
+        storage: &str,
+        s3: Option<Moto>,
+    ) -> Registry {
         let addr = format!("127.0.0.1:{}", free_port());
         let config = tmp.path().join("config.yml");
         // No blob descriptor cache: regsweep changes the disk under the registry, and a cache
         // would answer from memory what the disk no longer holds.
         let yaml = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-            root.display()
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n{storage}  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n"
         );
         std::fs::write(&config, yaml).unwrap();
         let mut reg = Registry {
@@ -243,6 +377,7 @@ impl Registry {
             addr,
             child: None,
             oci_count: 0,
+            s3,
         };
         reg.spawn();
         reg
@@ -252,6 +387,8 @@ impl Registry {
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&self.config)
+            // Registry 2.8 panics at start when this is set (an unsupported transport).
+            .env_remove("AWS_CA_BUNDLE")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -285,17 +422,7 @@ impl Registry {
 
     /// One plain HTTP request; the status code, or `None` if nothing answered.
     fn http_status(&self, method: &str, path: &str) -> Option<u16> {
-        let mut s = TcpStream::connect(&self.addr).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        )
-        .ok()?;
-        let mut buf = String::new();
-        s.read_to_string(&mut buf).ok()?;
-        buf.split_whitespace().nth(1)?.parse().ok()
+        http_status(&self.addr, method, path)
     }
 
     pub fn stop(&mut self) {
@@ -525,7 +652,8 @@ impl Registry {
         let out = run_ok(
             Command::new("docker-registry")
                 .args(["garbage-collect", "--dry-run"])
-                .arg(&self.config),
+                .arg(&self.config)
+                .env_remove("AWS_CA_BUNDLE"),
         );
         String::from_utf8_lossy(&out.stdout)
             .lines()

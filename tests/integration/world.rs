@@ -20,7 +20,11 @@ pub struct World {
 }
 
 pub fn build() -> World {
-    let mut reg = Registry::start();
+    build_on(Registry::start())
+}
+
+/// The world, in a registry already started (on the filesystem or the s3 driver).
+pub fn build_on(mut reg: Registry) -> World {
     let mut oci = reg.new_oci();
     let base = ("base-os", 3000);
 

@@ -1,0 +1,186 @@
+//! regsweep on the registry's s3 driver: the real registry writes the world into a bucket of a
+//! local S3 server (moto), regsweep reads it by listing, and the reference GC, run on the same
+//! bucket, judges.
+
+use crate::testenv::*;
+use crate::world;
+use std::collections::BTreeSet;
+use std::process::Command;
+
+/// Runs regsweep with `args` and `AWS_*` test credentials (for `s3://` roots; a `--config`
+/// carries its own); the exit code, stdout and stderr.
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `regsweep <command> --config REGISTRY.yml --format json ...`: the exit code and the report.
+fn json(reg: &Registry, command: &[&str], extra: &[&str]) -> (i32, serde_json::Value) {
+    let config = reg.config.to_str().unwrap();
+    let mut args: Vec<&str> = command.to_vec();
+    args.extend(["--config", config, "--format", "json", "--quiet"]);
+    args.extend_from_slice(extra);
+    let (code, out, err) = run(&args);
+    let v = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("not JSON ({e}); exit {code}\n{out}\n{err}"));
+    (code, v)
+}
+
+#[test]
+fn a_dry_run_on_s3_plans_what_the_reference_gc_deletes_by_listing() {
+    let w = world::build_on(Registry::start_s3());
+    let moto = w.reg.s3.as_ref().unwrap();
+    let keys_before = moto.keys("");
+    let before = moto.blobs();
+    let expected: BTreeSet<String> = before
+        .iter()
+        .filter(|d| !w.kept.contains(*d) && !w.untagged_only.contains(*d))
+        .cloned()
+        .collect();
+    assert_eq!(
+        expected.len(),
+        4,
+        "the dangling blob and the deleted manifest with its config and own layer"
+    );
+
+    let (code, dry) = json(
+        &w.reg,
+        &["gc"],
+        &["--dry-run", "--grace", "0", "--report", "-"],
+    );
+    assert_eq!(code, 0, "{dry}");
+    assert_eq!(deleted_blobs(&dry), expected);
+    assert_eq!(
+        w.reg.reference_gc_dry_run(),
+        expected,
+        "the reference GC, on the same bucket"
+    );
+    assert_eq!(
+        dry["root"],
+        format!("s3://{}/{S3_PREFIX}", moto.bucket),
+        "the report names the bucket and prefix"
+    );
+    // The cost: listings, and GETs only where a key's name does not say it all; nothing written.
+    let req = &dry["summary"]["requests"];
+    let n = |k: &str| req[k].as_u64().unwrap_or_else(|| panic!("no {k} in {req}"));
+    assert!(n("list") > 0, "{req}");
+    assert_eq!((n("put"), n("copy"), n("delete")), (0, 0, 0), "{req}");
+    let tags = dry["summary"]["tags"].as_u64().unwrap();
+    let manifests = dry["summary"]["manifests"].as_u64().unwrap();
+    // The world's one abandoned upload costs a GET of its `startedat`.
+    assert!(
+        n("get") <= tags + manifests + 1,
+        "GETs only for tag links, manifests (each once) and the upload's start: {req} for {tags} tags and {manifests} manifests"
+    );
+
+    let (code, untagged) = json(
+        &w.reg,
+        &["gc"],
+        &["--dry-run", "--grace", "0", "-m", "--report", "-"],
+    );
+    assert_eq!(code, 0, "{untagged}");
+    assert_eq!(
+        deleted_blobs(&untagged),
+        expected.union(&w.untagged_only).cloned().collect(),
+        "--delete-untagged also plans the overwritten image and its referrer, and keeps the multi-arch children"
+    );
+
+    let (code, du) = json(&w.reg, &["du"], &[]);
+    assert_eq!(code, 0, "{du}");
+    assert_eq!(du["total"]["blobs"], before.len());
+    assert!(du["requests"]["list"].as_u64().unwrap() > 0, "{du}");
+
+    let (code, check) = json(&w.reg, &["check"], &["--verify-digests"]);
+    assert_eq!(code, 0, "{check}");
+    assert_eq!(check["damage"], 0, "{check}");
+    assert_eq!(check["verify"]["blobs"], before.len(), "{check}");
+
+    assert_eq!(moto.keys(""), keys_before, "nothing in the bucket changed");
+    w.assert_all_pull();
+}
+
+#[test]
+fn s3_roots_that_cannot_be_used_say_why_and_change_nothing() {
+    let reg = Registry::start_s3();
+    let moto = reg.s3.as_ref().unwrap();
+    let mut oci = reg_oci(&reg);
+    let img = oci.image(&[("s3-layer", 500)], "amd64", "2024-01-01T00:00:00Z");
+    oci.tag(&img.manifest, "v1");
+    reg.push(&oci, "v1", "acme/s3:v1");
+    let keys = moto.keys("");
+    let root = format!("s3://{}/{S3_PREFIX}", moto.bucket);
+    let endpoint = moto.endpoint.as_str();
+
+    let (code, _, err) = run(&[
+        "gc",
+        "--root",
+        &root,
+        "--s3-endpoint",
+        endpoint,
+        "--grace",
+        "0",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--dry-run only") && err.contains(&root),
+        "{err}"
+    );
+
+    let (code, _, err) = run(&[
+        "gc",
+        "--root",
+        "s3://no-such-bucket/x",
+        "--s3-endpoint",
+        endpoint,
+        "--dry-run",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("s3://no-such-bucket/x: no such bucket"),
+        "{err}"
+    );
+
+    let wrong = format!("s3://{}/elsewhere", moto.bucket);
+    let (code, _, err) = run(&["du", "--root", &wrong, "--s3-endpoint", endpoint]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not a registry storage root"), "{err}");
+
+    // A port nothing listens on: retried, then one line.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (code, _, err) = run(&["check", "--root", &root, "--s3-endpoint", &dead]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot reach the endpoint"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+
+    // By `--root s3://...`, with the credentials of the AWS_* environment.
+    let (code, _, err) = run(&[
+        "gc",
+        "--root",
+        &root,
+        "--s3-endpoint",
+        endpoint,
+        "--dry-run",
+        "--grace",
+        "0",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(moto.keys(""), keys, "nothing in the bucket changed");
+    reg.pull("acme/s3:v1").unwrap();
+}
+
+fn reg_oci(reg: &Registry) -> OciDir {
+    OciDir::new(reg.tmp.path().join("oci-s3"))
+}
