@@ -177,6 +177,19 @@ pub fn run(
 ) -> Result<(String, ExitCode)> {
     let started = chrono::Utc::now();
     let planned = read_plan(&cfg.plan, cfg.checksum.as_deref())?;
+    if planned
+        .root
+        .to_str()
+        .is_some_and(|r| r.starts_with("s3://"))
+    {
+        return Err(bad(
+            &cfg.plan,
+            format!(
+                "a plan for {} (an object store): apply works on a filesystem root only in this version; run gc on the bucket instead",
+                planned.root.display()
+            ),
+        ));
+    }
     let root = canonical_root(&planned.root)?;
     // The plan names its root: it must be a registry layout, whoever wrote the plan.
     FsStorage::open(&root)?;

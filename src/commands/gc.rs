@@ -97,9 +97,9 @@ pub fn run(cfg: &GcConfig, hooks: &Hooks, progress: &dyn Progress) -> Result<(Gc
             run_in(store, cfg, hooks, progress)
         }
         Root::S3(s3) => {
-            if !cfg.dry_run {
+            if cfg.trash.is_some() {
                 return Err(Error::Usage(format!(
-                    "{}: gc on an object store runs as --dry-run only in this version (sweeping a bucket is not implemented yet)",
+                    "{}: --trash is not supported on an object store (a bucket has no rename: a trash would copy every blob); keep deleted objects with the bucket's versioning instead",
                     s3.url()
                 )));
             }

@@ -50,7 +50,7 @@ fn holder(text: &str) -> String {
     format!("pid {pid} on {host}, `{command}`, started {started}")
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "?".into())

@@ -125,6 +125,21 @@ impl Inner {
         self.rt.block_on(f)
     }
 
+    /// Deletes `keys`, in batches of up to 1000 per request; a key already gone is no error.
+    fn delete(&self, keys: Vec<String>) -> io::Result<()> {
+        let paths = futures_util::stream::iter(keys.into_iter().map(|k| Ok(Key::from(k)))).boxed();
+        self.block(async {
+            let mut results = self.store.delete_stream(paths);
+            while let Some(r) = results.next().await {
+                match r {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(io_error(e)),
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Every object below `prefix` (a key prefix ending in `/`), sorted by key.
     fn list_all(&self, prefix: &str) -> io::Result<Vec<Obj>> {
         let key = Key::from(prefix.trim_end_matches('/'));
@@ -444,20 +459,73 @@ impl Folder for S3Folder {
         }
     }
 
+    /// No rename on an object store: the sweep uses `remove_unless_changed` instead.
     fn rename_to(&self, _: &OsStr, _: &S3Folder, _: &OsStr) -> io::Result<()> {
         Err(unsupported())
     }
-    fn unlink(&self, _: &OsStr, _: bool) -> io::Result<()> {
-        Err(unsupported())
+
+    fn unlink(&self, name: &OsStr, dir: bool) -> io::Result<()> {
+        let key = self.key(Path::new(name))?;
+        if dir {
+            // A prefix with no key below it does not exist: nothing to remove.
+            return Ok(());
+        }
+        self.inner.delete(vec![key])
     }
-    fn remove_tree(&self, _: &OsStr) -> io::Result<()> {
-        Err(unsupported())
+
+    fn remove_tree(&self, name: &OsStr) -> io::Result<()> {
+        let key = self.key(Path::new(name))?;
+        let mut keys: Vec<String> = self
+            .inner
+            .list_all(&format!("{key}/"))?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        keys.push(key);
+        self.inner.delete(keys)
     }
-    fn make_dir(&self, _: &OsStr) -> io::Result<S3Folder> {
-        Err(unsupported())
+
+    fn make_dir(&self, name: &OsStr) -> io::Result<S3Folder> {
+        self.make_dirs(Path::new(name))
     }
-    fn make_dirs(&self, _: &Path) -> io::Result<S3Folder> {
-        Err(unsupported())
+
+    /// Prefixes exist by their keys: nothing to create.
+    fn make_dirs(&self, rel: &Path) -> io::Result<S3Folder> {
+        let rel = check_rel(rel)?;
+        Ok(S3Folder {
+            inner: self.inner.clone(),
+            prefix: format!("{}{rel}/", self.prefix),
+            snap: None,
+        })
+    }
+
+    fn remove_unless_changed(
+        &self,
+        name: &OsStr,
+        guard: &[&str],
+        since_ns: i128,
+        between: &dyn Fn(),
+    ) -> io::Result<bool> {
+        let item = format!("{}/", self.key(Path::new(name))?);
+        // Listed now, not from the scan: what a push wrote since must be seen.
+        let keys = self.inner.list_all(&item)?;
+        if keys.is_empty() {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        }
+        if keys.iter().any(|o| o.mtime_ns >= since_ns) {
+            return Ok(false);
+        }
+        let is_guard = |k: &str| guard.iter().any(|g| k[item.len()..] == **g);
+        let (guards, rest): (Vec<String>, Vec<String>) =
+            keys.into_iter().map(|o| o.key).partition(|k| is_guard(k));
+        if !rest.is_empty() {
+            self.inner.delete(rest)?;
+        }
+        between();
+        if !guards.is_empty() {
+            self.inner.delete(guards)?;
+        }
+        Ok(true)
     }
 
     fn whole(self) -> io::Result<S3Folder> {
@@ -496,6 +564,7 @@ pub struct S3Storage {
     inner: Arc<Inner>,
     top: S3Folder,
     v2: PathBuf,
+    bucket: String,
 }
 
 impl S3Storage {
@@ -562,6 +631,7 @@ impl S3Storage {
             v2: PathBuf::from(format!("{}/docker/registry/v2", inner.url)),
             inner,
             top,
+            bucket: root.bucket.clone(),
         })
     }
 }
@@ -599,9 +669,30 @@ fn describe(e: &io::Error) -> String {
     }
 }
 
+/// The lock object of a bucket's registry, deleted when dropped.
+pub struct S3Lock {
+    inner: Arc<Inner>,
+    key: String,
+}
+
+impl Drop for S3Lock {
+    fn drop(&mut self) {
+        let _ = self.inner.delete(vec![self.key.clone()]);
+    }
+}
+
+impl S3Storage {
+    fn lock_key(&self) -> String {
+        let v2 = &self.top.prefix;
+        // `<prefix>/.regsweep.lock`, beside `docker/` as the file lock is on disk.
+        let root = v2.strip_suffix("docker/registry/v2/").unwrap_or("");
+        format!("{root}{}", crate::store::lock::LOCK_FILE)
+    }
+}
+
 impl Storage for S3Storage {
     type Folder = S3Folder;
-    type Lock = ();
+    type Lock = S3Lock;
 
     fn top(&self) -> &S3Folder {
         &self.top
@@ -612,11 +703,76 @@ impl Storage for S3Storage {
     fn location(&self) -> PathBuf {
         PathBuf::from(&self.inner.url)
     }
-    fn lock(&self, command: &str, _: bool) -> Result<()> {
-        Err(Error::Usage(format!(
-            "{}: `{command}` changes the storage, which regsweep does not do on an object store yet; run it with --dry-run",
-            self.inner.url
-        )))
+    /// A create-only PUT (`If-None-Match: *`) of the lock object: one run wins. A bucket cannot
+    /// tell a live holder from a dead one, so an existing lock object stops the run until an
+    /// operator who knows the holder is gone passes `--break-lock`.
+    fn lock(&self, command: &str, break_lock: bool) -> Result<S3Lock> {
+        use object_store::{PutMode, PutOptions, PutPayload};
+        let key = self.lock_key();
+        let url = format!("s3://{}/{key}", self.bucket);
+        let held = |message: String| Error::Locked {
+            path: PathBuf::from(&url),
+            message,
+        };
+        let text = format!(
+            "pid={}\nhost={}\nstarted={}\ncommand={command}\n",
+            std::process::id(),
+            crate::store::lock::hostname(),
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        let put = || {
+            self.inner.block(self.inner.store.put_opts(
+                &Key::from(key.as_str()),
+                PutPayload::from(text.clone().into_bytes()),
+                PutOptions {
+                    mode: PutMode::Create,
+                    ..PutOptions::default()
+                },
+            ))
+        };
+        match put() {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let previous = self
+                    .inner
+                    .block(async {
+                        self.inner
+                            .store
+                            .get(&Key::from(key.as_str()))
+                            .await?
+                            .bytes()
+                            .await
+                    })
+                    .map(|b| {
+                        String::from_utf8_lossy(&b)
+                            .replace('\n', " ")
+                            .trim()
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                if !break_lock {
+                    return Err(held(format!(
+                        "held by another run, or left by one that died ({previous}); a bucket cannot tell which: once that run is gone, run again with --break-lock"
+                    )));
+                }
+                tracing::warn!("breaking the lock of {previous}");
+                self.inner
+                    .delete(vec![key.clone()])
+                    .map_err(|e| held(e.to_string()))?;
+                put()
+                    .map_err(|e| held(format!("cannot take it: {}", first_line(&e.to_string()))))?;
+            }
+            Err(e) => {
+                return Err(held(format!(
+                    "cannot take it: {}",
+                    first_line(&e.to_string())
+                )));
+            }
+        }
+        Ok(S3Lock {
+            inner: self.inner.clone(),
+            key,
+        })
     }
     fn open_outside(&self, _: &Path) -> io::Result<S3Folder> {
         Err(unsupported())
@@ -628,5 +784,8 @@ impl Storage for S3Storage {
     }
     fn requests(&self) -> Option<Requests> {
         Some(self.inner.counts.snapshot())
+    }
+    fn renames(&self) -> bool {
+        false
     }
 }

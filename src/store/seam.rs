@@ -162,6 +162,20 @@ pub trait Folder: Sized + Send + Sync {
     fn make_dir(&self, name: &OsStr) -> io::Result<Self>;
     /// `make_dir` for each component of `rel` in turn.
     fn make_dirs(&self, rel: &Path) -> io::Result<Self>;
+    /// Removes the item folder `name` unless something in it was modified at or after
+    /// `since_ns`: for a store that cannot rename (see [`Storage::renames`]), everything below
+    /// it goes, its `guard` files last, so the registry serves the item whole until its guard
+    /// goes; `between` is called after the rest went and before the guard goes. `Ok(false)`:
+    /// kept, it changed; `NotFound`: gone already.
+    fn remove_unless_changed(
+        &self,
+        _name: &OsStr,
+        _guard: &[&str],
+        _since_ns: i128,
+        _between: &dyn Fn(),
+    ) -> io::Result<bool> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
     /// This folder, with everything below it about to be read: an object store lists the whole
     /// subtree now, in pages of 1000 keys, and answers `entries` and `stat` below from that
     /// listing; on disk it is the folder as it is.
@@ -190,6 +204,11 @@ pub trait Storage: Sync {
     /// When each of `blobs` (digest and its data's mtime from the scan) arrived in the blob
     /// store; `Time::MAX` (young) where that cannot be read.
     fn blob_arrivals(&self, blobs: &[(Digest, Time)]) -> Vec<Time>;
+    /// Whether `rename_to` takes an item out of the registry's sight whole (a folder rename on
+    /// disk). An object store has no rename: its items go by `remove_unless_changed`.
+    fn renames(&self) -> bool {
+        true
+    }
     /// The requests made so far, by kind (an object store's cost); `None` on disk.
     fn requests(&self) -> Option<Requests> {
         None

@@ -145,6 +145,9 @@ impl<S: Storage> Sweeper<'_, S> {
     /// left). Kept when it, or one of the `guard` files in it, was modified since the run began.
     fn remove_in(&self, parent: &S::Folder, parent_path: &Path, name: &str, guard: &[&str]) {
         let path = parent_path.join(name);
+        if !self.store.renames() {
+            return self.remove_by_keys(parent, &path, name, guard);
+        }
         let st = match parent.stat(name) {
             Ok(st) => st,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return, // already gone: a re-run
@@ -199,6 +202,30 @@ impl<S: Storage> Sweeper<'_, S> {
                     );
                 }
             }
+        }
+    }
+
+    /// `remove_in` on a store without rename (a bucket): the item's keys go, its guard last, so
+    /// the registry serves it whole until then; kept when anything in it changed since the run
+    /// began. A killed sweep leaves at worst an item without some of its non-guard keys (a tag
+    /// without part of its history), which still serves, and the next run finishes.
+    fn remove_by_keys(&self, parent: &S::Folder, path: &Path, name: &str, guard: &[&str]) {
+        if matches!(self.dest, Dest::Trash(_)) {
+            return self.fail(
+                path,
+                "a trash is not supported on this storage; kept".into(),
+            );
+        }
+        match parent.remove_unless_changed(OsStr::new(name), guard, self.since_ns, self.staged) {
+            Ok(true) => {
+                self.removed.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(false) => self.keep(
+                path,
+                "modified since this run began (a push landed on it); kept".into(),
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {} // already gone: a re-run
+            Err(e) => self.fail(path, format!("cannot delete: {e}")),
         }
     }
 

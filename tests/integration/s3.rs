@@ -111,7 +111,7 @@ fn a_dry_run_on_s3_plans_what_the_reference_gc_deletes_by_listing() {
 }
 
 #[test]
-fn s3_roots_that_cannot_be_used_say_why_and_change_nothing() {
+fn s3_roots_and_options_that_cannot_be_used_say_why_and_change_nothing() {
     let reg = Registry::start_s3();
     let moto = reg.s3.as_ref().unwrap();
     let mut oci = reg_oci(&reg);
@@ -122,6 +122,7 @@ fn s3_roots_that_cannot_be_used_say_why_and_change_nothing() {
     let root = format!("s3://{}/{S3_PREFIX}", moto.bucket);
     let endpoint = moto.endpoint.as_str();
 
+    let trash = reg.tmp.path().join("trash");
     let (code, _, err) = run(&[
         "gc",
         "--root",
@@ -130,10 +131,12 @@ fn s3_roots_that_cannot_be_used_say_why_and_change_nothing() {
         endpoint,
         "--grace",
         "0",
+        "--trash",
+        trash.to_str().unwrap(),
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("--dry-run only") && err.contains(&root),
+        err.contains("--trash is not supported on an object store") && err.contains(&root),
         "{err}"
     );
 
@@ -183,4 +186,189 @@ fn s3_roots_that_cannot_be_used_say_why_and_change_nothing() {
 
 fn reg_oci(reg: &Registry) -> OciDir {
     OciDir::new(reg.tmp.path().join("oci-s3"))
+}
+
+#[test]
+fn a_sweep_on_s3_deletes_what_the_reference_gc_would_and_every_tag_still_pulls() {
+    let w = world::build_on(Registry::start_s3());
+    let moto = w.reg.s3.as_ref().unwrap();
+    let before = moto.blobs();
+    let expected: BTreeSet<String> = before
+        .iter()
+        .filter(|d| !w.kept.contains(*d) && !w.untagged_only.contains(*d))
+        .cloned()
+        .collect();
+    assert_eq!(w.reg.reference_gc_dry_run(), expected);
+
+    let (code, real) = json(&w.reg, &["gc"], &["--grace", "0", "--report", "-"]);
+    assert_eq!(code, 0, "{real}");
+    assert_eq!(deleted_blobs(&real), expected);
+    assert_eq!(
+        moto.blobs(),
+        before.difference(&expected).cloned().collect()
+    );
+    let req = &real["summary"]["requests"];
+    assert!(req["delete"].as_u64().unwrap() > 0, "{req}");
+    assert_eq!(req["copy"], 0, "no blob is copied: {req}");
+    w.assert_all_pull();
+    assert!(
+        w.reg.reference_gc_dry_run().is_empty(),
+        "the reference GC finds nothing left"
+    );
+    assert!(
+        moto.keys(&format!("{S3_PREFIX}/.regsweep")).is_empty(),
+        "the lock object is gone"
+    );
+
+    let (code, untagged) = json(
+        &w.reg,
+        &["gc"],
+        &[
+            "--grace",
+            "0",
+            "-m",
+            "--purge-uploads",
+            "1s",
+            "--report",
+            "-",
+        ],
+    );
+    assert_eq!(code, 0, "{untagged}");
+    assert_eq!(deleted_blobs(&untagged), w.untagged_only);
+    assert_eq!(untagged["summary"]["uploads_deleted"], 1, "{untagged}");
+    assert!(
+        moto.keys(&format!(
+            "{S3_PREFIX}/docker/registry/v2/repositories/acme/app/_uploads/"
+        ))
+        .is_empty(),
+        "the abandoned upload's objects are gone"
+    );
+    w.assert_all_pull();
+    assert!(w.reg.reference_gc_dry_run().is_empty());
+
+    let (code, again) = json(&w.reg, &["gc"], &["--grace", "0", "-m", "--report", "-"]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(again["summary"]["items_removed"], 0, "{again}");
+}
+
+#[test]
+fn a_sweep_on_s3_killed_after_every_item_leaves_every_tag_pullable_and_a_rerun_finishes() {
+    let w = world::build_on(Registry::start_s3());
+    let moto = w.reg.s3.as_ref().unwrap();
+    let kept_blobs: BTreeSet<String> = w.kept.clone();
+    let config = w.reg.config.to_str().unwrap().to_string();
+    let gc = |extra: &[&str], kill: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_regsweep"));
+        c.args([
+            "gc", "--config", &config, "--grace", "0", "-m", "-j", "1", "--quiet",
+        ])
+        .args(extra)
+        .env_remove("RUST_LOG");
+        if kill {
+            // SIGKILL when the sweep asks whether to go on for the second time: one item went.
+            c.env("REGSWEEP_FAULT_KILL_AFTER", "1");
+        }
+        c.output().unwrap()
+    };
+    let mut kills = 0;
+    loop {
+        let out = gc(&["--break-lock"], true);
+        match out.status.code() {
+            None => kills += 1, // killed: one item went
+            Some(0) => break,   // fewer than two items were left: it finished
+            Some(c) => panic!("exit {c}: {}", String::from_utf8_lossy(&out.stderr)),
+        }
+        w.assert_all_pull();
+        assert!(kills < 100, "no progress");
+    }
+    assert!(kills >= 5, "the sweep was killed {kills} times");
+    // A killed run leaves its lock object: the next run stops, naming it, until --break-lock.
+    let out = gc(&[], true);
+    assert_eq!(out.status.code(), Some(0), "the last run released its lock");
+    assert_eq!(moto.blobs(), kept_blobs, "the reruns finished the job");
+    w.assert_all_pull();
+    assert!(w.reg.reference_gc_dry_run().is_empty());
+}
+
+#[test]
+fn a_lock_object_left_by_a_killed_run_stops_the_next_until_break_lock() {
+    let w = world::build_on(Registry::start_s3());
+    let config = w.reg.config.to_str().unwrap().to_string();
+    let gc = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_regsweep"))
+            .args([
+                "gc", "--config", &config, "--grace", "0", "-j", "1", "--quiet",
+            ])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .env("REGSWEEP_FAULT_KILL_AFTER", "0")
+            .output()
+            .unwrap()
+    };
+    assert_eq!(gc(&[]).status.code(), None, "killed before its first item");
+    let out = gc(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(".regsweep.lock") && err.contains("--break-lock") && err.contains("pid="),
+        "{err}"
+    );
+    // Dry runs take no lock.
+    let (code, _) = json(
+        &w.reg,
+        &["gc"],
+        &["--dry-run", "--grace", "0", "--report", "-"],
+    );
+    assert_eq!(code, 0);
+    let (code, r) = json(
+        &w.reg,
+        &["gc"],
+        &["--grace", "0", "--break-lock", "--report", "-"],
+    );
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["summary"]["blobs_deleted"], 4, "{r}");
+    w.assert_all_pull();
+}
+
+#[test]
+fn throttling_and_server_errors_are_retried_then_reported() {
+    let reg = Registry::start_s3();
+    let moto = reg.s3.as_ref().unwrap();
+    let mut oci = reg_oci(&reg);
+    let img = oci.image(&[("throttled", 300)], "amd64", "2024-01-01T00:00:00Z");
+    oci.tag(&img.manifest, "v1");
+    reg.push(&oci, "v1", "acme/slow:v1");
+    let root = format!("s3://{}/{S3_PREFIX}", moto.bucket);
+
+    // The first three requests get 503 SlowDown: retried with backoff, and the run succeeds.
+    let proxy = S3Proxy::start(&moto.endpoint, 3);
+    let (code, out, err) = run(&[
+        "du",
+        "--root",
+        &root,
+        "--s3-endpoint",
+        &proxy.endpoint,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(proxy.counts()["failed"], 3, "{}", proxy.counts());
+    let du: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(du["total"]["blobs"], 3, "{du}");
+    drop(proxy);
+
+    // Throttled for good: the run gives up after its retries, in one line, and exits 1.
+    let proxy = S3Proxy::start(&moto.endpoint, usize::MAX / 2);
+    let (code, _, err) = run(&[
+        "gc",
+        "--root",
+        &root,
+        "--s3-endpoint",
+        &proxy.endpoint,
+        "--dry-run",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&root) && err.contains("503"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(proxy.counts()["failed"].as_u64().unwrap() > 1, "retried");
 }

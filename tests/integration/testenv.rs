@@ -296,6 +296,62 @@ impl Moto {
     }
 }
 
+/// The counting, optionally failing proxy of `s3proxy.py` in front of an S3 server.
+pub struct S3Proxy {
+    child: Child,
+    pub endpoint: String,
+    counts: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl S3Proxy {
+    /// Starts the proxy before `upstream`; it answers the first `fail_first` requests with
+    /// 503 SlowDown.
+    pub fn start(upstream: &str, fail_first: usize) -> S3Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let counts = dir.path().join("counts.json");
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/s3proxy.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(upstream)
+            .arg(&counts)
+            .arg(fail_first.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 not found");
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "s3proxy not listening after 30s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        S3Proxy {
+            child,
+            endpoint: format!("http://{addr}"),
+            counts,
+            _dir: dir,
+        }
+    }
+
+    /// Requests seen so far, by kind (`failed`: answered 503 by the proxy itself).
+    pub fn counts(&self) -> serde_json::Value {
+        std::fs::read(&self.counts)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Drop for S3Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""A counting (and, when asked, failing) HTTP proxy in front of an S3 server, for the tests and
+the benchmarks: it counts every request by kind, so that the reference GC's cost can be measured
+the way regsweep reports its own, and it can answer the first N requests with 503 SlowDown, the
+throttling reply S3 gives, to test retries.
+
+    s3proxy.py PORT UPSTREAM_URL COUNTS_FILE [FAIL_FIRST_N]
+
+COUNTS_FILE is rewritten (whole, by rename) after every request: {"list": n, "get": n, ...}.
+Standard library only.
+"""
+
+import http.server
+import json
+import os
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+PORT, UPSTREAM, COUNTS = int(sys.argv[1]), sys.argv[2].rstrip("/"), sys.argv[3]
+FAIL_FIRST = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+counts = {k: 0 for k in ("list", "get", "head", "put", "copy", "delete", "failed")}
+seen = [0]
+lock = threading.Lock()
+
+SLOWDOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+
+
+def kind(method, path, headers):
+    query = path.split("?", 1)[1] if "?" in path else ""
+    key = path.split("?", 1)[0].strip("/")
+    if method == "GET" and ("list-type=" in query or "delimiter=" in query or "/" not in key):
+        return "list"
+    if method == "GET":
+        return "get"
+    if method == "HEAD":
+        return "head"
+    if method == "DELETE" or (method == "POST" and "delete" in query):
+        return "delete"
+    if method == "PUT" and "x-amz-copy-source" in {k.lower() for k in headers.keys()}:
+        return "copy"
+    return "put"
+
+
+class Proxy(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def handle_any(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        with lock:
+            seen[0] += 1
+            fail = seen[0] <= FAIL_FIRST
+            counts["failed" if fail else kind(self.command, self.path, self.headers)] += 1
+            tmp = COUNTS + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(counts, f)
+            os.replace(tmp, COUNTS)
+        if fail:
+            self.send_response(503)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(SLOWDOWN)))
+            self.end_headers()
+            self.wfile.write(SLOWDOWN)
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        req = urllib.request.Request(UPSTREAM + self.path, data=body, method=self.command, headers=headers)
+        try:
+            resp = urllib.request.urlopen(req)
+        except urllib.error.HTTPError as e:
+            resp = e
+        data = resp.read()
+        self.send_response(resp.status)
+        for k, v in resp.headers.items():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                self.send_header(k, v)
+        # A HEAD answer says the object's length, with no body.
+        length = resp.headers.get("Content-Length", "0") if self.command == "HEAD" else str(len(data))
+        self.send_header("Content-Length", length)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+
+http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Proxy).serve_forever()
