@@ -22,6 +22,8 @@ pub enum ReportTarget {
 pub struct GcConfig {
     /// The registry's storage: its `rootdirectory`, or a bucket.
     pub root: Root,
+    /// The manifest cache file (`--cache`, or the default per root); `None` with `--no-cache`.
+    pub cache: Option<PathBuf>,
     pub dry_run: bool,
     pub delete_untagged: bool,
     pub grace: Span,
@@ -66,6 +68,7 @@ impl GcConfig {
     pub fn planning(root: impl Into<Root>) -> GcConfig {
         GcConfig {
             root: root.into(),
+            cache: None,
             dry_run: true,
             delete_untagged: false,
             grace: Span::ZERO,

@@ -9,6 +9,7 @@ use crate::gc::plan::{self, Plan};
 use crate::model::{Layout, Rules, Time};
 use crate::policy::{self, AgeFrom, Decisions, Policy, TagExplain};
 use crate::progress::Progress;
+use crate::store::cache::Cache;
 use crate::store::fs::FsStorage;
 use crate::store::s3::S3Storage;
 use crate::store::scan::{self, ScanOptions};
@@ -31,6 +32,8 @@ pub struct Open<'a> {
     /// the scan, so that what is read is what the sweep acts on.
     pub lock: Option<(&'a str, bool)>,
     pub scan: ScanOptions,
+    /// The manifest cache file to read and update (`--cache`); none with `--no-cache`.
+    pub cache: Option<&'a Path>,
 }
 
 /// A job to run on a registry's storage, whichever backend holds it.
@@ -60,7 +63,12 @@ pub fn load_store<S: Storage>(store: S, how: Open, progress: &dyn Progress) -> R
         Some((command, break_lock)) => Some(store.lock(command, break_lock)?),
         None => None,
     };
-    let layout = load(&store, how.scan, progress)?;
+    let cache = how.cache.map(Cache::open);
+    let layout = load(&store, how.scan, cache.as_ref(), progress)?;
+    if let Some(cache) = cache {
+        tracing::info!(hits = cache.hits(), "manifests read from the cache");
+        cache.save();
+    }
     Ok(Opened {
         store,
         lock,
@@ -69,14 +77,19 @@ pub fn load_store<S: Storage>(store: S, how: Open, progress: &dyn Progress) -> R
 }
 
 /// The scan stages: the layout with every manifest its links name.
-pub fn load<S: Storage>(store: &S, opts: ScanOptions, progress: &dyn Progress) -> Result<Layout> {
+pub fn load<S: Storage>(
+    store: &S,
+    opts: ScanOptions,
+    cache: Option<&Cache>,
+    progress: &dyn Progress,
+) -> Result<Layout> {
     let mut layout = scan::scan_with(store, opts, progress)?;
     tracing::info!(
         blobs = layout.blobs.len(),
         repositories = layout.repos.len(),
         "scanned"
     );
-    layout.manifests = scan::load_manifests(store, &layout, progress);
+    layout.manifests = scan::load_manifests(store, &layout, cache, progress);
     Ok(layout)
 }
 

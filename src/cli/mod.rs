@@ -156,6 +156,39 @@ impl RootArgs {
     }
 }
 
+/// The manifest cache: parsed manifests kept between runs, so that a run reads only the
+/// manifests pushed since the last one.
+#[derive(Debug, Args, Default)]
+pub struct CacheArgs {
+    /// Keep parsed manifests in FILE (default: one file per root in the user's cache folder,
+    /// $XDG_CACHE_HOME/regsweep or ~/.cache/regsweep).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_cache")]
+    pub cache: Option<PathBuf>,
+    /// Read every manifest from storage, and keep no cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache file for `root`, or none.
+    fn resolve(self, root: &Root) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache.or_else(|| {
+            let key = match root {
+                Root::Fs(p) => p.canonicalize().unwrap_or_else(|_| p.clone()),
+                Root::S3(s3) => PathBuf::from(format!(
+                    "{} {}",
+                    s3.url(),
+                    s3.endpoint.as_deref().unwrap_or("")
+                )),
+            };
+            crate::store::cache::default_path(&key)
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DuFormatArg {
     Table,
@@ -174,6 +207,8 @@ pub enum DuSortArg {
 pub struct DuArgs {
     #[command(flatten)]
     pub root: RootArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: DuFormatArg,
@@ -264,6 +299,8 @@ impl From<FormatArg> for Format {
 pub struct GcArgs {
     #[command(flatten)]
     pub root: RootArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Report what would be deleted; delete nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
@@ -333,6 +370,7 @@ impl GcArgs {
             return Err(Error::Usage("-j/--jobs: must be at least 1".into()));
         }
         let root = self.root.resolve()?;
+        let cache = self.cache.resolve(&root);
         let report = match self.report.as_deref() {
             Some("-") => Some(ReportTarget::Stdout),
             Some("") => return Err(Error::Usage("--report: empty file name".into())),
@@ -352,6 +390,7 @@ impl GcArgs {
             break_lock: self.break_lock,
             trash: self.trash,
             root,
+            cache,
             dry_run: self.dry_run,
             delete_untagged: self.delete_untagged,
             grace: self.grace,
@@ -374,6 +413,7 @@ impl DropInArgs {
                 config: Some(self.config),
                 s3_endpoint: None,
             },
+            cache: CacheArgs::default(),
             dry_run: self.dry_run,
             delete_untagged: self.delete_untagged,
             grace: Span::from_secs(3600),
@@ -668,8 +708,10 @@ fn du(a: DuArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Some(Policy::load(p)?),
         None => None,
     };
+    let root = a.root.resolve()?;
     let cfg = crate::commands::du::DuConfig {
-        root: a.root.resolve()?,
+        cache: a.cache.resolve(&root),
+        root,
         format: match a.format {
             DuFormatArg::Table => crate::commands::du::DuFormat::Table,
             DuFormatArg::Json => crate::commands::du::DuFormat::Json,

@@ -35,6 +35,8 @@ pub enum DuSort {
 #[derive(Debug, Clone)]
 pub struct DuConfig {
     pub root: Root,
+    /// The manifest cache file; `None` reads every manifest from storage.
+    pub cache: Option<PathBuf>,
     pub format: DuFormat,
     /// Rows to show; the rest are summed in one row. `None`: 20 in a table, all otherwise.
     pub top: Option<usize>,
@@ -104,7 +106,14 @@ fn run_in<S: Storage>(
     let started_at = chrono::Utc::now().timestamp();
     let Opened {
         store, mut layout, ..
-    } = pipeline::load_store(store, Open::default(), progress)?;
+    } = pipeline::load_store(
+        store,
+        Open {
+            cache: cfg.cache.as_deref(),
+            ..Open::default()
+        },
+        progress,
+    )?;
     let root = store.location();
     pipeline::load_dates(&store, &mut layout, cfg.policy.as_ref());
     // The figures say what gc would free; a policy's safety net is reported apart.

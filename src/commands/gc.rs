@@ -54,6 +54,7 @@ pub fn analyse_in<S: Storage>(
         store,
         Open {
             lock,
+            cache: cfg.cache.as_deref(),
             ..Open::default()
         },
         progress,

@@ -2,6 +2,7 @@
 //! backend (`fs`, over the handles of `dirfd`), and written once against the seam, reading it
 //! into the model (`scan`), the sweep, the lock and the trash.
 
+pub mod cache;
 pub mod dirfd;
 pub mod fs;
 pub mod lock;

@@ -11,6 +11,7 @@ use crate::model::paths::{
 };
 use crate::model::{Blob, Finding, Layout, Link, Manifests, Repo, Severity, Tag, Time, Upload};
 use crate::progress::Progress;
+use crate::store::cache::Cache;
 use crate::store::dirfd;
 use crate::store::seam::{Folder, Kind, ReadError, Storage};
 use rayon::prelude::*;
@@ -910,6 +911,7 @@ fn fresh_in_repo<F: Folder>(
 pub fn load_manifests<S: Storage>(
     store: &S,
     layout: &Layout,
+    cache: Option<&Cache>,
     progress: &dyn Progress,
 ) -> Manifests {
     let rel = Paths::new(PathBuf::new());
@@ -940,7 +942,19 @@ pub fn load_manifests<S: Storage>(
         let loaded: Vec<(Vec<Digest>, catalog::Prepared)> = chunk
             .par_iter()
             .map(|d| {
-                let r = read_manifest(v2h, &rel, d).and_then(|b| manifest::parse(&b));
+                // The cache answers only for a manifest whose blob the scan has just found (a
+                // missing one must still be reported missing); anything it lacks is read.
+                let in_store = || layout.blobs.binary_search_by(|b| b.digest.cmp(d)).is_ok();
+                let r = match cache.filter(|_| in_store()).and_then(|c| c.get(d)) {
+                    Some(m) => Ok(m),
+                    None => {
+                        let r = read_manifest(v2h, &rel, d).and_then(|b| manifest::parse(&b));
+                        if let (Some(c), Ok(m)) = (cache, &r) {
+                            c.add(*d, m);
+                        }
+                        r
+                    }
+                };
                 bar.inc(1);
                 let children = r.as_ref().map_or(Vec::new(), |m| m.children.clone());
                 (children, catalog::prepare(&layout.blobs, *d, r))

@@ -217,3 +217,39 @@ fn regenerate_fixtures() {
     )
     .unwrap();
 }
+
+#[test]
+fn the_manifest_cache_never_changes_what_gc_decides() {
+    let w = world::build();
+    let cache = w.reg.tmp.path().join("cache/manifests.bin");
+    let c = cache.to_str().unwrap();
+    let plan = |extra: &[&str]| {
+        let mut args = vec!["--dry-run", "--grace", "0", "-m"];
+        args.extend_from_slice(extra);
+        let (code, r) = gc_json(&w.reg.root, &args);
+        assert_eq!(code, 0, "{r}");
+        (deleted_blobs(&r), r["manifests_deleted"].clone())
+    };
+    let truth = plan(&["--no-cache"]);
+    assert_eq!(plan(&["--cache", c]), truth, "cold");
+    assert!(cache.exists(), "written");
+    assert_eq!(plan(&["--cache", c]), truth, "warm");
+    // Damaged: ignored and rebuilt, never trusted.
+    let mut bytes = std::fs::read(&cache).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&cache, &bytes).unwrap();
+    assert_eq!(plan(&["--cache", c]), truth, "damaged");
+    assert_ne!(std::fs::read(&cache).unwrap(), bytes, "rebuilt");
+    // A manifest the cache knows but the store lost is still reported missing, and blocks.
+    let hex = &w.sbom["sha256:".len()..];
+    let v2_manifest = w.reg.v2().join("blobs/sha256").join(&hex[..2]).join(hex);
+    std::fs::remove_file(v2_manifest.join("data")).unwrap();
+    let (code, r) = gc_json(&w.reg.root, &["--dry-run", "--grace", "0", "--cache", c]);
+    assert_eq!(code, 3, "damage: {r}");
+    assert!(
+        r["errors"].to_string().contains("manifest blob is missing"),
+        "{}",
+        r["errors"]
+    );
+}

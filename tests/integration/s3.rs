@@ -84,6 +84,31 @@ fn a_dry_run_on_s3_plans_what_the_reference_gc_deletes_by_listing() {
         "GETs only for tag links, manifests (each once) and the upload's start: {req} for {tags} tags and {manifests} manifests"
     );
 
+    // The manifest cache: a repeat run reads no manifest again, and decides the same.
+    let cache = w.reg.tmp.path().join("manifests.bin");
+    let cache = cache.to_str().unwrap();
+    let args = [
+        "--dry-run",
+        "--grace",
+        "0",
+        "--report",
+        "-",
+        "--cache",
+        cache,
+    ];
+    let (_, cold) = json(&w.reg, &["gc"], &args);
+    let (code, warm) = json(&w.reg, &["gc"], &args);
+    assert_eq!(code, 0, "{warm}");
+    assert_eq!(deleted_blobs(&warm), expected);
+    assert_eq!(warm["blobs_deleted"], cold["blobs_deleted"]);
+    let gets = |r: &serde_json::Value| r["summary"]["requests"]["get"].as_u64().unwrap();
+    assert!(
+        gets(&warm) <= tags + 1 && gets(&warm) + manifests <= gets(&cold) + 1,
+        "the warm run GETs tag links (and the upload's start) only: {} then {}",
+        gets(&cold),
+        gets(&warm)
+    );
+
     let (code, untagged) = json(
         &w.reg,
         &["gc"],
