@@ -12,8 +12,9 @@
 //! - [`gc`]: the pure stages `walk` (the one manifest-graph walk) -> `mark` -> `plan`; `outcome`
 //! - [`policy`]: retention policies and `semver` (pure; its safety net marks with `gc::mark`)
 //! - [`inspect`]: `usage` and `integrity`, the pure analyses behind `du` and `check`
-//! - [`store`]: `seam` (the storage interface) with `fs` over `dirfd` (handles, no symlink
-//!   followed) as its backend; `lock`, `scan`, `sweep`, `trash`, written against the seam
+//! - [`store`]: `seam` (the storage interface) with its backends `fs` (over `dirfd`: handles,
+//!   no symlink followed) and `s3`; `lock`, `cache` (parsed manifests), and `scan`, `sweep`,
+//!   `trash`, written against the seam
 //! - [`report`]: text and JSON reports, `metrics`
 //! - [`config`] (validated configs) -> [`pipeline`] (the one way in: open a root and load its
 //!   model; the pure decisions) -> [`commands`]: `gc`, `apply`, `check`, `du`

@@ -129,6 +129,7 @@ fn run_in<S: Storage>(
             report.damage,
             report.notices,
         );
+        m.requests(report.requests.as_ref());
         if let Some(v) = &report.verify {
             m.gauge(
                 "verify_bytes_per_second",

@@ -230,6 +230,7 @@ fn run_in<S: Storage>(
             &[],
             t.bytes as f64,
         );
+        m.requests(report.requests.as_ref());
         m.gauge(
             "store_allocated_bytes",
             "Bytes the store's blobs take on disk.",

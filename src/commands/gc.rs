@@ -270,6 +270,7 @@ fn metrics(r: &GcReport, started_at: i64) -> Metrics {
         .count();
     let notices = r.errors.iter().filter(|e| e.kind == "notice").count();
     m.run(started_at, r.duration_seconds, damage, notices);
+    m.requests(r.summary.requests.as_ref());
     let s = &r.summary;
     let verb = "Items deleted (planned, on a dry run).";
     for (kind, n) in [

@@ -52,6 +52,26 @@ impl Metrics {
             .push((l, value));
     }
 
+    /// Requests an object-store run made, one sample per kind; nothing on disk.
+    pub fn requests(&mut self, requests: Option<&crate::store::seam::Requests>) {
+        let Some(r) = requests else { return };
+        for (kind, n) in [
+            ("list", r.list),
+            ("get", r.get),
+            ("head", r.head),
+            ("put", r.put),
+            ("copy", r.copy),
+            ("delete", r.delete),
+        ] {
+            self.gauge(
+                "requests",
+                "Requests made to the object store, by kind.",
+                &[("kind", kind)],
+                n as f64,
+            );
+        }
+    }
+
     /// The common gauges of every run: when it ran, how long it took, what it found.
     pub fn run(&mut self, started: i64, seconds: f64, damage: usize, notices: usize) {
         self.gauge(

@@ -268,6 +268,27 @@ impl S3Folder {
     }
 }
 
+impl S3Folder {
+    /// A tag's `current/link`, named by its listed ETag among the digests of the tag's own
+    /// history (`index/sha256/<hex>/link`, listed beside it): the registry writes the current
+    /// digest into both, so a GET is needed only when none matches.
+    fn current_by_etag(&self, key: &str, o: &Obj) -> Option<Vec<u8>> {
+        let tag_dir = key.strip_suffix("current/link")?;
+        let snap = self.snap.as_ref()?;
+        let index = format!("{tag_dir}index/sha256/");
+        S3Folder::below(snap, &index)
+            .iter()
+            .filter_map(|entry| entry.key[index.len()..].strip_suffix("/link"))
+            .find_map(|hex| {
+                let candidate = Obj {
+                    key: format!("{index}{hex}/link"),
+                    ..o.clone()
+                };
+                link_by_etag(&candidate.key, &candidate)
+            })
+    }
+}
+
 /// An object being read, as a stream of chunks.
 pub struct S3File {
     inner: Arc<Inner>,
@@ -425,7 +446,8 @@ impl Folder for S3Folder {
             // A link whose listed ETag is the MD5 of the link its name calls for holds exactly
             // that: no GET needed.
             Some(Some(o)) => {
-                if let Some(bytes) = link_by_etag(&key, o) {
+                if let Some(bytes) = link_by_etag(&key, o).or_else(|| self.current_by_etag(&key, o))
+                {
                     return Ok((bytes, stat_of(o.size, o.mtime_ns, Kind::File)));
                 }
             }
