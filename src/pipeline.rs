@@ -36,18 +36,18 @@ pub struct Open<'a> {
     pub cache: Option<&'a Path>,
 }
 
-/// A job to run on a registry's storage, whichever backend holds it.
+/// A command's config that runs on a registry's storage, whichever backend holds it.
 pub trait OnStorage {
     type Out;
-    fn run<S: Storage>(self, store: S) -> Result<Self::Out>;
+    fn run<S: Storage>(&self, store: S, progress: &dyn Progress) -> Result<Self::Out>;
 }
 
 /// Opens the storage `root` names (a folder, resolved once; or a bucket, reached and checked)
 /// and runs `job` on it.
-pub fn with_storage<J: OnStorage>(root: &Root, job: J) -> Result<J::Out> {
+pub fn with_storage<J: OnStorage>(root: &Root, job: &J, progress: &dyn Progress) -> Result<J::Out> {
     match root {
-        Root::Fs(path) => job.run(FsStorage::open(&canonical_root(path)?)?),
-        Root::S3(s3) => job.run(S3Storage::open(s3)?),
+        Root::Fs(path) => job.run(FsStorage::open(&canonical_root(path)?)?, progress),
+        Root::S3(s3) => job.run(S3Storage::open(s3)?, progress),
     }
 }
 

@@ -58,14 +58,14 @@ pub struct CheckReport {
 
 /// Runs check; the rendered output and the exit code (0 clean, 3 damage found).
 pub fn run(cfg: &CheckConfig, progress: &dyn Progress) -> Result<(String, ExitCode)> {
-    struct Job<'a>(&'a CheckConfig, &'a dyn Progress);
-    impl OnStorage for Job<'_> {
-        type Out = (String, ExitCode);
-        fn run<S: Storage>(self, store: S) -> Result<Self::Out> {
-            run_in(store, self.0, self.1)
-        }
+    pipeline::with_storage(&cfg.root, cfg, progress)
+}
+
+impl OnStorage for CheckConfig {
+    type Out = (String, ExitCode);
+    fn run<S: Storage>(&self, store: S, progress: &dyn Progress) -> Result<Self::Out> {
+        run_in(store, self, progress)
     }
-    pipeline::with_storage(&cfg.root, Job(cfg, progress))
 }
 
 fn run_in<S: Storage>(

@@ -87,14 +87,14 @@ pub struct DuReport {
 
 /// Runs du; the rendered output and the exit code.
 pub fn run(cfg: &DuConfig, progress: &dyn Progress) -> Result<(String, ExitCode)> {
-    struct Job<'a>(&'a DuConfig, &'a dyn Progress);
-    impl OnStorage for Job<'_> {
-        type Out = (String, ExitCode);
-        fn run<S: Storage>(self, store: S) -> Result<Self::Out> {
-            run_in(store, self.0, self.1)
-        }
+    pipeline::with_storage(&cfg.root, cfg, progress)
+}
+
+impl OnStorage for DuConfig {
+    type Out = (String, ExitCode);
+    fn run<S: Storage>(&self, store: S, progress: &dyn Progress) -> Result<Self::Out> {
+        run_in(store, self, progress)
     }
-    pipeline::with_storage(&cfg.root, Job(cfg, progress))
 }
 
 fn run_in<S: Storage>(

@@ -156,12 +156,8 @@ fn a_dry_run_on_s3_plans_what_the_reference_gc_deletes_by_listing() {
 
 #[test]
 fn s3_roots_and_options_that_cannot_be_used_say_why_and_change_nothing() {
-    let reg = Registry::start_s3();
+    let reg = one_image_on_s3("s3-layer", "acme/s3:v1");
     let moto = reg.s3.as_ref().unwrap();
-    let mut oci = reg_oci(&reg);
-    let img = oci.image(&[("s3-layer", 500)], "amd64", "2024-01-01T00:00:00Z");
-    oci.tag(&img.manifest, "v1");
-    reg.push(&oci, "v1", "acme/s3:v1");
     let keys = moto.keys("");
     let root = format!("s3://{}/{S3_PREFIX}", moto.bucket);
     let endpoint = moto.endpoint.as_str();
@@ -228,8 +224,14 @@ fn s3_roots_and_options_that_cannot_be_used_say_why_and_change_nothing() {
     reg.pull("acme/s3:v1").unwrap();
 }
 
-fn reg_oci(reg: &Registry) -> OciDir {
-    OciDir::new(reg.tmp.path().join("oci-s3"))
+/// A registry on the s3 driver holding one small image, pushed as `repo_tag`.
+fn one_image_on_s3(seed: &str, repo_tag: &str) -> Registry {
+    let mut reg = Registry::start_s3();
+    let mut oci = reg.new_oci();
+    let img = oci.image(&[(seed, 400)], "amd64", "2024-01-01T00:00:00Z");
+    oci.tag(&img.manifest, "v1");
+    reg.push(&oci, "v1", repo_tag);
+    reg
 }
 
 #[test]
@@ -376,12 +378,8 @@ fn a_lock_object_left_by_a_killed_run_stops_the_next_until_break_lock() {
 
 #[test]
 fn throttling_and_server_errors_are_retried_then_reported() {
-    let reg = Registry::start_s3();
+    let reg = one_image_on_s3("throttled", "acme/slow:v1");
     let moto = reg.s3.as_ref().unwrap();
-    let mut oci = reg_oci(&reg);
-    let img = oci.image(&[("throttled", 300)], "amd64", "2024-01-01T00:00:00Z");
-    oci.tag(&img.manifest, "v1");
-    reg.push(&oci, "v1", "acme/slow:v1");
     let root = format!("s3://{}/{S3_PREFIX}", moto.bucket);
 
     // The first three requests get 503 SlowDown: retried with backoff, and the run succeeds.
