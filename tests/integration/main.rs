@@ -19,11 +19,7 @@ const DAY: Duration = Duration::from_secs(86_400);
 fn plain_gc_deletes_what_the_reference_gc_does_and_every_tag_still_pulls() {
     let w = world::build();
     let before = blobs_on_disk(&w.reg.v2());
-    let expected: BTreeSet<String> = before
-        .iter()
-        .filter(|d| !w.kept.contains(*d) && !w.untagged_only.contains(*d))
-        .cloned()
-        .collect();
+    let expected = w.plain_garbage(&before);
     assert_eq!(
         expected.len(),
         4,

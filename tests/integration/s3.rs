@@ -43,11 +43,7 @@ fn a_dry_run_on_s3_plans_what_the_reference_gc_deletes_by_listing() {
     let moto = w.reg.s3.as_ref().unwrap();
     let keys_before = moto.keys("");
     let before = moto.blobs();
-    let expected: BTreeSet<String> = before
-        .iter()
-        .filter(|d| !w.kept.contains(*d) && !w.untagged_only.contains(*d))
-        .cloned()
-        .collect();
+    let expected = w.plain_garbage(&before);
     assert_eq!(
         expected.len(),
         4,
@@ -239,11 +235,7 @@ fn a_sweep_on_s3_deletes_what_the_reference_gc_would_and_every_tag_still_pulls()
     let w = world::build_on(Registry::start_s3());
     let moto = w.reg.s3.as_ref().unwrap();
     let before = moto.blobs();
-    let expected: BTreeSet<String> = before
-        .iter()
-        .filter(|d| !w.kept.contains(*d) && !w.untagged_only.contains(*d))
-        .cloned()
-        .collect();
+    let expected = w.plain_garbage(&before);
     assert_eq!(w.reg.reference_gc_dry_run(), expected);
 
     let (code, real) = json(&w.reg, &["gc"], &["--grace", "0", "--report", "-"]);

@@ -119,6 +119,15 @@ pub fn build_on(mut reg: Registry) -> World {
 }
 
 impl World {
+    /// Of `blobs`, those a plain gc deletes: needed neither by tags nor by untagged revisions.
+    pub fn plain_garbage(&self, blobs: &BTreeSet<String>) -> BTreeSet<String> {
+        blobs
+            .iter()
+            .filter(|d| !self.kept.contains(*d) && !self.untagged_only.contains(*d))
+            .cloned()
+            .collect()
+    }
+
     /// Asserts every tag, and the kept referrer, pulls in full through the registry.
     pub fn assert_all_pull(&self) {
         for t in &self.tags {
