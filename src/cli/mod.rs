@@ -51,9 +51,16 @@ pub enum Command {
 pub struct ApplyArgs {
     /// The plan: a JSON gc report from a dry run.
     pub plan: PathBuf,
-    /// Refuse unless the plan is for this storage root.
-    #[arg(long, value_name = "DIR")]
+    /// Refuse unless the plan is for this storage root (a folder, or s3://BUCKET/PREFIX).
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
     pub root: Option<PathBuf>,
+    /// Refuse unless the plan is for the storage of this registry config (for a bucket, its
+    /// endpoint and keys are used).
+    #[arg(long, value_name = "REGISTRY_CONFIG.yml")]
+    pub config: Option<PathBuf>,
+    /// The S3-compatible endpoint of an s3:// root.
+    #[arg(long, value_name = "URL", requires = "root")]
+    pub s3_endpoint: Option<String>,
     /// Refuse unless the plan's checksum is this one (printed by the dry run that wrote it):
     /// pins the plan a reviewer read, since anyone can recompute the checksum of an edited plan.
     #[arg(long, value_name = "SHA256")]
@@ -794,9 +801,20 @@ fn trash_empty(a: TrashEmptyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let root = match (a.root, a.config) {
+        (None, None) => None,
+        (root, config) => Some(
+            RootArgs {
+                root,
+                config,
+                s3_endpoint: a.s3_endpoint,
+            }
+            .resolve()?,
+        ),
+    };
     let cfg = crate::commands::apply::ApplyConfig {
         plan: a.plan,
-        root: a.root,
+        root,
         trash: a.trash,
         format: a.format.into(),
         break_lock: a.break_lock,

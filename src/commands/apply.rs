@@ -5,6 +5,7 @@
 //! the items that both the plan and this fresh look agree on; a blob also needs its size and
 //! mtime unchanged. Everything else in the plan is skipped and reported with the reason.
 
+use crate::config::Root;
 use crate::config::{Format, GcConfig, canonical_root};
 use crate::error::ExitCode;
 use crate::error::{Error, Result};
@@ -13,6 +14,9 @@ use crate::model::Time;
 use crate::model::digest::Digest;
 use crate::pipeline::{self, Open, Opened};
 use crate::store::fs::FsStorage;
+use crate::store::s3::S3Storage;
+use crate::store::seam::Storage;
+use std::path::Path;
 
 use crate::gc::outcome::Failure;
 use crate::model::{Decision, Decisions};
@@ -28,8 +32,8 @@ use std::path::PathBuf;
 #[derive(Debug, Clone)]
 pub struct ApplyConfig {
     pub plan: PathBuf,
-    /// Must be the plan's root when given.
-    pub root: Option<PathBuf>,
+    /// Must be the plan's root when given (for a bucket: with its endpoint and keys).
+    pub root: Option<Root>,
     pub trash: Option<PathBuf>,
     pub format: Format,
     pub break_lock: bool,
@@ -177,41 +181,58 @@ pub fn run(
 ) -> Result<(String, ExitCode)> {
     let started = chrono::Utc::now();
     let planned = read_plan(&cfg.plan, cfg.checksum.as_deref())?;
-    if planned
-        .root
-        .to_str()
-        .is_some_and(|r| r.starts_with("s3://"))
-    {
-        return Err(bad(
+    let plan_root = planned.root.to_string_lossy().into_owned();
+    let mismatch = |given: &Path| {
+        bad(
             &cfg.plan,
-            format!(
-                "a plan for {} (an object store): apply works on a filesystem root only in this version; run gc on the bucket instead",
-                planned.root.display()
-            ),
-        ));
+            format!("the plan is for {plan_root}, not {}", given.display()),
+        )
+    };
+    if plan_root.starts_with("s3://") {
+        if cfg.trash.is_some() {
+            return Err(Error::Usage(format!(
+                "{plan_root}: --trash is not supported on an object store"
+            )));
+        }
+        // The bucket the plan names, reached as --root/--config say (endpoint, keys), or by the
+        // AWS_* environment.
+        let s3 = match &cfg.root {
+            Some(Root::S3(given)) if given.url() == plan_root => given.clone(),
+            Some(other) => return Err(mismatch(&other.display_path())),
+            None => match Root::parse(&plan_root, None)? {
+                Root::S3(s3) => s3,
+                Root::Fs(_) => unreachable!("an s3:// root"),
+            },
+        };
+        return run_in(S3Storage::open(&s3)?, cfg, planned, stop, started, progress);
     }
     let root = canonical_root(&planned.root)?;
     // The plan names its root: it must be a registry layout, whoever wrote the plan.
-    FsStorage::open(&root)?;
-    if let Some(given) = &cfg.root {
-        let given = canonical_root(given)?;
-        if given != root {
-            return Err(bad(
-                &cfg.plan,
-                format!(
-                    "the plan is for {}, not {}",
-                    root.display(),
-                    given.display()
-                ),
-            ));
-        }
+    let store = FsStorage::open(&root)?;
+    match &cfg.root {
+        Some(Root::Fs(given)) if canonical_root(given)? == root => {}
+        Some(other) => return Err(mismatch(&other.display_path())),
+        None => {}
     }
+    run_in(store, cfg, planned, stop, started, progress)
+}
+
+/// `run`, on the plan's storage, opened.
+fn run_in<S: Storage>(
+    store: S,
+    cfg: &ApplyConfig,
+    planned: Planned,
+    stop: &(dyn Fn() -> bool + Sync),
+    started: chrono::DateTime<chrono::Utc>,
+    progress: &dyn Progress,
+) -> Result<(String, ExitCode)> {
+    let root = store.location();
     let Opened {
         store,
         lock: _lock,
         layout,
-    } = pipeline::open(
-        &root,
+    } = pipeline::load_store(
+        store,
         Open {
             lock: Some(("apply", cfg.break_lock)),
             ..Open::default()

@@ -406,3 +406,55 @@ fn throttling_and_server_errors_are_retried_then_reported() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(proxy.counts()["failed"].as_u64().unwrap() > 1, "retried");
 }
+
+#[test]
+fn a_plan_for_a_bucket_is_reviewed_then_applied_there() {
+    let w = world::build_on(Registry::start_s3());
+    let moto = w.reg.s3.as_ref().unwrap();
+    let before = moto.blobs();
+    let expected = w.plain_garbage(&before);
+    let plan = w.reg.tmp.path().join("plan.json");
+    let config = w.reg.config.to_str().unwrap();
+    let (code, _, err) = run(&[
+        "gc",
+        "--config",
+        config,
+        "--dry-run",
+        "--grace",
+        "0",
+        "--format",
+        "json",
+        "--report",
+        plan.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("apply"),
+        "the dry run says how to apply its plan: {err}"
+    );
+    let plan = plan.to_str().unwrap();
+
+    // Another bucket than the plan's is refused, and nothing changes.
+    let (code, _, err) = run(&[
+        "apply",
+        plan,
+        "--root",
+        "s3://other/regroot",
+        "--s3-endpoint",
+        &moto.endpoint,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the plan is for s3://"), "{err}");
+    assert_eq!(moto.blobs(), before);
+
+    let (code, out, err) = run(&["apply", plan, "--config", config, "--format", "json", "-q"]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["failures"], serde_json::json!([]), "{r}");
+    assert_eq!(
+        moto.blobs(),
+        before.difference(&expected).cloned().collect()
+    );
+    w.assert_all_pull();
+    assert!(w.reg.reference_gc_dry_run().is_empty());
+}
