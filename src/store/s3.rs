@@ -550,6 +550,66 @@ impl Folder for S3Folder {
         Ok(true)
     }
 
+    fn remove_many_unless_changed(
+        &self,
+        names: &[String],
+        guard: &[&str],
+        since_ns: i128,
+        between: &dyn Fn(),
+    ) -> Vec<io::Result<bool>> {
+        // One fresh listing of the folder stands for one per item.
+        let listed = match self.inner.list_all(&self.prefix) {
+            Ok(l) => l,
+            Err(e) => {
+                let why = e.to_string();
+                return names.iter().map(|_| Err(io::Error::other(why.clone()))).collect();
+            }
+        };
+        let (mut rest, mut guards) = (Vec::new(), Vec::new());
+        let mut results: Vec<io::Result<bool>> = names
+            .iter()
+            .map(|name| {
+                let item = format!("{}{name}/", self.prefix);
+                let keys = S3Folder::below(&listed, &item);
+                if keys.is_empty() {
+                    return Err(io::Error::from(io::ErrorKind::NotFound));
+                }
+                if keys.iter().any(|o| o.mtime_ns >= since_ns) {
+                    return Ok(false);
+                }
+                for o in keys {
+                    if guard.iter().any(|g| o.key[item.len()..] == **g) {
+                        guards.push(o.key.clone());
+                    } else {
+                        rest.push(o.key.clone());
+                    }
+                }
+                Ok(true)
+            })
+            .collect();
+        let deleted = (if rest.is_empty() {
+            Ok(())
+        } else {
+            self.inner.delete(rest)
+        })
+        .and_then(|()| {
+            between();
+            if guards.is_empty() {
+                Ok(())
+            } else {
+                self.inner.delete(guards)
+            }
+        });
+        if let Err(e) = deleted {
+            // Which of the batch went is unknown: none is reported removed.
+            let why = e.to_string();
+            for r in results.iter_mut().filter(|r| matches!(r, Ok(true))) {
+                *r = Err(io::Error::other(why.clone()));
+            }
+        }
+        results
+    }
+
     fn whole(self) -> io::Result<S3Folder> {
         if self.snap.is_some() {
             return Ok(self);

@@ -176,6 +176,20 @@ pub trait Folder: Sized + Send + Sync {
     ) -> io::Result<bool> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
+    /// `remove_unless_changed` for many items of this folder at once; one result per name.
+    /// An object store lists the folder once and deletes in batches of up to 1000 keys.
+    fn remove_many_unless_changed(
+        &self,
+        names: &[String],
+        guard: &[&str],
+        since_ns: i128,
+        between: &dyn Fn(),
+    ) -> Vec<io::Result<bool>> {
+        names
+            .iter()
+            .map(|n| self.remove_unless_changed(OsStr::new(n), guard, since_ns, between))
+            .collect()
+    }
     /// This folder, with everything below it about to be read: an object store lists the whole
     /// subtree now, in pages of 1000 keys, and answers `entries` and `stat` below from that
     /// listing; on disk it is the folder as it is.

@@ -242,6 +242,9 @@ impl<S: Storage> Sweeper<'_, S> {
         let bar = progress.bar("deleting blobs", blobs.len() as u64);
         groups.par_iter().for_each(|group| {
             if let Some((dir, dir_path, _)) = self.open_parent(&rel().blob_dir(&group[0].digest)) {
+                if !self.store.renames() {
+                    return self.remove_blob_group(&dir, &dir_path, group, &*bar);
+                }
                 for b in group.iter() {
                     if self.should_stop() {
                         return;
@@ -252,6 +255,46 @@ impl<S: Storage> Sweeper<'_, S> {
             }
         });
         bar.finish();
+    }
+
+    /// A store without rename (a bucket) removes a blob prefix's planned blobs together: one
+    /// listing, batched deletes.
+    fn remove_blob_group(
+        &self,
+        dir: &S::Folder,
+        dir_path: &Path,
+        group: &[BlobRemoval],
+        bar: &dyn crate::progress::Bar,
+    ) {
+        if matches!(self.dest, Dest::Trash(_)) {
+            for b in group {
+                self.fail(
+                    &dir_path.join(b.digest.hex()),
+                    "a trash is not supported on this storage; kept".into(),
+                );
+            }
+            return;
+        }
+        if self.should_stop() {
+            return;
+        }
+        let names: Vec<String> = group.iter().map(|b| b.digest.hex()).collect();
+        let results = dir.remove_many_unless_changed(&names, &[DATA], self.since_ns, self.staged);
+        for (name, r) in names.iter().zip(results) {
+            let path = dir_path.join(name);
+            match r {
+                Ok(true) => {
+                    self.removed.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(false) => self.keep(
+                    &path,
+                    "modified since this run began (a push landed on it); kept".into(),
+                ),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => self.fail(&path, format!("cannot delete: {e}")),
+            }
+            bar.inc(1);
+        }
     }
 
     fn stage<T: Sync>(
