@@ -198,6 +198,8 @@ impl CacheArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DuFormatArg {
+    /// The table (also `text`, the name gc and check use).
+    #[value(alias = "text")]
     Table,
     Json,
     Csv,
@@ -308,8 +310,8 @@ pub struct GcArgs {
     pub root: RootArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
-    /// Report what would be deleted; delete nothing.
-    #[arg(long, short = 'n')]
+    /// Report what would be deleted; delete nothing (`-d` as in the reference's command).
+    #[arg(long, short = 'n', short_alias = 'd')]
     pub dry_run: bool,
     /// Also delete manifests no tag reaches (index children and referrers of kept ones stay).
     #[arg(long, short = 'm')]

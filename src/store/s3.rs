@@ -562,7 +562,10 @@ impl Folder for S3Folder {
             Ok(l) => l,
             Err(e) => {
                 let why = e.to_string();
-                return names.iter().map(|_| Err(io::Error::other(why.clone()))).collect();
+                return names
+                    .iter()
+                    .map(|_| Err(io::Error::other(why.clone())))
+                    .collect();
             }
         };
         let (mut rest, mut guards) = (Vec::new(), Vec::new());

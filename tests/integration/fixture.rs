@@ -479,3 +479,30 @@ fn a_folder_that_refuses_deletion_is_reported_and_the_rest_goes() {
     assert_eq!(code, 0);
     assert!(!data.exists());
 }
+
+#[test]
+fn one_vocabulary_of_flags_across_commands() {
+    let f = fixture();
+    let root = f.root.to_str().unwrap();
+    let before = blobs_on_disk(&f.v2());
+    // `-d` is the reference's short dry run; gc takes it too, and deletes nothing.
+    let out = regsweep(&["gc", "-d", "--grace", "0", "--root", root]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dry run"));
+    assert_eq!(blobs_on_disk(&f.v2()), before);
+    // `text` is what gc and check call the human format; du's table answers to it too.
+    let table = regsweep(&["du", "--root", root, "--format", "table"]);
+    let text = regsweep(&["du", "--root", root, "--format", "text"]);
+    assert_eq!(
+        text.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&text.stderr)
+    );
+    assert_eq!(text.stdout, table.stdout);
+}
