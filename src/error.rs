@@ -8,12 +8,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // The cause is in the message: not also a `source`, or `{:#}` would print it twice.
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
     #[error(
         "{path}: not a registry storage root (expected a docker/registry/v2 folder below it; give the registry's rootdirectory)"
     )]
@@ -37,21 +34,20 @@ pub enum Error {
     /// A value on the command line is invalid; exits with the usage code.
     #[error("{0}")]
     Usage(String),
-    #[error("{path}: cannot write {what}: {source}")]
+    #[error("{path}: cannot write {what}: {cause}")]
     Report {
         path: PathBuf,
         /// What was being written: "the report", "the metrics".
         what: &'static str,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
 impl Error {
-    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
+    pub fn io(path: impl Into<PathBuf>, cause: io::Error) -> Error {
         Error::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 

@@ -80,16 +80,12 @@ pub struct ApplyArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("selection").required(true).args(["tag", "all"])))]
 pub struct RestoreArgs {
     /// The trash folder given to gc.
     pub dir: PathBuf,
     /// Restore one tag and everything its image needs (REPO:TAG).
-    #[arg(
-        long,
-        value_name = "REPO:TAG",
-        conflicts_with = "all",
-        required_unless_present = "all"
-    )]
+    #[arg(long, value_name = "REPO:TAG")]
     pub tag: Option<String>,
     /// Restore everything in the trash.
     #[arg(long)]

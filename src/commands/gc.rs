@@ -214,14 +214,14 @@ pub fn probe_outputs(cfg: &GcConfig) -> Result<()> {
             .create_new(true)
             .open(&probe)
             .and_then(|_| std::fs::remove_file(&probe))
-            .map_err(|source| Error::Report {
+            .map_err(|cause| Error::Report {
                 path: path.clone(),
                 what: if Some(path) == report {
                     "the report"
                 } else {
                     "the metrics"
                 },
-                source,
+                cause,
             })?;
     }
     Ok(())
@@ -246,14 +246,14 @@ pub fn write_report(cfg: &GcConfig, report: &GcReport) -> Result<()> {
         ReportTarget::File(path) => {
             let tmp = crate::output::temp_beside(path);
             let written = std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, path));
-            if let Err(source) = written {
+            if let Err(cause) = written {
                 let _ = std::fs::remove_file(&tmp);
                 // The record of what went must not be lost with the file: stderr gets it.
                 eprint!("{text}");
                 return Err(Error::Report {
                     path: path.clone(),
                     what: "the report (printed to stderr instead)",
-                    source,
+                    cause,
                 });
             }
             Ok(())

@@ -114,10 +114,10 @@ impl Metrics {
 
     /// Writes the file by rename, so the collector never reads half of it.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let err = |source| Error::Report {
+        let err = |cause| Error::Report {
             path: path.to_path_buf(),
             what: "the metrics",
-            source,
+            cause,
         };
         let tmp = crate::output::temp_beside(path);
         std::fs::write(&tmp, self.render()).map_err(err)?;

@@ -156,8 +156,14 @@ fn a_wrong_root_is_one_clear_line() {
             err.contains(root.to_str().unwrap()) && err.contains(needle),
             "{err}"
         );
+        assert_eq!(err.matches(needle).count(), 1, "the cause once: {err}");
         assert!(out.stdout.is_empty());
     }
+    // A restore without a selector names both.
+    let out = regsweep(&["restore", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tag") && err.contains("--all"), "{err}");
 }
 
 #[test]
