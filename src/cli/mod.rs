@@ -115,15 +115,11 @@ pub struct TrashEmptyArgs {
 
 /// Where the storage root comes from.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("storage").required(true).args(["root", "config"])))]
 pub struct RootArgs {
     /// The registry's storage root: its `rootdirectory`, or `s3://BUCKET/PREFIX` for the s3
     /// driver's bucket and `rootdirectory` (credentials from the AWS_* environment).
-    #[arg(
-        long,
-        value_name = "DIR",
-        conflicts_with = "config",
-        required_unless_present = "config"
-    )]
+    #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// The registry's config file: its storage.filesystem.rootdirectory, or its storage.s3
     /// bucket, endpoint, prefix and keys (with the registry's REGISTRY_STORAGE_* overrides).

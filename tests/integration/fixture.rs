@@ -159,6 +159,11 @@ fn a_wrong_root_is_one_clear_line() {
         assert_eq!(err.matches(needle).count(), 1, "the cause once: {err}");
         assert!(out.stdout.is_empty());
     }
+    // gc without a root names both ways to give one.
+    let out = regsweep(&["gc", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--root") && err.contains("--config"), "{err}");
     // A restore without a selector names both.
     let out = regsweep(&["restore", tmp.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
