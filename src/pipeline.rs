@@ -83,13 +83,24 @@ pub fn load<S: Storage>(
     cache: Option<&Cache>,
     progress: &dyn Progress,
 ) -> Result<Layout> {
+    let started = std::time::Instant::now();
     let mut layout = scan::scan_with(store, opts, progress)?;
     tracing::info!(
         blobs = layout.blobs.len(),
         repositories = layout.repos.len(),
         "scanned"
     );
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        findings = layout.findings.len(),
+        "scan done"
+    );
+    let started = std::time::Instant::now();
     layout.manifests = scan::load_manifests(store, &layout, cache, progress);
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "manifests read and parsed"
+    );
     Ok(layout)
 }
 
@@ -116,6 +127,15 @@ pub fn decide(
         }
     };
     let mut plan = plan_with(layout, &decisions, rules);
+    tracing::debug!(
+        tags = plan.tags.len(),
+        manifests = plan.manifests.len(),
+        layer_links = plan.layer_links.len(),
+        blobs = plan.blobs.len(),
+        uploads = plan.uploads.len(),
+        kept_by_grace = plan.kept_by_grace,
+        "planned"
+    );
     let ages: HashMap<(&str, &str), Option<i64>> = explain
         .iter()
         .map(|e| ((e.repository.as_str(), e.tag.as_str()), e.age_seconds))

@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug, Parser)]
 #[command(name = "regsweep", version, about = "Garbage collection for a registry:2 filesystem layout", long_about = None)]
 pub struct Cli {
-    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    /// More log output on stderr (-v info, -vv debug, -vvv every object-store request); RUST_LOG
+    /// overrides. Coloured only on a terminal, and never with NO_COLOR set.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     #[command(subcommand)]
@@ -438,13 +439,19 @@ fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
-        _ => "debug",
+        2 => "debug",
+        // Every object-store request, too.
+        _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("regsweep={default}")));
+    // Colour only for a person at a terminal, and never when NO_COLOR is set (no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .try_init();
 }
 

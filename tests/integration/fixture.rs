@@ -517,3 +517,30 @@ fn one_vocabulary_of_flags_across_commands() {
     );
     assert_eq!(text.stdout, table.stdout);
 }
+
+#[test]
+fn logs_piped_carry_no_colour_codes_and_more_v_says_more() {
+    let f = fixture();
+    let root = f.root.to_str().unwrap();
+    let log = |v: &str| {
+        let out = regsweep(&[
+            "gc",
+            v,
+            "--dry-run",
+            "--grace",
+            "0",
+            "--no-cache",
+            "--root",
+            root,
+        ]);
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let (one, two) = (log("-v"), log("-vv"));
+    assert!(one.contains("INFO") && !one.contains('\x1b'), "{one}");
+    assert!(!two.contains('\x1b'), "{two}");
+    assert!(
+        two.lines().count() > one.lines().count() && two.contains("DEBUG"),
+        "-vv shows more than -v:\n{two}"
+    );
+}
