@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Parser)]
-#[command(name = "regsweep", version, about = "Garbage collection for a registry:2 filesystem layout", long_about = None)]
+#[command(name = "regsweep", version, about = "Garbage collection for a registry:2 storage, on disk or in an S3 bucket", long_about = None)]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv every object-store request); RUST_LOG
     /// overrides. Coloured only on a terminal, and never with NO_COLOR set.
@@ -46,6 +46,13 @@ pub enum Command {
     /// Manage a trash folder.
     #[command(subcommand)]
     Trash(TrashCommand),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout: `regsweep man > regsweep.1`.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -589,6 +596,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Apply(a) => return apply(a),
         Command::Trash(TrashCommand::Empty(a)) => return trash_empty(a),
         Command::Check(a) => return check(a),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "regsweep", &mut std::io::stdout());
+            return Ok(ExitCode::Ok);
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                // `| head` closing the pipe is no error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => return Ok(ExitCode::Ok),
+            }
+        }
     };
     let cfg = args.validate()?;
     let faults = Faults::from_env();

@@ -544,3 +544,28 @@ fn logs_piped_carry_no_colour_codes_and_more_v_says_more() {
         "-vv shows more than -v:\n{two}"
     );
 }
+
+#[test]
+fn completions_and_a_man_page_are_generated() {
+    for (shell, needle) in [
+        ("bash", "_regsweep()"),
+        ("zsh", "#compdef regsweep"),
+        ("fish", "complete -c regsweep"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let out = regsweep(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(needle) && text.contains("garbage-collect"),
+            "{shell}: {text}"
+        );
+    }
+    let out = regsweep(&["man"]);
+    assert_eq!(out.status.code(), Some(0));
+    let man = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        man.contains(".TH regsweep 1") && man.contains("regsweep\\-garbage\\-collect"),
+        "{man}"
+    );
+}
