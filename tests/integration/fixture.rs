@@ -569,3 +569,51 @@ fn completions_and_a_man_page_are_generated() {
         "{man}"
     );
 }
+
+#[test]
+fn the_systemd_unit_runs_as_written() {
+    let f = fixture();
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/regsweep-gc.service"),
+    )
+    .unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let mut words: Vec<String> = exec
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    // The unit's paths, pointed at this test's folders; and a dry run.
+    let out = f.tmp.path().to_path_buf();
+    for w in words.iter_mut() {
+        if w == "/etc/docker/registry/config.yml" {
+            *w = f.root.to_str().unwrap().into();
+        } else if let Some(name) = w.strip_prefix("/var/lib/") {
+            *w = out.join(name.replace('/', "-")).to_str().unwrap().into();
+        }
+    }
+    let at = words.iter().position(|w| w == "--config").unwrap();
+    words[at] = "--root".into();
+    words.push("--dry-run".into());
+    let args: Vec<&str> = words.iter().map(String::as_str).collect();
+    let run = regsweep(&args);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let metrics = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("regsweep.prom"))
+        .expect("the metrics file");
+    assert!(
+        std::fs::read_to_string(metrics)
+            .unwrap()
+            .contains("regsweep_")
+    );
+}
