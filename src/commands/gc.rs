@@ -134,10 +134,21 @@ fn run_in<S: Storage>(
     if !cfg.dry_run {
         (hooks.before_sweep)();
     }
+    // Without -m a policy's untagged manifests stay: say what -m would free too.
+    let untagged_more = (cfg.policy.is_some() && !cfg.delete_untagged).then(|| {
+        let rules = crate::model::Rules {
+            delete_untagged: true,
+            ..cfg.rules(started_at.timestamp())
+        };
+        let (with_m, _) =
+            pipeline::decide(&layout, cfg.policy.as_ref(), &rules, started_at.timestamp());
+        with_m.bytes_freed().saturating_sub(plan.bytes_freed())
+    });
+    let mut trash = None;
     let outcome = if cfg.dry_run || refused || plan.is_empty() {
         None
     } else {
-        let trash = match &cfg.trash {
+        trash = match &cfg.trash {
             Some(dir) => Some(trash::create_run(dir, &layout.v2, "gc")?),
             None => None,
         };
@@ -182,6 +193,8 @@ fn run_in<S: Storage>(
     };
     let mut report = GcReport::new(ctx, &layout, plan, outcome.as_ref());
     report.refused_by_safety_net = refused;
+    report.trash = trash;
+    report.delete_untagged_would_free = untagged_more;
     report.summary.requests = store.requests();
     if cfg.explain {
         report.explain = Some(explain);

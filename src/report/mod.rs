@@ -87,6 +87,13 @@ pub struct GcReport {
     /// Every tag decision and why, with --explain.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explain: Option<Vec<TagExplain>>,
+    /// With --trash: the trash run the items moved into (nothing is freed until it is emptied).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trash: Option<PathBuf>,
+    /// With a policy but without --delete-untagged: the blob bytes that -m would also free
+    /// (the manifests the policy left untagged, and what only they need).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_untagged_would_free: Option<u64>,
 }
 
 pub struct Context {
@@ -202,6 +209,8 @@ impl GcReport {
             refused: plan.refused,
             refused_by_safety_net: false,
             explain: None,
+            trash: None,
+            delete_untagged_would_free: None,
         }
     }
 
@@ -226,10 +235,18 @@ impl GcReport {
         let s = &self.summary;
         let verb = if self.dry_run {
             "would delete"
+        } else if self.trash.is_some() {
+            "moved"
         } else {
             "deleted"
         };
-        let heading = if self.dry_run { "to delete" } else { "deleted" };
+        let heading = if self.dry_run {
+            "to delete"
+        } else if self.trash.is_some() {
+            "moved to the trash"
+        } else {
+            "deleted"
+        };
         let mut o = String::new();
         let _ = writeln!(
             o,
@@ -264,6 +281,20 @@ impl GcReport {
             s.uploads_deleted,
             human_bytes(s.upload_bytes_freed)
         );
+        if let Some(t) = &self.trash {
+            let _ = writeln!(
+                o,
+                "  trash          moved to {} (nothing freed until `regsweep trash empty`)",
+                t.display()
+            );
+        }
+        if let Some(more) = self.delete_untagged_would_free.filter(|b| *b > 0) {
+            let _ = writeln!(
+                o,
+                "  untagged       the policy leaves manifests untagged; -m (--delete-untagged) would also free {}",
+                human_bytes(more)
+            );
+        }
         if self.plan.options.grace.is_zero() {
             let _ = writeln!(o, "  kept by grace  none (grace period off)");
         } else {

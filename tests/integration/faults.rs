@@ -451,3 +451,53 @@ fn restore_of_a_tag_brings_back_its_referrers_and_signature_tags() {
     // Only what v2 needs came back: the old image's SBOM stays in the trash.
     assert!(w.reg.pull(&format!("acme/app@{}", w.old_sbom)).is_err());
 }
+
+#[test]
+fn a_policy_without_m_says_what_m_would_free_and_a_trash_run_frees_nothing_yet() {
+    let w = world::build();
+    let dir = w.reg.tmp.path().to_path_buf();
+    let policy = dir.join("drop-v2.yml");
+    std::fs::write(
+        &policy,
+        "version: 1\nrules:\n  - name: drop v2\n    tags: ['v2']\n    delete: {}\n",
+    )
+    .unwrap();
+    let (root, policy) = (w.reg.root.to_str().unwrap(), policy.to_str().unwrap());
+    let out = regsweep(&[
+        "gc",
+        "--root",
+        root,
+        "--dry-run",
+        "--grace",
+        "0",
+        "--policy",
+        policy,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("-m (--delete-untagged) would also free"),
+        "the tag goes, its image stays until -m: {text}"
+    );
+    let trash = dir.join("trash");
+    let out = regsweep(&[
+        "gc",
+        "--root",
+        root,
+        "--grace",
+        "0",
+        "-m",
+        "--policy",
+        policy,
+        "--trash",
+        trash.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("moved to {}", trash.display()))
+            && text.contains("nothing freed until `regsweep trash empty`")
+            && !text.contains("  deleted "),
+        "{text}"
+    );
+}
