@@ -109,8 +109,18 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TrashCommand {
+    /// The runs in a trash folder: when, by which command, from which registry, items and bytes.
+    List(TrashListArgs),
     /// Delete for good what has been in the trash longer than --older-than.
     Empty(TrashEmptyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrashListArgs {
+    pub dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: FormatArg,
 }
 
 #[derive(Debug, Args)]
@@ -595,6 +605,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Restore(a) => return restore(a),
         Command::Apply(a) => return apply(a),
         Command::Trash(TrashCommand::Empty(a)) => return trash_empty(a),
+        Command::Trash(TrashCommand::List(a)) => return trash_list(a),
         Command::Check(a) => return check(a),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -810,13 +821,59 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn trash_list(a: TrashListArgs) -> anyhow::Result<ExitCode> {
+    let runs = crate::store::trash::list(&a.dir)?;
+    if matches!(a.format, FormatArg::Json) {
+        print(&(serde_json::to_string_pretty(&runs)? + "\n"));
+        return Ok(ExitCode::Ok);
+    }
+    let mut out = String::new();
+    for r in &runs {
+        out.push_str(&format!(
+            "{}  {}  {:<6} {:>9}  {}  from {}\n",
+            r.run
+                .file_name()
+                .map_or("?".into(), |n| n.to_string_lossy()),
+            r.started,
+            r.command,
+            crate::units::human_bytes(r.bytes),
+            plural(r.items, "item", "items"),
+            r.registry.display()
+        ));
+    }
+    let bytes: u64 = runs.iter().map(|r| r.bytes).sum();
+    out.push_str(&format!(
+        "{} in {}: {} (`regsweep trash empty {} --older-than DURATION` frees it)\n",
+        plural(runs.len(), "trash run", "trash runs"),
+        a.dir.display(),
+        crate::units::human_bytes(bytes),
+        a.dir.display()
+    ));
+    print(&out);
+    Ok(ExitCode::Ok)
+}
+
 fn trash_empty(a: TrashEmptyArgs) -> anyhow::Result<ExitCode> {
     let removed = crate::store::trash::empty(&a.dir, a.older_than.0)?;
     let mut out = String::new();
     for r in &removed {
-        out.push_str(&format!("deleted {}\n", r.display()));
+        out.push_str(&format!(
+            "deleted {} ({}, {})\n",
+            r.run.display(),
+            plural(r.items, "item", "items"),
+            crate::units::human_bytes(r.bytes)
+        ));
     }
-    out.push_str(&format!("{} trash runs deleted for good\n", removed.len()));
+    let freed: u64 = removed.iter().map(|r| r.bytes).sum();
+    out.push_str(&format!(
+        "{} deleted for good: {} freed\n",
+        plural(removed.len(), "trash run", "trash runs"),
+        crate::units::human_bytes(freed)
+    ));
     print(&out);
     Ok(ExitCode::Ok)
 }

@@ -521,7 +521,49 @@ pub fn prune(dir: &Path) {
 }
 
 /// Deletes for good the runs older than `older_than`; the runs removed.
-pub fn empty(dir: &Path, older_than: std::time::Duration) -> Result<Vec<PathBuf>> {
+/// One trash run, as `trash list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    pub run: PathBuf,
+    pub started: String,
+    pub command: String,
+    /// The `docker/registry/v2` its items came from.
+    pub registry: PathBuf,
+    /// Items it holds (tags, manifests, layer links, blobs, uploads).
+    pub items: usize,
+    /// Bytes of the files it holds: what emptying it frees.
+    pub bytes: u64,
+}
+
+/// Bytes of the regular files below `dir`, never following a symlink.
+fn bytes_below(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The runs in the trash folder `dir`, newest first.
+pub fn list(dir: &Path) -> Result<Vec<RunSummary>> {
+    Ok(runs(dir)?
+        .into_iter()
+        .map(|(run, info)| RunSummary {
+            items: items(&run).len(),
+            bytes: bytes_below(&run),
+            started: info.started,
+            command: info.command,
+            registry: info.v2,
+            run,
+        })
+        .collect())
+}
+
+/// Deletes for good the runs older than `older_than`; what each was (with the bytes it freed).
+pub fn empty(dir: &Path, older_than: std::time::Duration) -> Result<Vec<RunSummary>> {
     let cutoff = chrono::Utc::now() - chrono::Duration::seconds(older_than.as_secs() as i64);
     let mut removed = Vec::new();
     for (run, info) in runs(dir)? {
@@ -532,8 +574,16 @@ pub fn empty(dir: &Path, older_than: std::time::Duration) -> Result<Vec<PathBuf>
             }
         })?;
         if started < cutoff {
+            let summary = RunSummary {
+                items: items(&run).len(),
+                bytes: bytes_below(&run),
+                started: info.started.clone(),
+                command: info.command.clone(),
+                registry: info.v2.clone(),
+                run: run.clone(),
+            };
             fs::remove_dir_all(&run).map_err(|e| Error::io(&run, e))?;
-            removed.push(run);
+            removed.push(summary);
         }
     }
     Ok(removed)

@@ -388,6 +388,20 @@ fn the_trash_puts_back_one_tag_or_everything_exactly() {
         "7d",
     ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 trash runs deleted"));
+    // The trash, listed: one run, its items and what emptying it frees.
+    let out = regsweep(&["trash", "list", trash.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(runs[0]["command"], "gc");
+    assert!(runs[0]["items"].as_u64().unwrap() > 0, "{runs}");
+    let bytes = runs[0]["bytes"].as_u64().unwrap();
+    assert!(bytes > 0, "{runs}");
+    let out = regsweep(&["trash", "list", trash.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 trash run in"),
+        "{out:?}"
+    );
     let out = regsweep(&[
         "trash",
         "empty",
@@ -395,9 +409,11 @@ fn the_trash_puts_back_one_tag_or_everything_exactly() {
         "--older-than",
         "0",
     ]);
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("1 trash runs deleted"),
-        "{out:?}"
+        text.contains("1 trash run deleted for good")
+            && text.contains(&format!("{} freed", regsweep::units::human_bytes(bytes))),
+        "{text}"
     );
     assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
 }
