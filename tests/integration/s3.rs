@@ -369,7 +369,7 @@ fn a_lock_object_left_by_a_killed_run_stops_the_next_until_break_lock() {
 }
 
 #[test]
-fn throttling_and_server_errors_are_retried_then_reported() {
+fn throttling_is_retried_then_reported_and_a_refusal_is_one_line() {
     let reg = one_image_on_s3("throttled", "acme/slow:v1");
     let moto = reg.s3.as_ref().unwrap();
     let root = format!("s3://{}/{S3_PREFIX}", moto.bucket);
@@ -405,6 +405,17 @@ fn throttling_and_server_errors_are_retried_then_reported() {
     assert!(err.contains(&root) && err.contains("503"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(proxy.counts()["failed"].as_u64().unwrap() > 1, "retried");
+    drop(proxy);
+
+    // Refused (403 AccessDenied): not retried, one line naming it, exit 1.
+    let proxy = S3Proxy::failing_with(&moto.endpoint, usize::MAX / 2, 403);
+    let (code, _, err) = run(&["du", "--root", &root, "--s3-endpoint", &proxy.endpoint]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&root) && err.contains("access denied"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
 #[test]

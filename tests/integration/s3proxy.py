@@ -4,7 +4,9 @@ the benchmarks: it counts every request by kind, so that the reference GC's cost
 the way regsweep reports its own, and it can answer the first N requests with 503 SlowDown, the
 throttling reply S3 gives, to test retries.
 
-    s3proxy.py PORT UPSTREAM_URL COUNTS_FILE [FAIL_FIRST_N]
+    s3proxy.py PORT UPSTREAM_URL COUNTS_FILE [FAIL_FIRST_N [STATUS]]
+
+STATUS is what the failed requests get: 503 (SlowDown, the default) or 403 (AccessDenied).
 
 COUNTS_FILE is rewritten (whole, by rename) after every request: {"list": n, "get": n, ...}.
 Standard library only.
@@ -20,14 +22,17 @@ import urllib.request
 
 PORT, UPSTREAM, COUNTS = int(sys.argv[1]), sys.argv[2].rstrip("/"), sys.argv[3]
 FAIL_FIRST = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+STATUS = int(sys.argv[5]) if len(sys.argv) > 5 else 503
 counts = {k: 0 for k in ("list", "get", "head", "put", "copy", "delete", "failed")}
 seen = [0]
 lock = threading.Lock()
 
-SLOWDOWN = (
-    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
-    b"<Message>Please reduce your request rate.</Message></Error>"
-)
+FAILURE = {
+    503: b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>",
+    403: b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied</Message></Error>",
+}[STATUS]
 
 
 def kind(method, path, headers):
@@ -64,11 +69,11 @@ class Proxy(http.server.BaseHTTPRequestHandler):
                 json.dump(counts, f)
             os.replace(tmp, COUNTS)
         if fail:
-            self.send_response(503)
+            self.send_response(STATUS)
             self.send_header("Content-Type", "application/xml")
-            self.send_header("Content-Length", str(len(SLOWDOWN)))
+            self.send_header("Content-Length", str(len(FAILURE)))
             self.end_headers()
-            self.wfile.write(SLOWDOWN)
+            self.wfile.write(FAILURE)
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
         req = urllib.request.Request(UPSTREAM + self.path, data=body, method=self.command, headers=headers)

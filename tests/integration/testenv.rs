@@ -308,6 +308,11 @@ impl S3Proxy {
     /// Starts the proxy before `upstream`; it answers the first `fail_first` requests with
     /// 503 SlowDown.
     pub fn start(upstream: &str, fail_first: usize) -> S3Proxy {
+        S3Proxy::failing_with(upstream, fail_first, 503)
+    }
+
+    /// `start`, the failed requests answered with `status` (503 SlowDown or 403 AccessDenied).
+    pub fn failing_with(upstream: &str, fail_first: usize, status: u16) -> S3Proxy {
         let dir = tempfile::tempdir().unwrap();
         let counts = dir.path().join("counts.json");
         let port = free_port();
@@ -318,6 +323,7 @@ impl S3Proxy {
             .arg(upstream)
             .arg(&counts)
             .arg(fail_first.to_string())
+            .arg(status.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
