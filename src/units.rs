@@ -1,5 +1,10 @@
 //! How sizes and ages read to people: `1.5 KiB`, `12d`.
 
+/// `1 tag`, `2 tags`: a count with its noun in the right number.
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Binary-unit sizes: `512 B`, `1.5 KiB`, `3.2 GiB`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::error::ExitCode;
 use crate::model::duration::Span;
 use crate::policy::Policy;
+use crate::units::plural;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -666,17 +667,32 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
             );
         } else {
             let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();
+            let rules = if names.is_empty() {
+                "no rules".to_string()
+            } else {
+                format!(
+                    "{} ({})",
+                    plural(names.len(), "rule", "rules"),
+                    names.join(", ")
+                )
+            };
             println!(
-                "{}: valid: {} rules ({}), ages from {:?}, {} protected tag patterns, {} protected digests",
+                "{}: valid: {rules}, age_from: {}, {}, {}",
                 a.file.display(),
-                names.len(),
-                names.join(", "),
-                policy.age_from,
-                policy
-                    .protect_tags
-                    .as_ref()
-                    .map_or(0, |m| m.patterns().len()),
-                policy.protect_digests.len()
+                policy.age_from.word(),
+                plural(
+                    policy
+                        .protect_tags
+                        .as_ref()
+                        .map_or(0, |m| m.patterns().len()),
+                    "protected tag pattern",
+                    "protected tag patterns"
+                ),
+                plural(
+                    policy.protect_digests.len(),
+                    "protected digest",
+                    "protected digests"
+                )
             );
         }
         return Ok(ExitCode::Ok);
@@ -803,12 +819,16 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let r = crate::store::trash::restore(&a.dir, &selection, a.break_lock, a.root.as_deref())?;
     let mut out = String::new();
     for i in &r.restored {
-        out.push_str(&format!("restored  {:?}  {}\n", i.kind, i.path.display()));
+        out.push_str(&format!(
+            "restored  {:<17}  {}\n",
+            i.kind.label(),
+            i.path.display()
+        ));
     }
     for i in &r.skipped {
         out.push_str(&format!(
-            "skipped   {:?}  {} (present again; the trash keeps its copy)\n",
-            i.kind,
+            "skipped   {:<17}  {} (present again; the trash keeps its copy)\n",
+            i.kind.label(),
             i.path.display()
         ));
     }
@@ -819,10 +839,6 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     ));
     print(&out);
     Ok(ExitCode::Ok)
-}
-
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn trash_list(a: TrashListArgs) -> anyhow::Result<ExitCode> {

@@ -172,7 +172,7 @@ fn text(r: &CheckReport) -> String {
         if r.damage == 0 {
             "none found".to_string()
         } else {
-            format!("{} findings", r.damage)
+            crate::units::plural(r.damage, "finding", "findings")
         }
     );
     let _ = writeln!(o, "  notices   {} leftover or foreign entries", r.notices);

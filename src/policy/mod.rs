@@ -33,6 +33,16 @@ pub enum AgeFrom {
     Created,
 }
 
+impl AgeFrom {
+    /// The policy file's own word for it (`age_from: pushed`).
+    pub fn word(self) -> &'static str {
+        match self {
+            AgeFrom::Pushed => "pushed",
+            AgeFrom::Created => "created",
+        }
+    }
+}
+
 /// A parsed, validated policy.
 #[derive(Debug, Clone)]
 pub struct Policy {

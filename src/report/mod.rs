@@ -315,7 +315,10 @@ impl GcReport {
             if damage == 0 {
                 "none found".to_string()
             } else {
-                format!("{damage} findings (listed below)")
+                format!(
+                    "{} (listed below)",
+                    crate::units::plural(damage, "finding", "findings")
+                )
             }
         );
         let notices = self.errors.iter().filter(|e| e.kind == "notice").count();
@@ -596,7 +599,11 @@ impl PolicyPreview {
                 r.repository, r.tags, r.in_scope, r.delete, r.keep
             );
         }
-        let _ = writeln!(o, "  {} tags would be deleted", self.tags_deleted);
+        let _ = writeln!(
+            o,
+            "  {} would be deleted",
+            crate::units::plural(self.tags_deleted, "tag", "tags")
+        );
         for r in &self.refused {
             let _ = writeln!(o, "  refused: {r}");
         }

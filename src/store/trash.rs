@@ -139,6 +139,20 @@ pub enum Kind {
     Upload,
 }
 
+impl Kind {
+    /// What the README and reports call it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Blob => "blob",
+            Kind::LayerLink => "layer link",
+            Kind::Revision => "manifest",
+            Kind::TagIndex => "tag history entry",
+            Kind::Tag => "tag",
+            Kind::Upload => "upload",
+        }
+    }
+}
+
 /// One item of a trash run: where it lies, where it goes back to.
 #[derive(Debug, Clone)]
 struct Item {

@@ -354,6 +354,13 @@ fn the_trash_puts_back_one_tag_or_everything_exactly() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("restored  tag ")
+            && text.contains("restored  layer link ")
+            && !text.contains("LayerLink"),
+        "the README's words, not the code's: {text}"
+    );
     w.reg
         .pull("acme/app:v2")
         .expect("one tag restored with all it needs");

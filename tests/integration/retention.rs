@@ -273,3 +273,23 @@ fn a_malformed_policy_names_its_line_and_deletes_nothing() {
     }
     assert_eq!(tags_on_disk(&reg.root, "acme/svc").len(), 12);
 }
+
+#[test]
+fn policy_check_speaks_the_policy_files_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.yml");
+    std::fs::write(
+        &policy,
+        "version: 1\nrules:\n  - name: prs\n    tags: ['pr-*']\n    delete: {older_than: 14d}\n",
+    )
+    .unwrap();
+    let out = regsweep(&["policy", "check", policy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "valid: 1 rule (prs), age_from: pushed, 0 protected tag patterns, 0 protected digests"
+        ),
+        "{text}"
+    );
+}
