@@ -247,9 +247,15 @@ pub fn root_from_registry_config(path: &Path, env_override: Option<String>) -> R
     };
     let doc: serde_yaml::Value =
         serde_yaml::from_str(&text).map_err(|e| bad(format!("not valid YAML: {e}")))?;
-    let storage = doc
-        .get("storage")
-        .ok_or_else(|| bad("no storage section; regsweep needs the filesystem driver".into()))?;
+    let env_override = env_override.filter(|s| !s.is_empty());
+    let Some(storage) = doc.get("storage") else {
+        // The registry completes a config from its environment: a root given there is enough.
+        return env_override.map(PathBuf::from).ok_or_else(|| {
+            bad(format!(
+                "no storage section, and {ROOT_ENV} is not set; regsweep needs the filesystem or s3 driver"
+            ))
+        });
+    };
     let Some(fs) = storage.get("filesystem") else {
         let drivers: Vec<String> = storage
             .as_mapping()
@@ -274,7 +280,7 @@ pub fn root_from_registry_config(path: &Path, env_override: Option<String>) -> R
             }
         )));
     };
-    if let Some(dir) = env_override.filter(|s| !s.is_empty()) {
+    if let Some(dir) = env_override {
         return Ok(PathBuf::from(dir));
     }
     match fs.get("rootdirectory") {

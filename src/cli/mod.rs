@@ -370,14 +370,17 @@ pub struct GcArgs {
 
 #[derive(Debug, Args)]
 pub struct DropInArgs {
-    /// Report what would be deleted; delete nothing.
-    #[arg(long, short = 'd')]
+    /// Report what would be deleted; delete nothing (`--dry-run=false` too, as Go's flags take).
+    #[arg(long, short = 'd', num_args = 0..=1, require_equals = true, default_value = "false",
+        default_missing_value = "true", action = clap::ArgAction::Set)]
     pub dry_run: bool,
     /// Delete manifests that are not currently referenced via tag.
-    #[arg(long, short = 'm')]
+    #[arg(long, short = 'm', num_args = 0..=1, require_equals = true, default_value = "false",
+        default_missing_value = "true", action = clap::ArgAction::Set)]
     pub delete_untagged: bool,
     /// Silence output.
-    #[arg(long, short = 'q')]
+    #[arg(long, short = 'q', num_args = 0..=1, require_equals = true, default_value = "false",
+        default_missing_value = "true", action = clap::ArgAction::Set)]
     pub quiet: bool,
     /// The registry's config file.
     pub config: PathBuf,
@@ -598,6 +601,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(default_jobs())
         .build_global();
+    let drop_in = matches!(command, Command::GarbageCollect(_));
     let args = match command {
         Command::Gc(a) => a,
         Command::GarbageCollect(a) => a.into_gc(),
@@ -634,6 +638,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     };
     let (report, code) = pool.install(|| gc::run(&cfg, &hooks, &*Bars::when(cfg.progress)))?;
     gc::write_report(&cfg, &report)?;
+    if drop_in && cfg.report.is_some() {
+        // The reference's own lines too, for scripts that grep them.
+        print(&report.reference_lines());
+    }
     // A plan for review: say the checksum that pins it, for `apply --checksum`.
     if let (true, Format::Json, Some(ReportTarget::File(path))) =
         (cfg.dry_run, cfg.format, &cfg.report)

@@ -620,6 +620,24 @@ impl PolicyPreview {
     }
 }
 
+impl GcReport {
+    /// The lines `registry garbage-collect` prints about what it would delete, for scripts
+    /// that grep them: its count line, then one line per blob.
+    pub fn reference_lines(&self) -> String {
+        let s = &self.summary;
+        let mut o = format!(
+            "{} blobs marked, {} blobs and {} manifests eligible for deletion\n",
+            s.blobs.saturating_sub(s.blobs_deleted),
+            s.blobs_deleted,
+            s.manifests_deleted
+        );
+        for b in &self.plan.blobs_deleted {
+            let _ = writeln!(o, "blob eligible for deletion: {}", b.digest);
+        }
+        o
+    }
+}
+
 /// `2,251 (LIST 263, GET 1,988, HEAD 0, PUT 0, COPY 0, DELETE 0)`: what a run cost an object store.
 pub fn requests_line(r: &Requests) -> String {
     format!(

@@ -171,6 +171,38 @@ fn drop_in_form_reads_the_registry_config() {
         "{text}"
     );
     assert_eq!(blobs_on_disk(&w.reg.v2()), before);
+    // The reference's own lines, the same as the reference prints them on the same config.
+    let eligible = |text: &str| -> BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("blob eligible for deletion: "))
+            .map(|d| d.trim().to_string())
+            .collect()
+    };
+    assert_eq!(eligible(&text), w.reg.reference_gc_dry_run());
+    assert!(
+        text.contains("blobs marked, 4 blobs and 0 manifests eligible for deletion"),
+        "{text}"
+    );
+    // Go's flag forms, and a config completed by the registry's environment.
+    let bare = w.reg.tmp.path().join("no-storage.yml");
+    std::fs::write(&bare, "version: 0.1\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args(["garbage-collect", "--dry-run=true", "-m=false"])
+        .arg(&bare)
+        .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &w.reg.root)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        eligible(&String::from_utf8_lossy(&out.stdout)),
+        eligible(&text)
+    );
+    assert_eq!(blobs_on_disk(&w.reg.v2()), before);
 
     let out = regsweep(&[
         "garbage-collect",
