@@ -83,6 +83,9 @@ pub struct DuReport {
     /// Requests made to an object store, by kind (absent on disk).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requests: Option<crate::store::seam::Requests>,
+    /// With --top: the repositories left out of `repositories`, summed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub others: Option<RepoUsage>,
 }
 
 /// Runs du; the rendered output and the exit code.
@@ -191,6 +194,7 @@ fn run_in<S: Storage>(
         tags,
         policy_refused: by_policy.map(|p| p.1).unwrap_or_default(),
         requests: store.requests(),
+        others: None,
     };
 
     if let Some(path) = &cfg.metrics {
@@ -261,7 +265,16 @@ fn run_in<S: Storage>(
     }
 
     let out = match cfg.format {
-        DuFormat::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
+        DuFormat::Json => {
+            let mut report = report;
+            if let Some(n) = cfg.top
+                && report.repositories.len() > n
+            {
+                report.others = Some(sum_rest(&report.repositories[n..]));
+                report.repositories.truncate(n);
+            }
+            serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+        }
         DuFormat::Csv => csv(&report, cfg.top),
         DuFormat::Table => {
             let mut t = table(
@@ -320,11 +333,11 @@ fn csv(r: &DuReport, top: Option<usize>) -> String {
         o,
         "repository,tags,manifests,blobs,bytes,exclusive_bytes,shared_bytes,untagged_bytes"
     );
-    for x in r.repositories.iter().take(n) {
+    let line = |o: &mut String, name: &str, x: &RepoUsage| {
         let _ = writeln!(
             o,
             "{},{},{},{},{},{},{},{}",
-            csv_field(&x.name),
+            csv_field(name),
             x.tags,
             x.manifests,
             x.blobs,
@@ -333,8 +346,40 @@ fn csv(r: &DuReport, top: Option<usize>) -> String {
             x.shared_bytes,
             x.untagged_bytes
         );
+    };
+    for x in r.repositories.iter().take(n) {
+        line(&mut o, &x.name, x);
+    }
+    // What --top leaves out, summed in one row, so that the column sums stay the store's.
+    if r.repositories.len() > n {
+        let rest = sum_rest(&r.repositories[n..]);
+        line(&mut o, &rest.name, &rest);
     }
     o
+}
+
+/// The repositories a `--top` leaves out, summed into one row named `(N more)`.
+fn sum_rest(rest: &[RepoUsage]) -> RepoUsage {
+    let mut sum = RepoUsage {
+        name: format!("({} more)", rest.len()),
+        tags: 0,
+        manifests: 0,
+        blobs: 0,
+        bytes: 0,
+        exclusive_bytes: 0,
+        shared_bytes: 0,
+        untagged_bytes: 0,
+    };
+    for x in rest {
+        sum.tags += x.tags;
+        sum.manifests += x.manifests;
+        sum.blobs += x.blobs;
+        sum.bytes += x.bytes;
+        sum.exclusive_bytes += x.exclusive_bytes;
+        sum.shared_bytes += x.shared_bytes;
+        sum.untagged_bytes += x.untagged_bytes;
+    }
+    sum
 }
 
 fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {

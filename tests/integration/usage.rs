@@ -399,6 +399,25 @@ fn du_output_snapshots() {
         "2",
     ]);
     snapshot("du.csv", &String::from_utf8_lossy(&csv.stdout));
+    // --top in JSON too: the first N, and the rest summed apart, so totals still add up.
+    let top_json = regsweep(&[
+        "du",
+        "--root",
+        f.root.to_str().unwrap(),
+        "--format",
+        "json",
+        "--top",
+        "1",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&top_json.stdout).unwrap();
+    assert_eq!(v["repositories"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["others"]["name"], "(2 more)", "{v}");
+    let all: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let sum: u64 = all["repositories"].as_array().unwrap()[1..]
+        .iter()
+        .map(|r| r["exclusive_bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(v["others"]["exclusive_bytes"], sum, "{v}");
     let top = regsweep(&[
         "du",
         "--root",
