@@ -278,7 +278,7 @@ fn scan_blobs<F: Folder>(
         return BlobScan::default();
     };
     let prefixes = list(&sha, &paths.blobs(), findings, None);
-    let bar = progress.bar("scanning blobs", prefixes.len() as u64);
+    let bar = progress.bar("blob prefixes", prefixes.len() as u64);
     // Every prefix's blobs go into one vector as soon as they are read: a vector per prefix,
     // concatenated at the end, would hold every blob twice at the peak. Growing one large
     // vector costs no copy (realloc of a mapped block remaps it) and its slack is never touched.
