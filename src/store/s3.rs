@@ -140,6 +140,24 @@ impl Inner {
         })
     }
 
+    /// Deletes `rest`, calls `between`, then deletes `guards`: the registry serves an item whole
+    /// until its guard goes.
+    fn delete_guard_last(
+        &self,
+        rest: Vec<String>,
+        guards: Vec<String>,
+        between: &dyn Fn(),
+    ) -> io::Result<()> {
+        if !rest.is_empty() {
+            self.delete(rest)?;
+        }
+        between();
+        if !guards.is_empty() {
+            self.delete(guards)?;
+        }
+        Ok(())
+    }
+
     /// Every object below `prefix` (a key prefix ending in `/`), sorted by key.
     fn list_all(&self, prefix: &str) -> io::Result<Vec<Obj>> {
         let key = Key::from(prefix.trim_end_matches('/'));
@@ -531,23 +549,12 @@ impl Folder for S3Folder {
         let item = format!("{}/", self.key(Path::new(name))?);
         // Listed now, not from the scan: what a push wrote since must be seen.
         let keys = self.inner.list_all(&item)?;
-        if keys.is_empty() {
-            return Err(io::Error::from(io::ErrorKind::NotFound));
+        let (mut rest, mut guards) = (Vec::new(), Vec::new());
+        let goes = judge(&keys, &item, guard, since_ns, &mut rest, &mut guards)?;
+        if goes {
+            self.inner.delete_guard_last(rest, guards, between)?;
         }
-        if keys.iter().any(|o| o.mtime_ns >= since_ns) {
-            return Ok(false);
-        }
-        let is_guard = |k: &str| guard.iter().any(|g| k[item.len()..] == **g);
-        let (guards, rest): (Vec<String>, Vec<String>) =
-            keys.into_iter().map(|o| o.key).partition(|k| is_guard(k));
-        if !rest.is_empty() {
-            self.inner.delete(rest)?;
-        }
-        between();
-        if !guards.is_empty() {
-            self.inner.delete(guards)?;
-        }
-        Ok(true)
+        Ok(goes)
     }
 
     fn remove_many_unless_changed(
@@ -574,36 +581,10 @@ impl Folder for S3Folder {
             .map(|name| {
                 let item = format!("{}{name}/", self.prefix);
                 let keys = S3Folder::below(&listed, &item);
-                if keys.is_empty() {
-                    return Err(io::Error::from(io::ErrorKind::NotFound));
-                }
-                if keys.iter().any(|o| o.mtime_ns >= since_ns) {
-                    return Ok(false);
-                }
-                for o in keys {
-                    if guard.iter().any(|g| o.key[item.len()..] == **g) {
-                        guards.push(o.key.clone());
-                    } else {
-                        rest.push(o.key.clone());
-                    }
-                }
-                Ok(true)
+                judge(keys, &item, guard, since_ns, &mut rest, &mut guards)
             })
             .collect();
-        let deleted = (if rest.is_empty() {
-            Ok(())
-        } else {
-            self.inner.delete(rest)
-        })
-        .and_then(|()| {
-            between();
-            if guards.is_empty() {
-                Ok(())
-            } else {
-                self.inner.delete(guards)
-            }
-        });
-        if let Err(e) = deleted {
+        if let Err(e) = self.inner.delete_guard_last(rest, guards, between) {
             // Which of the batch went is unknown: none is reported removed.
             let why = e.to_string();
             for r in results.iter_mut().filter(|r| matches!(r, Ok(true))) {
@@ -623,6 +604,33 @@ impl Folder for S3Folder {
             ..self
         })
     }
+}
+
+/// Whether the item whose keys (listed just now, below `item`) are `keys` goes: not when any
+/// was written since the run began; `NotFound` when it has none. When it goes, its keys are
+/// added to `rest` and `guards` (its `guard` files).
+fn judge(
+    keys: &[Obj],
+    item: &str,
+    guard: &[&str],
+    since_ns: i128,
+    rest: &mut Vec<String>,
+    guards: &mut Vec<String>,
+) -> io::Result<bool> {
+    if keys.is_empty() {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
+    }
+    if keys.iter().any(|o| o.mtime_ns >= since_ns) {
+        return Ok(false);
+    }
+    for o in keys {
+        if guard.iter().any(|g| o.key[item.len()..] == **g) {
+            guards.push(o.key.clone());
+        } else {
+            rest.push(o.key.clone());
+        }
+    }
+    Ok(true)
 }
 
 /// The content of the link at `key` when its listed ETag proves it: the registry writes a
