@@ -188,10 +188,9 @@ impl From<ObjectMeta> for Obj {
         Obj {
             key: m.location.to_string(),
             size: m.size,
-            mtime_ns: m
-                .last_modified
-                .timestamp_nanos_opt()
-                .map_or(i128::MAX, i128::from),
+            // S3 gives LastModified to the second: taken as the end of that second, so that
+            // "written since the run began" errs towards keeping when both fall in one second.
+            mtime_ns: i128::from(m.last_modified.timestamp()) * 1_000_000_000 + 999_999_999,
             etag: m.e_tag,
         }
     }
@@ -880,5 +879,82 @@ impl Storage for S3Storage {
     }
     fn renames(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(key: &str, at: &str, etag: Option<&str>) -> Obj {
+        Obj::from(ObjectMeta {
+            location: Key::from(key),
+            last_modified: chrono::DateTime::parse_from_rfc3339(at).unwrap().into(),
+            size: 71,
+            e_tag: etag.map(str::to_string),
+            version: None,
+        })
+    }
+
+    #[test]
+    fn a_write_in_the_second_the_run_began_counts_as_since() {
+        // The run began at .700 of a second; a link written later in that same second is
+        // listed with the whole second only: it must still count as written since.
+        let since = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00.700Z")
+            .unwrap()
+            .timestamp_nanos_opt()
+            .unwrap();
+        let o = obj("r/_layers/sha256/x/link", "2026-01-01T00:00:00Z", None);
+        let (mut rest, mut guards) = (Vec::new(), Vec::new());
+        let goes = judge(
+            &[o],
+            "r/_layers/sha256/x/",
+            &["link"],
+            i128::from(since),
+            &mut rest,
+            &mut guards,
+        );
+        assert!(!goes.unwrap(), "kept");
+        let older = obj("r/_layers/sha256/x/link", "2025-12-31T23:59:59Z", None);
+        let goes = judge(
+            &[older],
+            "r/_layers/sha256/x/",
+            &["link"],
+            i128::from(since),
+            &mut rest,
+            &mut guards,
+        );
+        assert!(goes.unwrap());
+        assert_eq!(guards, vec!["r/_layers/sha256/x/link".to_string()]);
+    }
+
+    #[test]
+    fn a_link_is_read_from_its_etag_only_when_the_etag_proves_it() {
+        let hex = "ab".repeat(32);
+        let key = format!("r/_layers/sha256/{hex}/link");
+        let md5: String = {
+            use md5::Digest as _;
+            md5::Md5::digest(format!("sha256:{hex}").as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        let good = obj(&key, "2026-01-01T00:00:00Z", Some(&format!("\"{md5}\"")));
+        assert_eq!(
+            link_by_etag(&key, &good),
+            Some(format!("sha256:{hex}").into_bytes())
+        );
+        // A multipart or encrypted upload's ETag, or a link that names something else: read it.
+        let multipart = obj(&key, "2026-01-01T00:00:00Z", Some(&format!("\"{md5}-2\"")));
+        assert_eq!(link_by_etag(&key, &multipart), None);
+        let other = obj(
+            &key,
+            "2026-01-01T00:00:00Z",
+            Some("\"00000000000000000000000000000000\""),
+        );
+        assert_eq!(link_by_etag(&key, &other), None);
+        // A tag's current link has no digest in its key.
+        let current = "r/_manifests/tags/v1/current/link";
+        assert_eq!(link_by_etag(current, &good), None);
     }
 }
