@@ -24,6 +24,8 @@ pub struct GcConfig {
     pub root: Root,
     /// The manifest cache file (`--cache`, or the default per root); `None` with `--no-cache`.
     pub cache: Option<PathBuf>,
+    /// Items of each list the text report shows; `None` shows all.
+    pub text_limit: Option<usize>,
     pub dry_run: bool,
     pub delete_untagged: bool,
     pub grace: Span,
@@ -69,6 +71,7 @@ impl GcConfig {
         GcConfig {
             root: root.into(),
             cache: None,
+            text_limit: None,
             dry_run: true,
             delete_untagged: false,
             grace: Span::ZERO,

@@ -342,6 +342,13 @@ pub struct GcArgs {
     /// Report format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: FormatArg,
+    /// The text report shows the first N items of each list, then how many more (JSON keeps
+    /// them all).
+    #[arg(long, value_name = "N", default_value_t = 20, conflicts_with = "all")]
+    pub limit: usize,
+    /// The text report shows every item.
+    #[arg(long)]
+    pub all: bool,
     /// Worker threads (default: 8, or one per core where there are more).
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
@@ -414,6 +421,7 @@ impl GcArgs {
             trash: self.trash,
             root,
             cache,
+            text_limit: (!self.all).then_some(self.limit),
             dry_run: self.dry_run,
             delete_untagged: self.delete_untagged,
             grace: self.grace,
@@ -437,6 +445,8 @@ impl DropInArgs {
                 s3_endpoint: None,
             },
             cache: CacheArgs::default(),
+            limit: 20,
+            all: false,
             dry_run: self.dry_run,
             delete_untagged: self.delete_untagged,
             grace: Span::from_secs(3600),

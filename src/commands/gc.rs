@@ -195,6 +195,7 @@ fn run_in<S: Storage>(
     report.refused_by_safety_net = refused;
     report.trash = trash;
     report.delete_untagged_would_free = untagged_more;
+    report.text_limit = cfg.text_limit;
     report.summary.requests = store.requests();
     if cfg.explain {
         report.explain = Some(explain);

@@ -94,6 +94,10 @@ pub struct GcReport {
     /// (the manifests the policy left untagged, and what only they need).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete_untagged_would_free: Option<u64>,
+    /// How many items of each list the text shows (`--limit`); `None` shows all (`--all`).
+    /// JSON always holds everything.
+    #[serde(skip)]
+    pub text_limit: Option<usize>,
 }
 
 pub struct Context {
@@ -211,6 +215,7 @@ impl GcReport {
             explain: None,
             trash: None,
             delete_untagged_would_free: None,
+            text_limit: None,
         }
     }
 
@@ -233,6 +238,7 @@ impl GcReport {
 
     pub fn to_text(&self) -> String {
         let s = &self.summary;
+        let limit = self.text_limit.unwrap_or(usize::MAX);
         let verb = if self.dry_run {
             "would delete"
         } else if self.trash.is_some() {
@@ -366,13 +372,14 @@ impl GcReport {
         }
         if !self.kept_at_sweep.is_empty() {
             let _ = writeln!(o, "\nkept at sweep:");
-            for k in &self.kept_at_sweep {
+            for k in self.kept_at_sweep.iter().take(limit) {
                 let _ = writeln!(o, "  {}  {}", k.path.display(), k.message);
             }
+            more(&mut o, self.kept_at_sweep.len(), limit);
         }
         if !self.plan.tags_deleted.is_empty() {
             let _ = writeln!(o, "\ntags {heading}:");
-            for t in &self.plan.tags_deleted {
+            for t in self.plan.tags_deleted.iter().take(limit) {
                 let d = t
                     .digest
                     .map(|d| d.to_string())
@@ -384,22 +391,25 @@ impl GcReport {
                     t.repository, t.tag, t.rule
                 );
             }
+            more(&mut o, self.plan.tags_deleted.len(), limit);
         }
         if !self.plan.manifests_deleted.is_empty() {
             let _ = writeln!(o, "\nmanifests {heading}:");
-            for m in &self.plan.manifests_deleted {
+            for m in self.plan.manifests_deleted.iter().take(limit) {
                 let _ = writeln!(o, "  {}@{}  ({})", m.repository, m.digest, m.reason);
             }
+            more(&mut o, self.plan.manifests_deleted.len(), limit);
         }
         if !self.plan.layer_links_deleted.is_empty() {
             let _ = writeln!(o, "\nlayer links {heading}:");
-            for l in &self.plan.layer_links_deleted {
+            for l in self.plan.layer_links_deleted.iter().take(limit) {
                 let _ = writeln!(o, "  {}  {}", l.repository, l.digest);
             }
+            more(&mut o, self.plan.layer_links_deleted.len(), limit);
         }
         if !self.plan.tag_index_entries_deleted.is_empty() {
             let _ = writeln!(o, "\ntag history entries {heading}:");
-            for l in &self.plan.tag_index_entries_deleted {
+            for l in self.plan.tag_index_entries_deleted.iter().take(limit) {
                 let _ = writeln!(
                     o,
                     "  {}:{}  {}",
@@ -408,10 +418,11 @@ impl GcReport {
                     l.digest
                 );
             }
+            more(&mut o, self.plan.tag_index_entries_deleted.len(), limit);
         }
         if !self.plan.blobs_deleted.is_empty() {
             let _ = writeln!(o, "\nblobs {heading}:");
-            for b in &self.plan.blobs_deleted {
+            for b in self.plan.blobs_deleted.iter().take(limit) {
                 let _ = writeln!(
                     o,
                     "  {}  {:>10}  {}",
@@ -424,10 +435,11 @@ impl GcReport {
                     }
                 );
             }
+            more(&mut o, self.plan.blobs_deleted.len(), limit);
         }
         if !self.plan.uploads_deleted.is_empty() {
             let _ = writeln!(o, "\nuploads {heading}:");
-            for u in &self.plan.uploads_deleted {
+            for u in self.plan.uploads_deleted.iter().take(limit) {
                 let _ = writeln!(
                     o,
                     "  {}  {}  {:>10}",
@@ -436,6 +448,7 @@ impl GcReport {
                     human_bytes(u.size)
                 );
             }
+            more(&mut o, self.plan.uploads_deleted.len(), limit);
         }
         if let Some(explain) = &self.explain {
             let _ = writeln!(o, "\npolicy decisions:");
@@ -443,9 +456,10 @@ impl GcReport {
         }
         if !self.errors.is_empty() {
             let _ = writeln!(o, "\nproblems:");
-            for e in &self.errors {
+            for e in self.errors.iter().take(limit) {
                 let _ = writeln!(o, "  {}: {} [{}]", e.path.display(), e.message, e.kind);
             }
+            more(&mut o, self.errors.len(), limit);
         }
         o
     }
@@ -635,6 +649,17 @@ impl GcReport {
             let _ = writeln!(o, "blob eligible for deletion: {}", b.digest);
         }
         o
+    }
+}
+
+/// The line that ends a list the text cut short.
+fn more(o: &mut String, len: usize, limit: usize) {
+    if len > limit {
+        let _ = writeln!(
+            o,
+            "  ... and {} more (all of them: --all, or --report FILE --format json)",
+            len - limit
+        );
     }
 }
 

@@ -617,3 +617,33 @@ fn the_systemd_unit_runs_as_written() {
             .contains("regsweep_")
     );
 }
+
+#[test]
+fn the_text_report_is_bounded_and_json_keeps_everything() {
+    let f = fixture();
+    let lw = LayoutWriter::new(&f.root);
+    for i in 0..30 {
+        lw.blob(&bytes_for(&format!("extra{i}"), 64));
+    }
+    let root = f.root.to_str().unwrap();
+    let text = |extra: &[&str]| {
+        let mut args = vec!["gc", "--dry-run", "--grace", "0", "--root", root];
+        args.extend_from_slice(extra);
+        let out = regsweep(&args);
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let blob_lines = |t: &str| t.lines().filter(|l| l.starts_with("  sha256:")).count();
+    let bounded = text(&[]);
+    assert_eq!(blob_lines(&bounded), 20, "{bounded}");
+    assert!(
+        bounded.contains("... and 14 more (all of them: --all"),
+        "{bounded}"
+    );
+    assert_eq!(blob_lines(&text(&["--limit", "5"])), 5);
+    let all = text(&["--all"]);
+    assert_eq!(blob_lines(&all), 34, "{all}");
+    assert!(!all.contains("more (all of them"));
+    let (_, json) = gc_json(&f.root, &["--dry-run", "--grace", "0"]);
+    assert_eq!(json["blobs_deleted"].as_array().unwrap().len(), 34);
+}
