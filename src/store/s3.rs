@@ -4,11 +4,11 @@
 //!
 //! The bucket holds the same names as the disk, as keys below `<rootdirectory>/docker/registry/v2/`;
 //! there are no folder objects and no symlinks. A folder here is a key prefix. The scan asks for
-//! whole subtrees (`Folder::whole`): each of the 256 blob prefixes, and each repository, is
+//! whole subtrees (`Folder::whole`): each of the 256 blob prefixes, and the repositories, are
 //! listed once, recursively, in pages of 1000 keys, and everything below is answered from that
 //! listing. A digest is read from a key's name; a link's content is checked against its name by
-//! the listed ETag (the MD5 of a plain upload) and read (GET) only where that does not settle it.
-//! Manifests are read by GET.
+//! the listed ETag (the MD5 of a plain upload), a tag's current link among its history's
+//! digests, and read (GET) only where that does not settle it. Manifests are read by GET.
 //!
 //! `object_store` is async; its runtime is private to this file: each call blocks the calling
 //! thread (a rayon worker) until its request is done, so the stages above stay as they are.
@@ -16,8 +16,10 @@
 //! connection errors (with backoff, for at most 30 s); one that still fails is an error or a
 //! finding, never a silent "absent".
 //!
-//! Changing a bucket (the sweep, the lock, the trash) is not done here yet: `gc` without
-//! `--dry-run`, `apply` and `restore` refuse an S3 root.
+//! Changing a bucket: there is no rename, so an item goes by `remove_unless_changed` (a fresh
+//! listing of its keys, then deletes with its guard last; blobs a prefix at a time, in batches
+//! of up to 1000 keys); the lock is a create-only object. A trash is refused (it would copy
+//! every blob), and with it `restore`.
 
 use crate::config::S3Root;
 use crate::error::{Error, Result};
