@@ -250,6 +250,18 @@ impl Moto {
         moto
     }
 
+    /// Returns once the clock has left the current second. S3 keeps `LastModified` in whole
+    /// seconds, and regsweep keeps, as written during the run, anything from the second its run
+    /// began; a test that wants its last push judged as older starts the run after this.
+    pub fn next_second(&self) {
+        let second =
+            |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let now = second(std::time::SystemTime::now());
+        while second(std::time::SystemTime::now()) == now {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Every key in the bucket below `prefix` (unsigned listing; moto does not ask).
     pub fn keys(&self, prefix: &str) -> BTreeSet<String> {
         let mut keys = BTreeSet::new();
