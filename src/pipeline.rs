@@ -51,12 +51,6 @@ pub fn with_storage<J: OnStorage>(root: &Root, job: &J, progress: &dyn Progress)
     }
 }
 
-/// Opens the registry storage at `root` (its `rootdirectory` or its `docker/registry/v2`) and
-/// loads its model.
-pub fn open(root: &Path, how: Open, progress: &dyn Progress) -> Result<Opened<FsStorage>> {
-    load_store(FsStorage::open(&canonical_root(root)?)?, how, progress)
-}
-
 /// Locks (when asked) and loads storage already opened, on disk or in a bucket.
 pub fn load_store<S: Storage>(store: S, how: Open, progress: &dyn Progress) -> Result<Opened<S>> {
     let lock = match how.lock {

@@ -220,6 +220,14 @@ fn s3_roots_and_options_that_cannot_be_used_say_why_and_change_nothing() {
     reg.pull("acme/s3:v1").unwrap();
 }
 
+/// The world on the s3 driver, returned once the clock has left the second of its last push,
+/// so that a run judging it does not count that push as written during the run.
+fn settled_world() -> world::World {
+    let w = world::build_on(Registry::start_s3());
+    w.reg.s3.as_ref().unwrap().next_second();
+    w
+}
+
 /// A registry on the s3 driver holding one small image, pushed as `repo_tag`.
 fn one_image_on_s3(seed: &str, repo_tag: &str) -> Registry {
     let mut reg = Registry::start_s3();
@@ -232,9 +240,7 @@ fn one_image_on_s3(seed: &str, repo_tag: &str) -> Registry {
 
 #[test]
 fn a_sweep_on_s3_deletes_what_the_reference_gc_would_and_every_tag_still_pulls() {
-    let w = world::build_on(Registry::start_s3());
-    // The world's last pushes must not share a second with the run that judges them.
-    w.reg.s3.as_ref().unwrap().next_second();
+    let w = settled_world();
     let moto = w.reg.s3.as_ref().unwrap();
     let before = moto.blobs();
     let expected = w.plain_garbage(&before);
@@ -293,9 +299,7 @@ fn a_sweep_on_s3_deletes_what_the_reference_gc_would_and_every_tag_still_pulls()
 
 #[test]
 fn a_sweep_on_s3_killed_after_every_item_leaves_every_tag_pullable_and_a_rerun_finishes() {
-    let w = world::build_on(Registry::start_s3());
-    // The world's last pushes must not share a second with the run that judges them.
-    w.reg.s3.as_ref().unwrap().next_second();
+    let w = settled_world();
     let moto = w.reg.s3.as_ref().unwrap();
     let kept_blobs: BTreeSet<String> = w.kept.clone();
     let config = w.reg.config.to_str().unwrap().to_string();
@@ -334,9 +338,7 @@ fn a_sweep_on_s3_killed_after_every_item_leaves_every_tag_pullable_and_a_rerun_f
 
 #[test]
 fn a_lock_object_left_by_a_killed_run_stops_the_next_until_break_lock() {
-    let w = world::build_on(Registry::start_s3());
-    // The world's last pushes must not share a second with the run that judges them.
-    w.reg.s3.as_ref().unwrap().next_second();
+    let w = settled_world();
     let config = w.reg.config.to_str().unwrap().to_string();
     let gc = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_regsweep"))
@@ -426,9 +428,7 @@ fn throttling_is_retried_then_reported_and_a_refusal_is_one_line() {
 
 #[test]
 fn a_plan_for_a_bucket_is_reviewed_then_applied_there() {
-    let w = world::build_on(Registry::start_s3());
-    // The world's last pushes must not share a second with the run that judges them.
-    w.reg.s3.as_ref().unwrap().next_second();
+    let w = settled_world();
     let moto = w.reg.s3.as_ref().unwrap();
     let before = moto.blobs();
     let expected = w.plain_garbage(&before);
