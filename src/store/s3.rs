@@ -16,9 +16,9 @@
 //! connection errors (with backoff, for at most 30 s); one that still fails is an error or a
 //! finding, never a silent "absent".
 //!
-//! Changing a bucket: there is no rename, so an item goes by `remove_unless_changed` (a fresh
-//! listing of its keys, then deletes with its guard last; blobs a prefix at a time, in batches
-//! of up to 1000 keys); the lock is a create-only object. A trash is refused (it would copy
+//! Changing a bucket: there is no rename, so items go by `remove_many_unless_changed`, a folder
+//! of them at a time (a fresh listing of the folder, then deletes in batches of up to 1000 keys,
+//! the guards last); the lock is a create-only object. A trash is refused (it would copy
 //! every blob), and with it `restore`.
 
 use crate::config::S3Root;

@@ -146,7 +146,8 @@ impl<S: Storage> Sweeper<'_, S> {
     fn remove_in(&self, parent: &S::Folder, parent_path: &Path, name: &str, guard: &[&str]) {
         let path = parent_path.join(name);
         if !self.store.renames() {
-            return self.remove_by_keys(parent, &path, name, guard);
+            // Not reached: such stores remove items by `remove_group`. Refuse rather than guess.
+            return self.fail(&path, "this storage cannot move items; kept".into());
         }
         let st = match parent.stat(name) {
             Ok(st) => st,
@@ -205,30 +206,6 @@ impl<S: Storage> Sweeper<'_, S> {
         }
     }
 
-    /// `remove_in` on a store without rename (a bucket): the item's keys go, its guard last, so
-    /// the registry serves it whole until then; kept when anything in it changed since the run
-    /// began. A killed sweep leaves at worst an item without some of its non-guard keys (a tag
-    /// without part of its history), which still serves, and the next run finishes.
-    fn remove_by_keys(&self, parent: &S::Folder, path: &Path, name: &str, guard: &[&str]) {
-        if matches!(self.dest, Dest::Trash(_)) {
-            return self.fail(
-                path,
-                "a trash is not supported on this storage; kept".into(),
-            );
-        }
-        match parent.remove_unless_changed(OsStr::new(name), guard, self.since_ns, self.staged) {
-            Ok(true) => {
-                self.removed.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(false) => self.keep(
-                path,
-                "modified since this run began (a push landed on it); kept".into(),
-            ),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {} // already gone: a re-run
-            Err(e) => self.fail(path, format!("cannot delete: {e}")),
-        }
-    }
-
     /// Blobs, folder by folder: each `blobs/sha256/xx` is opened once and its items leave by the
     /// same steps as in `remove_item` (a sweep's bulk, so this is where opening every parent
     /// from the root would cost most).
@@ -241,10 +218,11 @@ impl<S: Storage> Sweeper<'_, S> {
             .collect();
         let bar = progress.bar("deleting blobs", blobs.len() as u64);
         groups.par_iter().for_each(|group| {
+            if !self.store.renames() {
+                let names = group.iter().map(|b| b.digest.hex()).collect();
+                return self.remove_group(&rel().blob_dir(&group[0].digest), names, &[DATA], &*bar);
+            }
             if let Some((dir, dir_path, _)) = self.open_parent(&rel().blob_dir(&group[0].digest)) {
-                if !self.store.renames() {
-                    return self.remove_blob_group(&dir, &dir_path, group, &*bar);
-                }
                 for b in group.iter() {
                     if self.should_stop() {
                         return;
@@ -257,29 +235,75 @@ impl<S: Storage> Sweeper<'_, S> {
         bar.finish();
     }
 
-    /// A store without rename (a bucket) removes a blob prefix's planned blobs together: one
-    /// listing, batched deletes.
-    fn remove_blob_group(
+    /// A stage of items (paths relative to v2), each guarded by its `guard` files. On disk, item
+    /// by item; on a store without rename (a bucket), the items of one folder together (one
+    /// fresh listing, batched deletes), which is what keeps a run's requests near one per
+    /// thousand keys instead of two per item.
+    fn remove_stage(
         &self,
-        dir: &S::Folder,
-        dir_path: &Path,
-        group: &[BlobRemoval],
+        progress: &dyn Progress,
+        label: &'static str,
+        items: Vec<PathBuf>,
+        guard: &[&str],
+    ) {
+        if self.store.renames() {
+            return self.stage(progress, label, &items, |it| self.remove_item(it, guard));
+        }
+        if items.is_empty() {
+            return;
+        }
+        let bar = progress.bar(label, items.len() as u64);
+        let mut groups: std::collections::BTreeMap<PathBuf, Vec<String>> = Default::default();
+        for it in &items {
+            let (Some(parent), Some(name)) = (it.parent(), it.file_name().and_then(|n| n.to_str()))
+            else {
+                self.fail(
+                    &self.v2.join(it),
+                    "not an item of the layout; refused".into(),
+                );
+                bar.inc(1);
+                continue;
+            };
+            groups
+                .entry(parent.to_path_buf())
+                .or_default()
+                .push(name.to_string());
+        }
+        let groups: Vec<(PathBuf, Vec<String>)> = groups.into_iter().collect();
+        groups.par_iter().for_each(|(parent, names)| {
+            let first = parent.join(&names[0]);
+            self.remove_group(&first, names.clone(), guard, &*bar);
+        });
+        bar.finish();
+    }
+
+    /// On a store without rename: the items `names` of the folder holding `first` (one of
+    /// them), judged on one fresh listing and deleted in batches, each item's guard keys last.
+    fn remove_group(
+        &self,
+        first: &Path,
+        names: Vec<String>,
+        guard: &[&str],
         bar: &dyn crate::progress::Bar,
     ) {
+        let count = names.len() as u64;
         if matches!(self.dest, Dest::Trash(_)) {
-            for b in group {
+            let dir = self.v2.join(first.parent().unwrap_or(Path::new("")));
+            for n in &names {
                 self.fail(
-                    &dir_path.join(b.digest.hex()),
+                    &dir.join(n),
                     "a trash is not supported on this storage; kept".into(),
                 );
             }
-            return;
+            return bar.inc(count);
         }
         if self.should_stop() {
             return;
         }
-        let names: Vec<String> = group.iter().map(|b| b.digest.hex()).collect();
-        let results = dir.remove_many_unless_changed(&names, &[DATA], self.since_ns, self.staged);
+        let Some((dir, dir_path, _)) = self.open_parent(first) else {
+            return bar.inc(count);
+        };
+        let results = dir.remove_many_unless_changed(&names, guard, self.since_ns, self.staged);
         for (name, r) in names.iter().zip(results) {
             let path = dir_path.join(name);
             match r {
@@ -293,8 +317,8 @@ impl<S: Storage> Sweeper<'_, S> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => self.fail(&path, format!("cannot delete: {e}")),
             }
-            bar.inc(1);
         }
+        bar.inc(count);
     }
 
     fn stage<T: Sync>(
@@ -424,34 +448,62 @@ pub fn sweep<S: Storage>(
     };
     let r = rel();
     // Each stage completes before the next starts: that is what keeps the layout valid.
-    s.stage(progress, "deleting tags", &plan.tags, |t| {
-        s.remove_item(&r.tag_dir(&t.repository, &t.tag), &[TAG_CURRENT])
-    });
-    s.stage(progress, "deleting tag history", &plan.tag_index, |l| {
-        if let Some(tag) = &l.tag {
-            s.remove_item(&r.tag_index_dir(&l.repository, tag, &l.digest), &[LINK])
-        }
-    });
-    s.stage(progress, "deleting manifests", &plan.manifests, |m| {
-        s.remove_item(&r.revision_dir(&m.repository, &m.digest), &[LINK])
-    });
+    s.remove_stage(
+        progress,
+        "deleting tags",
+        plan.tags
+            .iter()
+            .map(|t| r.tag_dir(&t.repository, &t.tag))
+            .collect(),
+        &[TAG_CURRENT],
+    );
+    s.remove_stage(
+        progress,
+        "deleting tag history",
+        plan.tag_index
+            .iter()
+            .filter_map(|l| Some(r.tag_index_dir(&l.repository, l.tag.as_ref()?, &l.digest)))
+            .collect(),
+        &[LINK],
+    );
+    s.remove_stage(
+        progress,
+        "deleting manifests",
+        plan.manifests
+            .iter()
+            .map(|m| r.revision_dir(&m.repository, &m.digest))
+            .collect(),
+        &[LINK],
+    );
     let mut layer_links = plan.layer_links.clone();
     let mut blobs = plan.blobs.clone();
     if !s.stopped.load(Ordering::Relaxed) {
         s.recheck(&mut layer_links, &mut blobs);
     }
-    s.stage(progress, "deleting layer links", &layer_links, |l| {
-        s.remove_item(&r.layer_dir(&l.repository, &l.digest), &[LINK])
-    });
+    s.remove_stage(
+        progress,
+        "deleting layer links",
+        layer_links
+            .iter()
+            .map(|l| r.layer_dir(&l.repository, &l.digest))
+            .collect(),
+        &[LINK],
+    );
     // Once more right before the blob stage, so that what is left open is only the blob
     // stage itself: a push that links a planned blob after this read and before its removal.
     if !s.stopped.load(Ordering::Relaxed) && !layer_links.is_empty() {
         s.recheck(&mut Vec::new(), &mut blobs);
     }
     s.remove_blobs(progress, &blobs);
-    s.stage(progress, "deleting uploads", &plan.uploads, |u| {
-        s.remove_item(&r.upload_dir(&u.repository, &u.id), &[DATA])
-    });
+    s.remove_stage(
+        progress,
+        "deleting uploads",
+        plan.uploads
+            .iter()
+            .map(|u| r.upload_dir(&u.repository, &u.id))
+            .collect(),
+        &[DATA],
+    );
     s.stage(progress, "finishing deletes", &plan.staging, |d| {
         if s.should_stop() {
             return;

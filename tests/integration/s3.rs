@@ -282,6 +282,37 @@ fn a_sweep_on_s3_deletes_what_the_reference_gc_would_and_every_tag_still_pulls()
     assert_eq!(code, 0, "{untagged}");
     assert_eq!(deleted_blobs(&untagged), w.untagged_only);
     assert_eq!(untagged["summary"]["uploads_deleted"], 1, "{untagged}");
+    // Deletes are batched by folder at every stage: at most one request per folder an item
+    // leaves (two for uploads, whose guard goes after the rest), where item by item each item
+    // costs one or more.
+    let r = &untagged;
+    let group = |list: &str, by: &dyn Fn(&serde_json::Value) -> String| {
+        let items = r[list].as_array().unwrap();
+        let folders: BTreeSet<String> = items.iter().map(by).collect();
+        (items.len(), folders.len())
+    };
+    let field = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let stages = [
+        group("tags_deleted", &|v| field(v, "repository")),
+        group("tag_index_entries_deleted", &|v| {
+            field(v, "repository") + ":" + &field(v, "tag")
+        }),
+        group("manifests_deleted", &|v| field(v, "repository")),
+        group("layer_links_deleted", &|v| field(v, "repository")),
+        group("blobs_deleted", &|v| field(v, "digest")[7..9].to_string()),
+        group("uploads_deleted", &|v| field(v, "repository")),
+    ];
+    let items: usize = stages.iter().map(|s| s.0).sum();
+    let folders: usize = stages.iter().map(|s| s.1).sum::<usize>() + stages[5].1;
+    let deletes = r["summary"]["requests"]["delete"].as_u64().unwrap() as usize;
+    assert!(
+        folders < items,
+        "the run has folders of several items: {stages:?}"
+    );
+    assert!(
+        deletes <= folders,
+        "{deletes} delete requests for {stages:?}"
+    );
     assert!(
         moto.keys(&format!(
             "{S3_PREFIX}/docker/registry/v2/repositories/acme/app/_uploads/"
