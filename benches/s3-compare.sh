@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# regsweep against the reference GC on S3: the same generated layout loaded into a bucket of a
-# local S3 server (moto), each dry run made through a counting proxy, so that both are measured
-# the same way: requests by kind, and wall time.
+# regsweep against the reference GC on S3: the same generated layout served as a bucket by a
+# local S3 server, each dry run made through a counting proxy, so that both are measured the
+# same way: requests by kind, and wall time.
 #
-#   benches/s3-compare.sh [10k|130k]     (scales as in compare.sh; 10k by default)
-#   SKIP_REFERENCE=1 benches/s3-compare.sh   (regsweep alone)
+#   benches/s3-compare.sh [10k|100k]          (10k by default)
+#   SKIP_REFERENCE=1 benches/s3-compare.sh    (regsweep alone)
+#   S3_SERVER=moto|folder benches/s3-compare.sh 10k
 #
-# moto serialises requests (about 150 a second here), so wall times on it say little; the
-# request counts are what carries over to a real bucket, where each request costs money and a
-# round trip. Loading the layout takes a few minutes (one PUT per object, tiny layers).
+# The server: moto (a real S3 implementation, loaded with one PUT per object) at 10k by default;
+# benches/s3folder.py (a read-only S3 endpoint over the generated folder, a sorted key index) at
+# 100k, where moto would take half an hour to load and most of a day to serve the reference's
+# walk (it scans the whole bucket for every listing). Request counts are the clients' own, so
+# they carry over from one server to the other; `S3_SERVER=folder ... 10k` checks that they
+# equal moto's. Wall times on either server say little about a real bucket, where each
+# request is a round trip and costs money: compare the counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-peers.sh
@@ -21,6 +26,7 @@ WORK=${BENCH_DIR:-/var/tmp/regsweep-bench}/s3
 scale=${1:-10k}
 case "$scale" in
   10k) params="--repos 20 --tags 80 --untagged 10 --dangling 500" ;;
+  100k) params="--repos 100 --tags 150 --untagged 15 --dangling 5000" ;;
   130k) params="--repos 100 --tags 210 --untagged 20 --dangling 5000" ;;
   *) echo "unknown scale $scale" >&2; exit 2 ;;
 esac
@@ -31,17 +37,26 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
-MOTO_PORT=$(free_port)
-python3 -m moto.server -H 127.0.0.1 -p "$MOTO_PORT" >/dev/null 2>&1 &
-MOTO_PID=$!
-PIDS=("$MOTO_PID")
-trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
-wait_port "$MOTO_PORT"
-MOTO=http://127.0.0.1:$MOTO_PORT
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
-
-# Load: every file of the layout as a key under regroot/, 16 uploads in flight.
-python3 - "$WORK/layout" "$MOTO" <<'EOF'
+server=${S3_SERVER:-$([ "$scale" = 10k ] && echo moto || echo folder)}
+S3_PORT=$(free_port)
+S3=http://127.0.0.1:$S3_PORT
+if [ "$server" = folder ]; then
+  # The bucket's keys are regroot/<path in the layout>.
+  mkdir -p "$WORK/bucket" && mv "$WORK/layout" "$WORK/bucket/regroot" && ln -s bucket/regroot "$WORK/layout"
+  python3 benches/s3folder.py "$S3_PORT" bench "$WORK/bucket" 2>"$WORK/server.err" &
+  PIDS=($!)
+  trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
+  # It indexes (and hashes) every file before it listens.
+  for _ in $(seq 1 3000); do grep -q serving "$WORK/server.err" 2>/dev/null && break; sleep 0.1; done
+  wait_port "$S3_PORT"
+else
+  python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT" >/dev/null 2>&1 &
+  PIDS=($!)
+  trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
+  wait_port "$S3_PORT"
+  # Load: every file of the layout as a key under regroot/, 16 uploads in flight.
+  python3 - "$WORK/layout" "$S3" <<'EOF'
 import os, sys, boto3, concurrent.futures as cf
 root, endpoint = sys.argv[1], sys.argv[2]
 s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
@@ -54,13 +69,14 @@ with cf.ThreadPoolExecutor(16) as ex:
     list(ex.map(put, files))
 print(f"loaded {len(files)} objects", file=sys.stderr)
 EOF
+fi
 
 # run NAME CMD...: through a fresh counting proxy; prints "NAME seconds counts-json".
 run() {
   local name=$1; shift
   local port counts
   port=$(free_port); counts=$WORK/$name.counts.json
-  python3 "$PROXY" "$port" "$MOTO" "$counts" &
+  python3 "$PROXY" "$port" "$S3" "$counts" &
   local ppid=$!
   wait_port "$port"
   local start end
@@ -84,9 +100,9 @@ EOF
   env -u AWS_CA_BUNDLE docker-registry garbage-collect --dry-run "$WORK/registry.yml"
 }
 
-objects=$(find "$WORK/layout" -type f | wc -l)
-blobs=$(find "$WORK/layout" -path '*blobs/sha256/*/data' | wc -l)
-echo "## S3, $scale: $blobs blobs, $objects objects"
+objects=$(find "$WORK/layout/" -type f | wc -l)
+blobs=$(find "$WORK/layout/" -path '*blobs/sha256/*/data' | wc -l)
+echo "## S3 ($server), $scale: $blobs blobs, $objects objects"
 rm -f "$WORK/manifests.bin"
 run regsweep regsweep_dry
 run regsweep-again regsweep_dry
@@ -96,3 +112,12 @@ if [ "${SKIP_REFERENCE:-0}" != 1 ]; then
   echo "reference picks: $(grep -c 'blob eligible for deletion' "$WORK/reference.out" || true) blobs"
 fi
 echo "regsweep picks: $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["blobs_deleted"]))' "$WORK/regsweep.out") blobs"
+if [ "${SKIP_REFERENCE:-0}" != 1 ]; then
+  python3 - "$WORK/reference.out" "$WORK/regsweep.out" <<'PY'
+import json, re, sys
+ref = set(re.findall(r"blob eligible for deletion: (sha256:[0-9a-f]{64})", open(sys.argv[1]).read()))
+ours = {b["digest"] for b in json.load(open(sys.argv[2]))["blobs_deleted"]}
+print("same blobs, digest by digest" if ref == ours else
+      f"DIFFERENT: {len(ref - ours)} only the reference's, {len(ours - ref)} only regsweep's")
+PY
+fi

@@ -53,6 +53,8 @@ def kind(method, path, headers):
 
 class Proxy(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go in two writes: without this each answer waits for a delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
