@@ -133,16 +133,17 @@ fn run_in<S: Storage>(
             .count();
         (plain.bytes_freed(), damage)
     };
-    let (untagged_bytes, kept_by_grace) = {
+    let (untagged_bytes, kept_by_grace, untagged_goes) = {
         let (untagged, _) = pipeline::decide(&layout, None, &rules(true), started_at);
-        (untagged.bytes_freed(), untagged.kept_by_grace)
+        let goes = usage::blobs_among(&layout, untagged.blobs.iter().map(|b| &b.digest));
+        (untagged.bytes_freed(), untagged.kept_by_grace, goes)
     };
     let by_policy = cfg.policy.as_ref().map(|p| {
         let (plan, _) = pipeline::decide(&layout, Some(p), &rules(true), started_at);
         (plan.bytes_freed(), plan.refused)
     });
 
-    let mut repositories = usage::repositories(&layout);
+    let mut repositories = usage::repositories(&layout, &untagged_goes);
     let tags = match &cfg.by_tag {
         Some(name) => Some(usage::tags(&layout, name).ok_or_else(|| {
             Error::Usage(format!(

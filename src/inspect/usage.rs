@@ -19,8 +19,8 @@ pub struct RepoUsage {
     /// Reached by no other repository: what deleting the repository would free.
     pub exclusive_bytes: u64,
     pub shared_bytes: u64,
-    /// Reached only by its untagged revisions and by no tag anywhere: what
-    /// `gc --delete-untagged` would free of it.
+    /// What `gc --delete-untagged` would free of it: blobs it reaches that that run deletes
+    /// (reached by no tag anywhere, and older than the grace period).
     pub untagged_bytes: u64,
 }
 
@@ -50,8 +50,10 @@ fn indices(layout: &Layout, set: &RefSet) -> Vec<u32> {
 }
 
 /// Usage of every repository, in layout order. A blob shared by many repositories counts in
-/// each one's `bytes`, and in none one's `exclusive_bytes`.
-pub fn repositories(layout: &Layout) -> Vec<RepoUsage> {
+/// each one's `bytes`, and in none one's `exclusive_bytes`. `untagged_goes` says, by index into
+/// `layout.blobs`, which blobs `gc --delete-untagged` deletes: that plan, grace included, is the
+/// one rule for both the UNTAGGED column and du's summary.
+pub fn repositories(layout: &Layout, untagged_goes: &[bool]) -> Vec<RepoUsage> {
     let reach: Vec<(Vec<u32>, Vec<u32>)> = layout
         .repos
         .par_iter()
@@ -62,15 +64,11 @@ pub fn repositories(layout: &Layout) -> Vec<RepoUsage> {
         .collect();
     // A byte per blob: only "one repository" against "more" matters.
     let mut reached_by = vec![0u8; layout.blobs.len()];
-    let mut tagged_anywhere = vec![false; layout.blobs.len()];
     let reach: Vec<Vec<u32>> = reach
         .into_iter()
-        .map(|(all, tagged)| {
+        .map(|(all, _tagged)| {
             all.iter()
                 .for_each(|&i| reached_by[i as usize] = reached_by[i as usize].saturating_add(1));
-            tagged
-                .iter()
-                .for_each(|&i| tagged_anywhere[i as usize] = true);
             all
         })
         .collect();
@@ -86,10 +84,9 @@ pub fn repositories(layout: &Layout) -> Vec<RepoUsage> {
                 .filter(|&&i| reached_by[i as usize] == 1)
                 .map(|&i| size(i))
                 .sum();
-            // Tagged nowhere includes tagged nowhere in this repository.
             let untagged_bytes = all
                 .iter()
-                .filter(|&&i| !tagged_anywhere[i as usize])
+                .filter(|&&i| untagged_goes.get(i as usize).copied().unwrap_or(false))
                 .map(|&i| size(i))
                 .sum();
             RepoUsage {
@@ -104,6 +101,18 @@ pub fn repositories(layout: &Layout) -> Vec<RepoUsage> {
             }
         })
         .collect()
+}
+
+/// `untagged_goes` for `repositories`: by index into `layout.blobs`, whether it is one of
+/// `deleted` (the blobs a `gc --delete-untagged` plan deletes).
+pub fn blobs_among<'a>(layout: &Layout, deleted: impl Iterator<Item = &'a Digest>) -> Vec<bool> {
+    let mut goes = vec![false; layout.blobs.len()];
+    for d in deleted {
+        if let Ok(i) = layout.blobs.binary_search_by(|b| b.digest.cmp(d)) {
+            goes[i] = true;
+        }
+    }
+    goes
 }
 
 /// Usage of every tag of one repository; `None` when there is no such repository.
@@ -214,10 +223,16 @@ mod tests {
         )
     }
 
+    /// `repositories` with the UNTAGGED column as `gc --delete-untagged` under `rules` has it.
+    fn usage(l: &Layout, rules: &Rules) -> Vec<RepoUsage> {
+        let (plan, _) = crate::pipeline::decide(l, None, rules, 1_000);
+        repositories(l, &blobs_among(l, plan.blobs.iter().map(|b| &b.digest)))
+    }
+
     #[test]
     fn repository_sizes_against_hand_sums() {
         let (l, m) = world();
-        let u = repositories(&cat(&l, &m));
+        let u = usage(&cat(&l, &m), &Rules::without_grace(true));
         // a reaches 1,2,3,4,10,11 = 1+2+4+8+64+128; exclusive: all but 2 and 4 (shared with b).
         assert_eq!(u[0].bytes, 207);
         assert_eq!(u[0].exclusive_bytes, 207 - 2 - 8);
@@ -227,6 +242,29 @@ mod tests {
         assert_eq!(u[0].blobs, 6);
         assert_eq!(u[1].bytes, 2 + 16 + 8 + 32 + 256 + 512);
         assert_eq!(u[1].untagged_bytes, 8 + 32 + 512);
+    }
+
+    #[test]
+    fn the_untagged_column_keeps_what_the_grace_period_keeps() {
+        let (mut l, m) = world();
+        // Blob 3 (4 bytes) was written within the grace period; so was b's untagged manifest
+        // 21, which keeps everything it reaches (4, 6 and itself).
+        for b in l.blobs.iter_mut() {
+            if b.digest == dg(3) || b.digest == dg(21) {
+                b.mtime = 990;
+            }
+        }
+        l.repos[1].revisions[1].mtime = 990;
+        let rules = Rules {
+            young_from: Some(900),
+            ..Rules::without_grace(true)
+        };
+        let u = usage(&cat(&l, &m), &rules);
+        assert_eq!(
+            u[0].untagged_bytes, 128,
+            "only 11 goes of a's untagged blobs"
+        );
+        assert_eq!(u[1].untagged_bytes, 0, "b's untagged manifest is young");
     }
 
     #[test]

@@ -148,38 +148,20 @@ impl Pattern {
 
 impl Matcher {
     pub fn compile(patterns: &[String]) -> std::result::Result<Matcher, String> {
-        let mut m = Matcher {
-            source: patterns.to_vec(),
-            ..Matcher::default()
-        };
+        let mut m = Matcher::default();
         for p in patterns {
-            let (negated, body) = match p.strip_prefix('!') {
-                Some(rest) => (true, rest),
-                None => (false, p.as_str()),
-            };
-            if body.is_empty() {
-                return Err(format!("empty pattern {p:?}"));
-            }
-            let pattern = if let Some(re) = body.strip_prefix("re:") {
-                Pattern::Regex(
-                    regex::Regex::new(&format!("^(?:{re})$"))
-                        .map_err(|e| format!("bad regular expression {p:?}: {e}"))?,
-                )
-            } else {
-                let glob = globset::GlobBuilder::new(body)
-                    .literal_separator(true)
-                    .backslash_escape(true)
-                    .build()
-                    .map_err(|e| format!("bad glob {p:?}: {}", e.kind()))?;
-                Pattern::Glob(glob.compile_matcher())
-            };
-            if negated {
-                m.exclude.push(pattern);
-            } else {
-                m.include.push(pattern);
-            }
+            m.push(p, compile_one(p)?);
         }
         Ok(m)
+    }
+
+    fn push(&mut self, source: &str, (negated, pattern): (bool, Pattern)) {
+        self.source.push(source.to_string());
+        if negated {
+            self.exclude.push(pattern);
+        } else {
+            self.include.push(pattern);
+        }
     }
 
     /// Matches when some include matches (or there are none) and no exclude does.
@@ -193,19 +175,76 @@ impl Matcher {
     }
 }
 
+/// One pattern: whether it excludes (`!`), and what it matches. Errors show the pattern as
+/// written, not the anchored form a regular expression is compiled in.
+fn compile_one(p: &str) -> std::result::Result<(bool, Pattern), String> {
+    let (negated, body) = match p.strip_prefix('!') {
+        Some(rest) => (true, rest),
+        None => (false, p),
+    };
+    if body.is_empty() {
+        return Err(format!("empty pattern {p:?}"));
+    }
+    let pattern = if let Some(re) = body.strip_prefix("re:") {
+        let bad = |e: regex::Error| format!("bad regular expression {p:?}: {e}");
+        regex::Regex::new(re).map_err(bad)?;
+        Pattern::Regex(regex::Regex::new(&format!("^(?:{re})$")).map_err(bad)?)
+    } else {
+        let glob = globset::GlobBuilder::new(body)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| format!("bad glob {p:?}: {}", e.kind()))?;
+        Pattern::Glob(glob.compile_matcher())
+    };
+    Ok((negated, pattern))
+}
+
+/// A pattern of a list, compiled as it is read, so that YAML places an error on its own line.
+struct Item(String, (bool, Pattern));
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        // Compiled inside the visitor: an error raised there carries the scalar's own line.
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Item;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a pattern")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Item, E> {
+                Ok(Item(s.to_string(), compile_one(s).map_err(E::custom)?))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
+
 impl<'de> Deserialize<'de> for Matcher {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(String),
-            Many(Vec<String>),
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Matcher;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a pattern or a list of patterns")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Matcher, E> {
+                let mut m = Matcher::default();
+                m.push(s, compile_one(s).map_err(E::custom)?);
+                Ok(m)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Matcher, A::Error> {
+                let mut m = Matcher::default();
+                while let Some(Item(source, compiled)) = seq.next_element()? {
+                    m.push(&source, compiled);
+                }
+                Ok(m)
+            }
         }
-        let list = match Raw::deserialize(d)? {
-            Raw::One(s) => vec![s],
-            Raw::Many(v) => v,
-        };
-        Matcher::compile(&list).map_err(serde::de::Error::custom)
+        d.deserialize_any(Visit)
     }
 }
 
@@ -215,16 +254,26 @@ struct GroupBy(regex::Regex);
 
 impl<'de> Deserialize<'de> for GroupBy {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let re = regex::Regex::new(&s).map_err(|e| {
-            serde::de::Error::custom(format!("bad group_by regular expression {s:?}: {e}"))
-        })?;
-        if re.captures_len() < 2 {
-            return Err(serde::de::Error::custom(format!(
-                "group_by {s:?} has no capture group: the captures name the group"
-            )));
+        // Checked inside the visitor, so that YAML places an error on the pattern's own line.
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = GroupBy;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a regular expression with a capture group")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<GroupBy, E> {
+                let re = regex::Regex::new(s).map_err(|e| {
+                    E::custom(format!("bad group_by regular expression {s:?}: {e}"))
+                })?;
+                if re.captures_len() < 2 {
+                    return Err(E::custom(format!(
+                        "group_by {s:?} has no capture group: the captures name the group"
+                    )));
+                }
+                Ok(GroupBy(re))
+            }
         }
-        Ok(GroupBy(re))
+        d.deserialize_str(Visit)
     }
 }
 

@@ -131,7 +131,7 @@ fn errors_name_the_line() {
         ),
         (
             "version: 1\nrules:\n  - name: a\n    tags: ['[z-a]']\n    keep: {newest: 1}\n",
-            "line 3",
+            "line 4",
             "bad glob",
         ),
         (
@@ -141,12 +141,12 @@ fn errors_name_the_line() {
         ),
         (
             "version: 1\nrules:\n  - name: a\n    tags: ['re:(']\n    delete: {}\n",
-            "line 3",
+            "line 4",
             "bad regular expression",
         ),
         (
             "version: 1\nrules:\n  - name: a\n    group_by: 'abc'\n    delete: {}\n",
-            "line 3",
+            "line 4",
             "no capture group",
         ),
         (
@@ -166,6 +166,14 @@ fn errors_name_the_line() {
         assert!(e.starts_with("/p/policy.yml: "), "{e}");
         assert!(e.contains(line) && e.contains(what), "{yaml}\n=> {e}");
     }
+}
+
+#[test]
+fn a_bad_regular_expression_is_shown_as_written_on_its_own_line() {
+    let yaml = "version: 1\nrules:\n  - name: a\n    repositories: '**'\n    tags:\n      - v*\n      - 're:v[0-9'\n    delete: {}\n";
+    let e = parse(yaml).unwrap_err().to_string();
+    assert!(e.contains("rules[0].tags") && e.contains("line 7"), "{e}");
+    assert!(e.contains("\n    v[0-9\n") && !e.contains("(?:"), "{e}");
 }
 
 #[test]
