@@ -28,6 +28,9 @@ pub struct GcConfig {
     pub text_limit: Option<usize>,
     pub dry_run: bool,
     pub delete_untagged: bool,
+    /// With `delete_untagged`: only untagged manifests pushed more than this long ago go;
+    /// `None` (or zero): every one.
+    pub untagged_older_than: Option<Span>,
     pub grace: Span,
     pub allow_damage: bool,
     /// Abandoned uploads older than this go; `None` keeps uploads.
@@ -63,6 +66,9 @@ impl GcConfig {
             uploads_before: self
                 .purge_uploads
                 .map(|a| now.saturating_sub(a.as_secs() as i64)),
+            untagged_kept_from: (self.untagged_older_than)
+                .filter(|a| !a.is_zero())
+                .map(|a| now.saturating_sub(a.as_secs() as i64)),
         }
     }
 
@@ -74,6 +80,7 @@ impl GcConfig {
             text_limit: None,
             dry_run: true,
             delete_untagged: false,
+            untagged_older_than: None,
             grace: Span::ZERO,
             allow_damage: false,
             purge_uploads: None,

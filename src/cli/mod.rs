@@ -324,9 +324,11 @@ pub struct GcArgs {
     /// Report what would be deleted; delete nothing (`-d` as in the reference's command).
     #[arg(long, short = 'n', short_alias = 'd')]
     pub dry_run: bool,
-    /// Also delete manifests no tag reaches (index children and referrers of kept ones stay).
-    #[arg(long, short = 'm')]
-    pub delete_untagged: bool,
+    /// Also delete manifests no tag reaches (index children and referrers of kept ones stay);
+    /// with `=AGE`, only those pushed more than AGE ago.
+    #[arg(long, short = 'm', value_name = "AGE", num_args = 0..=1, require_equals = true,
+        default_missing_value = "0")]
+    pub delete_untagged: Option<Span>,
     /// Keep anything modified within this long (`0` turns it off).
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     pub grace: Span,
@@ -412,6 +414,11 @@ impl GcArgs {
             Some(p) => Some(Policy::load(p)?),
             None => None,
         };
+        // The command line's -m wins over the policy's `untagged:`.
+        let untagged_older_than = self
+            .delete_untagged
+            .or_else(|| policy.as_ref().and_then(|p| p.untagged_older_than));
+        let delete_untagged = untagged_older_than.is_some();
         Ok(GcConfig {
             policy,
             explain: self.explain,
@@ -423,7 +430,8 @@ impl GcArgs {
             cache,
             text_limit: (!self.all).then_some(self.limit),
             dry_run: self.dry_run,
-            delete_untagged: self.delete_untagged,
+            delete_untagged,
+            untagged_older_than,
             grace: self.grace,
             allow_damage: self.allow_damage,
             purge_uploads: self.purge_uploads,
@@ -448,7 +456,7 @@ impl DropInArgs {
             limit: 20,
             all: false,
             dry_run: self.dry_run,
-            delete_untagged: self.delete_untagged,
+            delete_untagged: self.delete_untagged.then_some(Span::ZERO),
             grace: Span::from_secs(3600),
             allow_damage: false,
             purge_uploads: None,
@@ -681,7 +689,8 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "{}",
                 serde_json::json!({"schema": "regsweep/policy-check/v1", "file": a.file, "valid": true,
-                    "rules": policy.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>()})
+                    "rules": policy.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+                    "untagged_older_than": policy.untagged_older_than})
             );
         } else {
             let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();
@@ -694,8 +703,12 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
                     names.join(", ")
                 )
             };
+            let untagged = match policy.untagged_older_than {
+                Some(age) => format!(", untagged manifests go after {age}"),
+                None => String::new(),
+            };
             println!(
-                "{}: valid: {rules}, age_from: {}, {}, {}",
+                "{}: valid: {rules}, age_from: {}, {}, {}{untagged}",
                 a.file.display(),
                 policy.age_from.word(),
                 plural(
@@ -722,6 +735,8 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
     }
     .resolve()?;
     let cfg = GcConfig {
+        delete_untagged: policy.untagged_older_than.is_some(),
+        untagged_older_than: policy.untagged_older_than,
         policy: Some(policy),
         ..GcConfig::planning(root.clone())
     };

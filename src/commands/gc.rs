@@ -186,6 +186,7 @@ fn run_in<S: Storage>(
         duration_seconds: started.elapsed().as_secs_f64(),
         options: report::Options {
             delete_untagged: cfg.delete_untagged,
+            delete_untagged_older_than: cfg.untagged_older_than.filter(|a| !a.is_zero()),
             grace: cfg.grace,
             allow_damage: cfg.allow_damage,
             purge_uploads: cfg.purge_uploads,

@@ -66,7 +66,7 @@ pub struct Marks {
 }
 
 /// Marks every repository. Roots: the tags that the decisions keep, every revision unless
-/// `delete_untagged`, and (grace) revisions and layer links younger than the cutoff.
+/// `delete_untagged` (then those pushed since `untagged_kept_from`), and (grace) revisions and layer links younger than the cutoff.
 pub fn mark(layout: &Layout, decisions: &Decisions, rules: &Rules) -> Marks {
     use rayon::prelude::*;
     let n = layout.blobs.len();
@@ -168,6 +168,13 @@ pub fn mark_repo(
     if !rules.delete_untagged {
         let all: Vec<Digest> = repo.revisions.iter().map(|r| r.digest).collect();
         walk.reach_digests(&all);
+    } else if let Some(from) = rules.untagged_kept_from {
+        // Not old enough to go untagged: kept like a tagged one (not by grace).
+        let recent: Vec<Digest> = (repo.revisions.iter())
+            .filter(|r| r.mtime >= from)
+            .map(|r| r.digest)
+            .collect();
+        walk.reach_digests(&recent);
     }
     let without_grace = walk.marks.blobs.clone();
     let before = walk.marks.manifests.len();
@@ -301,6 +308,7 @@ mod tests {
         young_from: Some(1000),
         allow_damage: false,
         uploads_before: None,
+        untagged_kept_from: None,
     };
 
     /// 10: image(1,2) tagged; 20: index of 21, 22 tagged; 21: image(3); 22: image(4);
@@ -430,6 +438,36 @@ mod tests {
     fn a_dropped_tag_is_no_root() {
         let (l, marks, _) = marked(fixture(), |i| i != 0, OLD);
         assert_eq!(sorted(&l, &marks.manifests), vec![20, 21, 22]);
+    }
+
+    #[test]
+    fn untagged_manifests_younger_than_the_threshold_stay_and_count_as_no_grace() {
+        let (mut layout, m) = fixture();
+        let repo = &mut layout.repos[0];
+        // 30 (untagged, with its referrer 50) was pushed at 500; 50 itself at 100.
+        for r in repo.revisions.iter_mut() {
+            r.mtime = if r.digest == dg(30) { 500 } else { 100 };
+        }
+        let rules = Rules {
+            untagged_kept_from: Some(400),
+            ..OLD
+        };
+        let (l, marks, without) = marked((layout.clone(), m.clone()), |_| true, rules);
+        let manifests = sorted(&l, &marks.manifests);
+        assert!(manifests.contains(&30) && manifests.contains(&50));
+        assert_eq!(
+            marks.manifests_by_grace, 0,
+            "kept by the threshold, not the grace"
+        );
+        assert!(sorted(&l, &without).contains(&5));
+        // Past the threshold, 30 goes, and 50 with it.
+        let rules = Rules {
+            untagged_kept_from: Some(501),
+            ..OLD
+        };
+        let (l, marks, _) = marked((layout, m), |_| true, rules);
+        let manifests = sorted(&l, &marks.manifests);
+        assert!(!manifests.contains(&30) && !manifests.contains(&50));
     }
 
     #[test]

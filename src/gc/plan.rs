@@ -392,6 +392,7 @@ mod tests {
             young_from: Some(1000),
             allow_damage,
             uploads_before: None,
+            untagged_kept_from: None,
         };
         let marks = mark(layout, &d, &rules);
         plan(layout, &d, &marks, &rules)
@@ -506,6 +507,7 @@ mod tests {
             young_from: Some(1000),
             allow_damage: false,
             uploads_before: None,
+            untagged_kept_from: None,
         };
         let marks = mark(&l, &d, &rules);
         let p = plan(&l, &d, &marks, &rules);

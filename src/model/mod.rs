@@ -202,6 +202,9 @@ pub struct Rules {
     pub allow_damage: bool,
     /// Uploads started before this are abandoned and go; `None` keeps all uploads.
     pub uploads_before: Option<Time>,
+    /// With `delete_untagged`: untagged revisions pushed at or after this stay (roots, as if
+    /// tagged), so that only untagged manifests older than a threshold go; `None`: all go.
+    pub untagged_kept_from: Option<Time>,
 }
 
 impl Rules {
@@ -213,6 +216,7 @@ impl Rules {
             young_from: None,
             allow_damage: false,
             uploads_before: None,
+            untagged_kept_from: None,
         }
     }
 

@@ -9,7 +9,7 @@ pub mod semver;
 use crate::error::{Error, Result};
 use crate::gc::mark;
 use crate::model::digest::Digest;
-use crate::model::duration;
+use crate::model::duration::{self, Span};
 pub use crate::model::{Decision, Decisions};
 use crate::model::{Layout, Repo, Rules, Tag, Time};
 use crate::policy::semver::Version;
@@ -51,6 +51,9 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     pub protect_tags: Option<Matcher>,
     pub protect_digests: HashSet<Digest>,
+    /// `untagged: {older_than: AGE}`: untagged manifests pushed more than AGE ago go, as with
+    /// `gc --delete-untagged=AGE`.
+    pub untagged_older_than: Option<Span>,
 }
 
 #[derive(Debug, Clone)]
@@ -286,6 +289,13 @@ struct RawPolicy {
     #[serde(default)]
     rules: Vec<RawRule>,
     protect: Option<RawProtect>,
+    untagged: Option<RawUntagged>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUntagged {
+    older_than: DurationSpec,
 }
 
 #[derive(Deserialize)]
@@ -405,6 +415,9 @@ impl Policy {
             rules: raw.rules.into_iter().map(|r| r.0).collect(),
             protect_tags,
             protect_digests,
+            untagged_older_than: raw
+                .untagged
+                .map(|u| Span::from_secs(u.older_than.0.as_secs())),
         })
     }
 }

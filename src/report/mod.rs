@@ -47,6 +47,9 @@ pub struct Summary {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Options {
     pub delete_untagged: bool,
+    /// With `delete_untagged`: only untagged manifests pushed more than this long ago went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_untagged_older_than: Option<Span>,
     pub grace: Span,
     pub allow_damage: bool,
     pub purge_uploads: Option<Span>,
@@ -292,6 +295,12 @@ impl GcReport {
                 o,
                 "  trash          moved to {} (nothing freed until `regsweep trash empty`)",
                 t.display()
+            );
+        }
+        if let Some(age) = &self.plan.options.delete_untagged_older_than {
+            let _ = writeln!(
+                o,
+                "  untagged       only manifests pushed more than {age} ago went untagged; younger ones stay"
             );
         }
         if let Some(more) = self.delete_untagged_would_free.filter(|b| *b > 0) {

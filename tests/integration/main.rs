@@ -97,6 +97,67 @@ fn delete_untagged_keeps_index_children_referrers_and_signatures() {
 }
 
 #[test]
+fn delete_untagged_with_an_age_takes_only_untagged_manifests_pushed_before_it() {
+    let w = world::build();
+    let manifests = |r: &serde_json::Value| -> BTreeSet<String> {
+        (r["manifests_deleted"].as_array().unwrap().iter())
+            .map(|m| m["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let dry = |extra: &[&str]| {
+        let mut args = vec!["--dry-run", "--grace", "0"];
+        args.extend_from_slice(extra);
+        let (code, r) = gc_json(&w.reg.root, &args);
+        assert_eq!(code, 0, "{r}");
+        r
+    };
+    let all = dry(&["-m"]);
+    let untagged = manifests(&all);
+    assert_eq!(untagged.len(), 2, "{all}");
+    // Everything was pushed just now: with an age, no untagged manifest is old enough.
+    let young = dry(&["--delete-untagged=1d"]);
+    assert!(manifests(&young).is_empty(), "{young}");
+    assert!(deleted_blobs(&young).is_disjoint(&w.untagged_only));
+    assert_eq!(young["options"]["delete_untagged_older_than"], "1d");
+    // Pushed two days ago (their revision links say so): past 1d, not past 3d.
+    let revisions = w
+        .reg
+        .v2()
+        .join("repositories/acme/app/_manifests/revisions/sha256");
+    for d in &untagged {
+        let link = revisions.join(&d["sha256:".len()..]).join("link");
+        let ok = std::process::Command::new("touch")
+            .args(["-d", "2 days ago"])
+            .arg(&link)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "touch {}", link.display());
+    }
+    assert_eq!(manifests(&dry(&["--delete-untagged=1d"])), untagged);
+    assert_eq!(deleted_blobs(&dry(&["-m=1d"])), deleted_blobs(&all));
+    assert!(manifests(&dry(&["--delete-untagged=3d"])).is_empty());
+
+    // The same as a policy setting; the command line's age wins over it.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yml");
+    std::fs::write(&policy, "version: 1\nuntagged: {older_than: 1d}\n").unwrap();
+    let p = policy.to_str().unwrap();
+    assert_eq!(manifests(&dry(&["--policy", p])), untagged);
+    assert!(manifests(&dry(&["--policy", p, "-m=3d"])).is_empty());
+    let out = regsweep(&["policy", "check", p]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("untagged manifests go after 1d"), "{text}");
+
+    // And for real: the two go, every tag still pulls.
+    let (code, real) = gc_json(&w.reg.root, &["--grace", "0", "--delete-untagged=1d"]);
+    assert_eq!(code, 0, "{real}");
+    assert_eq!(manifests(&real), untagged);
+    w.assert_all_pull();
+    assert!(w.reg.reference_gc_dry_run().is_empty());
+}
+
+#[test]
 fn grace_keeps_everything_young_and_counts_it() {
     let w = world::build();
     let before = blobs_on_disk(&w.reg.v2());
