@@ -10,6 +10,7 @@ use crate::policy::TagExplain;
 use crate::store::seam::Requests;
 pub use crate::units::{human_age, human_bytes};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -379,6 +380,7 @@ impl GcReport {
                 "  the policy's safety net refused this run: nothing was deleted (--force applies it anyway)"
             );
         }
+        by_repository(&mut o, &self.plan, heading, limit);
         if !self.kept_at_sweep.is_empty() {
             let _ = writeln!(o, "\nkept at sweep:");
             for k in self.kept_at_sweep.iter().take(limit) {
@@ -662,6 +664,73 @@ impl GcReport {
 }
 
 /// The line that ends a list the text cut short.
+/// What each repository loses, largest first: the first table an operator reads, before the
+/// lists. A blob linked from several repositories counts in each; one linked from none (a
+/// dangling blob) counts under "(no repository)".
+fn by_repository(o: &mut String, plan: &PlanFile, heading: &str, limit: usize) {
+    #[derive(Default)]
+    struct Loss {
+        tags: usize,
+        manifests: usize,
+        links: usize,
+        blobs: usize,
+        bytes: u64,
+        uploads: usize,
+    }
+    let mut rows: BTreeMap<&str, Loss> = BTreeMap::new();
+    plan.tags_deleted
+        .iter()
+        .for_each(|t| rows.entry(&t.repository).or_default().tags += 1);
+    (plan.manifests_deleted.iter())
+        .for_each(|m| rows.entry(&m.repository).or_default().manifests += 1);
+    (plan.layer_links_deleted.iter())
+        .for_each(|l| rows.entry(&l.repository).or_default().links += 1);
+    (plan.uploads_deleted.iter()).for_each(|u| rows.entry(&u.repository).or_default().uploads += 1);
+    for b in &plan.blobs_deleted {
+        let from: Vec<&str> = if b.linked_from.is_empty() {
+            vec!["(no repository)"]
+        } else {
+            b.linked_from.iter().map(String::as_str).collect()
+        };
+        for r in from {
+            let row = rows.entry(r).or_default();
+            row.blobs += 1;
+            row.bytes += b.size;
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let mut rows: Vec<(&str, Loss)> = rows.into_iter().collect();
+    rows.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(b.0)));
+    let width = (rows.iter().take(limit).map(|r| r.0.len()))
+        .max()
+        .unwrap_or(0)
+        .max("REPOSITORY".len());
+    let _ = writeln!(
+        o,
+        "\nby repository ({heading}; a blob linked from several repositories counts in each):"
+    );
+    let _ = writeln!(
+        o,
+        "  {:<width$}  {:>5}  {:>9}  {:>11}  {:>6}  {:>10}  {:>7}",
+        "REPOSITORY", "TAGS", "MANIFESTS", "LAYER LINKS", "BLOBS", "BYTES", "UPLOADS"
+    );
+    for (name, l) in rows.iter().take(limit) {
+        let _ = writeln!(
+            o,
+            "  {name:<width$}  {:>5}  {:>9}  {:>11}  {:>6}  {:>10}  {:>7}",
+            l.tags,
+            l.manifests,
+            l.links,
+            l.blobs,
+            human_bytes(l.bytes),
+            l.uploads
+        );
+    }
+    more(o, rows.len(), limit);
+}
+
 fn more(o: &mut String, len: usize, limit: usize) {
     if len > limit {
         let _ = writeln!(

@@ -647,3 +647,43 @@ fn the_text_report_is_bounded_and_json_keeps_everything() {
     let (_, json) = gc_json(&f.root, &["--dry-run", "--grace", "0"]);
     assert_eq!(json["blobs_deleted"].as_array().unwrap().len(), 34);
 }
+
+#[test]
+fn the_text_report_says_what_each_repository_loses_largest_first() {
+    let f = fixture();
+    let root = f.root.to_str().unwrap();
+    let out = regsweep(&["gc", "--dry-run", "--grace", "0", "-m", "--root", root]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("by repository"))
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        table.join("\n"),
+        "\
+by repository (to delete; a blob linked from several repositories counts in each):
+  REPOSITORY        TAGS  MANIFESTS  LAYER LINKS   BLOBS       BYTES  UPLOADS
+  acme/app             0          2            6       8     6.4 KiB        0
+  (no repository)      0          0            0       1       557 B        0",
+        "{text}"
+    );
+    // Bounded like every list: one row, then how many more.
+    let out = regsweep(&[
+        "gc",
+        "--dry-run",
+        "--grace",
+        "0",
+        "-m",
+        "--limit",
+        "1",
+        "--root",
+        root,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("  acme/app ") && !text.contains("  (no repository) "),
+        "{text}"
+    );
+}
