@@ -44,6 +44,8 @@ pub struct GcConfig {
     pub progress: bool,
     /// Retention policy deciding which tags go.
     pub policy: Option<crate::policy::Policy>,
+    /// `--repository` patterns: the run touches only the repositories they match (`None`: all).
+    pub scope: Option<crate::policy::Matcher>,
     /// Report every tag decision and its reasons.
     pub explain: bool,
     /// Apply the policy even where its safety net refuses.
@@ -89,6 +91,7 @@ impl GcConfig {
             jobs: None,
             progress: false,
             policy: None,
+            scope: None,
             explain: false,
             force: false,
             metrics: None,

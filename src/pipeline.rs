@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::gc::mark;
 use crate::gc::plan::{self, Plan};
 use crate::model::{Layout, Rules, Time};
-use crate::policy::{self, AgeFrom, Decisions, Policy, TagExplain};
+use crate::policy::{self, AgeFrom, Decisions, Matcher, Policy, TagExplain};
 use crate::progress::Progress;
 use crate::store::cache::Cache;
 use crate::store::fs::FsStorage;
@@ -106,19 +106,38 @@ pub fn load_dates<S: Storage>(store: &S, layout: &mut Layout, policy: Option<&Po
     }
 }
 
-/// The pure stages: policy, mark and plan, for one set of rules.
+/// The pure stages: policy, mark and plan, for one set of rules, over every repository.
 pub fn decide(
     layout: &Layout,
     policy: Option<&Policy>,
     rules: &Rules,
     now: Time,
 ) -> (Plan, Vec<TagExplain>) {
-    let (decisions, explain, refused) = match policy {
+    decide_in(layout, policy, rules, now, None)
+}
+
+/// `decide`, limited to the repositories `scope` matches when there is one.
+pub fn decide_in(
+    layout: &Layout,
+    policy: Option<&Policy>,
+    rules: &Rules,
+    now: Time,
+    scope: Option<&Matcher>,
+) -> (Plan, Vec<TagExplain>) {
+    let (decisions, mut explain, refused) = match policy {
         None => (Decisions::keep_all(layout), Vec::new(), Vec::new()),
         Some(policy) => {
             let ev = policy::evaluate(policy, layout, &layout.created, now);
             (ev.decisions, ev.explain, ev.refusals)
         }
+    };
+    let decisions = match scope {
+        Some(m) => {
+            // The policy's word on a repository outside the scope is not acted on.
+            explain.retain(|e| m.is_match(&e.repository));
+            decisions.with_scope(layout, |name| m.is_match(name))
+        }
+        None => decisions,
     };
     let mut plan = plan_with(layout, &decisions, rules);
     tracing::debug!(

@@ -360,6 +360,11 @@ pub struct GcArgs {
     /// Retention policy (YAML) deciding which tags are deleted; see docs/POLICY.md.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Collect only the repositories matching GLOB (repeatable; `!GLOB` excludes; `*` stays
+    /// within a path segment, `**` crosses). Others keep everything, and every blob they link
+    /// or reach stays; blobs linked from no repository are left to an unscoped run.
+    #[arg(long, value_name = "GLOB")]
+    pub repository: Vec<String>,
     /// With --policy: report every tag, kept or deleted, and why.
     #[arg(long, requires = "policy")]
     pub explain: bool,
@@ -414,6 +419,14 @@ impl GcArgs {
             Some(p) => Some(Policy::load(p)?),
             None => None,
         };
+        let scope = if self.repository.is_empty() {
+            None
+        } else {
+            Some(
+                crate::policy::Matcher::compile(&self.repository)
+                    .map_err(|e| Error::Usage(format!("--repository: {e}")))?,
+            )
+        };
         // The command line's -m wins over the policy's `untagged:`.
         let untagged_older_than = self
             .delete_untagged
@@ -421,6 +434,7 @@ impl GcArgs {
         let delete_untagged = untagged_older_than.is_some();
         Ok(GcConfig {
             policy,
+            scope,
             explain: self.explain,
             force: self.force,
             metrics: self.metrics,
@@ -465,6 +479,7 @@ impl DropInArgs {
             jobs: None,
             quiet: self.quiet,
             policy: None,
+            repository: Vec::new(),
             explain: false,
             force: false,
             metrics: None,

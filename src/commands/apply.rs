@@ -140,6 +140,14 @@ fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
         grace: o.grace,
         allow_damage: o.allow_damage,
         purge_uploads: o.purge_uploads,
+        scope: if o.repositories.is_empty() {
+            None
+        } else {
+            Some(
+                crate::policy::Matcher::compile(&o.repositories)
+                    .map_err(|e| bad(path, format!("options.repositories: {e}")))?,
+            )
+        },
         ..GcConfig::planning(plan.root.clone())
     };
     let index_entry = |l: &LinkRemoval| {
@@ -245,6 +253,9 @@ fn run_in<S: Storage>(
 
     // Tags: the planned ones that still point where they did.
     let mut decisions = Decisions::keep_all(&layout);
+    if let Some(scope) = &planned.cfg.scope {
+        decisions = decisions.with_scope(&layout, |name| scope.is_match(name));
+    }
     let mut planned_tags: HashMap<(&str, &str), Option<Digest>> = planned
         .tags
         .iter()

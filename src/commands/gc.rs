@@ -61,7 +61,13 @@ pub fn analyse_in<S: Storage>(
     )?;
     pipeline::load_dates(&store, &mut layout, cfg.policy.as_ref());
     let rules = cfg.rules(now);
-    let (mut plan, explain) = pipeline::decide(&layout, cfg.policy.as_ref(), &rules, now);
+    let (mut plan, explain) = pipeline::decide_in(
+        &layout,
+        cfg.policy.as_ref(),
+        &rules,
+        now,
+        cfg.scope.as_ref(),
+    );
     pipeline::settle_arrivals(&store, &mut plan, &rules);
     Ok(Analysis {
         store,
@@ -140,8 +146,13 @@ fn run_in<S: Storage>(
             delete_untagged: true,
             ..cfg.rules(started_at.timestamp())
         };
-        let (with_m, _) =
-            pipeline::decide(&layout, cfg.policy.as_ref(), &rules, started_at.timestamp());
+        let (with_m, _) = pipeline::decide_in(
+            &layout,
+            cfg.policy.as_ref(),
+            &rules,
+            started_at.timestamp(),
+            cfg.scope.as_ref(),
+        );
         with_m.bytes_freed().saturating_sub(plan.bytes_freed())
     });
     let mut trash = None;
@@ -190,6 +201,7 @@ fn run_in<S: Storage>(
             grace: cfg.grace,
             allow_damage: cfg.allow_damage,
             purge_uploads: cfg.purge_uploads,
+            repositories: (cfg.scope.as_ref()).map_or_else(Vec::new, |m| m.patterns().to_vec()),
         },
     };
     let mut report = GcReport::new(ctx, &layout, plan, outcome.as_ref());
@@ -198,6 +210,8 @@ fn run_in<S: Storage>(
     report.delete_untagged_would_free = untagged_more;
     report.text_limit = cfg.text_limit;
     report.summary.requests = store.requests();
+    report.summary.repositories_in_scope =
+        (cfg.scope.as_ref()).map(|m| layout.repos.iter().filter(|r| m.is_match(&r.name)).count());
     if cfg.explain {
         report.explain = Some(explain);
     }

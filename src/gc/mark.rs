@@ -77,7 +77,20 @@ pub fn mark(layout: &Layout, decisions: &Decisions, rules: &Rules) -> Marks {
         .par_iter()
         .enumerate()
         .map(|(i, repo)| {
-            let (reach, without) = mark_repo(layout, repo, |t| decisions.keeps(i, t), rules);
+            let in_scope = decisions.in_scope(i);
+            // Outside the run's scope a repository is left as it is: every revision is a root,
+            // and so is every layer link.
+            let own = Rules {
+                delete_untagged: rules.delete_untagged && in_scope,
+                ..*rules
+            };
+            let (mut reach, mut without) = mark_repo(layout, repo, |t| decisions.keeps(i, t), &own);
+            if !in_scope {
+                for l in &repo.layers {
+                    reach.blobs.insert(l.blob);
+                    without.insert(l.blob);
+                }
+            }
             let marks = RepoMarks {
                 revisions: repo
                     .revisions
@@ -88,10 +101,9 @@ pub fn mark(layout: &Layout, decisions: &Decisions, rules: &Rules) -> Marks {
                 // blob scan (a push in progress), so it is no proof of anything absent.
                 layers: (repo.layers.iter())
                     .map(|l| reach.blobs.contains(&l.blob))
-                    .chain(
-                        (repo.layers_absent.iter())
-                            .map(|l| rules.is_young(l.mtime) || reached(&reach.blobs, &l.digest)),
-                    )
+                    .chain((repo.layers_absent.iter()).map(|l| {
+                        !in_scope || rules.is_young(l.mtime) || reached(&reach.blobs, &l.digest)
+                    }))
                     .collect(),
                 manifests_by_grace: reach.manifests_by_grace,
                 unreadable: reach.unreadable,

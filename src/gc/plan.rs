@@ -187,6 +187,9 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, rules: &Rules
     }
 
     for (i, repo) in layout.repos.iter().enumerate() {
+        if !decisions.in_scope(i) {
+            continue; // outside the run's scope: nothing of it goes
+        }
         let rm = &marks.repos[i];
         let repo_blocked = blocked[i] || everything_blocked;
         let first_tag = plan.tags.len();
@@ -299,9 +302,15 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, rules: &Rules
     linked.sort_unstable();
     linked.dedup();
     let mut linked = linked.into_iter().peekable();
+    let touched = decisions
+        .is_scoped()
+        .then(|| scope_blobs(layout, decisions));
     for (i, b) in layout.blobs.iter().enumerate() {
         if marks.blobs_without_grace.contains(i) {
             continue;
+        }
+        if touched.as_ref().is_some_and(|t| !t[i]) {
+            continue; // no repository of the scope links or reaches it: not this run's
         }
         if marks.blobs.contains(i) || rules.is_young(b.mtime) {
             plan.kept_by_grace += 1;
@@ -320,14 +329,37 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, rules: &Rules
             });
         }
     }
-    plan.empty_dirs.extend(
-        layout
-            .empty_blob_dirs
-            .iter()
-            .filter(|(_, m)| !rules.is_young(*m))
-            .map(|(d, _)| paths.blob_dir(d)),
-    );
+    if !decisions.is_scoped() {
+        plan.empty_dirs.extend(
+            layout
+                .empty_blob_dirs
+                .iter()
+                .filter(|(_, m)| !rules.is_young(*m))
+                .map(|(d, _)| paths.blob_dir(d)),
+        );
+    }
     plan
+}
+
+/// By index into `layout.blobs`: the blobs some repository of the scope links or reaches from
+/// any of its revisions, the only ones a scoped run may delete.
+fn scope_blobs(layout: &Layout, decisions: &Decisions) -> Vec<bool> {
+    let mut touched = vec![false; layout.blobs.len()];
+    for (i, repo) in layout.repos.iter().enumerate() {
+        if !decisions.in_scope(i) {
+            continue;
+        }
+        repo.layers
+            .iter()
+            .for_each(|l| touched[l.blob as usize] = true);
+        let (_, all) = crate::gc::mark::tagged_then_all(layout, repo);
+        for &r in all.blobs.iter().chain(all.manifests.iter()) {
+            if let Some(t) = touched.get_mut(r as usize) {
+                *t = true;
+            }
+        }
+    }
+    touched
 }
 
 #[cfg(test)]
@@ -400,6 +432,55 @@ mod tests {
 
     fn blob_ids(p: &Plan) -> Vec<u8> {
         p.blobs.iter().map(|b| b.digest.0[0]).collect()
+    }
+
+    /// A -m run limited to the repositories `scope` names, with b's tag deleted by a policy.
+    fn scoped(scope: &[&str]) -> Plan {
+        let (l, m) = world();
+        let mut l = cat(&l, &m);
+        // A blob linked from no repository at all.
+        l.blobs.push(Blob {
+            digest: dg(7),
+            size: 7,
+            mtime: 0,
+        });
+        l.blobs.sort_by_key(|b| b.digest);
+        let l = cat(&l, &m);
+        let mut d = Decisions::keep_all(&l);
+        d.repos[1][0] = Decision::Delete { rule: "old".into() };
+        let d = d.with_scope(&l, |name| scope.contains(&name));
+        let rules = Rules {
+            delete_untagged: true,
+            young_from: Some(1000),
+            allow_damage: false,
+            uploads_before: None,
+            untagged_kept_from: None,
+        };
+        let marks = mark(&l, &d, &rules);
+        plan(&l, &d, &marks, &rules)
+    }
+
+    #[test]
+    fn a_scoped_run_leaves_other_repositories_and_their_blobs_alone() {
+        // Only b: a's untagged 11 stays with all it reaches (3) and all it links (5). b's tag
+        // goes, and its image 20 with it: 4 is b's alone and goes, 2 is a's too and stays.
+        let p = scoped(&["b"]);
+        assert!(p.manifests.iter().all(|m| m.repository == "b"), "{p:?}");
+        assert!(p.layer_links.iter().all(|l| l.repository == "b"));
+        assert_eq!(p.tags.len(), 1);
+        assert_eq!(
+            blob_ids(&p),
+            vec![4, 20],
+            "b's own, and not 7 (linked from nowhere)"
+        );
+        // Only a: b's tag stays though the policy deletes it; a's untagged image goes.
+        let p = scoped(&["a"]);
+        assert!(p.tags.is_empty(), "b is out of scope: its tag stays");
+        assert_eq!(blob_ids(&p), vec![3, 5, 11]);
+        assert!(p.empty_dirs.is_empty());
+        // Everything in scope: as unscoped, but for the blob linked from nowhere.
+        let p = scoped(&["a", "b"]);
+        assert_eq!(blob_ids(&p), vec![3, 4, 5, 11, 20]);
     }
 
     #[test]

@@ -167,6 +167,10 @@ pub enum Decision {
 #[derive(Debug, Clone, Default)]
 pub struct Decisions {
     pub repos: Vec<Vec<Decision>>,
+    /// Parallel to `Layout::repos` when the run has a scope (`gc --repository`), else empty:
+    /// the repositories outside it. Nothing of theirs goes, and every blob they link or reach
+    /// stays.
+    pub out_of_scope: Vec<bool>,
 }
 
 impl Decisions {
@@ -178,7 +182,29 @@ impl Decisions {
                 .iter()
                 .map(|r| vec![Decision::Keep; r.tags.len()])
                 .collect(),
+            out_of_scope: Vec::new(),
         }
+    }
+
+    /// Limits the run to the repositories `in_scope` says yes to: the others keep every tag.
+    pub fn with_scope(mut self, layout: &Layout, in_scope: impl Fn(&str) -> bool) -> Decisions {
+        self.out_of_scope = layout.repos.iter().map(|r| !in_scope(&r.name)).collect();
+        for (i, out) in self.out_of_scope.iter().enumerate() {
+            if *out && let Some(tags) = self.repos.get_mut(i) {
+                tags.iter_mut().for_each(|d| *d = Decision::Keep);
+            }
+        }
+        self
+    }
+
+    /// Whether the run has a scope at all: then only blobs an in-scope repository links or
+    /// reaches can go (a blob linked from nowhere is left to an unscoped run).
+    pub fn is_scoped(&self) -> bool {
+        !self.out_of_scope.is_empty()
+    }
+
+    pub fn in_scope(&self, repo: usize) -> bool {
+        !self.out_of_scope.get(repo).copied().unwrap_or(false)
     }
 
     pub fn keeps(&self, repo: usize, tag: usize) -> bool {

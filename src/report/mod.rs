@@ -39,6 +39,9 @@ pub struct Summary {
     pub kept_at_sweep: usize,
     /// Items the sweep actually removed (0 on a dry run; fewer than planned if interrupted).
     pub items_removed: u64,
+    /// With `--repository`: how many repositories the scope matched.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub repositories_in_scope: Option<usize>,
     /// Requests made to an object store, by kind (absent on disk).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub requests: Option<Requests>,
@@ -54,6 +57,9 @@ pub struct Options {
     pub grace: Span,
     pub allow_damage: bool,
     pub purge_uploads: Option<Span>,
+    /// `--repository` patterns the run was limited to; empty: every repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -190,6 +196,7 @@ impl GcReport {
             kept_at_sweep: outcome.map_or(0, |o| o.kept.len()),
             items_removed: outcome.map_or(0, |o| o.removed),
             requests: None,
+            repositories_in_scope: None,
         };
         GcReport {
             schema: GC_SCHEMA,
@@ -279,6 +286,15 @@ impl GcReport {
         );
         if let Some(r) = &s.requests {
             let _ = writeln!(o, "  requests       {}", requests_line(r));
+        }
+        if !self.plan.options.repositories.is_empty() {
+            let _ = writeln!(
+                o,
+                "  scope          {} of {} (matching {}); the others untouched, and every blob they link or reach kept",
+                s.repositories_in_scope.unwrap_or(0),
+                crate::units::plural(s.repositories, "repository", "repositories"),
+                self.plan.options.repositories.join(", ")
+            );
         }
         let _ = writeln!(
             o,

@@ -97,6 +97,95 @@ fn delete_untagged_keeps_index_children_referrers_and_signatures() {
 }
 
 #[test]
+fn a_run_scoped_by_repository_touches_only_those_and_no_blob_another_needs() {
+    let w = world::build();
+    let (code, all) = gc_json(&w.reg.root, &["--dry-run", "--grace", "0", "-m"]);
+    assert_eq!(code, 0, "{all}");
+    let linked = |from: &dyn Fn(&[serde_json::Value]) -> bool| -> BTreeSet<String> {
+        (all["blobs_deleted"].as_array().unwrap().iter())
+            .filter(|b| from(b["linked_from"].as_array().unwrap()))
+            .map(|b| b["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let acme = linked(&|f| f.iter().any(|r| r.as_str().unwrap().starts_with("acme/")));
+    let nowhere = linked(&|f| f.is_empty());
+    assert!(!acme.is_empty() && !nowhere.is_empty(), "{all}");
+
+    // library/** alone: nothing of acme's goes, nor any blob linked from nowhere.
+    let (code, lib) = gc_json(
+        &w.reg.root,
+        &["--grace", "0", "-m", "--repository", "library/**"],
+    );
+    assert_eq!(code, 0, "{lib}");
+    assert_eq!(lib["summary"]["repositories_in_scope"], 1, "{lib}");
+    for list in ["tags_deleted", "manifests_deleted", "layer_links_deleted"] {
+        for item in lib[list].as_array().unwrap() {
+            assert!(
+                item["repository"].as_str().unwrap().starts_with("library/"),
+                "{item}"
+            );
+        }
+    }
+    let gone = deleted_blobs(&lib);
+    assert!(
+        gone.is_disjoint(&acme) && gone.is_disjoint(&nowhere),
+        "{lib}"
+    );
+    w.assert_all_pull();
+
+    // acme/**, through a reviewed plan: the plan carries its scope to apply.
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    let root = w.reg.root.to_str().unwrap();
+    let out = regsweep(&[
+        "gc",
+        "--root",
+        root,
+        "--dry-run",
+        "--grace",
+        "0",
+        "-m",
+        "--repository",
+        "acme/**",
+        "--format",
+        "json",
+        "--report",
+        plan.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&plan).unwrap()).unwrap();
+    assert_eq!(
+        doc["options"]["repositories"],
+        serde_json::json!(["acme/**"])
+    );
+    let out = regsweep(&["apply", plan.to_str().unwrap(), "--format", "json", "-q"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let on_disk = blobs_on_disk(&w.reg.v2());
+    assert!(
+        on_disk.is_disjoint(&w.untagged_only),
+        "acme's untagged image went"
+    );
+    assert!(
+        on_disk.is_superset(&nowhere),
+        "blobs linked from nowhere are not acme's"
+    );
+    w.assert_all_pull();
+
+    // An unscoped run finishes the job.
+    let (code, rest) = gc_json(&w.reg.root, &["--grace", "0", "-m"]);
+    assert_eq!(code, 0, "{rest}");
+    assert_eq!(deleted_blobs(&rest), nowhere);
+    assert_eq!(blobs_on_disk(&w.reg.v2()), w.kept);
+    w.assert_all_pull();
+    assert!(w.reg.reference_gc_dry_run().is_empty());
+}
+
+#[test]
 fn delete_untagged_with_an_age_takes_only_untagged_manifests_pushed_before_it() {
     let w = world::build();
     let manifests = |r: &serde_json::Value| -> BTreeSet<String> {
