@@ -697,16 +697,26 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 /// `policy check`: validate, then preview per repository when a root is given.
 fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
+    let started = chrono::Utc::now();
     let policy = Policy::load(&a.file)?;
     let json = matches!(a.format, FormatArg::Json);
     if a.root.is_none() && a.config.is_none() {
         if json {
-            println!(
-                "{}",
-                serde_json::json!({"schema": "regsweep/policy-check/v1", "file": a.file, "valid": true,
-                    "rules": policy.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
-                    "untagged_older_than": policy.untagged_older_than})
-            );
+            let report = crate::report::PolicyFileReport {
+                envelope: crate::report::Envelope::new(crate::report::POLICY_SCHEMA, started),
+                file: a.file.clone(),
+                valid: true,
+                root: None,
+                summary: crate::report::PolicySummary {
+                    rules: policy.rules.len(),
+                    tags_deleted: None,
+                    refused: None,
+                },
+                rules: policy.rules.iter().map(|r| r.name.clone()).collect(),
+                age_from: policy.age_from.word(),
+                untagged_older_than: policy.untagged_older_than,
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();
             let rules = if names.is_empty() {
@@ -752,7 +762,7 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
     let cfg = GcConfig {
         delete_untagged: policy.untagged_older_than.is_some(),
         untagged_older_than: policy.untagged_older_than,
-        policy: Some(policy),
+        policy: Some(policy.clone()),
         ..GcConfig::planning(root.clone())
     };
     let now = chrono::Utc::now().timestamp();
@@ -768,7 +778,8 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
             (a.layout.v2, a.plan, a.explain)
         }
     };
-    let preview = crate::report::PolicyPreview::new(&a.file, &v2, &plan, &explain);
+    let preview =
+        crate::report::PolicyPreview::new(&a.file, &policy, started, &v2, &plan, &explain);
     if json {
         let mut v = serde_json::to_value(&preview)?;
         if !a.explain {
@@ -890,9 +901,11 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn trash_list(a: TrashListArgs) -> anyhow::Result<ExitCode> {
+    let started = chrono::Utc::now();
     let runs = crate::store::trash::list(&a.dir)?;
     if matches!(a.format, FormatArg::Json) {
-        print(&(serde_json::to_string_pretty(&runs)? + "\n"));
+        let report = crate::report::TrashListReport::new(&a.dir, started, runs);
+        print(&(serde_json::to_string_pretty(&report)? + "\n"));
         return Ok(ExitCode::Ok);
     }
     let mut out = String::new();

@@ -21,7 +21,7 @@ use std::path::Path;
 use crate::gc::outcome::Failure;
 use crate::model::{Decision, Decisions};
 use crate::progress::Progress;
-use crate::report::{GC_SCHEMA, PlanFile, human_bytes};
+use crate::report::{GC_SCHEMAS, PlanFile, human_bytes};
 use crate::store::sweep;
 use crate::store::trash;
 use serde::Serialize;
@@ -51,15 +51,30 @@ pub struct Skipped {
 
 #[derive(Debug, Serialize)]
 pub struct ApplyReport {
-    pub schema: &'static str,
+    #[serde(flatten)]
+    pub envelope: crate::report::Envelope,
     pub plan: PathBuf,
     pub root: PathBuf,
-    pub planned: usize,
-    pub applied: usize,
-    pub bytes_freed: u64,
+    pub summary: ApplySummary,
     pub skipped: Vec<Skipped>,
     pub failures: Vec<Failure>,
     pub interrupted: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApplySummary {
+    /// Items the plan lists.
+    pub planned: usize,
+    /// Items removed (or moved to the trash).
+    pub applied: usize,
+    pub bytes_freed: u64,
+    /// Items left because they changed since the plan, or were gone already.
+    pub skipped: usize,
+    /// Removals that failed.
+    pub failures: usize,
+    /// Requests made to an object store, by kind (absent on disk).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<crate::store::seam::Requests>,
 }
 
 fn bad(plan: &std::path::Path, message: impl Into<String>) -> Error {
@@ -98,7 +113,7 @@ fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
             format!("not a gc report in JSON (write plans with --format json): {e}"),
         )
     })?;
-    if doc.schema != GC_SCHEMA {
+    if !GC_SCHEMAS.contains(&doc.schema.as_str()) {
         return Err(bad(
             path,
             format!("not a gc report (schema {:?})", doc.schema),
@@ -419,12 +434,17 @@ fn run_in<S: Storage>(
     }
     skipped.sort_by(|a, b| a.kind.cmp(b.kind).then(a.item.cmp(&b.item)));
     let report = ApplyReport {
-        schema: "regsweep/apply-report/v1",
+        envelope: crate::report::Envelope::new("regsweep/apply-report/v2", started),
         plan: cfg.plan.clone(),
         root,
-        planned: planned_count,
-        applied: outcome.removed as usize,
-        bytes_freed: todo.bytes_freed(),
+        summary: ApplySummary {
+            planned: planned_count,
+            applied: outcome.removed as usize,
+            bytes_freed: todo.bytes_freed(),
+            skipped: skipped.len(),
+            failures: outcome.failures.len(),
+            requests: store.requests(),
+        },
         skipped,
         failures: outcome.failures,
         interrupted: outcome.interrupted,
@@ -449,12 +469,12 @@ fn text(r: &ApplyReport) -> String {
         r.plan.display(),
         r.root.display()
     );
-    let _ = writeln!(o, "  planned   {} items", r.planned);
+    let _ = writeln!(o, "  planned   {} items", r.summary.planned);
     let _ = writeln!(
         o,
         "  applied   {} items, {} of blobs freed",
-        r.applied,
-        human_bytes(r.bytes_freed)
+        r.summary.applied,
+        human_bytes(r.summary.bytes_freed)
     );
     let _ = writeln!(
         o,

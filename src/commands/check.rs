@@ -37,8 +37,17 @@ pub struct Verify {
 
 #[derive(Debug, Serialize)]
 pub struct CheckReport {
-    pub schema: &'static str,
+    #[serde(flatten)]
+    pub envelope: crate::report::Envelope,
     pub root: PathBuf,
+    pub summary: CheckSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verify>,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckSummary {
     pub repositories: usize,
     pub tags: usize,
     pub manifests: usize,
@@ -48,9 +57,6 @@ pub struct CheckReport {
     pub damage: usize,
     /// Leftovers and foreign entries.
     pub notices: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verify: Option<Verify>,
-    pub findings: Vec<Finding>,
     /// Requests made to an object store, by kind (absent on disk).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requests: Option<crate::store::seam::Requests>,
@@ -74,7 +80,8 @@ fn run_in<S: Storage>(
     progress: &dyn Progress,
 ) -> Result<(String, ExitCode)> {
     let started = Instant::now();
-    let now = chrono::Utc::now().timestamp();
+    let started_dt = chrono::Utc::now();
+    let now = started_dt.timestamp();
     let Opened { store, layout, .. } = pipeline::load_store(
         store,
         Open {
@@ -108,28 +115,30 @@ fn run_in<S: Storage>(
         .filter(|f| f.severity != Severity::Notice)
         .count();
     let report = CheckReport {
-        schema: "regsweep/check-report/v1",
+        envelope: crate::report::Envelope::new("regsweep/check-report/v2", started_dt),
         root,
-        repositories: layout.repos.len(),
-        tags: layout.repos.iter().map(|r| r.tags.len()).sum(),
-        manifests: layout.repos.iter().map(|r| r.revisions.len()).sum(),
-        blobs: layout.blobs.len(),
-        bytes: layout.total_bytes(),
-        damage,
-        notices: findings.len() - damage,
+        summary: CheckSummary {
+            repositories: layout.repos.len(),
+            tags: layout.repos.iter().map(|r| r.tags.len()).sum(),
+            manifests: layout.repos.iter().map(|r| r.revisions.len()).sum(),
+            blobs: layout.blobs.len(),
+            bytes: layout.total_bytes(),
+            damage,
+            notices: findings.len() - damage,
+            requests: store.requests(),
+        },
         verify,
         findings,
-        requests: store.requests(),
     };
     if let Some(path) = &cfg.metrics {
         let mut m = Metrics::new("check");
         m.run(
             now,
             started.elapsed().as_secs_f64(),
-            report.damage,
-            report.notices,
+            report.summary.damage,
+            report.summary.notices,
         );
-        m.requests(report.requests.as_ref());
+        m.requests(report.summary.requests.as_ref());
         if let Some(v) = &report.verify {
             m.gauge(
                 "verify_bytes_per_second",
@@ -160,23 +169,27 @@ fn text(r: &CheckReport) -> String {
     let _ = writeln!(
         o,
         "  scanned   {} repositories, {} tags, {} manifests, {} blobs ({})",
-        r.repositories,
-        r.tags,
-        r.manifests,
-        r.blobs,
-        human_bytes(r.bytes)
+        r.summary.repositories,
+        r.summary.tags,
+        r.summary.manifests,
+        r.summary.blobs,
+        human_bytes(r.summary.bytes)
     );
     let _ = writeln!(
         o,
         "  damage    {}",
-        if r.damage == 0 {
+        if r.summary.damage == 0 {
             "none found".to_string()
         } else {
-            crate::units::plural(r.damage, "finding", "findings")
+            crate::units::plural(r.summary.damage, "finding", "findings")
         }
     );
-    let _ = writeln!(o, "  notices   {} leftover or foreign entries", r.notices);
-    if let Some(req) = &r.requests {
+    let _ = writeln!(
+        o,
+        "  notices   {} leftover or foreign entries",
+        r.summary.notices
+    );
+    if let Some(req) = &r.summary.requests {
         let _ = writeln!(o, "  requests  {}", crate::report::requests_line(req));
     }
     if let Some(v) = &r.verify {

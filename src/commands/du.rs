@@ -64,13 +64,17 @@ pub struct Totals {
     pub kept_by_grace: u64,
     /// Damage that made gc withhold sweeping: the reclaimable figures are then 0.
     pub damage_findings: usize,
+    /// Requests made to an object store, by kind (absent on disk).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<crate::store::seam::Requests>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct DuReport {
-    pub schema: &'static str,
+    #[serde(flatten)]
+    pub envelope: crate::report::Envelope,
     pub root: PathBuf,
-    pub total: Totals,
+    pub summary: Totals,
     pub repositories: Vec<RepoUsage>,
     /// With --by tag: the repository and its tags.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,9 +84,6 @@ pub struct DuReport {
     /// Why the policy's safety net would refuse it (the figure assumes --force).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub policy_refused: Vec<String>,
-    /// Requests made to an object store, by kind (absent on disk).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub requests: Option<crate::store::seam::Requests>,
     /// With --top: the repositories left out of `repositories`, summed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub others: Option<RepoUsage>,
@@ -106,7 +107,8 @@ fn run_in<S: Storage>(
     progress: &dyn Progress,
 ) -> Result<(String, ExitCode)> {
     let started = Instant::now();
-    let started_at = chrono::Utc::now().timestamp();
+    let started_dt = chrono::Utc::now();
+    let started_at = started_dt.timestamp();
     let Opened {
         store, mut layout, ..
     } = pipeline::load_store(
@@ -177,9 +179,9 @@ fn run_in<S: Storage>(
         t
     });
     let report = DuReport {
-        schema: "regsweep/du-report/v1",
+        envelope: crate::report::Envelope::new("regsweep/du-report/v2", started_dt),
         root: root.clone(),
-        total: Totals {
+        summary: Totals {
             repositories: layout.repos.len(),
             blobs: layout.blobs.len(),
             bytes: layout.total_bytes(),
@@ -189,12 +191,12 @@ fn run_in<S: Storage>(
             policy_reclaimable_bytes: by_policy.as_ref().map(|p| p.0),
             kept_by_grace,
             damage_findings,
+            requests: store.requests(),
         },
         repositories,
         repository: cfg.by_tag.clone(),
         tags,
         policy_refused: by_policy.map(|p| p.1).unwrap_or_default(),
-        requests: store.requests(),
         others: None,
     };
 
@@ -227,7 +229,7 @@ fn run_in<S: Storage>(
                 r.untagged_bytes as f64,
             );
         }
-        let t = &report.total;
+        let t = &report.summary;
         m.gauge("store_blobs", "Blobs in the store.", &[], t.blobs as f64);
         m.gauge(
             "store_bytes",
@@ -235,7 +237,7 @@ fn run_in<S: Storage>(
             &[],
             t.bytes as f64,
         );
-        m.requests(report.requests.as_ref());
+        m.requests(report.summary.requests.as_ref());
         m.gauge(
             "store_allocated_bytes",
             "Bytes the store's blobs take on disk.",
@@ -283,7 +285,7 @@ fn run_in<S: Storage>(
                 cfg.top.unwrap_or(20),
                 cfg.policy.as_ref().map(|p| p.path.clone()),
             );
-            if let Some(req) = &report.requests {
+            if let Some(req) = &report.summary.requests {
                 t.push_str(&format!(
                     "requests: {}\n",
                     crate::report::requests_line(req)
@@ -385,7 +387,7 @@ fn sum_rest(rest: &[RepoUsage]) -> RepoUsage {
 
 fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {
     let mut o = String::new();
-    let t = &r.total;
+    let t = &r.summary;
     if let (Some(tags), Some(repo)) = (&r.tags, &r.repository) {
         let w = tags.iter().map(|t| t.tag.len()).max().unwrap_or(3).max(3);
         let _ = writeln!(

@@ -295,9 +295,9 @@ fn metrics(r: &GcReport, started_at: i64) -> Metrics {
     let damage = r
         .errors
         .iter()
-        .filter(|e| e.kind == "blocking" || e.kind == "damage")
+        .filter(|e| e.severity == "blocking" || e.severity == "damage")
         .count();
-    let notices = r.errors.iter().filter(|e| e.kind == "notice").count();
+    let notices = r.errors.iter().filter(|e| e.severity == "notice").count();
     m.run(started_at, r.duration_seconds, damage, notices);
     m.requests(r.summary.requests.as_ref());
     let s = &r.summary;

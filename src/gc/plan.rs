@@ -1,6 +1,7 @@
 //! What goes: turns marks and decisions into an ordered list of removals; a pure function.
 
 use crate::gc::mark::Marks;
+use crate::model::FindingKind;
 use crate::model::digest::Digest;
 use crate::model::paths::Paths;
 use crate::model::{Decision, Decisions};
@@ -151,6 +152,7 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, rules: &Rules
                     path: paths.blob_data(&d),
                     message: format!("{message} (manifest {d} of {})", repo.name),
                     severity: Severity::Blocking,
+                    kind: FindingKind::UnreadableManifest,
                     repository: Some(repo.name.clone()),
                 });
             }
@@ -162,6 +164,7 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, rules: &Rules
                 path: paths.blob_data(&d),
                 message: format!("manifest {d}: {p}"),
                 severity: Severity::Damage,
+                kind: FindingKind::ManifestProblem,
                 repository: None,
             });
         }
@@ -571,6 +574,7 @@ mod tests {
             path: "/r/docker/registry/v2/repositories".into(),
             message: "cannot list".into(),
             severity: Severity::Blocking,
+            kind: FindingKind::Unreadable,
             repository: None,
         });
         let p = run(&l, &m, true, false);

@@ -5,7 +5,7 @@ use crate::gc::walk;
 use crate::model::catalog::Ref;
 use crate::model::digest::Digest;
 use crate::model::paths::Paths;
-use crate::model::{Finding, Layout, Repo, Rules, Severity, Time};
+use crate::model::{Finding, FindingKind, Layout, Repo, Rules, Severity, Time};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
@@ -24,6 +24,7 @@ pub fn check(layout: &Layout, now: Time) -> Vec<Finding> {
         if !needed.contains(&paths.blob_data(d)) {
             out.push(notice(
                 paths.blob_dir(d),
+                FindingKind::EmptyFolder,
                 None,
                 "blob folder without data (left by an interrupted delete; gc removes it)".into(),
             ));
@@ -33,11 +34,12 @@ pub fn check(layout: &Layout, now: Time) -> Vec<Finding> {
     out
 }
 
-fn notice(path: PathBuf, repo: Option<&str>, message: String) -> Finding {
+fn notice(path: PathBuf, kind: FindingKind, repo: Option<&str>, message: String) -> Finding {
     Finding {
         path,
         message,
         severity: Severity::Notice,
+        kind,
         repository: repo.map(str::to_string),
     }
 }
@@ -84,6 +86,7 @@ fn broken_images(layout: &Layout, paths: &Paths, repo: &Repo, out: &mut Vec<Find
             path,
             message,
             severity: Severity::Damage,
+            kind: FindingKind::BrokenImage,
             repository: Some(repo.name.clone()),
         });
     }
@@ -97,6 +100,7 @@ fn broken_images(layout: &Layout, paths: &Paths, repo: &Repo, out: &mut Vec<Find
                     l.digest
                 ),
                 severity: Severity::Damage,
+                kind: FindingKind::LinkToMissingBlob,
                 repository: Some(repo.name.clone()),
             });
         }
@@ -164,6 +168,7 @@ fn leftovers(layout: &Layout, paths: &Paths, repo: &Repo, now: Time, out: &mut V
     if repo.tags.is_empty() && repo.revisions.is_empty() {
         out.push(notice(
             paths.repo(&repo.name),
+            FindingKind::EmptyRepository,
             r,
             "repository has no tags and no manifests".into(),
         ));
@@ -176,6 +181,7 @@ fn leftovers(layout: &Layout, paths: &Paths, repo: &Repo, now: Time, out: &mut V
             let d = layout.blobs[l.blob as usize].digest;
             out.push(notice(
                 paths.layer_dir(&repo.name, &d).join("link"),
+                FindingKind::UnusedLayerLink,
                 r,
                 format!(
                     "layer link to {d}, which no manifest of the repository uses (gc removes it)"
@@ -187,6 +193,7 @@ fn leftovers(layout: &Layout, paths: &Paths, repo: &Repo, now: Time, out: &mut V
         let age = crate::units::human_age(now - u.started);
         out.push(notice(
             paths.upload_dir(&repo.name, &u.id),
+            FindingKind::AbandonedUpload,
             r,
             format!(
                 "upload started {age} ago and never finished, {} (gc --purge-uploads removes it)",
@@ -197,6 +204,7 @@ fn leftovers(layout: &Layout, paths: &Paths, repo: &Repo, now: Time, out: &mut V
     for (p, _) in &repo.empty_links {
         out.push(notice(
             p.clone(),
+            FindingKind::EmptyFolder,
             r,
             "link folder without a link (left by a delete; gc removes it)".into(),
         ));

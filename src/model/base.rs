@@ -44,13 +44,106 @@ pub enum Severity {
     Notice,
 }
 
+/// What a finding is about, as a stable machine-readable word (docs/REPORTS.md lists them):
+/// scripts match on it, never on the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A symbolic link where the layout has a folder or file.
+    Symlink,
+    /// A file where the layout has a folder.
+    NotAFolder,
+    /// A blob's data or a link that is a folder, FIFO or device.
+    NotARegularFile,
+    /// A folder, file or object that could not be opened, listed, read or stat'ed.
+    Unreadable,
+    /// An entry that is not part of the registry's layout (left alone).
+    Foreign,
+    /// A repository folder with nothing in it (a leftover of a deleted repository).
+    EmptyRepository,
+    /// A tag folder whose name the registry would not accept (kept, never deleted).
+    InvalidTagName,
+    /// A tag with no `current/link`.
+    TagWithoutCurrent,
+    /// A link whose content is not `sha256:<hex>`, or cannot be read.
+    BadLink,
+    /// A link naming another digest than the folder it sits in.
+    LinkMismatch,
+    /// A layer link naming a blob that is not in the store.
+    LinkToMissingBlob,
+    /// A layer link no manifest of its repository uses (gc removes it).
+    UnusedLayerLink,
+    /// An upload whose `startedat` cannot be read.
+    BadStartedAt,
+    /// A blob whose content does not hash to its name.
+    DigestMismatch,
+    /// A manifest a repository names that is missing or cannot be parsed.
+    UnreadableManifest,
+    /// A manifest that parses but says something wrong (a bad reference, a bad media type).
+    ManifestProblem,
+    /// Something a tag's pull needs that the registry would not find.
+    BrokenImage,
+    /// An upload started long ago and never finished.
+    AbandonedUpload,
+    /// A blob folder without data, or a link folder without a link (left by a delete).
+    EmptyFolder,
+}
+
+impl FindingKind {
+    /// Every kind, for the documentation's test.
+    pub const ALL: [FindingKind; 19] = [
+        FindingKind::Symlink,
+        FindingKind::NotAFolder,
+        FindingKind::NotARegularFile,
+        FindingKind::Unreadable,
+        FindingKind::Foreign,
+        FindingKind::EmptyRepository,
+        FindingKind::InvalidTagName,
+        FindingKind::TagWithoutCurrent,
+        FindingKind::BadLink,
+        FindingKind::LinkMismatch,
+        FindingKind::LinkToMissingBlob,
+        FindingKind::UnusedLayerLink,
+        FindingKind::BadStartedAt,
+        FindingKind::DigestMismatch,
+        FindingKind::UnreadableManifest,
+        FindingKind::ManifestProblem,
+        FindingKind::BrokenImage,
+        FindingKind::AbandonedUpload,
+        FindingKind::EmptyFolder,
+    ];
+
+    /// The word JSON reports carry (`unused_layer_link`).
+    pub fn word(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+}
+
 /// Something wrong in the layout, with the path where it was seen.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     pub path: PathBuf,
     pub message: String,
     pub severity: Severity,
+    pub kind: FindingKind,
     /// The repository it concerns, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FindingKind;
+
+    #[test]
+    fn every_finding_kind_is_documented() {
+        let doc = include_str!("../../docs/REPORTS.md");
+        for k in FindingKind::ALL {
+            let row = format!("| `{}` |", k.word());
+            assert!(doc.contains(&row), "docs/REPORTS.md lacks the kind {row}");
+        }
+    }
 }

@@ -10,7 +10,7 @@ pub mod paths;
 
 use crate::model::digest::Digest;
 pub use crate::model::manifest::Loaded;
-pub use base::{Blob, Finding, LayerLink, Link, Severity, Time};
+pub use base::{Blob, Finding, FindingKind, LayerLink, Link, Severity, Time};
 pub use catalog::Manifests;
 use catalog::{Ref, View};
 use std::path::PathBuf;

@@ -14,7 +14,37 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-pub const GC_SCHEMA: &str = "regsweep/gc-report/v1";
+pub const GC_SCHEMA: &str = "regsweep/gc-report/v2";
+pub const POLICY_SCHEMA: &str = "regsweep/policy-check/v2";
+pub const TRASH_LIST_SCHEMA: &str = "regsweep/trash-list/v1";
+/// gc reports `apply` reads as plans: this one, and v1 (the same plan fields).
+pub const GC_SCHEMAS: [&str; 2] = [GC_SCHEMA, "regsweep/gc-report/v1"];
+
+/// The fields every JSON report opens with (docs/REPORTS.md): which schema, which regsweep,
+/// and when. Each report adds its `root` and its `summary` next to them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Envelope {
+    pub schema: &'static str,
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub started_at: String,
+    pub finished_at: String,
+}
+
+impl Envelope {
+    /// The envelope of a report of `schema` whose run began at `started` and ends now.
+    pub fn new(schema: &'static str, started: chrono::DateTime<chrono::Utc>) -> Envelope {
+        let at =
+            |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        Envelope {
+            schema,
+            tool: "regsweep",
+            version: env!("CARGO_PKG_VERSION"),
+            started_at: at(started),
+            finished_at: at(chrono::Utc::now()),
+        }
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct Summary {
@@ -67,15 +97,17 @@ pub struct ErrorEntry {
     pub path: PathBuf,
     pub message: String,
     /// `blocking` (hides references), `damage`, `notice` (foreign or leftover, harmless),
-    /// or `sweep` (a removal that failed).
-    pub kind: &'static str,
+    /// or `error` (a removal that failed).
+    pub severity: &'static str,
+    /// What it is about: a finding's kind (docs/REPORTS.md), or `sweep_failed`.
+    pub kind: String,
 }
 
 #[derive(Debug, Serialize)]
 pub struct GcReport {
-    pub schema: &'static str,
+    #[serde(flatten)]
+    pub envelope: Envelope,
     pub dry_run: bool,
-    pub started_at: String,
     pub duration_seconds: f64,
     pub summary: Summary,
     /// Where, with which options, and every item: the part `apply` reads back.
@@ -157,11 +189,12 @@ impl GcReport {
             .map(|f| ErrorEntry {
                 path: f.path.clone(),
                 message: f.message.clone(),
-                kind: match f.severity {
+                severity: match f.severity {
                     Severity::Blocking => "blocking",
                     Severity::Damage => "damage",
                     Severity::Notice => "notice",
                 },
+                kind: f.kind.word(),
             })
             .collect();
         let failures = outcome.map(|o| o.failures.len()).unwrap_or(0);
@@ -172,7 +205,8 @@ impl GcReport {
                 .map(|f| ErrorEntry {
                     path: f.path.clone(),
                     message: f.message.clone(),
-                    kind: "sweep",
+                    severity: "error",
+                    kind: "sweep_failed".into(),
                 }),
         );
         let summary = Summary {
@@ -199,11 +233,8 @@ impl GcReport {
             repositories_in_scope: None,
         };
         GcReport {
-            schema: GC_SCHEMA,
+            envelope: Envelope::new(GC_SCHEMA, ctx.started_at),
             dry_run: ctx.dry_run,
-            started_at: ctx
-                .started_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             duration_seconds: (ctx.duration_seconds * 1000.0).round() / 1000.0,
             summary,
             plan: PlanFile {
@@ -339,7 +370,7 @@ impl GcReport {
         let damage = self
             .errors
             .iter()
-            .filter(|e| e.kind == "blocking" || e.kind == "damage")
+            .filter(|e| e.severity == "blocking" || e.severity == "damage")
             .count();
         let _ = writeln!(
             o,
@@ -353,7 +384,11 @@ impl GcReport {
                 )
             }
         );
-        let notices = self.errors.iter().filter(|e| e.kind == "notice").count();
+        let notices = self
+            .errors
+            .iter()
+            .filter(|e| e.severity == "notice")
+            .count();
         if notices > 0 {
             let _ = writeln!(
                 o,
@@ -484,7 +519,14 @@ impl GcReport {
         if !self.errors.is_empty() {
             let _ = writeln!(o, "\nproblems:");
             for e in self.errors.iter().take(limit) {
-                let _ = writeln!(o, "  {}: {} [{}]", e.path.display(), e.message, e.kind);
+                let _ = writeln!(
+                    o,
+                    "  {}: {} [{} {}]",
+                    e.path.display(),
+                    e.message,
+                    e.severity,
+                    e.kind
+                );
             }
             more(&mut o, self.errors.len(), limit);
         }
@@ -560,19 +602,94 @@ pub struct RepoPreview {
 /// `policy check --root`: what a policy would do to a registry, repository by repository.
 #[derive(Debug, Serialize)]
 pub struct PolicyPreview {
-    pub schema: &'static str,
+    #[serde(flatten)]
+    pub envelope: Envelope,
     pub file: PathBuf,
+    /// The file parsed and passed every check (an invalid one is an error, exit 2).
+    pub valid: bool,
     pub root: PathBuf,
+    pub summary: PolicySummary,
+    /// The rules' names, in order.
+    pub rules: Vec<String>,
+    pub age_from: &'static str,
+    pub untagged_older_than: Option<Span>,
     pub repositories: Vec<RepoPreview>,
-    pub tags_deleted: usize,
     pub refused: Vec<String>,
     pub explain: Vec<TagExplain>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PolicySummary {
+    /// Rules in the file.
+    pub rules: usize,
+    /// With a root: tags the policy would delete there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags_deleted: Option<usize>,
+    /// With a root: reasons its safety net refuses it there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<usize>,
+}
+
+/// `trash list --format json`: the runs a trash folder holds.
+#[derive(Debug, Serialize)]
+pub struct TrashListReport {
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    /// The trash folder.
+    pub root: PathBuf,
+    pub summary: TrashSummary,
+    pub runs: Vec<crate::store::trash::RunSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrashSummary {
+    pub runs: usize,
+    pub items: usize,
+    /// What emptying the whole trash would free.
+    pub bytes: u64,
+}
+
+impl TrashListReport {
+    pub fn new(
+        dir: &std::path::Path,
+        started: chrono::DateTime<chrono::Utc>,
+        runs: Vec<crate::store::trash::RunSummary>,
+    ) -> TrashListReport {
+        TrashListReport {
+            envelope: Envelope::new(TRASH_LIST_SCHEMA, started),
+            root: dir.to_path_buf(),
+            summary: TrashSummary {
+                runs: runs.len(),
+                items: runs.iter().map(|r| r.items).sum(),
+                bytes: runs.iter().map(|r| r.bytes).sum(),
+            },
+            runs,
+        }
+    }
+}
+
+/// `policy check FILE` without a root: the file is valid, and what it holds.
+#[derive(Debug, Serialize)]
+pub struct PolicyFileReport {
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    pub file: PathBuf,
+    pub valid: bool,
+    /// No registry was looked at.
+    pub root: Option<PathBuf>,
+    pub summary: PolicySummary,
+    /// The rules' names, in order.
+    pub rules: Vec<String>,
+    pub age_from: &'static str,
+    pub untagged_older_than: Option<Span>,
 }
 
 impl PolicyPreview {
     /// The preview of a policy on the layout `v2`, from its plan and every tag's explanation.
     pub fn new(
         file: &std::path::Path,
+        policy: &crate::policy::Policy,
+        started: chrono::DateTime<chrono::Utc>,
         v2: &std::path::Path,
         plan: &Plan,
         explain: &[TagExplain],
@@ -603,10 +720,18 @@ impl PolicyPreview {
             }
         }
         PolicyPreview {
-            schema: "regsweep/policy-check/v1",
+            envelope: Envelope::new(POLICY_SCHEMA, started),
             file: file.to_path_buf(),
+            valid: true,
             root: v2.to_path_buf(),
-            tags_deleted: repositories.iter().map(|r| r.delete).sum(),
+            summary: PolicySummary {
+                rules: policy.rules.len(),
+                tags_deleted: Some(repositories.iter().map(|r| r.delete).sum()),
+                refused: Some(plan.refused.len()),
+            },
+            rules: policy.rules.iter().map(|r| r.name.clone()).collect(),
+            age_from: policy.age_from.word(),
+            untagged_older_than: policy.untagged_older_than,
             repositories,
             refused: plan.refused.clone(),
             explain: explain.to_vec(),
@@ -643,7 +768,7 @@ impl PolicyPreview {
         let _ = writeln!(
             o,
             "  {} would be deleted",
-            crate::units::plural(self.tags_deleted, "tag", "tags")
+            crate::units::plural(self.summary.tags_deleted.unwrap_or(0), "tag", "tags")
         );
         for r in &self.refused {
             let _ = writeln!(o, "  refused: {r}");

@@ -2,6 +2,7 @@
 //! never follow a symlink (see `dirfd`).
 
 use crate::error::{Error, Result};
+use crate::model::FindingKind;
 use crate::model::catalog;
 use crate::model::digest::Digest;
 use crate::model::manifest::{self, MAX_MANIFEST_BYTES};
@@ -35,6 +36,7 @@ impl Findings {
         &self,
         path: impl Into<PathBuf>,
         severity: Severity,
+        kind: FindingKind,
         repo: Option<&str>,
         message: impl Into<String>,
     ) {
@@ -42,6 +44,7 @@ impl Findings {
             path: path.into(),
             message: message.into(),
             severity,
+            kind,
             repository: repo.map(str::to_string),
         };
         tracing::debug!(path = %f.path.display(), "{}", f.message);
@@ -74,7 +77,7 @@ fn open_sub<F: Folder>(
         Err(e) if dirfd::is_symlink_error(&e) => {
             findings.add(
                 path,
-                Severity::Blocking,
+                Severity::Blocking, FindingKind::Symlink,
                 repo,
                 "a symbolic link (or one on the way): the registry follows it and serves what lies there; regsweep does not, so no blob is deleted while it is there",
             );
@@ -84,6 +87,7 @@ fn open_sub<F: Folder>(
             findings.add(
                 path,
                 Severity::Blocking,
+                FindingKind::NotAFolder,
                 repo,
                 "not a folder where the layout has one",
             );
@@ -93,6 +97,7 @@ fn open_sub<F: Folder>(
             findings.add(
                 path,
                 Severity::Blocking,
+                FindingKind::Unreadable,
                 repo,
                 format!("cannot open folder: {e}"),
             );
@@ -115,6 +120,7 @@ fn list<F: Folder>(
             findings.add(
                 path,
                 Severity::Blocking,
+                FindingKind::Unreadable,
                 repo,
                 format!("cannot list folder: {e}"),
             );
@@ -136,6 +142,7 @@ fn list<F: Folder>(
             Err(_) => findings.add(
                 &full,
                 Severity::Notice,
+                FindingKind::Foreign,
                 repo,
                 "name is not UTF-8; left alone",
             ),
@@ -269,6 +276,7 @@ fn scan_blobs<F: Folder>(
             findings.add(
                 path,
                 Severity::Notice,
+                FindingKind::Foreign,
                 None,
                 "not a sha256 blob folder; left alone",
             );
@@ -312,6 +320,7 @@ fn scan_prefix<F: Folder>(
         findings.add(
             path,
             Severity::Damage,
+            FindingKind::Symlink,
             None,
             "blob prefix folder is a symbolic link; not followed, nothing below it is deleted",
         );
@@ -321,6 +330,7 @@ fn scan_prefix<F: Folder>(
         findings.add(
             path,
             Severity::Notice,
+            FindingKind::Foreign,
             None,
             "not a blob prefix folder; left alone",
         );
@@ -333,7 +343,13 @@ fn scan_prefix<F: Folder>(
     let handle = match handle.whole() {
         Ok(h) => h,
         Err(e) => {
-            findings.add(path, Severity::Blocking, None, format!("cannot list: {e}"));
+            findings.add(
+                path,
+                Severity::Blocking,
+                FindingKind::Unreadable,
+                None,
+                format!("cannot list: {e}"),
+            );
             return found;
         }
     };
@@ -344,6 +360,7 @@ fn scan_prefix<F: Folder>(
             findings.add(
                 dir,
                 Severity::Damage,
+                FindingKind::Symlink,
                 None,
                 "blob folder is a symbolic link; not followed, left alone",
             );
@@ -355,6 +372,7 @@ fn scan_prefix<F: Folder>(
                 findings.add(
                     dir,
                     Severity::Notice,
+                    FindingKind::Foreign,
                     None,
                     "not a blob folder (expected a folder named by its sha256); left alone",
                 );
@@ -374,6 +392,7 @@ fn scan_prefix<F: Folder>(
             Ok(_) => findings.add(
                 &data,
                 Severity::Damage,
+                FindingKind::NotARegularFile,
                 None,
                 "blob data is not a regular file (a symlink, folder, FIFO or device); left alone",
             ),
@@ -385,6 +404,7 @@ fn scan_prefix<F: Folder>(
             Err(e) => findings.add(
                 &data,
                 Severity::Damage,
+                FindingKind::Unreadable,
                 None,
                 format!("cannot stat blob data: {e}; left alone"),
             ),
@@ -424,7 +444,13 @@ fn discover_repositories<F: Folder>(
     let dir = open_sub(v2h, REPOSITORIES, &top, findings, None).and_then(|d| match d.whole() {
         Ok(d) => Some(d),
         Err(e) => {
-            findings.add(&top, Severity::Blocking, None, format!("cannot list: {e}"));
+            findings.add(
+                &top,
+                Severity::Blocking,
+                FindingKind::Unreadable,
+                None,
+                format!("cannot list: {e}"),
+            );
             None
         }
     });
@@ -460,6 +486,7 @@ fn discover<F: Folder>(
                 findings.add(
                     &path,
                     Severity::Notice,
+                    FindingKind::Foreign,
                     None,
                     "does not belong to the layout (`_` names are the registry's own); left alone",
                 );
@@ -469,7 +496,7 @@ fn discover<F: Folder>(
         if kind == Kind::Symlink {
             findings.add(
                 &path,
-                Severity::Blocking,
+                Severity::Blocking, FindingKind::Symlink,
                 None,
                 "symbolic link in the repositories tree: the registry follows it and serves the repositories behind it; regsweep does not, so no blob is deleted while it is there",
             );
@@ -479,6 +506,7 @@ fn discover<F: Folder>(
             findings.add(
                 &path,
                 Severity::Notice,
+                FindingKind::Foreign,
                 None,
                 "a file among repositories does not belong to the layout; left alone",
             );
@@ -488,6 +516,7 @@ fn discover<F: Folder>(
             findings.add(
                 &path,
                 Severity::Notice,
+                FindingKind::Foreign,
                 None,
                 "not a valid repository name component; left alone",
             );
@@ -513,6 +542,7 @@ fn discover<F: Folder>(
             findings.add(
                 &path,
                 Severity::Notice,
+                FindingKind::EmptyRepository,
                 None,
                 "folder holds no repository (a leftover of a deleted one)",
             );
@@ -524,7 +554,7 @@ fn discover<F: Folder>(
 fn symlink_finding(findings: &Findings, path: &Path, repo: Option<&str>, what: &str) {
     findings.add(
         path,
-        Severity::Blocking,
+        Severity::Blocking, FindingKind::Symlink,
         repo,
         format!("{what} is a symbolic link: the registry follows it, regsweep does not; nothing of this repository is swept and no blob is deleted while it is there"),
     );
@@ -576,6 +606,7 @@ fn scan_repo<F: Folder>(
             findings.add(
                 &path,
                 Severity::Notice,
+                FindingKind::Foreign,
                 r,
                 "not a revision folder; left alone",
             );
@@ -585,7 +616,7 @@ fn scan_repo<F: Folder>(
         match read_link(revs, &format!("{hex}/{LINK}")) {
             Ok(l) => {
                 if l.digest != folder_digest {
-                    findings.add(&link, Severity::Damage, r, format!("revision link names {} but sits in the folder of {folder_digest}; both are kept", l.digest));
+                    findings.add(&link, Severity::Damage, FindingKind::LinkMismatch, r, format!("revision link names {} but sits in the folder of {folder_digest}; both are kept", l.digest));
                     repo.revisions.push(l);
                 }
                 repo.revisions.push(Link {
@@ -598,7 +629,13 @@ fn scan_repo<F: Folder>(
                 repo.empty_links.push((path, t));
             }
             Err(e) => {
-                findings.add(&link, Severity::Blocking, r, link_problem(&e));
+                findings.add(
+                    &link,
+                    Severity::Blocking,
+                    FindingKind::BadLink,
+                    r,
+                    link_problem(&e),
+                );
                 repo.unknown = true;
                 // Still a root by its folder name: keeping too much is the safe side.
                 repo.revisions.push(Link {
@@ -621,13 +658,20 @@ fn scan_repo<F: Folder>(
             continue;
         }
         if kind != Kind::Dir {
-            findings.add(&path, Severity::Notice, r, "not a tag folder; left alone");
+            findings.add(
+                &path,
+                Severity::Notice,
+                FindingKind::Foreign,
+                r,
+                "not a tag folder; left alone",
+            );
             continue;
         }
         if !layout::valid_tag(&tag) {
             findings.add(
                 &path,
                 Severity::Notice,
+                FindingKind::InvalidTagName,
                 r,
                 "not a valid tag name; kept, never deleted",
             );
@@ -639,13 +683,20 @@ fn scan_repo<F: Folder>(
                 findings.add(
                     &path,
                     Severity::Damage,
+                    FindingKind::TagWithoutCurrent,
                     r,
                     "tag has no current/link; the registry cannot resolve it",
                 );
                 None
             }
             Err(e) => {
-                findings.add(&current_path, Severity::Blocking, r, link_problem(&e));
+                findings.add(
+                    &current_path,
+                    Severity::Blocking,
+                    FindingKind::BadLink,
+                    r,
+                    link_problem(&e),
+                );
                 repo.unknown = true;
                 None
             }
@@ -687,6 +738,7 @@ fn scan_repo<F: Folder>(
                 findings.add(
                     &path,
                     Severity::Notice,
+                    FindingKind::Foreign,
                     r,
                     "not a layer link folder; left alone",
                 );
@@ -699,14 +751,14 @@ fn scan_repo<F: Folder>(
                         match read_link(&lay, &format!("{hex}/{LINK}")) {
                             Ok(l) if l.digest != digest => findings.add(
                                 &link,
-                                Severity::Damage,
+                                Severity::Damage, FindingKind::LinkMismatch,
                                 r,
                                 format!("layer link names {} but sits in the folder of {digest}: the registry serves the wrong blob here", l.digest),
                             ),
                             Ok(_) => {}
                             Err(e) => findings.add(
                                 &link,
-                                Severity::Damage,
+                                Severity::Damage, FindingKind::BadLink,
                                 r,
                                 format!("{}: the registry cannot serve {digest} from this repository", link_problem(&e)),
                             ),
@@ -724,6 +776,7 @@ fn scan_repo<F: Folder>(
                 Ok(_) => findings.add(
                     &link,
                     Severity::Damage,
+                    FindingKind::NotARegularFile,
                     r,
                     "layer link is not a regular file (a folder, FIFO or device); left alone",
                 ),
@@ -735,6 +788,7 @@ fn scan_repo<F: Folder>(
                     findings.add(
                         &link,
                         Severity::Blocking,
+                        FindingKind::Unreadable,
                         r,
                         format!("cannot stat link: {e}"),
                     );
@@ -763,6 +817,7 @@ fn scan_repo<F: Folder>(
                     findings.add(
                         path.join(STARTED_AT),
                         Severity::Damage,
+                        FindingKind::BadStartedAt,
                         r,
                         format!("startedat {e}; the upload's age is taken from its folder"),
                     );
@@ -882,7 +937,13 @@ fn fresh_in_repo<F: Folder>(
             if new(&tags, &current) {
                 match read_link(&tags, &current) {
                     Ok(l) => manifests.push(l.digest),
-                    Err(e) => findings.add(&path, Severity::Blocking, r, link_problem(&e)),
+                    Err(e) => findings.add(
+                        &path,
+                        Severity::Blocking,
+                        FindingKind::BadLink,
+                        r,
+                        link_problem(&e),
+                    ),
                 }
             }
             let index_path = path.join(TAG_INDEX);
@@ -1070,13 +1131,13 @@ pub fn verify_digests<S: Storage>(store: &S, layout: &Layout, progress: &dyn Pro
                 bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             });
             match result {
-                Err(e) => findings.add(&path, Severity::Damage, None, format!("cannot read blob: {e}")),
+                Err(e) => findings.add(&path, Severity::Damage, FindingKind::Unreadable, None, format!("cannot read blob: {e}")),
                 Ok(()) => {
                     let got = Digest(hasher.finalize().into());
                     if got != blob.digest {
                         findings.add(
                             &path,
-                            Severity::Damage,
+                            Severity::Damage, FindingKind::DigestMismatch,
                             None,
                             format!("content hashes to {got}, not to its name: pulls of it fail verification"),
                         );

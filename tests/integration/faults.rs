@@ -292,7 +292,7 @@ fn apply_keeps_what_changed_under_the_plan() {
         skipped.contains(&("blob".into(), dangling.clone())),
         "{skipped:?}"
     );
-    assert!(r["applied"].as_u64().unwrap() > 0);
+    assert!(r["summary"]["applied"].as_u64().unwrap() > 0);
     w.reg.pull("acme/app:v1").expect("the moved tag stays");
     w.reg
         .pull("other/app:uses-dangling")
@@ -398,8 +398,10 @@ fn the_trash_puts_back_one_tag_or_everything_exactly() {
     // The trash, listed: one run, its items and what emptying it frees.
     let out = regsweep(&["trash", "list", trash.to_str().unwrap(), "--format", "json"]);
     assert_eq!(out.status.code(), Some(0));
-    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = &list["runs"];
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["summary"]["runs"], 1, "{list}");
     assert_eq!(runs[0]["command"], "gc");
     assert!(runs[0]["items"].as_u64().unwrap() > 0, "{runs}");
     let bytes = runs[0]["bytes"].as_u64().unwrap();

@@ -1,7 +1,7 @@
 //! Tests on copies of `fixtures/registry`: exact results, damage, bad input and interrupted sweeps.
 
 use crate::testenv::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -99,7 +99,7 @@ fn fixture_results_are_exact_in_both_modes() {
         untagged["summary"]["tag_index_entries_deleted"], 1,
         "the overwritten v1 leaves the tag's history"
     );
-    assert_eq!(untagged["schema"], "regsweep/gc-report/v1");
+    assert_eq!(untagged["schema"], "regsweep/gc-report/v2");
     for key in [
         "repositories",
         "tags",
@@ -469,7 +469,7 @@ fn a_folder_that_refuses_deletion_is_reported_and_the_rest_goes() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["kind"] == "sweep")
+        .filter(|e| e["severity"] == "error" && e["kind"] == "sweep_failed")
         .collect();
     assert_eq!(failures.len(), 1, "{r}");
     assert!(
@@ -686,4 +686,203 @@ by repository (to delete; a blob linked from several repositories counts in each
         text.contains("  acme/app ") && !text.contains("  (no repository) "),
         "{text}"
     );
+}
+
+/// docs/REPORTS.md, read as the test reads it: per schema, its fields (`summary.x` for those of
+/// `summary`) and whether each is optional.
+fn documented_schemas() -> BTreeMap<String, Vec<(String, bool)>> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/REPORTS.md"))
+            .unwrap();
+    let mut out: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in doc.lines() {
+        if let Some(h) = line.strip_prefix("## ") {
+            current = h
+                .strip_prefix("`regsweep/")
+                .and_then(|s| s.strip_suffix('`'))
+                .map(|s| format!("regsweep/{s}"));
+            if let Some(c) = &current {
+                out.insert(c.clone(), Vec::new());
+            }
+            continue;
+        }
+        let (Some(schema), Some(row)) = (&current, line.strip_prefix("| `")) else {
+            continue;
+        };
+        let Some((field, rest)) = row.split_once("` |") else {
+            continue;
+        };
+        out.get_mut(schema)
+            .unwrap()
+            .push((field.to_string(), rest.contains("*optional*")));
+    }
+    out
+}
+
+/// Top-level fields, and `summary.x` for each field of `summary`.
+fn fields_of(report: &serde_json::Value) -> BTreeSet<String> {
+    let mut f: BTreeSet<String> = report.as_object().unwrap().keys().cloned().collect();
+    if let Some(s) = report["summary"].as_object() {
+        f.extend(s.keys().map(|k| format!("summary.{k}")));
+    }
+    f
+}
+
+#[test]
+fn every_json_report_has_the_documented_fields() {
+    let schemas = documented_schemas();
+    assert!(schemas.len() >= 6, "{schemas:?}");
+    let f = fixture();
+    let root = f.root.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = regsweep(args);
+        assert!(
+            out.status.code().is_some_and(|c| c == 0 || c == 3),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    };
+    let plan = dir.path().join("plan.json");
+    let policy = dir.path().join("policy.yml");
+    std::fs::write(
+        &policy,
+        "version: 1\nrules:\n  - name: old\n    tags: ['v1*']\n    delete: {}\n",
+    )
+    .unwrap();
+    let (p, trash) = (policy.to_str().unwrap(), dir.path().join("trash"));
+    let mut reports = vec![
+        json(&[
+            "gc",
+            "--root",
+            root,
+            "--dry-run",
+            "-m",
+            "--format",
+            "json",
+            "-q",
+            "--report",
+            "-",
+        ]),
+        json(&[
+            "gc",
+            "--root",
+            root,
+            "--dry-run",
+            "--policy",
+            p,
+            "--explain",
+            "--repository",
+            "**",
+            "--format",
+            "json",
+            "-q",
+            "--report",
+            "-",
+        ]),
+        json(&[
+            "du", "--root", root, "--format", "json", "--top", "1", "--policy", p,
+        ]),
+        json(&[
+            "du", "--root", root, "--format", "json", "--by", "tag", "acme/app",
+        ]),
+        json(&[
+            "check",
+            "--root",
+            root,
+            "--format",
+            "json",
+            "--verify-digests",
+            "-q",
+        ]),
+        json(&["policy", "check", p, "--format", "json"]),
+        json(&[
+            "policy",
+            "check",
+            p,
+            "--root",
+            root,
+            "--format",
+            "json",
+            "--explain",
+        ]),
+    ];
+    let out = regsweep(&[
+        "gc",
+        "--root",
+        root,
+        "--dry-run",
+        "-m",
+        "--format",
+        "json",
+        "--report",
+        plan.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    reports.push(json(&[
+        "apply",
+        plan.to_str().unwrap(),
+        "--format",
+        "json",
+        "-q",
+    ]));
+    let out = regsweep(&[
+        "gc",
+        "--root",
+        root,
+        "--purge-uploads",
+        "1s",
+        "--trash",
+        trash.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    reports.push(json(&[
+        "trash",
+        "list",
+        trash.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+
+    let mut seen = BTreeSet::new();
+    for r in &reports {
+        let schema = r["schema"].as_str().unwrap().to_string();
+        let doc = schemas
+            .get(&schema)
+            .unwrap_or_else(|| panic!("{schema} is not documented in docs/REPORTS.md"));
+        let have = fields_of(r);
+        for (field, optional) in doc {
+            assert!(
+                *optional || have.contains(field),
+                "{schema}: documented field {field} is missing\n{r}"
+            );
+        }
+        let documented: BTreeSet<&String> = doc.iter().map(|(f, _)| f).collect();
+        for field in &have {
+            assert!(
+                documented.contains(field),
+                "{schema}: field {field} is not documented in docs/REPORTS.md"
+            );
+        }
+        assert_eq!(r["tool"], "regsweep");
+        assert_eq!(r["version"], env!("CARGO_PKG_VERSION"));
+        assert!(r["summary"].is_object() && r.get("root").is_some());
+        seen.insert(schema);
+    }
+    let documented: BTreeSet<String> = schemas.keys().cloned().collect();
+    assert_eq!(seen, documented, "every documented schema is tried");
+    // Every finding says what it is about, as a documented word.
+    let check = &reports[4];
+    let kinds: BTreeSet<&str> = (check["findings"].as_array().unwrap().iter())
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains("unused_layer_link"), "{check}");
 }

@@ -118,7 +118,7 @@ fn a_policy_deletes_exactly_the_tags_it_should_and_the_rest_pull() {
         String::from_utf8_lossy(&out.stderr)
     );
     let preview: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(preview["tags_deleted"], 5, "{preview}");
+    assert_eq!(preview["summary"]["tags_deleted"], 5, "{preview}");
     assert_eq!(preview["repositories"][0]["in_scope"], 11, "all but latest");
     assert_eq!(tags_on_disk(&reg.root, "acme/svc").len(), 12);
 

@@ -126,12 +126,15 @@ fn a_dry_run_on_s3_plans_what_the_reference_gc_deletes_by_listing() {
         prom.contains("regsweep_requests{command=\"du\",kind=\"list\"}"),
         "{prom}"
     );
-    assert_eq!(du["total"]["blobs"], before.len());
-    assert!(du["requests"]["list"].as_u64().unwrap() > 0, "{du}");
+    assert_eq!(du["summary"]["blobs"], before.len());
+    assert!(
+        du["summary"]["requests"]["list"].as_u64().unwrap() > 0,
+        "{du}"
+    );
 
     let (code, check) = json(&w.reg, &["check"], &["--verify-digests"]);
     assert_eq!(code, 0, "{check}");
-    assert_eq!(check["damage"], 0, "{check}");
+    assert_eq!(check["summary"]["damage"], 0, "{check}");
     assert_eq!(check["verify"]["blobs"], before.len(), "{check}");
 
     // The drop-in, on the registry's own s3 config.
@@ -427,7 +430,7 @@ fn throttling_is_retried_then_reported_and_a_refusal_is_one_line() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(proxy.counts()["failed"], 3, "{}", proxy.counts());
     let du: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(du["total"]["blobs"], 3, "{du}");
+    assert_eq!(du["summary"]["blobs"], 3, "{du}");
     drop(proxy);
 
     // Throttled for good: the run gives up after its retries, in one line, and exits 1.

@@ -385,7 +385,8 @@ fn symlinked_repository_and_revision_folders_break_nothing() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|e| e["kind"] == "blocking"
+                .any(|e| e["severity"] == "blocking"
+                    && e["kind"] == "symlink"
                     && e["path"]
                         .as_str()
                         .unwrap()
