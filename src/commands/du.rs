@@ -478,13 +478,18 @@ fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {
         }
         row(&mut o, &format!("({} more)", rest.len()), sum);
     }
+    // A bucket stores (and bills) an object's size: "on disk" only says something for a folder.
+    let allocated = if r.root.to_string_lossy().starts_with("s3://") {
+        " stored".to_string()
+    } else {
+        format!(" ({} on disk)", human_bytes(t.allocated_bytes))
+    };
     let _ = writeln!(
         o,
-        "\nstore      {} blobs, {} ({} on disk) in {} repositories; a blob shared by many counts once",
-        t.blobs,
+        "\nstore      {}, {}{allocated} in {}; a blob shared by many counts once",
+        crate::units::plural(t.blobs, "blob", "blobs"),
         human_bytes(t.bytes),
-        human_bytes(t.allocated_bytes),
-        t.repositories
+        crate::units::plural(t.repositories, "repository", "repositories")
     );
     let _ = write!(
         o,

@@ -738,7 +738,9 @@ fn first_line(s: &str) -> String {
 fn describe(e: &io::Error) -> String {
     let text = e.to_string();
     let lower = text.to_lowercase();
-    if lower.contains("169.254.169.254") || lower.contains("credential") {
+    // Without keys the crate asks the instance metadata service (IMDS), wherever it is.
+    let metadata = ["169.254.169.254", "/latest/api/token", "/latest/meta-data"];
+    if metadata.iter().any(|m| lower.contains(m)) || lower.contains("credential") {
         format!(
             "no usable credentials (give the config's accesskey/secretkey, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a web identity or instance metadata): {}",
             first_line(&text)

@@ -207,6 +207,30 @@ fn s3_roots_and_options_that_cannot_be_used_say_why_and_change_nothing() {
     assert!(err.contains("cannot reach the endpoint"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 
+    // No credentials at all: the crate falls back to the instance metadata service, pointed
+    // here at a closed port (on a cloud machine it would answer): one line naming credentials.
+    let out = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args([
+            "gc",
+            "--root",
+            &root,
+            "--s3-endpoint",
+            &moto.endpoint,
+            "--dry-run",
+        ])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env("AWS_METADATA_ENDPOINT", &dead)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no usable credentials"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+
     // By `--root s3://...`, with the credentials of the AWS_* environment.
     let (code, _, err) = run(&[
         "gc",
@@ -219,6 +243,13 @@ fn s3_roots_and_options_that_cannot_be_used_say_why_and_change_nothing() {
         "0",
     ]);
     assert_eq!(code, 0, "{err}");
+    // du's text speaks of a bucket's stored bytes, not of a disk.
+    let (code, table, err) = run(&["du", "--root", &root, "--s3-endpoint", endpoint, "-q"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.contains(" stored in 1 repository;") && !table.contains("on disk"),
+        "{table}"
+    );
     assert_eq!(moto.keys(""), keys, "nothing in the bucket changed");
     reg.pull("acme/s3:v1").unwrap();
 }
