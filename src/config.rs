@@ -56,6 +56,8 @@ pub struct GcConfig {
     pub break_lock: bool,
     /// Move what goes into this trash folder instead of deleting it.
     pub trash: Option<PathBuf>,
+    /// The `garbage-collect` drop-in: also print the reference's own lines.
+    pub reference_output: bool,
 }
 
 impl GcConfig {
@@ -97,6 +99,7 @@ impl GcConfig {
             metrics: None,
             break_lock: false,
             trash: None,
+            reference_output: false,
         }
     }
 }

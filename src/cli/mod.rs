@@ -380,6 +380,9 @@ pub struct GcArgs {
     /// Move what goes into this folder (same filesystem) instead of deleting it; see `restore`.
     #[arg(long, value_name = "DIR")]
     pub trash: Option<PathBuf>,
+    /// Set by the `garbage-collect` drop-in: print the reference's lines too.
+    #[arg(skip)]
+    pub reference_output: bool,
 }
 
 #[derive(Debug, Args)]
@@ -440,6 +443,7 @@ impl GcArgs {
             metrics: self.metrics,
             break_lock: self.break_lock,
             trash: self.trash,
+            reference_output: self.reference_output,
             root,
             cache,
             text_limit: (!self.all).then_some(self.limit),
@@ -485,6 +489,7 @@ impl DropInArgs {
             metrics: None,
             break_lock: false,
             trash: None,
+            reference_output: true,
         }
     }
 }

@@ -208,6 +208,12 @@ fn run_in<S: Storage>(
     report.refused_by_safety_net = refused;
     report.trash = trash;
     report.delete_untagged_would_free = untagged_more;
+    if cfg.reference_output {
+        report.reference_marking = Some(report::reference_marking(
+            &layout,
+            &report.plan.manifests_deleted,
+        ));
+    }
     report.text_limit = cfg.text_limit;
     report.summary.requests = store.requests();
     report.summary.repositories_in_scope =

@@ -4,6 +4,7 @@ pub mod metrics;
 
 use crate::gc::outcome::Outcome;
 use crate::gc::plan::{BlobRemoval, LinkRemoval, ManifestRemoval, Plan, TagRemoval, UploadRemoval};
+use crate::model::digest::Digest;
 use crate::model::duration::Span;
 use crate::model::{Layout, Severity};
 use crate::policy::TagExplain;
@@ -140,6 +141,9 @@ pub struct GcReport {
     /// JSON always holds everything.
     #[serde(skip)]
     pub text_limit: Option<usize>,
+    /// The drop-in's marking lines, as the reference prints them (`reference_marking`).
+    #[serde(skip)]
+    pub reference_marking: Option<String>,
 }
 
 pub struct Context {
@@ -258,6 +262,7 @@ impl GcReport {
             trash: None,
             delete_untagged_would_free: None,
             text_limit: None,
+            reference_marking: None,
         }
     }
 
@@ -791,8 +796,13 @@ impl GcReport {
     /// that grep them: its count line, then one line per blob.
     pub fn reference_lines(&self) -> String {
         let s = &self.summary;
-        let mut o = format!(
-            "{} blobs marked, {} blobs and {} manifests eligible for deletion\n",
+        let mut o = self.reference_marking.clone().unwrap_or_default();
+        for m in &self.plan.manifests_deleted {
+            let _ = writeln!(o, "manifest eligible for deletion: {}", m.digest);
+        }
+        let _ = write!(
+            o,
+            "\n{} blobs marked, {} blobs and {} manifests eligible for deletion\n",
             s.blobs.saturating_sub(s.blobs_deleted),
             s.blobs_deleted,
             s.manifests_deleted
@@ -802,6 +812,36 @@ impl GcReport {
         }
         o
     }
+}
+
+/// The reference's marking lines for what the run keeps, in its order: each repository's name,
+/// then for each kept revision (by digest) `<repo>: marking manifest <digest> ` and a
+/// `<repo>: marking blob <digest>` line per reference (config, layers, index children).
+pub fn reference_marking(layout: &Layout, deleted: &[ManifestRemoval]) -> String {
+    let gone: std::collections::HashSet<(&str, Digest)> = deleted
+        .iter()
+        .map(|m| (m.repository.as_str(), m.digest))
+        .collect();
+    let mut repos: Vec<&crate::model::Repo> = layout.repos.iter().collect();
+    repos.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut o = String::new();
+    for repo in repos {
+        let _ = writeln!(o, "{}", repo.name);
+        let mut revisions: Vec<Digest> = repo.revisions.iter().map(|l| l.digest).collect();
+        revisions.sort();
+        for d in revisions {
+            if gone.contains(&(repo.name.as_str(), d)) {
+                continue;
+            }
+            let _ = writeln!(o, "{}: marking manifest {d} ", repo.name);
+            if let Some(Ok(m)) = layout.manifest(&d) {
+                for r in m.blobs().chain(m.children()) {
+                    let _ = writeln!(o, "{}: marking blob {r}", repo.name);
+                }
+            }
+        }
+    }
+    o
 }
 
 /// The line that ends a list the text cut short.

@@ -329,6 +329,22 @@ fn drop_in_form_reads_the_registry_config() {
             .collect()
     };
     assert_eq!(eligible(&text), w.reg.reference_gc_dry_run());
+    // Its marking lines too: every repository, manifest and blob the reference marks, by line.
+    let marking = |text: &str| -> Vec<String> {
+        let mut v: Vec<String> = (text.lines())
+            .filter(|l| l.contains(": marking "))
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let reference = w.reg.reference_gc_dry_run_output();
+    assert!(reference.contains(": marking manifest "), "{reference}");
+    assert_eq!(marking(&text), marking(&reference));
+    assert!(
+        text.lines().any(|l| l == "library/multi"),
+        "the repository lines: {text}"
+    );
     assert!(
         text.contains("blobs marked, 4 blobs and 0 manifests eligible for deletion"),
         "{text}"

@@ -721,15 +721,20 @@ impl Registry {
         self.listed(&format!("/v2/{repo}/tags/list"), "tags")
     }
 
-    /// `docker-registry garbage-collect --dry-run`: the blobs it would delete.
-    pub fn reference_gc_dry_run(&self) -> BTreeSet<String> {
+    /// `docker-registry garbage-collect --dry-run`: what it prints.
+    pub fn reference_gc_dry_run_output(&self) -> String {
         let out = run_ok(
             Command::new("docker-registry")
                 .args(["garbage-collect", "--dry-run"])
                 .arg(&self.config)
                 .env_remove("AWS_CA_BUNDLE"),
         );
-        String::from_utf8_lossy(&out.stdout)
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `docker-registry garbage-collect --dry-run`: the blobs it would delete.
+    pub fn reference_gc_dry_run(&self) -> BTreeSet<String> {
+        self.reference_gc_dry_run_output()
             .lines()
             .filter_map(|l| l.strip_prefix("blob eligible for deletion: "))
             .map(|s| s.trim().to_string())
