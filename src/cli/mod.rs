@@ -676,6 +676,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     };
     let (report, code) = pool.install(|| gc::run(&cfg, &hooks, &*Bars::when(cfg.progress)))?;
     gc::write_report(&cfg, &report)?;
+    // A text report on stdout says what was not written; otherwise (quiet, JSON, a report
+    // file) stderr must, or a failing run would say nothing.
+    if !(cfg.format == Format::Text && cfg.report == Some(ReportTarget::Stdout)) {
+        for e in &report.output_errors {
+            eprintln!("regsweep: error: {e}");
+        }
+    }
     if drop_in && cfg.report.is_some() {
         // The reference's own lines too, for scripts that grep them.
         print(&report.reference_lines());

@@ -886,3 +886,27 @@ fn every_json_report_has_the_documented_fields() {
         .collect();
     assert!(kinds.contains("unused_layer_link"), "{check}");
 }
+
+#[test]
+fn a_quiet_run_that_cannot_write_its_metrics_says_so_on_stderr() {
+    let f = fixture();
+    let root = f.root.to_str().unwrap();
+    let missing = f.root.join("no-such-folder/regsweep.prom");
+    let out = regsweep(&[
+        "gc",
+        "--root",
+        root,
+        "--dry-run",
+        "-q",
+        "--metrics",
+        missing.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        err.contains(missing.to_str().unwrap()) && err.contains("cannot write the metrics"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
