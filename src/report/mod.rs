@@ -9,6 +9,7 @@ use crate::model::duration::Span;
 use crate::model::{Layout, Severity};
 use crate::policy::TagExplain;
 use crate::store::seam::Requests;
+use crate::units::plural;
 pub use crate::units::{human_age, human_bytes};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -313,11 +314,11 @@ impl GcReport {
         );
         let _ = writeln!(
             o,
-            "  scanned        {} repositories, {} tags, {} manifests, {} blobs ({})",
-            s.repositories,
-            s.tags,
-            s.manifests,
-            s.blobs,
+            "  scanned        {}, {}, {}, {} ({})",
+            plural(s.repositories, "repository", "repositories"),
+            plural(s.tags, "tag", "tags"),
+            plural(s.manifests, "manifest", "manifests"),
+            plural(s.blobs, "blob", "blobs"),
             human_bytes(s.bytes)
         );
         if let Some(r) = &s.requests {
@@ -328,19 +329,19 @@ impl GcReport {
                 o,
                 "  scope          {} of {} (matching {}); the others untouched, and every blob they link or reach kept",
                 s.repositories_in_scope.unwrap_or(0),
-                crate::units::plural(s.repositories, "repository", "repositories"),
+                plural(s.repositories, "repository", "repositories"),
                 self.plan.options.repositories.join(", ")
             );
         }
         let _ = writeln!(
             o,
-            "  {verb:<14} {} tags, {} manifests, {} layer links, {} blobs ({}), {} uploads ({})",
-            s.tags_deleted,
-            s.manifests_deleted,
-            s.layer_links_deleted,
-            s.blobs_deleted,
+            "  {verb:<14} {}, {}, {}, {} ({}), {} ({})",
+            plural(s.tags_deleted, "tag", "tags"),
+            plural(s.manifests_deleted, "manifest", "manifests"),
+            plural(s.layer_links_deleted, "layer link", "layer links"),
+            plural(s.blobs_deleted, "blob", "blobs"),
             human_bytes(s.bytes_freed),
-            s.uploads_deleted,
+            plural(s.uploads_deleted, "upload", "uploads"),
             human_bytes(s.upload_bytes_freed)
         );
         if let Some(t) = &self.trash {
@@ -353,7 +354,7 @@ impl GcReport {
         if let Some(age) = &self.plan.options.delete_untagged_older_than {
             let _ = writeln!(
                 o,
-                "  untagged       only manifests pushed more than {age} ago went untagged; younger ones stay"
+                "  untagged       an untagged manifest goes only if pushed more than {age} ago; younger ones stay"
             );
         }
         if let Some(more) = self.delete_untagged_would_free.filter(|b| *b > 0) {
