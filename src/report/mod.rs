@@ -476,7 +476,7 @@ impl GcReport {
             more(&mut o, self.plan.layer_links_deleted.len(), limit);
         }
         if !self.plan.tag_index_entries_deleted.is_empty() {
-            let _ = writeln!(o, "\ntag history entries {heading}:");
+            let _ = writeln!(o, "\ntag index entries (tag history) {heading}:");
             for l in self.plan.tag_index_entries_deleted.iter().take(limit) {
                 let _ = writeln!(
                     o,

@@ -459,7 +459,7 @@ pub fn sweep<S: Storage>(
     );
     s.remove_stage(
         progress,
-        "deleting tag history",
+        "deleting tag index entries",
         plan.tag_index
             .iter()
             .filter_map(|l| Some(r.tag_index_dir(&l.repository, l.tag.as_ref()?, &l.digest)))

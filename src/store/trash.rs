@@ -146,7 +146,7 @@ impl Kind {
             Kind::Blob => "blob",
             Kind::LayerLink => "layer link",
             Kind::Revision => "manifest",
-            Kind::TagIndex => "tag history entry",
+            Kind::TagIndex => "tag index entry",
             Kind::Tag => "tag",
             Kind::Upload => "upload",
         }
