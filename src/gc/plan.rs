@@ -419,6 +419,15 @@ mod tests {
         )
     }
 
+    /// -m, everything before 1000 old.
+    const UNTAGGED: Rules = Rules {
+        delete_untagged: true,
+        young_from: Some(1000),
+        allow_damage: false,
+        uploads_before: None,
+        untagged_kept_from: None,
+    };
+
     fn run(layout: &Layout, m: &Raw, delete_untagged: bool, allow_damage: bool) -> Plan {
         let layout = &cat(layout, m);
         let d = Decisions::keep_all(layout);
@@ -452,13 +461,7 @@ mod tests {
         let mut d = Decisions::keep_all(&l);
         d.repos[1][0] = Decision::Delete { rule: "old".into() };
         let d = d.with_scope(&l, |name| scope.contains(&name));
-        let rules = Rules {
-            delete_untagged: true,
-            young_from: Some(1000),
-            allow_damage: false,
-            uploads_before: None,
-            untagged_kept_from: None,
-        };
+        let rules = UNTAGGED;
         let marks = mark(&l, &d, &rules);
         plan(&l, &d, &marks, &rules)
     }
@@ -587,13 +590,7 @@ mod tests {
         let l = cat(&l, &m);
         let mut d = Decisions::keep_all(&l);
         d.repos[1][0] = Decision::Delete { rule: "old".into() };
-        let rules = Rules {
-            delete_untagged: true,
-            young_from: Some(1000),
-            allow_damage: false,
-            uploads_before: None,
-            untagged_kept_from: None,
-        };
+        let rules = UNTAGGED;
         let marks = mark(&l, &d, &rules);
         let p = plan(&l, &d, &marks, &rules);
         assert_eq!(p.tags.len(), 1);
