@@ -363,7 +363,7 @@ fn a_sweep_on_s3_deletes_what_the_reference_gc_would_and_every_tag_still_pulls()
 }
 
 #[test]
-fn a_sweep_on_s3_killed_after_every_item_leaves_every_tag_pullable_and_a_rerun_finishes() {
+fn a_sweep_on_s3_killed_after_every_step_leaves_every_tag_pullable_and_a_rerun_finishes() {
     let w = settled_world();
     let moto = w.reg.s3.as_ref().unwrap();
     let kept_blobs: BTreeSet<String> = w.kept.clone();
@@ -376,7 +376,8 @@ fn a_sweep_on_s3_killed_after_every_item_leaves_every_tag_pullable_and_a_rerun_f
         .args(extra)
         .env_remove("RUST_LOG");
         if kill {
-            // SIGKILL when the sweep asks whether to go on for the second time: one item went.
+            // SIGKILL when the sweep asks whether to go on for the second time: one step went (on
+            // a bucket, one folder's batch of items).
             c.env("REGSWEEP_FAULT_KILL_AFTER", "1");
         }
         c.output().unwrap()
@@ -385,7 +386,7 @@ fn a_sweep_on_s3_killed_after_every_item_leaves_every_tag_pullable_and_a_rerun_f
     loop {
         let out = gc(&["--break-lock"], true);
         match out.status.code() {
-            None => kills += 1, // killed: one item went
+            None => kills += 1, // killed: one step went
             Some(0) => break,   // fewer than two items were left: it finished
             Some(c) => panic!("exit {c}: {}", String::from_utf8_lossy(&out.stderr)),
         }
@@ -399,6 +400,54 @@ fn a_sweep_on_s3_killed_after_every_item_leaves_every_tag_pullable_and_a_rerun_f
     assert_eq!(moto.blobs(), kept_blobs, "the reruns finished the job");
     w.assert_all_pull();
     assert!(w.reg.reference_gc_dry_run().is_empty());
+}
+
+#[test]
+fn a_sweep_on_s3_killed_inside_a_batch_between_its_keys_and_its_guards_serves_every_kept_tag() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut w = settled_world();
+    // A policy that deletes a tag with history, so that a batch has keys (the tag's index
+    // entries) that go before its guard (its current/link).
+    let policy = w.reg.tmp.path().join("p.yml");
+    std::fs::write(
+        &policy,
+        "version: 1\nrules:\n  - name: drop v1\n    repositories: ['acme/app']\n    tags: ['v1']\n    delete: {}\n",
+    )
+    .unwrap();
+    w.tags.retain(|t| t != "acme/app:v1");
+    let config = w.reg.config.to_str().unwrap().to_string();
+    let gc = |kill_staged: Option<usize>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_regsweep"));
+        c.args([
+            "gc", "--config", &config, "--grace", "0", "-m", "-j", "1", "--quiet",
+        ])
+        .args(["--break-lock", "--policy", policy.to_str().unwrap()])
+        .env_remove("RUST_LOG");
+        if let Some(k) = kill_staged {
+            // SIGKILL after the k-th batch's keys went and before its guards.
+            c.env("REGSWEEP_FAULT_KILL_STAGED", k.to_string());
+        }
+        c.output().unwrap()
+    };
+    let mut kills = 0;
+    for k in 0..60 {
+        let out = gc(Some(k));
+        if out.status.code() == Some(0) {
+            break; // fewer than k + 1 batches were left
+        }
+        assert_eq!(out.status.signal(), Some(9), "k={k}: {out:?}");
+        kills += 1;
+        w.assert_all_pull();
+    }
+    assert!(kills >= 3, "killed {kills} times");
+    let out = gc(None);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    w.assert_all_pull();
+    assert!(w.reg.reference_gc_dry_run().is_empty());
+    assert!(
+        !w.reg.tags_of("acme/app").contains(&"v1".to_string()),
+        "the policy's tag is gone"
+    );
 }
 
 #[test]
