@@ -500,7 +500,7 @@ impl Folder for S3Folder {
         }
     }
 
-    /// No rename on an object store: the sweep uses `remove_unless_changed` instead.
+    /// No rename on an object store: the sweep uses `remove_many_unless_changed` instead.
     fn rename_to(&self, _: &OsStr, _: &S3Folder, _: &OsStr) -> io::Result<()> {
         Err(unsupported())
     }
@@ -540,24 +540,6 @@ impl Folder for S3Folder {
         })
     }
 
-    fn remove_unless_changed(
-        &self,
-        name: &OsStr,
-        guard: &[&str],
-        since_ns: i128,
-        between: &dyn Fn(),
-    ) -> io::Result<bool> {
-        let item = format!("{}/", self.key(Path::new(name))?);
-        // Listed now, not from the scan: what a push wrote since must be seen.
-        let keys = self.inner.list_all(&item)?;
-        let (mut rest, mut guards) = (Vec::new(), Vec::new());
-        let goes = judge(&keys, &item, guard, since_ns, &mut rest, &mut guards)?;
-        if goes {
-            self.inner.delete_guard_last(rest, guards, between)?;
-        }
-        Ok(goes)
-    }
-
     fn remove_many_unless_changed(
         &self,
         names: &[String],
@@ -565,7 +547,8 @@ impl Folder for S3Folder {
         since_ns: i128,
         between: &dyn Fn(),
     ) -> Vec<io::Result<bool>> {
-        // One fresh listing of the folder stands for one per item.
+        // Listed now, not from the scan: what a push wrote since must be seen. One fresh
+        // listing of the folder stands for one per item.
         let listed = match self.inner.list_all(&self.prefix) {
             Ok(l) => l,
             Err(e) => {

@@ -162,32 +162,21 @@ pub trait Folder: Sized + Send + Sync {
     fn make_dir(&self, name: &OsStr) -> io::Result<Self>;
     /// `make_dir` for each component of `rel` in turn.
     fn make_dirs(&self, rel: &Path) -> io::Result<Self>;
-    /// Removes the item folder `name` unless something in it was modified at or after
-    /// `since_ns`: for a store that cannot rename (see [`Storage::renames`]), everything below
-    /// it goes, its `guard` files last, so the registry serves the item whole until its guard
-    /// goes; `between` is called after the rest went and before the guard goes. `Ok(false)`:
-    /// kept, it changed; `NotFound`: gone already.
-    fn remove_unless_changed(
-        &self,
-        _name: &OsStr,
-        _guard: &[&str],
-        _since_ns: i128,
-        _between: &dyn Fn(),
-    ) -> io::Result<bool> {
-        Err(io::Error::from(io::ErrorKind::Unsupported))
-    }
-    /// `remove_unless_changed` for many items of this folder at once; one result per name.
-    /// An object store lists the folder once and deletes in batches of up to 1000 keys.
+    /// For a store that cannot rename (see [`Storage::renames`]): removes the item folders
+    /// `names` of this folder, each unless something in it was modified at or after `since_ns`.
+    /// Everything below an item goes, its `guard` files last, so the registry serves it whole
+    /// until its guard goes; `between` is called after the rest went and before the guards go.
+    /// One result per name: `Ok(false)` kept, it changed; `NotFound` gone already. An object
+    /// store lists the folder once and deletes in batches of up to 1000 keys.
     fn remove_many_unless_changed(
         &self,
         names: &[String],
-        guard: &[&str],
-        since_ns: i128,
-        between: &dyn Fn(),
+        _guard: &[&str],
+        _since_ns: i128,
+        _between: &dyn Fn(),
     ) -> Vec<io::Result<bool>> {
-        names
-            .iter()
-            .map(|n| self.remove_unless_changed(OsStr::new(n), guard, since_ns, between))
+        (names.iter())
+            .map(|_| Err(io::Error::from(io::ErrorKind::Unsupported)))
             .collect()
     }
     /// This folder, with everything below it about to be read: an object store lists the whole
@@ -219,7 +208,7 @@ pub trait Storage: Sync {
     /// store; `Time::MAX` (young) where that cannot be read.
     fn blob_arrivals(&self, blobs: &[(Digest, Time)]) -> Vec<Time>;
     /// Whether `rename_to` takes an item out of the registry's sight whole (a folder rename on
-    /// disk). An object store has no rename: its items go by `remove_unless_changed`.
+    /// disk). An object store has no rename: its items go by `remove_many_unless_changed`.
     fn renames(&self) -> bool {
         true
     }
