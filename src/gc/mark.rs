@@ -66,7 +66,8 @@ pub struct Marks {
 }
 
 /// Marks every repository. Roots: the tags that the decisions keep, every revision unless
-/// `delete_untagged` (then those pushed since `untagged_kept_from`), and (grace) revisions and layer links younger than the cutoff.
+/// `delete_untagged` (then those pushed since `untagged_kept_from`), (grace) revisions and
+/// layer links younger than the cutoff, and everything of a repository outside the scope.
 pub fn mark(layout: &Layout, decisions: &Decisions, rules: &Rules) -> Marks {
     use rayon::prelude::*;
     let n = layout.blobs.len();
