@@ -10,14 +10,19 @@
 //! digest, and the SHA-256 of everything before it. It is written whole by rename; one that is
 //! damaged, truncated, or from another version is ignored (and rebuilt by the run). It holds
 //! the entries the run used or added, so it follows the registry rather than growing forever.
+//!
+//! In memory the file stays as its bytes, with the span of each entry (8 bytes an entry): an
+//! entry is decoded when asked for, and copied as it is when the cache is written again. New
+//! entries are kept encoded too. So the cache costs about its file's size beside the catalog,
+//! not a second catalog.
 
 use crate::model::digest::Digest;
 use crate::model::manifest::Manifest;
 use sha2::{Digest as _, Sha256};
-use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 const MAGIC: &[u8; 8] = b"RSWMANC\x01";
 /// The parser's and this format's version: a cache from any other build is not trusted.
@@ -25,12 +30,35 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/manifest-refs-1");
 /// A cache larger than this is not one of ours (about 50 million references).
 const MAX_FILE: u64 = 2 << 30;
 
+/// Encoded entries: their bytes, and each one's span in them, sorted by digest (the first 32
+/// bytes of an entry).
+#[derive(Default)]
+struct Entries {
+    bytes: Vec<u8>,
+    spans: Vec<(u32, u32)>,
+}
+
+impl Entries {
+    fn digest(&self, (start, _): (u32, u32)) -> &[u8] {
+        &self.bytes[start as usize..start as usize + 32]
+    }
+    fn entry(&self, (start, end): (u32, u32)) -> &[u8] {
+        &self.bytes[start as usize..end as usize]
+    }
+    fn find(&self, d: &Digest) -> Option<usize> {
+        self.spans
+            .binary_search_by(|&s| self.digest(s).cmp(&d.0[..]))
+            .ok()
+    }
+}
+
 /// The cache a run reads from and adds to.
 pub struct Cache {
     path: PathBuf,
-    known: HashMap<Digest, Manifest>,
-    used: Mutex<Vec<Digest>>,
-    added: Mutex<Vec<(Digest, Manifest)>>,
+    known: Entries,
+    /// Parallel to `known.spans`: the run asked for it.
+    used: Vec<AtomicBool>,
+    added: Mutex<Entries>,
     hits: AtomicU64,
     /// Why the file on disk was not used, when it was there.
     pub ignored: Option<String>,
@@ -40,14 +68,14 @@ impl Cache {
     /// Reads the cache at `path`; an absent, damaged or foreign file gives an empty cache.
     pub fn open(path: &Path) -> Cache {
         let (known, ignored) = match std::fs::metadata(path) {
-            Err(_) => (HashMap::new(), None),
-            Ok(m) if m.len() > MAX_FILE => (HashMap::new(), Some("too large".to_string())),
+            Err(_) => (Entries::default(), None),
+            Ok(m) if m.len() > MAX_FILE => (Entries::default(), Some("too large".to_string())),
             Ok(_) => match std::fs::read(path)
                 .map_err(|e| e.to_string())
-                .and_then(|b| decode(&b))
+                .and_then(decode)
             {
-                Ok(map) => (map, None),
-                Err(why) => (HashMap::new(), Some(why)),
+                Ok(entries) => (entries, None),
+                Err(why) => (Entries::default(), Some(why)),
             },
         };
         if let Some(why) = &ignored {
@@ -55,8 +83,8 @@ impl Cache {
         }
         Cache {
             path: path.to_path_buf(),
+            used: (0..known.spans.len()).map(|_| AtomicBool::new(false)).collect(),
             known,
-            used: Mutex::default(),
             added: Mutex::default(),
             hits: AtomicU64::new(0),
             ignored,
@@ -65,19 +93,22 @@ impl Cache {
 
     /// What manifest `d` references, when the cache holds it.
     pub fn get(&self, d: &Digest) -> Option<Manifest> {
-        let m = self.known.get(d)?.clone();
+        let i = self.known.find(d)?;
+        // Checked whole when the file was read: this cannot fail.
+        let m = read_entry(self.known.entry(self.known.spans[i])).ok()?.1;
         self.hits.fetch_add(1, Ordering::Relaxed);
-        self.used.lock().unwrap_or_else(|e| e.into_inner()).push(*d);
+        self.used[i].store(true, Ordering::Relaxed);
         Some(m)
     }
 
     /// Adds a manifest read from storage (clean parses only).
     pub fn add(&self, d: Digest, m: &Manifest) {
         if m.problems.is_empty() {
-            self.added
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((d, m.clone()));
+            let mut added = self.added.lock().unwrap_or_else(|e| e.into_inner());
+            let start = added.bytes.len() as u32;
+            put_entry(&mut added.bytes, &d, m);
+            let end = added.bytes.len() as u32;
+            added.spans.push((start, end));
         }
     }
 
@@ -88,25 +119,51 @@ impl Cache {
     /// Writes what this run used and added, whole, by rename beside the file. A failure is
     /// reported, never fatal: the cache only saves reads.
     pub fn save(self) {
-        let used = self.used.into_inner().unwrap_or_else(|e| e.into_inner());
-        let added = self.added.into_inner().unwrap_or_else(|e| e.into_inner());
-        if added.is_empty() && used.len() == self.known.len() {
+        let mut added = self.added.into_inner().unwrap_or_else(|e| e.into_inner());
+        let used: Vec<(u32, u32)> = (self.known.spans.iter().zip(&self.used))
+            .filter(|(_, u)| u.load(Ordering::Relaxed))
+            .map(|(s, _)| *s)
+            .collect();
+        if added.spans.is_empty() && used.len() == self.known.spans.len() {
             return; // nothing new, nothing dropped
         }
-        let mut known = self.known;
-        let mut keep: HashMap<Digest, Manifest> = used
-            .into_iter()
-            .filter_map(|d| known.remove_entry(&d))
-            .collect();
-        keep.extend(added);
-        let bytes = encode(&keep);
+        let mut spans = std::mem::take(&mut added.spans);
+        spans.sort_by(|x, y| added.digest(*x).cmp(added.digest(*y)));
+        added.spans = spans;
+        // Both lists are sorted: merge them, an entry once.
+        let mut all: Vec<&[u8]> = Vec::with_capacity(used.len() + added.spans.len());
+        let (mut i, mut j) = (0, 0);
+        while i < used.len() || j < added.spans.len() {
+            let take_used = match (used.get(i), added.spans.get(j)) {
+                (Some(&u), Some(&n)) => match self.known.digest(u).cmp(added.digest(n)) {
+                    std::cmp::Ordering::Less => true,
+                    std::cmp::Ordering::Greater => false,
+                    std::cmp::Ordering::Equal => {
+                        j += 1; // the same manifest: the same entry
+                        true
+                    }
+                },
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if take_used {
+                all.push(self.known.entry(used[i]));
+                i += 1;
+            } else {
+                let n = added.spans[j];
+                if all.last().is_none_or(|l| l[..32] != *added.digest(n)) {
+                    all.push(added.entry(n));
+                }
+                j += 1;
+            }
+        }
         let written = self
             .path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
             .and_then(|_| {
                 let tmp = crate::output::temp_beside(&self.path);
-                std::fs::write(&tmp, &bytes)
+                write_file(&tmp, &all)
                     .and_then(|_| std::fs::rename(&tmp, &self.path))
                     .inspect_err(|_| {
                         let _ = std::fs::remove_file(&tmp);
@@ -146,24 +203,39 @@ fn put_opt(out: &mut Vec<u8>, d: &Option<Digest>) {
     }
 }
 
-fn encode(map: &HashMap<Digest, Manifest>) -> Vec<u8> {
-    let mut entries: Vec<(&Digest, &Manifest)> = map.iter().collect();
-    entries.sort_by_key(|(d, _)| **d);
-    let mut out = Vec::with_capacity(64 + entries.len() * 200);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(VERSION.len() as u32).to_le_bytes());
-    out.extend_from_slice(VERSION.as_bytes());
-    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
-    for (d, m) in entries {
-        out.extend_from_slice(&d.0);
-        put_list(&mut out, &m.blobs);
-        put_list(&mut out, &m.children);
-        put_opt(&mut out, &m.config);
-        put_opt(&mut out, &m.subject);
+fn put_entry(out: &mut Vec<u8>, d: &Digest, m: &Manifest) {
+    out.extend_from_slice(&d.0);
+    put_list(out, &m.blobs);
+    put_list(out, &m.children);
+    put_opt(out, &m.config);
+    put_opt(out, &m.subject);
+}
+
+/// Writes the header, `entries` (sorted, encoded) and the checksum of all that, streamed.
+fn write_file(path: &Path, entries: &[&[u8]]) -> std::io::Result<()> {
+    struct Hashing<W: Write>(W, Sha256);
+    impl<W: Write> Write for Hashing<W> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let n = self.0.write(b)?;
+            self.1.update(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush()
+        }
     }
-    let sum = Sha256::digest(&out);
-    out.extend_from_slice(&sum);
-    out
+    let file = std::fs::File::create(path)?;
+    let mut w = Hashing(std::io::BufWriter::new(file), Sha256::new());
+    w.write_all(MAGIC)?;
+    w.write_all(&(VERSION.len() as u32).to_le_bytes())?;
+    w.write_all(VERSION.as_bytes())?;
+    w.write_all(&(entries.len() as u64).to_le_bytes())?;
+    for e in entries {
+        w.write_all(e)?;
+    }
+    let Hashing(mut out, hasher) = w;
+    out.write_all(&hasher.finalize())?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
 /// A cursor over the file's bytes; every read is bounds-checked.
@@ -202,13 +274,36 @@ impl Reader<'_> {
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<HashMap<Digest, Manifest>, String> {
+/// One entry at the start of `bytes`: its digest and manifest, and the bytes it took.
+fn read_entry(bytes: &[u8]) -> Result<(Digest, Manifest, usize), String> {
+    let mut r = Reader(bytes);
+    let d = r.digest()?;
+    let blobs = r.list()?;
+    let children = r.list()?;
+    let config = r.opt()?;
+    let subject = r.opt()?;
+    let m = Manifest {
+        blobs,
+        config,
+        children,
+        subject,
+        problems: Vec::new(),
+    };
+    Ok((d, m, bytes.len() - r.0.len()))
+}
+
+/// Checks a whole file and finds its entries' spans; the bytes are kept as they are.
+fn decode(bytes: Vec<u8>) -> Result<Entries, String> {
     if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
         return Err("not a regsweep manifest cache".into());
     }
-    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    let body_len = bytes.len() - 32;
+    let (body, sum) = bytes.split_at(body_len);
     if Sha256::digest(body)[..] != *sum {
         return Err("checksum does not match (damaged)".into());
+    }
+    if body_len > u32::MAX as usize {
+        return Err("too large".into());
     }
     let mut r = Reader(&body[MAGIC.len()..]);
     let vlen = r.u32()? as usize;
@@ -223,28 +318,26 @@ fn decode(bytes: &[u8]) -> Result<HashMap<Digest, Manifest>, String> {
     if n > (body.len() / 32) as u64 {
         return Err("more entries than the file holds".into());
     }
-    let mut map = HashMap::with_capacity(n as usize);
+    let mut at = body_len - r.0.len();
+    let mut spans = Vec::with_capacity(n as usize);
     for _ in 0..n {
-        let d = r.digest()?;
-        let blobs = r.list()?;
-        let children = r.list()?;
-        let config = r.opt()?;
-        let subject = r.opt()?;
-        map.insert(
-            d,
-            Manifest {
-                blobs,
-                config,
-                children,
-                subject,
-                problems: Vec::new(),
-            },
-        );
+        let (_, _, len) = read_entry(&body[at..])?;
+        spans.push((at as u32, (at + len) as u32));
+        at += len;
     }
-    if !r.0.is_empty() {
+    if at != body_len {
         return Err("trailing bytes".into());
     }
-    Ok(map)
+    let entries = Entries { bytes, spans };
+    // Sorted and distinct, or lookups would miss: a file that is not is not ours.
+    if entries
+        .spans
+        .windows(2)
+        .any(|w| entries.digest(w[0]) >= entries.digest(w[1]))
+    {
+        return Err("entries out of order".into());
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]
@@ -286,12 +379,43 @@ mod tests {
     }
 
     #[test]
+    fn used_and_added_entries_merge_in_order_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.bin");
+        // Digests spread out of order: 0, 7, 14, ... mod 251.
+        let d = |i: u8| Digest([((i as u16 * 7) % 251) as u8; 32]);
+        let c = Cache::open(&path);
+        for i in 0..60 {
+            c.add(d(i), &m(i));
+        }
+        c.save();
+        let c = Cache::open(&path);
+        assert!(c.ignored.is_none(), "{:?}", c.ignored);
+        // This run uses the even ones, adds 60..90, and adds 10 again (read anew).
+        for i in (0..60).step_by(2) {
+            assert_eq!(c.get(&d(i)), Some(m(i)));
+        }
+        for i in 60..90 {
+            c.add(d(i), &m(i));
+        }
+        c.add(d(10), &m(10));
+        c.save();
+        let c = Cache::open(&path);
+        assert!(c.ignored.is_none(), "sorted, each once: {:?}", c.ignored);
+        for i in 0..90 {
+            let kept = i >= 60 || i % 2 == 0;
+            assert_eq!(c.get(&d(i)).is_some(), kept, "{i}");
+        }
+    }
+
+    #[test]
     fn a_damaged_truncated_or_foreign_file_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.bin");
-        let mut map = HashMap::new();
-        map.insert(Digest([1; 32]), m(1));
-        let good = encode(&map);
+        let c = Cache::open(&path);
+        c.add(Digest([1; 32]), &m(1));
+        c.save();
+        let good = std::fs::read(&path).unwrap();
         for (bytes, why) in [
             (
                 {
