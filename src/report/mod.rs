@@ -142,9 +142,10 @@ pub struct GcReport {
     /// JSON always holds everything.
     #[serde(skip)]
     pub text_limit: Option<usize>,
-    /// The drop-in's marking lines, as the reference prints them (`reference_marking`).
+    /// The drop-in's marking lines, as the reference prints them, and how many digests they
+    /// mark (`reference_marking`).
     #[serde(skip)]
-    pub reference_marking: Option<String>,
+    pub reference_marking: Option<(String, usize)>,
 }
 
 pub struct Context {
@@ -797,16 +798,17 @@ impl GcReport {
     /// that grep them: its count line, then one line per blob.
     pub fn reference_lines(&self) -> String {
         let s = &self.summary;
-        let mut o = self.reference_marking.clone().unwrap_or_default();
+        let (mut o, marked) = match &self.reference_marking {
+            Some((lines, marked)) => (lines.clone(), *marked),
+            None => (String::new(), s.blobs.saturating_sub(s.blobs_deleted)),
+        };
         for m in &self.plan.manifests_deleted {
             let _ = writeln!(o, "manifest eligible for deletion: {}", m.digest);
         }
         let _ = write!(
             o,
-            "\n{} blobs marked, {} blobs and {} manifests eligible for deletion\n",
-            s.blobs.saturating_sub(s.blobs_deleted),
-            s.blobs_deleted,
-            s.manifests_deleted
+            "\n{marked} blobs marked, {} blobs and {} manifests eligible for deletion\n",
+            s.blobs_deleted, s.manifests_deleted
         );
         for b in &self.plan.blobs_deleted {
             let _ = writeln!(o, "blob eligible for deletion: {}", b.digest);
@@ -817,8 +819,9 @@ impl GcReport {
 
 /// The reference's marking lines for what the run keeps, in its order: each repository's name,
 /// then for each kept revision (by digest) `<repo>: marking manifest <digest> ` and a
-/// `<repo>: marking blob <digest>` line per reference (config, layers, index children).
-pub fn reference_marking(layout: &Layout, deleted: &[ManifestRemoval]) -> String {
+/// `<repo>: marking blob <digest>` line per reference (config, layers, index children); and,
+/// as the reference counts "blobs marked", how many distinct digests those lines name.
+pub fn reference_marking(layout: &Layout, deleted: &[ManifestRemoval]) -> (String, usize) {
     let gone: std::collections::HashSet<(&str, Digest)> = deleted
         .iter()
         .map(|m| (m.repository.as_str(), m.digest))
@@ -826,6 +829,7 @@ pub fn reference_marking(layout: &Layout, deleted: &[ManifestRemoval]) -> String
     let mut repos: Vec<&crate::model::Repo> = layout.repos.iter().collect();
     repos.sort_by(|a, b| a.name.cmp(&b.name));
     let mut o = String::new();
+    let mut marked = std::collections::HashSet::new();
     for repo in repos {
         let _ = writeln!(o, "{}", repo.name);
         let mut revisions: Vec<Digest> = repo.revisions.iter().map(|l| l.digest).collect();
@@ -835,17 +839,18 @@ pub fn reference_marking(layout: &Layout, deleted: &[ManifestRemoval]) -> String
                 continue;
             }
             let _ = writeln!(o, "{}: marking manifest {d} ", repo.name);
+            marked.insert(d);
             if let Some(Ok(m)) = layout.manifest(&d) {
                 for r in m.blobs().chain(m.children()) {
                     let _ = writeln!(o, "{}: marking blob {r}", repo.name);
+                    marked.insert(r);
                 }
             }
         }
     }
-    o
+    (o, marked.len())
 }
 
-/// The line that ends a list the text cut short.
 /// What each repository loses, largest first: the first table an operator reads, before the
 /// lists. A blob linked from several repositories counts in each; one linked from none (a
 /// dangling blob) counts under "(no repository)".
@@ -913,6 +918,7 @@ fn by_repository(o: &mut String, plan: &PlanFile, heading: &str, limit: usize) {
     more(o, rows.len(), limit);
 }
 
+/// The line that ends a list the text cut short.
 fn more(o: &mut String, len: usize, limit: usize) {
     if len > limit {
         let _ = writeln!(

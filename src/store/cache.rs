@@ -83,7 +83,9 @@ impl Cache {
         }
         Cache {
             path: path.to_path_buf(),
-            used: (0..known.spans.len()).map(|_| AtomicBool::new(false)).collect(),
+            used: (0..known.spans.len())
+                .map(|_| AtomicBool::new(false))
+                .collect(),
             known,
             added: Mutex::default(),
             hits: AtomicU64::new(0),
