@@ -265,6 +265,13 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: FormatArg,
+    /// The text lists the first N findings of each kind of list, then how many more (JSON keeps
+    /// them all).
+    #[arg(long, value_name = "N", default_value_t = 20, conflicts_with = "all")]
+    pub limit: usize,
+    /// The text lists every finding.
+    #[arg(long)]
+    pub all: bool,
     /// Write Prometheus metrics to FILE (for node_exporter's textfile collector).
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
@@ -865,6 +872,7 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         root: a.root.resolve()?,
         verify_digests: a.verify_digests,
         format: a.format.into(),
+        text_limit: (!a.all).then_some(a.limit),
         metrics: a.metrics,
         progress: !a.quiet,
     };

@@ -23,6 +23,8 @@ pub struct CheckConfig {
     pub root: Root,
     pub verify_digests: bool,
     pub format: Format,
+    /// Findings of each list the text shows; `None` shows all.
+    pub text_limit: Option<usize>,
     pub metrics: Option<PathBuf>,
     pub progress: bool,
 }
@@ -151,7 +153,7 @@ fn run_in<S: Storage>(
     }
     let out = match cfg.format {
         Format::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
-        Format::Text => text(&report),
+        Format::Text => text(&report, cfg.text_limit.unwrap_or(usize::MAX)),
     };
     Ok((
         out,
@@ -163,7 +165,7 @@ fn run_in<S: Storage>(
     ))
 }
 
-fn text(r: &CheckReport) -> String {
+fn text(r: &CheckReport, limit: usize) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "regsweep check on {}", r.root.display());
     let _ = writeln!(
@@ -210,9 +212,16 @@ fn text(r: &CheckReport) -> String {
             .collect();
         if !list.is_empty() {
             let _ = writeln!(o, "\n{title}:");
-            for f in list {
-                let _ = writeln!(o, "  {}: {}", f.path.display(), f.message);
+            for f in list.iter().take(limit) {
+                let _ = writeln!(
+                    o,
+                    "  {}: {} [{}]",
+                    f.path.display(),
+                    f.message,
+                    f.kind.word()
+                );
             }
+            crate::report::more(&mut o, list.len(), limit);
         }
     }
     o

@@ -919,7 +919,7 @@ fn by_repository(o: &mut String, plan: &PlanFile, heading: &str, limit: usize) {
 }
 
 /// The line that ends a list the text cut short.
-fn more(o: &mut String, len: usize, limit: usize) {
+pub(crate) fn more(o: &mut String, len: usize, limit: usize) {
     if len > limit {
         let _ = writeln!(
             o,

@@ -910,3 +910,46 @@ fn a_quiet_run_that_cannot_write_its_metrics_says_so_on_stderr() {
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[test]
+fn check_text_is_bounded_like_gc_and_names_each_finding_kind() {
+    let f = fixture();
+    let lw = LayoutWriter::new(&f.root);
+    let layers = f
+        .root
+        .join("docker/registry/v2/repositories/acme/app/_layers/sha256");
+    for i in 0..25 {
+        // Linked into the repository, used by no manifest of it: a notice each.
+        let d = lw.blob(&bytes_for(&format!("unused{i}"), 64));
+        std::fs::create_dir_all(layers.join(&d[7..])).unwrap();
+        std::fs::write(layers.join(&d[7..]).join("link"), &d).unwrap();
+    }
+    let root = f.root.to_str().unwrap();
+    let text = |extra: &[&str]| {
+        let mut args = vec!["check", "--root", root, "-q"];
+        args.extend_from_slice(extra);
+        let out = regsweep(&args);
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = |t: &str| {
+        t.lines()
+            .filter(|l| l.ends_with("[unused_layer_link]"))
+            .count()
+    };
+    let bounded = text(&[]);
+    assert!(
+        bounded.contains("  notices   29 leftover or foreign entries"),
+        "{bounded}"
+    );
+    let shown = bounded.lines().filter(|l| l.starts_with("  /")).count();
+    assert_eq!(shown, 20, "{bounded}");
+    assert!(
+        bounded.contains("... and 9 more (all of them: --all"),
+        "{bounded}"
+    );
+    let all = text(&["--all"]);
+    assert_eq!(listed(&all), 28, "{all}");
+    assert!(all.contains("[abandoned_upload]"), "{all}");
+    assert_eq!(listed(&text(&["--limit", "3"])), 3);
+}
