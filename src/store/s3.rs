@@ -732,7 +732,8 @@ fn describe(e: &io::Error) -> String {
         "no such bucket".into()
     } else if e.kind() == io::ErrorKind::PermissionDenied
         || lower.contains("accessdenied")
-        || lower.contains("403")
+        // The status as the crate words it: a bare "403" also matches a port or a time.
+        || lower.contains("403 forbidden")
     {
         format!(
             "access denied (check the credentials and the bucket policy): {}",
@@ -871,6 +872,15 @@ impl Storage for S3Storage {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_status_is_read_as_a_status_not_as_digits_in_a_port() {
+        let e = |t: &str| io::Error::other(t.to_string());
+        let unreachable = "Error performing GET http://127.0.0.1:46403/registry in 892ms, after 5 retries - HTTP error: error sending request";
+        assert!(describe(&e(unreachable)).starts_with("cannot reach the endpoint"));
+        let refused = "Error performing GET http://127.0.0.1:9000/b - Server returned non-2xx status code: 403 Forbidden: ";
+        assert!(describe(&e(refused)).starts_with("access denied"));
+    }
     use super::*;
 
     fn obj(key: &str, at: &str, etag: Option<&str>) -> Obj {
