@@ -496,7 +496,8 @@ impl DropInArgs {
             metrics: None,
             break_lock: false,
             trash: None,
-            reference_output: true,
+            // Only printed when not quiet: not built when it would not be.
+            reference_output: !self.quiet,
         }
     }
 }
@@ -721,20 +722,7 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
     let json = matches!(a.format, FormatArg::Json);
     if a.root.is_none() && a.config.is_none() {
         if json {
-            let report = crate::report::PolicyFileReport {
-                envelope: crate::report::Envelope::new(crate::report::POLICY_SCHEMA, started),
-                file: a.file.clone(),
-                valid: true,
-                root: None,
-                summary: crate::report::PolicySummary {
-                    rules: policy.rules.len(),
-                    tags_deleted: None,
-                    refused: None,
-                },
-                rules: policy.rules.iter().map(|r| r.name.clone()).collect(),
-                age_from: policy.age_from.word(),
-                untagged_older_than: policy.untagged_older_than,
-            };
+            let report = crate::report::PolicyFileReport::new(&a.file, &policy, started);
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();

@@ -54,24 +54,17 @@ fn indices(layout: &Layout, set: &RefSet) -> Vec<u32> {
 /// `layout.blobs`, which blobs `gc --delete-untagged` deletes: that plan, grace included, is the
 /// one rule for both the UNTAGGED column and du's summary.
 pub fn repositories(layout: &Layout, untagged_goes: &[bool]) -> Vec<RepoUsage> {
-    let reach: Vec<(Vec<u32>, Vec<u32>)> = layout
+    let reach: Vec<Vec<u32>> = layout
         .repos
         .par_iter()
-        .map(|repo| {
-            let (tagged, all) = mark::tagged_then_all(layout, repo);
-            (indices(layout, &all.blobs), indices(layout, &tagged.blobs))
-        })
+        .map(|repo| indices(layout, &mark::tagged_then_all(layout, repo).1.blobs))
         .collect();
     // A byte per blob: only "one repository" against "more" matters.
     let mut reached_by = vec![0u8; layout.blobs.len()];
-    let reach: Vec<Vec<u32>> = reach
-        .into_iter()
-        .map(|(all, _tagged)| {
-            all.iter()
-                .for_each(|&i| reached_by[i as usize] = reached_by[i as usize].saturating_add(1));
-            all
-        })
-        .collect();
+    for all in &reach {
+        all.iter()
+            .for_each(|&i| reached_by[i as usize] = reached_by[i as usize].saturating_add(1));
+    }
     let size = |i: u32| layout.blobs[i as usize].size;
     layout
         .repos

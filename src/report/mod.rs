@@ -611,15 +611,10 @@ pub struct RepoPreview {
 pub struct PolicyPreview {
     #[serde(flatten)]
     pub envelope: Envelope,
-    pub file: PathBuf,
-    /// The file parsed and passed every check (an invalid one is an error, exit 2).
-    pub valid: bool,
+    #[serde(flatten)]
+    pub policy: PolicyFacts,
     pub root: PathBuf,
     pub summary: PolicySummary,
-    /// The rules' names, in order.
-    pub rules: Vec<String>,
-    pub age_from: &'static str,
-    pub untagged_older_than: Option<Span>,
     pub repositories: Vec<RepoPreview>,
     pub refused: Vec<String>,
     pub explain: Vec<TagExplain>,
@@ -675,20 +670,59 @@ impl TrashListReport {
     }
 }
 
+/// What both forms of `policy check` say of the file itself.
+#[derive(Debug, Serialize)]
+pub struct PolicyFacts {
+    pub file: PathBuf,
+    /// The file parsed and passed every check (an invalid one is an error, exit 2).
+    pub valid: bool,
+    /// The rules' names, in order.
+    pub rules: Vec<String>,
+    pub age_from: &'static str,
+    pub untagged_older_than: Option<Span>,
+}
+
+impl PolicyFacts {
+    pub fn of(file: &std::path::Path, policy: &crate::policy::Policy) -> PolicyFacts {
+        PolicyFacts {
+            file: file.to_path_buf(),
+            valid: true,
+            rules: policy.rules.iter().map(|r| r.name.clone()).collect(),
+            age_from: policy.age_from.word(),
+            untagged_older_than: policy.untagged_older_than,
+        }
+    }
+}
+
 /// `policy check FILE` without a root: the file is valid, and what it holds.
 #[derive(Debug, Serialize)]
 pub struct PolicyFileReport {
     #[serde(flatten)]
     pub envelope: Envelope,
-    pub file: PathBuf,
-    pub valid: bool,
+    #[serde(flatten)]
+    pub policy: PolicyFacts,
     /// No registry was looked at.
     pub root: Option<PathBuf>,
     pub summary: PolicySummary,
-    /// The rules' names, in order.
-    pub rules: Vec<String>,
-    pub age_from: &'static str,
-    pub untagged_older_than: Option<Span>,
+}
+
+impl PolicyFileReport {
+    pub fn new(
+        file: &std::path::Path,
+        policy: &crate::policy::Policy,
+        started: chrono::DateTime<chrono::Utc>,
+    ) -> PolicyFileReport {
+        PolicyFileReport {
+            envelope: Envelope::new(POLICY_SCHEMA, started),
+            policy: PolicyFacts::of(file, policy),
+            root: None,
+            summary: PolicySummary {
+                rules: policy.rules.len(),
+                tags_deleted: None,
+                refused: None,
+            },
+        }
+    }
 }
 
 impl PolicyPreview {
@@ -728,17 +762,13 @@ impl PolicyPreview {
         }
         PolicyPreview {
             envelope: Envelope::new(POLICY_SCHEMA, started),
-            file: file.to_path_buf(),
-            valid: true,
+            policy: PolicyFacts::of(file, policy),
             root: v2.to_path_buf(),
             summary: PolicySummary {
                 rules: policy.rules.len(),
                 tags_deleted: Some(repositories.iter().map(|r| r.delete).sum()),
                 refused: Some(plan.refused.len()),
             },
-            rules: policy.rules.iter().map(|r| r.name.clone()).collect(),
-            age_from: policy.age_from.word(),
-            untagged_older_than: policy.untagged_older_than,
             repositories,
             refused: plan.refused.clone(),
             explain: explain.to_vec(),
@@ -750,7 +780,7 @@ impl PolicyPreview {
         let _ = writeln!(
             o,
             "{}: valid; preview on {}",
-            self.file.display(),
+            self.policy.file.display(),
             self.root.display()
         );
         let width = self

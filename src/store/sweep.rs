@@ -219,8 +219,9 @@ impl<S: Storage> Sweeper<'_, S> {
         let bar = progress.bar("deleting blobs", blobs.len() as u64);
         groups.par_iter().for_each(|group| {
             if !self.store.renames() {
-                let names = group.iter().map(|b| b.digest.hex()).collect();
-                return self.remove_group(&rel().blob_dir(&group[0].digest), names, &[DATA], &*bar);
+                let names: Vec<String> = group.iter().map(|b| b.digest.hex()).collect();
+                let first = rel().blob_dir(&group[0].digest);
+                return self.remove_group(&first, &names, &[DATA], &*bar);
             }
             if let Some((dir, dir_path, _)) = self.open_parent(&rel().blob_dir(&group[0].digest)) {
                 for b in group.iter() {
@@ -272,7 +273,7 @@ impl<S: Storage> Sweeper<'_, S> {
         let groups: Vec<(PathBuf, Vec<String>)> = groups.into_iter().collect();
         groups.par_iter().for_each(|(parent, names)| {
             let first = parent.join(&names[0]);
-            self.remove_group(&first, names.clone(), guard, &*bar);
+            self.remove_group(&first, names, guard, &*bar);
         });
         bar.finish();
     }
@@ -282,14 +283,14 @@ impl<S: Storage> Sweeper<'_, S> {
     fn remove_group(
         &self,
         first: &Path,
-        names: Vec<String>,
+        names: &[String],
         guard: &[&str],
         bar: &dyn crate::progress::Bar,
     ) {
         let count = names.len() as u64;
         if matches!(self.dest, Dest::Trash(_)) {
             let dir = self.v2.join(first.parent().unwrap_or(Path::new("")));
-            for n in &names {
+            for n in names {
                 self.fail(
                     &dir.join(n),
                     "a trash is not supported on this storage; kept".into(),
@@ -303,7 +304,7 @@ impl<S: Storage> Sweeper<'_, S> {
         let Some((dir, dir_path, _)) = self.open_parent(first) else {
             return bar.inc(count);
         };
-        let results = dir.remove_many_unless_changed(&names, guard, self.since_ns, self.staged);
+        let results = dir.remove_many_unless_changed(names, guard, self.since_ns, self.staged);
         for (name, r) in names.iter().zip(results) {
             let path = dir_path.join(name);
             match r {
