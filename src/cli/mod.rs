@@ -160,9 +160,10 @@ impl RootArgs {
                 )),
             },
             (None, Some(c)) => {
-                let mut root =
-                    config::storage_from_registry_config(&c, &|k| std::env::var(k).ok())?;
+                let mut root = config::registry::read(&c, &|k| std::env::var(k).ok())?.storage;
                 if let (Root::S3(s3), Some(e)) = (&mut root, self.s3_endpoint) {
+                    config::check_endpoint(&e)
+                        .map_err(|why| Error::Usage(format!("--s3-endpoint: {why}")))?;
                     s3.endpoint = Some(e);
                 }
                 Ok(root)

@@ -129,7 +129,11 @@ impl Inner {
 
     /// Deletes `keys`, in batches of up to 1000 per request; a key already gone is no error.
     fn delete(&self, keys: Vec<String>) -> io::Result<()> {
-        let paths = futures_util::stream::iter(keys.into_iter().map(|k| Ok(Key::from(k)))).boxed();
+        let keys: Vec<Key> = keys
+            .iter()
+            .map(|k| key_path(k))
+            .collect::<io::Result<_>>()?;
+        let paths = futures_util::stream::iter(keys.into_iter().map(Ok)).boxed();
         self.block(async {
             let mut results = self.store.delete_stream(paths);
             while let Some(r) = results.next().await {
@@ -162,7 +166,7 @@ impl Inner {
 
     /// Every object below `prefix` (a key prefix ending in `/`), sorted by key.
     fn list_all(&self, prefix: &str) -> io::Result<Vec<Obj>> {
-        let key = Key::from(prefix.trim_end_matches('/'));
+        let key = key_path(prefix.trim_end_matches('/'))?;
         let mut out: Vec<Obj> = self.block(async {
             let mut stream = self.store.list(Some(&key));
             let mut out = Vec::new();
@@ -221,6 +225,17 @@ fn io_error(e: object_store::Error) -> io::Error {
     }
 }
 
+/// The crate's path for a key exactly as listed or built: `Key::from` would percent-encode
+/// `%` and non-ASCII bytes a second time, and so ask for another key than the listing named.
+fn key_path(key: &str) -> io::Result<Key> {
+    Key::parse(key).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{key:?}: not a key regsweep can address ({e})"),
+        )
+    })
+}
+
 /// A relative name below a folder: plain components only, as on disk.
 fn check_rel(rel: &Path) -> io::Result<String> {
     let text = rel
@@ -272,7 +287,7 @@ impl S3Folder {
     fn get(&self, key: &str) -> std::result::Result<(S3File, Stat), ReadError> {
         let inner = self.inner.clone();
         let got = inner
-            .block(inner.store.get(&Key::from(key)))
+            .block(inner.store.get(&key_path(key)?))
             .map_err(|e| ReadError::from(io_error(e)))?;
         let meta = Obj::from(got.meta.clone());
         let st = stat_of(meta.size, meta.mtime_ns, Kind::File);
@@ -378,7 +393,7 @@ impl Folder for S3Folder {
                 }
             }
             None => {
-                let key = Key::from(self.prefix.trim_end_matches('/'));
+                let key = key_path(self.prefix.trim_end_matches('/'))?;
                 let listed = self
                     .inner
                     .block(self.inner.store.list_with_delimiter(Some(&key)))
@@ -418,10 +433,7 @@ impl Folder for S3Folder {
                 None => Err(io::Error::from(io::ErrorKind::NotFound)),
             };
         }
-        match self
-            .inner
-            .block(self.inner.store.head(&Key::from(key.as_str())))
-        {
+        match self.inner.block(self.inner.store.head(&key_path(&key)?)) {
             Ok(m) => {
                 let o = Obj::from(m);
                 Ok(stat_of(o.size, o.mtime_ns, Kind::File))
@@ -678,6 +690,11 @@ impl S3Storage {
         if let Some(t) = &root.session_token {
             b = b.with_token(t);
         }
+        // The endpoint may come from AWS_ENDPOINT too: checked whichever way it came, since the
+        // crate panics on one it cannot build a request from.
+        if let Some(e) = b.get_config_value(&object_store::aws::AmazonS3ConfigKey::Endpoint) {
+            crate::config::check_endpoint(&e).map_err(|why| fail(format!("endpoint {why}")))?;
+        }
         let store = b.build().map_err(|e| fail(first_line(&e.to_string())))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -794,6 +811,7 @@ impl Storage for S3Storage {
             path: PathBuf::from(&url),
             message,
         };
+        let lock_path = key_path(&key).map_err(|e| held(e.to_string()))?;
         let text = format!(
             "pid={}\nhost={}\nstarted={}\ncommand={command}\n",
             std::process::id(),
@@ -802,7 +820,7 @@ impl Storage for S3Storage {
         );
         let put = || {
             self.inner.block(self.inner.store.put_opts(
-                &Key::from(key.as_str()),
+                &lock_path,
                 PutPayload::from(text.clone().into_bytes()),
                 PutOptions {
                     mode: PutMode::Create,
@@ -815,14 +833,7 @@ impl Storage for S3Storage {
             Err(object_store::Error::AlreadyExists { .. }) => {
                 let previous = self
                     .inner
-                    .block(async {
-                        self.inner
-                            .store
-                            .get(&Key::from(key.as_str()))
-                            .await?
-                            .bytes()
-                            .await
-                    })
+                    .block(async { self.inner.store.get(&lock_path).await?.bytes().await })
                     .map(|b| {
                         String::from_utf8_lossy(&b)
                             .replace('\n', " ")

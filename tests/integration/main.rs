@@ -2,6 +2,7 @@
 
 mod faults;
 mod fixture;
+mod hardening;
 mod retention;
 mod s3;
 mod safety;
