@@ -31,6 +31,12 @@ pub enum Error {
     /// An object store that cannot be used: unreachable, no such bucket, refused credentials.
     #[error("{url}: {message}")]
     ObjectStore { url: String, message: String },
+    /// A manifest cache file that is not safe to read or replace.
+    #[error("{path}: manifest cache {message}")]
+    Cache { path: PathBuf, message: String },
+    /// The live registry's cache could not be told what was swept, or still claims it.
+    #[error("{what}: {message}")]
+    LiveRegistry { what: String, message: String },
     /// A value on the command line is invalid; exits with the usage code.
     #[error("{0}")]
     Usage(String),
@@ -65,6 +71,8 @@ impl Error {
             Error::Usage(_) => ErrorKind::Usage,
             Error::Report { .. } => ErrorKind::Output,
             Error::ObjectStore { .. } => ErrorKind::ObjectStore,
+            Error::Cache { .. } => ErrorKind::Cache,
+            Error::LiveRegistry { .. } => ErrorKind::LiveRegistry,
         }
     }
 
@@ -78,8 +86,9 @@ impl Error {
             | Error::Locked { path, .. }
             | Error::Plan { path, .. }
             | Error::TooLarge { path, .. }
-            | Error::Report { path, .. } => Some(path),
-            Error::Usage(_) | Error::ObjectStore { .. } => None,
+            | Error::Report { path, .. }
+            | Error::Cache { path, .. } => Some(path),
+            Error::Usage(_) | Error::ObjectStore { .. } | Error::LiveRegistry { .. } => None,
         }
     }
 
@@ -115,6 +124,10 @@ pub enum ErrorKind {
     Output,
     /// An object store cannot be reached or refuses the request.
     ObjectStore,
+    /// The manifest cache file is refused.
+    Cache,
+    /// The live registry's cache cannot be reached to evict what a sweep would remove.
+    LiveRegistry,
 }
 
 /// Process exit codes; documented in the README.

@@ -14,6 +14,7 @@ use crate::store::fs::FsStorage;
 use crate::store::s3::S3Storage;
 use crate::store::scan::{self, ScanOptions};
 use crate::store::seam::Storage;
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -57,17 +58,45 @@ pub fn load_store<S: Storage>(store: S, how: Open, progress: &dyn Progress) -> R
         Some((command, break_lock)) => Some(store.lock(command, break_lock)?),
         None => None,
     };
-    let cache = how.cache.map(Cache::open);
-    let layout = load(&store, how.scan, cache.as_ref(), progress)?;
+    let cache = how.cache.map(Cache::open).transpose()?;
+    let mut layout = load(&store, how.scan, cache.as_ref(), progress)?;
     if let Some(cache) = cache {
         tracing::info!(hits = cache.hits(), "manifests read from the cache");
-        cache.save();
+        // Every run re-reads a sample of what the cache answered (a plan must be what a sweep
+        // would do): an entry that disagrees with storage (damage, a forgery, another parser)
+        // drops the whole cache.
+        match verify_sample(&store, &cache) {
+            Some(why) => {
+                tracing::warn!("manifest cache dropped, every manifest read again: {why}");
+                cache.discard();
+                layout.manifests = scan::load_manifests(&store, &layout, None, progress);
+            }
+            None => cache.save(),
+        }
     }
     Ok(Opened {
         store,
         lock,
         layout,
     })
+}
+
+/// Entries of the cache a run checks against storage: enough that a cache damaged or
+/// forged in more than a few places is caught, few enough that the cache still saves reads.
+const CACHE_SAMPLE: usize = 64;
+
+/// Re-reads a random sample of the manifests the cache answered for; why it disagrees, if it
+/// does. A manifest that cannot be read now says nothing either way (the scan reports it).
+fn verify_sample<S: Storage>(store: &S, cache: &Cache) -> Option<String> {
+    let sample = cache.sample_used(CACHE_SAMPLE.max(cache.hits() as usize / 100));
+    sample
+        .par_iter()
+        .find_map_any(|d| match scan::read_parsed_manifest(store, d) {
+            Ok(m) if cache.entry(d).as_ref() != Some(&m) => Some(format!(
+                "its entry for {d} differs from the manifest in storage"
+            )),
+            _ => None,
+        })
 }
 
 /// The scan stages: the layout with every manifest its links name.

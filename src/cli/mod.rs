@@ -685,12 +685,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     };
     let (report, code) = pool.install(|| gc::run(&cfg, &hooks, &*Bars::when(cfg.progress)))?;
     gc::write_report(&cfg, &report)?;
-    // A text report on stdout says what was not written; otherwise (quiet, JSON, a report
-    // file) stderr must, or a failing run would say nothing.
-    if !(cfg.format == Format::Text && cfg.report == Some(ReportTarget::Stdout)) {
-        for e in &report.output_errors {
-            eprintln!("regsweep: error: {e}");
-        }
+    // What was not written goes to stderr too: a quiet, JSON or report-file run would
+    // otherwise fail without a word.
+    for e in &report.output_errors {
+        eprintln!("regsweep: error: {e}");
+    }
+    let shown = cfg.format == Format::Text && cfg.report == Some(ReportTarget::Stdout);
+    if !report.output_errors.is_empty() && report.summary.items_removed > 0 && !shown {
+        // The sweep happened: its record must survive the failed output.
+        eprintln!("regsweep: the sweep went ahead; what it did:");
+        eprint!("{}", report.to_text());
     }
     if drop_in && cfg.report.is_some() {
         // The reference's own lines too, for scripts that grep them.

@@ -205,6 +205,9 @@ fn run_in<S: Storage>(
         },
     };
     let mut report = GcReport::new(ctx, &layout, plan, outcome.as_ref());
+    if refused && !cfg.dry_run {
+        report.mark_refused();
+    }
     report.refused_by_safety_net = refused;
     report.trash = trash;
     report.delete_untagged_would_free = untagged_more;
@@ -243,21 +246,16 @@ pub fn probe_outputs(cfg: &GcConfig) -> Result<()> {
         _ => None,
     };
     for path in report.into_iter().chain(cfg.metrics.as_ref()) {
-        let probe = crate::output::temp_beside(path);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&probe)
-            .and_then(|_| std::fs::remove_file(&probe))
-            .map_err(|cause| Error::Report {
-                path: path.clone(),
-                what: if Some(path) == report {
-                    "the report"
-                } else {
-                    "the metrics"
-                },
-                cause,
-            })?;
+        // Written and synced for real: on a full disk an empty file can still be created.
+        crate::output::probe(path, 64 * 1024).map_err(|cause| Error::Report {
+            path: path.clone(),
+            what: if Some(path) == report {
+                "the report"
+            } else {
+                "the metrics"
+            },
+            cause,
+        })?;
     }
     Ok(())
 }
@@ -279,10 +277,7 @@ pub fn write_report(cfg: &GcConfig, report: &GcReport) -> Result<()> {
             Ok(())
         }
         ReportTarget::File(path) => {
-            let tmp = crate::output::temp_beside(path);
-            let written = std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, path));
-            if let Err(cause) = written {
-                let _ = std::fs::remove_file(&tmp);
+            if let Err(cause) = crate::output::write_whole(path, text.as_bytes()) {
                 // The record of what went must not be lost with the file: stderr gets it.
                 eprint!("{text}");
                 return Err(Error::Report {
@@ -322,6 +317,28 @@ fn metrics(r: &GcReport, started_at: i64) -> Metrics {
         "Blob bytes deleted (planned, on a dry run).",
         &[],
         s.bytes_freed as f64,
+    );
+    // What the plan held, whether or not it was carried out (a refused run deletes nothing).
+    let p = r.planned();
+    for (kind, n) in [
+        ("tags", p.tags),
+        ("manifests", p.manifests),
+        ("layer_links", p.layer_links),
+        ("blobs", p.blobs),
+        ("uploads", p.uploads),
+    ] {
+        m.gauge(
+            "planned",
+            "Items the run planned to delete.",
+            &[("kind", kind)],
+            n as f64,
+        );
+    }
+    m.gauge(
+        "planned_bytes",
+        "Blob bytes the run planned to free.",
+        &[],
+        p.bytes as f64,
     );
     m.gauge(
         "kept_by_grace",

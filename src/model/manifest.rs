@@ -3,6 +3,11 @@
 use crate::model::digest::Digest;
 use serde::Deserialize;
 
+/// The version of what `parse` yields: bump it with any change to the references a manifest
+/// gives (a field read, a shape recognised, a rule), so that a manifest cache written by a build
+/// that parsed differently is never trusted.
+pub const SCHEMA: u32 = 2;
+
 /// The references one manifest holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {

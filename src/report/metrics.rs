@@ -112,16 +112,14 @@ impl Metrics {
         o
     }
 
-    /// Writes the file by rename, so the collector never reads half of it.
+    /// Writes the file whole (synced, by rename), so the collector never reads half of it.
     pub fn write(&self, path: &Path) -> Result<()> {
         let err = |cause| Error::Report {
             path: path.to_path_buf(),
             what: "the metrics",
             cause,
         };
-        let tmp = crate::output::temp_beside(path);
-        std::fs::write(&tmp, self.render()).map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)
+        crate::output::write_whole(path, self.render().as_bytes()).map_err(err)
     }
 }
 

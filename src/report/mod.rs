@@ -77,6 +77,22 @@ pub struct Summary {
     /// Requests made to an object store, by kind (absent on disk).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub requests: Option<Requests>,
+    /// A run that planned deletions and deleted nothing though not dry (the policy's safety net
+    /// refused it): what it would have deleted. Every `*_deleted` count above is then 0.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub would_delete: Option<WouldDelete>,
+}
+
+/// The counts of a plan that was not carried out.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct WouldDelete {
+    pub tags: usize,
+    pub manifests: usize,
+    pub layer_links: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+    pub uploads: usize,
+    pub upload_bytes: u64,
 }
 
 /// The options a run planned with; a plan carries them to `apply`, which reads them back.
@@ -237,6 +253,7 @@ impl GcReport {
             items_removed: outcome.map_or(0, |o| o.removed),
             requests: None,
             repositories_in_scope: None,
+            would_delete: None,
         };
         GcReport {
             envelope: Envelope::new(GC_SCHEMA, ctx.started_at),
@@ -268,6 +285,45 @@ impl GcReport {
         }
     }
 
+    /// The run was refused by the policy's safety net: nothing was deleted, so every count of
+    /// what was deleted is 0, and what the plan held moves to `summary.would_delete`.
+    pub fn mark_refused(&mut self) {
+        self.refused_by_safety_net = true;
+        let s = &mut self.summary;
+        s.would_delete = Some(WouldDelete {
+            tags: s.tags_deleted,
+            manifests: s.manifests_deleted,
+            layer_links: s.layer_links_deleted,
+            blobs: s.blobs_deleted,
+            bytes: s.bytes_freed,
+            uploads: s.uploads_deleted,
+            upload_bytes: s.upload_bytes_freed,
+        });
+        s.tags_deleted = 0;
+        s.manifests_deleted = 0;
+        s.layer_links_deleted = 0;
+        s.blobs_deleted = 0;
+        s.bytes_freed = 0;
+        s.uploads_deleted = 0;
+        s.upload_bytes_freed = 0;
+        s.tag_index_entries_deleted = 0;
+        s.empty_folders_removed = 0;
+    }
+
+    /// What the plan holds, carried out or not.
+    pub fn planned(&self) -> WouldDelete {
+        let s = &self.summary;
+        s.would_delete.unwrap_or(WouldDelete {
+            tags: s.tags_deleted,
+            manifests: s.manifests_deleted,
+            layer_links: s.layer_links_deleted,
+            blobs: s.blobs_deleted,
+            bytes: s.bytes_freed,
+            uploads: s.uploads_deleted,
+            upload_bytes: s.upload_bytes_freed,
+        })
+    }
+
     /// The plan's checksum, as the JSON report carries it.
     pub fn checksum(&self) -> String {
         self.plan.checksum()
@@ -288,14 +344,15 @@ impl GcReport {
     pub fn to_text(&self) -> String {
         let s = &self.summary;
         let limit = self.text_limit.unwrap_or(usize::MAX);
-        let verb = if self.dry_run {
+        let refused = self.refused_by_safety_net && !self.dry_run;
+        let verb = if self.dry_run || refused {
             "would delete"
         } else if self.trash.is_some() {
             "moved"
         } else {
             "deleted"
         };
-        let heading = if self.dry_run {
+        let heading = if self.dry_run || refused {
             "to delete"
         } else if self.trash.is_some() {
             "moved to the trash"
@@ -308,6 +365,8 @@ impl GcReport {
             "regsweep gc{} on {}",
             if self.dry_run {
                 " (dry run: nothing deleted)"
+            } else if refused {
+                " (refused by the policy's safety net: nothing deleted)"
             } else {
                 ""
             },
@@ -334,16 +393,17 @@ impl GcReport {
                 self.plan.options.repositories.join(", ")
             );
         }
+        let p = self.planned();
         let _ = writeln!(
             o,
             "  {verb:<14} {}, {}, {}, {} ({}), {} ({})",
-            plural(s.tags_deleted, "tag", "tags"),
-            plural(s.manifests_deleted, "manifest", "manifests"),
-            plural(s.layer_links_deleted, "layer link", "layer links"),
-            plural(s.blobs_deleted, "blob", "blobs"),
-            human_bytes(s.bytes_freed),
-            plural(s.uploads_deleted, "upload", "uploads"),
-            human_bytes(s.upload_bytes_freed)
+            plural(p.tags, "tag", "tags"),
+            plural(p.manifests, "manifest", "manifests"),
+            plural(p.layer_links, "layer link", "layer links"),
+            plural(p.blobs, "blob", "blobs"),
+            human_bytes(p.bytes),
+            plural(p.uploads, "upload", "uploads"),
+            human_bytes(p.upload_bytes)
         );
         if let Some(t) = &self.trash {
             let _ = writeln!(

@@ -6,27 +6,47 @@
 //! the store, and a digest it does not hold is read from storage: an entry can never make a
 //! blob look unreferenced. Only manifests that parsed cleanly are kept.
 //!
-//! The file is binary: a header (magic, format, regsweep's version), the entries sorted by
-//! digest, and the SHA-256 of everything before it. It is written whole by rename; one that is
-//! damaged, truncated, or from another version is ignored (and rebuilt by the run). It holds
-//! the entries the run used or added, so it follows the registry rather than growing forever.
+//! The file is binary: a header (magic, format, regsweep's version and the parser's schema
+//! number), the entries sorted by digest, and the SHA-256 of everything before it. It is written
+//! whole by rename; one that is damaged, truncated, or from another version or parser is ignored
+//! (and rebuilt by the run). It holds the entries the run used or added, so it follows the
+//! registry rather than growing forever.
+//!
+//! An entry decides what a manifest keeps, so the file is treated as ssh treats its keys: it
+//! must be a regular file owned by the running user and writable by no one else, in a folder
+//! others cannot write (the default folder is made 0700); it is opened without following a
+//! symbolic link and without blocking (a FIFO there is refused, never waited on), and anything
+//! there that is not a regsweep cache is refused, never replaced. The trailer is a checksum,
+//! not a signature: whoever can write the file as the user could delete the registry anyway.
+//! Every run re-reads a random sample of the entries it used from storage (`sample_used`; at
+//! least 64, or 1% of them); one mismatch and the whole cache is dropped and every manifest is
+//! read again.
 //!
 //! In memory the file stays as its bytes, with the span of each entry (8 bytes an entry): an
 //! entry is decoded when asked for, and copied as it is when the cache is written again. New
 //! entries are kept encoded too. So the cache costs about its file's size beside the catalog,
 //! not a second catalog.
 
+use crate::error::{Error, Result};
 use crate::model::digest::Digest;
 use crate::model::manifest::Manifest;
 use sha2::{Digest as _, Sha256};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 const MAGIC: &[u8; 8] = b"RSWMANC\x01";
-/// The parser's and this format's version: a cache from any other build is not trusted.
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "/manifest-refs-1");
+
+/// This build's and its parser's version: a cache from any other is not trusted.
+fn version() -> String {
+    format!(
+        "{}/manifest-refs-{}",
+        env!("CARGO_PKG_VERSION"),
+        crate::model::manifest::SCHEMA
+    )
+}
 /// A cache larger than this is not one of ours (about 50 million references).
 const MAX_FILE: u64 = 2 << 30;
 
@@ -65,23 +85,30 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Reads the cache at `path`; an absent, damaged or foreign file gives an empty cache.
-    pub fn open(path: &Path) -> Cache {
-        let (known, ignored) = match std::fs::metadata(path) {
-            Err(_) => (Entries::default(), None),
-            Ok(m) if m.len() > MAX_FILE => (Entries::default(), Some("too large".to_string())),
-            Ok(_) => match std::fs::read(path)
-                .map_err(|e| e.to_string())
-                .and_then(decode)
-            {
+    /// Reads the cache at `path`: absent, damaged or from another build, an empty cache (the
+    /// run rebuilds it); a file that is not safe to trust or not a regsweep cache at all (a
+    /// FIFO, a device, a symbolic link, another user's or a group-writable file, a text file) is
+    /// refused with the reason, and left as it is.
+    pub fn open(path: &Path) -> Result<Cache> {
+        let refuse = |why: String| Error::Cache {
+            path: path.to_path_buf(),
+            message: format!("{why}; give another --cache FILE, remove it, or run with --no-cache"),
+        };
+        check_folder(path).map_err(refuse)?;
+        let (known, ignored) = match read_file(path).map_err(refuse)? {
+            None => (Entries::default(), None),
+            Some(bytes) => match decode(bytes) {
                 Ok(entries) => (entries, None),
-                Err(why) => (Entries::default(), Some(why)),
+                Err(Undecodable::Foreign) => {
+                    return Err(refuse("exists and is not a regsweep manifest cache".into()));
+                }
+                Err(Undecodable::Stale(why)) => (Entries::default(), Some(why)),
             },
         };
         if let Some(why) = &ignored {
             tracing::warn!(path = %path.display(), "manifest cache ignored ({why}); rebuilding it");
         }
-        Cache {
+        Ok(Cache {
             path: path.to_path_buf(),
             used: (0..known.spans.len())
                 .map(|_| AtomicBool::new(false))
@@ -90,6 +117,59 @@ impl Cache {
             added: Mutex::default(),
             hits: AtomicU64::new(0),
             ignored,
+        })
+    }
+
+    /// Up to `n` digests, drawn at random, of the entries this run took from the file.
+    pub fn sample_used(&self, n: usize) -> Vec<Digest> {
+        let used: Vec<usize> = (0..self.used.len())
+            .filter(|&i| self.used[i].load(Ordering::Relaxed))
+            .collect();
+        let mut seed = random_seed();
+        let mut picked: Vec<usize> = if used.len() <= n {
+            used
+        } else {
+            // Floyd's sampling: n distinct positions, each equally likely.
+            let mut chosen = std::collections::BTreeSet::new();
+            for j in used.len() - n..used.len() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let t = (seed % (j as u64 + 1)) as usize;
+                if !chosen.insert(used[t]) {
+                    chosen.insert(used[j]);
+                }
+            }
+            chosen.into_iter().collect()
+        };
+        picked.sort_unstable();
+        picked
+            .into_iter()
+            .map(|i| {
+                Digest(
+                    self.known
+                        .digest(self.known.spans[i])
+                        .try_into()
+                        .expect("32 bytes"),
+                )
+            })
+            .collect()
+    }
+
+    /// What the file says of `d` (whether or not the run asked for it).
+    pub fn entry(&self, d: &Digest) -> Option<Manifest> {
+        let i = self.known.find(d)?;
+        read_entry(self.known.entry(self.known.spans[i]))
+            .ok()
+            .map(|(_, m, _)| m)
+    }
+
+    /// Drops the file: one of its entries disagreed with storage, so none is trusted.
+    pub fn discard(self) {
+        if let Err(e) = std::fs::remove_file(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), "cannot remove the manifest cache: {e}");
         }
     }
 
@@ -159,22 +239,94 @@ impl Cache {
                 j += 1;
             }
         }
-        let written = self
-            .path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|_| {
-                let tmp = crate::output::temp_beside(&self.path);
-                write_file(&tmp, &all)
-                    .and_then(|_| std::fs::rename(&tmp, &self.path))
-                    .inspect_err(|_| {
-                        let _ = std::fs::remove_file(&tmp);
-                    })
-            });
+        let written = make_folder(&self.path)
+            .and_then(|_| crate::output::write_with(&self.path, |f| write_file(f, &all)));
         if let Err(e) = written {
             tracing::warn!(path = %self.path.display(), "cannot write the manifest cache: {e}");
         }
     }
+}
+
+/// A cache file's folder must be writable by its owner alone (or sticky, as /tmp): otherwise
+/// another user could put a file of their choosing in its place between two runs.
+fn check_folder(path: &Path) -> std::result::Result<(), String> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(parent) {
+        Err(_) => Ok(()), // made 0700 when the cache is first written
+        Ok(m) if m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 => Err(format!(
+            "its folder {} is writable by other users",
+            parent.display()
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Creates the folder of a cache file (mode 0700) where it is missing.
+fn make_folder(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() && !p.exists() => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(p),
+        _ => Ok(()),
+    }
+}
+
+/// The file's bytes, or `None` when there is none. Opened without following a symbolic link
+/// and without blocking, then checked on the open handle: a regular file, owned by this user,
+/// writable by no one else, and not larger than a cache can be.
+fn read_file(path: &Path) -> std::result::Result<Option<Vec<u8>>, String> {
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err("is a symbolic link, not a regular file".into());
+        }
+        Err(e) => return Err(format!("cannot be opened ({e})")),
+    };
+    let m = file
+        .metadata()
+        .map_err(|e| format!("cannot be read ({e})"))?;
+    if !m.file_type().is_file() {
+        return Err("is not a regular file (a FIFO, device or folder)".into());
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if m.uid() != me {
+        return Err(format!(
+            "is owned by uid {}, not by the user running regsweep (uid {me})",
+            m.uid()
+        ));
+    }
+    if m.permissions().mode() & 0o022 != 0 {
+        return Err(format!(
+            "is writable by group or others (mode {:o}); chmod go-w it",
+            m.permissions().mode() & 0o7777
+        ));
+    }
+    if m.len() > MAX_FILE {
+        return Err("is larger than a manifest cache can be".into());
+    }
+    let mut bytes = Vec::with_capacity(m.len() as usize);
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read ({e})"))?;
+    Ok(Some(bytes))
+}
+
+/// A seed for sampling, different from run to run.
+fn random_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let h = Sha256::digest(format!("{t} {}", std::process::id()));
+    u64::from_le_bytes(h[..8].try_into().expect("8 bytes")) | 1
 }
 
 /// The default cache file of a root: in the user's cache folder, one per root.
@@ -214,7 +366,7 @@ fn put_entry(out: &mut Vec<u8>, d: &Digest, m: &Manifest) {
 }
 
 /// Writes the header, `entries` (sorted, encoded) and the checksum of all that, streamed.
-fn write_file(path: &Path, entries: &[&[u8]]) -> std::io::Result<()> {
+fn write_file(file: &mut std::fs::File, entries: &[&[u8]]) -> std::io::Result<()> {
     struct Hashing<W: Write>(W, Sha256);
     impl<W: Write> Write for Hashing<W> {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -226,18 +378,18 @@ fn write_file(path: &Path, entries: &[&[u8]]) -> std::io::Result<()> {
             self.0.flush()
         }
     }
-    let file = std::fs::File::create(path)?;
     let mut w = Hashing(std::io::BufWriter::new(file), Sha256::new());
     w.write_all(MAGIC)?;
-    w.write_all(&(VERSION.len() as u32).to_le_bytes())?;
-    w.write_all(VERSION.as_bytes())?;
+    let version = version();
+    w.write_all(&(version.len() as u32).to_le_bytes())?;
+    w.write_all(version.as_bytes())?;
     w.write_all(&(entries.len() as u64).to_le_bytes())?;
     for e in entries {
         w.write_all(e)?;
     }
     let Hashing(mut out, hasher) = w;
     out.write_all(&hasher.finalize())?;
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    out.flush()
 }
 
 /// A cursor over the file's bytes; every read is bounds-checked.
@@ -294,31 +446,54 @@ fn read_entry(bytes: &[u8]) -> Result<(Digest, Manifest, usize), String> {
     Ok((d, m, bytes.len() - r.0.len()))
 }
 
+/// Why a file's entries cannot be used.
+#[derive(Debug)]
+enum Undecodable {
+    /// Not a regsweep cache at all: never replaced.
+    Foreign,
+    /// A regsweep cache that is damaged or from another build: rebuilt.
+    Stale(String),
+}
+
+impl From<String> for Undecodable {
+    fn from(why: String) -> Undecodable {
+        Undecodable::Stale(why)
+    }
+}
+
 /// Checks a whole file and finds its entries' spans; the bytes are kept as they are.
-fn decode(bytes: Vec<u8>) -> Result<Entries, String> {
-    if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
-        return Err("not a regsweep manifest cache".into());
+fn decode(bytes: Vec<u8>) -> std::result::Result<Entries, Undecodable> {
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(Undecodable::Foreign);
+    }
+    if bytes.len() < MAGIC.len() + 32 {
+        return Err(Undecodable::Stale("truncated".into()));
     }
     let body_len = bytes.len() - 32;
     let (body, sum) = bytes.split_at(body_len);
     if Sha256::digest(body)[..] != *sum {
-        return Err("checksum does not match (damaged)".into());
+        return Err(Undecodable::Stale(
+            "checksum does not match (damaged)".into(),
+        ));
     }
     if body_len > u32::MAX as usize {
-        return Err("too large".into());
+        return Err(Undecodable::Stale("too large".into()));
     }
     let mut r = Reader(&body[MAGIC.len()..]);
     let vlen = r.u32()? as usize;
     let version = r.take(vlen)?;
-    if version != VERSION.as_bytes() {
-        return Err(format!(
-            "written by {}, not {VERSION}",
+    let ours = self::version();
+    if version != ours.as_bytes() {
+        return Err(Undecodable::Stale(format!(
+            "written by {}, not {ours}",
             String::from_utf8_lossy(version)
-        ));
+        )));
     }
     let n = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
     if n > (body.len() / 32) as u64 {
-        return Err("more entries than the file holds".into());
+        return Err(Undecodable::Stale(
+            "more entries than the file holds".into(),
+        ));
     }
     let mut at = body_len - r.0.len();
     let mut spans = Vec::with_capacity(n as usize);
@@ -328,7 +503,7 @@ fn decode(bytes: Vec<u8>) -> Result<Entries, String> {
         at += len;
     }
     if at != body_len {
-        return Err("trailing bytes".into());
+        return Err(Undecodable::Stale("trailing bytes".into()));
     }
     let entries = Entries { bytes, spans };
     // Sorted and distinct, or lookups would miss: a file that is not is not ours.
@@ -337,7 +512,7 @@ fn decode(bytes: Vec<u8>) -> Result<Entries, String> {
         .windows(2)
         .any(|w| entries.digest(w[0]) >= entries.digest(w[1]))
     {
-        return Err("entries out of order".into());
+        return Err(Undecodable::Stale("entries out of order".into()));
     }
     Ok(entries)
 }
@@ -360,7 +535,7 @@ mod tests {
     fn round_trips_and_keeps_what_the_run_used_or_added() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/cache.bin");
-        let c = Cache::open(&path);
+        let c = Cache::open(&path).unwrap();
         assert!(c.get(&Digest([1; 32])).is_none() && c.ignored.is_none());
         c.add(Digest([1; 32]), &m(1));
         c.add(Digest([2; 32]), &m(2));
@@ -369,13 +544,13 @@ mod tests {
         bad.problems.push("md5:x".into());
         c.add(Digest([3; 32]), &bad);
         c.save();
-        let c = Cache::open(&path);
+        let c = Cache::open(&path).unwrap();
         assert_eq!(c.get(&Digest([1; 32])), Some(m(1)));
         assert!(c.get(&Digest([3; 32])).is_none());
         assert_eq!(c.hits(), 1);
         c.save();
         // Only the entry that run used is left.
-        let c = Cache::open(&path);
+        let c = Cache::open(&path).unwrap();
         assert!(c.get(&Digest([2; 32])).is_none());
         assert_eq!(c.get(&Digest([1; 32])), Some(m(1)));
     }
@@ -386,12 +561,12 @@ mod tests {
         let path = dir.path().join("cache.bin");
         // Digests spread out of order: 0, 7, 14, ... mod 251.
         let d = |i: u8| Digest([((i as u16 * 7) % 251) as u8; 32]);
-        let c = Cache::open(&path);
+        let c = Cache::open(&path).unwrap();
         for i in 0..60 {
             c.add(d(i), &m(i));
         }
         c.save();
-        let c = Cache::open(&path);
+        let c = Cache::open(&path).unwrap();
         assert!(c.ignored.is_none(), "{:?}", c.ignored);
         // This run uses the even ones, adds 60..90, and adds 10 again (read anew).
         for i in (0..60).step_by(2) {
@@ -402,7 +577,7 @@ mod tests {
         }
         c.add(d(10), &m(10));
         c.save();
-        let c = Cache::open(&path);
+        let c = Cache::open(&path).unwrap();
         assert!(c.ignored.is_none(), "sorted, each once: {:?}", c.ignored);
         for i in 0..90 {
             let kept = i >= 60 || i % 2 == 0;
@@ -414,7 +589,7 @@ mod tests {
     fn a_damaged_truncated_or_foreign_file_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.bin");
-        let c = Cache::open(&path);
+        let c = Cache::open(&path).unwrap();
         c.add(Digest([1; 32]), &m(1));
         c.save();
         let good = std::fs::read(&path).unwrap();
@@ -428,7 +603,6 @@ mod tests {
                 "checksum",
             ),
             (good[..good.len() - 5].to_vec(), "checksum"),
-            (b"hello".to_vec(), "not a regsweep"),
             (
                 {
                     let mut b = good.clone();
@@ -443,7 +617,7 @@ mod tests {
             ),
         ] {
             std::fs::write(&path, &bytes).unwrap();
-            let c = Cache::open(&path);
+            let c = Cache::open(&path).unwrap();
             assert!(c.get(&Digest([1; 32])).is_none());
             assert!(
                 c.ignored.as_deref().unwrap().contains(why),
@@ -451,5 +625,97 @@ mod tests {
                 c.ignored
             );
         }
+    }
+
+    #[test]
+    fn only_a_private_regular_regsweep_file_is_read_or_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused = |p: &Path, why: &str| {
+            let e = Cache::open(p).err().expect("refused").to_string();
+            assert!(e.contains(why) && e.contains("--no-cache"), "{e}");
+        };
+        // Not a cache: a text file stays as it is, even after a run would have saved.
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "keep me").unwrap();
+        refused(&text, "not a regsweep manifest cache");
+        assert_eq!(std::fs::read(&text).unwrap(), b"keep me");
+        // A device and a FIFO: refused at once, never opened for writing, never waited on.
+        refused(Path::new("/dev/zero"), "not a regular file");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(
+            std::fs::metadata("/dev/zero")
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        refused(&fifo, "not a regular file");
+        // A symbolic link, even to a good cache.
+        let good = dir.path().join("good.bin");
+        let c = Cache::open(&good).unwrap();
+        c.add(Digest([1; 32]), &m(1));
+        c.save();
+        let mode = std::fs::metadata(&good).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o022, 0, "written private: {mode:o}");
+        let link = dir.path().join("link.bin");
+        std::os::unix::fs::symlink(&good, &link).unwrap();
+        refused(&link, "symbolic link");
+        // Writable by others.
+        std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o666)).unwrap();
+        refused(&good, "writable by group or others");
+        std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(Cache::open(&good).unwrap().get(&Digest([1; 32])).is_some());
+        // In a folder anyone may write to (and not sticky).
+        let open_dir = dir.path().join("shared");
+        std::fs::create_dir(&open_dir).unwrap();
+        std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        refused(&open_dir.join("c.bin"), "writable by other users");
+        // A new default folder is made private.
+        let fresh = dir.path().join("new/regsweep/c.bin");
+        let c = Cache::open(&fresh).unwrap();
+        c.add(Digest([2; 32]), &m(2));
+        c.save();
+        let mode = std::fs::metadata(fresh.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_cache_from_another_parser_schema_is_not_trusted_and_samples_are_drawn_from_hits() {
+        assert!(version().ends_with(&format!(
+            "/manifest-refs-{}",
+            crate::model::manifest::SCHEMA
+        )));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.bin");
+        let c = Cache::open(&path).unwrap();
+        for i in 0..50u8 {
+            c.add(Digest([i; 32]), &m(i));
+        }
+        c.save();
+        let c = Cache::open(&path).unwrap();
+        assert!(c.sample_used(10).is_empty(), "nothing used yet");
+        for i in 0..20u8 {
+            c.get(&Digest([i; 32]));
+        }
+        let s = c.sample_used(8);
+        assert_eq!(s.len(), 8);
+        assert!(s.iter().all(|d| d.0[0] < 20), "only used entries");
+        let distinct: std::collections::BTreeSet<_> = s.iter().collect();
+        assert_eq!(distinct.len(), 8);
+        assert_eq!(c.sample_used(100).len(), 20);
+        assert_eq!(c.entry(&Digest([30; 32])), Some(m(30)));
+        c.discard();
+        assert!(!path.exists());
     }
 }

@@ -1050,6 +1050,14 @@ pub fn load_manifests<S: Storage>(
     out.finish()
 }
 
+/// Manifest `d` read from storage and parsed, as the scan reads it.
+pub fn read_parsed_manifest<S: Storage>(
+    store: &S,
+    d: &Digest,
+) -> std::result::Result<crate::model::manifest::Manifest, String> {
+    read_manifest(store.top(), &Paths::new(PathBuf::new()), d).and_then(|b| manifest::parse(&b))
+}
+
 /// The bytes of manifest blob `d`, read through the layout's handle: a symlink, FIFO or device
 /// there is damage, never followed or waited on, and the read is bounded.
 fn read_manifest<F: Folder>(

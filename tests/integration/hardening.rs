@@ -144,3 +144,329 @@ fn endpoints_without_a_scheme_are_refused_in_one_line_never_a_panic() {
         );
     }
 }
+
+/// Rewrites the cache file's entry for `target` to reference nothing, with a valid trailer:
+/// what anyone who can write the file could do.
+fn forge_cache(path: &std::path::Path, target: &str) {
+    use sha2::Digest as _;
+    let bytes = std::fs::read(path).unwrap();
+    let body = &bytes[..bytes.len() - 32];
+    let vlen = u32::from_le_bytes(body[8..12].try_into().unwrap()) as usize;
+    let head_len = 12 + vlen + 8;
+    let n = u64::from_le_bytes(body[12 + vlen..head_len].try_into().unwrap());
+    let target = hex_bytes(target.strip_prefix("sha256:").unwrap());
+    let mut out = body[..head_len].to_vec();
+    let mut at = head_len;
+    let mut forged = false;
+    for _ in 0..n {
+        let start = at;
+        at += 32;
+        for _ in 0..2 {
+            let k = u32::from_le_bytes(body[at..at + 4].try_into().unwrap()) as usize;
+            at += 4 + 32 * k;
+        }
+        for _ in 0..2 {
+            at += if body[at] == 1 { 33 } else { 1 };
+        }
+        if body[start..start + 32] == target[..] {
+            out.extend_from_slice(&body[start..start + 32]);
+            out.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            forged = true;
+        } else {
+            out.extend_from_slice(&body[start..at]);
+        }
+    }
+    assert!(forged, "the entry is in the cache");
+    let sum = sha2::Sha256::digest(&out);
+    out.extend_from_slice(&sum);
+    std::fs::write(path, out).unwrap();
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_forged_manifest_cache_entry_is_caught_and_deletes_nothing_kept() {
+    let f = fixture();
+    let cache = f.tmp.path().join("cache/manifests.bin");
+    let cache_arg = cache.to_str().unwrap();
+    let (code, honest) = gc_json(
+        &f.root,
+        &["--dry-run", "--grace", "0", "--cache", cache_arg],
+    );
+    assert_eq!(code, 0, "{honest}");
+    let tag = f
+        .root
+        .join("docker/registry/v2/repositories/acme/app/_manifests/tags/v2/current/link");
+    let target = std::fs::read_to_string(tag).unwrap();
+    forge_cache(&cache, target.trim());
+    let (code, real) = gc_json(&f.root, &["--grace", "0", "--cache", cache_arg]);
+    assert_eq!(code, 0, "{real}");
+    assert_eq!(
+        deleted_blobs(&real),
+        deleted_blobs(&honest),
+        "the forgery changed nothing"
+    );
+    let on_disk = blobs_on_disk(&f.v2());
+    assert!(f.kept.is_subset(&on_disk), "every kept blob is still there");
+    // Rebuilt honestly by that run (or dropped): a new run trusts it and plans the same.
+    let (_, again) = gc_json(
+        &f.root,
+        &["--dry-run", "--grace", "0", "--cache", cache_arg],
+    );
+    assert!(deleted_blobs(&again).is_empty(), "{again}");
+}
+
+#[test]
+fn a_cache_path_that_is_not_a_regsweep_cache_is_refused_and_left_alone() {
+    let f = fixture();
+    let root = f.root.to_str().unwrap();
+    let notes = f.tmp.path().join("notes.txt");
+    std::fs::write(&notes, "not a cache").unwrap();
+    let fifo = f.tmp.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (path, why) in [
+        (notes.as_path(), "not a regsweep manifest cache"),
+        (std::path::Path::new("/dev/zero"), "not a regular file"),
+        (fifo.as_path(), "not a regular file"),
+    ] {
+        // A FIFO would block an open that waits for a writer: the run must end by itself.
+        let out = regsweep(&[
+            "gc",
+            "--dry-run",
+            "--root",
+            root,
+            "--cache",
+            path.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", path.display());
+        assert!(
+            err.contains(why) && err.contains(path.to_str().unwrap()),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert_eq!(std::fs::read(&notes).unwrap(), b"not a cache");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::metadata("/dev/zero")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
+#[test]
+fn a_run_the_safety_net_refused_reports_zero_deleted_and_what_it_would_have() {
+    let f = fixture();
+    let policy = f.tmp.path().join("all.yml");
+    std::fs::write(
+        &policy,
+        "version: 1\nrules: [{name: all, tags: [\"*\"], delete: {}}]\n",
+    )
+    .unwrap();
+    let metrics = f.tmp.path().join("m.prom");
+    let before = blobs_on_disk(&f.v2());
+    let (code, r) = gc_json(
+        &f.root,
+        &[
+            "-m",
+            "--grace",
+            "0",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--metrics",
+            metrics.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{r}");
+    assert_eq!(blobs_on_disk(&f.v2()), before, "nothing deleted");
+    let s = &r["summary"];
+    assert_eq!(r["refused_by_safety_net"], true);
+    for field in [
+        "tags_deleted",
+        "manifests_deleted",
+        "layer_links_deleted",
+        "blobs_deleted",
+        "bytes_freed",
+        "items_removed",
+    ] {
+        assert_eq!(s[field], 0, "{field}: {s}");
+    }
+    assert_eq!(s["would_delete"]["tags"], 5, "{s}");
+    assert_eq!(
+        s["would_delete"]["blobs"].as_u64(),
+        Some(before.len() as u64),
+        "{s}"
+    );
+    let m = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        m.contains("regsweep_bytes_freed{command=\"gc\"} 0\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("regsweep_deleted{command=\"gc\",kind=\"blobs\"} 0\n"),
+        "{m}"
+    );
+    assert!(m.contains("regsweep_refused{command=\"gc\"} 1\n"), "{m}");
+    assert!(
+        m.contains(&format!(
+            "regsweep_planned{{command=\"gc\",kind=\"blobs\"}} {}\n",
+            before.len()
+        )),
+        "{m}"
+    );
+    let out = regsweep(&[
+        "gc",
+        "-m",
+        "--grace",
+        "0",
+        "--root",
+        f.root.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("regsweep gc (refused by the policy's safety net: nothing deleted)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  would delete   5 tags,") && !text.contains("  deleted  "),
+        "{text}"
+    );
+}
+
+/// A tmpfs of 64 KiB, filled: as full as a disk gets. Needs root (CI and the test machines run
+/// as root); `None` elsewhere.
+struct FullDisk(std::path::PathBuf);
+
+impl FullDisk {
+    fn mount(at: &std::path::Path) -> Option<FullDisk> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| FullDisk(at.to_path_buf()))
+    }
+
+    fn fill(&self) {
+        let _ = Command::new("dd")
+            .args(["if=/dev/zero", "bs=4k"])
+            .arg(format!("of={}", self.0.join("fill").display()))
+            .output();
+    }
+
+    fn leftovers(&self) -> Vec<String> {
+        std::fs::read_dir(&self.0)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n != "fill")
+            .collect()
+    }
+}
+
+impl Drop for FullDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn metrics_on_a_full_disk_fail_aloud_leave_no_temp_file_and_never_hide_a_sweep() {
+    let f = fixture();
+    let Some(full) = FullDisk::mount(&f.tmp.path().join("full")) else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    full.fill();
+    let prom = full.0.join("m.prom");
+    let root = f.root.to_str().unwrap();
+    let before = blobs_on_disk(&f.v2());
+    // A dry run: says why on stderr, exit 1, no temporary file left.
+    let out = regsweep(&[
+        "gc",
+        "--dry-run",
+        "--quiet",
+        "--root",
+        root,
+        "--metrics",
+        prom.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot write the metrics") && err.contains("m.prom"),
+        "{err}"
+    );
+    assert_eq!(full.leftovers(), Vec::<String>::new());
+    // A real run: refused before anything is deleted (an empty file could still be created).
+    let out = regsweep(&[
+        "gc",
+        "-m",
+        "--grace",
+        "0",
+        "--quiet",
+        "--root",
+        root,
+        "--metrics",
+        prom.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("m.prom"), "{err}");
+    assert_eq!(blobs_on_disk(&f.v2()), before, "nothing deleted");
+    assert_eq!(full.leftovers(), Vec::<String>::new());
+    // The disk fills between the check and the sweep: the sweep's record goes to stderr.
+    std::fs::remove_file(full.0.join("fill")).unwrap();
+    let go = f.tmp.path().join("go");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args([
+            "gc",
+            "--grace",
+            "0",
+            "--quiet",
+            "--root",
+            root,
+            "--metrics",
+            prom.to_str().unwrap(),
+        ])
+        .env("REGSWEEP_FAULT_PAUSE", &go)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = f.tmp.path().join("go.ready");
+    while !ready.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "gc ended before its pause"
+        );
+        std::thread::yield_now();
+    }
+    full.fill();
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write the metrics"), "{err}");
+    assert!(
+        err.contains("the sweep went ahead") && err.contains("blobs deleted:"),
+        "{err}"
+    );
+    assert!(blobs_on_disk(&f.v2()).len() < before.len(), "it did sweep");
+    assert_eq!(full.leftovers(), Vec::<String>::new());
+}
