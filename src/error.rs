@@ -141,6 +141,9 @@ pub enum ExitCode {
     Usage = 2,
     /// Finished, but damaged objects were found (listed in the report).
     Damage = 3,
+    /// Swept, but the live registry still claims some of what went (`--registry-url`):
+    /// restart it (an in-memory cache) or evict (Redis) before the next push.
+    StaleRegistry = 4,
 }
 
 impl ExitCode {

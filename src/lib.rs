@@ -15,6 +15,8 @@
 //! - [`store`]: `seam` (the storage interface) with its backends `fs` (over `dirfd`: handles,
 //!   no symlink followed) and `s3`; `lock`, `cache` (parsed manifests), and `scan`, `sweep`,
 //!   `trash`, written against the seam
+//! - [`live`]: the live registry beside the storage: its blob-descriptor cache (Redis eviction)
+//!   and `probe` (asking it what it still claims)
 //! - [`report`]: text and JSON reports, `metrics`
 //! - [`config`] (validated configs) -> [`pipeline`] (the one way in: open a root and load its
 //!   model; the pure decisions) -> [`commands`]: `gc`, `apply`, `check`, `du`
@@ -26,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod gc;
 pub mod inspect;
+pub mod live;
 pub mod model;
 pub mod output;
 pub mod pipeline;

@@ -151,22 +151,28 @@ pub struct RootArgs {
 
 impl RootArgs {
     fn resolve(self) -> Result<Root, Error> {
+        self.resolve_with_cache().map(|(root, _)| root)
+    }
+
+    /// The root, and the registry's blob-descriptor cache when a config says it.
+    fn resolve_with_cache(self) -> Result<(Root, Option<config::registry::BlobCache>), Error> {
         match (self.root, self.config) {
             (Some(r), None) => match r.to_str() {
-                Some(text) => Root::parse(text, self.s3_endpoint),
-                None if self.s3_endpoint.is_none() => Ok(Root::Fs(r)),
+                Some(text) => Ok((Root::parse(text, self.s3_endpoint)?, None)),
+                None if self.s3_endpoint.is_none() => Ok((Root::Fs(r), None)),
                 None => Err(Error::Usage(
                     "--s3-endpoint needs an s3://BUCKET/PREFIX root".into(),
                 )),
             },
             (None, Some(c)) => {
-                let mut root = config::registry::read(&c, &|k| std::env::var(k).ok())?.storage;
+                let read = config::registry::read(&c, &|k| std::env::var(k).ok())?;
+                let mut root = read.storage;
                 if let (Root::S3(s3), Some(e)) = (&mut root, self.s3_endpoint) {
                     config::check_endpoint(&e)
                         .map_err(|why| Error::Usage(format!("--s3-endpoint: {why}")))?;
                     s3.endpoint = Some(e);
                 }
-                Ok(root)
+                Ok((root, Some(read.cache)))
             }
             _ => Err(Error::Usage(
                 "give exactly one of --root DIR or --config FILE".into(),
@@ -388,6 +394,15 @@ pub struct GcArgs {
     /// Move what goes into this folder (same filesystem) instead of deleting it; see `restore`.
     #[arg(long, value_name = "DIR")]
     pub trash: Option<PathBuf>,
+    /// After a sweep, ask the live registry at URL (HEAD requests, a sample of 1000 at most)
+    /// whether it still claims what went; exit 4 if it does. Basic auth from
+    /// REGSWEEP_REGISTRY_USERNAME and REGSWEEP_REGISTRY_PASSWORD.
+    #[arg(long, value_name = "URL")]
+    pub registry_url: Option<String>,
+    /// Sweep even when the registry's Redis cache (read from --config) cannot be reached to
+    /// evict what goes: the registry then claims swept blobs until it is restarted.
+    #[arg(long)]
+    pub risk_stale_cache: bool,
     /// Set by the `garbage-collect` drop-in: print the reference's lines too.
     #[arg(skip)]
     pub reference_output: bool,
@@ -417,7 +432,16 @@ impl GcArgs {
         if self.jobs == Some(0) {
             return Err(Error::Usage("-j/--jobs: must be at least 1".into()));
         }
-        let root = self.root.resolve()?;
+        let (root, registry_cache) = self.root.resolve_with_cache()?;
+        if let Some(url) = &self.registry_url {
+            crate::live::probe::check_url(url)
+                .map_err(|why| Error::Usage(format!("--registry-url: {why}")))?;
+        }
+        let live = crate::live::LiveOptions {
+            cache: registry_cache,
+            registry_url: self.registry_url,
+            risk_stale_cache: self.risk_stale_cache,
+        };
         let cache = self.cache.resolve(&root);
         let report = match self.report.as_deref() {
             Some("-") => Some(ReportTarget::Stdout),
@@ -465,6 +489,7 @@ impl GcArgs {
             format: self.format.into(),
             jobs: self.jobs,
             progress: !self.quiet,
+            live,
         })
     }
 }
@@ -497,6 +522,8 @@ impl DropInArgs {
             metrics: None,
             break_lock: false,
             trash: None,
+            registry_url: None,
+            risk_stale_cache: false,
             // Only printed when not quiet: not built when it would not be.
             reference_output: !self.quiet,
         }

@@ -155,6 +155,15 @@ fn run_in<S: Storage>(
         );
         with_m.bytes_freed().saturating_sub(plan.bytes_freed())
     });
+    // The live registry's Redis cache must be reachable before anything goes (or the risk
+    // taken by name): what the sweep removes is evicted from it afterwards.
+    let mut live_notes = Vec::new();
+    let sweeps = !cfg.dry_run && !refused;
+    let redis = if sweeps {
+        super::live::before_sweep(&cfg.live, !plan.is_empty(), &mut live_notes)?
+    } else {
+        None
+    };
     let mut trash = None;
     let outcome = if cfg.dry_run || refused || plan.is_empty() {
         None
@@ -218,6 +227,12 @@ fn run_in<S: Storage>(
         ));
     }
     report.text_limit = cfg.text_limit;
+    if sweeps {
+        report.summary.errors += live_notes.len();
+        report.errors.extend(live_notes);
+        super::live::after_sweep(&cfg.live, redis, &layout, &mut report);
+    }
+    let code = live_code(&report, code);
     report.summary.requests = store.requests();
     report.summary.repositories_in_scope =
         (cfg.scope.as_ref()).map(|m| layout.repos.iter().filter(|r| m.is_match(&r.name)).count());
@@ -236,6 +251,22 @@ fn run_in<S: Storage>(
         ExitCode::Error
     };
     Ok((report, code))
+}
+
+/// The exit code once the live registry has been asked: it still claiming what went is exit 4
+/// (unless the sweep itself failed); a failed eviction or probe is an error.
+fn live_code(report: &GcReport, code: ExitCode) -> ExitCode {
+    let registry = |e: &&crate::report::ErrorEntry| e.kind.starts_with("registry_");
+    let mut live = report.errors.iter().filter(registry);
+    if code == ExitCode::Error {
+        code
+    } else if live.clone().any(|e| e.kind == "registry_claims_swept") {
+        ExitCode::StaleRegistry
+    } else if live.any(|e| e.severity == "error") {
+        ExitCode::Error
+    } else {
+        code
+    }
 }
 
 /// Checks that the report and metrics files can be written, by creating (and removing) a file
@@ -371,5 +402,27 @@ fn metrics(r: &GcReport, started_at: i64) -> Metrics {
         &[],
         f64::from(u8::from(r.refused_by_safety_net)),
     );
+    if let Some(live) = &r.registry {
+        m.gauge(
+            "registry_cache_evictions",
+            "Entries evicted from the registry's Redis blob-descriptor cache.",
+            &[],
+            live.evicted as f64,
+        );
+        m.gauge(
+            "registry_restart_needed",
+            "1 when the registry must be restarted before the next push (an in-memory cache).",
+            &[],
+            f64::from(u8::from(live.restart_needed)),
+        );
+        if let Some(p) = &live.probe {
+            m.gauge(
+                "registry_stale_claims",
+                "Swept items the live registry still claims (--registry-url).",
+                &[],
+                p.claimed.len() as f64,
+            );
+        }
+    }
     m
 }

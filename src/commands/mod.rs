@@ -5,3 +5,4 @@ pub mod apply;
 pub mod check;
 pub mod du;
 pub mod gc;
+pub mod live;

@@ -60,6 +60,8 @@ pub struct GcConfig {
     pub trash: Option<PathBuf>,
     /// The `garbage-collect` drop-in: also print the reference's own lines.
     pub reference_output: bool,
+    /// The live registry's cache (from `--config`), `--registry-url`, `--risk-stale-cache`.
+    pub live: crate::live::LiveOptions,
 }
 
 impl GcConfig {
@@ -102,6 +104,7 @@ impl GcConfig {
             break_lock: false,
             trash: None,
             reference_output: false,
+            live: crate::live::LiveOptions::default(),
         }
     }
 }

@@ -158,6 +158,9 @@ pub struct GcReport {
     /// JSON always holds everything.
     #[serde(skip)]
     pub text_limit: Option<usize>,
+    /// What the run did about the live registry's blob-descriptor cache (after a sweep).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<crate::live::LiveReport>,
     /// The drop-in's marking lines, as the reference prints them, and how many digests they
     /// mark (`reference_marking`).
     #[serde(skip)]
@@ -170,6 +173,38 @@ pub struct Context {
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub duration_seconds: f64,
     pub options: Options,
+}
+
+/// The live registry's lines of the text summary: its cache, what was evicted, and each of
+/// the run's findings about it (restart, claims, failures), in full.
+fn registry_lines(o: &mut String, live: Option<&crate::live::LiveReport>, errors: &[ErrorEntry]) {
+    if let Some(r) = live {
+        let state = match r.cache {
+            "redis" => format!(
+                "redis: {} evicted",
+                plural(r.evicted as usize, "entry", "entries")
+            ),
+            "inmemory" if r.restart_needed => {
+                "in memory: RESTART the registry before the next push".into()
+            }
+            "inmemory" => "in memory: nothing swept, nothing to forget".into(),
+            "off" => "off (storage.cache has no blobdescriptor): nothing to forget".into(),
+            _ => "unknown (give --config to read it)".into(),
+        };
+        let _ = writeln!(o, "  registry cache {state}");
+        if let Some(p) = &r.probe {
+            let _ = writeln!(
+                o,
+                "  registry asked {} of {} swept items: {} still claimed",
+                p.asked,
+                p.of,
+                p.claimed.len()
+            );
+        }
+    }
+    for e in errors.iter().filter(|e| e.kind.starts_with("registry_")) {
+        let _ = writeln!(o, "  registry       {} [{}]", e.message, e.kind);
+    }
 }
 
 /// The plan less the items whose folders (by path) the sweep kept.
@@ -281,6 +316,7 @@ impl GcReport {
             trash: None,
             delete_untagged_would_free: None,
             text_limit: None,
+            registry: None,
             reference_marking: None,
         }
     }
@@ -454,7 +490,7 @@ impl GcReport {
         let notices = self
             .errors
             .iter()
-            .filter(|e| e.severity == "notice")
+            .filter(|e| e.severity == "notice" && !e.kind.starts_with("registry_"))
             .count();
         if notices > 0 {
             let _ = writeln!(
@@ -482,6 +518,7 @@ impl GcReport {
                 "  interrupted    the sweep stopped early; run gc again to finish"
             );
         }
+        registry_lines(&mut o, self.registry.as_ref(), &self.errors);
         for e in &self.output_errors {
             let _ = writeln!(o, "  not written    {e}");
         }

@@ -3,6 +3,7 @@
 mod faults;
 mod fixture;
 mod hardening;
+mod live;
 mod retention;
 mod s3;
 mod safety;

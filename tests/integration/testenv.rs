@@ -308,6 +308,109 @@ impl Moto {
     }
 }
 
+/// The registry's blob-descriptor cache in a test.
+pub enum RegCache<'a> {
+    InMemory,
+    Redis(&'a Redis),
+}
+
+impl RegCache<'_> {
+    /// Its lines of the storage section (and a marker `start_with` turns into `redis:`).
+    fn yaml(&self) -> String {
+        match self {
+            RegCache::InMemory => "  cache:\n    blobdescriptor: inmemory\n".into(),
+            RegCache::Redis(r) => {
+                format!("  cache:\n    blobdescriptor: redis\nREDIS:{}\n", r.addr)
+            }
+        }
+    }
+}
+
+/// Debian's `redis-server` on a free loopback port, saving nothing to disk; stopped when
+/// dropped.
+pub struct Redis {
+    child: Option<Child>,
+    pub addr: String,
+    port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = free_port();
+        let mut r = Redis {
+            child: None,
+            addr: format!("127.0.0.1:{port}"),
+            port,
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--port",
+            ])
+            .arg(self.port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server not found: run scripts/test.sh, which installs it");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.command(&["PING"]).as_deref() != Some("PONG") {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("redis-server exited at start: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server not ready after 30s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One command through `redis-cli` (installed with redis-server); its raw output.
+    pub fn command(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// The keys matching `pattern`.
+    pub fn keys(&self, pattern: &str) -> BTreeSet<String> {
+        (self.command(&["KEYS", pattern]).unwrap_or_default())
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// The counting, optionally failing proxy of `s3proxy.py` in front of an S3 server.
 pub struct S3Proxy {
     child: Child,
@@ -430,6 +533,34 @@ impl Registry {
         Registry::start_with(tmp, root, &storage, None)
     }
 
+    /// Starts the registry on a fresh root with a blob-descriptor cache, as Debian's packaged
+    /// config (`inmemory`) or a Redis one has it.
+    pub fn start_cached(cache: RegCache) -> Registry {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let storage = format!(
+            "  filesystem:\n    rootdirectory: {}\n{}",
+            root.display(),
+            cache.yaml()
+        );
+        Registry::start_with(tmp, root, &storage, None)
+    }
+
+    /// `start_s3`, with a blob-descriptor cache.
+    pub fn start_s3_cached(cache: RegCache) -> Registry {
+        let moto = Moto::start();
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("unused");
+        let storage = format!(
+            "  s3:\n    accesskey: testing\n    secretkey: testing\n    region: us-east-1\n    regionendpoint: {}\n    bucket: {}\n    rootdirectory: /{S3_PREFIX}\n    secure: false\n{}",
+            moto.endpoint,
+            moto.bucket,
+            cache.yaml()
+        );
+        Registry::start_with(tmp, root, &storage, Some(moto))
+    }
+
     fn start_with(
         tmp: tempfile::TempDir,
         root: PathBuf,
@@ -438,10 +569,15 @@ impl Registry {
     ) -> Registry {
         let addr = format!("127.0.0.1:{}", free_port());
         let config = tmp.path().join("config.yml");
-        // No blob descriptor cache: regsweep changes the disk under the registry, and a cache
-        // would answer from memory what the disk no longer holds.
+        // No blob descriptor cache unless the storage section brings one (`start_cached`): a
+        // cache answers from memory what the disk may no longer hold. A `redis:` section is
+        // written at the top level, where the registry reads it.
+        let (storage, redis) = match storage.split_once("REDIS:") {
+            Some((s, r)) => (s.to_string(), format!("redis:\n  addr: {}\n", r.trim())),
+            None => (storage.to_string(), String::new()),
+        };
         let yaml = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n{storage}  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n"
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n{storage}  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{redis}"
         );
         std::fs::write(&config, yaml).unwrap();
         let mut reg = Registry {
@@ -546,7 +682,7 @@ impl Registry {
         }
     }
 
-    fn curl(&self, args: &[&str]) -> (u16, String) {
+    pub fn curl(&self, args: &[&str]) -> (u16, String) {
         let out = run_ok(
             Command::new("curl")
                 .args([

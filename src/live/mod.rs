@@ -1,0 +1,134 @@
+//! The live registry beside the storage: what its blob-descriptor cache may go on claiming
+//! after a sweep, and how regsweep makes it forget (Redis: eviction) or says it cannot
+//! (in memory: a restart), then asks the registry itself (`probe`).
+//!
+//! The registry (distribution 2.8 and 3.x) caches, per blob digest and per (repository,
+//! digest), that a blob exists. After a sweep removes it beside the running registry, a cached
+//! entry still answers "present": a client pushing the same image again is told each layer
+//! exists, skips the upload, and the manifest is accepted over data that is gone (distribution
+//! issues 3743, 4569). Evicting is always safe: a missing entry only sends the registry back to
+//! its storage. So eviction happens after the removals (a lookup in between finds nothing to
+//! cache again), covers what the sweep removed, and reconciles every other entry against what
+//! the scan found, which also mends what a killed run or another tool left behind.
+
+pub mod probe;
+pub mod redis;
+
+use crate::config::registry::BlobCache;
+use crate::gc::plan::{BlobRemoval, LinkRemoval, ManifestRemoval};
+use crate::model::Layout;
+use crate::model::digest::Digest;
+use rustc_hash::FxHashSet;
+use serde::Serialize;
+
+/// What the run knows of the registry's cache, and what it may risk.
+#[derive(Debug, Clone, Default)]
+pub struct LiveOptions {
+    /// From `--config`; `None` when only `--root` was given (the cache is unknown).
+    pub cache: Option<BlobCache>,
+    /// `--registry-url`: ask the registry about what was swept.
+    pub registry_url: Option<String>,
+    /// `--risk-stale-cache`: sweep even when the Redis cache cannot be reached.
+    pub risk_stale_cache: bool,
+}
+
+/// What was swept, as the cache keys it: blob digests, and (repository, digest) pairs of
+/// layer links and manifest revisions (and the repositories a swept blob was linked from).
+#[derive(Debug, Default)]
+pub struct Swept {
+    pub blobs: Vec<Digest>,
+    pub links: Vec<(String, Digest)>,
+}
+
+impl Swept {
+    pub fn new(
+        blobs: &[BlobRemoval],
+        layer_links: &[LinkRemoval],
+        manifests: &[ManifestRemoval],
+    ) -> Swept {
+        let mut links: Vec<(String, Digest)> = (layer_links.iter())
+            .map(|l| (l.repository.clone(), l.digest))
+            .chain(manifests.iter().map(|m| (m.repository.clone(), m.digest)))
+            .chain((blobs.iter()).flat_map(|b| b.linked_from.iter().map(|r| (r.clone(), b.digest))))
+            .collect();
+        links.sort();
+        links.dedup();
+        Swept {
+            blobs: blobs.iter().map(|b| b.digest).collect(),
+            links,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty() && self.links.is_empty()
+    }
+}
+
+/// What the scan found and the sweep left: the entries a cache may keep.
+pub struct Present {
+    blobs: FxHashSet<Digest>,
+    links: FxHashSet<(String, Digest)>,
+}
+
+impl Present {
+    pub fn new(layout: &Layout, swept: &Swept) -> Present {
+        let gone_blobs: FxHashSet<&Digest> = swept.blobs.iter().collect();
+        let gone_links: FxHashSet<(&str, &Digest)> =
+            swept.links.iter().map(|(r, d)| (r.as_str(), d)).collect();
+        let blobs = (layout.blobs.iter())
+            .map(|b| b.digest)
+            .filter(|d| !gone_blobs.contains(d))
+            .collect();
+        let links = (layout.repos.iter())
+            .flat_map(|r| {
+                (r.layers
+                    .iter()
+                    .map(|l| layout.blobs[l.blob as usize].digest))
+                .chain(r.revisions.iter().map(|l| l.digest))
+                .map(move |d| (r.name.as_str(), d))
+            })
+            .filter(|(r, d)| !gone_links.contains(&(*r, d)))
+            .map(|(r, d)| (r.to_string(), d))
+            .collect();
+        Present { blobs, links }
+    }
+
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blobs.contains(d)
+    }
+
+    pub fn has_link(&self, repo: &str, d: &Digest) -> bool {
+        self.links.contains(&(repo.to_string(), *d))
+    }
+}
+
+/// What the run did about the registry's cache, for the report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LiveReport {
+    /// `off`, `inmemory`, `redis`, or `unknown` (only `--root` given).
+    pub cache: &'static str,
+    /// Redis entries (keys and set members) evicted.
+    pub evicted: u64,
+    /// The registry must be restarted before the next push (an in-memory cache, after a sweep
+    /// that removed something).
+    pub restart_needed: bool,
+    /// `--registry-url`: (repository, digest) pairs asked about, and those it still claims.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<probe::ProbeReport>,
+}
+
+impl LiveReport {
+    pub fn new(cache: Option<&BlobCache>) -> LiveReport {
+        LiveReport {
+            cache: match cache {
+                None => "unknown",
+                Some(BlobCache::Off) => "off",
+                Some(BlobCache::InMemory) => "inmemory",
+                Some(BlobCache::Redis(_)) => "redis",
+            },
+            evicted: 0,
+            restart_needed: false,
+            probe: None,
+        }
+    }
+}

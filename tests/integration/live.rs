@@ -1,0 +1,188 @@
+//! The live registry's blob-descriptor cache after a sweep (issue 18, item 1): a re-push of
+//! what was swept must upload again and pull, with the registry's cache in Redis (evicted by
+//! regsweep) or in memory (reported, caught by `--registry-url`, mended by a restart).
+
+use crate::testenv::*;
+use std::collections::BTreeSet;
+
+/// Pushes a one-layer image to `repo_tag`, then deletes its manifest through the API: its
+/// blobs stay until a gc, and the registry's cache holds them. Returns the image.
+fn push_and_delete(reg: &mut Registry, seed: &str, repo_tag: &str) -> (OciDir, Image) {
+    let mut oci = reg.new_oci();
+    let img = oci.image(&[(seed, 1500)], "amd64", "2026-01-01T00:00:00Z");
+    oci.tag(&img.manifest, "x");
+    reg.push(&oci, "x", repo_tag);
+    let repo = repo_tag.split(':').next().unwrap();
+    reg.delete_manifest(repo, &img.manifest.digest);
+    (oci, img)
+}
+
+fn gc_config(reg: &Registry, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let mut args = vec![
+        "gc",
+        "--config",
+        reg.config.to_str().unwrap(),
+        "--format",
+        "json",
+        "--quiet",
+        "--report",
+        "-",
+        "--grace",
+        "0",
+        "-m",
+    ];
+    args.extend_from_slice(extra);
+    let out = regsweep(&args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), report, err)
+}
+
+fn kinds(report: &serde_json::Value) -> BTreeSet<String> {
+    (report["errors"].as_array().into_iter().flatten())
+        .map(|e| e["kind"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// HEAD of a blob in a repository through the registry: its status.
+fn head_blob(reg: &Registry, repo: &str, digest: &str) -> u16 {
+    let url = format!("http://{}/v2/{repo}/blobs/{digest}", reg.addr);
+    reg.curl(&["-I", &url]).0
+}
+
+#[test]
+fn with_a_redis_cache_a_re_push_after_the_sweep_uploads_again_and_pulls() {
+    let redis = Redis::start();
+    let mut reg = Registry::start_cached(RegCache::Redis(&redis));
+    let (oci, img) = push_and_delete(&mut reg, "redis-app", "test/app:v1");
+    let (_, other) = push_and_delete(&mut reg, "redis-mounted", "test/other:v1");
+    let layer = &img.layers[0].digest;
+    assert_eq!(head_blob(&reg, "test/app", layer), 200);
+    assert!(
+        redis.keys("blobs::*").contains(&format!("blobs::{layer}")),
+        "the registry cached the layer: {:?}",
+        redis.keys("*")
+    );
+    let (code, r, err) = gc_config(&reg, &[]);
+    assert_eq!(code, 0, "{err}\n{r}");
+    assert_eq!(r["registry"]["cache"], "redis", "{r}");
+    assert!(r["registry"]["evicted"].as_u64().unwrap() > 0, "{r}");
+    let gone: BTreeSet<String> = deleted_blobs(&r);
+    assert!(gone.contains(layer), "{r}");
+    for d in &gone {
+        assert!(
+            !redis.keys("*").iter().any(|k| k.contains(d.as_str())),
+            "{d} still in Redis: {:?}",
+            redis.keys("*")
+        );
+    }
+    // The registry no longer claims the layer; a cross-repository mount of a swept layer is
+    // refused (an upload starts, 202) instead of mounted (201).
+    assert_eq!(head_blob(&reg, "test/app", layer), 404);
+    let mount = format!(
+        "http://{}/v2/fresh/repo/blobs/uploads/?mount={}&from=test/other",
+        reg.addr, other.layers[0].digest
+    );
+    assert_eq!(
+        reg.curl(&["-X", "POST", &mount]).0,
+        202,
+        "mount of a swept layer"
+    );
+    // The same image pushed again uploads its layers and pulls in full.
+    reg.push(&oci, "x", "test/app:v1");
+    reg.pull("test/app:v1").expect("the re-pushed image pulls");
+    assert!(
+        reg.reference_gc_dry_run().is_empty(),
+        "the reference GC finds nothing left"
+    );
+}
+
+#[test]
+fn with_an_in_memory_cache_the_report_says_restart_and_the_registry_url_catches_the_claim() {
+    let mut reg = Registry::start_cached(RegCache::InMemory);
+    let (oci, img) = push_and_delete(&mut reg, "mem-app", "test/app:v1");
+    let layer = img.layers[0].digest.clone();
+    assert_eq!(head_blob(&reg, "test/app", &layer), 200);
+    let metrics = reg.tmp.path().join("m.prom");
+    let url = format!("http://{}", reg.addr);
+    let (code, r, err) = gc_config(
+        &reg,
+        &[
+            "--registry-url",
+            &url,
+            "--metrics",
+            metrics.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 4, "the registry still claims what went: {err}\n{r}");
+    assert!(deleted_blobs(&r).contains(&layer), "{r}");
+    let k = kinds(&r);
+    assert!(
+        k.contains("registry_restart_needed") && k.contains("registry_claims_swept"),
+        "{k:?}"
+    );
+    assert_eq!(r["registry"]["restart_needed"], true);
+    let claimed = r["registry"]["probe"]["claimed"].as_array().unwrap();
+    assert!(
+        claimed.iter().any(|c| c["digest"] == layer.as_str()),
+        "the stale layer is named: {r}"
+    );
+    let m = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        m.contains("regsweep_registry_restart_needed{command=\"gc\"} 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("regsweep_registry_stale_claims{command=\"gc\"} "),
+        "{m}"
+    );
+    // The claim is real: the cache answers 200 for a blob whose data is gone.
+    assert_eq!(head_blob(&reg, "test/app", &layer), 200);
+    // After the restart the report asked for, a re-push uploads again and pulls.
+    reg.restart();
+    assert_eq!(head_blob(&reg, "test/app", &layer), 404);
+    reg.push(&oci, "x", "test/app:v1");
+    reg.pull("test/app:v1")
+        .expect("the re-pushed image pulls after the restart");
+    // The text says it too, in words.
+    let (_, img2) = push_and_delete(&mut reg, "mem-app-2", "test/app2:v1");
+    let out = regsweep(&[
+        "gc",
+        "--config",
+        reg.config.to_str().unwrap(),
+        "--grace",
+        "0",
+        "-m",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("RESTART the registry before the next push"),
+        "{text}"
+    );
+    assert!(!blobs_on_disk(&reg.v2()).contains(&img2.layers[0].digest));
+}
+
+#[test]
+fn an_unreachable_redis_stops_the_sweep_unless_the_risk_is_taken_by_name() {
+    let mut redis = Redis::start();
+    let mut reg = Registry::start_cached(RegCache::Redis(&redis));
+    let (_, img) = push_and_delete(&mut reg, "down-app", "test/app:v1");
+    redis.stop();
+    let before = blobs_on_disk(&reg.v2());
+    let (code, r, err) = gc_config(&reg, &[]);
+    assert_eq!(code, 1, "{err}\n{r}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&redis.addr) && err.contains("--risk-stale-cache"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was swept"), "{err}");
+    assert_eq!(blobs_on_disk(&reg.v2()), before, "nothing deleted");
+    // A dry run needs no cache.
+    let (code, _, err) = gc_config(&reg, &["--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, r, err) = gc_config(&reg, &["--risk-stale-cache"]);
+    assert_eq!(code, 0, "{err}\n{r}");
+    assert!(kinds(&r).contains("registry_cache_unreachable"), "{r}");
+    assert!(!blobs_on_disk(&reg.v2()).contains(&img.layers[0].digest));
+}
