@@ -62,10 +62,12 @@ pub fn load_store<S: Storage>(store: S, how: Open, progress: &dyn Progress) -> R
     let mut layout = load(&store, how.scan, cache.as_ref(), progress)?;
     if let Some(cache) = cache {
         tracing::info!(hits = cache.hits(), "manifests read from the cache");
-        // Every run re-reads a sample of what the cache answered (a plan must be what a sweep
-        // would do): an entry that disagrees with storage (damage, a forgery, another parser)
-        // drops the whole cache.
-        match verify_sample(&store, &cache) {
+        // A run that may delete (it holds the lock) re-reads a sample of what the cache
+        // answered: an entry that disagrees with storage (damage, a forgery, another parser)
+        // drops the whole cache. Dry runs trust the file's protections: what they plan is
+        // carried out by `apply`, which reads every manifest, or re-checked by a sweep.
+        let check = how.lock.is_some().then(|| verify_sample(&store, &cache));
+        match check.flatten() {
             Some(why) => {
                 tracing::warn!("manifest cache dropped, every manifest read again: {why}");
                 cache.discard();
@@ -81,7 +83,7 @@ pub fn load_store<S: Storage>(store: S, how: Open, progress: &dyn Progress) -> R
     })
 }
 
-/// Entries of the cache a run checks against storage: enough that a cache damaged or
+/// Entries of the cache a sweeping run checks against storage: enough that a cache damaged or
 /// forged in more than a few places is caught, few enough that the cache still saves reads.
 const CACHE_SAMPLE: usize = 64;
 

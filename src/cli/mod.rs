@@ -86,6 +86,12 @@ pub struct ApplyArgs {
     /// No progress bars.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// After the sweep, ask the live registry at URL whether it still claims what went (as gc).
+    #[arg(long, value_name = "URL")]
+    pub registry_url: Option<String>,
+    /// Sweep even when the registry's Redis cache (read from --config) cannot be reached.
+    #[arg(long)]
+    pub risk_stale_cache: bool,
 }
 
 #[derive(Debug, Args)]
@@ -996,17 +1002,22 @@ fn trash_empty(a: TrashEmptyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let root = match (a.root, a.config) {
-        (None, None) => None,
-        (root, config) => Some(
-            RootArgs {
+    let (root, registry_cache) = match (a.root, a.config) {
+        (None, None) => (None, None),
+        (root, config) => {
+            let (root, cache) = RootArgs {
                 root,
                 config,
                 s3_endpoint: a.s3_endpoint,
             }
-            .resolve()?,
-        ),
+            .resolve_with_cache()?;
+            (Some(root), cache)
+        }
     };
+    if let Some(url) = &a.registry_url {
+        crate::live::probe::check_url(url)
+            .map_err(|why| Error::Usage(format!("--registry-url: {why}")))?;
+    }
     let cfg = crate::commands::apply::ApplyConfig {
         plan: a.plan,
         root,
@@ -1015,6 +1026,11 @@ fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
         break_lock: a.break_lock,
         progress: !a.quiet,
         checksum: a.checksum,
+        live: crate::live::LiveOptions {
+            cache: registry_cache,
+            registry_url: a.registry_url,
+            risk_stale_cache: a.risk_stale_cache,
+        },
     };
     let faults = Faults::from_env();
     let (out, code) =

@@ -40,6 +40,8 @@ pub struct ApplyConfig {
     pub progress: bool,
     /// The checksum a reviewer pinned (`sha256:<hex>` or the hex alone): any other plan is refused.
     pub checksum: Option<String>,
+    /// The live registry's cache (from `--config`), `--registry-url`, `--risk-stale-cache`.
+    pub live: crate::live::LiveOptions,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,6 +61,12 @@ pub struct ApplyReport {
     pub skipped: Vec<Skipped>,
     pub failures: Vec<Failure>,
     pub interrupted: bool,
+    /// What the run did about the live registry's blob-descriptor cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<crate::live::LiveReport>,
+    /// Findings about the live registry (restart needed, claims, failures).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<crate::report::ErrorEntry>,
 }
 
 #[derive(Debug, Serialize)]
@@ -410,6 +418,8 @@ fn run_in<S: Storage>(
         + planned.layer_links.len()
         + planned.blobs.len()
         + planned.uploads.len();
+    let mut findings = Vec::new();
+    let redis = super::live::before_sweep(&cfg.live, !todo.is_empty(), &mut findings)?;
     let trash_run = match &cfg.trash {
         Some(dir) => Some(trash::create_run(dir, &layout.v2, "apply")?),
         None => None,
@@ -433,6 +443,12 @@ fn run_in<S: Storage>(
         });
     }
     skipped.sort_by(|a, b| a.kind.cmp(b.kind).then(a.item.cmp(&b.item)));
+    let bytes_freed = todo.bytes_freed();
+    let went = crate::report::without_kept(todo, &layout.v2, &outcome.kept);
+    let swept = crate::live::Swept::new(&went.blobs, &went.layer_links, &went.manifests);
+    let (registry, notes) =
+        super::live::after(&cfg.live, redis, &layout, &swept, outcome.removed > 0);
+    findings.extend(notes);
     let report = ApplyReport {
         envelope: crate::report::Envelope::new("regsweep/apply-report/v2", started),
         plan: cfg.plan.clone(),
@@ -440,7 +456,7 @@ fn run_in<S: Storage>(
         summary: ApplySummary {
             planned: planned_count,
             applied: outcome.removed as usize,
-            bytes_freed: todo.bytes_freed(),
+            bytes_freed,
             skipped: skipped.len(),
             failures: outcome.failures.len(),
             requests: store.requests(),
@@ -448,8 +464,15 @@ fn run_in<S: Storage>(
         skipped,
         failures: outcome.failures,
         interrupted: outcome.interrupted,
+        registry: Some(registry),
+        findings,
     };
+    let live = |kind: &str| report.findings.iter().any(|f| f.kind == kind);
     let code = if !report.failures.is_empty() || report.interrupted {
+        ExitCode::Error
+    } else if live("registry_claims_swept") {
+        ExitCode::StaleRegistry
+    } else if report.findings.iter().any(|f| f.severity == "error") {
         ExitCode::Error
     } else {
         ExitCode::Ok
@@ -493,5 +516,6 @@ fn text(r: &ApplyReport) -> String {
     for f in &r.failures {
         let _ = writeln!(o, "  fail  {}: {}", f.path.display(), f.message);
     }
+    crate::report::registry_lines(&mut o, r.registry.as_ref(), &r.findings);
     o
 }

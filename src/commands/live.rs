@@ -9,6 +9,7 @@ use crate::live::probe::{self, Kind};
 use crate::live::redis::RedisCache;
 use crate::live::{LiveOptions, LiveReport, Present, Swept};
 use crate::model::Layout;
+use crate::model::digest::Digest;
 use crate::report::{ErrorEntry, GcReport};
 use std::path::PathBuf;
 
@@ -57,25 +58,46 @@ fn entry(severity: &'static str, kind: &str, message: String) -> ErrorEntry {
     }
 }
 
-/// After the sweep: evict (Redis), flag a restart (in memory or unknown), probe the registry;
-/// all of it recorded in `report`.
+/// gc's `after`, recorded in its report.
 pub fn after_sweep(
     live: &LiveOptions,
     redis: Option<RedisCache>,
     layout: &Layout,
     report: &mut GcReport,
 ) {
-    let mut out = LiveReport::new(live.cache.as_ref());
     let p = &report.plan;
     let swept = Swept::new(
         &p.blobs_deleted,
         &p.layer_links_deleted,
         &p.manifests_deleted,
     );
-    let removed = report.summary.items_removed > 0;
+    let (out, notes) = after(
+        live,
+        redis,
+        layout,
+        &swept,
+        report.summary.items_removed > 0,
+    );
+    report.summary.errors += notes.len();
+    report.errors.extend(notes);
+    report.registry = Some(out);
+}
+
+/// After a sweep that removed `swept` (`removed`: anything at all), in this order: evict from
+/// Redis, say when the registry needs a restart, ask the registry. What was done, and the
+/// findings.
+pub fn after(
+    live: &LiveOptions,
+    redis: Option<RedisCache>,
+    layout: &Layout,
+    swept: &Swept,
+    removed: bool,
+) -> (LiveReport, Vec<ErrorEntry>) {
+    let mut out = LiveReport::new(live.cache.as_ref());
     let mut notes = Vec::new();
+    // 1. Redis: what went, then every entry the scan does not back.
     if let Some(mut redis) = redis {
-        match redis.evict(&swept, &Present::new(layout, &swept)) {
+        match redis.evict(swept, &Present::new(layout, swept)) {
             Ok(n) => out.evicted = n,
             Err(why) => notes.push(entry(
                 "error",
@@ -86,6 +108,7 @@ pub fn after_sweep(
             )),
         }
     }
+    // 2. A cache regsweep cannot reach into: only a restart makes it forget.
     match &live.cache {
         Some(BlobCache::InMemory) if removed => {
             out.restart_needed = true;
@@ -102,51 +125,57 @@ pub fn after_sweep(
         )),
         _ => {}
     }
+    // 3. The registry's own word.
     if let (Some(url), true) = (&live.registry_url, removed) {
-        let items = (swept.links.iter())
-            .map(|(r, d)| (r.clone(), *d, Kind::Blob))
-            .chain(
-                (p.manifests_deleted.iter())
-                    .map(|m| (m.repository.clone(), m.digest, Kind::Manifest)),
-            )
-            .collect();
-        match probe::probe(url, registry_auth(), items) {
+        match probe::probe(url, registry_auth(), probe_items(swept)) {
             Ok(r) => {
-                if !r.claimed.is_empty() {
-                    let fix = match &live.cache {
-                        Some(BlobCache::Redis(_)) => {
-                            "run gc again to evict, or restart the registry"
-                        }
-                        _ => "restart the registry",
-                    };
-                    notes.push(entry(
-                        "error",
-                        "registry_claims_swept",
-                        format!(
-                            "{url} still claims {} of the {} swept items asked about (first: {} {}@{}): {fix} before the next push",
-                            r.claimed.len(),
-                            r.asked,
-                            if r.claimed[0].kind == Kind::Blob { "blob" } else { "manifest" },
-                            r.claimed[0].repository,
-                            r.claimed[0].digest
-                        ),
-                    ));
-                }
-                for f in r.failed.iter().take(5) {
-                    notes.push(entry(
-                        "error",
-                        "registry_probe_failed",
-                        format!("{url}: {f}"),
-                    ));
-                }
+                notes.extend(claims(url, &r, live.cache.as_ref()));
                 out.probe = Some(r);
             }
             Err(why) => notes.push(entry("error", "registry_probe_failed", why)),
         }
     }
-    report.summary.errors += notes.len();
-    report.errors.extend(notes);
-    report.registry = Some(out);
+    (out, notes)
+}
+
+/// What to ask the registry about: every swept (repository, digest) pair as a blob, and the
+/// deleted manifests as manifests too.
+fn probe_items(swept: &Swept) -> Vec<(String, Digest, Kind)> {
+    (swept.links.iter())
+        .map(|(r, d)| (r.clone(), *d, Kind::Blob))
+        .chain((swept.manifests.iter()).map(|(r, d)| (r.clone(), *d, Kind::Manifest)))
+        .collect()
+}
+
+/// The findings of a probe: what the registry still claims, and requests that got no answer.
+fn claims(url: &str, r: &probe::ProbeReport, cache: Option<&BlobCache>) -> Vec<ErrorEntry> {
+    let mut notes = Vec::new();
+    if let Some(first) = r.claimed.first() {
+        let fix = match cache {
+            Some(BlobCache::Redis(_)) => "run gc again to evict, or restart the registry",
+            _ => "restart the registry",
+        };
+        notes.push(entry(
+            "error",
+            "registry_claims_swept",
+            format!(
+                "{url} still claims {} of the {} swept items asked about (first: {} {}@{}): {fix} before the next push",
+                r.claimed.len(),
+                r.asked,
+                if first.kind == Kind::Blob { "blob" } else { "manifest" },
+                first.repository,
+                first.digest
+            ),
+        ));
+    }
+    for f in r.failed.iter().take(5) {
+        notes.push(entry(
+            "error",
+            "registry_probe_failed",
+            format!("{url}: {f}"),
+        ));
+    }
+    notes
 }
 
 /// Basic-auth credentials for `--registry-url`, from the environment.

@@ -38,6 +38,8 @@ pub struct LiveOptions {
 pub struct Swept {
     pub blobs: Vec<Digest>,
     pub links: Vec<(String, Digest)>,
+    /// The manifest revisions among `links` (asked about as manifests too).
+    pub manifests: Vec<(String, Digest)>,
 }
 
 impl Swept {
@@ -56,6 +58,9 @@ impl Swept {
         Swept {
             blobs: blobs.iter().map(|b| b.digest).collect(),
             links,
+            manifests: (manifests.iter())
+                .map(|m| (m.repository.clone(), m.digest))
+                .collect(),
         }
     }
 

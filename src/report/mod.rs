@@ -177,7 +177,11 @@ pub struct Context {
 
 /// The live registry's lines of the text summary: its cache, what was evicted, and each of
 /// the run's findings about it (restart, claims, failures), in full.
-fn registry_lines(o: &mut String, live: Option<&crate::live::LiveReport>, errors: &[ErrorEntry]) {
+pub fn registry_lines(
+    o: &mut String,
+    live: Option<&crate::live::LiveReport>,
+    errors: &[ErrorEntry],
+) {
     if let Some(r) = live {
         let state = match r.cache {
             "redis" => format!(
@@ -208,7 +212,7 @@ fn registry_lines(o: &mut String, live: Option<&crate::live::LiveReport>, errors
 }
 
 /// The plan less the items whose folders (by path) the sweep kept.
-fn without_kept(
+pub fn without_kept(
     mut plan: Plan,
     v2: &std::path::Path,
     kept: &[crate::gc::outcome::Failure],

@@ -18,9 +18,9 @@
 //! symbolic link and without blocking (a FIFO there is refused, never waited on), and anything
 //! there that is not a regsweep cache is refused, never replaced. The trailer is a checksum,
 //! not a signature: whoever can write the file as the user could delete the registry anyway.
-//! Every run re-reads a random sample of the entries it used from storage (`sample_used`; at
-//! least 64, or 1% of them); one mismatch and the whole cache is dropped and every manifest is
-//! read again.
+//! Before a sweep, the run re-reads a random sample of the entries it used from storage
+//! (`sample_used`; 64, or 1% of them); one mismatch and the whole cache is dropped and every
+//! manifest is read again.
 //!
 //! In memory the file stays as its bytes, with the span of each entry (8 bytes an entry): an
 //! entry is decoded when asked for, and copied as it is when the cache is written again. New

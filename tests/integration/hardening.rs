@@ -470,3 +470,137 @@ fn metrics_on_a_full_disk_fail_aloud_leave_no_temp_file_and_never_hide_a_sweep()
     assert!(blobs_on_disk(&f.v2()).len() < before.len(), "it did sweep");
     assert_eq!(full.leftovers(), Vec::<String>::new());
 }
+
+/// PUTs `body` at `key` in the registry's bucket (moto takes unsigned requests); `key` is
+/// percent-encoded for the URL, so the bucket holds it exactly as given.
+fn put_key(reg: &Registry, key: &str, body: &str) {
+    let moto = reg.s3.as_ref().unwrap();
+    let mut path = String::new();
+    for b in key.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => {
+                path.push(b as char)
+            }
+            _ => path.push_str(&format!("%{b:02X}")),
+        }
+    }
+    let url = format!("{}/{}/{path}", moto.endpoint, moto.bucket);
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
+        // moto reads a body without this type as a form, and stores nothing.
+        .args([
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            body,
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "PUT {key}");
+}
+
+#[test]
+fn keys_with_percent_or_non_ascii_names_are_read_under_exactly_that_name() {
+    let mut reg = Registry::start_s3();
+    let mut oci = reg.new_oci();
+    let img = oci.image(&[("odd-keys", 400)], "amd64", "2024-01-01T00:00:00Z");
+    oci.tag(&img.manifest, "v1");
+    reg.push(&oci, "v1", "test/app:v1");
+    let tags = format!("{S3_PREFIX}/docker/registry/v2/repositories/test/app/_manifests/tags");
+    for name in ["pct%2Ftag", "uni\u{fc}"] {
+        put_key(
+            &reg,
+            &format!("{tags}/{name}/current/link"),
+            &img.manifest.digest,
+        );
+    }
+    let keys = reg.s3.as_ref().unwrap().keys(&format!("{tags}/"));
+    assert!(
+        keys.contains(&format!("{tags}/pct%2Ftag/current/link")),
+        "{keys:?}"
+    );
+    let out = regsweep(&[
+        "check",
+        "--config",
+        reg.config.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let findings = report["findings"].as_array().unwrap();
+    let about = |name: &str| -> Vec<&serde_json::Value> {
+        findings
+            .iter()
+            .filter(|f| f["path"].as_str().unwrap_or("").contains(name))
+            .collect()
+    };
+    for f in findings {
+        let m = f["message"].as_str().unwrap_or("");
+        assert!(
+            !m.contains("404")
+                && !m.contains("NoSuchKey")
+                && !m.contains("%25")
+                && !m.contains("%C3"),
+            "read under another name: {f}"
+        );
+    }
+    // The names the registry would not write are reported as such, under the listed name.
+    assert!(!about("pct%2Ftag").is_empty(), "{report}");
+    assert!(!about("uni\u{fc}").is_empty(), "{report}");
+    for name in ["pct%2Ftag", "uni\u{fc}"] {
+        assert!(
+            about(name).iter().all(|f| f["kind"] == "invalid_tag_name"),
+            "{name}: {report}"
+        );
+    }
+    // And a gc leaves them (and the image) alone.
+    let (code, r) = gc_json_config(&reg, &["-m", "--grace", "0"]);
+    assert_eq!(code, 0, "{r}");
+    reg.pull("test/app:v1").expect("pulls");
+    assert_eq!(reg.s3.as_ref().unwrap().keys(&format!("{tags}/")), keys);
+}
+
+fn gc_json_config(reg: &Registry, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec![
+        "gc",
+        "--config",
+        reg.config.to_str().unwrap(),
+        "--format",
+        "json",
+        "--quiet",
+        "--report",
+        "-",
+    ];
+    args.extend_from_slice(extra);
+    let out = regsweep(&args);
+    let code = out.status.code().unwrap_or(-1);
+    (
+        code,
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr))),
+    )
+}
+
+#[test]
+fn a_sweep_given_only_a_root_says_the_registry_cache_may_need_a_restart() {
+    let f = fixture();
+    let (code, r) = gc_json(&f.root, &["--grace", "0"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["registry"]["cache"], "unknown", "{r}");
+    let notice = (r["errors"].as_array().unwrap().iter())
+        .find(|e| e["kind"] == "registry_cache_unknown")
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(notice["severity"], "notice");
+    assert!(
+        notice["message"].as_str().unwrap().contains("restart"),
+        "{notice}"
+    );
+    // Nothing swept, nothing to say.
+    let (_, again) = gc_json(&f.root, &["--grace", "0"]);
+    assert!(
+        !again.to_string().contains("registry_cache_unknown"),
+        "{again}"
+    );
+}

@@ -186,3 +186,23 @@ fn an_unreachable_redis_stops_the_sweep_unless_the_risk_is_taken_by_name() {
     assert!(kinds(&r).contains("registry_cache_unreachable"), "{r}");
     assert!(!blobs_on_disk(&reg.v2()).contains(&img.layers[0].digest));
 }
+
+#[test]
+fn on_s3_with_a_redis_cache_a_re_push_after_the_sweep_pulls() {
+    let redis = Redis::start();
+    let mut reg = Registry::start_s3_cached(RegCache::Redis(&redis));
+    let (oci, img) = push_and_delete(&mut reg, "s3-redis-app", "test/app:v1");
+    let layer = img.layers[0].digest.clone();
+    assert!(redis.keys("blobs::*").contains(&format!("blobs::{layer}")));
+    // S3 keeps whole seconds, and regsweep keeps what was written in its run's first second.
+    reg.s3.as_ref().unwrap().next_second();
+    let (code, r, err) = gc_config(&reg, &[]);
+    assert_eq!(code, 0, "{err}\n{r}");
+    assert!(deleted_blobs(&r).contains(&layer), "{r}");
+    assert_eq!(r["registry"]["cache"], "redis");
+    assert!(!reg.s3.as_ref().unwrap().blobs().contains(&layer));
+    assert_eq!(head_blob(&reg, "test/app", &layer), 404);
+    reg.push(&oci, "x", "test/app:v1");
+    reg.pull("test/app:v1")
+        .expect("the re-pushed image pulls from the bucket");
+}

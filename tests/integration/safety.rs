@@ -236,7 +236,38 @@ fn a_push_reusing_a_planned_blob_during_the_run_keeps_it() {
 /// `a_first_push_into_a_new_repository_keeps_the_old_blob_it_reuses`.
 #[test]
 fn soak_pushes_while_gc_runs_repeatedly() {
-    let mut w = world::build();
+    let w = world::build();
+    let root = w.reg.root.clone();
+    soak(w, || gc_cmd(&root));
+}
+
+/// The soak again, with the registry's blob-descriptor cache in Redis: gc reads it from
+/// `--config` and evicts what it swept, under the same stream of pushes.
+#[test]
+fn soak_with_a_redis_cache() {
+    let redis = Redis::start();
+    let w = world::build_on(Registry::start_cached(RegCache::Redis(&redis)));
+    let config = w.reg.config.clone();
+    soak(w, || gc_config_cmd(&config));
+}
+
+/// The soak again, with the cache in the registry's memory (Debian's default config).
+#[test]
+fn soak_with_an_in_memory_cache() {
+    let w = world::build_on(Registry::start_cached(RegCache::InMemory));
+    let config = w.reg.config.clone();
+    soak(w, || gc_config_cmd(&config));
+}
+
+fn gc_config_cmd(config: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_regsweep"));
+    c.args(["gc", "--quiet", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG");
+    c
+}
+
+fn soak(mut w: world::World, gc: impl Fn() -> Command) {
     age_tree(&w.reg.root, DAYS2);
     let mut oci = w.reg.new_oci();
     let mut pushes = Vec::new();
@@ -277,7 +308,7 @@ fn soak_pushes_while_gc_runs_repeatedly() {
     });
     let mut runs = 0;
     while !done.load(std::sync::atomic::Ordering::SeqCst) || runs < 4 {
-        let mut cmd = gc_cmd(&w.reg.root);
+        let mut cmd = gc();
         if runs % 2 == 1 {
             cmd.arg("-m");
         }
