@@ -516,6 +516,6 @@ fn text(r: &ApplyReport) -> String {
     for f in &r.failures {
         let _ = writeln!(o, "  fail  {}: {}", f.path.display(), f.message);
     }
-    crate::report::registry_lines(&mut o, r.registry.as_ref(), &r.findings);
+    crate::report::registry_lines(&mut o, r.registry.as_ref(), &r.findings, true);
     o
 }

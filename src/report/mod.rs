@@ -175,12 +175,14 @@ pub struct Context {
     pub options: Options,
 }
 
-/// The live registry's lines of the text summary: its cache, what was evicted, and each of
-/// the run's findings about it (restart, claims, failures), in full.
+/// The live registry's lines of the text summary: its cache, what was evicted, what the
+/// registry was asked; with `findings`, each of the run's findings about it in full too (gc
+/// lists them with its other problems instead).
 pub fn registry_lines(
     o: &mut String,
     live: Option<&crate::live::LiveReport>,
     errors: &[ErrorEntry],
+    findings: bool,
 ) {
     if let Some(r) = live {
         let state = match r.cache {
@@ -206,7 +208,7 @@ pub fn registry_lines(
             );
         }
     }
-    for e in errors.iter().filter(|e| e.kind.starts_with("registry_")) {
+    for e in (errors.iter()).filter(|e| findings && e.kind.starts_with("registry_")) {
         let _ = writeln!(o, "  registry       {} [{}]", e.message, e.kind);
     }
 }
@@ -522,7 +524,7 @@ impl GcReport {
                 "  interrupted    the sweep stopped early; run gc again to finish"
             );
         }
-        registry_lines(&mut o, self.registry.as_ref(), &self.errors);
+        registry_lines(&mut o, self.registry.as_ref(), &self.errors, false);
         for e in &self.output_errors {
             let _ = writeln!(o, "  not written    {e}");
         }
