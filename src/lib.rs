@@ -5,8 +5,9 @@
 //! (reachability) -> [`gc::plan`] (what goes) -> [`store::sweep`] or [`report`]. Only [`store`]
 //! touches storage. Imports only point down this map, never up and never in a cycle:
 //!
-//! - leaves: `error` (a kind by cause, with the path; exit codes), `progress` (the trait the core
-//!   reports to), `units` (human sizes and ages), `output` (files written whole)
+//! - leaves: `error` (a kind by cause, with the path; exit codes), `endpoint` (URLs checked
+//!   before a client sees them), `progress` (the trait the core reports to), `units` (human
+//!   sizes and ages), `output` (files written whole)
 //! - [`model`]: `digest`, `duration`, `manifest` (bytes to references), `paths` (the layout's
 //!   vocabulary), `base` -> `catalog` (parsed manifests) -> the layout, decisions and `Rules`
 //! - [`gc`]: the pure stages `walk` (the one manifest-graph walk) -> `mark` -> `plan`; `outcome`
@@ -25,6 +26,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod endpoint;
 pub mod error;
 pub mod gc;
 pub mod inspect;

@@ -174,7 +174,7 @@ impl RootArgs {
                 let read = config::registry::read(&c, &|k| std::env::var(k).ok())?;
                 let mut root = read.storage;
                 if let (Root::S3(s3), Some(e)) = (&mut root, self.s3_endpoint) {
-                    config::check_endpoint(&e)
+                    crate::endpoint::check(&e)
                         .map_err(|why| Error::Usage(format!("--s3-endpoint: {why}")))?;
                     s3.endpoint = Some(e);
                 }

@@ -269,7 +269,7 @@ fn s3_root(
     let bucket = key("bucket")?.ok_or("storage.s3.bucket is not set")?;
     let endpoint = key("regionendpoint")?;
     if let Some(e) = &endpoint {
-        super::check_endpoint(e).map_err(|why| format!("storage.s3.regionendpoint: {why}"))?;
+        crate::endpoint::check(e).map_err(|why| format!("storage.s3.regionendpoint: {why}"))?;
     }
     Ok(S3Root {
         bucket,

@@ -45,7 +45,7 @@ pub struct ProbeReport {
 
 /// Checks `url` before a sweep: http(s), a host; `None` when it is usable.
 pub fn check_url(url: &str) -> Result<(), String> {
-    crate::config::check_endpoint(url)
+    crate::endpoint::check(url)
 }
 
 /// Up to `MAX_PROBES` of `items`, drawn at random when there are more.

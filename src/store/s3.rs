@@ -693,7 +693,7 @@ impl S3Storage {
         // The endpoint may come from AWS_ENDPOINT too: checked whichever way it came, since the
         // crate panics on one it cannot build a request from.
         if let Some(e) = b.get_config_value(&object_store::aws::AmazonS3ConfigKey::Endpoint) {
-            crate::config::check_endpoint(&e).map_err(|why| fail(format!("endpoint {why}")))?;
+            crate::endpoint::check(&e).map_err(|why| fail(format!("endpoint {why}")))?;
         }
         let store = b.build().map_err(|e| fail(first_line(&e.to_string())))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
