@@ -37,7 +37,8 @@ pub mod pipeline;
 pub mod policy;
 pub mod progress;
 pub mod report;
-pub mod store;
+pub mod stages;
+pub mod storage;
 #[cfg(test)]
 mod testutil;
 pub mod units;

@@ -2,18 +2,15 @@
 //! `docker/registry/v2`, lock when asked, scan, read the manifests), then the pure decisions
 //! (policy, mark, plan) for one set of [`Rules`].
 
-use crate::config::{Root, canonical_root};
 use crate::error::Result;
 use crate::gc::mark;
 use crate::gc::plan::{self, Plan};
 use crate::model::{Layout, Rules, Time};
 use crate::policy::{self, AgeFrom, Decisions, Matcher, Policy, TagExplain};
 use crate::progress::Progress;
-use crate::store::cache::Cache;
-use crate::store::fs::FsStorage;
-use crate::store::s3::S3Storage;
-use crate::store::scan::{self, ScanOptions};
-use crate::store::seam::Storage;
+use crate::stages::cache::Cache;
+use crate::stages::scan::{self, ScanOptions};
+use crate::storage::seam::Storage;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
@@ -35,21 +32,6 @@ pub struct Open<'a> {
     pub scan: ScanOptions,
     /// The manifest cache file to read and update (`--cache`); none with `--no-cache`.
     pub cache: Option<&'a Path>,
-}
-
-/// A command's config that runs on a registry's storage, whichever backend holds it.
-pub trait OnStorage {
-    type Out;
-    fn run<S: Storage>(&self, store: S, progress: &dyn Progress) -> Result<Self::Out>;
-}
-
-/// Opens the storage `root` names (a folder, resolved once; or a bucket, reached and checked)
-/// and runs `job` on it.
-pub fn with_storage<J: OnStorage>(root: &Root, job: &J, progress: &dyn Progress) -> Result<J::Out> {
-    match root {
-        Root::Fs(path) => job.run(FsStorage::open(&canonical_root(path)?)?, progress),
-        Root::S3(s3) => job.run(S3Storage::open(s3)?, progress),
-    }
 }
 
 /// Locks (when asked) and loads storage already opened, on disk or in a bucket.

@@ -5,7 +5,7 @@ mod bars;
 use bars::Bars;
 
 use crate::commands::gc;
-use crate::config::{self, Format, GcConfig, ReportTarget, Root};
+use crate::config::{self, Format, GcConfig, Location, ReportTarget};
 use crate::error::Error;
 use crate::error::ExitCode;
 use crate::model::duration::Span;
@@ -156,16 +156,16 @@ pub struct RootArgs {
 }
 
 impl RootArgs {
-    fn resolve(self) -> Result<Root, Error> {
+    fn resolve(self) -> Result<Location, Error> {
         self.resolve_with_cache().map(|(root, _)| root)
     }
 
     /// The root, and the registry's blob-descriptor cache when a config says it.
-    fn resolve_with_cache(self) -> Result<(Root, Option<config::registry::BlobCache>), Error> {
+    fn resolve_with_cache(self) -> Result<(Location, Option<config::registry::BlobCache>), Error> {
         match (self.root, self.config) {
             (Some(r), None) => match r.to_str() {
-                Some(text) => Ok((Root::parse(text, self.s3_endpoint)?, None)),
-                None if self.s3_endpoint.is_none() => Ok((Root::Fs(r), None)),
+                Some(text) => Ok((Location::parse(text, self.s3_endpoint)?, None)),
+                None if self.s3_endpoint.is_none() => Ok((Location::Fs(r), None)),
                 None => Err(Error::Usage(
                     "--s3-endpoint needs an s3://BUCKET/PREFIX root".into(),
                 )),
@@ -173,7 +173,7 @@ impl RootArgs {
             (None, Some(c)) => {
                 let read = config::registry::read(&c, &|k| std::env::var(k).ok())?;
                 let mut root = read.storage;
-                if let (Root::S3(s3), Some(e)) = (&mut root, self.s3_endpoint) {
+                if let (Location::S3(s3), Some(e)) = (&mut root, self.s3_endpoint) {
                     crate::endpoint::check(&e)
                         .map_err(|why| Error::Usage(format!("--s3-endpoint: {why}")))?;
                     s3.endpoint = Some(e);
@@ -202,20 +202,20 @@ pub struct CacheArgs {
 
 impl CacheArgs {
     /// The cache file for `root`, or none.
-    fn resolve(self, root: &Root) -> Option<PathBuf> {
+    fn resolve(self, root: &Location) -> Option<PathBuf> {
         if self.no_cache {
             return None;
         }
         self.cache.or_else(|| {
             let key = match root {
-                Root::Fs(p) => p.canonicalize().unwrap_or_else(|_| p.clone()),
-                Root::S3(s3) => PathBuf::from(format!(
+                Location::Fs(p) => p.canonicalize().unwrap_or_else(|_| p.clone()),
+                Location::S3(s3) => PathBuf::from(format!(
                     "{} {}",
                     s3.url(),
                     s3.endpoint.as_deref().unwrap_or("")
                 )),
             };
-            crate::store::cache::default_path(&key)
+            crate::stages::cache::default_path(&key)
         })
     }
 }
@@ -811,18 +811,8 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
         ..GcConfig::planning(root.clone())
     };
     let now = chrono::Utc::now().timestamp();
-    let hidden = crate::progress::Hidden;
-    let (v2, plan, explain) = match &root {
-        Root::Fs(_) => {
-            let a = gc::analyse(&cfg, now, &hidden)?;
-            (a.layout.v2, a.plan, a.explain)
-        }
-        Root::S3(s3) => {
-            let store = crate::store::s3::S3Storage::open(s3)?;
-            let a = gc::analyse_in(store, &cfg, now, &hidden)?;
-            (a.layout.v2, a.plan, a.explain)
-        }
-    };
+    let job = gc::Preview { cfg: &cfg, now };
+    let (v2, plan, explain) = root.open(&job, &crate::progress::Hidden)?;
     let preview =
         crate::report::PolicyPreview::new(&a.file, &policy, started, &v2, &plan, &explain);
     if json {
@@ -909,19 +899,19 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
 
 fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let selection = match &a.tag {
-        None => crate::store::trash::Selection::All,
+        None => crate::stages::trash::Selection::All,
         Some(t) => {
             let (repository, tag) = t
                 .rsplit_once(':')
                 .filter(|(r, t)| !r.is_empty() && !t.is_empty())
                 .ok_or_else(|| Error::Usage(format!("--tag: expected REPO:TAG, got {t:?}")))?;
-            crate::store::trash::Selection::Tag {
+            crate::stages::trash::Selection::Tag {
                 repository: repository.into(),
                 tag: tag.into(),
             }
         }
     };
-    let r = crate::store::trash::restore(&a.dir, &selection, a.break_lock, a.root.as_deref())?;
+    let r = crate::stages::trash::restore(&a.dir, &selection, a.break_lock, a.root.as_deref())?;
     let mut out = String::new();
     for i in &r.restored {
         out.push_str(&format!(
@@ -948,7 +938,7 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
 
 fn trash_list(a: TrashListArgs) -> anyhow::Result<ExitCode> {
     let started = chrono::Utc::now();
-    let runs = crate::store::trash::list(&a.dir)?;
+    let runs = crate::stages::trash::list(&a.dir)?;
     if matches!(a.format, FormatArg::Json) {
         let report = crate::report::TrashListReport::new(&a.dir, started, runs);
         print(&(serde_json::to_string_pretty(&report)? + "\n"));
@@ -981,7 +971,7 @@ fn trash_list(a: TrashListArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn trash_empty(a: TrashEmptyArgs) -> anyhow::Result<ExitCode> {
-    let removed = crate::store::trash::empty(&a.dir, a.older_than.0)?;
+    let removed = crate::stages::trash::empty(&a.dir, a.older_than.0)?;
     let mut out = String::new();
     for r in &removed {
         out.push_str(&format!(

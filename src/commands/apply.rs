@@ -5,25 +5,24 @@
 //! the items that both the plan and this fresh look agree on; a blob also needs its size and
 //! mtime unchanged. Everything else in the plan is skipped and reported with the reason.
 
-use crate::config::Root;
-use crate::config::{Format, GcConfig, canonical_root};
+use crate::config::Location;
+use crate::config::{Format, GcConfig};
 use crate::error::ExitCode;
 use crate::error::{Error, Result};
 use crate::gc::plan::{LinkRemoval, Plan};
 use crate::model::Time;
 use crate::model::digest::Digest;
 use crate::pipeline::{self, Open, Opened};
-use crate::store::fs::FsStorage;
-use crate::store::s3::S3Storage;
-use crate::store::seam::Storage;
+use crate::storage::location::OnStorage;
+use crate::storage::seam::Storage;
 use std::path::Path;
 
 use crate::gc::outcome::Failure;
 use crate::model::{Decision, Decisions};
 use crate::progress::Progress;
 use crate::report::{GC_SCHEMAS, PlanFile, human_bytes};
-use crate::store::sweep;
-use crate::store::trash;
+use crate::stages::sweep;
+use crate::stages::trash;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -33,7 +32,7 @@ use std::path::PathBuf;
 pub struct ApplyConfig {
     pub plan: PathBuf,
     /// Must be the plan's root when given (for a bucket: with its endpoint and keys).
-    pub root: Option<Root>,
+    pub root: Option<Location>,
     pub trash: Option<PathBuf>,
     pub format: Format,
     pub break_lock: bool,
@@ -82,7 +81,7 @@ pub struct ApplySummary {
     pub failures: usize,
     /// Requests made to an object store, by kind (absent on disk).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub requests: Option<crate::store::seam::Requests>,
+    pub requests: Option<crate::storage::seam::Requests>,
 }
 
 fn bad(plan: &std::path::Path, message: impl Into<String>) -> Error {
@@ -105,7 +104,7 @@ struct Planned {
 }
 
 fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
-    let text = crate::store::dirfd::read_path(path, 1 << 30)
+    let text = crate::storage::dirfd::read_path(path, 1 << 30)
         .map_err(|e| bad(path, format!("plan {e}")))?;
     /// A gc report as a plan: its schema and checksum beside the plan itself.
     #[derive(serde::Deserialize)]
@@ -220,40 +219,61 @@ pub fn run(
             format!("the plan is for {plan_root}, not {}", given.display()),
         )
     };
-    if plan_root.starts_with("s3://") {
-        if cfg.trash.is_some() {
+    // The plan names its root; --root/--config, when given, must name the same one (for a
+    // bucket they bring the endpoint and keys to reach it).
+    let in_plan = Location::parse(&plan_root, None)?.canonical()?;
+    let location = match &cfg.root {
+        None => in_plan,
+        Some(given) => {
+            let given_resolved = given.canonical()?;
+            if given_resolved.display_path() != in_plan.display_path() {
+                return Err(mismatch(&given.display_path()));
+            }
+            given_resolved
+        }
+    };
+    let job = ApplyJob {
+        cfg,
+        planned: &planned,
+        stop,
+        started,
+    };
+    location.open(&job, progress)
+}
+
+/// apply on whichever storage the plan names.
+struct ApplyJob<'a> {
+    cfg: &'a ApplyConfig,
+    planned: &'a Planned,
+    stop: &'a (dyn Fn() -> bool + Sync),
+    started: chrono::DateTime<chrono::Utc>,
+}
+
+impl OnStorage for ApplyJob<'_> {
+    type Out = (String, ExitCode);
+    fn run<S: Storage>(&self, store: S, progress: &dyn Progress) -> Result<Self::Out> {
+        if self.cfg.trash.is_some() && !store.capabilities().rename {
             return Err(Error::Usage(format!(
-                "{plan_root}: --trash is not supported on an object store"
+                "{}: --trash is not supported on an object store",
+                store.location().display()
             )));
         }
-        // The bucket the plan names, reached as --root/--config say (endpoint, keys), or by the
-        // AWS_* environment.
-        let s3 = match &cfg.root {
-            Some(Root::S3(given)) if given.url() == plan_root => given.clone(),
-            Some(other) => return Err(mismatch(&other.display_path())),
-            None => match Root::parse(&plan_root, None)? {
-                Root::S3(s3) => s3,
-                Root::Fs(_) => unreachable!("an s3:// root"),
-            },
-        };
-        return run_in(S3Storage::open(&s3)?, cfg, planned, stop, started, progress);
+        run_in(
+            store,
+            self.cfg,
+            self.planned,
+            self.stop,
+            self.started,
+            progress,
+        )
     }
-    let root = canonical_root(&planned.root)?;
-    // The plan names its root: it must be a registry layout, whoever wrote the plan.
-    let store = FsStorage::open(&root)?;
-    match &cfg.root {
-        Some(Root::Fs(given)) if canonical_root(given)? == root => {}
-        Some(other) => return Err(mismatch(&other.display_path())),
-        None => {}
-    }
-    run_in(store, cfg, planned, stop, started, progress)
 }
 
 /// `run`, on the plan's storage, opened.
 fn run_in<S: Storage>(
     store: S,
     cfg: &ApplyConfig,
-    planned: Planned,
+    planned: &Planned,
     stop: &(dyn Fn() -> bool + Sync),
     started: chrono::DateTime<chrono::Utc>,
     progress: &dyn Progress,

@@ -1,18 +1,19 @@
 //! The check command: everything wrong or left over in a layout, changing nothing.
 
 use crate::config::Format;
-use crate::config::Root;
+use crate::config::Location;
 use crate::error::ExitCode;
 use crate::error::Result;
 use crate::inspect::integrity;
 use crate::model::Rules;
 use crate::model::{Finding, Severity};
-use crate::pipeline::{self, OnStorage, Open, Opened};
+use crate::pipeline::{self, Open, Opened};
 use crate::progress::Progress;
 use crate::report::human_bytes;
 use crate::report::metrics::Metrics;
-use crate::store::scan::{self, ScanOptions};
-use crate::store::seam::Storage;
+use crate::stages::scan::{self, ScanOptions};
+use crate::storage::location::OnStorage;
+use crate::storage::seam::Storage;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct CheckConfig {
-    pub root: Root,
+    pub root: Location,
     pub verify_digests: bool,
     pub format: Format,
     /// Findings of each list the text shows; `None` shows all.
@@ -61,12 +62,12 @@ pub struct CheckSummary {
     pub notices: usize,
     /// Requests made to an object store, by kind (absent on disk).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub requests: Option<crate::store::seam::Requests>,
+    pub requests: Option<crate::storage::seam::Requests>,
 }
 
 /// Runs check; the rendered output and the exit code (0 clean, 3 damage found).
 pub fn run(cfg: &CheckConfig, progress: &dyn Progress) -> Result<(String, ExitCode)> {
-    pipeline::with_storage(&cfg.root, cfg, progress)
+    cfg.root.open(cfg, progress)
 }
 
 impl OnStorage for CheckConfig {

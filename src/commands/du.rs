@@ -1,18 +1,19 @@
 //! The du command: one scan, then sizes per repository or per tag, and what gc would free.
 
-use crate::config::Root;
+use crate::config::Location;
 use crate::error::ExitCode;
 use crate::error::{Error, Result};
 use crate::inspect::usage::{self, RepoUsage, TagUsage};
 use crate::model::digest::Digest;
 use crate::model::duration::Span;
 use crate::model::{Rules, Severity};
-use crate::pipeline::{self, OnStorage, Open, Opened};
+use crate::pipeline::{self, Open, Opened};
 use crate::policy::Policy;
 use crate::progress::Progress;
 use crate::report::human_bytes;
 use crate::report::metrics::Metrics;
-use crate::store::seam::Storage;
+use crate::storage::location::OnStorage;
+use crate::storage::seam::Storage;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -34,7 +35,7 @@ pub enum DuSort {
 
 #[derive(Debug, Clone)]
 pub struct DuConfig {
-    pub root: Root,
+    pub root: Location,
     /// The manifest cache file; `None` reads every manifest from storage.
     pub cache: Option<PathBuf>,
     pub format: DuFormat,
@@ -66,7 +67,7 @@ pub struct Totals {
     pub damage_findings: usize,
     /// Requests made to an object store, by kind (absent on disk).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub requests: Option<crate::store::seam::Requests>,
+    pub requests: Option<crate::storage::seam::Requests>,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,7 +92,7 @@ pub struct DuReport {
 
 /// Runs du; the rendered output and the exit code.
 pub fn run(cfg: &DuConfig, progress: &dyn Progress) -> Result<(String, ExitCode)> {
-    pipeline::with_storage(&cfg.root, cfg, progress)
+    cfg.root.open(cfg, progress)
 }
 
 impl OnStorage for DuConfig {
@@ -479,7 +480,8 @@ fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {
         row(&mut o, &format!("({} more)", rest.len()), sum);
     }
     // A bucket stores (and bills) an object's size: "on disk" only says something for a folder.
-    let allocated = if r.root.to_string_lossy().starts_with("s3://") {
+    // An object store is the storage that counts its requests.
+    let allocated = if t.requests.is_some() {
         " stored".to_string()
     } else {
         format!(" ({} on disk)", human_bytes(t.allocated_bytes))

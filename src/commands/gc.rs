@@ -1,7 +1,7 @@
 //! The gc command: the pipeline for a validated config (open, decide, sweep), then its report
 //! and metrics.
 
-use crate::config::{Format, GcConfig, ReportTarget, Root};
+use crate::config::{Format, GcConfig, ReportTarget};
 use crate::error::ExitCode;
 use crate::error::{Error, Result};
 use crate::gc::plan::Plan;
@@ -11,11 +11,11 @@ use crate::policy::TagExplain;
 use crate::progress::Progress;
 use crate::report::metrics::Metrics;
 use crate::report::{self, GcReport};
-use crate::store::fs::FsStorage;
-use crate::store::s3::S3Storage;
-use crate::store::seam::Storage;
-use crate::store::sweep;
-use crate::store::trash;
+use crate::stages::sweep;
+use crate::stages::trash;
+use crate::storage::fs::FsStorage;
+use crate::storage::location::OnStorage;
+use crate::storage::seam::Storage;
 use std::io::Write;
 use std::time::Instant;
 
@@ -90,28 +90,48 @@ pub struct Hooks<'a> {
 
 /// Runs gc and returns the report with the exit code it calls for.
 pub fn run(cfg: &GcConfig, hooks: &Hooks, progress: &dyn Progress) -> Result<(GcReport, ExitCode)> {
-    match &cfg.root {
-        Root::Fs(root) => {
-            let root = crate::config::canonical_root(root)?;
-            let cfg = &GcConfig {
-                root: Root::Fs(root.clone()),
-                ..cfg.clone()
-            };
-            let store = FsStorage::open(&root)?;
-            if let Some(dir) = &cfg.trash {
-                trash::check_place(dir, store.v2())?;
-            }
-            run_in(store, cfg, hooks, progress)
-        }
-        Root::S3(s3) => {
-            if cfg.trash.is_some() {
+    // Reports and plans name the root as the operator gave it, resolved.
+    let cfg = &GcConfig {
+        root: cfg.root.canonical()?,
+        ..cfg.clone()
+    };
+    cfg.root.open(&GcJob { cfg, hooks }, progress)
+}
+
+/// gc on whichever storage the config names.
+struct GcJob<'a> {
+    cfg: &'a GcConfig,
+    hooks: &'a Hooks<'a>,
+}
+
+impl OnStorage for GcJob<'_> {
+    type Out = (GcReport, ExitCode);
+    fn run<S: Storage>(&self, store: S, progress: &dyn Progress) -> Result<Self::Out> {
+        if let Some(dir) = &self.cfg.trash {
+            if !store.capabilities().rename {
                 return Err(Error::Usage(format!(
                     "{}: --trash is not supported on an object store (a bucket has no rename: a trash would copy every blob); keep deleted objects with the bucket's versioning instead",
-                    s3.url()
+                    store.location().display()
                 )));
             }
-            run_in(S3Storage::open(s3)?, cfg, hooks, progress)
+            trash::check_place(dir, store.v2())?;
         }
+        run_in(store, self.cfg, self.hooks, progress)
+    }
+}
+
+/// What a policy would do, on whichever storage the config names: the layout's top, the plan
+/// and every tag decision (`policy check` with a root).
+pub struct Preview<'a> {
+    pub cfg: &'a GcConfig,
+    pub now: Time,
+}
+
+impl OnStorage for Preview<'_> {
+    type Out = (std::path::PathBuf, Plan, Vec<TagExplain>);
+    fn run<S: Storage>(&self, store: S, progress: &dyn Progress) -> Result<Self::Out> {
+        let a = analyse_in(store, self.cfg, self.now, progress)?;
+        Ok((a.layout.v2, a.plan, a.explain))
     }
 }
 

@@ -2,10 +2,12 @@
 
 pub mod registry;
 
-use crate::error::{Error, Result};
+pub use crate::storage::location::{Location, canonical_root};
+pub use crate::storage::s3::S3Root;
+
 use crate::model::duration::Span;
 use crate::model::{Rules, Time};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -23,7 +25,7 @@ pub enum ReportTarget {
 #[derive(Debug, Clone)]
 pub struct GcConfig {
     /// The registry's storage: its `rootdirectory`, or a bucket.
-    pub root: Root,
+    pub root: Location,
     /// The manifest cache file (`--cache`, or the default per root); `None` with `--no-cache`.
     pub cache: Option<PathBuf>,
     /// Items of each list the text report shows; `None` shows all.
@@ -81,7 +83,7 @@ impl GcConfig {
     }
 
     /// A config that only looks: a dry run with no grace, no policy and every option off.
-    pub fn planning(root: impl Into<Root>) -> GcConfig {
+    pub fn planning(root: impl Into<Location>) -> GcConfig {
         GcConfig {
             root: root.into(),
             cache: None,
@@ -106,134 +108,5 @@ impl GcConfig {
             reference_output: false,
             live: crate::live::LiveOptions::default(),
         }
-    }
-}
-
-/// The canonical form of a root the user gave, or an error naming it.
-pub fn canonical_root(root: &Path) -> Result<PathBuf> {
-    root.canonicalize().map_err(|e| Error::io(root, e))
-}
-
-/// Where a registry's storage is: a folder on disk, or a bucket and prefix on an S3-compatible
-/// object store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Root {
-    Fs(PathBuf),
-    S3(S3Root),
-}
-
-impl From<PathBuf> for Root {
-    fn from(p: PathBuf) -> Root {
-        Root::Fs(p)
-    }
-}
-
-impl Root {
-    /// How reports and messages name it: the path, or `s3://bucket/prefix`.
-    pub fn display_path(&self) -> PathBuf {
-        match self {
-            Root::Fs(p) => p.clone(),
-            Root::S3(s) => PathBuf::from(s.url()),
-        }
-    }
-
-    /// The folder, for the commands that work on disk only.
-    pub fn into_fs(self, command: &str) -> Result<PathBuf> {
-        match self {
-            Root::Fs(p) => Ok(p),
-            Root::S3(s) => Err(Error::Usage(format!(
-                "{}: `{command}` works on a filesystem root only; on an object store, regsweep runs gc --dry-run, du, check and policy check",
-                s.url()
-            ))),
-        }
-    }
-
-    /// `--root`: `s3://BUCKET[/PREFIX]` is a bucket (with `--s3-endpoint`, or the endpoint and
-    /// credentials of the usual `AWS_*` environment), anything else a folder.
-    pub fn parse(text: &str, endpoint: Option<String>) -> Result<Root> {
-        let Some(rest) = text.strip_prefix("s3://") else {
-            if endpoint.is_some() {
-                return Err(Error::Usage(
-                    "--s3-endpoint needs an s3://BUCKET/PREFIX root".into(),
-                ));
-            }
-            return Ok(Root::Fs(PathBuf::from(text)));
-        };
-        if let Some(e) = &endpoint {
-            crate::endpoint::check(e)
-                .map_err(|why| Error::Usage(format!("--s3-endpoint: {why}")))?;
-        }
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(Error::Usage(format!(
-                "{text}: no bucket named (s3://BUCKET/PREFIX)"
-            )));
-        }
-        Ok(Root::S3(S3Root {
-            bucket: bucket.to_string(),
-            prefix: prefix.trim_matches('/').to_string(),
-            endpoint,
-            ..S3Root::default()
-        }))
-    }
-}
-
-/// A registry's storage in a bucket: what its `s3` driver config says (or `--root s3://...`).
-/// Credentials left out here come from the `AWS_*` environment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct S3Root {
-    pub bucket: String,
-    /// The driver's `rootdirectory` without its slashes: keys start with `<prefix>/docker/`.
-    pub prefix: String,
-    /// The driver's `regionendpoint` (an S3-compatible server; path-style requests).
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub access_key: Option<String>,
-    pub secret_key: Option<String>,
-    pub session_token: Option<String>,
-}
-
-impl S3Root {
-    pub fn url(&self) -> String {
-        if self.prefix.is_empty() {
-            format!("s3://{}", self.bucket)
-        } else {
-            format!("s3://{}/{}", self.bucket, self.prefix)
-        }
-    }
-
-    /// The key prefix of the storage root: empty, or `prefix/`.
-    pub fn key_prefix(&self) -> String {
-        if self.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.prefix)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_s3_roots() {
-        assert_eq!(
-            Root::parse("s3://b/p/q/", Some("http://h:1".into())).unwrap(),
-            Root::S3(S3Root {
-                bucket: "b".into(),
-                prefix: "p/q".into(),
-                endpoint: Some("http://h:1".into()),
-                ..S3Root::default()
-            })
-        );
-        assert_eq!(
-            Root::parse("/srv/r", None).unwrap(),
-            Root::Fs("/srv/r".into())
-        );
-        assert!(Root::parse("s3://", None).is_err());
-        assert!(Root::parse("/srv/r", Some("http://h".into())).is_err());
-        let e = Root::parse("s3://b", Some("127.0.0.1:5070".into())).unwrap_err();
-        assert!(e.to_string().starts_with("--s3-endpoint: "), "{e}");
     }
 }

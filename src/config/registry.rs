@@ -7,7 +7,7 @@
 //! `REGISTRY_*` environment overrides. The registry decodes with Go's yaml.v2, which puts any
 //! scalar's text in a string field and refuses a map or list there; the types below do the same.
 
-use super::{Root, S3Root};
+use super::{Location, S3Root};
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -21,7 +21,7 @@ pub const ROOT_ENV: &str = "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY";
 /// What regsweep reads of a registry's config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryConfig {
-    pub storage: Root,
+    pub storage: Location,
     pub cache: BlobCache,
 }
 
@@ -237,9 +237,9 @@ pub fn read(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Registr
                     .map_err(bad)?
                     .unwrap_or_else(|| "/var/lib/registry".into()),
             };
-            Root::Fs(PathBuf::from(dir))
+            Location::Fs(PathBuf::from(dir))
         }
-        Some("s3") => Root::S3(s3_root(section("s3").unwrap_or(&empty), &env).map_err(bad)?),
+        Some("s3") => Location::S3(s3_root(section("s3").unwrap_or(&empty), &env).map_err(bad)?),
         Some(other) if OTHER_DRIVERS.contains(&other) => {
             return Err(bad(format!(
                 "storage driver is {other}: regsweep reads the filesystem and s3 drivers' storage only"

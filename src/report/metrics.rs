@@ -53,7 +53,7 @@ impl Metrics {
     }
 
     /// Requests an object-store run made, one sample per kind; nothing on disk.
-    pub fn requests(&mut self, requests: Option<&crate::store::seam::Requests>) {
+    pub fn requests(&mut self, requests: Option<&crate::storage::seam::Requests>) {
         let Some(r) = requests else { return };
         for (kind, n) in [
             ("list", r.list),

@@ -8,7 +8,7 @@ use crate::model::digest::Digest;
 use crate::model::duration::Span;
 use crate::model::{Layout, Severity};
 use crate::policy::TagExplain;
-use crate::store::seam::Requests;
+use crate::storage::seam::Requests;
 use crate::units::plural;
 pub use crate::units::{human_age, human_bytes};
 use serde::{Deserialize, Serialize};
@@ -743,7 +743,7 @@ pub struct TrashListReport {
     /// The trash folder.
     pub root: PathBuf,
     pub summary: TrashSummary,
-    pub runs: Vec<crate::store::trash::RunSummary>,
+    pub runs: Vec<crate::stages::trash::RunSummary>,
 }
 
 #[derive(Debug, Serialize)]
@@ -758,7 +758,7 @@ impl TrashListReport {
     pub fn new(
         dir: &std::path::Path,
         started: chrono::DateTime<chrono::Utc>,
-        runs: Vec<crate::store::trash::RunSummary>,
+        runs: Vec<crate::stages::trash::RunSummary>,
     ) -> TrashListReport {
         TrashListReport {
             envelope: Envelope::new(TRASH_LIST_SCHEMA, started),

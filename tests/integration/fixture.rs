@@ -411,14 +411,14 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
         let a = regsweep::commands::gc::analyse(&cfg(&f.root), now, &hidden).unwrap();
         let asked = std::sync::atomic::AtomicUsize::new(0);
         let stop = || asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= k;
-        let opts = regsweep::store::sweep::SweepOptions {
+        let opts = regsweep::stages::sweep::SweepOptions {
             stop: &stop,
             trash: None,
             since_ns: regsweep::pipeline::since_ns(chrono::Utc::now()),
             staged: &|| {},
         };
         let outcome =
-            pool.install(|| regsweep::store::sweep::sweep(&a.store, &a.plan, &hidden, &opts));
+            pool.install(|| regsweep::stages::sweep::sweep(&a.store, &a.plan, &hidden, &opts));
         // Releases the lock the analysis took, for the rerun below.
         drop(a);
         assert!(

@@ -404,7 +404,7 @@ fn regenerate_fixtures() {
     let _ = std::fs::remove_dir_all(&dest);
     copy_tree(&w.reg.root, &dest);
     // Git keeps no empty folders: drop them here too, so a checkout is the same as this tree.
-    regsweep::store::trash::prune(&dest);
+    regsweep::stages::trash::prune(&dest);
     let expected = serde_json::json!({
         "tags": w.tags,
         "kept": w.kept,

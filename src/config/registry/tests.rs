@@ -14,7 +14,7 @@ fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Registr
     read(&p, env)
 }
 
-fn root(text: &str) -> Result<Root> {
+fn root(text: &str) -> Result<Location> {
     read_text(text, &none).map(|c| c.storage)
 }
 
@@ -25,25 +25,25 @@ fn refused(text: &str) -> String {
 #[test]
 fn reads_the_filesystem_root_with_its_override_and_default() {
     let y = "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /srv/reg\n  delete:\n    enabled: true\n";
-    assert_eq!(root(y).unwrap(), Root::Fs("/srv/reg".into()));
+    assert_eq!(root(y).unwrap(), Location::Fs("/srv/reg".into()));
     let env = |k: &str| (k == ROOT_ENV).then(|| "/env/root".to_string());
     assert_eq!(
         read_text(y, &env).unwrap().storage,
-        Root::Fs("/env/root".into())
+        Location::Fs("/env/root".into())
     );
     assert_eq!(
         root("version: 0.1\nstorage:\n  filesystem: {}\n").unwrap(),
-        Root::Fs("/var/lib/registry".into())
+        Location::Fs("/var/lib/registry".into())
     );
     // A bare driver name, as the registry's UnmarshalYAML takes it.
     assert_eq!(
         root("version: 0.1\nstorage: filesystem\n").unwrap(),
-        Root::Fs("/var/lib/registry".into())
+        Location::Fs("/var/lib/registry".into())
     );
     // No storage section: the environment's root completes it, as in the registry.
     assert_eq!(
         read_text("version: 0.1\n", &env).unwrap().storage,
-        Root::Fs("/env/root".into())
+        Location::Fs("/env/root".into())
     );
     // yaml.v2 reads `version: 0.1` as the text 0.1, quoted or not.
     assert!(root("version: \"0.1\"\nstorage: filesystem\n").is_ok());
@@ -89,7 +89,7 @@ fn refuses_what_the_registry_refuses_naming_the_line() {
 #[test]
 fn reads_the_s3_driver_with_its_environment_overrides() {
     let y = "version: 0.1\nstorage:\n  s3:\n    bucket: reg\n    region: eu-west-1\n    regionendpoint: http://127.0.0.1:9000\n    rootdirectory: /regroot/\n    accesskey: AK\n    secretkey: SK\n";
-    let Root::S3(s3) = root(y).unwrap() else {
+    let Location::S3(s3) = root(y).unwrap() else {
         panic!("not s3")
     };
     assert_eq!(
@@ -102,7 +102,7 @@ fn reads_the_s3_driver_with_its_environment_overrides() {
         (Some("AK"), Some("SK"))
     );
     let env = |k: &str| (k == "REGISTRY_STORAGE_S3_BUCKET").then(|| "other".to_string());
-    let Root::S3(s3) = read_text(y, &env).unwrap().storage else {
+    let Location::S3(s3) = read_text(y, &env).unwrap().storage else {
         panic!("not s3")
     };
     assert_eq!(s3.bucket, "other");
@@ -234,6 +234,6 @@ fn endpoints_are_checked_before_any_client_sees_them() {
             let full = format!("{}/bucket/key", s.trim_end_matches('/'));
             assert!(full.parse::<http::Uri>().is_ok(), "{s:?}");
         }
-        let _ = Root::parse("s3://b/p", Some(s));
+        let _ = Location::parse("s3://b/p", Some(s));
     }
 }

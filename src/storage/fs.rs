@@ -5,9 +5,9 @@ use crate::error::{Error, Result};
 use crate::model::Time;
 use crate::model::digest::Digest;
 use crate::model::paths::{DATA, Paths};
-use crate::store::dirfd::Dir;
-use crate::store::lock::Lock;
-use crate::store::seam::{Folder, Storage};
+use crate::storage::dirfd::Dir;
+use crate::storage::lock::Lock;
+use crate::storage::seam::{Capabilities, Folder, Storage};
 use rayon::prelude::*;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -65,6 +65,13 @@ impl Storage for FsStorage {
     }
     fn open_outside(&self, path: &Path) -> io::Result<Dir> {
         Dir::open(path)
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            rename: true,
+            max_batch: 1,
+            symlinks: true,
+        }
     }
 
     /// The later of each blob's data mtime and its folder's: a finished upload is moved into

@@ -6,8 +6,8 @@
 //! looks at a run that died before the next one starts.
 
 use crate::error::{Error, Result};
-use crate::store::dirfd::Dir;
-use crate::store::seam::Folder;
+use crate::storage::dirfd::Dir;
+use crate::storage::seam::Folder;
 use std::ffi::OsStr;
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};

@@ -12,9 +12,9 @@ use crate::model::paths::{
 };
 use crate::model::{Blob, Finding, Layout, Link, Manifests, Repo, Severity, Tag, Time, Upload};
 use crate::progress::Progress;
-use crate::store::cache::Cache;
-use crate::store::dirfd;
-use crate::store::seam::{Folder, Kind, ReadError, Storage};
+use crate::stages::cache::Cache;
+use crate::storage::dirfd;
+use crate::storage::seam::{Folder, Kind, ReadError, Storage};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;

@@ -18,8 +18,8 @@ use crate::model::digest::Digest;
 use crate::model::paths::Paths;
 use crate::model::paths::{DATA, LINK, STAGING_DIR, TAG_CURRENT};
 use crate::progress::Progress;
-use crate::store::scan;
-use crate::store::seam::{Folder, Storage};
+use crate::stages::scan;
+use crate::storage::seam::{Folder, Storage};
 use rayon::prelude::*;
 use std::ffi::OsStr;
 use std::io;
@@ -114,7 +114,7 @@ impl<S: Storage> Sweeper<'_, S> {
         match self.root.open_dir(parent) {
             Ok(d) => Some((d, self.v2.join(parent), name.to_string())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None, // gone already: a re-run
-            Err(e) if crate::store::dirfd::is_symlink_error(&e) => {
+            Err(e) if crate::storage::dirfd::is_symlink_error(&e) => {
                 self.fail(
                     &full,
                     "a folder on the way is a symbolic link; left alone".into(),
@@ -145,7 +145,7 @@ impl<S: Storage> Sweeper<'_, S> {
     /// left). Kept when it, or one of the `guard` files in it, was modified since the run began.
     fn remove_in(&self, parent: &S::Folder, parent_path: &Path, name: &str, guard: &[&str]) {
         let path = parent_path.join(name);
-        if !self.store.renames() {
+        if !self.store.capabilities().rename {
             // Not reached: such stores remove items by `remove_group`. Refuse rather than guess.
             return self.fail(&path, "this storage cannot move items; kept".into());
         }
@@ -218,7 +218,7 @@ impl<S: Storage> Sweeper<'_, S> {
             .collect();
         let bar = progress.bar("deleting blobs", blobs.len() as u64);
         groups.par_iter().for_each(|group| {
-            if !self.store.renames() {
+            if !self.store.capabilities().rename {
                 let names: Vec<String> = group.iter().map(|b| b.digest.hex()).collect();
                 let first = rel().blob_dir(&group[0].digest);
                 return self.remove_group(&first, &names, &[DATA], &*bar);
@@ -247,7 +247,7 @@ impl<S: Storage> Sweeper<'_, S> {
         items: Vec<PathBuf>,
         guard: &[&str],
     ) {
-        if self.store.renames() {
+        if self.store.capabilities().rename {
             return self.stage(progress, label, &items, |it| self.remove_item(it, guard));
         }
         if items.is_empty() {

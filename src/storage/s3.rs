@@ -21,11 +21,10 @@
 //! the guards last); the lock is a create-only object. A trash is refused (it would copy
 //! every blob), and with it `restore`.
 
-use crate::config::S3Root;
 use crate::error::{Error, Result};
 use crate::model::Time;
 use crate::model::digest::Digest;
-use crate::store::seam::{Folder, Kind, ReadError, Requests, Stat, Storage};
+use crate::storage::seam::{Capabilities, Folder, Kind, ReadError, Requests, Stat, Storage};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -40,6 +39,40 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// A registry's storage in a bucket: what its `s3` driver config says (or `--root s3://...`).
+/// Credentials left out here come from the `AWS_*` environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Root {
+    pub bucket: String,
+    /// The driver's `rootdirectory` without its slashes: keys start with `<prefix>/docker/`.
+    pub prefix: String,
+    /// The driver's `regionendpoint` (an S3-compatible server; path-style requests).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub session_token: Option<String>,
+}
+
+impl S3Root {
+    pub fn url(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    /// The key prefix of the storage root: empty, or `prefix/`.
+    pub fn key_prefix(&self) -> String {
+        if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        }
+    }
+}
 
 /// Requests made, by kind, counted at the HTTP layer (so list pages and retries count too).
 #[derive(Debug, Default)]
@@ -783,7 +816,7 @@ impl S3Storage {
         let v2 = &self.top.prefix;
         // `<prefix>/.regsweep.lock`, beside `docker/` as the file lock is on disk.
         let root = v2.strip_suffix("docker/registry/v2/").unwrap_or("");
-        format!("{root}{}", crate::store::lock::LOCK_FILE)
+        format!("{root}{}", crate::storage::lock::LOCK_FILE)
     }
 }
 
@@ -815,7 +848,7 @@ impl Storage for S3Storage {
         let text = format!(
             "pid={}\nhost={}\nstarted={}\ncommand={command}\n",
             std::process::id(),
-            crate::store::lock::hostname(),
+            crate::storage::lock::hostname(),
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
         let put = || {
@@ -876,8 +909,12 @@ impl Storage for S3Storage {
     fn requests(&self) -> Option<Requests> {
         Some(self.inner.counts.snapshot())
     }
-    fn renames(&self) -> bool {
-        false
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            rename: false,
+            max_batch: 1000,
+            symlinks: false,
+        }
     }
 }
 

@@ -207,15 +207,24 @@ pub trait Storage: Sync {
     /// When each of `blobs` (digest and its data's mtime from the scan) arrived in the blob
     /// store; `Time::MAX` (young) where that cannot be read.
     fn blob_arrivals(&self, blobs: &[(Digest, Time)]) -> Vec<Time>;
-    /// Whether `rename_to` takes an item out of the registry's sight whole (a folder rename on
-    /// disk). An object store has no rename: its items go by `remove_many_unless_changed`.
-    fn renames(&self) -> bool {
-        true
-    }
+    /// What this backend can do: the stages ask this, never which backend it is.
+    fn capabilities(&self) -> Capabilities;
     /// The requests made so far, by kind (an object store's cost); `None` on disk.
     fn requests(&self) -> Option<Requests> {
         None
     }
+}
+
+/// What a backend can do (as object_store's and opendal's capabilities say it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `rename_to` takes an item out of the registry's sight whole (a folder rename on disk). A
+    /// store without it removes items by `remove_many_unless_changed`, and has no trash.
+    pub rename: bool,
+    /// The most keys one delete request removes (1: one unlink at a time).
+    pub max_batch: usize,
+    /// Symbolic links, FIFOs and devices can occur where the layout has files and folders.
+    pub symlinks: bool,
 }
 
 /// Requests to an object store, by kind.

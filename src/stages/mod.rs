@@ -1,0 +1,9 @@
+//! The stages that read and change a registry's storage, written once against the seam of
+//! [`crate::storage`]: reading it into the model (`scan`: the layout, the manifests with their
+//! `cache`, what changed during the run, the digests), the `sweep` that carries out a plan, and
+//! the `trash`.
+
+pub mod cache;
+pub mod scan;
+pub mod sweep;
+pub mod trash;

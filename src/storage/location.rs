@@ -1,0 +1,130 @@
+//! Where a registry's storage is (`Location`: a folder, or a bucket and prefix), and the one
+//! place a backend is picked for it: [`Location::open`] hands a job the opened storage, on disk
+//! or in a bucket, without the job knowing which.
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::storage::fs::FsStorage;
+use crate::storage::s3::{S3Root, S3Storage};
+use crate::storage::seam::Storage;
+use std::path::{Path, PathBuf};
+
+/// A job that runs on a registry's storage, whichever backend holds it.
+pub trait OnStorage {
+    type Out;
+    fn run<S: Storage>(&self, store: S, progress: &dyn Progress) -> Result<Self::Out>;
+}
+
+/// The canonical form of a root the user gave, or an error naming it.
+pub fn canonical_root(root: &Path) -> Result<PathBuf> {
+    root.canonicalize().map_err(|e| Error::io(root, e))
+}
+
+/// Where a registry's storage is: a folder on disk, or a bucket and prefix on an S3-compatible
+/// object store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Fs(PathBuf),
+    S3(S3Root),
+}
+
+impl From<PathBuf> for Location {
+    fn from(p: PathBuf) -> Location {
+        Location::Fs(p)
+    }
+}
+
+impl Location {
+    /// How reports and messages name it: the path, or `s3://bucket/prefix`.
+    pub fn display_path(&self) -> PathBuf {
+        match self {
+            Location::Fs(p) => p.clone(),
+            Location::S3(s) => PathBuf::from(s.url()),
+        }
+    }
+
+    /// The folder, for the commands that work on disk only.
+    pub fn into_fs(self, command: &str) -> Result<PathBuf> {
+        match self {
+            Location::Fs(p) => Ok(p),
+            Location::S3(s) => Err(Error::Usage(format!(
+                "{}: `{command}` works on a filesystem root only; on an object store, regsweep runs gc --dry-run, du, check and policy check",
+                s.url()
+            ))),
+        }
+    }
+
+    /// `--root`: `s3://BUCKET[/PREFIX]` is a bucket (with `--s3-endpoint`, or the endpoint and
+    /// credentials of the usual `AWS_*` environment), anything else a folder.
+    pub fn parse(text: &str, endpoint: Option<String>) -> Result<Location> {
+        let Some(rest) = text.strip_prefix("s3://") else {
+            if endpoint.is_some() {
+                return Err(Error::Usage(
+                    "--s3-endpoint needs an s3://BUCKET/PREFIX root".into(),
+                ));
+            }
+            return Ok(Location::Fs(PathBuf::from(text)));
+        };
+        if let Some(e) = &endpoint {
+            crate::endpoint::check(e)
+                .map_err(|why| Error::Usage(format!("--s3-endpoint: {why}")))?;
+        }
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::Usage(format!(
+                "{text}: no bucket named (s3://BUCKET/PREFIX)"
+            )));
+        }
+        Ok(Location::S3(S3Root {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            endpoint,
+            ..S3Root::default()
+        }))
+    }
+}
+
+impl Location {
+    /// The same location with a folder resolved (symlinks, `..`), as reports name it.
+    pub fn canonical(&self) -> Result<Location> {
+        match self {
+            Location::Fs(p) => Ok(Location::Fs(canonical_root(p)?)),
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// Opens the storage (a folder, resolved once; or a bucket, reached and checked) and runs
+    /// `job` on it: the only place that picks a backend.
+    pub fn open<J: OnStorage>(&self, job: &J, progress: &dyn Progress) -> Result<J::Out> {
+        match self {
+            Location::Fs(path) => job.run(FsStorage::open(&canonical_root(path)?)?, progress),
+            Location::S3(s3) => job.run(S3Storage::open(s3)?, progress),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_s3_roots() {
+        assert_eq!(
+            Location::parse("s3://b/p/q/", Some("http://h:1".into())).unwrap(),
+            Location::S3(S3Root {
+                bucket: "b".into(),
+                prefix: "p/q".into(),
+                endpoint: Some("http://h:1".into()),
+                ..S3Root::default()
+            })
+        );
+        assert_eq!(
+            Location::parse("/srv/r", None).unwrap(),
+            Location::Fs("/srv/r".into())
+        );
+        assert!(Location::parse("s3://", None).is_err());
+        assert!(Location::parse("/srv/r", Some("http://h".into())).is_err());
+        let e = Location::parse("s3://b", Some("127.0.0.1:5070".into())).unwrap_err();
+        assert!(e.to_string().starts_with("--s3-endpoint: "), "{e}");
+    }
+}

@@ -1,0 +1,11 @@
+//! The registry's storage, at the bottom of the house: the seam every backend implements
+//! (`seam`), the filesystem backend (`fs`, over the handles of `dirfd`) and the object-store
+//! one (`s3`, with its own config), the lock, and `location`, the one place a backend is picked.
+//! Nothing here imports anything above `model` and `error`.
+
+pub mod dirfd;
+pub mod fs;
+pub mod location;
+pub mod lock;
+pub mod s3;
+pub mod seam;
