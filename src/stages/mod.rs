@@ -7,3 +7,6 @@ pub mod cache;
 pub mod scan;
 pub mod sweep;
 pub mod trash;
+
+#[cfg(test)]
+mod memory_tests;

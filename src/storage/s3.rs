@@ -380,7 +380,7 @@ impl Read for S3File {
 fn unsupported() -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
-        "changing an object store is not supported yet",
+        "an object store has no rename: items go by remove_many_unless_changed",
     )
 }
 

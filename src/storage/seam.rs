@@ -107,6 +107,8 @@ impl From<io::Error> for ReadError {
     fn from(e: io::Error) -> ReadError {
         match e.raw_os_error() {
             Some(libc::ENOENT) => ReadError::Missing,
+            // A backend without errno (memory, an object store) says it by kind.
+            None if e.kind() == io::ErrorKind::NotFound => ReadError::Missing,
             Some(libc::ELOOP) | Some(libc::EXDEV) => ReadError::Symlink,
             _ => ReadError::Io(e),
         }

@@ -591,3 +591,24 @@ fn a_plan_for_a_bucket_is_reviewed_then_applied_there() {
     w.assert_all_pull();
     assert!(w.reg.reference_gc_dry_run().is_empty());
 }
+
+/// The seam's conformance checks (`regsweep::storage::conformance`), on the S3 backend over
+/// moto: the same checks the filesystem and in-memory backends pass in the unit tests.
+#[test]
+fn the_s3_backend_conforms_to_the_seam() {
+    let moto = Moto::start();
+    for (path, bytes) in regsweep::storage::conformance::tree() {
+        moto.put(&format!("{S3_PREFIX}/docker/registry/v2/{path}"), &bytes);
+    }
+    let root = regsweep::storage::s3::S3Root {
+        bucket: moto.bucket.clone(),
+        prefix: S3_PREFIX.into(),
+        endpoint: Some(moto.endpoint.clone()),
+        region: Some("us-east-1".into()),
+        access_key: Some("testing".into()),
+        secret_key: Some("testing".into()),
+        session_token: None,
+    };
+    let store = regsweep::storage::s3::S3Storage::open(&root).unwrap();
+    regsweep::storage::conformance::check(&store).unwrap();
+}

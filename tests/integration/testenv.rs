@@ -296,6 +296,36 @@ impl Moto {
         }
     }
 
+    /// PUTs `body` at `key` (moto takes unsigned requests); `key` is percent-encoded for the
+    /// URL, so the bucket holds it exactly as given.
+    pub fn put(&self, key: &str, body: &[u8]) {
+        let mut path = String::new();
+        for b in key.bytes() {
+            match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => {
+                    path.push(b as char)
+                }
+                _ => path.push_str(&format!("%{b:02X}")),
+            }
+        }
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), body).unwrap();
+        let url = format!("{}/{}/{path}", self.endpoint, self.bucket);
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
+            // moto reads a body without this type as a form, and stores nothing.
+            .args([
+                "-H",
+                "Content-Type: application/octet-stream",
+                "--data-binary",
+            ])
+            .arg(format!("@{}", file.path().display()))
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "PUT {key}");
+    }
+
     /// The blob digests in the bucket's blob store.
     pub fn blobs(&self) -> BTreeSet<String> {
         let prefix = format!("{S3_PREFIX}/docker/registry/v2/blobs/sha256/");
