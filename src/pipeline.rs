@@ -1,6 +1,7 @@
-//! The one way in, shared by every command: open a root and load its model (resolve it, find
-//! `docker/registry/v2`, lock when asked, scan, read the manifests), then the pure decisions
-//! (policy, mark, plan) for one set of [`Rules`].
+//! The one way in, shared by every command: a [`Session`] is opened once on a storage (locked
+//! when asked, scanned, its manifests read, the image dates loaded when a policy counts from
+//! them), then planned on (the pure decisions: policy, mark, plan, for one set of [`Rules`];
+//! then the arrivals of what would go) and swept.
 
 use crate::error::Result;
 use crate::gc::mark;
@@ -15,12 +16,59 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// A root opened and loaded: the storage (kept open for the sweep), the lock when one was
-/// taken, and the model with every manifest its links name.
-pub struct Opened<S: Storage> {
+/// One run on a registry's storage: the storage (kept open for the sweep), the lock when one
+/// was taken, and the model with every manifest its links name.
+pub struct Session<S: Storage> {
     pub store: S,
     pub lock: Option<S::Lock>,
     pub layout: Layout,
+}
+
+impl<S: Storage> Session<S> {
+    /// Locks (when asked) and loads `store`; loads the images' dates when `policy` counts ages
+    /// from them.
+    pub fn open(
+        store: S,
+        how: Open,
+        policy: Option<&Policy>,
+        progress: &dyn Progress,
+    ) -> Result<Session<S>> {
+        let mut s = load_store(store, how, progress)?;
+        load_dates(&s.store, &mut s.layout, policy);
+        Ok(s)
+    }
+
+    /// What goes under `rules` (and `policy`, limited to `scope`): the pure decisions, then the
+    /// blobs that would go settled by when they arrived. Every tag decision, with its reasons.
+    pub fn plan(
+        &self,
+        policy: Option<&Policy>,
+        rules: &Rules,
+        now: Time,
+        scope: Option<&Matcher>,
+    ) -> (Plan, Vec<TagExplain>) {
+        let (mut plan, explain) = decide_scoped(&self.layout, policy, rules, now, scope);
+        settle_arrivals(&self.store, &mut plan, rules);
+        (plan, explain)
+    }
+
+    /// What goes for tag decisions already made (a reviewed plan's): mark and plan, then the
+    /// blobs that would go settled by when they arrived.
+    pub fn plan_decided(&self, decisions: &Decisions, rules: &Rules) -> Plan {
+        let mut plan = plan_with(&self.layout, decisions, rules);
+        settle_arrivals(&self.store, &mut plan, rules);
+        plan
+    }
+
+    /// Carries out `plan` (see [`crate::stages::sweep`]).
+    pub fn sweep(
+        &self,
+        plan: &Plan,
+        progress: &dyn Progress,
+        opts: &crate::stages::sweep::SweepOptions,
+    ) -> crate::gc::outcome::Outcome {
+        crate::stages::sweep::sweep(&self.store, plan, progress, opts)
+    }
 }
 
 /// How to open a root.
@@ -35,7 +83,7 @@ pub struct Open<'a> {
 }
 
 /// Locks (when asked) and loads storage already opened, on disk or in a bucket.
-pub fn load_store<S: Storage>(store: S, how: Open, progress: &dyn Progress) -> Result<Opened<S>> {
+fn load_store<S: Storage>(store: S, how: Open, progress: &dyn Progress) -> Result<Session<S>> {
     let lock = match how.lock {
         Some((command, break_lock)) => Some(store.lock(command, break_lock)?),
         None => None,
@@ -58,7 +106,7 @@ pub fn load_store<S: Storage>(store: S, how: Open, progress: &dyn Progress) -> R
             None => cache.save(),
         }
     }
-    Ok(Opened {
+    Ok(Session {
         store,
         lock,
         layout,
@@ -126,11 +174,11 @@ pub fn decide(
     rules: &Rules,
     now: Time,
 ) -> (Plan, Vec<TagExplain>) {
-    decide_in(layout, policy, rules, now, None)
+    decide_scoped(layout, policy, rules, now, None)
 }
 
 /// `decide`, limited to the repositories `scope` matches when there is one.
-pub fn decide_in(
+pub fn decide_scoped(
     layout: &Layout,
     policy: Option<&Policy>,
     rules: &Rules,

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::gc::plan::{LinkRemoval, Plan};
 use crate::model::Time;
 use crate::model::digest::Digest;
-use crate::pipeline::{self, Open, Opened};
+use crate::pipeline::{self, Open, Session};
 use crate::storage::location::OnStorage;
 use crate::storage::seam::Storage;
 use std::path::Path;
@@ -279,25 +279,19 @@ fn run_in<S: Storage>(
     progress: &dyn Progress,
 ) -> Result<(String, ExitCode)> {
     let root = store.location();
-    let Opened {
-        store,
-        lock: _lock,
-        layout,
-    } = pipeline::load_store(
-        store,
-        Open {
-            lock: Some(("apply", cfg.break_lock)),
-            ..Open::default()
-        },
-        progress,
-    )?;
+    let how = Open {
+        lock: Some(("apply", cfg.break_lock)),
+        ..Open::default()
+    };
+    let session = Session::open(store, how, None, progress)?;
+    let layout = &session.layout;
     let now = chrono::Utc::now().timestamp();
     let mut skipped = Vec::new();
 
     // Tags: the planned ones that still point where they did.
-    let mut decisions = Decisions::keep_all(&layout);
+    let mut decisions = Decisions::keep_all(layout);
     if let Some(scope) = &planned.cfg.scope {
-        decisions = decisions.with_scope(&layout, |name| scope.is_match(name));
+        decisions = decisions.with_scope(layout, |name| scope.is_match(name));
     }
     let mut planned_tags: HashMap<(&str, &str), Option<Digest>> = planned
         .tags
@@ -335,8 +329,7 @@ fn run_in<S: Storage>(
     }
 
     let rules = planned.cfg.rules(now);
-    let mut fresh = pipeline::plan_with(&layout, &decisions, &rules);
-    pipeline::settle_arrivals(&store, &mut fresh, &rules);
+    let fresh = session.plan_decided(&decisions, &rules);
     let mut todo = Plan {
         tags: fresh.tags,
         ..Plan::default()
@@ -444,8 +437,7 @@ fn run_in<S: Storage>(
         Some(dir) => Some(trash::create_run(dir, &layout.v2, "apply")?),
         None => None,
     };
-    let outcome = sweep::sweep(
-        &store,
+    let outcome = session.sweep(
         &todo,
         progress,
         &sweep::SweepOptions {
@@ -467,7 +459,7 @@ fn run_in<S: Storage>(
     let went = crate::report::without_kept(todo, &layout.v2, &outcome.kept);
     let swept = crate::live::Swept::new(&went.blobs, &went.layer_links, &went.manifests);
     let (registry, notes) =
-        super::live::after(&cfg.live, redis, &layout, &swept, outcome.removed > 0);
+        super::live::after(&cfg.live, redis, layout, &swept, outcome.removed > 0);
     findings.extend(notes);
     let report = ApplyReport {
         envelope: crate::report::Envelope::new("regsweep/apply-report/v2", started),
@@ -479,7 +471,7 @@ fn run_in<S: Storage>(
             bytes_freed,
             skipped: skipped.len(),
             failures: outcome.failures.len(),
-            requests: store.requests(),
+            requests: session.store.requests(),
         },
         skipped,
         failures: outcome.failures,

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::inspect::integrity;
 use crate::model::Rules;
 use crate::model::{Finding, Severity};
-use crate::pipeline::{self, Open, Opened};
+use crate::pipeline::{self, Open, Session};
 use crate::progress::Progress;
 use crate::report::human_bytes;
 use crate::report::metrics::Metrics;
@@ -85,14 +85,11 @@ fn run_in<S: Storage>(
     let started = Instant::now();
     let started_dt = chrono::Utc::now();
     let now = started_dt.timestamp();
-    let Opened { store, layout, .. } = pipeline::load_store(
-        store,
-        Open {
-            scan: ScanOptions { verify_links: true },
-            ..Open::default()
-        },
-        progress,
-    )?;
+    let how = Open {
+        scan: ScanOptions { verify_links: true },
+        ..Open::default()
+    };
+    let Session { store, layout, .. } = Session::open(store, how, None, progress)?;
     let root = store.location();
     // The plan's findings are the scan's plus every manifest that cannot be read.
     let (plan, _) = pipeline::decide(&layout, None, &Rules::without_grace(false), now);

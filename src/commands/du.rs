@@ -7,7 +7,7 @@ use crate::inspect::usage::{self, RepoUsage, TagUsage};
 use crate::model::digest::Digest;
 use crate::model::duration::Span;
 use crate::model::{Rules, Severity};
-use crate::pipeline::{self, Open, Opened};
+use crate::pipeline::{self, Open, Session};
 use crate::policy::Policy;
 use crate::progress::Progress;
 use crate::report::human_bytes;
@@ -110,18 +110,12 @@ fn run_in<S: Storage>(
     let started = Instant::now();
     let started_dt = chrono::Utc::now();
     let started_at = started_dt.timestamp();
-    let Opened {
-        store, mut layout, ..
-    } = pipeline::load_store(
-        store,
-        Open {
-            cache: cfg.cache.as_deref(),
-            ..Open::default()
-        },
-        progress,
-    )?;
+    let how = Open {
+        cache: cfg.cache.as_deref(),
+        ..Open::default()
+    };
+    let Session { store, layout, .. } = Session::open(store, how, cfg.policy.as_ref(), progress)?;
     let root = store.location();
-    pipeline::load_dates(&store, &mut layout, cfg.policy.as_ref());
     // The figures say what gc would free; a policy's safety net is reported apart.
     let rules = |delete_untagged: bool| Rules {
         young_from: Rules::young_from(cfg.grace, started_at),

@@ -5,8 +5,8 @@ use crate::config::{Format, GcConfig, ReportTarget};
 use crate::error::ExitCode;
 use crate::error::{Error, Result};
 use crate::gc::plan::Plan;
-use crate::model::{Layout, Time};
-use crate::pipeline::{self, Open, Opened};
+use crate::model::Time;
+use crate::pipeline::{self, Open, Session};
 use crate::policy::TagExplain;
 use crate::progress::Progress;
 use crate::report::metrics::Metrics;
@@ -22,9 +22,8 @@ use std::time::Instant;
 /// What gc decided, before anything is deleted, with the storage it read (kept open for the
 /// sweep) and the lock when the run may change it.
 pub struct Analysis<S: Storage = FsStorage> {
-    pub store: S,
-    pub lock: Option<S::Lock>,
-    pub layout: Layout,
+    /// The storage, kept open for the sweep, with its lock and model.
+    pub session: Session<S>,
     pub plan: Plan,
     /// Every tag decision with its reasons, when a policy was given.
     pub explain: Vec<TagExplain>,
@@ -46,33 +45,20 @@ pub fn analyse_in<S: Storage>(
     progress: &dyn Progress,
 ) -> Result<Analysis<S>> {
     let lock = (!cfg.dry_run).then_some(("gc", cfg.break_lock));
-    let Opened {
-        store,
+    let how = Open {
         lock,
-        mut layout,
-    } = pipeline::load_store(
-        store,
-        Open {
-            lock,
-            cache: cfg.cache.as_deref(),
-            ..Open::default()
-        },
-        progress,
-    )?;
-    pipeline::load_dates(&store, &mut layout, cfg.policy.as_ref());
-    let rules = cfg.rules(now);
-    let (mut plan, explain) = pipeline::decide_in(
-        &layout,
+        cache: cfg.cache.as_deref(),
+        ..Open::default()
+    };
+    let session = Session::open(store, how, cfg.policy.as_ref(), progress)?;
+    let (plan, explain) = session.plan(
         cfg.policy.as_ref(),
-        &rules,
+        &cfg.rules(now),
         now,
         cfg.scope.as_ref(),
     );
-    pipeline::settle_arrivals(&store, &mut plan, &rules);
     Ok(Analysis {
-        store,
-        lock,
-        layout,
+        session,
         plan,
         explain,
     })
@@ -131,7 +117,7 @@ impl OnStorage for Preview<'_> {
     type Out = (std::path::PathBuf, Plan, Vec<TagExplain>);
     fn run<S: Storage>(&self, store: S, progress: &dyn Progress) -> Result<Self::Out> {
         let a = analyse_in(store, self.cfg, self.now, progress)?;
-        Ok((a.layout.v2, a.plan, a.explain))
+        Ok((a.session.layout.v2, a.plan, a.explain))
     }
 }
 
@@ -150,12 +136,11 @@ fn run_in<S: Storage>(
         probe_outputs(cfg)?;
     }
     let Analysis {
-        store,
-        lock: _lock,
-        layout,
+        session,
         plan,
         explain,
     } = analyse_in(store, cfg, started_at.timestamp(), progress)?;
+    let (store, layout) = (&session.store, &session.layout);
     let refused = !plan.refused.is_empty() && !cfg.force;
     if !cfg.dry_run {
         (hooks.before_sweep)();
@@ -166,8 +151,8 @@ fn run_in<S: Storage>(
             delete_untagged: true,
             ..cfg.rules(started_at.timestamp())
         };
-        let (with_m, _) = pipeline::decide_in(
-            &layout,
+        let (with_m, _) = pipeline::decide_scoped(
+            layout,
             cfg.policy.as_ref(),
             &rules,
             started_at.timestamp(),
@@ -192,8 +177,7 @@ fn run_in<S: Storage>(
             Some(dir) => Some(trash::create_run(dir, &layout.v2, "gc")?),
             None => None,
         };
-        Some(sweep::sweep(
-            &store,
+        Some(session.sweep(
             &plan,
             progress,
             &sweep::SweepOptions {
@@ -233,7 +217,7 @@ fn run_in<S: Storage>(
             repositories: (cfg.scope.as_ref()).map_or_else(Vec::new, |m| m.patterns().to_vec()),
         },
     };
-    let mut report = GcReport::new(ctx, &layout, plan, outcome.as_ref());
+    let mut report = GcReport::new(ctx, layout, plan, outcome.as_ref());
     if refused && !cfg.dry_run {
         report.mark_refused();
     }
@@ -242,7 +226,7 @@ fn run_in<S: Storage>(
     report.delete_untagged_would_free = untagged_more;
     if cfg.reference_output {
         report.reference_marking = Some(report::reference_marking(
-            &layout,
+            layout,
             &report.plan.manifests_deleted,
         ));
     }
@@ -250,7 +234,7 @@ fn run_in<S: Storage>(
     if sweeps {
         report.summary.errors += live_notes.len();
         report.errors.extend(live_notes);
-        super::live::after_sweep(&cfg.live, redis, &layout, &mut report);
+        super::live::after_sweep(&cfg.live, redis, layout, &mut report);
     }
     let code = live_code(&report, code);
     report.summary.requests = store.requests();

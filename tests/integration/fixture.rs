@@ -417,8 +417,7 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
             since_ns: regsweep::pipeline::since_ns(chrono::Utc::now()),
             staged: &|| {},
         };
-        let outcome =
-            pool.install(|| regsweep::stages::sweep::sweep(&a.store, &a.plan, &hidden, &opts));
+        let outcome = pool.install(|| a.session.sweep(&a.plan, &hidden, &opts));
         // Releases the lock the analysis took, for the rerun below.
         drop(a);
         assert!(
