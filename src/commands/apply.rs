@@ -484,7 +484,11 @@ fn run_in<S: Storage>(
         ExitCode::Error
     } else if live("registry_claims_swept") {
         ExitCode::StaleRegistry
-    } else if report.findings.iter().any(|f| f.severity == "error") {
+    } else if report
+        .findings
+        .iter()
+        .any(|f| f.severity == crate::model::Severity::Error)
+    {
         ExitCode::Error
     } else {
         ExitCode::Ok

@@ -266,7 +266,7 @@ fn live_code(report: &GcReport, code: ExitCode) -> ExitCode {
         code
     } else if live.clone().any(|e| e.kind == "registry_claims_swept") {
         ExitCode::StaleRegistry
-    } else if live.any(|e| e.severity == "error") {
+    } else if live.any(|e| e.severity == crate::model::Severity::Error) {
         ExitCode::Error
     } else {
         code
@@ -328,12 +328,12 @@ pub fn write_report(cfg: &GcConfig, report: &GcReport) -> Result<()> {
 
 fn metrics(r: &GcReport, started_at: i64) -> Metrics {
     let mut m = Metrics::new("gc");
-    let damage = r
+    let damage = r.errors.iter().filter(|e| e.severity.is_damage()).count();
+    let notices = r
         .errors
         .iter()
-        .filter(|e| e.severity == "blocking" || e.severity == "damage")
+        .filter(|e| e.severity == crate::model::Severity::Notice)
         .count();
-    let notices = r.errors.iter().filter(|e| e.severity == "notice").count();
     m.run(started_at, r.duration_seconds, damage, notices);
     m.requests(r.summary.requests.as_ref());
     let s = &r.summary;

@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::live::probe::{self, Kind};
 use crate::live::redis::RedisCache;
 use crate::live::{LiveOptions, LiveReport, Present, Swept};
-use crate::model::Layout;
 use crate::model::digest::Digest;
+use crate::model::{Layout, Severity};
 use crate::report::{ErrorEntry, GcReport};
 use std::path::PathBuf;
 
@@ -33,7 +33,7 @@ pub fn before_sweep(
         }),
         Err(why) => {
             notes.push(entry(
-                "notice",
+                Severity::Notice,
                 "registry_cache_unreachable",
                 format!(
                     "{why}: the registry's cache was not reconciled{}",
@@ -49,7 +49,7 @@ pub fn before_sweep(
     }
 }
 
-fn entry(severity: &'static str, kind: &str, message: String) -> ErrorEntry {
+fn entry(severity: Severity, kind: &str, message: String) -> ErrorEntry {
     ErrorEntry {
         path: PathBuf::from("registry"),
         message,
@@ -100,7 +100,7 @@ pub fn after(
         match redis.evict(swept, &Present::new(layout, swept)) {
             Ok(n) => out.evicted = n,
             Err(why) => notes.push(entry(
-                "error",
+                Severity::Error,
                 "registry_cache_eviction_failed",
                 format!(
                     "{why}: the registry may still claim swept blobs; run gc again, or restart the registry, before the next push"
@@ -113,13 +113,13 @@ pub fn after(
         Some(BlobCache::InMemory) if removed => {
             out.restart_needed = true;
             notes.push(entry(
-                "notice",
+                Severity::Notice,
                 "registry_restart_needed",
                 "the registry keeps blob descriptors in memory (storage.cache.blobdescriptor: inmemory) and still claims what was swept: restart it before the next push, or a re-push of a swept layer is accepted without its data and never pulls".into(),
             ));
         }
         None if removed => notes.push(entry(
-            "notice",
+            Severity::Notice,
             "registry_cache_unknown",
             "if the registry caches blob descriptors (storage.cache.blobdescriptor), it may still claim what was swept: restart it before the next push, or give --config so that regsweep knows (and evicts a Redis cache itself)".into(),
         )),
@@ -132,7 +132,7 @@ pub fn after(
                 notes.extend(claims(url, &r, live.cache.as_ref()));
                 out.probe = Some(r);
             }
-            Err(why) => notes.push(entry("error", "registry_probe_failed", why)),
+            Err(why) => notes.push(entry(Severity::Error, "registry_probe_failed", why)),
         }
     }
     (out, notes)
@@ -156,7 +156,7 @@ fn claims(url: &str, r: &probe::ProbeReport, cache: Option<&BlobCache>) -> Vec<E
             _ => "restart the registry",
         };
         notes.push(entry(
-            "error",
+            Severity::Error,
             "registry_claims_swept",
             format!(
                 "{url} still claims {} of the {} swept items asked about (first: {} {}@{}): {fix} before the next push",
@@ -170,7 +170,7 @@ fn claims(url: &str, r: &probe::ProbeReport, cache: Option<&BlobCache>) -> Vec<E
     }
     for f in r.failed.iter().take(5) {
         notes.push(entry(
-            "error",
+            Severity::Error,
             "registry_probe_failed",
             format!("{url}: {f}"),
         ));

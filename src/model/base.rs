@@ -42,6 +42,27 @@ pub enum Severity {
     Damage,
     /// A leftover or an entry foreign to the layout: worth knowing, harmless, left alone.
     Notice,
+    /// Something the run did failed (a removal, an eviction, a request): in reports only,
+    /// never a scan's finding.
+    Error,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Blocking => "blocking",
+            Severity::Damage => "damage",
+            Severity::Notice => "notice",
+            Severity::Error => "error",
+        })
+    }
+}
+
+impl Severity {
+    /// Damage: what makes a run exit 3.
+    pub fn is_damage(self) -> bool {
+        matches!(self, Severity::Blocking | Severity::Damage)
+    }
 }
 
 /// What a finding is about, as a stable machine-readable word (docs/REPORTS.md lists them):

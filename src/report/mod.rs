@@ -116,7 +116,7 @@ pub struct ErrorEntry {
     pub message: String,
     /// `blocking` (hides references), `damage`, `notice` (foreign or leftover, harmless),
     /// or `error` (a removal that failed).
-    pub severity: &'static str,
+    pub severity: Severity,
     /// What it is about: a finding's kind (docs/REPORTS.md), or `sweep_failed`.
     pub kind: String,
 }
@@ -252,11 +252,7 @@ impl GcReport {
             .map(|f| ErrorEntry {
                 path: f.path.clone(),
                 message: f.message.clone(),
-                severity: match f.severity {
-                    Severity::Blocking => "blocking",
-                    Severity::Damage => "damage",
-                    Severity::Notice => "notice",
-                },
+                severity: f.severity,
                 kind: f.kind.word(),
             })
             .collect();
@@ -268,7 +264,7 @@ impl GcReport {
                 .map(|f| ErrorEntry {
                     path: f.path.clone(),
                     message: f.message.clone(),
-                    severity: "error",
+                    severity: Severity::Error,
                     kind: "sweep_failed".into(),
                 }),
         );
@@ -479,7 +475,7 @@ impl GcReport {
         let damage = self
             .errors
             .iter()
-            .filter(|e| e.severity == "blocking" || e.severity == "damage")
+            .filter(|e| e.severity.is_damage())
             .count();
         let _ = writeln!(
             o,
@@ -496,7 +492,7 @@ impl GcReport {
         let notices = self
             .errors
             .iter()
-            .filter(|e| e.severity == "notice" && !e.kind.starts_with("registry_"))
+            .filter(|e| e.severity == Severity::Notice && !e.kind.starts_with("registry_"))
             .count();
         if notices > 0 {
             let _ = writeln!(
