@@ -1,27 +1,33 @@
 //! regsweep: offline garbage collection for the storage of a CNCF distribution registry.
 //!
-//! The data flows one way, and the folders are its stages: [`store::scan`] (storage to model)
-//! -> [`model::manifest`] (references) -> [`policy`] (tag decisions) -> [`gc::mark`]
-//! (reachability) -> [`gc::plan`] (what goes) -> [`store::sweep`] or [`report`]. Only [`store`]
-//! touches storage. Imports only point down this map, never up and never in a cycle:
+//! The data flows one way, and the folders are its stages: [`storage`] (one door: a
+//! [`storage::location::Location`] opened once) -> [`stages::scan`] (storage to model) ->
+//! [`model::manifest`] (references) -> [`policy`] (tag decisions) -> [`gc::mark`]
+//! (reachability) -> [`gc::plan`] (what goes) -> [`stages::sweep`] or [`report`]. Imports only
+//! point down this map, floor by floor, never up and never in a cycle; the `import_map` test
+//! fails on one that does:
 //!
-//! - leaves: `error` (a kind by cause, with the path; exit codes), `endpoint` (URLs checked
-//!   before a client sees them), `progress` (the trait the core reports to), `units` (human
-//!   sizes and ages), `output` (files written whole)
-//! - [`model`]: `digest`, `duration`, `manifest` (bytes to references), `paths` (the layout's
-//!   vocabulary), `base` -> `catalog` (parsed manifests) -> the layout, decisions and `Rules`
-//! - [`gc`]: the pure stages `walk` (the one manifest-graph walk) -> `mark` -> `plan`; `outcome`
-//! - [`policy`]: retention policies and `semver` (pure; its safety net marks with `gc::mark`)
-//! - [`inspect`]: `usage` and `integrity`, the pure analyses behind `du` and `check`
-//! - [`store`]: `seam` (the storage interface) with its backends `fs` (over `dirfd`: handles,
-//!   no symlink followed) and `s3`; `lock`, `cache` (parsed manifests), and `scan`, `sweep`,
-//!   `trash`, written against the seam
-//! - [`live`]: the live registry beside the storage: its blob-descriptor cache (Redis eviction)
-//!   and `probe` (asking it what it still claims)
-//! - [`report`]: text and JSON reports, `metrics`
-//! - [`config`] (validated configs) -> [`pipeline`] (the one way in: open a root and load its
-//!   model; the pure decisions) -> [`commands`]: `gc`, `apply`, `check`, `du`
-//! - [`cli`]: clap arguments to validated configs, dispatch, signals, progress bars (`bars`)
+//! 0. leaves: `error` (a kind by cause, with the path; exit codes), `endpoint` (URLs checked
+//!    before a client sees them), `progress` (the trait the core reports to), `units` (human
+//!    sizes and ages), `output` (files written whole)
+//! 1. [`model`]: `digest`, `duration`, `manifest` (bytes to references), `paths` (the layout's
+//!    vocabulary), `base` -> `catalog` (parsed manifests) -> the layout, decisions and `Rules`
+//! 2. [`storage`]: `seam` (what every backend does) and `Capabilities`; the backends `fs` (over
+//!    `dirfd`: handles, no symlink followed), `s3` (with its config) and `memory`; `lock`;
+//!    `location` (the one place a backend is picked); `conformance` (one suite, every backend)
+//! 2. [`gc`]: the pure stages `walk` (the one manifest-graph walk) -> `mark` -> `plan`; `outcome`
+//! 3. [`policy`]: retention policies and `semver` (pure; its safety net marks with `gc::mark`)
+//! 3. [`inspect`]: `usage` and `integrity`, the pure analyses behind `du` and `check`
+//! 3. [`stages`]: written once against the seam: `scan` (with the manifest `cache`), `sweep`,
+//!    `trash`
+//! 4. [`config`]: validated configs, and `registry` (the registry's own config file, read as
+//!    strictly as the registry reads it)
+//! 5. [`live`]: the live registry beside the storage: its blob-descriptor cache (Redis
+//!    eviction) and `probe` (asking it what it still claims)
+//! 5. [`pipeline`]: a `Session` opened once on a storage, planned on and swept
+//! 6. [`report`]: text and JSON reports, `metrics`
+//! 7. [`commands`]: `gc` (with `live`, its steps with the live registry), `apply`, `check`, `du`
+//! 8. [`cli`]: clap arguments to validated configs, dispatch, signals, progress bars (`bars`)
 
 pub mod cli;
 pub mod commands;
@@ -29,6 +35,8 @@ pub mod config;
 pub mod endpoint;
 pub mod error;
 pub mod gc;
+#[cfg(test)]
+mod import_map;
 pub mod inspect;
 pub mod live;
 pub mod model;

@@ -63,7 +63,7 @@ pub struct GcConfig {
     /// The `garbage-collect` drop-in: also print the reference's own lines.
     pub reference_output: bool,
     /// The live registry's cache (from `--config`), `--registry-url`, `--risk-stale-cache`.
-    pub live: crate::live::LiveOptions,
+    pub live: LiveOptions,
 }
 
 impl GcConfig {
@@ -106,7 +106,18 @@ impl GcConfig {
             break_lock: false,
             trash: None,
             reference_output: false,
-            live: crate::live::LiveOptions::default(),
+            live: LiveOptions::default(),
         }
     }
+}
+
+/// What the run knows of the registry's cache, and what it may risk.
+#[derive(Debug, Clone, Default)]
+pub struct LiveOptions {
+    /// From `--config`; `None` when only `--root` was given (the cache is unknown).
+    pub cache: Option<registry::BlobCache>,
+    /// `--registry-url`: ask the registry about what was swept.
+    pub registry_url: Option<String>,
+    /// `--risk-stale-cache`: sweep even when the Redis cache cannot be reached.
+    pub risk_stale_cache: bool,
 }

@@ -21,16 +21,7 @@ use crate::model::digest::Digest;
 use rustc_hash::FxHashSet;
 use serde::Serialize;
 
-/// What the run knows of the registry's cache, and what it may risk.
-#[derive(Debug, Clone, Default)]
-pub struct LiveOptions {
-    /// From `--config`; `None` when only `--root` was given (the cache is unknown).
-    pub cache: Option<BlobCache>,
-    /// `--registry-url`: ask the registry about what was swept.
-    pub registry_url: Option<String>,
-    /// `--risk-stale-cache`: sweep even when the Redis cache cannot be reached.
-    pub risk_stale_cache: bool,
-}
+pub use crate::config::LiveOptions;
 
 /// What was swept, as the cache keys it: blob digests, and (repository, digest) pairs of
 /// layer links and manifest revisions (and the repositories a swept blob was linked from).
