@@ -31,6 +31,9 @@ pub enum Error {
     /// An object store that cannot be used: unreachable, no such bucket, refused credentials.
     #[error("{url}: {message}")]
     ObjectStore { url: String, message: String },
+    /// A trash folder or run record that is refused (not a trash, edited, of another registry).
+    #[error("{path}: {message}")]
+    Trash { path: PathBuf, message: String },
     /// A manifest cache file that is not safe to read or replace.
     #[error("{path}: manifest cache {message}")]
     Cache { path: PathBuf, message: String },
@@ -72,6 +75,7 @@ impl Error {
             Error::Report { .. } => ErrorKind::Output,
             Error::ObjectStore { .. } => ErrorKind::ObjectStore,
             Error::Cache { .. } => ErrorKind::Cache,
+            Error::Trash { .. } => ErrorKind::Trash,
             Error::LiveRegistry { .. } => ErrorKind::LiveRegistry,
         }
     }
@@ -87,7 +91,8 @@ impl Error {
             | Error::Plan { path, .. }
             | Error::TooLarge { path, .. }
             | Error::Report { path, .. }
-            | Error::Cache { path, .. } => Some(path),
+            | Error::Cache { path, .. }
+            | Error::Trash { path, .. } => Some(path),
             Error::Usage(_) | Error::ObjectStore { .. } | Error::LiveRegistry { .. } => None,
         }
     }
@@ -126,6 +131,8 @@ pub enum ErrorKind {
     ObjectStore,
     /// The manifest cache file is refused.
     Cache,
+    /// A trash folder or its run record is refused.
+    Trash,
     /// The live registry's cache cannot be reached to evict what a sweep would remove.
     LiveRegistry,
 }

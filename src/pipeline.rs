@@ -139,7 +139,7 @@ pub fn load<S: Storage>(
     progress: &dyn Progress,
 ) -> Result<Layout> {
     let started = std::time::Instant::now();
-    let mut layout = scan::scan_with(store, opts, progress)?;
+    let mut layout = scan::scan(store, opts, progress)?;
     tracing::info!(
         blobs = layout.blobs.len(),
         repositories = layout.repos.len(),

@@ -71,7 +71,7 @@ pub struct Layout {
     /// The manifests that links name, parsed; built over `blobs`, so set after they are final.
     pub manifests: Manifests,
     /// The `created` time of each tagged image's config, by manifest digest: read only when a
-    /// policy counts ages from it (`gc::load_dates`), empty otherwise.
+    /// policy counts ages from it (`pipeline::Session::open`), empty otherwise.
     pub created: std::collections::HashMap<Digest, Time>,
 }
 

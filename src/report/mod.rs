@@ -664,7 +664,8 @@ impl PlanFile {
     }
 }
 
-/// The checksum of the plan a JSON report holds; `None` when it holds none.
+/// The checksum of the plan a JSON report holds; `None` when it holds none. (What anyone who
+/// edits a plan can recompute: the tests forge plans with it, as `apply --checksum` expects.)
 pub fn plan_checksum(report: &serde_json::Value) -> Option<String> {
     serde_json::from_value::<PlanFile>(report.clone())
         .ok()

@@ -177,24 +177,15 @@ fn link_problem(e: &ReadError) -> String {
     }
 }
 
-/// Scans the storage. Fails only when it is not a registry layout at all; everything wrong
-/// inside it becomes a finding.
-pub fn scan<S: Storage>(store: &S, progress: &dyn Progress) -> Result<Layout> {
-    scan_with(store, ScanOptions::default(), progress)
-}
-
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ScanOptions {
     /// Read every layer link and check it names its own folder (gc only needs the folder).
     pub verify_links: bool,
 }
 
-/// `scan`, with options.
-pub fn scan_with<S: Storage>(
-    store: &S,
-    opts: ScanOptions,
-    progress: &dyn Progress,
-) -> Result<Layout> {
+/// Scans the storage. Fails only when it is not a registry layout at all; everything wrong
+/// inside it becomes a finding.
+pub fn scan<S: Storage>(store: &S, opts: ScanOptions, progress: &dyn Progress) -> Result<Layout> {
     let (v2, v2h) = (store.v2().to_path_buf(), store.top());
     let paths = Paths::new(v2.clone());
     let findings = Findings::default();

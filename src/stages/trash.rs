@@ -111,13 +111,13 @@ fn runs(dir: &Path) -> Result<Vec<(PathBuf, RunInfo)>> {
             Ok(t) => t,
             Err(dirfd::ReadError::Missing) => continue,
             Err(e) => {
-                return Err(Error::Plan {
+                return Err(Error::Trash {
                     path: file,
                     message: format!("trash run record {e}"),
                 });
             }
         };
-        let info: RunInfo = serde_json::from_slice(&text).map_err(|e| Error::RegistryConfig {
+        let info: RunInfo = serde_json::from_slice(&text).map_err(|e| Error::Trash {
             path: file.clone(),
             message: format!("not a trash run record: {e}"),
         })?;
@@ -241,7 +241,7 @@ pub struct RestoredItem {
 /// the way; shaped like one; on the trash's filesystem, as a rename into the trash requires).
 /// An edited record can then name no folder that is not a registry layout.
 fn target_v2(run: &Path, info: &RunInfo, given: Option<&Path>) -> Result<PathBuf> {
-    let bad = |message: String| Error::Plan {
+    let bad = |message: String| Error::Trash {
         path: run.join(RUN_FILE),
         message,
     };
@@ -416,12 +416,12 @@ fn select_tag(
 /// The digest a trashed tag's `current/link` names.
 fn current_of(tag_item: &Item) -> Result<Digest> {
     let link_path = tag_item.from.join(paths::TAG_CURRENT);
-    let link = dirfd::read_path(&link_path, 1024).map_err(|e| Error::Plan {
+    let link = dirfd::read_path(&link_path, 1024).map_err(|e| Error::Trash {
         path: link_path.clone(),
         message: format!("tag link {e}"),
     })?;
     let link = String::from_utf8_lossy(&link);
-    Digest::parse(link.trim()).ok_or_else(|| Error::RegistryConfig {
+    Digest::parse(link.trim()).ok_or_else(|| Error::Trash {
         path: link_path.clone(),
         message: format!("link holds {link:?}, not sha256:<hex>"),
     })
@@ -581,12 +581,11 @@ pub fn empty(dir: &Path, older_than: std::time::Duration) -> Result<Vec<RunSumma
     let cutoff = chrono::Utc::now() - chrono::Duration::seconds(older_than.as_secs() as i64);
     let mut removed = Vec::new();
     for (run, info) in runs(dir)? {
-        let started = chrono::DateTime::parse_from_rfc3339(&info.started).map_err(|e| {
-            Error::RegistryConfig {
+        let started =
+            chrono::DateTime::parse_from_rfc3339(&info.started).map_err(|e| Error::Trash {
                 path: run.join(RUN_FILE),
                 message: format!("bad start time {:?}: {e}", info.started),
-            }
-        })?;
+            })?;
         if started < cutoff {
             let summary = RunSummary {
                 items: items(&run).len(),

@@ -1,6 +1,6 @@
 //! One set of checks of every seam operation, run against each backend (the filesystem and the
 //! in-memory one by the unit tests, S3 on moto by the integration tests): what the stages above
-//! rely on, said once. Each backend's test writes [`TREE`] into a fresh storage, opens it, and
+//! rely on, said once. Each backend's test writes [`tree`] into a fresh storage, opens it, and
 //! calls [`check`].
 
 use crate::model::digest::Digest;

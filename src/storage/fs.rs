@@ -40,11 +40,6 @@ impl FsStorage {
         let root = v2.ancestors().nth(3).unwrap_or(root).to_path_buf();
         Ok(FsStorage { root, v2, top })
     }
-
-    /// The storage root (`rootdirectory`).
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
 }
 
 impl Storage for FsStorage {

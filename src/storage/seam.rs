@@ -13,7 +13,7 @@
 //! | `stat` (size, mtime) | `statx` relative to the handle | from the listing that named the key (`Size`, `LastModified`); `HEAD` only for a key no listing held |
 //! | `read_small`, `open_file` | `openat` `O_NONBLOCK`, regular files only, bounded | `GET`, bounded by the listed size |
 //! | `tree_size` | a walk by handles | sum of the listed sizes under the prefix |
-//! | `rename_to` (take an item out of the registry's sight) | one `renameat` of its folder | server-side `COPY` of each key under the prefix, then delete: not atomic, so the sweep's stage order (tags, revisions, layer links, blobs) is what keeps every step valid |
+//! | `rename_to` (take an item out of the registry's sight) | one `renameat` of its folder | none (`Capabilities::rename` is false): items go by `remove_many_unless_changed`, a fresh listing of their folder then batched `DeleteObjects`, guards last; the sweep's stage order (tags, revisions, layer links, blobs) keeps every step valid |
 //! | `unlink`, `remove_tree` | `unlinkat` through handles, never following a symlink | batched `DeleteObjects` of up to 1000 keys |
 //! | `make_dir(s)` | `mkdirat` | nothing: prefixes exist by their keys |
 //! | [`Storage::lock`] | `flock` on `<root>/.regsweep.lock` | a create-only (`If-None-Match: *`) `PUT` of `<prefix>/.regsweep.lock` |
@@ -164,7 +164,7 @@ pub trait Folder: Sized + Send + Sync {
     fn make_dir(&self, name: &OsStr) -> io::Result<Self>;
     /// `make_dir` for each component of `rel` in turn.
     fn make_dirs(&self, rel: &Path) -> io::Result<Self>;
-    /// For a store that cannot rename (see [`Storage::renames`]): removes the item folders
+    /// For a store that cannot rename (see [`Capabilities::rename`]): removes the item folders
     /// `names` of this folder, each unless something in it was modified at or after `since_ns`.
     /// Everything below an item goes, its `guard` files last, so the registry serves it whole
     /// until its guard goes; `between` is called after the rest went and before the guards go.
