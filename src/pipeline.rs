@@ -101,7 +101,8 @@ fn load_store<S: Storage>(store: S, how: Open, progress: &dyn Progress) -> Resul
             Some(why) => {
                 tracing::warn!("manifest cache dropped, every manifest read again: {why}");
                 cache.discard();
-                layout.manifests = scan::load_manifests(&store, &layout, None, progress);
+                layout.manifests =
+                    crate::stages::manifests::load_manifests(&store, &layout, None, progress);
             }
             None => cache.save(),
         }
@@ -121,14 +122,14 @@ const CACHE_SAMPLE: usize = 64;
 /// does. A manifest that cannot be read now says nothing either way (the scan reports it).
 fn verify_sample<S: Storage>(store: &S, cache: &Cache) -> Option<String> {
     let sample = cache.sample_used(CACHE_SAMPLE.max(cache.hits() as usize / 100));
-    sample
-        .par_iter()
-        .find_map_any(|d| match scan::read_parsed_manifest(store, d) {
+    sample.par_iter().find_map_any(|d| {
+        match crate::stages::manifests::read_parsed_manifest(store, d) {
             Ok(m) if cache.entry(d).as_ref() != Some(&m) => Some(format!(
                 "its entry for {d} differs from the manifest in storage"
             )),
             _ => None,
-        })
+        }
+    })
 }
 
 /// The scan stages: the layout with every manifest its links name.
@@ -151,7 +152,7 @@ pub fn load<S: Storage>(
         "scan done"
     );
     let started = std::time::Instant::now();
-    layout.manifests = scan::load_manifests(store, &layout, cache, progress);
+    layout.manifests = crate::stages::manifests::load_manifests(store, &layout, cache, progress);
     tracing::debug!(
         seconds = started.elapsed().as_secs_f64(),
         "manifests read and parsed"
@@ -163,7 +164,7 @@ pub fn load<S: Storage>(
 /// them: a storage read, done here so that `decide` reads nothing.
 pub fn load_dates<S: Storage>(store: &S, layout: &mut Layout, policy: Option<&Policy>) {
     if policy.is_some_and(|p| p.age_from == AgeFrom::Created) && layout.created.is_empty() {
-        layout.created = scan::load_created(store, layout);
+        layout.created = crate::stages::manifests::load_created(store, layout);
     }
 }
 

@@ -11,7 +11,7 @@ use crate::pipeline::{self, Open, Session};
 use crate::progress::Progress;
 use crate::report::human_bytes;
 use crate::report::metrics::Metrics;
-use crate::stages::scan::{self, ScanOptions};
+use crate::stages::scan::ScanOptions;
 use crate::storage::location::OnStorage;
 use crate::storage::seam::Storage;
 use serde::Serialize;
@@ -96,7 +96,7 @@ fn run_in<S: Storage>(
     let mut findings = plan.findings;
     findings.extend(integrity::check(&layout, now));
     let verify = cfg.verify_digests.then(|| {
-        let v = scan::verify_digests(&store, &layout, progress);
+        let v = crate::stages::verify::verify_digests(&store, &layout, progress);
         findings.extend(v.findings);
         Verify {
             blobs: v.blobs,

@@ -4,9 +4,12 @@
 //! the `trash`.
 
 pub mod cache;
+pub mod freshness;
+pub mod manifests;
 pub mod scan;
 pub mod sweep;
 pub mod trash;
+pub mod verify;
 
 #[cfg(test)]
 mod memory_tests;

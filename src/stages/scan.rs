@@ -3,36 +3,32 @@
 
 use crate::error::{Error, Result};
 use crate::model::FindingKind;
-use crate::model::catalog;
 use crate::model::digest::Digest;
-use crate::model::manifest::{self, MAX_MANIFEST_BYTES};
 use crate::model::paths::{
     self as layout, DATA, LAYERS, LINK, MANIFESTS, Paths, REPO_MARKERS, REPOSITORIES, REVISIONS,
     STAGING_DIR, STAGING_PREFIX, STARTED_AT, TAG_CURRENT, TAG_INDEX, TAGS, UPLOADS,
 };
-use crate::model::{Blob, Finding, Layout, Link, Manifests, Repo, Severity, Tag, Time, Upload};
+use crate::model::{Blob, Finding, Layout, Link, Repo, Severity, Tag, Time, Upload};
 use crate::progress::Progress;
-use crate::stages::cache::Cache;
 use crate::storage::dirfd;
 use crate::storage::seam::{Folder, Kind, ReadError, Storage};
 use rayon::prelude::*;
-use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// A link file is 71 bytes (`sha256:` and 64 hex digits); anything much larger is not one.
-const MAX_LINK_BYTES: u64 = 1024;
+pub(super) const MAX_LINK_BYTES: u64 = 1024;
 /// `startedat` holds one RFC 3339 time.
-const MAX_STARTEDAT_BYTES: u64 = 1024;
+pub(super) const MAX_STARTEDAT_BYTES: u64 = 1024;
 
 /// Collects findings, and folders a killed sweep was deleting, from many threads.
 #[derive(Default)]
-struct Findings(Mutex<Vec<Finding>>, Mutex<Vec<PathBuf>>);
+pub(super) struct Findings(Mutex<Vec<Finding>>, Mutex<Vec<PathBuf>>);
 
 impl Findings {
-    fn add(
+    pub(super) fn add(
         &self,
         path: impl Into<PathBuf>,
         severity: Severity,
@@ -50,13 +46,13 @@ impl Findings {
         tracing::debug!(path = %f.path.display(), "{}", f.message);
         self.0.lock().unwrap_or_else(|e| e.into_inner()).push(f);
     }
-    fn into_vec(self) -> Vec<Finding> {
+    pub(super) fn into_vec(self) -> Vec<Finding> {
         self.0.into_inner().unwrap_or_else(|e| e.into_inner())
     }
-    fn staged(&self, path: PathBuf) {
+    pub(super) fn staged(&self, path: PathBuf) {
         self.1.lock().unwrap_or_else(|e| e.into_inner()).push(path);
     }
-    fn take_staged(&self) -> Vec<PathBuf> {
+    pub(super) fn take_staged(&self) -> Vec<PathBuf> {
         std::mem::take(&mut *self.1.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -64,7 +60,7 @@ impl Findings {
 /// Opens the folder `rel` below `base`: `None` when it is absent; a symlink on the way (which
 /// the registry would follow and regsweep does not) or any other error is a blocking finding,
 /// since what lies behind it is unknown.
-fn open_sub<F: Folder>(
+pub(super) fn open_sub<F: Folder>(
     base: &F,
     rel: &str,
     path: &Path,
@@ -108,7 +104,7 @@ fn open_sub<F: Folder>(
 
 /// Lists an open folder by name and kind; errors become blocking findings. Names an older
 /// sweep staged are set aside to be finished.
-fn list<F: Folder>(
+pub(super) fn list<F: Folder>(
     dir: &F,
     path: &Path,
     findings: &Findings,
@@ -152,7 +148,7 @@ fn list<F: Folder>(
 }
 
 /// Reads a link file below `dir`; `Err` carries what is wrong with it (`Missing` apart).
-fn read_link<F: Folder>(dir: &F, rel: &str) -> std::result::Result<Link, ReadError> {
+pub(super) fn read_link<F: Folder>(dir: &F, rel: &str) -> std::result::Result<Link, ReadError> {
     let (buf, st) = dir.read_with_stat(rel, MAX_LINK_BYTES)?;
     let bad = |m: String| ReadError::Io(io::Error::new(io::ErrorKind::InvalidData, m));
     let text = std::str::from_utf8(&buf).map_err(|_| bad("link is not text".into()))?;
@@ -169,7 +165,7 @@ fn read_link<F: Folder>(dir: &F, rel: &str) -> std::result::Result<Link, ReadErr
     })
 }
 
-fn link_problem(e: &ReadError) -> String {
+pub(super) fn link_problem(e: &ReadError) -> String {
     match e {
         ReadError::Missing => "link file is missing".into(),
         ReadError::Io(e) if e.kind() == io::ErrorKind::InvalidData => e.to_string(),
@@ -237,7 +233,7 @@ pub fn scan<S: Storage>(store: &S, opts: ScanOptions, progress: &dyn Progress) -
 
 /// Blobs with data, and blob folders without.
 #[derive(Default)]
-struct BlobScan {
+pub(super) struct BlobScan {
     blobs: Vec<Blob>,
     empty: Vec<(Digest, Time)>,
     /// Bytes the blobs' data take on disk, in all: the only use of it, so not kept per blob.
@@ -252,7 +248,7 @@ impl BlobScan {
     }
 }
 
-fn scan_blobs<F: Folder>(
+pub(super) fn scan_blobs<F: Folder>(
     v2h: &F,
     paths: &Paths,
     findings: &Findings,
@@ -294,7 +290,7 @@ fn scan_blobs<F: Folder>(
 }
 
 /// The blobs of one `blobs/sha256/xx` folder.
-fn scan_prefix<F: Folder>(
+pub(super) fn scan_prefix<F: Folder>(
     sha: &F,
     prefix: &str,
     path: &Path,
@@ -405,7 +401,7 @@ fn scan_prefix<F: Folder>(
 }
 
 /// Finds repository folders, then reads each in parallel.
-fn scan_repositories<F: Folder>(
+pub(super) fn scan_repositories<F: Folder>(
     v2h: &F,
     paths: &Paths,
     findings: &Findings,
@@ -425,7 +421,7 @@ fn scan_repositories<F: Folder>(
 
 /// The repositories' names, with the `repositories` folder they lie in (listed whole: an object
 /// store reads every repository's keys in one listing).
-fn discover_repositories<F: Folder>(
+pub(super) fn discover_repositories<F: Folder>(
     v2h: &F,
     paths: &Paths,
     findings: &Findings,
@@ -454,7 +450,7 @@ fn discover_repositories<F: Folder>(
 /// Walks the repository tree below the open folder `dir` (the repository `prefix`, or the top
 /// when empty); returns whether any repository lies at or below it. Folders holding no
 /// repository are reported once, at their top.
-fn discover<F: Folder>(
+pub(super) fn discover<F: Folder>(
     dir: &F,
     path: &Path,
     prefix: &str,
@@ -542,7 +538,7 @@ fn discover<F: Folder>(
     found
 }
 
-fn symlink_finding(findings: &Findings, path: &Path, repo: Option<&str>, what: &str) {
+pub(super) fn symlink_finding(findings: &Findings, path: &Path, repo: Option<&str>, what: &str) {
     findings.add(
         path,
         Severity::Blocking, FindingKind::Symlink,
@@ -552,7 +548,7 @@ fn symlink_finding(findings: &Findings, path: &Path, repo: Option<&str>, what: &
 }
 
 /// Reads one repository, filing its layer links against `blobs` (sorted).
-fn scan_repo<F: Folder>(
+pub(super) fn scan_repo<F: Folder>(
     repos_dir: &F,
     paths: &Paths,
     name: String,
@@ -823,335 +819,4 @@ fn scan_repo<F: Folder>(
     repo.tags.shrink_to_fit();
     repo.revisions.shrink_to_fit();
     repo
-}
-
-/// What links written since a moment name: the blobs a push during the run relies on.
-#[derive(Debug, Default)]
-pub struct Fresh {
-    /// Blobs and manifests that such links name, with everything those manifests reference.
-    pub digests: HashSet<Digest>,
-    /// Why the set may be incomplete (a manifest that cannot be read, a folder that cannot be
-    /// listed): while any, no blob is safe to delete.
-    pub unknown: Vec<String>,
-}
-
-/// Re-reads every repository's links (never the blob store's listing) and collects the digests
-/// that links modified at or after `since_ns` name, with what the manifests among them
-/// reference. Sweep calls it right before the layer link and blob stages: a push that reused a
-/// blob the plan had found unreferenced writes such a link, and the blob is then kept.
-pub fn links_written_since<S: Storage>(store: &S, since_ns: i128) -> Fresh {
-    let mut fresh = Fresh::default();
-    let v2h = store.top();
-    let paths = Paths::new(store.v2().to_path_buf());
-    let findings = Findings::default();
-    let (names, repos_dir) = discover_repositories(v2h, &paths, &findings);
-    let per_repo: Vec<(Vec<Digest>, Vec<Digest>)> = match &repos_dir {
-        Some(dir) => names
-            .par_iter()
-            .map(|name| fresh_in_repo(dir, &paths, name, since_ns, &findings))
-            .collect(),
-        None => Vec::new(),
-    };
-    let mut manifests = Vec::new();
-    for (blobs, m) in per_repo {
-        fresh.digests.extend(blobs);
-        manifests.extend(m);
-    }
-    // What the fresh manifests reference, through index children.
-    let rel = Paths::new(PathBuf::new());
-    while !manifests.is_empty() {
-        manifests.retain(|d| fresh.digests.insert(*d));
-        let read: Vec<(Digest, std::result::Result<manifest::Manifest, String>)> = manifests
-            .par_iter()
-            .map(|d| {
-                let m = read_manifest(v2h, &rel, d).and_then(|b| manifest::parse(&b));
-                (*d, m)
-            })
-            .collect();
-        manifests = Vec::new();
-        for (d, m) in read {
-            match m {
-                Ok(m) => {
-                    fresh.digests.extend(m.blobs.iter().copied());
-                    manifests.extend(m.children.iter().copied());
-                }
-                Err(e) => fresh
-                    .unknown
-                    .push(format!("manifest {d}, written during the run: {e}")),
-            }
-        }
-    }
-    fresh.unknown.extend(
-        findings
-            .into_vec()
-            .into_iter()
-            .filter(|f| f.severity == Severity::Blocking)
-            .map(|f| format!("{}: {}", f.path.display(), f.message)),
-    );
-    fresh
-}
-
-/// The layer links (blobs) and manifest links (revisions, tags, tag history) of one repository
-/// modified at or after `since_ns`.
-fn fresh_in_repo<F: Folder>(
-    repos_dir: &F,
-    paths: &Paths,
-    name: &str,
-    since_ns: i128,
-    findings: &Findings,
-) -> (Vec<Digest>, Vec<Digest>) {
-    let r = Some(name);
-    let (mut blobs, mut manifests) = (Vec::new(), Vec::new());
-    let dir_path = paths.repo(name);
-    let Some(rdir) = open_sub(repos_dir, name, &dir_path, findings, r) else {
-        return (blobs, manifests);
-    };
-    let new = |d: &F, rel: &str| d.stat(rel).is_ok_and(|s| s.mtime_ns() >= since_ns);
-    let folder_links = |sub: &str, out: &mut Vec<Digest>| {
-        let p = dir_path.join(sub);
-        if let Some(d) = open_sub(&rdir, sub, &p, findings, r) {
-            for (hex, _, _) in list(&d, &p, findings, r) {
-                if let Some(dg) = Digest::from_hex(&hex)
-                    && new(&d, &format!("{hex}/{LINK}"))
-                {
-                    out.push(dg);
-                }
-            }
-        }
-    };
-    folder_links(LAYERS, &mut blobs);
-    folder_links(REVISIONS, &mut manifests);
-    let tags_path = dir_path.join(TAGS);
-    if let Some(tags) = open_sub(&rdir, TAGS, &tags_path, findings, r) {
-        for (tag, path, _) in list(&tags, &tags_path, findings, r) {
-            let current = format!("{tag}/{TAG_CURRENT}");
-            if new(&tags, &current) {
-                match read_link(&tags, &current) {
-                    Ok(l) => manifests.push(l.digest),
-                    Err(e) => findings.add(
-                        &path,
-                        Severity::Blocking,
-                        FindingKind::BadLink,
-                        r,
-                        link_problem(&e),
-                    ),
-                }
-            }
-            let index_path = path.join(TAG_INDEX);
-            if let Some(index) = open_sub(
-                &tags,
-                &format!("{tag}/{TAG_INDEX}"),
-                &index_path,
-                findings,
-                r,
-            ) {
-                for (hex, _, _) in list(&index, &index_path, findings, r) {
-                    if let Some(dg) = Digest::from_hex(&hex)
-                        && new(&index, &format!("{hex}/{LINK}"))
-                    {
-                        manifests.push(dg);
-                    }
-                }
-            }
-        }
-    }
-    (blobs, manifests)
-}
-
-/// Reads and parses the manifest blobs that links name, in parallel; then the children those
-/// name, until none is left. Each blob is read once however many repositories share it.
-pub fn load_manifests<S: Storage>(
-    store: &S,
-    layout: &Layout,
-    cache: Option<&Cache>,
-    progress: &dyn Progress,
-) -> Manifests {
-    let rel = Paths::new(PathBuf::new());
-    let v2h = store.top();
-    // The first round names manifests by blob index where it can: an eighth of the memory of
-    // collecting every link's digest. Digests that are no blob (missing manifests) wait apart.
-    let mut present: Vec<u32> = Vec::new();
-    let mut wanted: Vec<Digest> = Vec::new();
-    let named = layout.repos.iter().flat_map(|r| {
-        (r.revisions.iter().map(|l| l.digest))
-            .chain(r.tags.iter().filter_map(|t| t.current.map(|c| c.digest)))
-    });
-    for d in named {
-        match layout.blobs.binary_search_by(|b| b.digest.cmp(&d)) {
-            Ok(i) => present.push(i as u32),
-            Err(_) => wanted.push(d),
-        }
-    }
-    present.par_sort_unstable();
-    present.dedup();
-    present.shrink_to_fit();
-
-    let mut out = catalog::Builder::new(&layout.blobs);
-    let bar = progress.bar("reading manifests", present.len() as u64);
-    let mut next = Vec::new();
-    // In chunks, so that parsed manifests waiting to enter the catalog stay few.
-    let load = |chunk: &[Digest], out: &mut catalog::Builder, next: &mut Vec<Digest>| {
-        let loaded: Vec<(Vec<Digest>, catalog::Prepared)> = chunk
-            .par_iter()
-            .map(|d| {
-                // The cache answers only for a manifest whose blob the scan has just found (a
-                // missing one must still be reported missing); anything it lacks is read.
-                let in_store = || layout.blobs.binary_search_by(|b| b.digest.cmp(d)).is_ok();
-                let r = match cache.filter(|_| in_store()).and_then(|c| c.get(d)) {
-                    Some(m) => Ok(m),
-                    None => {
-                        let r = read_manifest(v2h, &rel, d).and_then(|b| manifest::parse(&b));
-                        if let (Some(c), Ok(m)) = (cache, &r) {
-                            c.add(*d, m);
-                        }
-                        r
-                    }
-                };
-                bar.inc(1);
-                let children = r.as_ref().map_or(Vec::new(), |m| m.children.clone());
-                (children, catalog::prepare(&layout.blobs, *d, r))
-            })
-            .collect();
-        for (children, p) in loaded {
-            next.extend(children);
-            out.add_prepared(p);
-        }
-    };
-    for chunk in present.chunks(4096) {
-        let digests: Vec<Digest> = chunk
-            .iter()
-            .map(|&i| layout.blobs[i as usize].digest)
-            .collect();
-        load(&digests, &mut out, &mut next);
-    }
-    drop(present);
-    // Then what the links name but the store lacks, and index children, until none is left.
-    wanted.append(&mut next);
-    while !wanted.is_empty() {
-        wanted.par_sort_unstable();
-        wanted.dedup();
-        wanted.retain(|d| !out.contains(d));
-        bar.inc_length(wanted.len() as u64);
-        for chunk in wanted.chunks(4096) {
-            load(chunk, &mut out, &mut next);
-        }
-        wanted = std::mem::take(&mut next);
-    }
-    bar.finish();
-    out.finish()
-}
-
-/// Manifest `d` read from storage and parsed, as the scan reads it.
-pub fn read_parsed_manifest<S: Storage>(
-    store: &S,
-    d: &Digest,
-) -> std::result::Result<crate::model::manifest::Manifest, String> {
-    read_manifest(store.top(), &Paths::new(PathBuf::new()), d).and_then(|b| manifest::parse(&b))
-}
-
-/// The bytes of manifest blob `d`, read through the layout's handle: a symlink, FIFO or device
-/// there is damage, never followed or waited on, and the read is bounded.
-fn read_manifest<F: Folder>(
-    v2h: &F,
-    rel: &Paths,
-    d: &Digest,
-) -> std::result::Result<Vec<u8>, String> {
-    v2h.read_small(rel.blob_data(d), MAX_MANIFEST_BYTES)
-        .map_err(|e| match e {
-            ReadError::Missing => "manifest blob is missing".to_string(),
-            ReadError::TooLarge(n) => format!("{n} bytes: too large to be a manifest"),
-            other => format!("manifest blob {other}"),
-        })
-}
-
-/// Reads the `created` time of the image config of every manifest that a tag names, for
-/// policies that count age from it. Manifests without a config (indexes) have none.
-pub fn load_created<S: Storage>(store: &S, layout: &Layout) -> HashMap<Digest, Time> {
-    let rel = Paths::new(PathBuf::new());
-    let v2h = store.top();
-    let mut wanted: Vec<(Digest, Digest)> = layout
-        .repos
-        .iter()
-        .flat_map(|r| r.tags.iter().filter_map(|t| t.current))
-        .filter_map(|c| match layout.manifest(&c.digest) {
-            Some(Ok(m)) => m.config().map(|cfg| (c.digest, cfg)),
-            _ => None,
-        })
-        .collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    wanted
-        .par_iter()
-        .filter_map(|(m, cfg)| {
-            // Configs are small; a huge "config" is not one worth reading for a date.
-            let bytes = v2h
-                .read_small(rel.blob_data(cfg), MAX_MANIFEST_BYTES)
-                .ok()?;
-            manifest::parse_created(&bytes).map(|t| (*m, t))
-        })
-        .collect()
-}
-
-/// What `--verify-digests` found, and how fast it read.
-#[derive(Debug, Default)]
-pub struct Verified {
-    pub blobs: u64,
-    pub bytes: u64,
-    pub seconds: f64,
-    pub findings: Vec<Finding>,
-}
-
-/// Hashes every blob in parallel and compares it with its name.
-pub fn verify_digests<S: Storage>(store: &S, layout: &Layout, progress: &dyn Progress) -> Verified {
-    use sha2::{Digest as _, Sha256};
-    let paths = Paths::new(layout.v2.clone());
-    let rel = Paths::new(PathBuf::new());
-    let v2h = store.top();
-    let started = std::time::Instant::now();
-    let bar = progress.bytes_bar("verifying digests", layout.total_bytes());
-    let findings = Findings::default();
-    let bytes = std::sync::atomic::AtomicU64::new(0);
-    layout.blobs.par_iter().for_each_init(
-        || vec![0u8; 1 << 20],
-        |buf, blob| {
-            let path = paths.blob_data(&blob.digest);
-            let mut hasher = Sha256::new();
-            let opened = v2h.open_file(rel.blob_data(&blob.digest)).map_err(|e| match e {
-                ReadError::Io(e) => e,
-                other => io::Error::other(other.to_string()),
-            });
-            let result = opened.and_then(|(mut f, _)| loop {
-                let n = f.read(buf)?;
-                if n == 0 {
-                    return Ok(());
-                }
-                hasher.update(&buf[..n]);
-                bar.inc(n as u64);
-                bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-            });
-            match result {
-                Err(e) => findings.add(&path, Severity::Damage, FindingKind::Unreadable, None, format!("cannot read blob: {e}")),
-                Ok(()) => {
-                    let got = Digest(hasher.finalize().into());
-                    if got != blob.digest {
-                        findings.add(
-                            &path,
-                            Severity::Damage, FindingKind::DigestMismatch,
-                            None,
-                            format!("content hashes to {got}, not to its name: pulls of it fail verification"),
-                        );
-                    }
-                }
-            }
-        },
-    );
-    bar.finish();
-    let mut findings = findings.into_vec();
-    findings.sort_by(|a, b| a.path.cmp(&b.path));
-    Verified {
-        blobs: layout.blobs.len() as u64,
-        bytes: bytes.into_inner(),
-        seconds: started.elapsed().as_secs_f64(),
-        findings,
-    }
 }

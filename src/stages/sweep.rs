@@ -18,7 +18,6 @@ use crate::model::digest::Digest;
 use crate::model::paths::Paths;
 use crate::model::paths::{DATA, LINK, STAGING_DIR, TAG_CURRENT};
 use crate::progress::Progress;
-use crate::stages::scan;
 use crate::storage::seam::{Folder, Storage};
 use rayon::prelude::*;
 use std::ffi::OsStr;
@@ -348,7 +347,7 @@ impl<S: Storage> Sweeper<'_, S> {
             return;
         }
         let started = std::time::Instant::now();
-        let fresh = scan::links_written_since(self.store, self.since_ns);
+        let fresh = crate::stages::freshness::links_written_since(self.store, self.since_ns);
         tracing::info!(
             seconds = started.elapsed().as_secs_f64(),
             named = fresh.digests.len(),
