@@ -1,15 +1,8 @@
 //! Faults and changes under a run: SIGKILL at many points, SIGTERM, a push during gc, a layout
 //! that changed under a plan, and the trash put back.
 //!
-//! The fault hooks, read from the environment by the binary's CLI layer (`src/cli/mod.rs`) and doing
-//! nothing when unset; these tests and `safety.rs` stand on them:
-//! - `REGSWEEP_FAULT_KILL_AFTER=N`: SIGKILL itself when the sweep asks for the Nth time whether
-//!   to go on (once per item).
-//! - `REGSWEEP_FAULT_TERM_AFTER=N`: SIGTERM itself there instead (a clean stop).
-//! - `REGSWEEP_FAULT_KILL_STAGED=N`: SIGKILL itself right after the Nth item (from 0) has been
-//!   moved out of the registry's sight and before it is deleted.
-//! - `REGSWEEP_FAULT_PAUSE=FILE`: between the plan and the sweep, write `FILE.ready` and wait
-//!   until FILE exists (a test changes the layout meanwhile).
+//! The fault hooks these tests and `safety.rs` stand on (`__REGSWEEP_FAULT_*`) are listed,
+//! with what each does, in one place: the module doc of `src/cli/faults.rs`.
 
 use crate::testenv::*;
 use crate::world;
@@ -74,7 +67,7 @@ fn sigkill_at_any_point_of_a_sweep_loses_nothing() {
         let root = tmp.path().join(format!("k{k}"));
         copy_tree(&w.reg.root, &root);
         let out = gc_cmd(&root)
-            .env("REGSWEEP_FAULT_KILL_AFTER", k.to_string())
+            .env("__REGSWEEP_FAULT_KILL_AFTER", k.to_string())
             .output()
             .unwrap();
         assert_eq!(out.status.signal(), Some(9), "k={k}: {out:?}");
@@ -109,7 +102,7 @@ fn sigterm_stops_after_the_items_in_hand_and_says_so() {
     let w = big_world();
     let out = gc_cmd(&w.reg.root)
         .args(["--format", "json", "--report", "-"])
-        .env("REGSWEEP_FAULT_TERM_AFTER", "500")
+        .env("__REGSWEEP_FAULT_TERM_AFTER", "500")
         .output()
         .unwrap();
     assert_eq!(
@@ -146,7 +139,7 @@ fn a_second_run_waits_for_no_one_it_fails_at_once() {
     age_tree(&w.reg.root, DAYS2);
     let go = w.reg.tmp.path().join("go");
     let mut first = gc_cmd(&w.reg.root)
-        .env("REGSWEEP_FAULT_PAUSE", &go)
+        .env("__REGSWEEP_FAULT_PAUSE", &go)
         .spawn()
         .unwrap();
     wait_for(&go.with_extension("ready"));
@@ -190,7 +183,7 @@ fn a_push_while_gc_runs_with_the_default_grace_pulls_in_full() {
     let go = w.reg.tmp.path().join("go");
     // gc scans and plans, then waits; the push lands between its plan and its sweep.
     let mut gc = gc_cmd(&w.reg.root)
-        .env("REGSWEEP_FAULT_PAUSE", &go)
+        .env("__REGSWEEP_FAULT_PAUSE", &go)
         .spawn()
         .unwrap();
     wait_for(&go.with_extension("ready"));

@@ -445,7 +445,7 @@ fn metrics_on_a_full_disk_fail_aloud_leave_no_temp_file_and_never_hide_a_sweep()
             "--metrics",
             prom.to_str().unwrap(),
         ])
-        .env("REGSWEEP_FAULT_PAUSE", &go)
+        .env("__REGSWEEP_FAULT_PAUSE", &go)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

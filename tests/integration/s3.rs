@@ -378,7 +378,7 @@ fn a_sweep_on_s3_killed_after_every_step_leaves_every_tag_pullable_and_a_rerun_f
         if kill {
             // SIGKILL when the sweep asks whether to go on for the second time: one step went (on
             // a bucket, one folder's batch of items).
-            c.env("REGSWEEP_FAULT_KILL_AFTER", "1");
+            c.env("__REGSWEEP_FAULT_KILL_AFTER", "1");
         }
         c.output().unwrap()
     };
@@ -425,7 +425,7 @@ fn a_sweep_on_s3_killed_inside_a_batch_between_its_keys_and_its_guards_serves_ev
         .env_remove("RUST_LOG");
         if let Some(k) = kill_staged {
             // SIGKILL after the k-th batch's keys went and before its guards.
-            c.env("REGSWEEP_FAULT_KILL_STAGED", k.to_string());
+            c.env("__REGSWEEP_FAULT_KILL_STAGED", k.to_string());
         }
         c.output().unwrap()
     };
@@ -461,7 +461,7 @@ fn a_lock_object_left_by_a_killed_run_stops_the_next_until_break_lock() {
             ])
             .args(extra)
             .env_remove("RUST_LOG")
-            .env("REGSWEEP_FAULT_KILL_AFTER", "0")
+            .env("__REGSWEEP_FAULT_KILL_AFTER", "0")
             .output()
             .unwrap()
     };

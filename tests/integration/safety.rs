@@ -33,11 +33,11 @@ fn wait_for(path: &Path) {
 }
 
 /// Starts `gc` on `root` with `args`, its stdout piped, and waits until it has planned and
-/// paused before its sweep (REGSWEEP_FAULT_PAUSE); writing `go` lets it go on.
+/// paused before its sweep (__REGSWEEP_FAULT_PAUSE); writing `go` lets it go on.
 fn gc_paused(root: &Path, args: &[&str], go: &Path) -> std::process::Child {
     let child = gc_cmd(root)
         .args(args)
-        .env("REGSWEEP_FAULT_PAUSE", go)
+        .env("__REGSWEEP_FAULT_PAUSE", go)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -724,7 +724,7 @@ fn crash_leftovers_are_invisible_to_the_registry_and_finished_later() {
         let out = gc_cmd(&root)
             .args(["-m", "-j", "1", "--policy"])
             .arg(&policy)
-            .env("REGSWEEP_FAULT_KILL_STAGED", k.to_string())
+            .env("__REGSWEEP_FAULT_KILL_STAGED", k.to_string())
             .output()
             .unwrap();
         assert_eq!(out.status.signal(), Some(9), "k={k}: {out:?}");

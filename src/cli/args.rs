@@ -1,0 +1,532 @@
+//! The command line's arguments (clap derive), and how each is checked and turned into a
+//! validated config before the core sees it.
+
+use crate::config::{self, Format, GcConfig, Location, ReportTarget};
+use crate::error::Error;
+use crate::model::duration::Span;
+use crate::policy::Policy;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "regsweep", version, about = "Garbage collection for a registry:2 storage, on disk or in an S3 bucket", long_about = None)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv every object-store request); RUST_LOG
+    /// overrides. Coloured only on a terminal, and never with NO_COLOR set.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mark what kept images need and sweep the rest.
+    Gc(GcArgs),
+    /// Drop-in for `registry garbage-collect CONFIG.yml`: the same arguments, regsweep's safety.
+    #[command(name = "garbage-collect")]
+    GarbageCollect(DropInArgs),
+    /// Where the disk went: sizes per repository or tag, and what gc would free.
+    Du(DuArgs),
+    /// Find damage and leftovers, changing nothing.
+    Check(CheckArgs),
+    /// Retention policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Carry out a plan written by `gc --dry-run --format json --report FILE`, re-checking each item.
+    Apply(ApplyArgs),
+    /// Put back what `gc --trash DIR` moved into DIR.
+    Restore(RestoreArgs),
+    /// Manage a trash folder.
+    #[command(subcommand)]
+    Trash(TrashCommand),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout: `regsweep man > regsweep.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The plan: a JSON gc report from a dry run.
+    pub plan: PathBuf,
+    /// Refuse unless the plan is for this storage root (a folder, or s3://BUCKET/PREFIX).
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    pub root: Option<PathBuf>,
+    /// Refuse unless the plan is for the storage of this registry config (for a bucket, its
+    /// endpoint and keys are used).
+    #[arg(long, value_name = "REGISTRY_CONFIG.yml")]
+    pub config: Option<PathBuf>,
+    /// The S3-compatible endpoint of an s3:// root.
+    #[arg(long, value_name = "URL", requires = "root")]
+    pub s3_endpoint: Option<String>,
+    /// Refuse unless the plan's checksum is this one (printed by the dry run that wrote it):
+    /// pins the plan a reviewer read, since anyone can recompute the checksum of an edited plan.
+    #[arg(long, value_name = "SHA256")]
+    pub checksum: Option<String>,
+    /// Move what goes into this folder (same filesystem) instead of deleting it.
+    #[arg(long, value_name = "DIR")]
+    pub trash: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: FormatArg,
+    /// Remove a stale lock left by a run that died, and go on.
+    #[arg(long)]
+    pub break_lock: bool,
+    /// No progress bars.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// After the sweep, ask the live registry at URL whether it still claims what went (as gc).
+    #[arg(long, value_name = "URL")]
+    pub registry_url: Option<String>,
+    /// Sweep even when the registry's Redis cache (read from --config) cannot be reached.
+    #[arg(long)]
+    pub risk_stale_cache: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("selection").required(true).args(["tag", "all"])))]
+pub struct RestoreArgs {
+    /// The trash folder given to gc.
+    pub dir: PathBuf,
+    /// Restore one tag and everything its image needs (REPO:TAG).
+    #[arg(long, value_name = "REPO:TAG")]
+    pub tag: Option<String>,
+    /// Restore everything in the trash.
+    #[arg(long)]
+    pub all: bool,
+    /// The registry's storage root: restore refuses a trash whose runs came from another.
+    /// Without it, the root each run recorded is used once checked to be a registry layout.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Remove a stale lock left by a run that died, and go on.
+    #[arg(long)]
+    pub break_lock: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrashCommand {
+    /// The runs in a trash folder: when, by which command, from which registry, items and bytes.
+    List(TrashListArgs),
+    /// Delete for good what has been in the trash longer than --older-than.
+    Empty(TrashEmptyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrashListArgs {
+    pub dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: FormatArg,
+}
+
+#[derive(Debug, Args)]
+pub struct TrashEmptyArgs {
+    pub dir: PathBuf,
+    /// Only runs older than this (e.g. 7d); `0` empties everything.
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Span,
+}
+
+/// Where the storage root comes from.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("storage").required(true).args(["root", "config"])))]
+pub struct RootArgs {
+    /// The registry's storage root: its `rootdirectory`, or `s3://BUCKET/PREFIX` for the s3
+    /// driver's bucket and `rootdirectory` (credentials from the AWS_* environment).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// The registry's config file: its storage.filesystem.rootdirectory, or its storage.s3
+    /// bucket, endpoint, prefix and keys (with the registry's REGISTRY_STORAGE_* overrides).
+    #[arg(long, value_name = "REGISTRY_CONFIG.yml")]
+    pub config: Option<PathBuf>,
+    /// The S3-compatible endpoint of an s3:// root (MinIO, Ceph RGW, R2...); AWS otherwise.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+}
+
+impl RootArgs {
+    pub(super) fn resolve(self) -> Result<Location, Error> {
+        self.resolve_with_cache().map(|(root, _)| root)
+    }
+
+    /// The root, and the registry's blob-descriptor cache when a config says it.
+    pub(super) fn resolve_with_cache(
+        self,
+    ) -> Result<(Location, Option<config::registry::BlobCache>), Error> {
+        match (self.root, self.config) {
+            (Some(r), None) => match r.to_str() {
+                Some(text) => Ok((Location::parse(text, self.s3_endpoint)?, None)),
+                None if self.s3_endpoint.is_none() => Ok((Location::Fs(r), None)),
+                None => Err(Error::Usage(
+                    "--s3-endpoint needs an s3://BUCKET/PREFIX root".into(),
+                )),
+            },
+            (None, Some(c)) => {
+                let read = config::registry::read(&c, &|k| std::env::var(k).ok())?;
+                let mut root = read.storage;
+                if let (Location::S3(s3), Some(e)) = (&mut root, self.s3_endpoint) {
+                    crate::endpoint::check(&e)
+                        .map_err(|why| Error::Usage(format!("--s3-endpoint: {why}")))?;
+                    s3.endpoint = Some(e);
+                }
+                Ok((root, Some(read.cache)))
+            }
+            _ => Err(Error::Usage(
+                "give exactly one of --root DIR or --config FILE".into(),
+            )),
+        }
+    }
+}
+
+/// The manifest cache: parsed manifests kept between runs, so that a run reads only the
+/// manifests pushed since the last one.
+#[derive(Debug, Args, Default)]
+pub struct CacheArgs {
+    /// Keep parsed manifests in FILE (default: one file per root in the user's cache folder,
+    /// $XDG_CACHE_HOME/regsweep or ~/.cache/regsweep).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_cache")]
+    pub cache: Option<PathBuf>,
+    /// Read every manifest from storage, and keep no cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache file for `root`, or none.
+    pub(super) fn resolve(self, root: &Location) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache.or_else(|| {
+            let key = match root {
+                Location::Fs(p) => p.canonicalize().unwrap_or_else(|_| p.clone()),
+                Location::S3(s3) => PathBuf::from(format!(
+                    "{} {}",
+                    s3.url(),
+                    s3.endpoint.as_deref().unwrap_or("")
+                )),
+            };
+            crate::stages::cache::default_path(&key)
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DuFormatArg {
+    /// The table (also `text`, the name gc and check use).
+    #[value(alias = "text")]
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DuSortArg {
+    Bytes,
+    Exclusive,
+    Name,
+}
+
+#[derive(Debug, Args)]
+pub struct DuArgs {
+    #[command(flatten)]
+    pub root: RootArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: DuFormatArg,
+    /// Show the N largest (the rest summed in one row); default 20 in a table, all otherwise.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Order of rows.
+    #[arg(long, value_enum, default_value = "bytes")]
+    pub sort: DuSortArg,
+    /// Also say what this retention policy would free (with --delete-untagged).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// `--by tag REPO`: one row per tag of REPO, with its size and its exclusive bytes.
+    #[arg(long, num_args = 2, value_names = ["tag", "REPO"])]
+    pub by: Option<Vec<String>>,
+    /// The grace gc would run with, for the reclaimable figures.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub grace: Span,
+    /// Write Prometheus metrics to FILE (for node_exporter's textfile collector).
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub root: RootArgs,
+    /// Hash every blob and compare it with its name.
+    #[arg(long)]
+    pub verify_digests: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: FormatArg,
+    /// The text lists the first N findings of each kind of list, then how many more (JSON keeps
+    /// them all).
+    #[arg(long, value_name = "N", default_value_t = 20, conflicts_with = "all")]
+    pub limit: usize,
+    /// The text lists every finding.
+    #[arg(long)]
+    pub all: bool,
+    /// Write Prometheus metrics to FILE (for node_exporter's textfile collector).
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file and, with --root or --config, preview what it would delete.
+    Check(PolicyCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyCheckArgs {
+    /// The policy file.
+    pub file: PathBuf,
+    /// Preview on this registry storage root (a folder, or s3://BUCKET/PREFIX).
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    pub root: Option<PathBuf>,
+    /// Preview on the root named by this registry config file.
+    #[arg(long, value_name = "REGISTRY_CONFIG.yml")]
+    pub config: Option<PathBuf>,
+    /// The S3-compatible endpoint of an s3:// root.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// List every tag in the preview, kept or deleted, and why.
+    #[arg(long)]
+    pub explain: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: FormatArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Text,
+    Json,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Text => Format::Text,
+            FormatArg::Json => Format::Json,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub root: RootArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Report what would be deleted; delete nothing (`-d` as in the reference's command).
+    #[arg(long, short = 'n', short_alias = 'd')]
+    pub dry_run: bool,
+    /// Also delete manifests no tag reaches (index children and referrers of kept ones stay);
+    /// with `=AGE`, only those pushed more than AGE ago.
+    #[arg(long, short = 'm', value_name = "AGE", num_args = 0..=1, require_equals = true,
+        default_missing_value = "0")]
+    pub delete_untagged: Option<Span>,
+    /// Keep anything modified within this long (`0` turns it off).
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub grace: Span,
+    /// Sweep even where damaged objects hide what they reference.
+    #[arg(long)]
+    pub allow_damage: bool,
+    /// Delete abandoned uploads started more than AGE ago (168h when given without a value).
+    #[arg(long, value_name = "AGE", num_args = 0..=1, default_missing_value = "168h")]
+    pub purge_uploads: Option<Span>,
+    /// Write the report to FILE (`-` for stdout) instead of stdout.
+    #[arg(long, value_name = "FILE|-")]
+    pub report: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: FormatArg,
+    /// The text report shows the first N items of each list, then how many more (JSON keeps
+    /// them all).
+    #[arg(long, value_name = "N", default_value_t = 20, conflicts_with = "all")]
+    pub limit: usize,
+    /// The text report shows every item.
+    #[arg(long)]
+    pub all: bool,
+    /// Worker threads (default: 8, or one per core where there are more).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// No progress bars, and no report on stdout unless --report names it.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Retention policy (YAML) deciding which tags are deleted; see docs/POLICY.md.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Collect only the repositories matching GLOB (repeatable; `!GLOB` excludes; `*` stays
+    /// within a path segment, `**` crosses). Others keep everything, and every blob they link
+    /// or reach stays; blobs linked from no repository are left to an unscoped run.
+    #[arg(long, value_name = "GLOB")]
+    pub repository: Vec<String>,
+    /// With --policy: report every tag, kept or deleted, and why.
+    #[arg(long, requires = "policy")]
+    pub explain: bool,
+    /// With --policy: apply it even where its safety net refuses.
+    #[arg(long, requires = "policy")]
+    pub force: bool,
+    /// Write Prometheus metrics to FILE (for node_exporter's textfile collector).
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// Remove a stale lock left by a run that died, and go on.
+    #[arg(long)]
+    pub break_lock: bool,
+    /// Move what goes into this folder (same filesystem) instead of deleting it; see `restore`.
+    #[arg(long, value_name = "DIR")]
+    pub trash: Option<PathBuf>,
+    /// After a sweep, ask the live registry at URL (HEAD requests, a sample of 1000 at most)
+    /// whether it still claims what went; exit 4 if it does. Basic auth from
+    /// REGSWEEP_REGISTRY_USERNAME and REGSWEEP_REGISTRY_PASSWORD.
+    #[arg(long, value_name = "URL")]
+    pub registry_url: Option<String>,
+    /// Sweep even when the registry's Redis cache (read from --config) cannot be reached to
+    /// evict what goes: the registry then claims swept blobs until it is restarted.
+    #[arg(long)]
+    pub risk_stale_cache: bool,
+    /// Set by the `garbage-collect` drop-in: print the reference's lines too.
+    #[arg(skip)]
+    pub reference_output: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DropInArgs {
+    /// Report what would be deleted; delete nothing (`--dry-run=false` too, as Go's flags take).
+    #[arg(long, short = 'd', num_args = 0..=1, require_equals = true, default_value = "false",
+        default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub dry_run: bool,
+    /// Delete manifests that are not currently referenced via tag.
+    #[arg(long, short = 'm', num_args = 0..=1, require_equals = true, default_value = "false",
+        default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub delete_untagged: bool,
+    /// Silence output.
+    #[arg(long, short = 'q', num_args = 0..=1, require_equals = true, default_value = "false",
+        default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub quiet: bool,
+    /// The registry's config file.
+    pub config: PathBuf,
+}
+
+impl GcArgs {
+    /// Checks every value and resolves the root.
+    pub fn validate(self) -> Result<GcConfig, Error> {
+        if self.jobs == Some(0) {
+            return Err(Error::Usage("-j/--jobs: must be at least 1".into()));
+        }
+        let (root, registry_cache) = self.root.resolve_with_cache()?;
+        if let Some(url) = &self.registry_url {
+            crate::live::probe::check_url(url)
+                .map_err(|why| Error::Usage(format!("--registry-url: {why}")))?;
+        }
+        let live = crate::live::LiveOptions {
+            cache: registry_cache,
+            registry_url: self.registry_url,
+            risk_stale_cache: self.risk_stale_cache,
+        };
+        let cache = self.cache.resolve(&root);
+        let report = match self.report.as_deref() {
+            Some("-") => Some(ReportTarget::Stdout),
+            Some("") => return Err(Error::Usage("--report: empty file name".into())),
+            Some(p) => Some(ReportTarget::File(PathBuf::from(p))),
+            None if self.quiet => None,
+            None => Some(ReportTarget::Stdout),
+        };
+        let policy = match &self.policy {
+            Some(p) => Some(Policy::load(p)?),
+            None => None,
+        };
+        let scope = if self.repository.is_empty() {
+            None
+        } else {
+            Some(
+                crate::policy::Matcher::compile(&self.repository)
+                    .map_err(|e| Error::Usage(format!("--repository: {e}")))?,
+            )
+        };
+        // The command line's -m wins over the policy's `untagged:`.
+        let untagged_older_than = self
+            .delete_untagged
+            .or_else(|| policy.as_ref().and_then(|p| p.untagged_older_than));
+        let delete_untagged = untagged_older_than.is_some();
+        Ok(GcConfig {
+            policy,
+            scope,
+            explain: self.explain,
+            force: self.force,
+            metrics: self.metrics,
+            break_lock: self.break_lock,
+            trash: self.trash,
+            reference_output: self.reference_output,
+            root,
+            cache,
+            text_limit: (!self.all).then_some(self.limit),
+            dry_run: self.dry_run,
+            delete_untagged,
+            untagged_older_than,
+            grace: self.grace,
+            allow_damage: self.allow_damage,
+            purge_uploads: self.purge_uploads,
+            report,
+            format: self.format.into(),
+            jobs: self.jobs,
+            progress: !self.quiet,
+            live,
+        })
+    }
+}
+
+impl DropInArgs {
+    /// The reference command's meaning, with regsweep's defaults (grace 1h, damage stops sweeping).
+    pub fn into_gc(self) -> GcArgs {
+        GcArgs {
+            root: RootArgs {
+                root: None,
+                config: Some(self.config),
+                s3_endpoint: None,
+            },
+            cache: CacheArgs::default(),
+            limit: 20,
+            all: false,
+            dry_run: self.dry_run,
+            delete_untagged: self.delete_untagged.then_some(Span::ZERO),
+            grace: Span::from_secs(3600),
+            allow_damage: false,
+            purge_uploads: None,
+            report: None,
+            format: FormatArg::Text,
+            jobs: None,
+            quiet: self.quiet,
+            policy: None,
+            repository: Vec::new(),
+            explain: false,
+            force: false,
+            metrics: None,
+            break_lock: false,
+            trash: None,
+            registry_url: None,
+            risk_stale_cache: false,
+            // Only printed when not quiet: not built when it would not be.
+            reference_output: !self.quiet,
+        }
+    }
+}
