@@ -4,4 +4,5 @@
 pub mod mark;
 pub mod outcome;
 pub mod plan;
+pub mod planfile;
 pub mod walk;

@@ -1,0 +1,54 @@
+//! The plan as a file: where, with which options, and every item. Written inside a gc report
+//! and read back whole by `apply`: one type both ways, its checksum taken over it.
+
+use crate::gc::plan::{BlobRemoval, LinkRemoval, ManifestRemoval, TagRemoval, UploadRemoval};
+use crate::model::duration::Span;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The options a run planned with; a plan carries them to `apply`, which reads them back.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Options {
+    pub delete_untagged: bool,
+    /// With `delete_untagged`: only untagged manifests pushed more than this long ago went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_untagged_older_than: Option<Span>,
+    pub grace: Span,
+    pub allow_damage: bool,
+    pub purge_uploads: Option<Span>,
+    /// `--repository` patterns the run was limited to; empty: every repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<String>,
+}
+
+/// The part of a gc report that is a plan: where, with which options, and every item. Written
+/// inside the report and read back whole by `apply`: one type both ways, its checksum taken over
+/// it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PlanFile {
+    pub root: PathBuf,
+    pub options: Options,
+    pub tags_deleted: Vec<TagRemoval>,
+    pub tag_index_entries_deleted: Vec<LinkRemoval>,
+    pub manifests_deleted: Vec<ManifestRemoval>,
+    pub layer_links_deleted: Vec<LinkRemoval>,
+    pub blobs_deleted: Vec<BlobRemoval>,
+    pub uploads_deleted: Vec<UploadRemoval>,
+}
+
+impl PlanFile {
+    /// `sha256:<hex>` of the plan serialized with sorted keys.
+    pub fn checksum(&self) -> String {
+        use sha2::Digest as _;
+        let text = serde_json::to_value(self).unwrap_or_default().to_string();
+        crate::Digest(sha2::Sha256::digest(text.as_bytes()).into()).to_string()
+    }
+}
+
+/// The checksum of the plan a JSON report holds; `None` when it holds none. (What anyone who
+/// edits a plan can recompute: the tests forge plans with it, as `apply --checksum` expects.)
+pub fn plan_checksum(report: &serde_json::Value) -> Option<String> {
+    serde_json::from_value::<PlanFile>(report.clone())
+        .ok()
+        .map(|p| p.checksum())
+}

@@ -1,0 +1,413 @@
+//! gc's report in text, for people: the summary, the loss per repository, and each list bounded
+//! by `--limit`.
+
+use super::*;
+
+impl GcReport {
+    pub fn to_text(&self) -> String {
+        let limit = self.text_limit.unwrap_or(usize::MAX);
+        let (verb, heading) = self.words();
+        let mut o = String::new();
+        self.summary_text(&mut o, verb);
+        by_repository(&mut o, &self.plan, heading, limit);
+        self.lists_text(&mut o, heading, limit);
+        o
+    }
+
+    /// What the run did to what it planned, as a verb and as a list heading.
+    fn words(&self) -> (&'static str, &'static str) {
+        let refused = self.refused_by_safety_net && !self.dry_run;
+        if self.dry_run || refused {
+            ("would delete", "to delete")
+        } else if self.trash.is_some() {
+            ("moved", "moved to the trash")
+        } else {
+            ("deleted", "deleted")
+        }
+    }
+
+    /// The summary at the top: what was scanned, what went, and every condition of the run.
+    fn summary_text(&self, o: &mut String, verb: &str) {
+        let s = &self.summary;
+        let refused = self.refused_by_safety_net && !self.dry_run;
+        let _ = writeln!(
+            o,
+            "regsweep gc{} on {}",
+            if self.dry_run {
+                " (dry run: nothing deleted)"
+            } else if refused {
+                " (refused by the policy's safety net: nothing deleted)"
+            } else {
+                ""
+            },
+            self.plan.root.display()
+        );
+        let _ = writeln!(
+            o,
+            "  scanned        {}, {}, {}, {} ({})",
+            plural(s.repositories, "repository", "repositories"),
+            plural(s.tags, "tag", "tags"),
+            plural(s.manifests, "manifest", "manifests"),
+            plural(s.blobs, "blob", "blobs"),
+            human_bytes(s.bytes)
+        );
+        if let Some(r) = &s.requests {
+            let _ = writeln!(o, "  requests       {}", requests_line(r));
+        }
+        if !self.plan.options.repositories.is_empty() {
+            let _ = writeln!(
+                o,
+                "  scope          {} of {} (matching {}); the others untouched, and every blob they link or reach kept",
+                s.repositories_in_scope.unwrap_or(0),
+                plural(s.repositories, "repository", "repositories"),
+                self.plan.options.repositories.join(", ")
+            );
+        }
+        let p = self.planned();
+        let _ = writeln!(
+            o,
+            "  {verb:<14} {}, {}, {}, {} ({}), {} ({})",
+            plural(p.tags, "tag", "tags"),
+            plural(p.manifests, "manifest", "manifests"),
+            plural(p.layer_links, "layer link", "layer links"),
+            plural(p.blobs, "blob", "blobs"),
+            human_bytes(p.bytes),
+            plural(p.uploads, "upload", "uploads"),
+            human_bytes(p.upload_bytes)
+        );
+        if let Some(t) = &self.trash {
+            let _ = writeln!(
+                o,
+                "  trash          moved to {} (nothing freed until `regsweep trash empty`)",
+                t.display()
+            );
+        }
+        if let Some(age) = &self.plan.options.delete_untagged_older_than {
+            let _ = writeln!(
+                o,
+                "  untagged       an untagged manifest goes only if pushed more than {age} ago; younger ones stay"
+            );
+        }
+        if let Some(more) = self.delete_untagged_would_free.filter(|b| *b > 0) {
+            let _ = writeln!(
+                o,
+                "  untagged       the policy leaves manifests untagged; -m (--delete-untagged) would also free {}",
+                human_bytes(more)
+            );
+        }
+        if self.plan.options.grace.is_zero() {
+            let _ = writeln!(o, "  kept by grace  none (grace period off)");
+        } else {
+            let _ = writeln!(
+                o,
+                "  kept by grace  {} (modified within {})",
+                s.kept_by_grace, self.plan.options.grace
+            );
+        }
+        self.conditions_text(o);
+    }
+
+    /// What the run found and how it ended: damage, notices, failures, what it kept at the
+    /// last moment, the live registry, outputs not written, time, and why anything was held back.
+    fn conditions_text(&self, o: &mut String) {
+        let s = &self.summary;
+        let damage = self
+            .errors
+            .iter()
+            .filter(|e| e.severity.is_damage())
+            .count();
+        let _ = writeln!(
+            o,
+            "  damage         {}",
+            if damage == 0 {
+                "none found".to_string()
+            } else {
+                format!(
+                    "{} (listed below)",
+                    crate::units::plural(damage, "finding", "findings")
+                )
+            }
+        );
+        let notices = self
+            .errors
+            .iter()
+            .filter(|e| e.severity == Severity::Notice && !e.kind.starts_with("registry_"))
+            .count();
+        if notices > 0 {
+            let _ = writeln!(
+                o,
+                "  notices        {notices} foreign or leftover entries, left alone (listed below)"
+            );
+        }
+        if s.sweep_failures > 0 {
+            let _ = writeln!(
+                o,
+                "  failed         {} removals (listed below)",
+                s.sweep_failures
+            );
+        }
+        if s.kept_at_sweep > 0 {
+            let _ = writeln!(
+                o,
+                "  kept at sweep  {} planned items changed or were named again during the run (listed below)",
+                s.kept_at_sweep
+            );
+        }
+        if self.interrupted {
+            let _ = writeln!(
+                o,
+                "  interrupted    the sweep stopped early; run gc again to finish"
+            );
+        }
+        registry_lines(o, self.registry.as_ref(), &self.errors, false);
+        for e in &self.output_errors {
+            let _ = writeln!(o, "  not written    {e}");
+        }
+        let _ = writeln!(o, "  took           {:.2}s", self.duration_seconds);
+        for w in &self.withheld {
+            let _ = writeln!(o, "  withheld       {w}");
+        }
+        for r in &self.refused {
+            let _ = writeln!(o, "  refused        {r}");
+        }
+        if self.refused_by_safety_net {
+            let _ = writeln!(
+                o,
+                "  the policy's safety net refused this run: nothing was deleted (--force applies it anyway)"
+            );
+        }
+    }
+
+    /// Every list, bounded by `limit`: what the sweep kept, what goes, the policy's decisions,
+    /// the problems.
+    fn lists_text(&self, o: &mut String, heading: &str, limit: usize) {
+        if !self.kept_at_sweep.is_empty() {
+            let _ = writeln!(o, "\nkept at sweep:");
+            for k in self.kept_at_sweep.iter().take(limit) {
+                let _ = writeln!(o, "  {}  {}", k.path.display(), k.message);
+            }
+            more(o, self.kept_at_sweep.len(), limit);
+        }
+        if !self.plan.tags_deleted.is_empty() {
+            let _ = writeln!(o, "\ntags {heading}:");
+            for t in self.plan.tags_deleted.iter().take(limit) {
+                let d = t
+                    .digest
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".into());
+                let age = t.age_seconds.map(human_age).unwrap_or_else(|| "?".into());
+                let _ = writeln!(
+                    o,
+                    "  {}:{}  {d}  age {age}  rule {:?}",
+                    t.repository, t.tag, t.rule
+                );
+            }
+            more(o, self.plan.tags_deleted.len(), limit);
+        }
+        if !self.plan.manifests_deleted.is_empty() {
+            let _ = writeln!(o, "\nmanifests {heading}:");
+            for m in self.plan.manifests_deleted.iter().take(limit) {
+                let _ = writeln!(o, "  {}@{}  ({})", m.repository, m.digest, m.reason);
+            }
+            more(o, self.plan.manifests_deleted.len(), limit);
+        }
+        if !self.plan.layer_links_deleted.is_empty() {
+            let _ = writeln!(o, "\nlayer links {heading}:");
+            for l in self.plan.layer_links_deleted.iter().take(limit) {
+                let _ = writeln!(o, "  {}  {}", l.repository, l.digest);
+            }
+            more(o, self.plan.layer_links_deleted.len(), limit);
+        }
+        if !self.plan.tag_index_entries_deleted.is_empty() {
+            let _ = writeln!(o, "\ntag index entries (tag history) {heading}:");
+            for l in self.plan.tag_index_entries_deleted.iter().take(limit) {
+                let _ = writeln!(
+                    o,
+                    "  {}:{}  {}",
+                    l.repository,
+                    l.tag.as_deref().unwrap_or("?"),
+                    l.digest
+                );
+            }
+            more(o, self.plan.tag_index_entries_deleted.len(), limit);
+        }
+        if !self.plan.blobs_deleted.is_empty() {
+            let _ = writeln!(o, "\nblobs {heading}:");
+            for b in self.plan.blobs_deleted.iter().take(limit) {
+                let _ = writeln!(
+                    o,
+                    "  {}  {:>10}  {}",
+                    b.digest,
+                    human_bytes(b.size),
+                    if b.linked_from.is_empty() {
+                        "linked from no repository".to_string()
+                    } else {
+                        b.linked_from.join(", ")
+                    }
+                );
+            }
+            more(o, self.plan.blobs_deleted.len(), limit);
+        }
+        if !self.plan.uploads_deleted.is_empty() {
+            let _ = writeln!(o, "\nuploads {heading}:");
+            for u in self.plan.uploads_deleted.iter().take(limit) {
+                let _ = writeln!(
+                    o,
+                    "  {}  {}  {:>10}",
+                    u.repository,
+                    u.id,
+                    human_bytes(u.size)
+                );
+            }
+            more(o, self.plan.uploads_deleted.len(), limit);
+        }
+        if let Some(explain) = &self.explain {
+            let _ = writeln!(o, "\npolicy decisions:");
+            o.push_str(&explain_text(explain));
+        }
+        if !self.errors.is_empty() {
+            let _ = writeln!(o, "\nproblems:");
+            for e in self.errors.iter().take(limit) {
+                let _ = writeln!(
+                    o,
+                    "  {}: {} [{} {}]",
+                    e.path.display(),
+                    e.message,
+                    e.severity,
+                    e.kind
+                );
+            }
+            more(o, self.errors.len(), limit);
+        }
+    }
+}
+
+/// What each repository loses, largest first: the first table an operator reads, before the
+/// lists. A blob linked from several repositories counts in each; one linked from none (a
+/// dangling blob) counts under "(no repository)".
+fn by_repository(o: &mut String, plan: &PlanFile, heading: &str, limit: usize) {
+    #[derive(Default)]
+    struct Loss {
+        tags: usize,
+        manifests: usize,
+        links: usize,
+        blobs: usize,
+        bytes: u64,
+        uploads: usize,
+    }
+    let mut rows: BTreeMap<&str, Loss> = BTreeMap::new();
+    plan.tags_deleted
+        .iter()
+        .for_each(|t| rows.entry(&t.repository).or_default().tags += 1);
+    (plan.manifests_deleted.iter())
+        .for_each(|m| rows.entry(&m.repository).or_default().manifests += 1);
+    (plan.layer_links_deleted.iter())
+        .for_each(|l| rows.entry(&l.repository).or_default().links += 1);
+    (plan.uploads_deleted.iter()).for_each(|u| rows.entry(&u.repository).or_default().uploads += 1);
+    for b in &plan.blobs_deleted {
+        let from: Vec<&str> = if b.linked_from.is_empty() {
+            vec!["(no repository)"]
+        } else {
+            b.linked_from.iter().map(String::as_str).collect()
+        };
+        for r in from {
+            let row = rows.entry(r).or_default();
+            row.blobs += 1;
+            row.bytes += b.size;
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let mut rows: Vec<(&str, Loss)> = rows.into_iter().collect();
+    rows.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(b.0)));
+    let width = (rows.iter().take(limit).map(|r| r.0.len()))
+        .max()
+        .unwrap_or(0)
+        .max("REPOSITORY".len());
+    let _ = writeln!(
+        o,
+        "\nby repository ({heading}; a blob linked from several repositories counts in each):"
+    );
+    let _ = writeln!(
+        o,
+        "  {:<width$}  {:>5}  {:>9}  {:>11}  {:>6}  {:>10}  {:>7}",
+        "REPOSITORY", "TAGS", "MANIFESTS", "LAYER LINKS", "BLOBS", "BYTES", "UPLOADS"
+    );
+    for (name, l) in rows.iter().take(limit) {
+        let _ = writeln!(
+            o,
+            "  {name:<width$}  {:>5}  {:>9}  {:>11}  {:>6}  {:>10}  {:>7}",
+            l.tags,
+            l.manifests,
+            l.links,
+            l.blobs,
+            human_bytes(l.bytes),
+            l.uploads
+        );
+    }
+    more(o, rows.len(), limit);
+}
+
+/// The line that ends a list the text cut short.
+pub(crate) fn more(o: &mut String, len: usize, limit: usize) {
+    if len > limit {
+        let _ = writeln!(
+            o,
+            "  ... and {} more (all of them: --all, or --report FILE --format json)",
+            len - limit
+        );
+    }
+}
+
+/// The live registry's lines of the text summary: its cache, what was evicted, what the
+/// registry was asked; with `findings`, each of the run's findings about it in full too (gc
+/// lists them with its other problems instead).
+pub fn registry_lines(
+    o: &mut String,
+    live: Option<&crate::live::LiveReport>,
+    errors: &[ErrorEntry],
+    findings: bool,
+) {
+    if let Some(r) = live {
+        let state = match r.cache {
+            "redis" => format!(
+                "redis: {} evicted",
+                plural(r.evicted as usize, "entry", "entries")
+            ),
+            "inmemory" if r.restart_needed => {
+                "in memory: RESTART the registry before the next push".into()
+            }
+            "inmemory" => "in memory: nothing swept, nothing to forget".into(),
+            "off" => "off (storage.cache has no blobdescriptor): nothing to forget".into(),
+            _ => "unknown (give --config to read it)".into(),
+        };
+        let _ = writeln!(o, "  registry cache {state}");
+        if let Some(p) = &r.probe {
+            let _ = writeln!(
+                o,
+                "  registry asked {} of {} swept items: {} still claimed",
+                p.asked,
+                p.of,
+                p.claimed.len()
+            );
+        }
+    }
+    for e in (errors.iter()).filter(|e| findings && e.kind.starts_with("registry_")) {
+        let _ = writeln!(o, "  registry       {} [{}]", e.message, e.kind);
+    }
+}
+
+/// `2,251 (LIST 263, GET 1,988, HEAD 0, PUT 0, COPY 0, DELETE 0)`: what a run cost an object store.
+pub fn requests_line(r: &Requests) -> String {
+    format!(
+        "{} (LIST {}, GET {}, HEAD {}, PUT {}, COPY {}, DELETE {})",
+        r.total(),
+        r.list,
+        r.get,
+        r.head,
+        r.put,
+        r.copy,
+        r.delete
+    )
+}
