@@ -18,7 +18,7 @@ use crate::storage::seam::Storage;
 use std::path::Path;
 
 use crate::gc::outcome::Failure;
-use crate::model::{Decision, Decisions};
+use crate::model::{Decision, Decisions, Layout};
 use crate::progress::Progress;
 use crate::report::{GC_SCHEMAS, PlanFile, human_bytes};
 use crate::stages::sweep;
@@ -288,143 +288,10 @@ fn run_in<S: Storage>(
     let now = chrono::Utc::now().timestamp();
     let mut skipped = Vec::new();
 
-    // Tags: the planned ones that still point where they did.
-    let mut decisions = Decisions::keep_all(layout);
-    if let Some(scope) = &planned.cfg.scope {
-        decisions = decisions.with_scope(layout, |name| scope.is_match(name));
-    }
-    let mut planned_tags: HashMap<(&str, &str), Option<Digest>> = planned
-        .tags
-        .iter()
-        .map(|(r, t, d)| ((r.as_str(), t.as_str()), *d))
-        .collect();
-    for (i, repo) in layout.repos.iter().enumerate() {
-        for (j, tag) in repo.tags.iter().enumerate() {
-            let Some(want) = planned_tags.remove(&(repo.name.as_str(), tag.name.as_str())) else {
-                continue;
-            };
-            let now_at = tag.current.map(|c| c.digest);
-            if now_at == want && want.is_some() {
-                decisions.repos[i][j] = Decision::Delete {
-                    rule: "plan".into(),
-                };
-            } else {
-                skipped.push(Skipped {
-                    kind: "tag",
-                    item: format!("{}:{}", repo.name, tag.name),
-                    reason: format!(
-                        "moved since the plan: now {}",
-                        now_at.map_or("unreadable".into(), |d| d.to_string())
-                    ),
-                });
-            }
-        }
-    }
-    for ((r, t), _) in planned_tags {
-        skipped.push(Skipped {
-            kind: "tag",
-            item: format!("{r}:{t}"),
-            reason: "already gone".into(),
-        });
-    }
-
+    let decisions = still_planned_tags(layout, planned, &mut skipped);
     let rules = planned.cfg.rules(now);
     let fresh = session.plan_decided(&decisions, &rules);
-    let mut todo = Plan {
-        tags: fresh.tags,
-        ..Plan::default()
-    };
-    let link_key = |l: &LinkRemoval| (l.repository.clone(), l.digest);
-    let fresh_index: HashSet<(String, String, Digest)> = fresh
-        .tag_index
-        .iter()
-        .map(|l| {
-            (
-                l.repository.clone(),
-                l.tag.clone().unwrap_or_default(),
-                l.digest,
-            )
-        })
-        .collect();
-    for key in &planned.tag_index {
-        if fresh_index.contains(key) {
-            todo.tag_index.push(LinkRemoval {
-                repository: key.0.clone(),
-                tag: Some(key.1.clone()),
-                digest: key.2,
-            });
-        } else {
-            skipped.push(Skipped {
-                kind: "tag_index_entry",
-                item: format!("{}:{}@{}", key.0, key.1, key.2),
-                reason: "its manifest is needed again, or it is gone".into(),
-            });
-        }
-    }
-    let fresh_manifests: HashMap<(String, Digest), _> = fresh
-        .manifests
-        .into_iter()
-        .map(|m| ((m.repository.clone(), m.digest), m))
-        .collect();
-    for key in &planned.manifests {
-        match fresh_manifests.get(key) {
-            Some(m) => todo.manifests.push(m.clone()),
-            None => skipped.push(Skipped {
-                kind: "manifest",
-                item: format!("{}@{}", key.0, key.1),
-                reason:
-                    "needed again (a tag, index or referrer reaches it, it is young, or it is gone)"
-                        .into(),
-            }),
-        }
-    }
-    let fresh_links: HashSet<(String, Digest)> = fresh.layer_links.iter().map(link_key).collect();
-    for key in &planned.layer_links {
-        if fresh_links.contains(key) {
-            todo.layer_links.push(LinkRemoval {
-                repository: key.0.clone(),
-                tag: None,
-                digest: key.1,
-            });
-        } else {
-            skipped.push(Skipped {
-                kind: "layer_link",
-                item: format!("{}@{}", key.0, key.1),
-                reason: "needed again, or gone".into(),
-            });
-        }
-    }
-    // Planned blobs the fresh plan also has: swept if unchanged, skipped if not.
-    let mut looked_at: HashSet<Digest> = HashSet::new();
-    for b in fresh.blobs {
-        if let Some(&(size, mtime)) = planned.blobs.get(&b.digest) {
-            looked_at.insert(b.digest);
-            if size == b.size && mtime == b.mtime {
-                todo.blobs.push(b);
-            } else {
-                skipped.push(Skipped {
-                    kind: "blob",
-                    item: b.digest.to_string(),
-                    reason: "changed since the plan (size or mtime)".into(),
-                });
-            }
-        }
-    }
-    for d in planned.blobs.keys().filter(|d| !looked_at.contains(d)) {
-        skipped.push(Skipped {
-            kind: "blob",
-            item: d.to_string(),
-            reason: "needed again, young, withheld by damage, or gone".into(),
-        });
-    }
-    for u in fresh.uploads {
-        if planned
-            .uploads
-            .contains(&(u.repository.clone(), u.id.clone()))
-        {
-            todo.uploads.push(u);
-        }
-    }
+    let todo = agreed(planned, fresh, &mut skipped);
     let planned_count = planned.tags.len()
         + planned.tag_index.len()
         + planned.manifests.len()
@@ -534,4 +401,150 @@ fn text(r: &ApplyReport) -> String {
     }
     crate::report::registry_lines(&mut o, r.registry.as_ref(), &r.findings, true);
     o
+}
+
+/// Tags: the planned ones that still point where they did become deletions; the rest are
+/// skipped, with why.
+fn still_planned_tags(layout: &Layout, planned: &Planned, skipped: &mut Vec<Skipped>) -> Decisions {
+    let mut decisions = Decisions::keep_all(layout);
+    if let Some(scope) = &planned.cfg.scope {
+        decisions = decisions.with_scope(layout, |name| scope.is_match(name));
+    }
+    let mut planned_tags: HashMap<(&str, &str), Option<Digest>> = planned
+        .tags
+        .iter()
+        .map(|(r, t, d)| ((r.as_str(), t.as_str()), *d))
+        .collect();
+    for (i, repo) in layout.repos.iter().enumerate() {
+        for (j, tag) in repo.tags.iter().enumerate() {
+            let Some(want) = planned_tags.remove(&(repo.name.as_str(), tag.name.as_str())) else {
+                continue;
+            };
+            let now_at = tag.current.map(|c| c.digest);
+            if now_at == want && want.is_some() {
+                decisions.repos[i][j] = Decision::Delete {
+                    rule: "plan".into(),
+                };
+            } else {
+                skipped.push(Skipped {
+                    kind: "tag",
+                    item: format!("{}:{}", repo.name, tag.name),
+                    reason: format!(
+                        "moved since the plan: now {}",
+                        now_at.map_or("unreadable".into(), |d| d.to_string())
+                    ),
+                });
+            }
+        }
+    }
+    for ((r, t), _) in planned_tags {
+        skipped.push(Skipped {
+            kind: "tag",
+            item: format!("{r}:{t}"),
+            reason: "already gone".into(),
+        });
+    }
+
+    decisions
+}
+
+/// What both the plan and the fresh look agree on (a blob also needs its size and mtime
+/// unchanged); the rest of the plan is skipped, with why.
+fn agreed(planned: &Planned, fresh: Plan, skipped: &mut Vec<Skipped>) -> Plan {
+    let mut todo = Plan {
+        tags: fresh.tags,
+        ..Plan::default()
+    };
+    let link_key = |l: &LinkRemoval| (l.repository.clone(), l.digest);
+    let fresh_index: HashSet<(String, String, Digest)> = fresh
+        .tag_index
+        .iter()
+        .map(|l| {
+            (
+                l.repository.clone(),
+                l.tag.clone().unwrap_or_default(),
+                l.digest,
+            )
+        })
+        .collect();
+    for key in &planned.tag_index {
+        if fresh_index.contains(key) {
+            todo.tag_index.push(LinkRemoval {
+                repository: key.0.clone(),
+                tag: Some(key.1.clone()),
+                digest: key.2,
+            });
+        } else {
+            skipped.push(Skipped {
+                kind: "tag_index_entry",
+                item: format!("{}:{}@{}", key.0, key.1, key.2),
+                reason: "its manifest is needed again, or it is gone".into(),
+            });
+        }
+    }
+    let fresh_manifests: HashMap<(String, Digest), _> = fresh
+        .manifests
+        .into_iter()
+        .map(|m| ((m.repository.clone(), m.digest), m))
+        .collect();
+    for key in &planned.manifests {
+        match fresh_manifests.get(key) {
+            Some(m) => todo.manifests.push(m.clone()),
+            None => skipped.push(Skipped {
+                kind: "manifest",
+                item: format!("{}@{}", key.0, key.1),
+                reason:
+                    "needed again (a tag, index or referrer reaches it, it is young, or it is gone)"
+                        .into(),
+            }),
+        }
+    }
+    let fresh_links: HashSet<(String, Digest)> = fresh.layer_links.iter().map(link_key).collect();
+    for key in &planned.layer_links {
+        if fresh_links.contains(key) {
+            todo.layer_links.push(LinkRemoval {
+                repository: key.0.clone(),
+                tag: None,
+                digest: key.1,
+            });
+        } else {
+            skipped.push(Skipped {
+                kind: "layer_link",
+                item: format!("{}@{}", key.0, key.1),
+                reason: "needed again, or gone".into(),
+            });
+        }
+    }
+    // Planned blobs the fresh plan also has: swept if unchanged, skipped if not.
+    let mut looked_at: HashSet<Digest> = HashSet::new();
+    for b in fresh.blobs {
+        if let Some(&(size, mtime)) = planned.blobs.get(&b.digest) {
+            looked_at.insert(b.digest);
+            if size == b.size && mtime == b.mtime {
+                todo.blobs.push(b);
+            } else {
+                skipped.push(Skipped {
+                    kind: "blob",
+                    item: b.digest.to_string(),
+                    reason: "changed since the plan (size or mtime)".into(),
+                });
+            }
+        }
+    }
+    for d in planned.blobs.keys().filter(|d| !looked_at.contains(d)) {
+        skipped.push(Skipped {
+            kind: "blob",
+            item: d.to_string(),
+            reason: "needed again, young, withheld by damage, or gone".into(),
+        });
+    }
+    for u in fresh.uploads {
+        if planned
+            .uploads
+            .contains(&(u.repository.clone(), u.id.clone()))
+        {
+            todo.uploads.push(u);
+        }
+    }
+    todo
 }

@@ -141,7 +141,7 @@ fn run_in<S: Storage>(
     });
 
     let mut repositories = usage::repositories(&layout, &untagged_goes);
-    let tags = match &cfg.by_tag {
+    let mut tags = match &cfg.by_tag {
         Some(name) => Some(usage::tags(&layout, name).ok_or_else(|| {
             Error::Usage(format!(
                 "--by tag {name}: no such repository under {}",
@@ -150,29 +150,7 @@ fn run_in<S: Storage>(
         })?),
         None => None,
     };
-    match cfg.sort {
-        DuSort::Bytes => {
-            repositories.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.name.cmp(&b.name)))
-        }
-        DuSort::Exclusive => repositories.sort_by(|a, b| {
-            b.exclusive_bytes
-                .cmp(&a.exclusive_bytes)
-                .then(a.name.cmp(&b.name))
-        }),
-        DuSort::Name => repositories.sort_by(|a, b| a.name.cmp(&b.name)),
-    }
-    let tags = tags.map(|mut t| {
-        match cfg.sort {
-            DuSort::Bytes => t.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.tag.cmp(&b.tag))),
-            DuSort::Exclusive => t.sort_by(|a, b| {
-                b.exclusive_bytes
-                    .cmp(&a.exclusive_bytes)
-                    .then(a.tag.cmp(&b.tag))
-            }),
-            DuSort::Name => t.sort_by(|a, b| a.tag.cmp(&b.tag)),
-        }
-        t
-    });
+    sort(&mut repositories, tags.as_mut(), cfg.sort);
     let report = DuReport {
         envelope: crate::report::Envelope::new("regsweep/du-report/v2", started_dt),
         root: root.clone(),
@@ -196,100 +174,10 @@ fn run_in<S: Storage>(
     };
 
     if let Some(path) = &cfg.metrics {
-        let mut m = Metrics::new("du");
-        m.run(
-            started_at,
-            started.elapsed().as_secs_f64(),
-            damage_findings,
-            0,
-        );
-        for r in &report.repositories {
-            let l = [("repository", r.name.as_str())];
-            m.gauge(
-                "repository_bytes",
-                "Apparent bytes of the blobs a repository reaches.",
-                &l,
-                r.bytes as f64,
-            );
-            m.gauge(
-                "repository_exclusive_bytes",
-                "Bytes only this repository reaches.",
-                &l,
-                r.exclusive_bytes as f64,
-            );
-            m.gauge(
-                "repository_untagged_bytes",
-                "Bytes gc --delete-untagged would free of this repository.",
-                &l,
-                r.untagged_bytes as f64,
-            );
-        }
-        let t = &report.summary;
-        m.gauge("store_blobs", "Blobs in the store.", &[], t.blobs as f64);
-        m.gauge(
-            "store_bytes",
-            "Apparent bytes of every blob in the store.",
-            &[],
-            t.bytes as f64,
-        );
-        m.requests(report.summary.requests.as_ref());
-        m.gauge(
-            "store_allocated_bytes",
-            "Bytes the store's blobs take on disk.",
-            &[],
-            t.allocated_bytes as f64,
-        );
-        m.gauge(
-            "reclaimable_bytes",
-            "Bytes gc would free now.",
-            &[("mode", "gc")],
-            t.reclaimable_bytes as f64,
-        );
-        m.gauge(
-            "reclaimable_bytes",
-            "Bytes gc would free now.",
-            &[("mode", "delete_untagged")],
-            t.reclaimable_untagged_bytes as f64,
-        );
-        if let Some(p) = t.policy_reclaimable_bytes {
-            m.gauge(
-                "reclaimable_bytes",
-                "Bytes gc would free now.",
-                &[("mode", "policy")],
-                p as f64,
-            );
-        }
-        m.write(path)?;
+        metrics(&report, started_at, started.elapsed().as_secs_f64()).write(path)?;
     }
 
-    let out = match cfg.format {
-        DuFormat::Json => {
-            let mut report = report;
-            if let Some(n) = cfg.top
-                && report.repositories.len() > n
-            {
-                report.others = Some(sum_rest(&report.repositories[n..]));
-                report.repositories.truncate(n);
-            }
-            serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
-        }
-        DuFormat::Csv => csv(&report, cfg.top),
-        DuFormat::Table => {
-            let mut t = table(
-                &report,
-                cfg.top.unwrap_or(20),
-                cfg.policy.as_ref().map(|p| p.path.clone()),
-            );
-            if let Some(req) = &report.summary.requests {
-                t.push_str(&format!(
-                    "requests: {}\n",
-                    crate::report::requests_line(req)
-                ));
-            }
-            t
-        }
-    };
-    Ok((out, ExitCode::Ok))
+    Ok((render(report, cfg), ExitCode::Ok))
 }
 
 fn short(d: Option<Digest>) -> String {
@@ -520,4 +408,125 @@ fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {
         );
     }
     o
+}
+
+/// The metrics of a du run.
+fn metrics(report: &DuReport, started_at: i64, seconds: f64) -> Metrics {
+    let damage_findings = report.summary.damage_findings;
+    let mut m = Metrics::new("du");
+    m.run(started_at, seconds, damage_findings, 0);
+    for r in &report.repositories {
+        let l = [("repository", r.name.as_str())];
+        m.gauge(
+            "repository_bytes",
+            "Apparent bytes of the blobs a repository reaches.",
+            &l,
+            r.bytes as f64,
+        );
+        m.gauge(
+            "repository_exclusive_bytes",
+            "Bytes only this repository reaches.",
+            &l,
+            r.exclusive_bytes as f64,
+        );
+        m.gauge(
+            "repository_untagged_bytes",
+            "Bytes gc --delete-untagged would free of this repository.",
+            &l,
+            r.untagged_bytes as f64,
+        );
+    }
+    let t = &report.summary;
+    m.gauge("store_blobs", "Blobs in the store.", &[], t.blobs as f64);
+    m.gauge(
+        "store_bytes",
+        "Apparent bytes of every blob in the store.",
+        &[],
+        t.bytes as f64,
+    );
+    m.requests(report.summary.requests.as_ref());
+    m.gauge(
+        "store_allocated_bytes",
+        "Bytes the store's blobs take on disk.",
+        &[],
+        t.allocated_bytes as f64,
+    );
+    m.gauge(
+        "reclaimable_bytes",
+        "Bytes gc would free now.",
+        &[("mode", "gc")],
+        t.reclaimable_bytes as f64,
+    );
+    m.gauge(
+        "reclaimable_bytes",
+        "Bytes gc would free now.",
+        &[("mode", "delete_untagged")],
+        t.reclaimable_untagged_bytes as f64,
+    );
+    if let Some(p) = t.policy_reclaimable_bytes {
+        m.gauge(
+            "reclaimable_bytes",
+            "Bytes gc would free now.",
+            &[("mode", "policy")],
+            p as f64,
+        );
+    }
+    m
+}
+
+/// The report in the format asked for.
+fn render(report: DuReport, cfg: &DuConfig) -> String {
+    match cfg.format {
+        DuFormat::Json => {
+            let mut report = report;
+            if let Some(n) = cfg.top
+                && report.repositories.len() > n
+            {
+                report.others = Some(sum_rest(&report.repositories[n..]));
+                report.repositories.truncate(n);
+            }
+            serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+        }
+        DuFormat::Csv => csv(&report, cfg.top),
+        DuFormat::Table => {
+            let mut t = table(
+                &report,
+                cfg.top.unwrap_or(20),
+                cfg.policy.as_ref().map(|p| p.path.clone()),
+            );
+            if let Some(req) = &report.summary.requests {
+                t.push_str(&format!(
+                    "requests: {}\n",
+                    crate::report::requests_line(req)
+                ));
+            }
+            t
+        }
+    }
+}
+
+/// Rows in the order `--sort` asks for, ties broken by name.
+fn sort(repositories: &mut [RepoUsage], tags: Option<&mut Vec<TagUsage>>, by: DuSort) {
+    match by {
+        DuSort::Bytes => {
+            repositories.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.name.cmp(&b.name)))
+        }
+        DuSort::Exclusive => repositories.sort_by(|a, b| {
+            b.exclusive_bytes
+                .cmp(&a.exclusive_bytes)
+                .then(a.name.cmp(&b.name))
+        }),
+        DuSort::Name => repositories.sort_by(|a, b| a.name.cmp(&b.name)),
+    }
+    if let Some(t) = tags {
+        match by {
+            DuSort::Bytes => t.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.tag.cmp(&b.tag))),
+            DuSort::Exclusive => t.sort_by(|a, b| {
+                b.exclusive_bytes
+                    .cmp(&a.exclusive_bytes)
+                    .then(a.tag.cmp(&b.tag))
+            }),
+            DuSort::Name => t.sort_by(|a, b| a.tag.cmp(&b.tag)),
+        }
+    }
 }
