@@ -405,6 +405,52 @@ fn delete_staged<F: Folder>(staging: &F, staged: &OsStr, guard: &[&str]) -> io::
     staging.remove_tree(staged)
 }
 
+impl<S: Storage> Sweeper<'_, S> {
+    /// What an interrupted sweep had staged and not yet deleted, deleted now.
+    fn finish_staged(&self, progress: &dyn Progress, staging: &[PathBuf]) {
+        self.stage(progress, "finishing deletes", staging, |d| {
+            if self.should_stop() {
+                return;
+            }
+            let Ok(rel_item) = d.strip_prefix(self.v2) else {
+                return self.fail(d, "outside the registry layout; refused".into());
+            };
+            if let Some((parent, _, name)) = self.open_parent(rel_item) {
+                match parent.remove_tree(OsStr::new(&name)) {
+                    Ok(()) => {
+                        self.removed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => self.fail(d, format!("cannot finish deleting: {e}")),
+                }
+            }
+        });
+    }
+
+    /// Link and blob folders left empty by earlier deletes; a folder that gained content since the scan stays.
+    fn remove_empty(&self, progress: &dyn Progress, empty_dirs: &[PathBuf]) {
+        self.stage(progress, "removing empty folders", empty_dirs, |d| {
+            if self.should_stop() {
+                return;
+            }
+            let Ok(rel_item) = d.strip_prefix(self.v2) else {
+                return self.fail(d, "outside the registry layout; refused".into());
+            };
+            let Some((parent, _, name)) = self.open_parent(rel_item) else {
+                return;
+            };
+            // Non-recursive: a folder that gained content since the scan stays.
+            match parent.unlink(OsStr::new(&name), true) {
+                Ok(()) => {
+                    self.removed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {}
+                Err(e) => self.fail(d, format!("cannot remove empty folder: {e}")),
+            }
+        });
+    }
+}
+
 /// Sweeps the plan in the storage.
 pub fn sweep<S: Storage>(
     store: &S,
@@ -504,42 +550,8 @@ pub fn sweep<S: Storage>(
             .collect(),
         &[DATA],
     );
-    s.stage(progress, "finishing deletes", &plan.staging, |d| {
-        if s.should_stop() {
-            return;
-        }
-        let Ok(rel_item) = d.strip_prefix(v2) else {
-            return s.fail(d, "outside the registry layout; refused".into());
-        };
-        if let Some((parent, _, name)) = s.open_parent(rel_item) {
-            match parent.remove_tree(OsStr::new(&name)) {
-                Ok(()) => {
-                    s.removed.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => s.fail(d, format!("cannot finish deleting: {e}")),
-            }
-        }
-    });
-    s.stage(progress, "removing empty folders", &plan.empty_dirs, |d| {
-        if s.should_stop() {
-            return;
-        }
-        let Ok(rel_item) = d.strip_prefix(v2) else {
-            return s.fail(d, "outside the registry layout; refused".into());
-        };
-        let Some((parent, _, name)) = s.open_parent(rel_item) else {
-            return;
-        };
-        // Non-recursive: a folder that gained content since the scan stays.
-        match parent.unlink(OsStr::new(&name), true) {
-            Ok(()) => {
-                s.removed.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {}
-            Err(e) => s.fail(d, format!("cannot remove empty folder: {e}")),
-        }
-    });
+    s.finish_staged(progress, &plan.staging);
+    s.remove_empty(progress, &plan.empty_dirs);
     let mut failures = s.failures.into_inner().unwrap_or_else(|e| e.into_inner());
     failures.sort_by(|a, b| a.path.cmp(&b.path));
     let mut kept = s.kept.into_inner().unwrap_or_else(|e| e.into_inner());
