@@ -5,7 +5,7 @@ use crate::config::{Format, GcConfig, ReportTarget};
 use crate::error::ExitCode;
 use crate::error::{Error, Result};
 use crate::gc::plan::Plan;
-use crate::model::Time;
+use crate::model::{Layout, Time};
 use crate::pipeline::{self, Open, Session};
 use crate::policy::TagExplain;
 use crate::progress::Progress;
@@ -145,21 +145,7 @@ fn run_in<S: Storage>(
     if !cfg.dry_run {
         (hooks.before_sweep)();
     }
-    // Without -m a policy's untagged manifests stay: say what -m would free too.
-    let untagged_more = (cfg.policy.is_some() && !cfg.delete_untagged).then(|| {
-        let rules = crate::model::Rules {
-            delete_untagged: true,
-            ..cfg.rules(started_at.timestamp())
-        };
-        let (with_m, _) = pipeline::decide_scoped(
-            layout,
-            cfg.policy.as_ref(),
-            &rules,
-            started_at.timestamp(),
-            cfg.scope.as_ref(),
-        );
-        with_m.bytes_freed().saturating_sub(plan.bytes_freed())
-    });
+    let untagged_more = untagged_would_free(cfg, layout, &plan, started_at.timestamp());
     // The live registry's Redis cache must be reachable before anything goes (or the risk
     // taken by name): what the sweep removes is evicted from it afterwards.
     let mut live_notes = Vec::new();
@@ -188,35 +174,8 @@ fn run_in<S: Storage>(
             },
         ))
     };
-    let code = if refused
-        || outcome
-            .as_ref()
-            .is_some_and(|o| !o.failures.is_empty() || o.interrupted)
-    {
-        ExitCode::Error
-    } else if plan
-        .findings
-        .iter()
-        .any(|f| f.severity != crate::model::Severity::Notice)
-    {
-        ExitCode::Damage
-    } else {
-        ExitCode::Ok
-    };
-    let ctx = report::Context {
-        root: cfg.root.display_path(),
-        dry_run: cfg.dry_run,
-        started_at,
-        duration_seconds: started.elapsed().as_secs_f64(),
-        options: report::Options {
-            delete_untagged: cfg.delete_untagged,
-            delete_untagged_older_than: cfg.untagged_older_than.filter(|a| !a.is_zero()),
-            grace: cfg.grace,
-            allow_damage: cfg.allow_damage,
-            purge_uploads: cfg.purge_uploads,
-            repositories: (cfg.scope.as_ref()).map_or_else(Vec::new, |m| m.patterns().to_vec()),
-        },
-    };
+    let code = sweep_code(refused, outcome.as_ref(), &plan);
+    let ctx = context(cfg, started_at, started.elapsed().as_secs_f64());
     let mut report = GcReport::new(ctx, layout, plan, outcome.as_ref());
     if refused && !cfg.dry_run {
         report.mark_refused();
@@ -255,6 +214,62 @@ fn run_in<S: Storage>(
         ExitCode::Error
     };
     Ok((report, code))
+}
+
+/// Without -m a policy's untagged manifests stay: what -m would free too (with a policy and
+/// without -m only).
+fn untagged_would_free(cfg: &GcConfig, layout: &Layout, plan: &Plan, now: Time) -> Option<u64> {
+    (cfg.policy.is_some() && !cfg.delete_untagged).then(|| {
+        let rules = crate::model::Rules {
+            delete_untagged: true,
+            ..cfg.rules(now)
+        };
+        let (with_m, _) =
+            pipeline::decide_scoped(layout, cfg.policy.as_ref(), &rules, now, cfg.scope.as_ref());
+        with_m.bytes_freed().saturating_sub(plan.bytes_freed())
+    })
+}
+
+/// The exit code of the sweep (before the live registry is asked): a refusal, a failed
+/// removal or an interruption is an error; damage found is 3.
+fn sweep_code(
+    refused: bool,
+    outcome: Option<&crate::gc::outcome::Outcome>,
+    plan: &Plan,
+) -> ExitCode {
+    if refused || outcome.is_some_and(|o| !o.failures.is_empty() || o.interrupted) {
+        ExitCode::Error
+    } else if plan
+        .findings
+        .iter()
+        .any(|f| f.severity != crate::model::Severity::Notice)
+    {
+        ExitCode::Damage
+    } else {
+        ExitCode::Ok
+    }
+}
+
+/// Where and how the run planned, as its report (and the plan it carries) says.
+fn context(
+    cfg: &GcConfig,
+    started_at: chrono::DateTime<chrono::Utc>,
+    seconds: f64,
+) -> report::Context {
+    report::Context {
+        root: cfg.root.display_path(),
+        dry_run: cfg.dry_run,
+        started_at,
+        duration_seconds: seconds,
+        options: report::Options {
+            delete_untagged: cfg.delete_untagged,
+            delete_untagged_older_than: cfg.untagged_older_than.filter(|a| !a.is_zero()),
+            grace: cfg.grace,
+            allow_damage: cfg.allow_damage,
+            purge_uploads: cfg.purge_uploads,
+            repositories: (cfg.scope.as_ref()).map_or_else(Vec::new, |m| m.patterns().to_vec()),
+        },
+    }
 }
 
 /// The exit code once the live registry has been asked: it still claiming what went is exit 4
