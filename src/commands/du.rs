@@ -269,49 +269,10 @@ fn sum_rest(rest: &[RepoUsage]) -> RepoUsage {
 }
 
 fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {
-    let mut o = String::new();
-    let t = &r.summary;
     if let (Some(tags), Some(repo)) = (&r.tags, &r.repository) {
-        let w = tags.iter().map(|t| t.tag.len()).max().unwrap_or(3).max(3);
-        let _ = writeln!(
-            o,
-            "{repo}: {} tag{}",
-            tags.len(),
-            if tags.len() == 1 { "" } else { "s" }
-        );
-        let _ = writeln!(
-            o,
-            "{:<w$}  {:<12}  {:>10}  {:>10}  PUSHED",
-            "TAG", "DIGEST", "SIZE", "EXCLUSIVE"
-        );
-        for x in tags.iter().take(top) {
-            let pushed = x
-                .pushed
-                .and_then(|p| chrono::DateTime::from_timestamp(p, 0))
-                .map(|p| p.format("%Y-%m-%d %H:%M").to_string())
-                .unwrap_or_else(|| "-".into());
-            let _ = writeln!(
-                o,
-                "{:<w$}  {:<12}  {:>10}  {:>10}  {pushed}",
-                x.tag,
-                short(x.digest),
-                human_bytes(x.bytes),
-                human_bytes(x.exclusive_bytes)
-            );
-        }
-        if tags.len() > top {
-            let rest = &tags[top..];
-            let _ = writeln!(
-                o,
-                "{:<w$}  {:<12}  {:>10}  {:>10}",
-                format!("({} more)", rest.len()),
-                "",
-                human_bytes(rest.iter().map(|x| x.bytes).sum()),
-                human_bytes(rest.iter().map(|x| x.exclusive_bytes).sum())
-            );
-        }
-        return o;
+        return tag_table(repo, tags, top);
     }
+    let mut o = String::new();
     let w = r
         .repositories
         .iter()
@@ -361,6 +322,57 @@ fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {
         }
         row(&mut o, &format!("({} more)", rest.len()), sum);
     }
+    footer(&mut o, r, policy);
+    o
+}
+
+/// `--by tag REPO`: one row per tag.
+fn tag_table(repo: &str, tags: &[TagUsage], top: usize) -> String {
+    let mut o = String::new();
+    let w = tags.iter().map(|t| t.tag.len()).max().unwrap_or(3).max(3);
+    let _ = writeln!(
+        o,
+        "{repo}: {} tag{}",
+        tags.len(),
+        if tags.len() == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(
+        o,
+        "{:<w$}  {:<12}  {:>10}  {:>10}  PUSHED",
+        "TAG", "DIGEST", "SIZE", "EXCLUSIVE"
+    );
+    for x in tags.iter().take(top) {
+        let pushed = x
+            .pushed
+            .and_then(|p| chrono::DateTime::from_timestamp(p, 0))
+            .map(|p| p.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            o,
+            "{:<w$}  {:<12}  {:>10}  {:>10}  {pushed}",
+            x.tag,
+            short(x.digest),
+            human_bytes(x.bytes),
+            human_bytes(x.exclusive_bytes)
+        );
+    }
+    if tags.len() > top {
+        let rest = &tags[top..];
+        let _ = writeln!(
+            o,
+            "{:<w$}  {:<12}  {:>10}  {:>10}",
+            format!("({} more)", rest.len()),
+            "",
+            human_bytes(rest.iter().map(|x| x.bytes).sum()),
+            human_bytes(rest.iter().map(|x| x.exclusive_bytes).sum())
+        );
+    }
+    o
+}
+
+/// The store's totals and what gc would free, under the table.
+fn footer(o: &mut String, r: &DuReport, policy: Option<PathBuf>) {
+    let t = &r.summary;
     // A bucket stores (and bills) an object's size: "on disk" only says something for a folder.
     // An object store is the storage that counts its requests.
     let allocated = if t.requests.is_some() {
@@ -407,7 +419,6 @@ fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {
             t.damage_findings
         );
     }
-    o
 }
 
 /// The metrics of a du run.
