@@ -104,7 +104,8 @@ impl Plan {
     }
 }
 
-/// Builds the plan.
+/// Builds the plan, in the order its parts depend on each other: what damage withholds, then
+/// each repository's tags, manifests, links and uploads, then the blobs.
 pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, rules: &Rules) -> Plan {
     let paths = Paths::new(layout.v2.clone());
     let mut plan = Plan {
@@ -112,8 +113,44 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, rules: &Rules
         staging: layout.staging.clone(),
         ..Plan::default()
     };
+    let blocked = damage(layout, marks, rules, &paths, &mut plan);
+    repository_items(layout, decisions, marks, rules, &blocked, &mut plan);
+    blob_items(layout, decisions, marks, rules, blocked.blobs(), &mut plan);
+    if !decisions.is_scoped() {
+        plan.empty_dirs.extend(
+            layout
+                .empty_blob_dirs
+                .iter()
+                .filter(|(_, m)| !rules.is_young(*m))
+                .map(|(d, _)| paths.blob_dir(d)),
+        );
+    }
+    plan
+}
 
-    // Damage: a repository is blocked when something in it hides references.
+/// What damage withholds: the repositories where something hides references, or all of them.
+struct Blocked {
+    repos: Vec<bool>,
+    everything: bool,
+}
+
+impl Blocked {
+    /// No blob goes while anything is blocked.
+    fn blobs(&self) -> bool {
+        self.everything || self.repos.iter().any(|&b| b)
+    }
+}
+
+/// Damage: a repository is blocked when something in it hides references (a blocking
+/// finding, or a manifest it names that cannot be read). Adds the findings and what is
+/// withheld to `plan`.
+fn damage(
+    layout: &Layout,
+    marks: &Marks,
+    rules: &Rules,
+    paths: &Paths,
+    plan: &mut Plan,
+) -> Blocked {
     let mut blocked = vec![false; layout.repos.len()];
     let mut everything_blocked = false;
     for f in layout
@@ -189,12 +226,28 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, rules: &Rules
         );
     }
 
+    Blocked {
+        repos: blocked,
+        everything: everything_blocked,
+    }
+}
+
+/// Each repository of the scope: its tags the decisions delete, its untagged manifests (with
+/// -m), its unused layer links and empty link folders, its abandoned uploads.
+fn repository_items(
+    layout: &Layout,
+    decisions: &Decisions,
+    marks: &Marks,
+    rules: &Rules,
+    blocked: &Blocked,
+    plan: &mut Plan,
+) {
     for (i, repo) in layout.repos.iter().enumerate() {
         if !decisions.in_scope(i) {
             continue; // outside the run's scope: nothing of it goes
         }
         let rm = &marks.repos[i];
-        let repo_blocked = blocked[i] || everything_blocked;
+        let repo_blocked = blocked.repos[i] || blocked.everything;
         let first_tag = plan.tags.len();
         for (t, tag) in repo.tags.iter().enumerate() {
             if let Some(Decision::Delete { rule }) = decisions.repos.get(i).and_then(|r| r.get(t)) {
@@ -212,50 +265,7 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, rules: &Rules
             .filter_map(|t| t.digest.map(|d| (d, t.tag.clone())))
             .collect();
         if rules.delete_untagged && !repo_blocked {
-            let mut gone = BTreeSet::new();
-            for (k, rev) in repo.revisions.iter().enumerate() {
-                if !rm.revisions[k] {
-                    gone.insert(rev.digest);
-                }
-            }
-            for d in &gone {
-                let untag = tags_going
-                    .iter()
-                    .filter(|(dg, _)| dg == d)
-                    .map(|(_, t)| t.as_str())
-                    .collect::<Vec<_>>();
-                let subject = match layout.manifest(d) {
-                    Some(Ok(m)) => m.subject(),
-                    _ => None,
-                };
-                let reason = match subject {
-                    _ if !untag.is_empty() => {
-                        format!("untagged by the policy (tag {} deleted)", untag.join(", "))
-                    }
-                    Some(s) if gone.contains(&s) => {
-                        format!("untagged; referrer of {s}, which goes too")
-                    }
-                    Some(_) => "untagged; its subject is gone".into(),
-                    _ => "untagged".into(),
-                };
-                plan.manifests.push(ManifestRemoval {
-                    repository: repo.name.clone(),
-                    digest: *d,
-                    reason,
-                });
-            }
-            for (t, tag) in repo.tags.iter().enumerate() {
-                if !decisions.keeps(i, t) {
-                    continue; // its whole folder goes
-                }
-                for d in tag.index.iter().filter(|d| gone.contains(d)) {
-                    plan.tag_index.push(LinkRemoval {
-                        repository: repo.name.clone(),
-                        tag: Some(tag.name.clone()),
-                        digest: *d,
-                    });
-                }
-            }
+            untagged_items(layout, decisions, i, rm, &tags_going, plan);
         }
         plan.kept_by_grace += rm.manifests_by_grace as u64;
         if !repo_blocked {
@@ -285,7 +295,75 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, rules: &Rules
             }
         }
     }
+}
 
+/// With -m: the unmarked revisions of repository `i`, why each goes, and their entries in the
+/// history of tags that stay.
+fn untagged_items(
+    layout: &Layout,
+    decisions: &Decisions,
+    i: usize,
+    rm: &crate::gc::mark::RepoMarks,
+    tags_going: &[(Digest, String)],
+    plan: &mut Plan,
+) {
+    let repo = &layout.repos[i];
+    let mut gone = BTreeSet::new();
+    for (k, rev) in repo.revisions.iter().enumerate() {
+        if !rm.revisions[k] {
+            gone.insert(rev.digest);
+        }
+    }
+    for d in &gone {
+        let untag = tags_going
+            .iter()
+            .filter(|(dg, _)| dg == d)
+            .map(|(_, t)| t.as_str())
+            .collect::<Vec<_>>();
+        let subject = match layout.manifest(d) {
+            Some(Ok(m)) => m.subject(),
+            _ => None,
+        };
+        let reason = match subject {
+            _ if !untag.is_empty() => {
+                format!("untagged by the policy (tag {} deleted)", untag.join(", "))
+            }
+            Some(s) if gone.contains(&s) => {
+                format!("untagged; referrer of {s}, which goes too")
+            }
+            Some(_) => "untagged; its subject is gone".into(),
+            _ => "untagged".into(),
+        };
+        plan.manifests.push(ManifestRemoval {
+            repository: repo.name.clone(),
+            digest: *d,
+            reason,
+        });
+    }
+    for (t, tag) in repo.tags.iter().enumerate() {
+        if !decisions.keeps(i, t) {
+            continue; // its whole folder goes
+        }
+        for d in tag.index.iter().filter(|d| gone.contains(d)) {
+            plan.tag_index.push(LinkRemoval {
+                repository: repo.name.clone(),
+                tag: Some(tag.name.clone()),
+                digest: *d,
+            });
+        }
+    }
+}
+
+/// Every blob no kept image needs and no young item names, with where it was linked from;
+/// none while damage withholds (`blocked`).
+fn blob_items(
+    layout: &Layout,
+    decisions: &Decisions,
+    marks: &Marks,
+    rules: &Rules,
+    blobs_blocked: bool,
+    plan: &mut Plan,
+) {
     // Where each unmarked blob was linked from, for the report: (blob, repository) index
     // pairs in blob order, read off by the loop below as it goes.
     let mut linked: Vec<(u32, u32)> = Vec::new();
@@ -332,16 +410,6 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, rules: &Rules
             });
         }
     }
-    if !decisions.is_scoped() {
-        plan.empty_dirs.extend(
-            layout
-                .empty_blob_dirs
-                .iter()
-                .filter(|(_, m)| !rules.is_young(*m))
-                .map(|(d, _)| paths.blob_dir(d)),
-        );
-    }
-    plan
 }
 
 /// By index into `layout.blobs`: the blobs some repository of the scope links or reaches from
