@@ -1,0 +1,438 @@
+//! A policy evaluated over a layout: each rule's votes per tag group, each tag's verdict with
+//! its reasons, and the safety net's refusals.
+
+use super::*;
+
+/// A cosign tag `sha256-<hex>.sig|.att|.sbom` names the digest it refers to.
+pub fn cosign_subject(tag: &str) -> Option<Digest> {
+    let rest = tag.strip_prefix("sha256-")?;
+    let (hex, suffix) = rest.split_once('.')?;
+    matches!(suffix, "sig" | "att" | "sbom")
+        .then(|| Digest::from_hex(hex))
+        .flatten()
+}
+
+/// Why one tag stays or goes.
+#[derive(Debug, Clone, Serialize)]
+pub struct TagExplain {
+    pub repository: String,
+    pub tag: String,
+    pub digest: Option<Digest>,
+    pub delete: bool,
+    /// The rule that deletes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Seconds since the time its age is counted from.
+    pub age_seconds: Option<i64>,
+    /// The rules that matched it.
+    pub rules: Vec<String>,
+    /// Every rule that matched, and what it said; protections; the subject of a signature.
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    pub decisions: Decisions,
+    /// One per tag, in layout order.
+    pub explain: Vec<TagExplain>,
+    /// Why the safety net refuses to apply this policy (overridden by --force).
+    pub refusals: Vec<String>,
+}
+
+/// Earliest `created` believed: anything before 1980 is a placeholder (reproducible builds use 0).
+const SANE_CREATED: Time = 315_532_800;
+
+/// The share of tags in scope of age rules that may share one push second (80%), and the
+/// fewest tags in scope for that check to mean anything.
+const SAME_SECOND_MIN_TAGS: usize = 5;
+
+enum Vote {
+    Keep(String),
+    Delete(String),
+    Neutral(String),
+}
+
+/// Decides every tag. `created` maps manifests to their config's `created`, for `age_from: created`.
+pub fn evaluate(
+    policy: &Policy,
+    layout: &Layout,
+    created: &HashMap<Digest, Time>,
+    now: Time,
+) -> Evaluation {
+    let mut ev = Evaluation::default();
+    for repo in &layout.repos {
+        let (decisions, explain, refusals) = evaluate_repo(policy, repo, created, now);
+        ev.decisions.repos.push(decisions);
+        ev.explain.extend(explain);
+        ev.refusals.extend(refusals);
+    }
+    follow_subjects(layout, &mut ev);
+    ev
+}
+
+fn age_time(
+    policy: &Policy,
+    tag: &Tag,
+    created: &HashMap<Digest, Time>,
+    now: Time,
+) -> Option<Time> {
+    let current = tag.current?;
+    if policy.age_from == AgeFrom::Created
+        && let Some(&c) = created.get(&current.digest)
+        && (SANE_CREATED..=now).contains(&c)
+    {
+        return Some(c);
+    }
+    Some(current.mtime)
+}
+
+fn evaluate_repo(
+    policy: &Policy,
+    repo: &Repo,
+    created: &HashMap<Digest, Time>,
+    now: Time,
+) -> (Vec<Decision>, Vec<TagExplain>, Vec<String>) {
+    let n = repo.tags.len();
+    let times: Vec<Option<Time>> = repo
+        .tags
+        .iter()
+        .map(|t| age_time(policy, t, created, now))
+        .collect();
+    // Tags rules may look at: a readable current link, a valid name, not a signature tag.
+    let eligible: Vec<usize> = (0..n)
+        .filter(|&i| {
+            let t = &repo.tags[i];
+            t.current.is_some()
+                && crate::model::paths::valid_tag(&t.name)
+                && cosign_subject(&t.name).is_none()
+        })
+        .collect();
+    let (votes, in_age_scope) = collect_votes(policy, repo, &eligible, &times, now);
+    let (decisions, explain) = verdicts(policy, repo, votes, &times, now);
+    let refusals = refusals(repo, &eligible, &decisions, &in_age_scope);
+    (decisions, explain, refusals)
+}
+
+/// What each rule says of each tag it matches, group by group; and which tags an age rule
+/// looks at.
+fn collect_votes(
+    policy: &Policy,
+    repo: &Repo,
+    eligible: &[usize],
+    times: &[Option<Time>],
+    now: Time,
+) -> (Vec<Vec<(usize, Vote)>>, Vec<bool>) {
+    let n = repo.tags.len();
+    let mut votes: Vec<Vec<(usize, Vote)>> = (0..n).map(|_| Vec::new()).collect();
+    let mut in_age_scope = vec![false; n];
+    for (r, rule) in policy.rules.iter().enumerate() {
+        if !rule.repositories.is_match(&repo.name) {
+            continue;
+        }
+        let matched: Vec<usize> = eligible
+            .iter()
+            .copied()
+            .filter(|&i| rule.tags.is_match(&repo.tags[i].name))
+            .collect();
+        if rule.uses_age() {
+            matched.iter().for_each(|&i| in_age_scope[i] = true);
+        }
+        let mut groups: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
+        for &i in &matched {
+            let key = rule.group_by.as_ref().and_then(|re| {
+                re.captures(&repo.tags[i].name).map(|c| {
+                    c.iter()
+                        .skip(1)
+                        .map(|m| m.map_or("", |m| m.as_str()))
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+            });
+            groups.entry(key).or_default().push(i);
+        }
+        for (key, members) in groups {
+            let in_group = match (&rule.group_by, &key) {
+                (Some(_), Some(k)) => format!(" in group {k:?}"),
+                (Some(_), None) => " among tags group_by does not match".to_string(),
+                _ => String::new(),
+            };
+            for (i, vote) in rule_votes(rule, repo, &members, times, now, &in_group) {
+                votes[i].push((r, vote));
+            }
+        }
+    }
+
+    (votes, in_age_scope)
+}
+
+/// Each tag's decision and its reasons: never deleted when unreadable, invalid, a signature
+/// or protected; otherwise a delete needs a rule that deletes it and none that keeps it.
+fn verdicts(
+    policy: &Policy,
+    repo: &Repo,
+    mut votes: Vec<Vec<(usize, Vote)>>,
+    times: &[Option<Time>],
+    now: Time,
+) -> (Vec<Decision>, Vec<TagExplain>) {
+    let n = repo.tags.len();
+    let mut decisions = Vec::with_capacity(n);
+    let mut explain = Vec::with_capacity(n);
+    for (i, tag) in repo.tags.iter().enumerate() {
+        let mut reasons = Vec::new();
+        let mut keep = false;
+        let mut delete_rule = None;
+        if tag.current.is_none() {
+            reasons.push("no readable current link: never deleted".into());
+            keep = true;
+        } else if !crate::model::paths::valid_tag(&tag.name) {
+            reasons.push("not a valid tag name: never deleted".into());
+            keep = true;
+        } else if let Some(subject) = cosign_subject(&tag.name) {
+            reasons.push(format!(
+                "signature tag: stays while {subject} is reached by a kept tag"
+            ));
+            keep = true;
+        }
+        if let Some(m) = &policy.protect_tags
+            && m.is_match(&tag.name)
+        {
+            reasons.push(format!("protected by protect.tags {:?}", m.patterns()));
+            keep = true;
+        }
+        if let Some(c) = tag.current
+            && policy.protect_digests.contains(&c.digest)
+        {
+            reasons.push(format!(
+                "protected: {} is in protect.digests_file",
+                c.digest
+            ));
+            keep = true;
+        }
+        let mut rules = Vec::new();
+        for (r, vote) in std::mem::take(&mut votes[i]) {
+            let name = &policy.rules[r].name;
+            rules.push(name.clone());
+            match vote {
+                Vote::Keep(why) => {
+                    keep = true;
+                    reasons.push(format!("rule {name:?} keeps it: {why}"));
+                }
+                Vote::Delete(why) => {
+                    delete_rule.get_or_insert_with(|| name.clone());
+                    reasons.push(format!("rule {name:?} deletes it: {why}"));
+                }
+                Vote::Neutral(why) => reasons.push(format!("rule {name:?} matches: {why}")),
+            }
+        }
+        if reasons.is_empty() {
+            reasons.push("no rule matches it".into());
+        }
+        let delete = !keep && delete_rule.is_some();
+        decisions.push(match (&delete_rule, delete) {
+            (Some(rule), true) => Decision::Delete { rule: rule.clone() },
+            _ => Decision::Keep,
+        });
+        explain.push(TagExplain {
+            repository: repo.name.clone(),
+            tag: tag.name.clone(),
+            digest: tag.current.map(|c| c.digest),
+            delete,
+            rule: if delete { delete_rule } else { None },
+            age_seconds: times[i].map(|t| now - t),
+            rules,
+            reasons,
+        });
+    }
+
+    (decisions, explain)
+}
+
+/// The safety net: a repository the policy would empty of tags, or whose tags' push times look
+/// copied (most in one second), is refused.
+fn refusals(
+    repo: &Repo,
+    eligible: &[usize],
+    decisions: &[Decision],
+    in_age_scope: &[bool],
+) -> Vec<String> {
+    let n = repo.tags.len();
+    let mut refusals = Vec::new();
+    if !eligible.is_empty()
+        && eligible
+            .iter()
+            .all(|&i| matches!(decisions[i], Decision::Delete { .. }))
+    {
+        refusals.push(format!(
+            "{}: the policy would delete every one of its {} tags",
+            repo.name,
+            eligible.len()
+        ));
+    }
+    let scope: Vec<Time> = (0..n)
+        .filter(|&i| in_age_scope[i])
+        .filter_map(|i| repo.tags[i].current.map(|c| c.mtime))
+        .collect();
+    if scope.len() >= SAME_SECOND_MIN_TAGS {
+        let mut counts: HashMap<Time, usize> = HashMap::new();
+        scope
+            .iter()
+            .for_each(|t| *counts.entry(*t).or_default() += 1);
+        let (&when, &most) = counts
+            .iter()
+            .max_by_key(|(t, c)| (**c, **t))
+            .unwrap_or((&0, &0));
+        if most * 5 > scope.len() * 4 {
+            let when = chrono::DateTime::from_timestamp(when, 0)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default();
+            refusals.push(format!(
+                "{}: {most} of the {} tags that age rules look at were pushed in the same second ({when}); push times look copied or restored, so ages mean nothing here",
+                repo.name,
+                scope.len()
+            ));
+        }
+    }
+    refusals
+}
+
+/// What one rule says of each tag of one group.
+fn rule_votes(
+    rule: &Rule,
+    repo: &Repo,
+    members: &[usize],
+    times: &[Option<Time>],
+    now: Time,
+    in_group: &str,
+) -> Vec<(usize, Vote)> {
+    let name = |i: usize| repo.tags[i].name.as_str();
+    let age = |i: usize| now - times[i].unwrap_or(now);
+    match &rule.action {
+        Action::Delete(d) => members
+            .iter()
+            .map(|&i| {
+                let vote = match d.older_than {
+                    None => Vote::Delete("delete: {} takes every tag it matches".into()),
+                    Some(limit) if age(i) > limit.0.as_secs() as i64 => Vote::Delete(format!(
+                        "older than {} (age {})",
+                        duration::format(limit.0),
+                        human_age(age(i))
+                    )),
+                    Some(limit) => Vote::Neutral(format!(
+                        "not older than {} (age {})",
+                        duration::format(limit.0),
+                        human_age(age(i))
+                    )),
+                };
+                (i, vote)
+            })
+            .collect(),
+        Action::Keep(k) => {
+            let mut newest_rank = HashMap::new();
+            if let Some(n) = k.newest {
+                let mut by_age = members.to_vec();
+                // Youngest first; ties broken by name so runs are reproducible.
+                by_age.sort_by(|&a, &b| times[b].cmp(&times[a]).then_with(|| name(a).cmp(name(b))));
+                for (rank, &i) in by_age.iter().take(n).enumerate() {
+                    newest_rank.insert(i, rank + 1);
+                }
+            }
+            let mut semver_rank = HashMap::new();
+            if let Some(n) = k.semver {
+                let mut versions: Vec<(Version, usize)> = members
+                    .iter()
+                    .filter_map(|&i| Version::parse(name(i)).map(|v| (v, i)))
+                    .collect();
+                versions
+                    .sort_by(|(va, a), (vb, b)| vb.cmp(va).then_with(|| name(*a).cmp(name(*b))));
+                for (rank, (_, i)) in versions.iter().take(n).enumerate() {
+                    semver_rank.insert(*i, rank + 1);
+                }
+            }
+            members
+                .iter()
+                .map(|&i| {
+                    let mut yes = Vec::new();
+                    let mut no = Vec::new();
+                    if let Some(n) = k.newest {
+                        match newest_rank.get(&i) {
+                            Some(r) => yes.push(format!("newest {n}{in_group} (#{r})")),
+                            None => no.push(format!("not among the newest {n}{in_group}")),
+                        }
+                    }
+                    if let Some(w) = k.within {
+                        let text = format!("{} (age {})", duration::format(w.0), human_age(age(i)));
+                        if age(i) <= w.0.as_secs() as i64 {
+                            yes.push(format!("within {text}"));
+                        } else {
+                            no.push(format!("older than {text}"));
+                        }
+                    }
+                    if let Some(n) = k.semver {
+                        match semver_rank.get(&i) {
+                            Some(r) => yes.push(format!("semver top {n}{in_group} (#{r})")),
+                            None if Version::parse(name(i)).is_none() => {
+                                no.push("not a semantic version".into())
+                            }
+                            None => {
+                                no.push(format!("not among the {n} highest versions{in_group}"))
+                            }
+                        }
+                    }
+                    if k.always {
+                        yes.push("always".into());
+                    }
+                    let vote = if yes.is_empty() {
+                        Vote::Delete(no.join(", "))
+                    } else {
+                        Vote::Keep(yes.join(", "))
+                    };
+                    (i, vote)
+                })
+                .collect()
+        }
+    }
+}
+
+/// Signature tags follow their subject: one whose subject some tag reached before the policy
+/// and no kept tag reaches after it goes; every other stays.
+fn follow_subjects(layout: &Layout, ev: &mut Evaluation) {
+    let rules = Rules::without_grace(true);
+    let mut at = 0;
+    for (r, repo) in layout.repos.iter().enumerate() {
+        let base = at;
+        at += repo.tags.len();
+        let signatures: Vec<(usize, Digest)> = repo
+            .tags
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| cosign_subject(&t.name).map(|d| (i, d)))
+            .collect();
+        if signatures.is_empty() {
+            continue;
+        }
+        let plain = |i: usize| cosign_subject(&repo.tags[i].name).is_none();
+        let (before, _) = mark::mark_repo(layout, repo, plain, &rules);
+        let decisions = &ev.decisions.repos[r];
+        let (after, _) = mark::mark_repo(
+            layout,
+            repo,
+            |i| plain(i) && !matches!(decisions[i], Decision::Delete { .. }),
+            &rules,
+        );
+        for (i, subject) in signatures {
+            let Some(s) = layout.ref_of(&subject) else {
+                continue;
+            };
+            if before.manifests.contains(&s) && !after.manifests.contains(&s) {
+                let rule = "signature of a deleted image".to_string();
+                ev.decisions.repos[r][i] = Decision::Delete { rule: rule.clone() };
+                let e = &mut ev.explain[base + i];
+                e.delete = true;
+                e.rule = Some(rule);
+                e.reasons = vec![format!(
+                    "signature tag of {subject}, which no kept tag reaches any more"
+                )];
+            }
+        }
+    }
+}
