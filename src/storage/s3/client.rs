@@ -1,0 +1,229 @@
+//! The object-store client under the S3 backend: every request counted by kind, the runtime
+//! the async crate needs, listings, batched deletes, and keys addressed exactly as listed.
+
+use crate::storage::seam::{Kind, Requests, Stat};
+use futures_util::StreamExt;
+use object_store::aws::AmazonS3;
+use object_store::client::{HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse};
+use object_store::client::{HttpService, ReqwestConnector};
+use object_store::path::Path as Key;
+use object_store::{ClientOptions, ObjectMeta, ObjectStore};
+use std::io::{self};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Requests made, by kind, counted at the HTTP layer (so list pages and retries count too).
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    pub(super) list: AtomicU64,
+    pub(super) get: AtomicU64,
+    pub(super) head: AtomicU64,
+    pub(super) put: AtomicU64,
+    pub(super) copy: AtomicU64,
+    pub(super) delete: AtomicU64,
+}
+
+impl Counts {
+    pub(super) fn count(&self, req: &HttpRequest) {
+        let query = req.uri().query().unwrap_or("");
+        let counter = match *req.method() {
+            http::Method::GET if query.contains("list-type=") || query.contains("delimiter=") => {
+                &self.list
+            }
+            http::Method::GET if req.uri().path().trim_matches('/').contains('/') => &self.get,
+            // A GET of the bucket itself is a listing (ListObjects v1).
+            http::Method::GET => &self.list,
+            http::Method::HEAD => &self.head,
+            http::Method::DELETE => &self.delete,
+            http::Method::POST if query.contains("delete") => &self.delete,
+            http::Method::PUT if req.headers().contains_key("x-amz-copy-source") => &self.copy,
+            _ => &self.put,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(method = %req.method(), uri = %req.uri(), "s3 request");
+    }
+
+    pub(super) fn snapshot(&self) -> Requests {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Requests {
+            list: n(&self.list),
+            get: n(&self.get),
+            head: n(&self.head),
+            put: n(&self.put),
+            copy: n(&self.copy),
+            delete: n(&self.delete),
+        }
+    }
+}
+
+/// The crate's own HTTP client, with every request counted on its way out.
+#[derive(Debug)]
+pub(super) struct Counted {
+    pub(super) inner: HttpClient,
+    pub(super) counts: Arc<Counts>,
+}
+
+#[async_trait::async_trait]
+impl HttpService for Counted {
+    async fn call(&self, req: HttpRequest) -> std::result::Result<HttpResponse, HttpError> {
+        self.counts.count(&req);
+        self.inner.execute(req).await
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct CountingConnector(pub(super) Arc<Counts>);
+
+impl HttpConnector for CountingConnector {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let inner = ReqwestConnector::default().connect(options)?;
+        Ok(HttpClient::new(Counted {
+            inner,
+            counts: self.0.clone(),
+        }))
+    }
+}
+
+/// The client, its private runtime and the request counts, shared by every folder.
+pub(super) struct Inner {
+    pub(super) store: AmazonS3,
+    pub(super) rt: tokio::runtime::Runtime,
+    pub(super) counts: Arc<Counts>,
+    /// `s3://bucket/prefix`, for messages.
+    pub(super) url: String,
+}
+
+impl Inner {
+    pub(super) fn block<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Deletes `keys`, in batches of up to 1000 per request; a key already gone is no error.
+    pub(super) fn delete(&self, keys: Vec<String>) -> io::Result<()> {
+        let keys: Vec<Key> = keys
+            .iter()
+            .map(|k| key_path(k))
+            .collect::<io::Result<_>>()?;
+        let paths = futures_util::stream::iter(keys.into_iter().map(Ok)).boxed();
+        self.block(async {
+            let mut results = self.store.delete_stream(paths);
+            while let Some(r) = results.next().await {
+                match r {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(io_error(e)),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes `rest`, calls `between`, then deletes `guards`: the registry serves an item whole
+    /// until its guard goes.
+    pub(super) fn delete_guard_last(
+        &self,
+        rest: Vec<String>,
+        guards: Vec<String>,
+        between: &dyn Fn(),
+    ) -> io::Result<()> {
+        if !rest.is_empty() {
+            self.delete(rest)?;
+        }
+        between();
+        if !guards.is_empty() {
+            self.delete(guards)?;
+        }
+        Ok(())
+    }
+
+    /// Every object below `prefix` (a key prefix ending in `/`), sorted by key.
+    pub(super) fn list_all(&self, prefix: &str) -> io::Result<Vec<Obj>> {
+        let key = key_path(prefix.trim_end_matches('/'))?;
+        let mut out: Vec<Obj> = self.block(async {
+            let mut stream = self.store.list(Some(&key));
+            let mut out = Vec::new();
+            while let Some(meta) = stream.next().await {
+                out.push(Obj::from(meta.map_err(io_error)?));
+            }
+            Ok::<_, io::Error>(out)
+        })?;
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}
+
+/// What a listing says of one object.
+#[derive(Debug, Clone)]
+pub(super) struct Obj {
+    pub(super) key: String,
+    pub(super) size: u64,
+    pub(super) mtime_ns: i128,
+    pub(super) etag: Option<String>,
+}
+
+impl From<ObjectMeta> for Obj {
+    fn from(m: ObjectMeta) -> Obj {
+        Obj {
+            key: m.location.to_string(),
+            size: m.size,
+            // S3 gives LastModified to the second: taken as the end of that second, so that
+            // "written since the run began" errs towards keeping when both fall in one second.
+            mtime_ns: i128::from(m.last_modified.timestamp()) * 1_000_000_000 + 999_999_999,
+            etag: m.e_tag,
+        }
+    }
+}
+
+pub(super) fn stat_of(size: u64, mtime_ns: i128, kind: Kind) -> Stat {
+    Stat {
+        kind,
+        size,
+        mtime: (mtime_ns.div_euclid(1_000_000_000)) as i64,
+        mtime_nsec: (mtime_ns.rem_euclid(1_000_000_000)) as i64,
+        allocated: size,
+        dev: 0,
+        ino: 0,
+    }
+}
+
+pub(super) fn io_error(e: object_store::Error) -> io::Error {
+    match e {
+        object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, e),
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => {
+            io::Error::new(io::ErrorKind::PermissionDenied, e)
+        }
+        other => io::Error::other(other),
+    }
+}
+
+/// The crate's path for a key exactly as listed or built: `Key::from` would percent-encode
+/// `%` and non-ASCII bytes a second time, and so ask for another key than the listing named.
+pub(super) fn key_path(key: &str) -> io::Result<Key> {
+    Key::parse(key).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{key:?}: not a key regsweep can address ({e})"),
+        )
+    })
+}
+
+/// A relative name below a folder: plain components only, as on disk.
+pub(super) fn check_rel(rel: &Path) -> io::Result<String> {
+    let text = rel
+        .to_str()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "name is not UTF-8"))?;
+    if text.is_empty() {
+        return Ok(String::new());
+    }
+    if text
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{text:?}: not a plain relative name"),
+        ));
+    }
+    Ok(text.to_string())
+}

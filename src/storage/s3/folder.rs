@@ -1,0 +1,406 @@
+//! A folder of the S3 backend: a key prefix, answered from one listing of its whole subtree
+//! where it can, with links read by their ETags.
+
+use super::client::*;
+use crate::model::digest::Digest;
+use crate::storage::seam::{Folder, Kind, ReadError, Stat};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use object_store::{ObjectStore, ObjectStoreExt};
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A key prefix (empty, or ending in `/`), with the listing of its whole subtree once asked for.
+pub struct S3Folder {
+    pub(super) inner: Arc<Inner>,
+    pub(super) prefix: String,
+    /// Every object below `prefix`, sorted by key, when the subtree was listed whole (or a
+    /// listing above it was).
+    pub(super) snap: Option<Arc<Vec<Obj>>>,
+}
+
+impl S3Folder {
+    fn key(&self, rel: &Path) -> io::Result<String> {
+        Ok(format!("{}{}", self.prefix, check_rel(rel)?))
+    }
+
+    /// The listed objects below `prefix` (which must lie below this folder's).
+    fn below<'a>(snap: &'a [Obj], prefix: &str) -> &'a [Obj] {
+        let start = snap.partition_point(|o| o.key.as_str() < prefix);
+        let end = start + snap[start..].partition_point(|o| o.key.starts_with(prefix));
+        &snap[start..end]
+    }
+
+    fn listed(&self, key: &str) -> Option<Option<&Obj>> {
+        let snap = self.snap.as_ref()?;
+        let i = snap.partition_point(|o| o.key.as_str() < key);
+        Some(snap.get(i).filter(|o| o.key == key))
+    }
+
+    /// A GET of `key`, as a stream.
+    fn get(&self, key: &str) -> std::result::Result<(S3File, Stat), ReadError> {
+        let inner = self.inner.clone();
+        let got = inner
+            .block(inner.store.get(&key_path(key)?))
+            .map_err(|e| ReadError::from(io_error(e)))?;
+        let meta = Obj::from(got.meta.clone());
+        let st = stat_of(meta.size, meta.mtime_ns, Kind::File);
+        Ok((
+            S3File {
+                inner: self.inner.clone(),
+                stream: got.into_stream(),
+                buf: Bytes::new(),
+            },
+            st,
+        ))
+    }
+}
+
+impl S3Folder {
+    /// A tag's `current/link`, named by its listed ETag among the digests of the tag's own
+    /// history (`index/sha256/<hex>/link`, listed beside it): the registry writes the current
+    /// digest into both, so a GET is needed only when none matches.
+    fn current_by_etag(&self, key: &str, o: &Obj) -> Option<Vec<u8>> {
+        let tag_dir = key.strip_suffix("current/link")?;
+        let snap = self.snap.as_ref()?;
+        let index = format!("{tag_dir}index/sha256/");
+        S3Folder::below(snap, &index)
+            .iter()
+            .filter_map(|entry| entry.key[index.len()..].strip_suffix("/link"))
+            .find_map(|hex| {
+                let candidate = Obj {
+                    key: format!("{index}{hex}/link"),
+                    ..o.clone()
+                };
+                link_by_etag(&candidate.key, &candidate)
+            })
+    }
+}
+
+/// An object being read, as a stream of chunks.
+pub struct S3File {
+    pub(super) inner: Arc<Inner>,
+    pub(super) stream: BoxStream<'static, object_store::Result<Bytes>>,
+    pub(super) buf: Bytes,
+}
+
+impl Read for S3File {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.buf.is_empty() {
+            match self.inner.block(self.stream.next()) {
+                Some(chunk) => self.buf = chunk.map_err(io_error)?,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf.split_to(n));
+        Ok(n)
+    }
+}
+
+pub(super) fn unsupported() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "an object store has no rename: items go by remove_many_unless_changed",
+    )
+}
+
+impl Folder for S3Folder {
+    type File = S3File;
+
+    fn open_dir(&self, rel: impl AsRef<Path>) -> io::Result<S3Folder> {
+        let rel = check_rel(rel.as_ref())?;
+        let prefix = if rel.is_empty() {
+            self.prefix.clone()
+        } else {
+            format!("{}{rel}/", self.prefix)
+        };
+        // Within a listing, a prefix with no key below it is absent; outside one it is simply
+        // empty until listed (a bucket has no empty folders either way).
+        if let Some(snap) = &self.snap
+            && S3Folder::below(snap, &prefix).is_empty()
+        {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        }
+        Ok(S3Folder {
+            inner: self.inner.clone(),
+            prefix,
+            snap: self.snap.clone(),
+        })
+    }
+
+    fn entries(&self) -> io::Result<Vec<(OsString, Kind)>> {
+        let mut out: Vec<(OsString, Kind)> = Vec::new();
+        let mut push = |name: &str, kind: Kind| {
+            if out.last().is_none_or(|(n, _)| n != name) {
+                out.push((OsString::from(name), kind));
+            }
+        };
+        match &self.snap {
+            Some(snap) => {
+                for o in S3Folder::below(snap, &self.prefix) {
+                    let rest = &o.key[self.prefix.len()..];
+                    match rest.split_once('/') {
+                        Some((dir, _)) => push(dir, Kind::Dir),
+                        None => push(rest, Kind::File),
+                    }
+                }
+            }
+            None => {
+                let key = key_path(self.prefix.trim_end_matches('/'))?;
+                let listed = self
+                    .inner
+                    .block(self.inner.store.list_with_delimiter(Some(&key)))
+                    .map_err(io_error)?;
+                let mut names: Vec<(String, Kind)> = listed
+                    .common_prefixes
+                    .iter()
+                    .map(|p| (p.filename().unwrap_or_default().to_string(), Kind::Dir))
+                    .chain(listed.objects.iter().map(|o| {
+                        (
+                            o.location.filename().unwrap_or_default().to_string(),
+                            Kind::File,
+                        )
+                    }))
+                    .collect();
+                names.sort_by(|a, b| a.0.cmp(&b.0));
+                for (n, k) in names {
+                    push(&n, k);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    fn stat(&self, rel: impl AsRef<Path>) -> io::Result<Stat> {
+        let key = self.key(rel.as_ref())?;
+        if let Some(found) = self.listed(&key) {
+            if let Some(o) = found {
+                return Ok(stat_of(o.size, o.mtime_ns, Kind::File));
+            }
+            // A "folder": its newest key is its mtime, as a folder's changes with its entries.
+            let snap = self.snap.as_ref().expect("listed");
+            let below = S3Folder::below(snap, &format!("{key}/"));
+            return match below.iter().map(|o| o.mtime_ns).max() {
+                Some(t) => Ok(stat_of(0, t, Kind::Dir)),
+                None => Err(io::Error::from(io::ErrorKind::NotFound)),
+            };
+        }
+        match self.inner.block(self.inner.store.head(&key_path(&key)?)) {
+            Ok(m) => {
+                let o = Obj::from(m);
+                Ok(stat_of(o.size, o.mtime_ns, Kind::File))
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                let below = self.inner.list_all(&format!("{key}/"))?;
+                match below.iter().map(|o| o.mtime_ns).max() {
+                    Some(t) => Ok(stat_of(0, t, Kind::Dir)),
+                    None => Err(io::Error::from(io::ErrorKind::NotFound)),
+                }
+            }
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    fn open_file(&self, rel: impl AsRef<Path>) -> std::result::Result<(S3File, Stat), ReadError> {
+        let key = self.key(rel.as_ref())?;
+        if let Some(None) = self.listed(&key) {
+            return Err(ReadError::Missing);
+        }
+        self.get(&key)
+    }
+
+    fn read_small(
+        &self,
+        rel: impl AsRef<Path>,
+        limit: u64,
+    ) -> std::result::Result<Vec<u8>, ReadError> {
+        self.read_with_stat(rel, limit).map(|(bytes, _)| bytes)
+    }
+
+    fn read_with_stat(
+        &self,
+        rel: impl AsRef<Path>,
+        limit: u64,
+    ) -> std::result::Result<(Vec<u8>, Stat), ReadError> {
+        let key = self.key(rel.as_ref())?;
+        match self.listed(&key) {
+            Some(None) => return Err(ReadError::Missing),
+            Some(Some(o)) if o.size > limit => return Err(ReadError::TooLarge(o.size)),
+            // A link whose listed ETag is the MD5 of the link its name calls for holds exactly
+            // that: no GET needed.
+            Some(Some(o)) => {
+                if let Some(bytes) = link_by_etag(&key, o).or_else(|| self.current_by_etag(&key, o))
+                {
+                    return Ok((bytes, stat_of(o.size, o.mtime_ns, Kind::File)));
+                }
+            }
+            None => {}
+        }
+        let (f, st) = self.get(&key)?;
+        if st.size > limit {
+            return Err(ReadError::TooLarge(st.size));
+        }
+        let mut buf = Vec::with_capacity(st.size as usize);
+        f.take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(ReadError::Io)?;
+        if buf.len() as u64 > limit {
+            return Err(ReadError::TooLarge(buf.len() as u64));
+        }
+        Ok((buf, st))
+    }
+
+    fn tree_size(&self, name: &OsStr) -> u64 {
+        let Ok(key) = self.key(Path::new(name)) else {
+            return 0;
+        };
+        let prefix = format!("{key}/");
+        match &self.snap {
+            Some(snap) => S3Folder::below(snap, &prefix).iter().map(|o| o.size).sum(),
+            None => self
+                .inner
+                .list_all(&prefix)
+                .map_or(0, |v| v.iter().map(|o| o.size).sum()),
+        }
+    }
+
+    /// No rename on an object store: the sweep uses `remove_many_unless_changed` instead.
+    fn rename_to(&self, _: &OsStr, _: &S3Folder, _: &OsStr) -> io::Result<()> {
+        Err(unsupported())
+    }
+
+    fn unlink(&self, name: &OsStr, dir: bool) -> io::Result<()> {
+        let key = self.key(Path::new(name))?;
+        if dir {
+            // A prefix with no key below it does not exist: nothing to remove.
+            return Ok(());
+        }
+        self.inner.delete(vec![key])
+    }
+
+    fn remove_tree(&self, name: &OsStr) -> io::Result<()> {
+        let key = self.key(Path::new(name))?;
+        let mut keys: Vec<String> = self
+            .inner
+            .list_all(&format!("{key}/"))?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        keys.push(key);
+        self.inner.delete(keys)
+    }
+
+    fn make_dir(&self, name: &OsStr) -> io::Result<S3Folder> {
+        self.make_dirs(Path::new(name))
+    }
+
+    /// Prefixes exist by their keys: nothing to create.
+    fn make_dirs(&self, rel: &Path) -> io::Result<S3Folder> {
+        let rel = check_rel(rel)?;
+        Ok(S3Folder {
+            inner: self.inner.clone(),
+            prefix: format!("{}{rel}/", self.prefix),
+            snap: None,
+        })
+    }
+
+    fn remove_many_unless_changed(
+        &self,
+        names: &[String],
+        guard: &[&str],
+        since_ns: i128,
+        between: &dyn Fn(),
+    ) -> Vec<io::Result<bool>> {
+        // Listed now, not from the scan: what a push wrote since must be seen. One fresh
+        // listing of the folder stands for one per item.
+        let listed = match self.inner.list_all(&self.prefix) {
+            Ok(l) => l,
+            Err(e) => {
+                let why = e.to_string();
+                return names
+                    .iter()
+                    .map(|_| Err(io::Error::other(why.clone())))
+                    .collect();
+            }
+        };
+        let (mut rest, mut guards) = (Vec::new(), Vec::new());
+        let mut results: Vec<io::Result<bool>> = names
+            .iter()
+            .map(|name| {
+                let item = format!("{}{name}/", self.prefix);
+                let keys = S3Folder::below(&listed, &item);
+                judge(keys, &item, guard, since_ns, &mut rest, &mut guards)
+            })
+            .collect();
+        if let Err(e) = self.inner.delete_guard_last(rest, guards, between) {
+            // Which of the batch went is unknown: none is reported removed.
+            let why = e.to_string();
+            for r in results.iter_mut().filter(|r| matches!(r, Ok(true))) {
+                *r = Err(io::Error::other(why.clone()));
+            }
+        }
+        results
+    }
+
+    fn whole(self) -> io::Result<S3Folder> {
+        if self.snap.is_some() {
+            return Ok(self);
+        }
+        let snap = self.inner.list_all(&self.prefix)?;
+        Ok(S3Folder {
+            snap: Some(Arc::new(snap)),
+            ..self
+        })
+    }
+}
+
+/// Whether the item whose keys (listed just now, below `item`) are `keys` goes: not when any
+/// was written since the run began; `NotFound` when it has none. When it goes, its keys are
+/// added to `rest` and `guards` (its `guard` files).
+pub(super) fn judge(
+    keys: &[Obj],
+    item: &str,
+    guard: &[&str],
+    since_ns: i128,
+    rest: &mut Vec<String>,
+    guards: &mut Vec<String>,
+) -> io::Result<bool> {
+    if keys.is_empty() {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
+    }
+    if keys.iter().any(|o| o.mtime_ns >= since_ns) {
+        return Ok(false);
+    }
+    for o in keys {
+        if guard.iter().any(|g| o.key[item.len()..] == **g) {
+            guards.push(o.key.clone());
+        } else {
+            rest.push(o.key.clone());
+        }
+    }
+    Ok(true)
+}
+
+/// The content of the link at `key` when its listed ETag proves it: the registry writes a
+/// link as `sha256:<hex>` of the digest its folder is named by, in one plain PUT, whose ETag is
+/// the MD5 of those bytes. Anything else (another content, a multipart or encrypted upload's
+/// ETag) is read instead.
+pub(super) fn link_by_etag(key: &str, o: &Obj) -> Option<Vec<u8>> {
+    use md5::Digest as _;
+    let etag = o.etag.as_deref()?.trim_matches('"');
+    let mut parts = key.rsplit('/');
+    let (file, hex) = (parts.next()?, parts.next()?);
+    // `.../<hex>/link`, or a tag's `.../current/link` (whose digest is not in its key).
+    if file != "link" || Digest::from_hex(hex).is_none() {
+        return None;
+    }
+    let want = format!("sha256:{hex}");
+    let md5 = md5::Md5::digest(want.as_bytes());
+    let md5: String = md5.iter().map(|b| format!("{b:02x}")).collect();
+    (etag == md5).then(|| want.into_bytes())
+}

@@ -1,0 +1,399 @@
+//! The object-store backend of the storage seam: the layout the registry's `s3` driver writes in
+//! an S3-compatible bucket (AWS S3, MinIO, Ceph RGW, R2, moto), read through the `object_store`
+//! crate.
+//!
+//! The bucket holds the same names as the disk, as keys below `<rootdirectory>/docker/registry/v2/`;
+//! there are no folder objects and no symlinks. A folder here is a key prefix. The scan asks for
+//! whole subtrees (`Folder::whole`): each of the 256 blob prefixes, and the repositories, are
+//! listed once, recursively, in pages of 1000 keys, and everything below is answered from that
+//! listing. A digest is read from a key's name; a link's content is checked against its name by
+//! the listed ETag (the MD5 of a plain upload), a tag's current link among its history's
+//! digests, and read (GET) only where that does not settle it. Manifests are read by GET.
+//!
+//! `object_store` is async; its runtime is private to this file: each call blocks the calling
+//! thread (a rayon worker) until its request is done, so the stages above stay as they are.
+//! Every HTTP request is counted by kind, and retried by the crate on 5xx, throttling and
+//! connection errors (with backoff, for at most 30 s); one that still fails is an error or a
+//! finding, never a silent "absent".
+//!
+//! Changing a bucket: there is no rename, so items go by `remove_many_unless_changed`, a folder
+//! of them at a time (a fresh listing of the folder, then deletes in batches of up to 1000 keys,
+//! the guards last); the lock is a create-only object. A trash is refused (it would copy
+//! every blob), and with it `restore`.
+
+use crate::error::{Error, Result};
+use crate::model::Time;
+use crate::model::digest::Digest;
+use crate::storage::seam::{Capabilities, Folder, Requests, Storage};
+use object_store::aws::AmazonS3Builder;
+use object_store::{ObjectStore, ObjectStoreExt, RetryConfig};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A registry's storage in a bucket: what its `s3` driver config says (or `--root s3://...`).
+/// Credentials left out here come from the `AWS_*` environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Root {
+    pub bucket: String,
+    /// The driver's `rootdirectory` without its slashes: keys start with `<prefix>/docker/`.
+    pub prefix: String,
+    /// The driver's `regionendpoint` (an S3-compatible server; path-style requests).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub session_token: Option<String>,
+}
+
+impl S3Root {
+    pub fn url(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    /// The key prefix of the storage root: empty, or `prefix/`.
+    pub fn key_prefix(&self) -> String {
+        if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        }
+    }
+}
+
+mod client;
+mod folder;
+
+use client::*;
+use folder::*;
+pub use folder::{S3File, S3Folder};
+
+/// A registry's storage in a bucket, opened: the client and the layout's top prefix.
+pub struct S3Storage {
+    inner: Arc<Inner>,
+    top: S3Folder,
+    v2: PathBuf,
+    bucket: String,
+}
+
+impl S3Storage {
+    /// Connects and checks that the bucket holds a registry layout under the prefix: a wrong
+    /// bucket, refused credentials or an unreachable endpoint fail here, before anything else.
+    pub fn open(root: &S3Root) -> Result<S3Storage> {
+        let url = root.url();
+        let fail = |message: String| Error::ObjectStore {
+            url: url.clone(),
+            message,
+        };
+        let counts = Arc::new(Counts::default());
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(&root.bucket)
+            .with_http_connector(CountingConnector(counts.clone()))
+            .with_retry(RetryConfig {
+                max_retries: 5,
+                retry_timeout: Duration::from_secs(30),
+                ..RetryConfig::default()
+            });
+        if let Some(e) = &root.endpoint {
+            // The registry's `regionendpoint`: path-style requests, as the registry makes them.
+            b = b
+                .with_endpoint(e)
+                .with_allow_http(e.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        if let Some(r) = &root.region {
+            b = b.with_region(r);
+        }
+        if let (Some(k), Some(s)) = (&root.access_key, &root.secret_key) {
+            b = b.with_access_key_id(k).with_secret_access_key(s);
+        }
+        if let Some(t) = &root.session_token {
+            b = b.with_token(t);
+        }
+        // The endpoint may come from AWS_ENDPOINT too: checked whichever way it came, since the
+        // crate panics on one it cannot build a request from.
+        if let Some(e) = b.get_config_value(&object_store::aws::AmazonS3ConfigKey::Endpoint) {
+            crate::endpoint::check(&e).map_err(|why| fail(format!("endpoint {why}")))?;
+        }
+        let store = b.build().map_err(|e| fail(first_line(&e.to_string())))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| fail(format!("cannot start the I/O runtime: {e}")))?;
+        let inner = Arc::new(Inner {
+            store,
+            rt,
+            counts,
+            url: url.clone(),
+        });
+        let v2_prefix = format!("{}docker/registry/v2/", root.key_prefix());
+        let top = S3Folder {
+            inner: inner.clone(),
+            prefix: v2_prefix.clone(),
+            snap: None,
+        };
+        // One listing of the top: reaches the bucket, proves the credentials, finds the layout.
+        let names = top.entries().map_err(|e| fail(describe(&e)))?;
+        let has = |n: &str| names.iter().any(|(name, _)| name == n);
+        if !has("blobs") && !has("repositories") {
+            return Err(Error::NotARegistry {
+                path: PathBuf::from(format!("{url}/docker/registry/v2")),
+            });
+        }
+        Ok(S3Storage {
+            v2: PathBuf::from(format!("{}/docker/registry/v2", inner.url)),
+            inner,
+            top,
+            bucket: root.bucket.clone(),
+        })
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).to_string()
+}
+
+/// One line on why a request failed, in the operator's words where the cause is known.
+fn describe(e: &io::Error) -> String {
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    // Without keys the crate asks the instance metadata service (IMDS), wherever it is.
+    let metadata = ["169.254.169.254", "/latest/api/token", "/latest/meta-data"];
+    if metadata.iter().any(|m| lower.contains(m)) || lower.contains("credential") {
+        format!(
+            "no usable credentials (give the config's accesskey/secretkey, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a web identity or instance metadata): {}",
+            first_line(&text)
+        )
+    } else if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
+        "no such bucket".into()
+    } else if e.kind() == io::ErrorKind::PermissionDenied
+        || lower.contains("accessdenied")
+        // The status as the crate words it: a bare "403" also matches a port or a time.
+        || lower.contains("403 forbidden")
+    {
+        format!(
+            "access denied (check the credentials and the bucket policy): {}",
+            first_line(&text)
+        )
+    } else if lower.contains("connect")
+        || lower.contains("dns")
+        || lower.contains("error sending request")
+    {
+        format!("cannot reach the endpoint: {}", first_line(&text))
+    } else {
+        first_line(&text)
+    }
+}
+
+/// The lock object of a bucket's registry, deleted when dropped.
+pub struct S3Lock {
+    inner: Arc<Inner>,
+    key: String,
+}
+
+impl Drop for S3Lock {
+    fn drop(&mut self) {
+        let _ = self.inner.delete(vec![self.key.clone()]);
+    }
+}
+
+impl S3Storage {
+    fn lock_key(&self) -> String {
+        let v2 = &self.top.prefix;
+        // `<prefix>/.regsweep.lock`, beside `docker/` as the file lock is on disk.
+        let root = v2.strip_suffix("docker/registry/v2/").unwrap_or("");
+        format!("{root}{}", crate::storage::lock::LOCK_FILE)
+    }
+}
+
+impl Storage for S3Storage {
+    type Folder = S3Folder;
+    type Lock = S3Lock;
+
+    fn top(&self) -> &S3Folder {
+        &self.top
+    }
+    fn v2(&self) -> &Path {
+        &self.v2
+    }
+    fn location(&self) -> PathBuf {
+        PathBuf::from(&self.inner.url)
+    }
+    /// A create-only PUT (`If-None-Match: *`) of the lock object: one run wins. A bucket cannot
+    /// tell a live holder from a dead one, so an existing lock object stops the run until an
+    /// operator who knows the holder is gone passes `--break-lock`.
+    fn lock(&self, command: &str, break_lock: bool) -> Result<S3Lock> {
+        use object_store::{PutMode, PutOptions, PutPayload};
+        let key = self.lock_key();
+        let url = format!("s3://{}/{key}", self.bucket);
+        let held = |message: String| Error::Locked {
+            path: PathBuf::from(&url),
+            message,
+        };
+        let lock_path = key_path(&key).map_err(|e| held(e.to_string()))?;
+        let text = format!(
+            "pid={}\nhost={}\nstarted={}\ncommand={command}\n",
+            std::process::id(),
+            crate::storage::lock::hostname(),
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        let put = || {
+            self.inner.block(self.inner.store.put_opts(
+                &lock_path,
+                PutPayload::from(text.clone().into_bytes()),
+                PutOptions {
+                    mode: PutMode::Create,
+                    ..PutOptions::default()
+                },
+            ))
+        };
+        match put() {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let previous = self
+                    .inner
+                    .block(async { self.inner.store.get(&lock_path).await?.bytes().await })
+                    .map(|b| {
+                        String::from_utf8_lossy(&b)
+                            .replace('\n', " ")
+                            .trim()
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                if !break_lock {
+                    return Err(held(format!(
+                        "held by another run, or left by one that died ({previous}); a bucket cannot tell which: once that run is gone, run again with --break-lock"
+                    )));
+                }
+                tracing::warn!("breaking the lock of {previous}");
+                self.inner
+                    .delete(vec![key.clone()])
+                    .map_err(|e| held(e.to_string()))?;
+                put()
+                    .map_err(|e| held(format!("cannot take it: {}", first_line(&e.to_string()))))?;
+            }
+            Err(e) => {
+                return Err(held(format!(
+                    "cannot take it: {}",
+                    first_line(&e.to_string())
+                )));
+            }
+        }
+        Ok(S3Lock {
+            inner: self.inner.clone(),
+            key,
+        })
+    }
+    fn open_outside(&self, _: &Path) -> io::Result<S3Folder> {
+        Err(unsupported())
+    }
+    /// The registry's s3 driver commits a blob by a server-side copy, which sets the copy's
+    /// `LastModified`: the data's listed time is its arrival.
+    fn blob_arrivals(&self, blobs: &[(Digest, Time)]) -> Vec<Time> {
+        blobs.iter().map(|(_, t)| *t).collect()
+    }
+    fn requests(&self) -> Option<Requests> {
+        Some(self.inner.counts.snapshot())
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            rename: false,
+            max_batch: 1000,
+            symlinks: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectMeta;
+    use object_store::path::Path as Key;
+
+    #[test]
+    fn a_status_is_read_as_a_status_not_as_digits_in_a_port() {
+        let e = |t: &str| io::Error::other(t.to_string());
+        let unreachable = "Error performing GET http://127.0.0.1:46403/registry in 892ms, after 5 retries - HTTP error: error sending request";
+        assert!(describe(&e(unreachable)).starts_with("cannot reach the endpoint"));
+        let refused = "Error performing GET http://127.0.0.1:9000/b - Server returned non-2xx status code: 403 Forbidden: ";
+        assert!(describe(&e(refused)).starts_with("access denied"));
+    }
+
+    fn obj(key: &str, at: &str, etag: Option<&str>) -> Obj {
+        Obj::from(ObjectMeta {
+            location: Key::from(key),
+            last_modified: chrono::DateTime::parse_from_rfc3339(at).unwrap().into(),
+            size: 71,
+            e_tag: etag.map(str::to_string),
+            version: None,
+        })
+    }
+
+    #[test]
+    fn a_write_in_the_second_the_run_began_counts_as_since() {
+        // The run began at .700 of a second; a link written later in that same second is
+        // listed with the whole second only: it must still count as written since.
+        let since = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00.700Z")
+            .unwrap()
+            .timestamp_nanos_opt()
+            .unwrap();
+        let o = obj("r/_layers/sha256/x/link", "2026-01-01T00:00:00Z", None);
+        let (mut rest, mut guards) = (Vec::new(), Vec::new());
+        let goes = judge(
+            &[o],
+            "r/_layers/sha256/x/",
+            &["link"],
+            i128::from(since),
+            &mut rest,
+            &mut guards,
+        );
+        assert!(!goes.unwrap(), "kept");
+        let older = obj("r/_layers/sha256/x/link", "2025-12-31T23:59:59Z", None);
+        let goes = judge(
+            &[older],
+            "r/_layers/sha256/x/",
+            &["link"],
+            i128::from(since),
+            &mut rest,
+            &mut guards,
+        );
+        assert!(goes.unwrap());
+        assert_eq!(guards, vec!["r/_layers/sha256/x/link".to_string()]);
+    }
+
+    #[test]
+    fn a_link_is_read_from_its_etag_only_when_the_etag_proves_it() {
+        let hex = "ab".repeat(32);
+        let key = format!("r/_layers/sha256/{hex}/link");
+        let md5: String = {
+            use md5::Digest as _;
+            md5::Md5::digest(format!("sha256:{hex}").as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        let good = obj(&key, "2026-01-01T00:00:00Z", Some(&format!("\"{md5}\"")));
+        assert_eq!(
+            link_by_etag(&key, &good),
+            Some(format!("sha256:{hex}").into_bytes())
+        );
+        // A multipart or encrypted upload's ETag, or a link that names something else: read it.
+        let multipart = obj(&key, "2026-01-01T00:00:00Z", Some(&format!("\"{md5}-2\"")));
+        assert_eq!(link_by_etag(&key, &multipart), None);
+        let other = obj(
+            &key,
+            "2026-01-01T00:00:00Z",
+            Some("\"00000000000000000000000000000000\""),
+        );
+        assert_eq!(link_by_etag(&key, &other), None);
+        // A tag's current link has no digest in its key.
+        let current = "r/_manifests/tags/v1/current/link";
+        assert_eq!(link_by_etag(current, &good), None);
+    }
+}
