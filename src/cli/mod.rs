@@ -10,11 +10,10 @@ use faults::{Faults, fault_pause, install_signal_handlers};
 use bars::Bars;
 
 use crate::commands::gc;
-use crate::config::{Format, GcConfig, ReportTarget};
+use crate::config::{Format, ReportTarget};
 use crate::error::Error;
 use crate::error::ExitCode;
 use crate::policy::Policy;
-use crate::units::plural;
 use clap::Parser;
 
 fn init_logging(verbose: u8) {
@@ -155,82 +154,27 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-/// `policy check`: validate, then preview per repository when a root is given.
 fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
-    let started = chrono::Utc::now();
-    let policy = Policy::load(&a.file)?;
-    let json = matches!(a.format, FormatArg::Json);
-    if a.root.is_none() && a.config.is_none() {
-        if json {
-            let report = crate::report::PolicyFileReport::new(&a.file, &policy, started);
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();
-            let rules = if names.is_empty() {
-                "no rules".to_string()
-            } else {
-                format!(
-                    "{} ({})",
-                    plural(names.len(), "rule", "rules"),
-                    names.join(", ")
-                )
-            };
-            let untagged = match policy.untagged_older_than {
-                Some(age) => format!(", untagged manifests go after {age}"),
-                None => String::new(),
-            };
-            println!(
-                "{}: valid: {rules}, age_from: {}, {}, {}{untagged}",
-                a.file.display(),
-                policy.age_from.word(),
-                plural(
-                    policy
-                        .protect_tags
-                        .as_ref()
-                        .map_or(0, |m| m.patterns().len()),
-                    "protected tag pattern",
-                    "protected tag patterns"
-                ),
-                plural(
-                    policy.protect_digests.len(),
-                    "protected digest",
-                    "protected digests"
-                )
-            );
-        }
-        return Ok(ExitCode::Ok);
-    }
-    let root = RootArgs {
-        root: a.root,
-        config: a.config,
-        s3_endpoint: a.s3_endpoint,
-    }
-    .resolve()?;
-    let cfg = GcConfig {
-        delete_untagged: policy.untagged_older_than.is_some(),
-        untagged_older_than: policy.untagged_older_than,
-        policy: Some(policy.clone()),
-        ..GcConfig::planning(root.clone())
+    let root = match (a.root, a.config) {
+        (None, None) => None,
+        (root, config) => Some(
+            RootArgs {
+                root,
+                config,
+                s3_endpoint: a.s3_endpoint,
+            }
+            .resolve()?,
+        ),
     };
-    let now = chrono::Utc::now().timestamp();
-    let job = gc::Preview { cfg: &cfg, now };
-    let (v2, plan, explain) = root.open(&job, &crate::progress::Hidden)?;
-    let preview =
-        crate::report::PolicyPreview::new(&a.file, &policy, started, &v2, &plan, &explain);
-    if json {
-        let mut v = serde_json::to_value(&preview)?;
-        if !a.explain {
-            v.as_object_mut().map(|o| o.remove("explain"));
-        }
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        print!("{}", preview.to_text(a.explain));
-    }
-    Ok(if preview.refused.is_empty() {
-        ExitCode::Ok
-    } else {
-        ExitCode::Error
-    })
+    let cfg = crate::commands::policy::PolicyCheckConfig {
+        file: a.file,
+        root,
+        explain: a.explain,
+        format: a.format.into(),
+    };
+    let (out, code) = crate::commands::policy::run(&cfg)?;
+    print(&out);
+    Ok(code)
 }
 
 fn print(out: &str) {
@@ -313,84 +257,27 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let r = crate::stages::trash::restore(&a.dir, &selection, a.break_lock, a.root.as_deref())?;
-    let mut out = String::new();
-    for i in &r.restored {
-        out.push_str(&format!(
-            "restored  {:<17}  {}\n",
-            i.kind.label(),
-            i.path.display()
-        ));
-    }
-    for i in &r.skipped {
-        out.push_str(&format!(
-            "skipped   {:<17}  {} (present again; the trash keeps its copy)\n",
-            i.kind.label(),
-            i.path.display()
-        ));
-    }
-    out.push_str(&format!(
-        "{} items restored, {} skipped\n",
-        r.restored.len(),
-        r.skipped.len()
-    ));
+    let cfg = crate::commands::trash::RestoreConfig {
+        dir: a.dir,
+        selection,
+        break_lock: a.break_lock,
+        root: a.root,
+    };
+    let (out, code) = crate::commands::trash::restore(&cfg)?;
     print(&out);
-    Ok(ExitCode::Ok)
+    Ok(code)
 }
 
 fn trash_list(a: TrashListArgs) -> anyhow::Result<ExitCode> {
-    let started = chrono::Utc::now();
-    let runs = crate::stages::trash::list(&a.dir)?;
-    if matches!(a.format, FormatArg::Json) {
-        let report = crate::report::TrashListReport::new(&a.dir, started, runs);
-        print(&(serde_json::to_string_pretty(&report)? + "\n"));
-        return Ok(ExitCode::Ok);
-    }
-    let mut out = String::new();
-    for r in &runs {
-        out.push_str(&format!(
-            "{}  {}  {:<6} {:>9}  {}  from {}\n",
-            r.run
-                .file_name()
-                .map_or("?".into(), |n| n.to_string_lossy()),
-            r.started,
-            r.command,
-            crate::units::human_bytes(r.bytes),
-            plural(r.items, "item", "items"),
-            r.registry.display()
-        ));
-    }
-    let bytes: u64 = runs.iter().map(|r| r.bytes).sum();
-    out.push_str(&format!(
-        "{} in {}: {} (`regsweep trash empty {} --older-than DURATION` frees it)\n",
-        plural(runs.len(), "trash run", "trash runs"),
-        a.dir.display(),
-        crate::units::human_bytes(bytes),
-        a.dir.display()
-    ));
+    let (out, code) = crate::commands::trash::list(&a.dir, a.format.into())?;
     print(&out);
-    Ok(ExitCode::Ok)
+    Ok(code)
 }
 
 fn trash_empty(a: TrashEmptyArgs) -> anyhow::Result<ExitCode> {
-    let removed = crate::stages::trash::empty(&a.dir, a.older_than.0)?;
-    let mut out = String::new();
-    for r in &removed {
-        out.push_str(&format!(
-            "deleted {} ({}, {})\n",
-            r.run.display(),
-            plural(r.items, "item", "items"),
-            crate::units::human_bytes(r.bytes)
-        ));
-    }
-    let freed: u64 = removed.iter().map(|r| r.bytes).sum();
-    out.push_str(&format!(
-        "{} deleted for good: {} freed\n",
-        plural(removed.len(), "trash run", "trash runs"),
-        crate::units::human_bytes(freed)
-    ));
+    let (out, code) = crate::commands::trash::empty(&a.dir, a.older_than)?;
     print(&out);
-    Ok(ExitCode::Ok)
+    Ok(code)
 }
 
 fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
