@@ -11,7 +11,7 @@
 //!    before a client sees them), `progress` (the trait the core reports to), `units` (human
 //!    sizes and ages), `output` (files written whole)
 //! 1. [`model`]: `digest`, `duration`, `manifest` (bytes to references), `paths` (the layout's
-//!    vocabulary), `base` -> `catalog` (parsed manifests) -> the layout, decisions and `Rules`
+//!    vocabulary), `values` -> `catalog` (parsed manifests) -> the layout, decisions and `Rules`
 //! 2. [`storage`]: `seam` (what every backend does) and `Capabilities`; the backends `fs` (over
 //!    `dirfd`: handles, no symlink followed), `s3` (with its config) and `memory`; `lock`;
 //!    `location` (the one place a backend is picked); `conformance` (one suite, every backend)

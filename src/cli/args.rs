@@ -242,7 +242,7 @@ pub struct DuArgs {
     pub format: DuFormatArg,
     /// Show the N largest (the rest summed in one row); default 20 in a table, all otherwise.
     #[arg(long, value_name = "N")]
-    pub top: Option<usize>,
+    pub top: Option<std::num::NonZeroUsize>,
     /// Order of rows.
     #[arg(long, value_enum, default_value = "bytes")]
     pub sort: DuSortArg,
@@ -368,7 +368,7 @@ pub struct GcArgs {
     pub all: bool,
     /// Worker threads (default: 8, or one per core where there are more).
     #[arg(short = 'j', long, value_name = "N")]
-    pub jobs: Option<usize>,
+    pub jobs: Option<std::num::NonZeroUsize>,
     /// No progress bars, and no report on stdout unless --report names it.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -430,9 +430,6 @@ pub struct DropInArgs {
 impl GcArgs {
     /// Checks every value and resolves the root.
     pub fn validate(self) -> Result<GcConfig, Error> {
-        if self.jobs == Some(0) {
-            return Err(Error::Usage("-j/--jobs: must be at least 1".into()));
-        }
         let (root, registry_cache) = self.root.resolve_with_cache()?;
         if let Some(url) = &self.registry_url {
             crate::live::probe::check_url(url)
@@ -488,7 +485,7 @@ impl GcArgs {
             purge_uploads: self.purge_uploads,
             report,
             format: self.format.into(),
-            jobs: self.jobs,
+            jobs: self.jobs.map(std::num::NonZeroUsize::get),
             progress: !self.quiet,
             live,
         })

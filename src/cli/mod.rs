@@ -196,9 +196,6 @@ fn du(a: DuArgs) -> anyhow::Result<ExitCode> {
             );
         }
     };
-    if a.top == Some(0) {
-        return Err(Error::Usage("--top: must be at least 1".into()).into());
-    }
     let policy = match &a.policy {
         Some(p) => Some(Policy::load(p)?),
         None => None,
@@ -212,7 +209,7 @@ fn du(a: DuArgs) -> anyhow::Result<ExitCode> {
             DuFormatArg::Json => crate::commands::du::DuFormat::Json,
             DuFormatArg::Csv => crate::commands::du::DuFormat::Csv,
         },
-        top: a.top,
+        top: a.top.map(std::num::NonZeroUsize::get),
         sort: match a.sort {
             DuSortArg::Bytes => crate::commands::du::DuSort::Bytes,
             DuSortArg::Exclusive => crate::commands::du::DuSort::Exclusive,

@@ -17,7 +17,7 @@ use crate::storage::location::OnStorage;
 use crate::storage::seam::Storage;
 use std::path::Path;
 
-use crate::gc::outcome::Failure;
+use crate::gc::outcome::ItemNote;
 use crate::model::{Decision, Decisions, Layout};
 use crate::progress::Progress;
 use crate::report::{GC_SCHEMAS, PlanFile, human_bytes};
@@ -58,7 +58,7 @@ pub struct ApplyReport {
     pub root: PathBuf,
     pub summary: ApplySummary,
     pub skipped: Vec<Skipped>,
-    pub failures: Vec<Failure>,
+    pub failures: Vec<ItemNote>,
     pub interrupted: bool,
     /// What the run did about the live registry's blob-descriptor cache.
     #[serde(skip_serializing_if = "Option::is_none")]

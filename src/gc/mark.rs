@@ -208,28 +208,28 @@ pub fn mark_repo(
 
 /// The model's catalog as a graph for [`crate::gc::walk`], by ref; with the repository's referrers,
 /// or none (a pull of a tag needs no referrer).
-pub struct Catalog<'a> {
+pub struct ManifestGraph<'a> {
     layout: &'a Layout,
     referrers: RefMap<Vec<Ref>>,
 }
 
-impl<'a> Catalog<'a> {
-    pub fn new(layout: &'a Layout, repo: &Repo) -> Catalog<'a> {
-        Catalog {
+impl<'a> ManifestGraph<'a> {
+    pub fn new(layout: &'a Layout, repo: &Repo) -> ManifestGraph<'a> {
+        ManifestGraph {
             layout,
             referrers: referrers(layout, repo),
         }
     }
 
-    pub fn without_referrers(layout: &'a Layout) -> Catalog<'a> {
-        Catalog {
+    pub fn without_referrers(layout: &'a Layout) -> ManifestGraph<'a> {
+        ManifestGraph {
             layout,
             referrers: RefMap::default(),
         }
     }
 }
 
-impl walk::Graph for Catalog<'_> {
+impl walk::Graph for ManifestGraph<'_> {
     type Id = Ref;
     fn manifest(&self, r: Ref) -> Option<walk::Node<'_, Ref>> {
         match self.layout.manifest_at(r) {
@@ -270,7 +270,7 @@ impl walk::Visit<Ref> for Filling<'_> {
 }
 
 struct Walk<'a> {
-    catalog: Catalog<'a>,
+    catalog: ManifestGraph<'a>,
     marks: Reach,
 }
 
@@ -278,7 +278,7 @@ impl<'a> Walk<'a> {
     /// A walk of one repository, which has reached nothing yet.
     fn new(layout: &'a Layout, repo: &Repo) -> Walk<'a> {
         Walk {
-            catalog: Catalog::new(layout, repo),
+            catalog: ManifestGraph::new(layout, repo),
             marks: Reach::default(),
         }
     }

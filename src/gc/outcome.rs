@@ -4,9 +4,10 @@
 use serde::Serialize;
 use std::path::PathBuf;
 
-/// A removal that failed, or an item kept at sweep time: its path and why.
+/// An item and what became of it: a removal that failed, or an item kept at sweep time (its
+/// path, and why).
 #[derive(Debug, Clone, Serialize)]
-pub struct Failure {
+pub struct ItemNote {
     pub path: PathBuf,
     pub message: String,
 }
@@ -14,9 +15,9 @@ pub struct Failure {
 #[derive(Debug, Default, Serialize)]
 pub struct Outcome {
     pub removed: u64,
-    pub failures: Vec<Failure>,
+    pub failures: Vec<ItemNote>,
     /// Planned items left in place because they changed, or were named again, during the run.
-    pub kept: Vec<Failure>,
+    pub kept: Vec<ItemNote>,
     /// The sweep stopped early on request; a later run finishes the job.
     pub interrupted: bool,
 }

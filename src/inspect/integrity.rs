@@ -52,7 +52,7 @@ fn broken_images(layout: &Layout, paths: &Paths, repo: &Repo, out: &mut Vec<Find
     let layers: HashSet<Digest> = layout.layer_links(repo).map(|l| l.digest).collect();
     // (path, what is wrong) -> tags it breaks
     let mut broken: BTreeMap<(PathBuf, String), Vec<String>> = BTreeMap::new();
-    let catalog = mark::Catalog::without_referrers(layout);
+    let catalog = mark::ManifestGraph::without_referrers(layout);
     for tag in &repo.tags {
         let Some(current) = tag.current else { continue };
         let mut needs = Needs {

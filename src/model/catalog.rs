@@ -1,7 +1,7 @@
 //! The parsed manifests of a layout, stored compactly: each reference is a 4-byte index into
 //! the layout's sorted blob list, not a 32-byte digest (manifests are the model's largest part).
 
-use super::base::Blob;
+use super::values::Blob;
 use crate::model::digest::Digest;
 use crate::model::manifest::Loaded;
 use crate::model::manifest::Manifest;

@@ -1,19 +1,19 @@
 //! The in-memory model of a registry layout that scan builds and the pure stages read: the
 //! layout, its parsed manifests (`catalog`) and the tag decisions a policy makes of it.
 
-pub mod base;
 pub mod catalog;
 pub mod digest;
 pub mod duration;
 pub mod manifest;
 pub mod paths;
+pub mod values;
 
 use crate::model::digest::Digest;
 pub use crate::model::manifest::Loaded;
-pub use base::{Blob, Finding, FindingKind, LayerLink, Link, Severity, Time};
 pub use catalog::Manifests;
 use catalog::{Ref, View};
 use std::path::PathBuf;
+pub use values::{Blob, Finding, FindingKind, LayerLink, Link, Severity, Time};
 
 #[derive(Debug, Clone)]
 pub struct Tag {

@@ -132,7 +132,7 @@ pub struct GcReport {
     pub errors: Vec<ErrorEntry>,
     pub interrupted: bool,
     /// Planned items the sweep kept, with why (a push landed on them during the run).
-    pub kept_at_sweep: Vec<crate::gc::outcome::Failure>,
+    pub kept_at_sweep: Vec<crate::gc::outcome::ItemNote>,
     /// Outputs that could not be written (the metrics file, say): the run exits non-zero.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output_errors: Vec<String>,
@@ -175,7 +175,7 @@ pub struct Context {
 pub fn without_kept(
     mut plan: Plan,
     v2: &std::path::Path,
-    kept: &[crate::gc::outcome::Failure],
+    kept: &[crate::gc::outcome::ItemNote],
 ) -> Plan {
     let kept: std::collections::HashSet<&std::path::Path> =
         kept.iter().map(|k| k.path.as_path()).collect();

@@ -24,7 +24,11 @@ pub(super) const MAX_STARTEDAT_BYTES: u64 = 1024;
 
 /// Collects findings, and folders a killed sweep was deleting, from many threads.
 #[derive(Default)]
-pub(super) struct Findings(Mutex<Vec<Finding>>, Mutex<Vec<PathBuf>>);
+pub(super) struct Findings {
+    found: Mutex<Vec<Finding>>,
+    /// Items a killed sweep had moved into the staging folder and not yet deleted.
+    staged: Mutex<Vec<PathBuf>>,
+}
 
 impl Findings {
     pub(super) fn add(
@@ -43,16 +47,19 @@ impl Findings {
             repository: repo.map(str::to_string),
         };
         tracing::debug!(path = %f.path.display(), "{}", f.message);
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+        self.found.lock().unwrap_or_else(|e| e.into_inner()).push(f);
     }
     pub(super) fn into_vec(self) -> Vec<Finding> {
-        self.0.into_inner().unwrap_or_else(|e| e.into_inner())
+        self.found.into_inner().unwrap_or_else(|e| e.into_inner())
     }
     pub(super) fn staged(&self, path: PathBuf) {
-        self.1.lock().unwrap_or_else(|e| e.into_inner()).push(path);
+        self.staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path);
     }
     pub(super) fn take_staged(&self) -> Vec<PathBuf> {
-        std::mem::take(&mut *self.1.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *self.staged.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

@@ -12,7 +12,7 @@
 //! the repositories' links are read again, so that a blob a push reused during the run is kept
 //! with its links.
 
-use crate::gc::outcome::{Failure, Outcome};
+use crate::gc::outcome::{ItemNote, Outcome};
 use crate::gc::plan::{BlobRemoval, LinkRemoval, Plan};
 use crate::model::digest::Digest;
 use crate::model::paths::Paths;
@@ -58,12 +58,12 @@ struct Sweeper<'a, S: Storage> {
     seq: AtomicU64,
     /// `stop` said yes: items were left for a later run.
     stopped: AtomicBool,
-    failures: Mutex<Vec<Failure>>,
-    kept: Mutex<Vec<Failure>>,
+    failures: Mutex<Vec<ItemNote>>,
+    kept: Mutex<Vec<ItemNote>>,
 }
 
 /// Layout paths relative to `docker/registry/v2`, for handles opened from its root.
-fn rel() -> Paths {
+fn relative_paths() -> Paths {
     Paths::new(PathBuf::new())
 }
 
@@ -81,7 +81,7 @@ impl<S: Storage> Sweeper<'_, S> {
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Failure {
+            .push(ItemNote {
                 path: path.to_path_buf(),
                 message,
             });
@@ -92,7 +92,7 @@ impl<S: Storage> Sweeper<'_, S> {
         self.kept
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Failure {
+            .push(ItemNote {
                 path: path.to_path_buf(),
                 message,
             });
@@ -219,10 +219,12 @@ impl<S: Storage> Sweeper<'_, S> {
         groups.par_iter().for_each(|group| {
             if !self.store.capabilities().rename {
                 let names: Vec<String> = group.iter().map(|b| b.digest.hex()).collect();
-                let first = rel().blob_dir(&group[0].digest);
+                let first = relative_paths().blob_dir(&group[0].digest);
                 return self.remove_group(&first, &names, &[DATA], &*bar);
             }
-            if let Some((dir, dir_path, _)) = self.open_parent(&rel().blob_dir(&group[0].digest)) {
+            if let Some((dir, dir_path, _)) =
+                self.open_parent(&relative_paths().blob_dir(&group[0].digest))
+            {
                 for b in group.iter() {
                     if self.should_stop() {
                         return;
@@ -360,12 +362,17 @@ impl<S: Storage> Sweeper<'_, S> {
             );
             for l in layer_links.drain(..) {
                 self.keep(
-                    &self.v2.join(rel().layer_dir(&l.repository, &l.digest)),
+                    &self
+                        .v2
+                        .join(relative_paths().layer_dir(&l.repository, &l.digest)),
                     why.clone(),
                 );
             }
             for b in blobs.drain(..) {
-                self.keep(&self.v2.join(rel().blob_dir(&b.digest)), why.clone());
+                self.keep(
+                    &self.v2.join(relative_paths().blob_dir(&b.digest)),
+                    why.clone(),
+                );
             }
             return;
         }
@@ -375,7 +382,9 @@ impl<S: Storage> Sweeper<'_, S> {
             let go = !named(&l.digest);
             if !go {
                 self.keep(
-                    &self.v2.join(rel().layer_dir(&l.repository, &l.digest)),
+                    &self
+                        .v2
+                        .join(relative_paths().layer_dir(&l.repository, &l.digest)),
                     why.into(),
                 );
             }
@@ -384,7 +393,10 @@ impl<S: Storage> Sweeper<'_, S> {
         blobs.retain(|b| {
             let go = !named(&b.digest);
             if !go {
-                self.keep(&self.v2.join(rel().blob_dir(&b.digest)), why.into());
+                self.keep(
+                    &self.v2.join(relative_paths().blob_dir(&b.digest)),
+                    why.into(),
+                );
             }
             go
         });
@@ -471,7 +483,7 @@ pub fn sweep<S: Storage>(
         Ok(d) => d,
         Err(e) => {
             let where_ = opts.trash.map_or(v2.join(STAGING_DIR), |t| t.join("v2"));
-            outcome.failures.push(Failure {
+            outcome.failures.push(ItemNote {
                 path: where_,
                 message: format!("cannot open the folder items move into: {e}; nothing deleted"),
             });
@@ -492,7 +504,7 @@ pub fn sweep<S: Storage>(
         failures: Mutex::new(Vec::new()),
         kept: Mutex::new(Vec::new()),
     };
-    let r = rel();
+    let r = relative_paths();
     // Each stage completes before the next starts: that is what keeps the layout valid.
     s.remove_stage(
         progress,

@@ -1,5 +1,4 @@
-//! The plain values of the model, that everything above it is built from: moments, blobs,
-//! links and findings.
+//! The model's plain values: links, blobs, findings and their severities and kinds, times.
 
 use crate::model::digest::Digest;
 use serde::Serialize;
