@@ -9,6 +9,12 @@ use std::path::{Path, PathBuf};
 pub const BLOBS: &str = "blobs/sha256";
 /// Below `docker/registry/v2`: the repositories, whose names may nest (`acme/app`).
 pub const REPOSITORIES: &str = "repositories";
+
+/// Whether a folder whose entries `has` answers for looks like `docker/registry/v2`: it holds
+/// the blob store or the repositories (a fresh registry may have only one of them).
+pub fn looks_like_v2(has: impl Fn(&str) -> bool) -> bool {
+    has("blobs") || has(REPOSITORIES)
+}
 /// In a blob folder: its content.
 pub const DATA: &str = "data";
 /// In a link folder: the 71-byte `sha256:<hex>` that names what it links.

@@ -258,7 +258,7 @@ fn target_v2(run: &Path, info: &RunInfo, given: Option<&Path>) -> Result<PathBuf
     let v2 = &info.v2;
     let canonical = v2.canonicalize().ok();
     let shaped = v2.ends_with("docker/registry/v2")
-        && (v2.join("blobs").is_dir() || v2.join("repositories").is_dir());
+        && crate::model::paths::looks_like_v2(|n| v2.join(n).is_dir());
     if !v2.is_absolute() || canonical.as_deref() != Some(v2.as_path()) || !shaped {
         return Err(bad(format!(
             "records {} as its registry, which is not a registry layout (or lies behind a symbolic link); refused. Give the registry with --root",

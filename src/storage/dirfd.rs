@@ -11,12 +11,13 @@
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path};
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use super::seam::read_bounded;
 pub use super::seam::{Folder, Kind, ReadError, Stat};
 
 /// An open folder. Names given to it are relative; no symlink is followed on the way.
@@ -305,21 +306,6 @@ fn check_name(name: &OsStr) -> io::Result<()> {
         ));
     }
     Ok(())
-}
-
-fn read_bounded(f: fs::File, size: u64, limit: u64) -> Result<Vec<u8>, ReadError> {
-    if size > limit {
-        return Err(ReadError::TooLarge(size));
-    }
-    let mut buf = Vec::with_capacity(size as usize);
-    // The file may grow after the stat: read one byte past the limit to tell.
-    f.take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(ReadError::Io)?;
-    if buf.len() as u64 > limit {
-        return Err(ReadError::TooLarge(buf.len() as u64));
-    }
-    Ok(buf)
 }
 
 /// Reads a file the operator named (a trash record, say) the same careful way: no final

@@ -95,7 +95,7 @@ pub fn locate_v2(root: &Path) -> Option<PathBuf> {
     if v2.is_dir() {
         return Some(v2);
     }
-    let looks_like_v2 = root.join("blobs").is_dir() || root.join("repositories").is_dir();
+    let looks_like_v2 = crate::model::paths::looks_like_v2(|n| root.join(n).is_dir());
     if looks_like_v2 && root.ends_with("docker/registry/v2") {
         return Some(root.to_path_buf());
     }

@@ -50,6 +50,16 @@ fn holder(text: &str) -> String {
     format!("pid {pid} on {host}, `{command}`, started {started}")
 }
 
+/// What a lock says of its holder, on disk and in a bucket alike.
+pub(crate) fn holder_text(command: &str) -> String {
+    format!(
+        "pid={}\nhost={}\nstarted={}\ncommand={command}\n",
+        std::process::id(),
+        hostname(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
 pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -113,12 +123,7 @@ impl Lock {
         if !previous.trim().is_empty() {
             tracing::warn!("breaking the stale lock of {}", holder(&previous));
         }
-        let text = format!(
-            "pid={}\nhost={}\nstarted={}\ncommand={command}\n",
-            std::process::id(),
-            hostname(),
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        );
+        let text = holder_text(command);
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         file.write_all(text.as_bytes())

@@ -115,6 +115,23 @@ impl From<io::Error> for ReadError {
     }
 }
 
+/// Reads `f` whole, `size` bytes by its stat, refusing more than `limit`: the one bounded read
+/// every backend uses.
+pub fn read_bounded(f: impl io::Read, size: u64, limit: u64) -> Result<Vec<u8>, ReadError> {
+    if size > limit {
+        return Err(ReadError::TooLarge(size));
+    }
+    let mut buf = Vec::with_capacity(size as usize);
+    // The file may grow after the stat: read one byte past the limit to tell.
+    f.take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(ReadError::Io)?;
+    if buf.len() as u64 > limit {
+        return Err(ReadError::TooLarge(buf.len() as u64));
+    }
+    Ok(buf)
+}
+
 /// A place in the storage: a folder on disk, a key prefix in a bucket. Names given to it are
 /// relative, one `/`-separated path of plain components (never `..`, never absolute), and no
 /// symbolic link is followed on the way.
@@ -139,18 +156,7 @@ pub trait Folder: Sized + Send + Sync {
         limit: u64,
     ) -> Result<(Vec<u8>, Stat), ReadError> {
         let (f, st) = self.open_file(rel)?;
-        if st.size > limit {
-            return Err(ReadError::TooLarge(st.size));
-        }
-        let mut buf = Vec::with_capacity(st.size as usize);
-        // The file may grow after the stat: read one byte past the limit to tell.
-        io::Read::take(f, limit + 1)
-            .read_to_end(&mut buf)
-            .map_err(ReadError::Io)?;
-        if buf.len() as u64 > limit {
-            return Err(ReadError::TooLarge(buf.len() as u64));
-        }
-        Ok((buf, st))
+        read_bounded(f, st.size, limit).map(|buf| (buf, st))
     }
     /// Bytes of the regular files below `name`.
     fn tree_size(&self, name: &OsStr) -> u64;

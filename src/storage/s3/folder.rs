@@ -242,17 +242,7 @@ impl Folder for S3Folder {
             None => {}
         }
         let (f, st) = self.get(&key)?;
-        if st.size > limit {
-            return Err(ReadError::TooLarge(st.size));
-        }
-        let mut buf = Vec::with_capacity(st.size as usize);
-        f.take(limit + 1)
-            .read_to_end(&mut buf)
-            .map_err(ReadError::Io)?;
-        if buf.len() as u64 > limit {
-            return Err(ReadError::TooLarge(buf.len() as u64));
-        }
-        Ok((buf, st))
+        crate::storage::seam::read_bounded(f, st.size, limit).map(|buf| (buf, st))
     }
 
     fn tree_size(&self, name: &OsStr) -> u64 {

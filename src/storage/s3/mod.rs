@@ -141,7 +141,7 @@ impl S3Storage {
         // One listing of the top: reaches the bucket, proves the credentials, finds the layout.
         let names = top.entries().map_err(|e| fail(describe(&e)))?;
         let has = |n: &str| names.iter().any(|(name, _)| name == n);
-        if !has("blobs") && !has("repositories") {
+        if !crate::model::paths::looks_like_v2(has) {
             return Err(Error::NotARegistry {
                 path: PathBuf::from(format!("{url}/docker/registry/v2")),
             });
@@ -237,12 +237,7 @@ impl Storage for S3Storage {
             message,
         };
         let lock_path = key_path(&key).map_err(|e| held(e.to_string()))?;
-        let text = format!(
-            "pid={}\nhost={}\nstarted={}\ncommand={command}\n",
-            std::process::id(),
-            crate::storage::lock::hostname(),
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        );
+        let text = crate::storage::lock::holder_text(command);
         let put = || {
             self.inner.block(self.inner.store.put_opts(
                 &lock_path,
