@@ -285,16 +285,9 @@ impl GcReport {
     /// what was deleted is 0, and what the plan held moves to `summary.would_delete`.
     pub fn mark_refused(&mut self) {
         self.refused_by_safety_net = true;
+        let planned = self.planned();
         let s = &mut self.summary;
-        s.would_delete = Some(WouldDelete {
-            tags: s.tags_deleted,
-            manifests: s.manifests_deleted,
-            layer_links: s.layer_links_deleted,
-            blobs: s.blobs_deleted,
-            bytes: s.bytes_freed,
-            uploads: s.uploads_deleted,
-            upload_bytes: s.upload_bytes_freed,
-        });
+        s.would_delete = Some(planned);
         s.tags_deleted = 0;
         s.manifests_deleted = 0;
         s.layer_links_deleted = 0;
