@@ -53,16 +53,10 @@ pub enum Command {
 pub struct ApplyArgs {
     /// The plan: a JSON gc report from a dry run.
     pub plan: PathBuf,
-    /// Refuse unless the plan is for this storage root (a folder, or s3://BUCKET/PREFIX).
-    #[arg(long, value_name = "DIR", conflicts_with = "config")]
-    pub root: Option<PathBuf>,
-    /// Refuse unless the plan is for the storage of this registry config (for a bucket, its
-    /// endpoint and keys are used).
-    #[arg(long, value_name = "REGISTRY_CONFIG.yml")]
-    pub config: Option<PathBuf>,
-    /// The S3-compatible endpoint of an s3:// root.
-    #[arg(long, value_name = "URL", requires = "root")]
-    pub s3_endpoint: Option<String>,
+    /// With --root or --config: refuse unless the plan is for that storage (for a bucket, the
+    /// config's endpoint and keys are used).
+    #[command(flatten)]
+    pub root: Option<RootArgs>,
     /// Refuse unless the plan's checksum is this one (printed by the dry run that wrote it):
     /// pins the plan a reviewer read, since anyone can recompute the checksum of an edited plan.
     #[arg(long, value_name = "SHA256")]
@@ -133,7 +127,7 @@ pub struct TrashEmptyArgs {
 
 /// Where the storage root comes from.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("storage").required(true).args(["root", "config"])))]
+#[command(group(clap::ArgGroup::new("storage").args(["root", "config"])))]
 pub struct RootArgs {
     /// The registry's storage root: its `rootdirectory`, or `s3://BUCKET/PREFIX` for the s3
     /// driver's bucket and `rootdirectory` (credentials from the AWS_* environment).
@@ -298,15 +292,9 @@ pub enum PolicyCommand {
 pub struct PolicyCheckArgs {
     /// The policy file.
     pub file: PathBuf,
-    /// Preview on this registry storage root (a folder, or s3://BUCKET/PREFIX).
-    #[arg(long, value_name = "DIR", conflicts_with = "config")]
-    pub root: Option<PathBuf>,
-    /// Preview on the root named by this registry config file.
-    #[arg(long, value_name = "REGISTRY_CONFIG.yml")]
-    pub config: Option<PathBuf>,
-    /// The S3-compatible endpoint of an s3:// root.
-    #[arg(long, value_name = "URL")]
-    pub s3_endpoint: Option<String>,
+    /// With --root or --config: preview what the policy would delete there.
+    #[command(flatten)]
+    pub root: Option<RootArgs>,
     /// List every tag in the preview, kept or deleted, and why.
     #[arg(long)]
     pub explain: bool,

@@ -155,17 +155,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
-    let root = match (a.root, a.config) {
-        (None, None) => None,
-        (root, config) => Some(
-            RootArgs {
-                root,
-                config,
-                s3_endpoint: a.s3_endpoint,
-            }
-            .resolve()?,
-        ),
-    };
+    let root = a.root.map(RootArgs::resolve).transpose()?;
     let cfg = crate::commands::policy::PolicyCheckConfig {
         file: a.file,
         root,
@@ -278,15 +268,10 @@ fn trash_empty(a: TrashEmptyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let (root, registry_cache) = match (a.root, a.config) {
-        (None, None) => (None, None),
-        (root, config) => {
-            let (root, cache) = RootArgs {
-                root,
-                config,
-                s3_endpoint: a.s3_endpoint,
-            }
-            .resolve_with_cache()?;
+    let (root, registry_cache) = match a.root {
+        None => (None, None),
+        Some(r) => {
+            let (root, cache) = r.resolve_with_cache()?;
             (Some(root), cache)
         }
     };
