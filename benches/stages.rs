@@ -2,8 +2,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use regsweep::Digest;
-use regsweep::gc::mark;
 use regsweep::model::manifest;
+use regsweep::model::mark;
 use regsweep::model::{Blob, Decisions, Layout, Link, Repo, Rules, Tag};
 use std::hint::black_box;
 

@@ -2,7 +2,7 @@
 //!
 //! The data flows one way, and the folders are its stages: [`storage`] (one door: a
 //! [`storage::location::Location`] opened once) -> [`stages::scan`] (storage to model) ->
-//! [`model::manifest`] (references) -> [`policy`] (tag decisions) -> [`gc::mark`]
+//! [`model::manifest`] (references) -> [`policy`] (tag decisions) -> [`model::mark`]
 //! (reachability) -> [`gc::plan`] (what goes) -> [`stages::sweep`] or [`report`]. Imports only
 //! point down this map, floor by floor, never up and never in a cycle; the `import_map` test
 //! fails on one that does:
@@ -11,12 +11,13 @@
 //!    before a client sees them), `progress` (the trait the core reports to), `units` (human
 //!    sizes and ages), `output` (files written whole)
 //! 1. [`model`]: `digest`, `duration`, `manifest` (bytes to references), `paths` (the layout's
-//!    vocabulary), `values` -> `catalog` (parsed manifests) -> the layout, decisions and `Rules`
+//!    vocabulary), `values` -> `catalog` (parsed manifests) -> the layout, decisions and `Rules`;
+//!    `walk` (the one manifest-graph walk) -> `mark` (reachability)
 //! 2. [`storage`]: `seam` (what every backend does) and `Capabilities`; the backends `fs` (over
 //!    `dirfd`: handles, no symlink followed), `s3` (with its config) and `memory`; `lock`;
 //!    `location` (the one place a backend is picked); `conformance` (one suite, every backend)
 //! 2. [`gc`]: the pure stages `walk` (the one manifest-graph walk) -> `mark` -> `plan`; `outcome`
-//! 3. [`policy`]: retention policies and `semver` (pure; its safety net marks with `gc::mark`)
+//! 3. [`policy`]: retention policies and `semver` (pure; its safety net marks with `model::mark`)
 //! 3. [`inspect`]: `usage` and `integrity`, the pure analyses behind `du` and `check`
 //! 3. [`stages`]: written once against the seam: `scan` (with the manifest `cache`), `sweep`,
 //!    `trash`

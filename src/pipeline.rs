@@ -4,8 +4,8 @@
 //! then the arrivals of what would go) and swept.
 
 use crate::error::Result;
-use crate::gc::mark;
 use crate::gc::plan::{self, Plan};
+use crate::model::mark;
 use crate::model::{Layout, Rules, Time};
 use crate::policy::{self, AgeFrom, Decisions, Matcher, Policy, TagExplain};
 use crate::progress::Progress;

@@ -1,8 +1,7 @@
-//! The pure stages of a gc run: the walk of the manifest graph, reachability, and the plan of
-//! what goes. Functions of the model only; nothing here reads or writes storage.
+//! The pure stage of a gc run that decides what goes: the plan (from the model's reachability,
+//! `model::mark`), the plan as a file, and what became of a sweep. Functions of the model only;
+//! nothing here reads or writes storage.
 
-pub mod mark;
 pub mod outcome;
 pub mod plan;
 pub mod planfile;
-pub mod walk;

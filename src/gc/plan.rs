@@ -1,8 +1,8 @@
 //! What goes: turns marks and decisions into an ordered list of removals; a pure function.
 
-use crate::gc::mark::Marks;
 use crate::model::FindingKind;
 use crate::model::digest::Digest;
+use crate::model::mark::Marks;
 use crate::model::paths::Paths;
 use crate::model::{Decision, Decisions};
 use crate::model::{Finding, Layout, Rules, Severity, Time};
@@ -303,7 +303,7 @@ fn untagged_items(
     layout: &Layout,
     decisions: &Decisions,
     i: usize,
-    rm: &crate::gc::mark::RepoMarks,
+    rm: &crate::model::mark::RepoMarks,
     tags_going: &[(Digest, String)],
     plan: &mut Plan,
 ) {
@@ -423,7 +423,7 @@ fn scope_blobs(layout: &Layout, decisions: &Decisions) -> Vec<bool> {
         repo.layers
             .iter()
             .for_each(|l| touched[l.blob as usize] = true);
-        let (_, all) = crate::gc::mark::tagged_then_all(layout, repo);
+        let (_, all) = crate::model::mark::tagged_then_all(layout, repo);
         for &r in all.blobs.iter().chain(all.manifests.iter()) {
             if let Some(t) = touched.get_mut(r as usize) {
                 *t = true;
@@ -436,7 +436,7 @@ fn scope_blobs(layout: &Layout, decisions: &Decisions) -> Vec<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gc::mark::mark;
+    use crate::model::mark::mark;
     use crate::model::{Blob, Repo, Tag};
     use crate::testutil::*;
 

@@ -1,10 +1,10 @@
 //! Integrity findings: broken images, bad links, leftovers; a pure function of the model.
 
-use crate::gc::mark;
-use crate::gc::walk;
 use crate::model::catalog::Ref;
 use crate::model::digest::Digest;
+use crate::model::mark;
 use crate::model::paths::Paths;
+use crate::model::walk;
 use crate::model::{Finding, FindingKind, Layout, Repo, Rules, Severity, Time};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;

@@ -1,8 +1,8 @@
 //! Disk usage: what each repository and tag holds, shares, and would free; pure functions of the model.
 
-use crate::gc::mark::{self, RefSet};
 use crate::model::Rules;
 use crate::model::digest::Digest;
+use crate::model::mark::{self, RefSet};
 use crate::model::{Layout, Time};
 use rayon::prelude::*;
 use serde::Serialize;

@@ -1,12 +1,15 @@
 //! The in-memory model of a registry layout that scan builds and the pure stages read: the
-//! layout, its parsed manifests (`catalog`) and the tag decisions a policy makes of it.
+//! layout, its parsed manifests (`catalog`), the tag decisions a policy makes of it, and what
+//! they keep reachable (`walk`, the one walk of the manifest graph, and `mark`).
 
 pub mod catalog;
 pub mod digest;
 pub mod duration;
 pub mod manifest;
+pub mod mark;
 pub mod paths;
 pub mod values;
+pub mod walk;
 
 use crate::model::digest::Digest;
 pub use crate::model::manifest::Loaded;

@@ -7,9 +7,9 @@
 pub mod semver;
 
 use crate::error::{Error, Result};
-use crate::gc::mark;
 use crate::model::digest::Digest;
 use crate::model::duration::{self, Span};
+use crate::model::mark;
 pub use crate::model::{Decision, Decisions};
 use crate::model::{Layout, Repo, Rules, Tag, Time};
 use crate::policy::semver::Version;

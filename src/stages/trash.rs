@@ -7,10 +7,10 @@
 //! before the content it needs.
 
 use crate::error::{Error, Result};
-use crate::gc::walk;
 use crate::model::digest::Digest;
 use crate::model::manifest;
 use crate::model::paths::{self, Paths, Place};
+use crate::model::walk;
 use crate::storage::dirfd::{self, Dir};
 use crate::storage::fs::FsStorage;
 use crate::storage::lock::Lock;

@@ -1,9 +1,9 @@
 //! Reachability: which manifests and blobs each repository needs, from its roots.
 
-use crate::gc::walk;
 use crate::model::Decisions;
 use crate::model::catalog::Ref;
 use crate::model::digest::Digest;
+use crate::model::walk;
 use crate::model::{Layout, Repo, Rules};
 use std::borrow::Cow;
 
@@ -206,7 +206,7 @@ pub fn mark_repo(
     (walk.marks, without_grace)
 }
 
-/// The model's catalog as a graph for [`crate::gc::walk`], by ref; with the repository's referrers,
+/// The model's catalog as a graph for [`crate::model::walk`], by ref; with the repository's referrers,
 /// or none (a pull of a tag needs no referrer).
 pub struct ManifestGraph<'a> {
     layout: &'a Layout,
