@@ -14,6 +14,7 @@ use crate::config::{Format, ReportTarget};
 use crate::error::Error;
 use crate::error::ExitCode;
 use crate::policy::Policy;
+use crate::report::Report;
 use clap::Parser;
 
 fn init_logging(verbose: u8) {
@@ -117,7 +118,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         before_sweep: &fault_pause,
         staged: &|| faults.staged(),
     };
-    let (report, code) = pool.install(|| gc::run(&cfg, &hooks, &*Bars::when(cfg.progress)))?;
+    let report = pool.install(|| gc::run(&cfg, &hooks, &*Bars::when(cfg.progress)))?;
+    let code = report.exit_code();
     gc::write_report(&cfg, &report)?;
     // What was not written goes to stderr too: a quiet, JSON or report-file run would
     // otherwise fail without a word.
@@ -162,9 +164,14 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
         explain: a.explain,
         format: a.format.into(),
     };
-    let (out, code) = crate::commands::policy::run(&cfg)?;
-    print(&out);
-    Ok(code)
+    let report = crate::commands::policy::run(&cfg)?;
+    Ok(emit(&report, cfg.format, None))
+}
+
+/// Prints a command's report in `format` and returns the exit code it calls for.
+fn emit(report: &impl Report, format: Format, limit: Option<usize>) -> ExitCode {
+    print(&report.render(format, limit));
+    report.exit_code()
 }
 
 fn print(out: &str) {
@@ -211,9 +218,14 @@ fn du(a: DuArgs) -> anyhow::Result<ExitCode> {
         metrics: a.metrics,
         progress: !a.quiet,
     };
-    let (out, code) = crate::commands::du::run(&cfg, &*Bars::when(cfg.progress))?;
+    let report = crate::commands::du::run(&cfg, &*Bars::when(cfg.progress))?;
+    let out = match cfg.format {
+        crate::commands::du::DuFormat::Table => report.text(None),
+        crate::commands::du::DuFormat::Json => report.json(),
+        crate::commands::du::DuFormat::Csv => report.csv(),
+    };
     print(&out);
-    Ok(code)
+    Ok(report.exit_code())
 }
 
 fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
@@ -225,9 +237,8 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         metrics: a.metrics,
         progress: !a.quiet,
     };
-    let (out, code) = crate::commands::check::run(&cfg, &*Bars::when(cfg.progress))?;
-    print(&out);
-    Ok(code)
+    let report = crate::commands::check::run(&cfg, &*Bars::when(cfg.progress))?;
+    Ok(emit(&report, cfg.format, cfg.text_limit))
 }
 
 fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
@@ -250,21 +261,18 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
         break_lock: a.break_lock,
         root: a.root,
     };
-    let (out, code) = crate::commands::trash::restore(&cfg)?;
-    print(&out);
-    Ok(code)
+    let report = crate::commands::trash::restore(&cfg)?;
+    Ok(emit(&report, Format::Text, None))
 }
 
 fn trash_list(a: TrashListArgs) -> anyhow::Result<ExitCode> {
-    let (out, code) = crate::commands::trash::list(&a.dir, a.format.into())?;
-    print(&out);
-    Ok(code)
+    let report = crate::commands::trash::list(&a.dir)?;
+    Ok(emit(&report, a.format.into(), None))
 }
 
 fn trash_empty(a: TrashEmptyArgs) -> anyhow::Result<ExitCode> {
-    let (out, code) = crate::commands::trash::empty(&a.dir, a.older_than)?;
-    print(&out);
-    Ok(code)
+    let report = crate::commands::trash::empty(&a.dir, a.older_than)?;
+    Ok(emit(&report, Format::Text, None))
 }
 
 fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
@@ -294,8 +302,6 @@ fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let faults = Faults::from_env();
-    let (out, code) =
-        crate::commands::apply::run(&cfg, &|| faults.stop(), &*Bars::when(cfg.progress))?;
-    print(&out);
-    Ok(code)
+    let report = crate::commands::apply::run(&cfg, &|| faults.stop(), &*Bars::when(cfg.progress))?;
+    Ok(emit(&report, cfg.format, None))
 }

@@ -13,6 +13,7 @@ use crate::gc::plan::{LinkRemoval, Plan};
 use crate::model::Time;
 use crate::model::digest::Digest;
 use crate::pipeline::{self, Open, Session};
+use crate::report::Report;
 use crate::storage::location::OnStorage;
 use crate::storage::seam::Storage;
 use std::path::Path;
@@ -209,7 +210,7 @@ pub fn run(
     cfg: &ApplyConfig,
     stop: &(dyn Fn() -> bool + Sync),
     progress: &dyn Progress,
-) -> Result<(String, ExitCode)> {
+) -> Result<ApplyReport> {
     let started = chrono::Utc::now();
     let planned = read_plan(&cfg.plan, cfg.checksum.as_deref())?;
     let plan_root = planned.root.to_string_lossy().into_owned();
@@ -250,7 +251,7 @@ struct ApplyJob<'a> {
 }
 
 impl OnStorage for ApplyJob<'_> {
-    type Out = (String, ExitCode);
+    type Out = ApplyReport;
     fn run<S: Storage>(&self, store: S, progress: &dyn Progress) -> Result<Self::Out> {
         if self.cfg.trash.is_some() && !store.capabilities().rename {
             return Err(Error::Usage(format!(
@@ -277,7 +278,7 @@ fn run_in<S: Storage>(
     stop: &(dyn Fn() -> bool + Sync),
     started: chrono::DateTime<chrono::Utc>,
     progress: &dyn Progress,
-) -> Result<(String, ExitCode)> {
+) -> Result<ApplyReport> {
     let root = store.location();
     let how = Open {
         lock: Some(("apply", cfg.break_lock)),
@@ -346,28 +347,36 @@ fn run_in<S: Storage>(
         registry: Some(registry),
         findings,
     };
-    let live = |kind: &str| report.findings.iter().any(|f| f.kind == kind);
-    let code = if !report.failures.is_empty() || report.interrupted {
-        ExitCode::Error
-    } else if live("registry_claims_swept") {
-        ExitCode::StaleRegistry
-    } else if report
-        .findings
-        .iter()
-        .any(|f| f.severity == crate::model::Severity::Error)
-    {
-        ExitCode::Error
-    } else {
-        ExitCode::Ok
-    };
-    let out = match cfg.format {
-        Format::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
-        Format::Text => text(&report),
-    };
-    Ok((out, code))
+    Ok(report)
 }
 
-fn text(r: &ApplyReport) -> String {
+impl Report for ApplyReport {
+    fn text(&self, limit: Option<usize>) -> String {
+        text(self, limit.unwrap_or(usize::MAX))
+    }
+    fn json(&self) -> String {
+        crate::report::pretty(self)
+    }
+    /// 1 when a removal failed or the run stopped early; 4 when the live registry still claims
+    /// what went; 1 when asking it failed.
+    fn exit_code(&self) -> ExitCode {
+        if !self.failures.is_empty() || self.interrupted {
+            ExitCode::Error
+        } else if self
+            .findings
+            .iter()
+            .any(|f| f.kind == "registry_claims_swept")
+        {
+            ExitCode::StaleRegistry
+        } else if (self.findings.iter()).any(|f| f.severity == crate::model::Severity::Error) {
+            ExitCode::Error
+        } else {
+            ExitCode::Ok
+        }
+    }
+}
+
+fn text(r: &ApplyReport, limit: usize) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -393,9 +402,10 @@ fn text(r: &ApplyReport) -> String {
             "  interrupted: stopped early; apply the plan again to finish"
         );
     }
-    for s in &r.skipped {
+    for s in r.skipped.iter().take(limit) {
         let _ = writeln!(o, "  skip  {} {}: {}", s.kind, s.item, s.reason);
     }
+    crate::report::more(&mut o, r.skipped.len(), limit);
     for f in &r.failures {
         let _ = writeln!(o, "  fail  {}: {}", f.path.display(), f.message);
     }

@@ -9,6 +9,7 @@ use crate::model::Rules;
 use crate::model::{Finding, Severity};
 use crate::pipeline::{self, Open, Session};
 use crate::progress::Progress;
+use crate::report::Report;
 use crate::report::human_bytes;
 use crate::report::metrics::Metrics;
 use crate::stages::scan::ScanOptions;
@@ -66,22 +67,18 @@ pub struct CheckSummary {
 }
 
 /// Runs check; the rendered output and the exit code (0 clean, 3 damage found).
-pub fn run(cfg: &CheckConfig, progress: &dyn Progress) -> Result<(String, ExitCode)> {
+pub fn run(cfg: &CheckConfig, progress: &dyn Progress) -> Result<CheckReport> {
     cfg.root.open(cfg, progress)
 }
 
 impl OnStorage for CheckConfig {
-    type Out = (String, ExitCode);
+    type Out = CheckReport;
     fn run<S: Storage>(&self, store: S, progress: &dyn Progress) -> Result<Self::Out> {
         run_in(store, self, progress)
     }
 }
 
-fn run_in<S: Storage>(
-    store: S,
-    cfg: &CheckConfig,
-    progress: &dyn Progress,
-) -> Result<(String, ExitCode)> {
+fn run_in<S: Storage>(store: S, cfg: &CheckConfig, progress: &dyn Progress) -> Result<CheckReport> {
     let started = Instant::now();
     let started_dt = chrono::Utc::now();
     let now = started_dt.timestamp();
@@ -149,18 +146,24 @@ fn run_in<S: Storage>(
         }
         m.write(path)?;
     }
-    let out = match cfg.format {
-        Format::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
-        Format::Text => text(&report, cfg.text_limit.unwrap_or(usize::MAX)),
-    };
-    Ok((
-        out,
-        if damage > 0 {
+    Ok(report)
+}
+
+impl Report for CheckReport {
+    fn text(&self, limit: Option<usize>) -> String {
+        text(self, limit.unwrap_or(usize::MAX))
+    }
+    fn json(&self) -> String {
+        crate::report::pretty(self)
+    }
+    /// 3 when damage was found.
+    fn exit_code(&self) -> ExitCode {
+        if self.summary.damage > 0 {
             ExitCode::Damage
         } else {
             ExitCode::Ok
-        },
-    ))
+        }
+    }
 }
 
 fn text(r: &CheckReport, limit: usize) -> String {

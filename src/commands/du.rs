@@ -10,6 +10,7 @@ use crate::model::{Rules, Severity};
 use crate::pipeline::{self, Open, Session};
 use crate::policy::Policy;
 use crate::progress::Progress;
+use crate::report::Report;
 use crate::report::human_bytes;
 use crate::report::metrics::Metrics;
 use crate::storage::location::OnStorage;
@@ -51,7 +52,7 @@ pub struct DuConfig {
     pub progress: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Totals {
     pub repositories: usize,
     pub blobs: usize,
@@ -70,7 +71,7 @@ pub struct Totals {
     pub requests: Option<crate::storage::seam::Requests>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DuReport {
     #[serde(flatten)]
     pub envelope: crate::report::Envelope,
@@ -88,25 +89,27 @@ pub struct DuReport {
     /// With --top: the repositories left out of `repositories`, summed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub others: Option<RepoUsage>,
+    /// `--top`: rows shown (20 in a table when not given; all otherwise).
+    #[serde(skip)]
+    pub top: Option<usize>,
+    /// The policy file whose figure the table names.
+    #[serde(skip)]
+    pub policy_file: Option<PathBuf>,
 }
 
 /// Runs du; the rendered output and the exit code.
-pub fn run(cfg: &DuConfig, progress: &dyn Progress) -> Result<(String, ExitCode)> {
+pub fn run(cfg: &DuConfig, progress: &dyn Progress) -> Result<DuReport> {
     cfg.root.open(cfg, progress)
 }
 
 impl OnStorage for DuConfig {
-    type Out = (String, ExitCode);
+    type Out = DuReport;
     fn run<S: Storage>(&self, store: S, progress: &dyn Progress) -> Result<Self::Out> {
         run_in(store, self, progress)
     }
 }
 
-fn run_in<S: Storage>(
-    store: S,
-    cfg: &DuConfig,
-    progress: &dyn Progress,
-) -> Result<(String, ExitCode)> {
+fn run_in<S: Storage>(store: S, cfg: &DuConfig, progress: &dyn Progress) -> Result<DuReport> {
     let started = Instant::now();
     let started_dt = chrono::Utc::now();
     let started_at = started_dt.timestamp();
@@ -171,13 +174,15 @@ fn run_in<S: Storage>(
         tags,
         policy_refused: by_policy.map(|p| p.1).unwrap_or_default(),
         others: None,
+        top: cfg.top,
+        policy_file: cfg.policy.as_ref().map(|p| p.path.clone()),
     };
 
     if let Some(path) = &cfg.metrics {
         metrics(&report, started_at, started.elapsed().as_secs_f64()).write(path)?;
     }
 
-    Ok((render(report, cfg), ExitCode::Ok))
+    Ok(report)
 }
 
 fn short(d: Option<Digest>) -> String {
@@ -486,33 +491,41 @@ fn metrics(report: &DuReport, started_at: i64, seconds: f64) -> Metrics {
 }
 
 /// The report in the format asked for.
-fn render(report: DuReport, cfg: &DuConfig) -> String {
-    match cfg.format {
-        DuFormat::Json => {
-            let mut report = report;
-            if let Some(n) = cfg.top
-                && report.repositories.len() > n
-            {
-                report.others = Some(sum_rest(&report.repositories[n..]));
-                report.repositories.truncate(n);
-            }
-            serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+impl Report for DuReport {
+    /// The table: one row per repository (or tag), the largest `--top` (20 unless given; the
+    /// `limit` of the trait when there is none), the rest summed, then the store's totals.
+    fn text(&self, limit: Option<usize>) -> String {
+        let top = self.top.or(limit).unwrap_or(20);
+        let mut t = table(self, top, self.policy_file.clone());
+        if let Some(req) = &self.summary.requests {
+            t.push_str(&format!(
+                "requests: {}\n",
+                crate::report::requests_line(req)
+            ));
         }
-        DuFormat::Csv => csv(&report, cfg.top),
-        DuFormat::Table => {
-            let mut t = table(
-                &report,
-                cfg.top.unwrap_or(20),
-                cfg.policy.as_ref().map(|p| p.path.clone()),
-            );
-            if let Some(req) = &report.summary.requests {
-                t.push_str(&format!(
-                    "requests: {}\n",
-                    crate::report::requests_line(req)
-                ));
+        t
+    }
+    /// Every repository, or the first `--top` and the rest summed under `others`.
+    fn json(&self) -> String {
+        match self.top {
+            Some(n) if self.repositories.len() > n => {
+                let mut shown = self.clone();
+                shown.others = Some(sum_rest(&self.repositories[n..]));
+                shown.repositories.truncate(n);
+                crate::report::pretty(&shown)
             }
-            t
+            _ => crate::report::pretty(self),
         }
+    }
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::Ok
+    }
+}
+
+impl DuReport {
+    /// The table as CSV.
+    pub fn csv(&self) -> String {
+        csv(self, self.top)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The gc command: the pipeline for a validated config (open, decide, sweep), then its report
 //! and metrics.
 
-use crate::config::{Format, GcConfig, ReportTarget};
+use crate::config::{GcConfig, ReportTarget};
 use crate::error::ExitCode;
 use crate::error::{Error, Result};
 use crate::gc::plan::Plan;
@@ -10,7 +10,7 @@ use crate::pipeline::{self, Open, Session};
 use crate::policy::TagExplain;
 use crate::progress::Progress;
 use crate::report::metrics::Metrics;
-use crate::report::{self, GcReport};
+use crate::report::{self, GcReport, Report};
 use crate::stages::sweep;
 use crate::stages::trash;
 use crate::storage::fs::FsStorage;
@@ -75,7 +75,7 @@ pub struct Hooks<'a> {
 }
 
 /// Runs gc and returns the report with the exit code it calls for.
-pub fn run(cfg: &GcConfig, hooks: &Hooks, progress: &dyn Progress) -> Result<(GcReport, ExitCode)> {
+pub fn run(cfg: &GcConfig, hooks: &Hooks, progress: &dyn Progress) -> Result<GcReport> {
     // Reports and plans name the root as the operator gave it, resolved.
     let cfg = &GcConfig {
         root: cfg.root.canonical()?,
@@ -91,7 +91,7 @@ struct GcJob<'a> {
 }
 
 impl OnStorage for GcJob<'_> {
-    type Out = (GcReport, ExitCode);
+    type Out = GcReport;
     fn run<S: Storage>(&self, store: S, progress: &dyn Progress) -> Result<Self::Out> {
         if let Some(dir) = &self.cfg.trash {
             if !store.capabilities().rename {
@@ -127,7 +127,7 @@ fn run_in<S: Storage>(
     cfg: &GcConfig,
     hooks: &Hooks,
     progress: &dyn Progress,
-) -> Result<(GcReport, ExitCode)> {
+) -> Result<GcReport> {
     let stop = hooks.stop;
     let started = Instant::now();
     let started_at = chrono::Utc::now();
@@ -213,7 +213,8 @@ fn run_in<S: Storage>(
     } else {
         ExitCode::Error
     };
-    Ok((report, code))
+    report.exit_code = code;
+    Ok(report)
 }
 
 /// Without -m a policy's untagged manifests stay: what -m would free too (with a policy and
@@ -315,10 +316,7 @@ pub fn write_report(cfg: &GcConfig, report: &GcReport) -> Result<()> {
     let Some(target) = &cfg.report else {
         return Ok(());
     };
-    let text = match cfg.format {
-        Format::Json => report.to_json(),
-        Format::Text => report.to_text(),
-    };
+    let text = report.render(cfg.format, cfg.text_limit);
     match target {
         ReportTarget::Stdout => {
             let mut out = std::io::stdout().lock();

@@ -5,6 +5,7 @@ use crate::commands::gc;
 use crate::config::{Format, GcConfig, Location};
 use crate::error::{ExitCode, Result};
 use crate::policy::Policy;
+use crate::report::{PolicyFileReport, PolicyPreview, Report};
 use crate::units::plural;
 use std::path::PathBuf;
 
@@ -17,52 +18,30 @@ pub struct PolicyCheckConfig {
     pub format: Format,
 }
 
-/// `policy check`: validate, then preview per repository when a root is given.
+/// What `policy check` found: the file valid (with what the text says of it), or a preview on
+/// a root.
+pub enum PolicyCheckReport {
+    Valid {
+        report: Box<PolicyFileReport>,
+        /// The one line the text says.
+        line: String,
+    },
+    Preview {
+        preview: Box<PolicyPreview>,
+        /// List every tag's verdict (text) and keep `explain` (JSON).
+        explain: bool,
+    },
+}
+
 /// Validates a policy file and, with a root, previews what it would delete there.
-pub fn run(a: &PolicyCheckConfig) -> Result<(String, ExitCode)> {
+pub fn run(a: &PolicyCheckConfig) -> Result<PolicyCheckReport> {
     let started = chrono::Utc::now();
     let policy = Policy::load(&a.file)?;
-    let json = a.format == Format::Json;
     let Some(root) = &a.root else {
-        if json {
-            let report = crate::report::PolicyFileReport::new(&a.file, &policy, started);
-            let text = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
-            return Ok((text, ExitCode::Ok));
-        } else {
-            let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();
-            let rules = if names.is_empty() {
-                "no rules".to_string()
-            } else {
-                format!(
-                    "{} ({})",
-                    plural(names.len(), "rule", "rules"),
-                    names.join(", ")
-                )
-            };
-            let untagged = match policy.untagged_older_than {
-                Some(age) => format!(", untagged manifests go after {age}"),
-                None => String::new(),
-            };
-            let text = format!(
-                "{}: valid: {rules}, age_from: {}, {}, {}{untagged}\n",
-                a.file.display(),
-                policy.age_from.word(),
-                plural(
-                    policy
-                        .protect_tags
-                        .as_ref()
-                        .map_or(0, |m| m.patterns().len()),
-                    "protected tag pattern",
-                    "protected tag patterns"
-                ),
-                plural(
-                    policy.protect_digests.len(),
-                    "protected digest",
-                    "protected digests"
-                )
-            );
-            return Ok((text, ExitCode::Ok));
-        }
+        return Ok(PolicyCheckReport::Valid {
+            report: Box::new(PolicyFileReport::new(&a.file, &policy, started)),
+            line: valid_line(&a.file, &policy),
+        });
     };
     let cfg = GcConfig {
         delete_untagged: policy.untagged_older_than.is_some(),
@@ -73,21 +52,75 @@ pub fn run(a: &PolicyCheckConfig) -> Result<(String, ExitCode)> {
     let now = chrono::Utc::now().timestamp();
     let job = gc::Preview { cfg: &cfg, now };
     let (v2, plan, explain) = root.open(&job, &crate::progress::Hidden)?;
-    let preview =
-        crate::report::PolicyPreview::new(&a.file, &policy, started, &v2, &plan, &explain);
-    let text = if json {
-        let mut v = serde_json::to_value(&preview).unwrap_or_default();
-        if !a.explain {
-            v.as_object_mut().map(|o| o.remove("explain"));
+    let preview = PolicyPreview::new(&a.file, &policy, started, &v2, &plan, &explain);
+    Ok(PolicyCheckReport::Preview {
+        preview: Box::new(preview),
+        explain: a.explain,
+    })
+}
+
+/// What a valid policy holds, in one line.
+fn valid_line(file: &std::path::Path, policy: &Policy) -> String {
+    let names: Vec<&str> = policy.rules.iter().map(|r| r.name.as_str()).collect();
+    let rules = if names.is_empty() {
+        "no rules".to_string()
+    } else {
+        format!(
+            "{} ({})",
+            plural(names.len(), "rule", "rules"),
+            names.join(", ")
+        )
+    };
+    let untagged = match policy.untagged_older_than {
+        Some(age) => format!(", untagged manifests go after {age}"),
+        None => String::new(),
+    };
+    format!(
+        "{}: valid: {rules}, age_from: {}, {}, {}{untagged}\n",
+        file.display(),
+        policy.age_from.word(),
+        plural(
+            policy
+                .protect_tags
+                .as_ref()
+                .map_or(0, |m| m.patterns().len()),
+            "protected tag pattern",
+            "protected tag patterns"
+        ),
+        plural(
+            policy.protect_digests.len(),
+            "protected digest",
+            "protected digests"
+        )
+    )
+}
+
+impl Report for PolicyCheckReport {
+    fn text(&self, _limit: Option<usize>) -> String {
+        match self {
+            PolicyCheckReport::Valid { line, .. } => line.clone(),
+            PolicyCheckReport::Preview { preview, explain } => preview.to_text(*explain),
         }
-        serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
-    } else {
-        preview.to_text(a.explain)
-    };
-    let code = if preview.refused.is_empty() {
-        ExitCode::Ok
-    } else {
-        ExitCode::Error
-    };
-    Ok((text, code))
+    }
+    fn json(&self) -> String {
+        match self {
+            PolicyCheckReport::Valid { report, .. } => crate::report::pretty(report),
+            PolicyCheckReport::Preview { preview, explain } => {
+                let mut v = serde_json::to_value(preview).unwrap_or_default();
+                if !explain {
+                    v.as_object_mut().map(|o| o.remove("explain"));
+                }
+                crate::report::pretty(&v)
+            }
+        }
+    }
+    /// 1 when the policy's safety net would refuse it on the root.
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            PolicyCheckReport::Preview { preview, .. } if !preview.refused.is_empty() => {
+                ExitCode::Error
+            }
+            _ => ExitCode::Ok,
+        }
+    }
 }

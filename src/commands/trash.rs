@@ -1,11 +1,12 @@
 //! The trash's commands: `restore` (put back what a `--trash` run moved), `trash list` and
-//! `trash empty`. Each returns its output and exit code; the CLI prints.
+//! `trash empty`. Each returns its report; the CLI prints it.
 
-use crate::config::Format;
 use crate::error::{ExitCode, Result};
 use crate::model::duration::Span;
-use crate::stages::trash::Selection;
+use crate::report::{Report, TrashListReport};
+use crate::stages::trash::{Restored, RunSummary, Selection};
 use crate::units::{human_bytes, plural};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// `restore`, validated.
@@ -17,88 +18,135 @@ pub struct RestoreConfig {
     pub root: Option<PathBuf>,
 }
 
-/// Puts back what the selection names; one line per item, then the counts.
-pub fn restore(cfg: &RestoreConfig) -> Result<(String, ExitCode)> {
-    let r = crate::stages::trash::restore(
+/// Puts back what the selection names.
+pub fn restore(cfg: &RestoreConfig) -> Result<Restored> {
+    crate::stages::trash::restore(
         &cfg.dir,
         &cfg.selection,
         cfg.break_lock,
         cfg.root.as_deref(),
-    )?;
-    let mut out = String::new();
-    for i in &r.restored {
-        out.push_str(&format!(
-            "restored  {:<17}  {}\n",
-            i.kind.label(),
-            i.path.display()
-        ));
-    }
-    for i in &r.skipped {
-        out.push_str(&format!(
-            "skipped   {:<17}  {} (present again; the trash keeps its copy)\n",
-            i.kind.label(),
-            i.path.display()
-        ));
-    }
-    out.push_str(&format!(
-        "{} items restored, {} skipped\n",
-        r.restored.len(),
-        r.skipped.len()
-    ));
-    Ok((out, ExitCode::Ok))
+    )
 }
 
-/// The runs a trash folder holds: when, by which command, from which registry, how much.
-pub fn list(dir: &Path, format: Format) -> Result<(String, ExitCode)> {
-    let started = chrono::Utc::now();
-    let runs = crate::stages::trash::list(dir)?;
-    if format == Format::Json {
-        let report = crate::report::TrashListReport::new(dir, started, runs);
-        let text = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
-        return Ok((text, ExitCode::Ok));
-    }
-    let mut out = String::new();
-    for r in &runs {
+impl Report for Restored {
+    /// One line per item (the first `limit` of each list), then the counts.
+    fn text(&self, limit: Option<usize>) -> String {
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut out = String::new();
+        for i in self.restored.iter().take(limit) {
+            out.push_str(&format!(
+                "restored  {:<17}  {}\n",
+                i.kind.label(),
+                i.path.display()
+            ));
+        }
+        crate::report::more(&mut out, self.restored.len(), limit);
+        for i in self.skipped.iter().take(limit) {
+            out.push_str(&format!(
+                "skipped   {:<17}  {} (present again; the trash keeps its copy)\n",
+                i.kind.label(),
+                i.path.display()
+            ));
+        }
+        crate::report::more(&mut out, self.skipped.len(), limit);
         out.push_str(&format!(
-            "{}  {}  {:<6} {:>9}  {}  from {}\n",
-            r.run
-                .file_name()
-                .map_or("?".into(), |n| n.to_string_lossy()),
-            r.started,
-            r.command,
-            human_bytes(r.bytes),
-            plural(r.items, "item", "items"),
-            r.registry.display()
+            "{} items restored, {} skipped\n",
+            self.restored.len(),
+            self.skipped.len()
         ));
+        out
     }
-    let bytes: u64 = runs.iter().map(|r| r.bytes).sum();
-    out.push_str(&format!(
-        "{} in {}: {} (`regsweep trash empty {} --older-than DURATION` frees it)\n",
-        plural(runs.len(), "trash run", "trash runs"),
-        dir.display(),
-        human_bytes(bytes),
-        dir.display()
-    ));
-    Ok((out, ExitCode::Ok))
+    fn json(&self) -> String {
+        crate::report::pretty(self)
+    }
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::Ok
+    }
+}
+
+/// The runs a trash folder holds.
+pub fn list(dir: &Path) -> Result<TrashListReport> {
+    let started = chrono::Utc::now();
+    Ok(TrashListReport::new(
+        dir,
+        started,
+        crate::stages::trash::list(dir)?,
+    ))
+}
+
+impl Report for TrashListReport {
+    /// One line per run: when, by which command, how much, from which registry.
+    fn text(&self, limit: Option<usize>) -> String {
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut out = String::new();
+        for r in self.runs.iter().take(limit) {
+            out.push_str(&format!(
+                "{}  {}  {:<6} {:>9}  {}  from {}\n",
+                r.run
+                    .file_name()
+                    .map_or("?".into(), |n| n.to_string_lossy()),
+                r.started,
+                r.command,
+                human_bytes(r.bytes),
+                plural(r.items, "item", "items"),
+                r.registry.display()
+            ));
+        }
+        crate::report::more(&mut out, self.runs.len(), limit);
+        let dir = self.root.display();
+        out.push_str(&format!(
+            "{} in {dir}: {} (`regsweep trash empty {dir} --older-than DURATION` frees it)\n",
+            plural(self.runs.len(), "trash run", "trash runs"),
+            human_bytes(self.summary.bytes),
+        ));
+        out
+    }
+    fn json(&self) -> String {
+        crate::report::pretty(self)
+    }
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::Ok
+    }
+}
+
+/// What `trash empty` deleted for good.
+#[derive(Debug, Serialize)]
+pub struct Emptied {
+    pub removed: Vec<RunSummary>,
 }
 
 /// Deletes for good the runs older than `older_than`.
-pub fn empty(dir: &Path, older_than: Span) -> Result<(String, ExitCode)> {
-    let removed = crate::stages::trash::empty(dir, older_than.0)?;
-    let mut out = String::new();
-    for r in &removed {
+pub fn empty(dir: &Path, older_than: Span) -> Result<Emptied> {
+    Ok(Emptied {
+        removed: crate::stages::trash::empty(dir, older_than.0)?,
+    })
+}
+
+impl Report for Emptied {
+    fn text(&self, limit: Option<usize>) -> String {
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut out = String::new();
+        for r in self.removed.iter().take(limit) {
+            out.push_str(&format!(
+                "deleted {} ({}, {})\n",
+                r.run.display(),
+                plural(r.items, "item", "items"),
+                human_bytes(r.bytes)
+            ));
+        }
+        crate::report::more(&mut out, self.removed.len(), limit);
+        let freed: u64 = self.removed.iter().map(|r| r.bytes).sum();
         out.push_str(&format!(
-            "deleted {} ({}, {})\n",
-            r.run.display(),
-            plural(r.items, "item", "items"),
-            human_bytes(r.bytes)
+            "{} deleted for good: {} freed\n",
+            plural(self.removed.len(), "trash run", "trash runs"),
+            human_bytes(freed)
         ));
+        out
     }
-    let freed: u64 = removed.iter().map(|r| r.bytes).sum();
-    out.push_str(&format!(
-        "{} deleted for good: {} freed\n",
-        plural(removed.len(), "trash run", "trash runs"),
-        human_bytes(freed)
-    ));
-    Ok((out, ExitCode::Ok))
+    fn json(&self) -> String {
+        crate::report::pretty(self)
+    }
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::Ok
+    }
 }

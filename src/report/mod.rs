@@ -33,6 +33,27 @@ pub const TRASH_LIST_SCHEMA: &str = "regsweep/trash-list/v1";
 /// gc reports `apply` reads as plans: this one, and v1 (the same plan fields).
 pub const GC_SCHEMAS: [&str; 2] = [GC_SCHEMA, "regsweep/gc-report/v1"];
 
+/// The shape of every command's result: text for people (its lists bounded by `limit`; `None`
+/// shows all), JSON for machines, and the exit code the run calls for. The CLI only prints.
+pub trait Report {
+    fn text(&self, limit: Option<usize>) -> String;
+    fn json(&self) -> String;
+    fn exit_code(&self) -> crate::error::ExitCode;
+
+    /// The report in `format`.
+    fn render(&self, format: crate::config::Format, limit: Option<usize>) -> String {
+        match format {
+            crate::config::Format::Json => self.json(),
+            crate::config::Format::Text => self.text(limit),
+        }
+    }
+}
+
+/// Pretty JSON with a final newline, as every report is written.
+pub fn pretty(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
+}
+
 /// The fields every JSON report opens with (docs/REPORTS.md): which schema, which regsweep,
 /// and when. Each report adds its `root` and its `summary` next to them.
 #[derive(Debug, Clone, Serialize)]
@@ -154,6 +175,9 @@ pub struct GcReport {
     /// JSON always holds everything.
     #[serde(skip)]
     pub text_limit: Option<usize>,
+    /// The exit code the run calls for (`Report::exit_code`).
+    #[serde(skip)]
+    pub exit_code: crate::error::ExitCode,
     /// What the run did about the live registry's blob-descriptor cache (after a sweep).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registry: Option<crate::live::LiveReport>,
@@ -276,6 +300,7 @@ impl GcReport {
             trash: None,
             delete_untagged_would_free: None,
             text_limit: None,
+            exit_code: crate::error::ExitCode::Ok,
             registry: None,
             reference_marking: None,
         }

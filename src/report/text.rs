@@ -3,9 +3,27 @@
 
 use super::*;
 
+impl Report for GcReport {
+    fn text(&self, limit: Option<usize>) -> String {
+        self.text_bounded(limit)
+    }
+    fn json(&self) -> String {
+        self.to_json()
+    }
+    fn exit_code(&self) -> crate::error::ExitCode {
+        self.exit_code
+    }
+}
+
 impl GcReport {
+    /// The text with the lists bounded as the run asked (`--limit`, `--all`).
     pub fn to_text(&self) -> String {
-        let limit = self.text_limit.unwrap_or(usize::MAX);
+        self.text_bounded(self.text_limit)
+    }
+
+    /// The text, each list bounded by `limit` (`None`: all).
+    fn text_bounded(&self, limit: Option<usize>) -> String {
+        let limit = limit.unwrap_or(usize::MAX);
         let (verb, heading) = self.words();
         let mut o = String::new();
         self.summary_text(&mut o, verb);
