@@ -365,7 +365,7 @@ impl Report for ApplyReport {
         } else if self
             .findings
             .iter()
-            .any(|f| f.kind == "registry_claims_swept")
+            .any(|f| f.kind == crate::model::FindingKind::RegistryClaimsSwept)
         {
             ExitCode::StaleRegistry
         } else if (self.findings.iter()).any(|f| f.severity == crate::model::Severity::Error) {

@@ -276,11 +276,14 @@ fn context(
 /// The exit code once the live registry has been asked: it still claiming what went is exit 4
 /// (unless the sweep itself failed); a failed eviction or probe is an error.
 fn live_code(report: &GcReport, code: ExitCode) -> ExitCode {
-    let registry = |e: &&crate::report::ErrorEntry| e.kind.starts_with("registry_");
+    let registry = |e: &&crate::report::ErrorEntry| e.kind.is_registry();
     let mut live = report.errors.iter().filter(registry);
     if code == ExitCode::Error {
         code
-    } else if live.clone().any(|e| e.kind == "registry_claims_swept") {
+    } else if live
+        .clone()
+        .any(|e| e.kind == crate::model::FindingKind::RegistryClaimsSwept)
+    {
         ExitCode::StaleRegistry
     } else if live.any(|e| e.severity == crate::model::Severity::Error) {
         ExitCode::Error

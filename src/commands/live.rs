@@ -9,7 +9,7 @@ use crate::live::probe::{self, Kind};
 use crate::live::redis::RedisCache;
 use crate::live::{LiveOptions, LiveReport, Present, Swept};
 use crate::model::digest::Digest;
-use crate::model::{Layout, Severity};
+use crate::model::{FindingKind, Layout, Severity};
 use crate::report::{ErrorEntry, GcReport};
 use std::path::PathBuf;
 
@@ -34,7 +34,7 @@ pub fn before_sweep(
         Err(why) => {
             notes.push(entry(
                 Severity::Notice,
-                "registry_cache_unreachable",
+                FindingKind::RegistryCacheUnreachable,
                 format!(
                     "{why}: the registry's cache was not reconciled{}",
                     if will_sweep {
@@ -49,12 +49,12 @@ pub fn before_sweep(
     }
 }
 
-fn entry(severity: Severity, kind: &str, message: String) -> ErrorEntry {
+fn entry(severity: Severity, kind: FindingKind, message: String) -> ErrorEntry {
     ErrorEntry {
         path: PathBuf::from("registry"),
         message,
         severity,
-        kind: kind.into(),
+        kind,
     }
 }
 
@@ -101,7 +101,7 @@ pub fn after(
             Ok(n) => out.evicted = n,
             Err(why) => notes.push(entry(
                 Severity::Error,
-                "registry_cache_eviction_failed",
+                FindingKind::RegistryCacheEvictionFailed,
                 format!(
                     "{why}: the registry may still claim swept blobs; run gc again, or restart the registry, before the next push"
                 ),
@@ -114,13 +114,13 @@ pub fn after(
             out.restart_needed = true;
             notes.push(entry(
                 Severity::Notice,
-                "registry_restart_needed",
+                FindingKind::RegistryRestartNeeded,
                 "the registry keeps blob descriptors in memory (storage.cache.blobdescriptor: inmemory) and still claims what was swept: restart it before the next push, or a re-push of a swept layer is accepted without its data and never pulls".into(),
             ));
         }
         None if removed => notes.push(entry(
             Severity::Notice,
-            "registry_cache_unknown",
+            FindingKind::RegistryCacheUnknown,
             "if the registry caches blob descriptors (storage.cache.blobdescriptor), it may still claim what was swept: restart it before the next push, or give --config so that regsweep knows (and evicts a Redis cache itself)".into(),
         )),
         _ => {}
@@ -132,7 +132,11 @@ pub fn after(
                 notes.extend(claims(url, &r, live.cache.as_ref()));
                 out.probe = Some(r);
             }
-            Err(why) => notes.push(entry(Severity::Error, "registry_probe_failed", why)),
+            Err(why) => notes.push(entry(
+                Severity::Error,
+                FindingKind::RegistryProbeFailed,
+                why,
+            )),
         }
     }
     (out, notes)
@@ -157,7 +161,7 @@ fn claims(url: &str, r: &probe::ProbeReport, cache: Option<&BlobCache>) -> Vec<E
         };
         notes.push(entry(
             Severity::Error,
-            "registry_claims_swept",
+            FindingKind::RegistryClaimsSwept,
             format!(
                 "{url} still claims {} of the {} swept items asked about (first: {} {}@{}): {fix} before the next push",
                 r.claimed.len(),
@@ -171,7 +175,7 @@ fn claims(url: &str, r: &probe::ProbeReport, cache: Option<&BlobCache>) -> Vec<E
     for f in r.failed.iter().take(5) {
         notes.push(entry(
             Severity::Error,
-            "registry_probe_failed",
+            FindingKind::RegistryProbeFailed,
             format!("{url}: {f}"),
         ));
     }

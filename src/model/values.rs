@@ -107,11 +107,31 @@ pub enum FindingKind {
     AbandonedUpload,
     /// A blob folder without data, or a link folder without a link (left by a delete).
     EmptyFolder,
+    /// A removal the sweep tried and could not make (in reports only).
+    SweepFailed,
+    /// The registry caches blob descriptors in memory: restart it before the next push.
+    RegistryRestartNeeded,
+    /// Only a root was given: the registry's cache, if any, may need a restart.
+    RegistryCacheUnknown,
+    /// The registry's Redis cache could not be reached.
+    RegistryCacheUnreachable,
+    /// Evicting from the registry's Redis cache failed part-way.
+    RegistryCacheEvictionFailed,
+    /// The live registry still answers for swept items (`--registry-url`).
+    RegistryClaimsSwept,
+    /// A request to the live registry got no usable answer.
+    RegistryProbeFailed,
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.word())
+    }
 }
 
 impl FindingKind {
     /// Every kind, for the documentation's test.
-    pub const ALL: [FindingKind; 19] = [
+    pub const ALL: [FindingKind; 26] = [
         FindingKind::Symlink,
         FindingKind::NotAFolder,
         FindingKind::NotARegularFile,
@@ -131,7 +151,27 @@ impl FindingKind {
         FindingKind::BrokenImage,
         FindingKind::AbandonedUpload,
         FindingKind::EmptyFolder,
+        FindingKind::SweepFailed,
+        FindingKind::RegistryRestartNeeded,
+        FindingKind::RegistryCacheUnknown,
+        FindingKind::RegistryCacheUnreachable,
+        FindingKind::RegistryCacheEvictionFailed,
+        FindingKind::RegistryClaimsSwept,
+        FindingKind::RegistryProbeFailed,
     ];
+
+    /// A finding about the live registry beside the storage (its cache, what it claims).
+    pub fn is_registry(self) -> bool {
+        matches!(
+            self,
+            FindingKind::RegistryRestartNeeded
+                | FindingKind::RegistryCacheUnknown
+                | FindingKind::RegistryCacheUnreachable
+                | FindingKind::RegistryCacheEvictionFailed
+                | FindingKind::RegistryClaimsSwept
+                | FindingKind::RegistryProbeFailed
+        )
+    }
 
     /// The word JSON reports carry (`unused_layer_link`).
     pub fn word(self) -> String {

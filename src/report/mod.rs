@@ -134,8 +134,8 @@ pub struct ErrorEntry {
     /// `blocking` (hides references), `damage`, `notice` (foreign or leftover, harmless),
     /// or `error` (a removal that failed).
     pub severity: Severity,
-    /// What it is about: a finding's kind (docs/REPORTS.md), or `sweep_failed`.
-    pub kind: String,
+    /// What it is about: a finding's kind (docs/REPORTS.md).
+    pub kind: crate::model::FindingKind,
 }
 
 #[derive(Debug, Serialize)]
@@ -235,7 +235,7 @@ impl GcReport {
                 path: f.path.clone(),
                 message: f.message.clone(),
                 severity: f.severity,
-                kind: f.kind.word(),
+                kind: f.kind,
             })
             .collect();
         let failures = outcome.map(|o| o.failures.len()).unwrap_or(0);
@@ -247,7 +247,7 @@ impl GcReport {
                     path: f.path.clone(),
                     message: f.message.clone(),
                     severity: Severity::Error,
-                    kind: "sweep_failed".into(),
+                    kind: crate::model::FindingKind::SweepFailed,
                 }),
         );
         let summary = Summary {

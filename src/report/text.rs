@@ -149,7 +149,7 @@ impl GcReport {
         let notices = self
             .errors
             .iter()
-            .filter(|e| e.severity == Severity::Notice && !e.kind.starts_with("registry_"))
+            .filter(|e| e.severity == Severity::Notice && !e.kind.is_registry())
             .count();
         if notices > 0 {
             let _ = writeln!(
@@ -411,7 +411,7 @@ pub fn registry_lines(
             );
         }
     }
-    for e in (errors.iter()).filter(|e| findings && e.kind.starts_with("registry_")) {
+    for e in (errors.iter()).filter(|e| findings && e.kind.is_registry()) {
         let _ = writeln!(o, "  registry       {} [{}]", e.message, e.kind);
     }
 }
