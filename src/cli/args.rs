@@ -452,7 +452,14 @@ impl GcArgs {
         let untagged_older_than = self
             .delete_untagged
             .or_else(|| policy.as_ref().and_then(|p| p.untagged_older_than));
-        let delete_untagged = untagged_older_than.is_some();
+        let options = crate::gc::planfile::Options {
+            delete_untagged: untagged_older_than.is_some(),
+            delete_untagged_older_than: untagged_older_than.filter(|a| !a.is_zero()),
+            grace: self.grace,
+            allow_damage: self.allow_damage,
+            purge_uploads: self.purge_uploads,
+            repositories: self.repository.clone(),
+        };
         Ok(GcConfig {
             policy,
             scope,
@@ -466,11 +473,7 @@ impl GcArgs {
             cache,
             text_limit: (!self.all).then_some(self.limit),
             dry_run: self.dry_run,
-            delete_untagged,
-            untagged_older_than,
-            grace: self.grace,
-            allow_damage: self.allow_damage,
-            purge_uploads: self.purge_uploads,
+            options,
             report,
             format: self.format.into(),
             jobs: self.jobs.map(std::num::NonZeroUsize::get),

@@ -158,11 +158,7 @@ fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
     let o = &plan.options;
     let cfg = GcConfig {
         dry_run: false,
-        delete_untagged: o.delete_untagged,
-        untagged_older_than: o.delete_untagged_older_than,
-        grace: o.grace,
-        allow_damage: o.allow_damage,
-        purge_uploads: o.purge_uploads,
+        options: o.clone(),
         scope: if o.repositories.is_empty() {
             None
         } else {

@@ -220,7 +220,7 @@ fn run_in<S: Storage>(
 /// Without -m a policy's untagged manifests stay: what -m would free too (with a policy and
 /// without -m only).
 fn untagged_would_free(cfg: &GcConfig, layout: &Layout, plan: &Plan, now: Time) -> Option<u64> {
-    (cfg.policy.is_some() && !cfg.delete_untagged).then(|| {
+    (cfg.policy.is_some() && !cfg.options.delete_untagged).then(|| {
         let rules = crate::model::Rules {
             delete_untagged: true,
             ..cfg.rules(now)
@@ -262,14 +262,7 @@ fn context(
         dry_run: cfg.dry_run,
         started_at,
         duration_seconds: seconds,
-        options: report::Options {
-            delete_untagged: cfg.delete_untagged,
-            delete_untagged_older_than: cfg.untagged_older_than.filter(|a| !a.is_zero()),
-            grace: cfg.grace,
-            allow_damage: cfg.allow_damage,
-            purge_uploads: cfg.purge_uploads,
-            repositories: (cfg.scope.as_ref()).map_or_else(Vec::new, |m| m.patterns().to_vec()),
-        },
+        options: cfg.options.clone(),
     }
 }
 

@@ -44,8 +44,11 @@ pub fn run(a: &PolicyCheckConfig) -> Result<PolicyCheckReport> {
         });
     };
     let cfg = GcConfig {
-        delete_untagged: policy.untagged_older_than.is_some(),
-        untagged_older_than: policy.untagged_older_than,
+        options: crate::gc::planfile::Options {
+            delete_untagged: policy.untagged_older_than.is_some(),
+            delete_untagged_older_than: policy.untagged_older_than.filter(|a| !a.is_zero()),
+            ..Default::default()
+        },
         policy: Some(policy.clone()),
         ..GcConfig::planning(root.clone())
     };

@@ -5,7 +5,6 @@ pub mod registry;
 pub use crate::storage::location::{Location, canonical_root};
 pub use crate::storage::s3::S3Root;
 
-use crate::model::duration::Span;
 use crate::model::{Rules, Time};
 use std::path::PathBuf;
 
@@ -31,14 +30,9 @@ pub struct GcConfig {
     /// Items of each list the text report shows; `None` shows all.
     pub text_limit: Option<usize>,
     pub dry_run: bool,
-    pub delete_untagged: bool,
-    /// With `delete_untagged`: only untagged manifests pushed more than this long ago go;
-    /// `None` (or zero): every one.
-    pub untagged_older_than: Option<Span>,
-    pub grace: Span,
-    pub allow_damage: bool,
-    /// Abandoned uploads older than this go; `None` keeps uploads.
-    pub purge_uploads: Option<Span>,
+    /// What the run plans with (-m and its age, grace, damage, uploads, the `--repository`
+    /// patterns): the same type the plan file carries to `apply`.
+    pub options: crate::gc::planfile::Options,
     /// Where the report goes; `None` writes none (quiet without --report).
     pub report: Option<ReportTarget>,
     pub format: Format,
@@ -67,19 +61,9 @@ pub struct GcConfig {
 }
 
 impl GcConfig {
-    /// The rules this config gives at `now`: the grace period ends where "young" starts.
+    /// The rules this config gives at `now`.
     pub fn rules(&self, now: Time) -> Rules {
-        Rules {
-            delete_untagged: self.delete_untagged,
-            young_from: Rules::young_from(self.grace, now),
-            allow_damage: self.allow_damage,
-            uploads_before: self
-                .purge_uploads
-                .map(|a| now.saturating_sub(a.as_secs() as i64)),
-            untagged_kept_from: (self.untagged_older_than)
-                .filter(|a| !a.is_zero())
-                .map(|a| now.saturating_sub(a.as_secs() as i64)),
-        }
+        self.options.rules(now)
     }
 
     /// A config that only looks: a dry run with no grace, no policy and every option off.
@@ -89,11 +73,7 @@ impl GcConfig {
             cache: None,
             text_limit: None,
             dry_run: true,
-            delete_untagged: false,
-            untagged_older_than: None,
-            grace: Span::ZERO,
-            allow_damage: false,
-            purge_uploads: None,
+            options: crate::gc::planfile::Options::default(),
             report: None,
             format: Format::Json,
             jobs: None,

@@ -3,11 +3,13 @@
 
 use crate::gc::plan::{BlobRemoval, LinkRemoval, ManifestRemoval, TagRemoval, UploadRemoval};
 use crate::model::duration::Span;
+use crate::model::{Rules, Time};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// The options a run planned with; a plan carries them to `apply`, which reads them back.
-#[derive(Debug, Serialize, Deserialize)]
+/// The options a run plans with: one type from the command line (in `GcConfig`) to the plan
+/// file and back (`apply` reads them from it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Options {
     pub delete_untagged: bool,
     /// With `delete_untagged`: only untagged manifests pushed more than this long ago went.
@@ -19,6 +21,22 @@ pub struct Options {
     /// `--repository` patterns the run was limited to; empty: every repository.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<String>,
+}
+
+impl Options {
+    /// The rules these options give at `now`: the grace period ends where "young" starts.
+    pub fn rules(&self, now: Time) -> Rules {
+        let before = |a: Span| now.saturating_sub(a.as_secs() as i64);
+        Rules {
+            delete_untagged: self.delete_untagged,
+            young_from: Rules::young_from(self.grace, now),
+            allow_damage: self.allow_damage,
+            uploads_before: self.purge_uploads.map(before),
+            untagged_kept_from: (self.delete_untagged_older_than)
+                .filter(|a| !a.is_zero())
+                .map(before),
+        }
+    }
 }
 
 /// The part of a gc report that is a plan: where, with which options, and every item. Written

@@ -381,9 +381,12 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
     let probe = fixture();
     let cfg = |root: &Path| GcConfig {
         dry_run: false,
-        delete_untagged: true,
-        grace: regsweep::model::duration::Span::from_secs(3600),
-        purge_uploads: Some(regsweep::model::duration::Span::from_secs(1)),
+        options: regsweep::report::Options {
+            delete_untagged: true,
+            grace: regsweep::model::duration::Span::from_secs(3600),
+            purge_uploads: Some(regsweep::model::duration::Span::from_secs(1)),
+            ..Default::default()
+        },
         jobs: Some(1),
         ..GcConfig::planning(root.to_path_buf())
     };
