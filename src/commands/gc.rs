@@ -29,16 +29,9 @@ pub struct Analysis<S: Storage = FsStorage> {
     pub explain: Vec<TagExplain>,
 }
 
-/// Opens, scans and plans: everything gc does short of deleting. The lock is taken first
-/// unless the run is dry (dry runs change nothing, so audits may run beside a sweep).
-pub fn analyse(cfg: &GcConfig, now: Time, progress: &dyn Progress) -> Result<Analysis> {
-    let root = cfg.root.clone().into_fs("gc")?;
-    let store = FsStorage::open(&crate::config::canonical_root(&root)?)?;
-    analyse_in(store, cfg, now, progress)
-}
-
-/// `analyse`, on storage already opened.
-pub fn analyse_in<S: Storage>(
+/// Scans and plans on storage already opened: everything gc does short of deleting. The lock is
+/// taken first unless the run is dry (dry runs change nothing, so audits may run beside a sweep).
+pub fn analyse<S: Storage>(
     store: S,
     cfg: &GcConfig,
     now: Time,
@@ -116,7 +109,7 @@ pub struct Preview<'a> {
 impl OnStorage for Preview<'_> {
     type Out = (std::path::PathBuf, Plan, Vec<TagExplain>);
     fn run<S: Storage>(&self, store: S, progress: &dyn Progress) -> Result<Self::Out> {
-        let a = analyse_in(store, self.cfg, self.now, progress)?;
+        let a = analyse(store, self.cfg, self.now, progress)?;
         Ok((a.session.layout.v2, a.plan, a.explain))
     }
 }
@@ -139,7 +132,7 @@ fn run_in<S: Storage>(
         session,
         plan,
         explain,
-    } = analyse_in(store, cfg, started_at.timestamp(), progress)?;
+    } = analyse(store, cfg, started_at.timestamp(), progress)?;
     let (store, layout) = (&session.store, &session.layout);
     let refused = !plan.refused.is_empty() && !cfg.force;
     if !cfg.dry_run {

@@ -43,17 +43,6 @@ impl Location {
         }
     }
 
-    /// The folder, for the commands that work on disk only.
-    pub fn into_fs(self, command: &str) -> Result<PathBuf> {
-        match self {
-            Location::Fs(p) => Ok(p),
-            Location::S3(s) => Err(Error::Usage(format!(
-                "{}: `{command}` works on a filesystem root only; on an object store, regsweep runs gc --dry-run, du, check and policy check",
-                s.url()
-            ))),
-        }
-    }
-
     /// `--root`: `s3://BUCKET[/PREFIX]` is a bucket (with `--s3-endpoint`, or the endpoint and
     /// credentials of the usual `AWS_*` environment), anything else a folder.
     pub fn parse(text: &str, endpoint: Option<String>) -> Result<Location> {

@@ -393,7 +393,8 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
     let now = chrono::Utc::now().timestamp();
     let hidden = regsweep::progress::Hidden;
     let total = {
-        let a = regsweep::commands::gc::analyse(&cfg(&probe.root), now, &hidden).unwrap();
+        let store = regsweep::storage::fs::FsStorage::open(&probe.root).unwrap();
+        let a = regsweep::commands::gc::analyse(store, &cfg(&probe.root), now, &hidden).unwrap();
         let p = &a.plan;
         p.tags.len()
             + p.tag_index.len()
@@ -411,7 +412,8 @@ fn an_interrupted_sweep_always_leaves_a_pullable_registry_and_a_rerun_finishes()
         .unwrap();
     for k in 0..total {
         let f = fixture();
-        let a = regsweep::commands::gc::analyse(&cfg(&f.root), now, &hidden).unwrap();
+        let store = regsweep::storage::fs::FsStorage::open(&f.root).unwrap();
+        let a = regsweep::commands::gc::analyse(store, &cfg(&f.root), now, &hidden).unwrap();
         let asked = std::sync::atomic::AtomicUsize::new(0);
         let stop = || asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= k;
         let opts = regsweep::stages::sweep::SweepOptions {
