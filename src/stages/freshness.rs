@@ -2,7 +2,8 @@
 //! sweep's layer link and blob stages so that a push that reused a planned blob keeps it.
 
 use super::manifests::read_manifest;
-use super::scan::{Findings, discover_repositories, link_problem, list, open_sub, read_link};
+use super::read::{Findings, link_problem, list, open_sub, read_link};
+use super::scan::discover_repositories;
 use crate::model::FindingKind;
 use crate::model::Severity;
 use crate::model::digest::Digest;

@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod freshness;
 pub mod manifests;
+pub mod read;
 pub mod repository;
 pub mod scan;
 pub mod sweep;

@@ -1,7 +1,7 @@
 //! One repository of the layout read into the model: its revisions, tags, layer links and
 //! uploads, each finding reported at its place.
 
-use super::scan::{
+use super::read::{
     Findings, MAX_STARTEDAT_BYTES, ScanOptions, link_problem, list, open_sub, read_link,
     symlink_finding,
 };

@@ -1,6 +1,6 @@
 //! `check --verify-digests`: every blob hashed and compared with its name.
 
-use super::scan::Findings;
+use super::read::Findings;
 use crate::model::FindingKind;
 use crate::model::digest::Digest;
 use crate::model::paths::Paths;
