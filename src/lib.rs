@@ -19,7 +19,8 @@
 //! 2. [`gc`]: the pure stages `walk` (the one manifest-graph walk) -> `mark` -> `plan`; `outcome`
 //! 3. [`policy`]: retention policies and `semver` (pure; its safety net marks with `model::mark`)
 //! 3. [`inspect`]: `usage` and `integrity`, the pure analyses behind `du` and `check`
-//! 3. [`stages`]: written once against the seam: `scan` (with the manifest `cache`), `sweep`,
+//! 3. [`stages`]: written once against the seam: `read` (the layout's pieces), `scan` and
+//!    `repository`, `manifests` (with the manifest `cache`), `freshness`, `verify`, `sweep`,
 //!    `trash`
 //! 4. [`config`]: validated configs, and `registry` (the registry's own config file, read as
 //!    strictly as the registry reads it)
