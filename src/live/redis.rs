@@ -198,4 +198,17 @@ mod tests {
         assert!(host_port("h:x").is_err());
         assert!(host_port(":1").is_err());
     }
+
+    #[test]
+    fn a_tls_redis_is_refused_before_any_connection() {
+        let cfg = RedisConfig {
+            addr: "127.0.0.1:1".into(),
+            username: None,
+            password: Some("secret".into()),
+            db: 0,
+            tls: true,
+        };
+        let e = RedisCache::connect(&cfg).err().expect("refused");
+        assert!(e.contains("TLS") && !e.contains("secret"), "{e}");
+    }
 }
