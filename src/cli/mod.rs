@@ -130,7 +130,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     if !report.output_errors.is_empty() && report.summary.items_removed > 0 && !shown {
         // The sweep happened: its record must survive the failed output.
         eprintln!("regsweep: the sweep went ahead; what it did:");
-        eprint!("{}", report.to_text());
+        eprint!("{}", report.text(cfg.text_limit));
     }
     if drop_in && cfg.report.is_some() {
         // The reference's own lines too, for scripts that grep them.

@@ -182,7 +182,6 @@ fn run_in<S: Storage>(
             &report.plan.manifests_deleted,
         ));
     }
-    report.text_limit = cfg.text_limit;
     if sweeps {
         report.summary.errors += live_notes.len();
         report.errors.extend(live_notes);

@@ -171,10 +171,6 @@ pub struct GcReport {
     /// (the manifests the policy left untagged, and what only they need).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete_untagged_would_free: Option<u64>,
-    /// How many items of each list the text shows (`--limit`); `None` shows all (`--all`).
-    /// JSON always holds everything.
-    #[serde(skip)]
-    pub text_limit: Option<usize>,
     /// The exit code the run calls for (`Report::exit_code`).
     #[serde(skip)]
     pub exit_code: crate::error::ExitCode,
@@ -299,7 +295,6 @@ impl GcReport {
             explain: None,
             trash: None,
             delete_untagged_would_free: None,
-            text_limit: None,
             exit_code: crate::error::ExitCode::Ok,
             registry: None,
             reference_marking: None,

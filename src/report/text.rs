@@ -16,11 +16,6 @@ impl Report for GcReport {
 }
 
 impl GcReport {
-    /// The text with the lists bounded as the run asked (`--limit`, `--all`).
-    pub fn to_text(&self) -> String {
-        self.text_bounded(self.text_limit)
-    }
-
     /// The text, each list bounded by `limit` (`None`: all).
     fn text_bounded(&self, limit: Option<usize>) -> String {
         let limit = limit.unwrap_or(usize::MAX);

@@ -204,11 +204,6 @@ impl Folder for Dir {
     }
 
     /// Reads the regular file `rel` whole, refusing one over `limit` bytes.
-    fn read_small(&self, rel: impl AsRef<Path>, limit: u64) -> Result<Vec<u8>, ReadError> {
-        let (f, st) = self.open_file(rel)?;
-        read_bounded(f, st.size, limit)
-    }
-
     /// Renames `from` in this folder to `to` in `dest`; a symlink is moved as itself.
     fn rename_to(&self, from: &OsStr, dest: &Dir, to: &OsStr) -> io::Result<()> {
         check_name(from)?;

@@ -247,14 +247,6 @@ impl Folder for MemFolder {
         }
     }
 
-    fn read_small(
-        &self,
-        rel: impl AsRef<Path>,
-        limit: u64,
-    ) -> std::result::Result<Vec<u8>, ReadError> {
-        self.read_with_stat(rel, limit).map(|(bytes, _)| bytes)
-    }
-
     fn tree_size(&self, name: &OsStr) -> u64 {
         let Ok(path) = self.name(name) else { return 0 };
         let prefix = format!("{path}/");

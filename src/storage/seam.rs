@@ -148,7 +148,9 @@ pub trait Folder: Sized + Send + Sync {
     /// Opens the regular file `rel` for reading, with its stat.
     fn open_file(&self, rel: impl AsRef<Path>) -> Result<(Self::File, Stat), ReadError>;
     /// Reads the regular file `rel` whole, refusing one over `limit` bytes.
-    fn read_small(&self, rel: impl AsRef<Path>, limit: u64) -> Result<Vec<u8>, ReadError>;
+    fn read_small(&self, rel: impl AsRef<Path>, limit: u64) -> Result<Vec<u8>, ReadError> {
+        self.read_with_stat(rel, limit).map(|(bytes, _)| bytes)
+    }
     /// Reads a small file whole with its stat (a link: its digest and its mtime).
     fn read_with_stat(
         &self,

@@ -214,14 +214,6 @@ impl Folder for S3Folder {
         self.get(&key)
     }
 
-    fn read_small(
-        &self,
-        rel: impl AsRef<Path>,
-        limit: u64,
-    ) -> std::result::Result<Vec<u8>, ReadError> {
-        self.read_with_stat(rel, limit).map(|(bytes, _)| bytes)
-    }
-
     fn read_with_stat(
         &self,
         rel: impl AsRef<Path>,
