@@ -40,6 +40,13 @@ pub enum Error {
     /// The live registry's cache could not be told what was swept, or still claims it.
     #[error("{what}: {message}")]
     LiveRegistry { what: String, message: String },
+    /// The pull ledger cannot be opened, read or written (not a ledger, locked, read-only).
+    #[error("{path}: {message}")]
+    Ledger { path: PathBuf, message: String },
+    /// An input file the run was given that does not parse (a list of images in use); exits
+    /// with the usage code.
+    #[error("{path}: {message}")]
+    Input { path: PathBuf, message: String },
     /// A value on the command line is invalid; exits with the usage code.
     #[error("{0}")]
     Usage(String),
@@ -77,6 +84,8 @@ impl Error {
             Error::Cache { .. } => ErrorKind::Cache,
             Error::Trash { .. } => ErrorKind::Trash,
             Error::LiveRegistry { .. } => ErrorKind::LiveRegistry,
+            Error::Ledger { .. } => ErrorKind::Ledger,
+            Error::Input { .. } => ErrorKind::Input,
         }
     }
 
@@ -92,7 +101,9 @@ impl Error {
             | Error::TooLarge { path, .. }
             | Error::Report { path, .. }
             | Error::Cache { path, .. }
-            | Error::Trash { path, .. } => Some(path),
+            | Error::Trash { path, .. }
+            | Error::Ledger { path, .. }
+            | Error::Input { path, .. } => Some(path),
             Error::Usage(_) | Error::ObjectStore { .. } | Error::LiveRegistry { .. } => None,
         }
     }
@@ -100,7 +111,7 @@ impl Error {
     /// The process exit code this error maps to.
     pub fn exit_code(&self) -> ExitCode {
         match self.kind() {
-            ErrorKind::Usage | ErrorKind::Policy => ExitCode::Usage,
+            ErrorKind::Usage | ErrorKind::Policy | ErrorKind::Input => ExitCode::Usage,
             _ => ExitCode::Error,
         }
     }
@@ -135,6 +146,10 @@ pub enum ErrorKind {
     Trash,
     /// The live registry's cache cannot be reached to evict what a sweep would remove.
     LiveRegistry,
+    /// The pull ledger cannot be opened, read or written.
+    Ledger,
+    /// An input file (images in use) does not parse.
+    Input,
 }
 
 /// Process exit codes; documented in the README.

@@ -8,7 +8,7 @@ const FLOORS: &[&[&str]] = &[
     &["error", "endpoint", "progress", "units", "output"],
     &["model"],
     // The pure floor (gc, policy, inspect) imports only the model, as storage does.
-    &["storage", "gc", "policy", "inspect"],
+    &["storage", "gc", "policy", "inspect", "ledger"],
     &["stages"],
     &["config"],
     &["live", "pipeline"],

@@ -40,6 +40,7 @@ pub mod gc;
 #[cfg(test)]
 mod import_map;
 pub mod inspect;
+pub mod ledger;
 pub mod live;
 pub mod model;
 pub mod output;

@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::gc::plan::{self, Plan};
 use crate::model::mark;
 use crate::model::{Layout, Rules, Time};
+use crate::policy::used::Used;
 use crate::policy::{self, AgeFrom, Decisions, Matcher, Policy, TagExplain};
 use crate::progress::Progress;
 use crate::stages::cache::Cache;
@@ -40,14 +41,8 @@ impl<S: Storage> Session<S> {
 
     /// What goes under `rules` (and `policy`, limited to `scope`): the pure decisions, then the
     /// blobs that would go settled by when they arrived. Every tag decision, with its reasons.
-    pub fn plan(
-        &self,
-        policy: Option<&Policy>,
-        rules: &Rules,
-        now: Time,
-        scope: Option<&Matcher>,
-    ) -> (Plan, Vec<TagExplain>) {
-        let (mut plan, explain) = decide_scoped(&self.layout, policy, rules, now, scope);
+    pub fn plan(&self, how: &Decide, rules: &Rules, now: Time) -> (Plan, Vec<TagExplain>) {
+        let (mut plan, explain) = decide_scoped(&self.layout, how, rules, now);
         settle_arrivals(&self.store, &mut plan, rules);
         (plan, explain)
     }
@@ -175,24 +170,48 @@ pub fn decide(
     rules: &Rules,
     now: Time,
 ) -> (Plan, Vec<TagExplain>) {
-    decide_scoped(layout, policy, rules, now, None)
+    let how = Decide {
+        policy,
+        ..Decide::default()
+    };
+    decide_scoped(layout, &how, rules, now)
 }
 
-/// `decide`, limited to the repositories `scope` matches when there is one.
+/// What decides the tags: the policy, what is used, and the run's scope.
+#[derive(Default, Clone, Copy)]
+pub struct Decide<'a> {
+    pub policy: Option<&'a Policy>,
+    /// Images in use and the pull ledger; `None` when neither was given.
+    pub used: Option<&'a Used>,
+    /// `--repository`: the run touches only the repositories this matches.
+    pub scope: Option<&'a Matcher>,
+}
+
+/// `decide`, with what is used, limited to the repositories the scope matches when there is one.
 pub fn decide_scoped(
     layout: &Layout,
-    policy: Option<&Policy>,
+    how: &Decide,
     rules: &Rules,
     now: Time,
-    scope: Option<&Matcher>,
 ) -> (Plan, Vec<TagExplain>) {
-    let (decisions, mut explain, refused) = match policy {
+    let (policy, scope) = (how.policy, how.scope);
+    let none = Used::default();
+    let used = how.used.unwrap_or(&none);
+    let protection = policy::used::protection(layout, policy, used, now);
+    let (mut decisions, mut explain, refused) = match policy {
         None => (Decisions::keep_all(layout), Vec::new(), Vec::new()),
         Some(policy) => {
-            let ev = policy::evaluate(policy, layout, &layout.created, now);
+            let ctx = policy::Context {
+                used,
+                protection: &protection,
+            };
+            let ev = policy::evaluate_with(policy, layout, &layout.created, now, &ctx);
             (ev.decisions, ev.explain, ev.refusals)
         }
     };
+    decisions.pinned = (0..layout.repos.len())
+        .map(|r| protection.pinned(r).copied().collect())
+        .collect();
     let decisions = match scope {
         Some(m) => {
             // The policy's word on a repository outside the scope is not acted on.
@@ -222,6 +241,16 @@ pub fn decide_scoped(
             .flatten();
     }
     plan.refused = refused;
+    if how.used.is_some() {
+        let mut images = used.images.clone();
+        if let Some(p) = policy {
+            images.extend(p.protect_images.clone());
+        }
+        let (mut summary, notices) = protection.summary(layout, &images);
+        summary.ledger = used.pulls.as_ref().map(|p| p.spans.clone());
+        plan.findings.extend(notices);
+        plan.used = Some(summary);
+    }
     (plan, explain)
 }
 

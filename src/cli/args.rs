@@ -33,6 +33,9 @@ pub enum Command {
     /// Retention policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The pull ledger: record the registry's pulls (its webhook, its logs) for pull rules.
+    #[command(subcommand)]
+    Pulls(super::PullsCommand),
     /// Carry out a plan written by `gc --dry-run --format json --report FILE`, re-checking each item.
     Apply(ApplyArgs),
     /// Put back what `gc --trash DIR` moved into DIR.
@@ -243,6 +246,9 @@ pub struct DuArgs {
     /// Also say what this retention policy would free (with --delete-untagged).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// With --ledger: the latest pull per repository, and per tag with --by tag.
+    #[command(flatten)]
+    pub used: super::UsedArgs,
     /// `--by tag REPO`: one row per tag of REPO, with its size and its exclusive bytes.
     #[arg(long, num_args = 2, value_names = ["tag", "REPO"])]
     pub by: Option<Vec<String>>,
@@ -301,6 +307,8 @@ pub struct PolicyCheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: FormatArg,
+    #[command(flatten)]
+    pub used: super::UsedArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -392,6 +400,8 @@ pub struct GcArgs {
     /// evict what goes: the registry then claims swept blobs until it is restarted.
     #[arg(long)]
     pub risk_stale_cache: bool,
+    #[command(flatten)]
+    pub used: super::UsedArgs,
     /// Set by the `garbage-collect` drop-in: print the reference's lines too.
     #[arg(skip)]
     pub reference_output: bool,
@@ -440,6 +450,7 @@ impl GcArgs {
             Some(p) => Some(Policy::load(p)?),
             None => None,
         };
+        let used = self.used.read(policy.as_ref())?;
         let scope = if self.repository.is_empty() {
             None
         } else {
@@ -479,6 +490,7 @@ impl GcArgs {
             jobs: self.jobs.map(std::num::NonZeroUsize::get),
             progress: !self.quiet,
             live,
+            used,
         })
     }
 }
@@ -513,6 +525,7 @@ impl DropInArgs {
             trash: None,
             registry_url: None,
             risk_stale_cache: false,
+            used: super::UsedArgs::default(),
             // Only printed when not quiet: not built when it would not be.
             reference_output: !self.quiet,
         }

@@ -3,9 +3,11 @@
 mod args;
 mod bars;
 mod faults;
+mod used;
 
 pub use args::*;
 use faults::{Faults, fault_pause, install_signal_handlers};
+pub use used::{ImportArgs, ListenArgs, PullsCommand, UsedArgs};
 
 use bars::Bars;
 
@@ -94,6 +96,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Trash(TrashCommand::Empty(a)) => return trash_empty(a),
         Command::Trash(TrashCommand::List(a)) => return trash_list(a),
         Command::Check(a) => return check(a),
+        Command::Pulls(c) => return used::pulls(c),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "regsweep", &mut std::io::stdout());
@@ -161,6 +164,7 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
     let cfg = crate::commands::policy::PolicyCheckConfig {
         file: a.file,
         root,
+        used: a.used.read(None)?,
         explain: a.explain,
         format: a.format.into(),
     };
@@ -198,7 +202,9 @@ fn du(a: DuArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let root = a.root.resolve()?;
+    let used = a.used.read(None)?;
     let cfg = crate::commands::du::DuConfig {
+        used,
         cache: a.cache.resolve(&root),
         root,
         format: match a.format {

@@ -50,6 +50,8 @@ pub struct DuConfig {
     pub grace: Span,
     pub metrics: Option<PathBuf>,
     pub progress: bool,
+    /// The pull ledger (last pulls in the tables) and images in use (for the policy's figure).
+    pub used: crate::policy::used::Used,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,6 +97,9 @@ pub struct DuReport {
     /// The policy file whose figure the table names.
     #[serde(skip)]
     pub policy_file: Option<PathBuf>,
+    /// A ledger was given: the tables show last pulls.
+    #[serde(skip)]
+    pub with_pulls: bool,
 }
 
 /// Runs du; the rendered output and the exit code.
@@ -139,7 +144,12 @@ fn run_in<S: Storage>(store: S, cfg: &DuConfig, progress: &dyn Progress) -> Resu
         (untagged.bytes_freed(), untagged.kept_by_grace, goes)
     };
     let by_policy = cfg.policy.as_ref().map(|p| {
-        let (plan, _) = pipeline::decide(&layout, Some(p), &rules(true), started_at);
+        let how = pipeline::Decide {
+            policy: Some(p),
+            used: Some(&cfg.used),
+            scope: None,
+        };
+        let (plan, _) = pipeline::decide_scoped(&layout, &how, &rules(true), started_at);
         (plan.bytes_freed(), plan.refused)
     });
 
@@ -153,6 +163,15 @@ fn run_in<S: Storage>(store: S, cfg: &DuConfig, progress: &dyn Progress) -> Resu
         })?),
         None => None,
     };
+    if let Some(pulls) = &cfg.used.pulls {
+        last_pulls(
+            pulls,
+            &layout,
+            &mut repositories,
+            tags.as_mut(),
+            cfg.by_tag.as_deref(),
+        );
+    }
     sort(&mut repositories, tags.as_mut(), cfg.sort);
     let report = DuReport {
         envelope: crate::report::Envelope::new("regsweep/du-report/v2", started_dt),
@@ -176,6 +195,7 @@ fn run_in<S: Storage>(store: S, cfg: &DuConfig, progress: &dyn Progress) -> Resu
         others: None,
         top: cfg.top,
         policy_file: cfg.policy.as_ref().map(|p| p.path.clone()),
+        with_pulls: cfg.used.pulls.is_some(),
     };
 
     if let Some(path) = &cfg.metrics {
@@ -183,6 +203,40 @@ fn run_in<S: Storage>(store: S, cfg: &DuConfig, progress: &dyn Progress) -> Resu
     }
 
     Ok(report)
+}
+
+/// Fills in each repository's latest pull, and each tag's, from the ledger.
+fn last_pulls(
+    pulls: &crate::model::pulls::PullHistory,
+    layout: &crate::model::Layout,
+    repos: &mut [RepoUsage],
+    tags: Option<&mut Vec<TagUsage>>,
+    by_tag: Option<&str>,
+) {
+    let mut latest: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    let times = (pulls.tags.iter().map(|((r, _), t)| (r.as_str(), *t)))
+        .chain(pulls.digests.iter().map(|((r, _), t)| (r.as_str(), *t)));
+    for (r, t) in times {
+        let e = latest.entry(r).or_insert(t);
+        *e = (*e).max(t);
+    }
+    for x in repos.iter_mut() {
+        x.last_pulled = latest.get(x.name.as_str()).copied();
+    }
+    if let (Some(tags), Some(name)) = (tags, by_tag)
+        && layout.repos.iter().any(|r| r.name == name)
+    {
+        for t in tags.iter_mut() {
+            t.last_pulled = pulls.tag_pulled(name, &t.tag, t.digest.as_ref());
+        }
+    }
+}
+
+/// A time as the tables show it; `-` for none.
+fn when(t: Option<i64>) -> String {
+    t.and_then(|p| chrono::DateTime::from_timestamp(p, 0))
+        .map(|p| p.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|| "-".into())
 }
 
 fn short(d: Option<Digest>) -> String {
@@ -260,6 +314,7 @@ fn sum_rest(rest: &[RepoUsage]) -> RepoUsage {
         exclusive_bytes: 0,
         shared_bytes: 0,
         untagged_bytes: 0,
+        last_pulled: None,
     };
     for x in rest {
         sum.tags += x.tags;
@@ -275,7 +330,7 @@ fn sum_rest(rest: &[RepoUsage]) -> RepoUsage {
 
 fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {
     if let (Some(tags), Some(repo)) = (&r.tags, &r.repository) {
-        return tag_table(repo, tags, top);
+        return tag_table(repo, tags, top, r.with_pulls);
     }
     let mut o = String::new();
     let w = r
@@ -287,13 +342,22 @@ fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {
         .max(10);
     let _ = writeln!(
         o,
-        "{:<w$}  {:>6}  {:>9}  {:>7}  {:>10}  {:>10}  {:>10}  {:>10}",
-        "REPOSITORY", "TAGS", "MANIFESTS", "BLOBS", "SIZE", "EXCLUSIVE", "SHARED", "UNTAGGED"
+        "{:<w$}  {:>6}  {:>9}  {:>7}  {:>10}  {:>10}  {:>10}  {:>10}{}",
+        "REPOSITORY",
+        "TAGS",
+        "MANIFESTS",
+        "BLOBS",
+        "SIZE",
+        "EXCLUSIVE",
+        "SHARED",
+        "UNTAGGED",
+        if r.with_pulls { "  LAST PULLED" } else { "" }
     );
-    let row = |o: &mut String, name: &str, x: [u64; 7]| {
+    let row = |o: &mut String, name: &str, x: [u64; 7], pulled: Option<Option<i64>>| {
+        let pulled = pulled.map(|p| format!("  {}", when(p))).unwrap_or_default();
         let _ = writeln!(
             o,
-            "{name:<w$}  {:>6}  {:>9}  {:>7}  {:>10}  {:>10}  {:>10}  {:>10}",
+            "{name:<w$}  {:>6}  {:>9}  {:>7}  {:>10}  {:>10}  {:>10}  {:>10}{pulled}",
             x[0],
             x[1],
             x[2],
@@ -315,7 +379,12 @@ fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {
         ]
     };
     for x in r.repositories.iter().take(top) {
-        row(&mut o, &x.name, cols(x));
+        row(
+            &mut o,
+            &x.name,
+            cols(x),
+            r.with_pulls.then_some(x.last_pulled),
+        );
     }
     if r.repositories.len() > top {
         let rest = &r.repositories[top..];
@@ -325,14 +394,20 @@ fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {
                 *s += v;
             }
         }
-        row(&mut o, &format!("({} more)", rest.len()), sum);
+        let latest = rest.iter().filter_map(|x| x.last_pulled).max();
+        row(
+            &mut o,
+            &format!("({} more)", rest.len()),
+            sum,
+            r.with_pulls.then_some(latest),
+        );
     }
     footer(&mut o, r, policy);
     o
 }
 
 /// `--by tag REPO`: one row per tag.
-fn tag_table(repo: &str, tags: &[TagUsage], top: usize) -> String {
+fn tag_table(repo: &str, tags: &[TagUsage], top: usize, pulls: bool) -> String {
     let mut o = String::new();
     let w = tags.iter().map(|t| t.tag.len()).max().unwrap_or(3).max(3);
     let _ = writeln!(
@@ -343,22 +418,28 @@ fn tag_table(repo: &str, tags: &[TagUsage], top: usize) -> String {
     );
     let _ = writeln!(
         o,
-        "{:<w$}  {:<12}  {:>10}  {:>10}  PUSHED",
-        "TAG", "DIGEST", "SIZE", "EXCLUSIVE"
+        "{:<w$}  {:<12}  {:>10}  {:>10}  {:<16}{}",
+        "TAG",
+        "DIGEST",
+        "SIZE",
+        "EXCLUSIVE",
+        "PUSHED",
+        if pulls { "  LAST PULLED" } else { "" }
     );
     for x in tags.iter().take(top) {
-        let pushed = x
-            .pushed
-            .and_then(|p| chrono::DateTime::from_timestamp(p, 0))
-            .map(|p| p.format("%Y-%m-%d %H:%M").to_string())
-            .unwrap_or_else(|| "-".into());
+        let pulled = if pulls {
+            format!("  {}", when(x.last_pulled))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             o,
-            "{:<w$}  {:<12}  {:>10}  {:>10}  {pushed}",
+            "{:<w$}  {:<12}  {:>10}  {:>10}  {:<16}{pulled}",
             x.tag,
             short(x.digest),
             human_bytes(x.bytes),
-            human_bytes(x.exclusive_bytes)
+            human_bytes(x.exclusive_bytes),
+            when(x.pushed)
         );
     }
     if tags.len() > top {

@@ -44,17 +44,23 @@ pub fn analyse<S: Storage>(
         ..Open::default()
     };
     let session = Session::open(store, how, cfg.policy.as_ref(), progress)?;
-    let (plan, explain) = session.plan(
-        cfg.policy.as_ref(),
-        &cfg.rules(now),
-        now,
-        cfg.scope.as_ref(),
-    );
+    let (plan, explain) = session.plan(&decide(cfg), &cfg.rules(now), now);
     Ok(Analysis {
         session,
         plan,
         explain,
     })
+}
+
+/// What decides the tags: the policy, what is used (when anything is), the scope.
+pub fn decide(cfg: &GcConfig) -> pipeline::Decide<'_> {
+    let policy_uses =
+        (cfg.policy.as_ref()).is_some_and(|p| !p.protect_images.is_empty() || p.uses_pulls());
+    pipeline::Decide {
+        policy: cfg.policy.as_ref(),
+        used: (!cfg.used.is_empty() || policy_uses).then_some(&cfg.used),
+        scope: cfg.scope.as_ref(),
+    }
 }
 
 /// How the caller steers a run that sweeps.
@@ -217,8 +223,7 @@ fn untagged_would_free(cfg: &GcConfig, layout: &Layout, plan: &Plan, now: Time) 
             delete_untagged: true,
             ..cfg.rules(now)
         };
-        let (with_m, _) =
-            pipeline::decide_scoped(layout, cfg.policy.as_ref(), &rules, now, cfg.scope.as_ref());
+        let (with_m, _) = pipeline::decide_scoped(layout, &decide(cfg), &rules, now);
         with_m.bytes_freed().saturating_sub(plan.bytes_freed())
     })
 }

@@ -9,4 +9,5 @@ pub mod du;
 pub mod gc;
 pub mod live;
 pub mod policy;
+pub mod pulls;
 pub mod trash;

@@ -16,6 +16,8 @@ pub struct PolicyCheckConfig {
     pub root: Option<Location>,
     pub explain: bool,
     pub format: Format,
+    /// Images in use and the pull ledger, for the preview.
+    pub used: crate::policy::used::Used,
 }
 
 /// What `policy check` found: the file valid (with what the text says of it), or a preview on
@@ -43,7 +45,14 @@ pub fn run(a: &PolicyCheckConfig) -> Result<PolicyCheckReport> {
             line: valid_line(&a.file, &policy),
         });
     };
+    if policy.uses_pulls() && a.used.pulls.is_none() {
+        return Err(crate::error::Error::Usage(format!(
+            "{}: the policy has pull rules: give --ledger FILE for a preview",
+            a.file.display()
+        )));
+    }
     let cfg = GcConfig {
+        used: a.used.clone(),
         options: crate::gc::planfile::Options {
             delete_untagged: policy.untagged_older_than.is_some(),
             delete_untagged_older_than: policy.untagged_older_than.filter(|a| !a.is_zero()),

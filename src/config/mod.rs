@@ -58,6 +58,8 @@ pub struct GcConfig {
     pub reference_output: bool,
     /// The live registry's cache (from `--config`), `--registry-url`, `--risk-stale-cache`.
     pub live: LiveOptions,
+    /// `--keep-images`, `--registry-host`, `--ledger`, `--ledger-lag`.
+    pub used: crate::policy::used::Used,
 }
 
 impl GcConfig {
@@ -87,6 +89,7 @@ impl GcConfig {
             trash: None,
             reference_output: false,
             live: LiveOptions::default(),
+            used: crate::policy::used::Used::default(),
         }
     }
 }

@@ -74,6 +74,8 @@ pub struct Plan {
     pub withheld: Vec<String>,
     /// Scan findings plus manifests that could not be read, sorted by path.
     pub findings: Vec<Finding>,
+    /// What the images in use and the pull ledger protected; `None` when neither was given.
+    pub used: Option<crate::model::inuse::UsedSummary>,
 }
 
 impl Plan {

@@ -173,7 +173,7 @@ fn leftovers(layout: &Layout, paths: &Paths, repo: &Repo, now: Time, out: &mut V
             "repository has no tags and no manifests".into(),
         ));
     }
-    let (needed, _) = mark::mark_repo(layout, repo, |_| true, &Rules::without_grace(false));
+    let (needed, _) = mark::mark_repo(layout, repo, |_| true, &[], &Rules::without_grace(false));
     // Where a manifest cannot be read, what the repository uses is unknown: claim nothing unused.
     let known = needed.unreadable.is_empty() && !repo.unknown;
     for l in repo.layers.iter().filter(|_| known) {

@@ -22,6 +22,9 @@ pub struct RepoUsage {
     /// What `gc --delete-untagged` would free of it: blobs it reaches that that run deletes
     /// (reached by no tag anywhere, and older than the grace period).
     pub untagged_bytes: u64,
+    /// With a ledger: the latest pull of any of its tags or digests (seconds since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_pulled: Option<Time>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +37,9 @@ pub struct TagUsage {
     pub exclusive_bytes: u64,
     /// mtime of the tag's current link.
     pub pushed: Option<Time>,
+    /// With a ledger: its last pull, by tag or by the digest it names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_pulled: Option<Time>,
 }
 
 const TAGGED: Rules = Rules::without_grace(true);
@@ -91,6 +97,7 @@ pub fn repositories(layout: &Layout, untagged_goes: &[bool]) -> Vec<RepoUsage> {
                 exclusive_bytes,
                 shared_bytes: bytes - exclusive_bytes,
                 untagged_bytes,
+                last_pulled: None,
             }
         })
         .collect()
@@ -114,7 +121,7 @@ pub fn tags(layout: &Layout, repo: &str) -> Option<Vec<TagUsage>> {
     let reach: Vec<Vec<u32>> = (0..repo.tags.len())
         .into_par_iter()
         .map(|t| {
-            let (m, _) = mark::mark_repo(layout, repo, |i| i == t, &TAGGED);
+            let (m, _) = mark::mark_repo(layout, repo, |i| i == t, &[], &TAGGED);
             indices(layout, &m.blobs)
         })
         .collect();
@@ -137,6 +144,7 @@ pub fn tags(layout: &Layout, repo: &str) -> Option<Vec<TagUsage>> {
                     .map(|&i| size(i))
                     .sum(),
                 pushed: tag.current.map(|c| c.mtime),
+                last_pulled: None,
             })
             .collect(),
     )

@@ -85,7 +85,9 @@ pub fn mark(layout: &Layout, decisions: &Decisions, rules: &Rules) -> Marks {
                 delete_untagged: rules.delete_untagged && in_scope,
                 ..*rules
             };
-            let (mut reach, mut without) = mark_repo(layout, repo, |t| decisions.keeps(i, t), &own);
+            let keeps = |t| decisions.keeps(i, t);
+            let (mut reach, mut without) =
+                mark_repo(layout, repo, keeps, decisions.pinned(i), &own);
             if !in_scope {
                 for l in &repo.layers {
                     reach.blobs.insert(l.blob);
@@ -166,9 +168,12 @@ pub fn mark_repo(
     layout: &Layout,
     repo: &Repo,
     keeps_tag: impl Fn(usize) -> bool,
+    pinned: &[Digest],
     rules: &Rules,
 ) -> (Reach, RefSet) {
     let mut walk = Walk::new(layout, repo);
+    // Manifests in use (or pulled lately) are roots as a kept tag is, whatever -m says.
+    walk.reach_digests(pinned);
 
     let tag_roots: Vec<Digest> = repo
         .tags
@@ -391,7 +396,7 @@ mod tests {
     ) -> (Layout, Reach, RefSet) {
         layout.set_manifests(m);
         file_layers(&mut layout);
-        let (reach, without) = mark_repo(&layout, &layout.repos[0], keeps, &rules);
+        let (reach, without) = mark_repo(&layout, &layout.repos[0], keeps, &[], &rules);
         (layout, reach, without)
     }
 
@@ -434,9 +439,9 @@ mod tests {
         file_layers(&mut layout);
         let repo = &layout.repos[0];
         let (tagged, all) = tagged_then_all(&layout, repo);
-        let (t, _) = mark_repo(&layout, repo, |_| true, &OLD);
+        let (t, _) = mark_repo(&layout, repo, |_| true, &[], &OLD);
         let plain = Rules::without_grace(false);
-        let (a, _) = mark_repo(&layout, repo, |_| true, &plain);
+        let (a, _) = mark_repo(&layout, repo, |_| true, &[], &plain);
         assert_eq!(tagged.blobs, t.blobs);
         assert_eq!(tagged.manifests, t.manifests);
         assert_eq!(all.blobs, a.blobs);

@@ -5,9 +5,11 @@
 pub mod catalog;
 pub mod digest;
 pub mod duration;
+pub mod inuse;
 pub mod manifest;
 pub mod mark;
 pub mod paths;
+pub mod pulls;
 pub mod values;
 pub mod walk;
 
@@ -174,6 +176,9 @@ pub struct Decisions {
     /// the repositories outside it. Nothing of theirs goes, and every blob they link or reach
     /// stays.
     pub out_of_scope: Vec<bool>,
+    /// Parallel to `Layout::repos`, or empty: manifests kept as roots whatever the tags and -m
+    /// say (images in use, manifests pulled lately).
+    pub pinned: Vec<Vec<Digest>>,
 }
 
 impl Decisions {
@@ -186,7 +191,13 @@ impl Decisions {
                 .map(|r| vec![Decision::Keep; r.tags.len()])
                 .collect(),
             out_of_scope: Vec::new(),
+            pinned: Vec::new(),
         }
+    }
+
+    /// The manifests pinned in repository `repo`.
+    pub fn pinned(&self, repo: usize) -> &[Digest] {
+        self.pinned.get(repo).map_or(&[], |v| v.as_slice())
     }
 
     /// Limits the run to the repositories `in_scope` says yes to: the others keep every tag.

@@ -121,6 +121,8 @@ pub enum FindingKind {
     RegistryClaimsSwept,
     /// A request to the live registry got no usable answer.
     RegistryProbeFailed,
+    /// An image in use (`--keep-images`, `protect.images_file`) names nothing in the registry.
+    ImageNotFound,
 }
 
 impl std::fmt::Display for FindingKind {
@@ -131,7 +133,7 @@ impl std::fmt::Display for FindingKind {
 
 impl FindingKind {
     /// Every kind, for the documentation's test.
-    pub const ALL: [FindingKind; 26] = [
+    pub const ALL: [FindingKind; 27] = [
         FindingKind::Symlink,
         FindingKind::NotAFolder,
         FindingKind::NotARegularFile,
@@ -158,6 +160,7 @@ impl FindingKind {
         FindingKind::RegistryCacheEvictionFailed,
         FindingKind::RegistryClaimsSwept,
         FindingKind::RegistryProbeFailed,
+        FindingKind::ImageNotFound,
     ];
 
     /// A finding about the live registry beside the storage (its cache, what it claims).

@@ -2,6 +2,9 @@
 //! its reasons, and the safety net's refusals.
 
 use super::*;
+use crate::model::inuse::Protection;
+use crate::model::pulls::stamp;
+use used::Used;
 
 /// A cosign tag `sha256-<hex>.sig|.att|.sbom` names the digest it refers to.
 pub fn cosign_subject(tag: &str) -> Option<Digest> {
@@ -28,6 +31,9 @@ pub struct TagExplain {
     pub rules: Vec<String>,
     /// Every rule that matched, and what it said; protections; the subject of a signature.
     pub reasons: Vec<String>,
+    /// The ledger's last pull of the tag or of the digest it names (with `--ledger`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_pulled_at: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -59,12 +65,36 @@ pub fn evaluate(
     created: &HashMap<Digest, Time>,
     now: Time,
 ) -> Evaluation {
+    let ctx = Context {
+        used: &Used::default(),
+        protection: &Protection::default(),
+    };
+    evaluate_with(policy, layout, created, now, &ctx)
+}
+
+/// What is used, beside the policy: the ledger, and what the images in use protect.
+pub struct Context<'a> {
+    pub used: &'a Used,
+    pub protection: &'a Protection,
+}
+
+/// `evaluate`, with what is used.
+pub fn evaluate_with(
+    policy: &Policy,
+    layout: &Layout,
+    created: &HashMap<Digest, Time>,
+    now: Time,
+    ctx: &Context,
+) -> Evaluation {
     let mut ev = Evaluation::default();
-    for repo in &layout.repos {
-        let (decisions, explain, refusals) = evaluate_repo(policy, repo, created, now);
+    for (r, repo) in layout.repos.iter().enumerate() {
+        let (decisions, explain, refusals) = evaluate_repo(policy, (r, repo), created, now, ctx);
         ev.decisions.repos.push(decisions);
         ev.explain.extend(explain);
         ev.refusals.extend(refusals);
+    }
+    if policy.uses_pulls() {
+        ev.refusals.extend(ctx.used.refusals(policy, now));
     }
     follow_subjects(layout, &mut ev);
     ev
@@ -88,9 +118,10 @@ fn age_time(
 
 fn evaluate_repo(
     policy: &Policy,
-    repo: &Repo,
+    (r, repo): (usize, &Repo),
     created: &HashMap<Digest, Time>,
     now: Time,
+    ctx: &Context,
 ) -> (Vec<Decision>, Vec<TagExplain>, Vec<String>) {
     let n = repo.tags.len();
     let times: Vec<Option<Time>> = repo
@@ -98,6 +129,17 @@ fn evaluate_repo(
         .iter()
         .map(|t| age_time(policy, t, created, now))
         .collect();
+    let pulled: Vec<Option<Time>> = (repo.tags.iter())
+        .map(|t| {
+            let p = ctx.used.pulls.as_ref()?;
+            p.tag_pulled(&repo.name, &t.name, t.current.map(|c| c.digest).as_ref())
+        })
+        .collect();
+    let when = When {
+        times: &times,
+        pulled: &pulled,
+        now,
+    };
     // Tags rules may look at: a readable current link, a valid name, not a signature tag.
     let eligible: Vec<usize> = (0..n)
         .filter(|&i| {
@@ -107,20 +149,26 @@ fn evaluate_repo(
                 && cosign_subject(&t.name).is_none()
         })
         .collect();
-    let (votes, in_age_scope) = collect_votes(policy, repo, &eligible, &times, now);
-    let (decisions, explain) = verdicts(policy, repo, votes, &times, now);
+    let (votes, in_age_scope) = collect_votes(policy, repo, &eligible, &when);
+    let (decisions, explain) = verdicts(policy, (r, repo), votes, &when, ctx.protection);
     let refusals = refusals(repo, &eligible, &decisions, &in_age_scope);
     (decisions, explain, refusals)
 }
 
 /// What each rule says of each tag it matches, group by group; and which tags an age rule
 /// looks at.
+/// Each tag's age time and last pull, and now.
+struct When<'a> {
+    times: &'a [Option<Time>],
+    pulled: &'a [Option<Time>],
+    now: Time,
+}
+
 fn collect_votes(
     policy: &Policy,
     repo: &Repo,
     eligible: &[usize],
-    times: &[Option<Time>],
-    now: Time,
+    when: &When,
 ) -> (Vec<Vec<(usize, Vote)>>, Vec<bool>) {
     let n = repo.tags.len();
     let mut votes: Vec<Vec<(usize, Vote)>> = (0..n).map(|_| Vec::new()).collect();
@@ -156,7 +204,7 @@ fn collect_votes(
                 (Some(_), None) => " among tags group_by does not match".to_string(),
                 _ => String::new(),
             };
-            for (i, vote) in rule_votes(rule, repo, &members, times, now, &in_group) {
+            for (i, vote) in rule_votes(rule, repo, &members, when, &in_group) {
                 votes[i].push((r, vote));
             }
         }
@@ -169,11 +217,12 @@ fn collect_votes(
 /// or protected; otherwise a delete needs a rule that deletes it and none that keeps it.
 fn verdicts(
     policy: &Policy,
-    repo: &Repo,
+    (r, repo): (usize, &Repo),
     mut votes: Vec<Vec<(usize, Vote)>>,
-    times: &[Option<Time>],
-    now: Time,
+    when: &When,
+    protection: &Protection,
 ) -> (Vec<Decision>, Vec<TagExplain>) {
+    let (times, now) = (when.times, when.now);
     let n = repo.tags.len();
     let mut decisions = Vec::with_capacity(n);
     let mut explain = Vec::with_capacity(n);
@@ -206,6 +255,10 @@ fn verdicts(
                 "protected: {} is in protect.digests_file",
                 c.digest
             ));
+            keep = true;
+        }
+        if let Some(why) = protection.tags.get(&(r, i)) {
+            reasons.push(why.clone());
             keep = true;
         }
         let mut rules = Vec::new();
@@ -241,6 +294,7 @@ fn verdicts(
             age_seconds: times[i].map(|t| now - t),
             rules,
             reasons,
+            last_pulled_at: when.pulled[i].map(stamp),
         });
     }
 
@@ -300,97 +354,161 @@ fn rule_votes(
     rule: &Rule,
     repo: &Repo,
     members: &[usize],
-    times: &[Option<Time>],
-    now: Time,
+    when: &When,
     in_group: &str,
 ) -> Vec<(usize, Vote)> {
-    let name = |i: usize| repo.tags[i].name.as_str();
-    let age = |i: usize| now - times[i].unwrap_or(now);
     match &rule.action {
         Action::Delete(d) => members
             .iter()
-            .map(|&i| {
-                let vote = match d.older_than {
-                    None => Vote::Delete("delete: {} takes every tag it matches".into()),
-                    Some(limit) if age(i) > limit.0.as_secs() as i64 => Vote::Delete(format!(
-                        "older than {} (age {})",
-                        duration::format(limit.0),
-                        human_age(age(i))
-                    )),
-                    Some(limit) => Vote::Neutral(format!(
-                        "not older than {} (age {})",
-                        duration::format(limit.0),
-                        human_age(age(i))
-                    )),
-                };
-                (i, vote)
-            })
+            .map(|&i| (i, delete_vote(d, when, i)))
             .collect(),
-        Action::Keep(k) => {
-            let mut newest_rank = HashMap::new();
-            if let Some(n) = k.newest {
-                let mut by_age = members.to_vec();
-                // Youngest first; ties broken by name so runs are reproducible.
-                by_age.sort_by(|&a, &b| times[b].cmp(&times[a]).then_with(|| name(a).cmp(name(b))));
-                for (rank, &i) in by_age.iter().take(n).enumerate() {
-                    newest_rank.insert(i, rank + 1);
-                }
-            }
-            let mut semver_rank = HashMap::new();
-            if let Some(n) = k.semver {
-                let mut versions: Vec<(Version, usize)> = members
-                    .iter()
-                    .filter_map(|&i| Version::parse(name(i)).map(|v| (v, i)))
-                    .collect();
-                versions
-                    .sort_by(|(va, a), (vb, b)| vb.cmp(va).then_with(|| name(*a).cmp(name(*b))));
-                for (rank, (_, i)) in versions.iter().take(n).enumerate() {
-                    semver_rank.insert(*i, rank + 1);
-                }
-            }
-            members
-                .iter()
-                .map(|&i| {
-                    let mut yes = Vec::new();
-                    let mut no = Vec::new();
-                    if let Some(n) = k.newest {
-                        match newest_rank.get(&i) {
-                            Some(r) => yes.push(format!("newest {n}{in_group} (#{r})")),
-                            None => no.push(format!("not among the newest {n}{in_group}")),
-                        }
-                    }
-                    if let Some(w) = k.within {
-                        let text = format!("{} (age {})", duration::format(w.0), human_age(age(i)));
-                        if age(i) <= w.0.as_secs() as i64 {
-                            yes.push(format!("within {text}"));
-                        } else {
-                            no.push(format!("older than {text}"));
-                        }
-                    }
-                    if let Some(n) = k.semver {
-                        match semver_rank.get(&i) {
-                            Some(r) => yes.push(format!("semver top {n}{in_group} (#{r})")),
-                            None if Version::parse(name(i)).is_none() => {
-                                no.push("not a semantic version".into())
-                            }
-                            None => {
-                                no.push(format!("not among the {n} highest versions{in_group}"))
-                            }
-                        }
-                    }
-                    if k.always {
-                        yes.push("always".into());
-                    }
-                    let vote = if yes.is_empty() {
-                        Vote::Delete(no.join(", "))
-                    } else {
-                        Vote::Keep(yes.join(", "))
-                    };
-                    (i, vote)
-                })
-                .collect()
+        Action::Keep(k) => keep_votes(k, repo, members, when, in_group),
+    }
+}
+
+/// A delete rule's vote: it deletes when every criterion given holds.
+fn delete_vote(d: &Delete, when: &When, i: usize) -> Vote {
+    let age = when.now - when.times[i].unwrap_or(when.now);
+    let mut yes = Vec::new();
+    let mut no = Vec::new();
+    if let Some(limit) = d.older_than {
+        let text = format!("{} (age {})", duration::format(limit.0), human_age(age));
+        if age > limit.0.as_secs() as i64 {
+            yes.push(format!("older than {text}"));
+        } else {
+            no.push(format!("not older than {text}"));
         }
     }
+    if let Some(limit) = d.not_pulled_for {
+        let w = duration::format(limit.0);
+        match when.pulled[i] {
+            Some(t) if when.now - t <= limit.0.as_secs() as i64 => no.push(format!(
+                "pulled within {w} (last pull {} ago)",
+                human_age(when.now - t)
+            )),
+            Some(t) => yes.push(format!(
+                "not pulled for {w} (last pull {} ago)",
+                human_age(when.now - t)
+            )),
+            None => yes.push(format!("not pulled for {w} (no pull in the ledger)")),
+        }
+    }
+    match (
+        d.older_than.is_none() && d.not_pulled_for.is_none(),
+        no.is_empty(),
+    ) {
+        (true, _) => Vote::Delete("delete: {} takes every tag it matches".into()),
+        (false, true) => Vote::Delete(yes.join(", ")),
+        (false, false) => Vote::Neutral(no.join(", ")),
+    }
+}
+
+/// Rank (1-based) of each tag among `members` by `key`, highest first, for the top `n`; ties
+/// broken by name so that runs are reproducible.
+fn top<K: Ord>(
+    repo: &Repo,
+    members: &[usize],
+    n: usize,
+    key: impl Fn(usize) -> Option<K>,
+) -> HashMap<usize, usize> {
+    let mut ranked: Vec<(K, usize)> = members
+        .iter()
+        .filter_map(|&i| key(i).map(|k| (k, i)))
+        .collect();
+    ranked.sort_by(|(ka, a), (kb, b)| {
+        kb.cmp(ka)
+            .then_with(|| repo.tags[*a].name.cmp(&repo.tags[*b].name))
+    });
+    ranked
+        .into_iter()
+        .take(n)
+        .enumerate()
+        .map(|(rank, (_, i))| (i, rank + 1))
+        .collect()
+}
+
+/// A keep rule's votes: kept when any criterion holds; the rule deletes the rest.
+fn keep_votes(
+    k: &Keep,
+    repo: &Repo,
+    members: &[usize],
+    when: &When,
+    in_group: &str,
+) -> Vec<(usize, Vote)> {
+    let name = |i: usize| repo.tags[i].name.as_str();
+    let age = |i: usize| when.now - when.times[i].unwrap_or(when.now);
+    let newest_rank = k
+        .newest
+        .map(|n| top(repo, members, n, |i| Some(when.times[i])))
+        .unwrap_or_default();
+    let semver_rank = k
+        .semver
+        .map(|n| top(repo, members, n, |i| Version::parse(name(i))))
+        .unwrap_or_default();
+    let pulled_rank = k
+        .most_recently_pulled
+        .map(|n| top(repo, members, n, |i| when.pulled[i]))
+        .unwrap_or_default();
+    // Fewer tags pulled than ranked: the never-pulled ones cannot be told apart, so all stay.
+    let unranked_stay = k
+        .most_recently_pulled
+        .is_some_and(|n| pulled_rank.len() < n);
+    members
+        .iter()
+        .map(|&i| {
+            let mut yes = Vec::new();
+            let mut no = Vec::new();
+            if let Some(n) = k.newest {
+                match newest_rank.get(&i) {
+                    Some(r) => yes.push(format!("newest {n}{in_group} (#{r})")),
+                    None => no.push(format!("not among the newest {n}{in_group}")),
+                }
+            }
+            if let Some(w) = k.within {
+                let text = format!("{} (age {})", duration::format(w.0), human_age(age(i)));
+                if age(i) <= w.0.as_secs() as i64 {
+                    yes.push(format!("within {text}"));
+                } else {
+                    no.push(format!("older than {text}"));
+                }
+            }
+            if let Some(n) = k.semver {
+                match semver_rank.get(&i) {
+                    Some(r) => yes.push(format!("semver top {n}{in_group} (#{r})")),
+                    None if Version::parse(name(i)).is_none() => no.push("not a semantic version".into()),
+                    None => no.push(format!("not among the {n} highest versions{in_group}")),
+                }
+            }
+            if let Some(w) = k.pulled_within {
+                let w_text = duration::format(w.0);
+                match when.pulled[i] {
+                    Some(t) if when.now - t <= w.0.as_secs() as i64 => {
+                        yes.push(format!("pulled within {w_text} (last pull {} ago)", human_age(when.now - t)))
+                    }
+                    Some(t) => no.push(format!("not pulled within {w_text} (last pull {} ago)", human_age(when.now - t))),
+                    None => no.push(format!("not pulled within {w_text} (no pull in the ledger)")),
+                }
+            }
+            if let Some(n) = k.most_recently_pulled {
+                match pulled_rank.get(&i) {
+                    Some(r) => yes.push(format!("most recently pulled {n}{in_group} (#{r})")),
+                    None if unranked_stay => yes.push(format!(
+                        "no pull in the ledger, but fewer than {n} tags{in_group} were pulled: unranked tags stay"
+                    )),
+                    None => no.push(format!("not among the {n} most recently pulled{in_group}")),
+                }
+            }
+            if k.always {
+                yes.push("always".into());
+            }
+            let vote = if yes.is_empty() {
+                Vote::Delete(no.join(", "))
+            } else {
+                Vote::Keep(yes.join(", "))
+            };
+            (i, vote)
+        })
+        .collect()
 }
 
 /// Signature tags follow their subject: one whose subject some tag reached before the policy
@@ -411,12 +529,13 @@ fn follow_subjects(layout: &Layout, ev: &mut Evaluation) {
             continue;
         }
         let plain = |i: usize| cosign_subject(&repo.tags[i].name).is_none();
-        let (before, _) = mark::mark_repo(layout, repo, plain, &rules);
+        let (before, _) = mark::mark_repo(layout, repo, plain, &[], &rules);
         let decisions = &ev.decisions.repos[r];
         let (after, _) = mark::mark_repo(
             layout,
             repo,
             |i| plain(i) && !matches!(decisions[i], Decision::Delete { .. }),
+            &[],
             &rules,
         );
         for (i, subject) in signatures {

@@ -5,6 +5,7 @@
 //! outcome never depends on the order of rules (see docs/POLICY.md).
 
 pub mod semver;
+pub mod used;
 
 use crate::error::{Error, Result};
 use crate::model::digest::Digest;
@@ -51,6 +52,10 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     pub protect_tags: Option<Matcher>,
     pub protect_digests: HashSet<Digest>,
+    /// `protect.images_file`: images in use, read (again) with the policy.
+    pub protect_images: crate::model::inuse::Images,
+    /// `protect.pulled_within`: tags and manifests pulled within this long stay (needs a ledger).
+    pub protect_pulled_within: Option<Span>,
     /// `untagged: {older_than: AGE}`: untagged manifests pushed more than AGE ago go, as with
     /// `gc --delete-untagged=AGE`.
     pub untagged_older_than: Option<Span>,
@@ -80,12 +85,19 @@ pub struct Keep {
     pub semver: Option<usize>,
     #[serde(default)]
     pub always: bool,
+    /// Kept when pulled within this long (the ledger's last pull of the tag or its digest).
+    pub pulled_within: Option<DurationSpec>,
+    /// Kept when among the N most recently pulled of the group.
+    pub most_recently_pulled: Option<usize>,
 }
 
+/// A tag is deleted when it meets every criterion given (none: every matched tag).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Delete {
     pub older_than: Option<DurationSpec>,
+    /// Deleted when not pulled for this long (needs a ledger that covers it).
+    pub not_pulled_for: Option<DurationSpec>,
 }
 
 impl Rule {
@@ -95,6 +107,21 @@ impl Rule {
             Action::Keep(k) => k.newest.is_some() || k.within.is_some(),
             Action::Delete(d) => d.older_than.is_some(),
         }
+    }
+
+    /// The window of pulls the rule asks about ("pulled within 30d"), with its words.
+    pub fn pull_window(&self) -> Option<(String, u64)> {
+        let (word, d) = match &self.action {
+            Action::Keep(k) => ("pulled_within", k.pulled_within?),
+            Action::Delete(d) => ("not_pulled_for", d.not_pulled_for?),
+        };
+        Some((format!("{word}: {}", duration::format(d.0)), d.0.as_secs()))
+    }
+
+    /// Whether the rule reads the pull ledger at all.
+    pub fn uses_pulls(&self) -> bool {
+        self.pull_window().is_some()
+            || matches!(&self.action, Action::Keep(k) if k.most_recently_pulled.is_some())
     }
 }
 
@@ -303,6 +330,8 @@ struct RawUntagged {
 struct RawProtect {
     tags: Option<Matcher>,
     digests_file: Option<PathBuf>,
+    images_file: Option<PathBuf>,
+    pulled_within: Option<DurationSpec>,
 }
 
 #[derive(Deserialize)]
@@ -325,13 +354,19 @@ impl TryFrom<RawRuleFields> for RawRule {
     fn try_from(r: RawRuleFields) -> std::result::Result<Self, String> {
         let action = match (r.keep, r.delete) {
             (Some(k), None) => {
-                if k.newest.is_none() && k.within.is_none() && k.semver.is_none() && !k.always {
+                if k.newest.is_none()
+                    && k.within.is_none()
+                    && k.semver.is_none()
+                    && !k.always
+                    && k.pulled_within.is_none()
+                    && k.most_recently_pulled.is_none()
+                {
                     return Err(format!(
-                        "rule {:?}: keep needs at least one of newest, within, semver, always",
+                        "rule {:?}: keep needs at least one of newest, within, semver, always, pulled_within, most_recently_pulled",
                         r.name
                     ));
                 }
-                if k.newest == Some(0) || k.semver == Some(0) {
+                if k.newest == Some(0) || k.semver == Some(0) || k.most_recently_pulled == Some(0) {
                     return Err(format!(
                         "rule {:?}: a count of 0 keeps nothing; use delete: {{}} to delete all matched tags",
                         r.name
@@ -391,11 +426,25 @@ impl Policy {
         }
         let mut protect_tags = None;
         let mut protect_digests = HashSet::new();
+        let mut protect_images = crate::model::inuse::Images::default();
+        let mut protect_pulled_within = None;
         if let Some(p) = raw.protect {
             protect_tags = p.tags;
+            protect_pulled_within = p.pulled_within.map(|d| Span::from_secs(d.0.as_secs()));
+            let dir = path.parent().unwrap_or(Path::new("."));
+            if let Some(file) = p.images_file {
+                let file = dir.join(file);
+                let text = read_listed(path, "images_file", &file)?;
+                let name = file.display().to_string();
+                protect_images =
+                    crate::model::inuse::parse(&text, &name).map_err(|m| Error::Policy {
+                        path: file.clone(),
+                        message: m,
+                    })?;
+            }
             if let Some(file) = p.digests_file {
-                let file = path.parent().unwrap_or(Path::new(".")).join(file);
-                let list = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+                let file = dir.join(file);
+                let list = read_listed(path, "digests_file", &file)?;
                 for (n, line) in list.lines().enumerate() {
                     let line = line.trim();
                     if line.is_empty() || line.starts_with('#') {
@@ -415,10 +464,27 @@ impl Policy {
             rules: raw.rules.into_iter().map(|r| r.0).collect(),
             protect_tags,
             protect_digests,
+            protect_images,
+            protect_pulled_within,
             untagged_older_than: raw
                 .untagged
                 .map(|u| Span::from_secs(u.older_than.0.as_secs())),
         })
+    }
+}
+
+/// A file the policy names under `protect`, read; an error names the policy and the key.
+fn read_listed(policy: &Path, key: &str, file: &Path) -> Result<String> {
+    std::fs::read_to_string(file).map_err(|e| Error::Policy {
+        path: policy.to_path_buf(),
+        message: format!("protect.{key} {}: {e}", file.display()),
+    })
+}
+
+impl Policy {
+    /// Whether anything in the policy reads the pull ledger.
+    pub fn uses_pulls(&self) -> bool {
+        self.protect_pulled_within.is_some() || self.rules.iter().any(Rule::uses_pulls)
     }
 }
 

@@ -164,6 +164,10 @@ pub struct GcReport {
     /// Every tag decision and why, with --explain.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explain: Option<Vec<TagExplain>>,
+    /// What the images in use and the pull ledger protected (`--keep-images`, `--ledger`,
+    /// `protect.images_file`, `protect.pulled_within`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used: Option<crate::model::inuse::UsedSummary>,
     /// With --trash: the trash run the items moved into (nothing is freed until it is emptied).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trash: Option<PathBuf>,
@@ -293,6 +297,7 @@ impl GcReport {
             refused: plan.refused,
             refused_by_safety_net: false,
             explain: None,
+            used: plan.used,
             trash: None,
             delete_untagged_would_free: None,
             exit_code: crate::error::ExitCode::Ok,

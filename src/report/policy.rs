@@ -13,9 +13,13 @@ pub fn explain_text(explain: &[TagExplain]) -> String {
         }
         let verdict = if e.delete { "DELETE" } else { "keep" };
         let age = e.age_seconds.map(human_age).unwrap_or_else(|| "?".into());
+        let pulled = match &e.last_pulled_at {
+            Some(t) => format!("  last pull {t}"),
+            None => String::new(),
+        };
         let _ = writeln!(
             o,
-            "    {:<7} {:<24} age {:>5}  {}",
+            "    {:<7} {:<24} age {:>5}{pulled}  {}",
             verdict,
             e.tag,
             age,

@@ -180,6 +180,9 @@ impl GcReport {
         for w in &self.withheld {
             let _ = writeln!(o, "  withheld       {w}");
         }
+        if let Some(u) = &self.used {
+            used_lines(o, u);
+        }
         for r in &self.refused {
             let _ = writeln!(o, "  refused        {r}");
         }
@@ -423,4 +426,40 @@ pub fn requests_line(r: &Requests) -> String {
         r.copy,
         r.delete
     )
+}
+
+/// What the images in use and the ledger protected, in a few lines.
+fn used_lines(o: &mut String, u: &crate::model::inuse::UsedSummary) {
+    if u.references > 0 {
+        let _ = writeln!(
+            o,
+            "  in use         {} references: {} protected, {} protected from -m; {} of other hosts ignored, {} name nothing here{}",
+            u.references,
+            plural(u.tags_protected, "tag", "tags"),
+            plural(u.manifests_protected.len(), "manifest", "manifests"),
+            u.other_hosts,
+            u.unresolved,
+            if u.skipped > 0 {
+                format!(", {} entries were no reference", u.skipped)
+            } else {
+                String::new()
+            }
+        );
+    } else if !u.manifests_protected.is_empty() || u.tags_protected > 0 {
+        let _ = writeln!(
+            o,
+            "  pulled lately  {} and {} protected",
+            plural(u.tags_protected, "tag", "tags"),
+            plural(u.manifests_protected.len(), "manifest", "manifests")
+        );
+    }
+    for sp in u.ledger.iter().flatten() {
+        let _ = writeln!(
+            o,
+            "  ledger         {} covers {} to {}",
+            sp.source,
+            crate::model::pulls::stamp(sp.covered_from),
+            crate::model::pulls::stamp(sp.covered_until)
+        );
+    }
 }

@@ -3,7 +3,10 @@
 mod faults;
 mod fixture;
 mod hardening;
+mod inuse;
 mod live;
+mod pullenv;
+mod pulls;
 mod retention;
 mod s3;
 mod safety;

@@ -204,6 +204,8 @@ pub struct Registry {
     oci_count: usize,
     /// The S3 server a registry on the s3 driver keeps its storage in; stopped after it.
     pub s3: Option<Moto>,
+    /// Where its stdout and stderr go (`start_observed`); discarded when `None`.
+    pub log: Option<PathBuf>,
 }
 
 /// A local S3 server (moto) on 127.0.0.1 with one bucket; stopped when dropped.
@@ -524,7 +526,7 @@ fn http_status(addr: &str, method: &str, path: &str) -> Option<u16> {
     buf.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -591,11 +593,34 @@ impl Registry {
         Registry::start_with(tmp, root, &storage, Some(moto))
     }
 
+    /// Starts the registry on a fresh root logging at info with `formatter` (`text`, `json`)
+    /// and its access log into `log`, with `extra` top-level config (notifications).
+    pub fn start_observed(formatter: &str, extra: &str) -> Registry {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let storage = format!("  filesystem:\n    rootdirectory: {}\n", root.display());
+        let log = tmp.path().join("registry.log");
+        let logging = format!("log:\n  level: info\n  formatter: {formatter}\n{extra}");
+        Registry::start_logging(tmp, root, &storage, None, (&logging, Some(log)))
+    }
+
     fn start_with(
         tmp: tempfile::TempDir,
         root: PathBuf,
         storage: &str,
         s3: Option<Moto>,
+    ) -> Registry {
+        let quiet = "log:\n  level: error\n  accesslog:\n    disabled: true\n";
+        Registry::start_logging(tmp, root, storage, s3, (quiet, None))
+    }
+
+    fn start_logging(
+        tmp: tempfile::TempDir,
+        root: PathBuf,
+        storage: &str,
+        s3: Option<Moto>,
+        (logging, log): (&str, Option<PathBuf>),
     ) -> Registry {
         let addr = format!("127.0.0.1:{}", free_port());
         let config = tmp.path().join("config.yml");
@@ -607,7 +632,7 @@ impl Registry {
             None => (storage.to_string(), String::new()),
         };
         let yaml = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n{storage}  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{redis}"
+            "version: 0.1\n{logging}storage:\n{storage}  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{redis}"
         );
         std::fs::write(&config, yaml).unwrap();
         let mut reg = Registry {
@@ -618,19 +643,30 @@ impl Registry {
             child: None,
             oci_count: 0,
             s3,
+            log,
         };
         reg.spawn();
         reg
     }
 
     fn spawn(&mut self) {
+        let out = || match &self.log {
+            Some(p) => Stdio::from(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .unwrap(),
+            ),
+            None => Stdio::null(),
+        };
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&self.config)
             // Registry 2.8 panics at start when this is set (an unsupported transport).
             .env_remove("AWS_CA_BUNDLE")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out())
+            .stderr(out())
             .spawn()
             .expect("docker-registry not found: run scripts/test.sh, which installs it");
         self.child = Some(child);

@@ -1,0 +1,123 @@
+//! What is used, as the policy sees it: the images in use (`--keep-images`, `protect.images_file`)
+//! and the pull ledger, resolved in a layout into protected tags and manifests, and the
+//! ledger's refusals where it cannot answer for the time a rule asks about.
+
+use super::{Policy, Rule};
+use crate::model::Layout;
+use crate::model::Time;
+use crate::model::duration::Span;
+use crate::model::inuse::{self, Images, Protection};
+use crate::model::pulls::{PullHistory, stamp};
+use crate::units::human_age;
+
+/// The run's inputs about use, besides the policy itself.
+#[derive(Debug, Clone, Default)]
+pub struct Used {
+    /// `--keep-images` files, read.
+    pub images: Images,
+    /// `--registry-host`: the names of this registry; empty: every host.
+    pub hosts: Vec<String>,
+    /// `--ledger`, read.
+    pub pulls: Option<PullHistory>,
+    /// `--ledger-lag`: how far before now the ledger may end.
+    pub max_lag: Span,
+}
+
+impl Used {
+    /// Whether anything here changes a decision.
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty() && self.pulls.is_none()
+    }
+
+    /// Why the ledger cannot answer for `window` seconds before `now`.
+    fn gap(&self, window: u64, now: Time) -> Option<String> {
+        match &self.pulls {
+            Some(p) => p.gap(window, now, self.max_lag.as_secs()),
+            None => Some("no ledger was given (--ledger FILE)".into()),
+        }
+    }
+
+    /// The safety net's refusals: every rule (and `protect.pulled_within`) whose window the
+    /// ledger does not cover.
+    pub fn refusals(&self, policy: &Policy, now: Time) -> Vec<String> {
+        let mut out = Vec::new();
+        let windows = (policy.rules.iter())
+            .filter_map(|r: &Rule| {
+                r.pull_window()
+                    .map(|(w, s)| (format!("rule {:?} ({w})", r.name), s))
+            })
+            .chain(
+                policy
+                    .protect_pulled_within
+                    .map(|s| (format!("protect.pulled_within: {}", fmt(s)), s.as_secs())),
+            );
+        for (what, secs) in windows {
+            if let Some(why) = self.gap(secs, now) {
+                out.push(format!("{what} cannot be judged: {why}; nothing is deleted by it (--force takes unrecorded as never pulled)"));
+            }
+        }
+        if let Some(p) = &self.pulls
+            && (policy.rules.iter()).any(
+                |r| matches!(&r.action, super::Action::Keep(k) if k.most_recently_pulled.is_some()),
+            )
+            && let Some(why) = self.gap(0, now)
+        {
+            out.push(format!(
+                "most_recently_pulled cannot be ranked: {why} ({})",
+                p.path.display()
+            ));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// What the images in use and `protect.pulled_within` protect in `layout` at `now`.
+pub fn protection(layout: &Layout, policy: Option<&Policy>, used: &Used, now: Time) -> Protection {
+    let mut images = used.images.clone();
+    if let Some(p) = policy {
+        images.extend(p.protect_images.clone());
+    }
+    let mut prot = inuse::resolve(layout, &images, &used.hosts);
+    let window = policy.and_then(|p| p.protect_pulled_within);
+    if let (Some(w), Some(pulls)) = (window, &used.pulls) {
+        let since = now.saturating_sub(w.as_secs() as i64);
+        let n = layout.repos.len();
+        for (ri, repo) in layout.repos.iter().enumerate() {
+            for (ti, tag) in repo.tags.iter().enumerate() {
+                let current = tag.current.map(|c| c.digest);
+                if let Some(t) = pulls.tag_pulled(&repo.name, &tag.name, current.as_ref())
+                    && t >= since
+                {
+                    let why = format!(
+                        "protected: pulled within {} (last pull {} ago)",
+                        fmt(w),
+                        human_age(now - t)
+                    );
+                    prot.tags.entry((ri, ti)).or_insert_with(|| why.clone());
+                    if let Some(d) = current {
+                        prot.pin(n, ri, d, why);
+                    }
+                }
+            }
+            for rev in &repo.revisions {
+                if let Some(t) = pulls.digest_pulled(&repo.name, &rev.digest)
+                    && t >= since
+                {
+                    let why = format!(
+                        "protected: pulled within {} (last pull {})",
+                        fmt(w),
+                        stamp(t)
+                    );
+                    prot.pin(n, ri, rev.digest, why);
+                }
+            }
+        }
+    }
+    prot
+}
+
+fn fmt(s: Span) -> String {
+    crate::model::duration::format(s.0)
+}
