@@ -11,13 +11,16 @@
 //!    before a client sees them), `progress` (the trait the core reports to), `units` (human
 //!    sizes and ages), `output` (files written whole)
 //! 1. [`model`]: `digest`, `duration`, `manifest` (bytes to references), `paths` (the layout's
-//!    vocabulary), `values` -> `catalog` (parsed manifests) -> the layout, decisions and `Rules`;
+//!    vocabulary), `inuse` (images in use), `pulls` (what a ledger says), `values` -> `catalog` (parsed manifests) -> the layout, decisions and `Rules`;
 //!    `walk` (the one manifest-graph walk) -> `mark` (reachability)
 //! 2. [`storage`]: `seam` (what every backend does) and `Capabilities`; the backends `fs` (over
 //!    `dirfd`: handles, no symlink followed), `s3` (with its config) and `memory`; `lock`;
 //!    `location` (the one place a backend is picked); `conformance` (one suite, every backend)
+//! 2. [`ledger`]: the pull ledger (SQLite), the registry's events and log lines, the webhook
+//!    receiver (`pulls listen`)
 //! 2. [`gc`]: the pure stages `walk` (the one manifest-graph walk) -> `mark` -> `plan`; `outcome`
-//! 3. [`policy`]: retention policies and `semver` (pure; its safety net marks with `model::mark`)
+//! 3. [`policy`]: retention policies, `semver` and `used` (what is used: images in use, pull
+//!    rules' refusals) (pure; its safety net marks with `model::mark`)
 //! 3. [`inspect`]: `usage` and `integrity`, the pure analyses behind `du` and `check`
 //! 3. [`stages`]: written once against the seam: `read` (the layout's pieces), `scan` and
 //!    `repository`, `manifests` (with the manifest `cache`), `freshness`, `verify`, `sweep`,
