@@ -30,7 +30,18 @@ const CHUNK: usize = 10_000;
 pub struct ImportReport {
     #[serde(flatten)]
     pub envelope: Option<Envelope>,
+    /// The ledger file.
+    #[serde(rename = "root")]
     pub ledger: PathBuf,
+    pub summary: ImportCounts,
+    /// The time the imported lines cover.
+    pub covered_from: Option<String>,
+    pub covered_until: Option<String>,
+    pub spans: Vec<Span>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ImportCounts {
     pub lines: u64,
     /// Lines the registry wrote (any message).
     pub registry_lines: u64,
@@ -38,13 +49,9 @@ pub struct ImportReport {
     pub pulls: u64,
     /// Lines of other programs, skipped.
     pub other_lines: u64,
-    /// The time the imported lines cover.
-    pub covered_from: Option<String>,
-    pub covered_until: Option<String>,
     /// What the ledger holds now: tags and digests with a pull.
     pub ledger_tags: u64,
     pub ledger_digests: u64,
-    pub spans: Vec<Span>,
 }
 
 /// Reads every line, records the pulls and the span the registry's lines cover.
@@ -75,14 +82,14 @@ pub fn import(cfg: &ImportConfig) -> Result<ImportReport> {
             let f = std::fs::File::open(input).map_err(|e| Error::io(input, e))?;
             Box::new(std::io::BufReader::new(f))
         };
-        read_log(reader, input, &mut ledger, &mut r, &mut span)?;
+        read_log(reader, input, &mut ledger, &mut r.summary, &mut span)?;
     }
     if let Some(s) = span {
         ledger.record(SOURCE, &[], Some(s))?;
     }
     let (tags, digests) = ledger.count()?;
-    r.ledger_tags = tags;
-    r.ledger_digests = digests;
+    r.summary.ledger_tags = tags;
+    r.summary.ledger_digests = digests;
     r.spans = ledger.spans()?;
     r.covered_from = span.map(|s| stamp(s.0));
     r.covered_until = span.map(|s| stamp(s.1));
@@ -94,7 +101,7 @@ fn read_log(
     mut reader: Box<dyn BufRead>,
     input: &Path,
     ledger: &mut Ledger,
-    r: &mut ImportReport,
+    r: &mut ImportCounts,
     span: &mut Option<(Time, Time)>,
 ) -> Result<()> {
     let mut events = Vec::new();
@@ -139,13 +146,14 @@ fn read_log(
 
 impl Report for ImportReport {
     fn text(&self, _limit: Option<usize>) -> String {
+        let c = &self.summary;
         let mut s = format!(
             "{}: {} lines read: {} pulls recorded, {} other lines of the registry, {} lines of other programs skipped\n",
             self.ledger.display(),
-            self.lines,
-            self.pulls,
-            self.registry_lines - self.pulls,
-            self.other_lines
+            c.lines,
+            c.pulls,
+            c.registry_lines - c.pulls,
+            c.other_lines
         );
         if let (Some(a), Some(b)) = (&self.covered_from, &self.covered_until) {
             s += &format!("these lines cover {a} to {b}\n");
@@ -154,7 +162,7 @@ impl Report for ImportReport {
         }
         s += &format!(
             "the ledger holds pulls of {} tags and {} digests\n",
-            self.ledger_tags, self.ledger_digests
+            c.ledger_tags, c.ledger_digests
         );
         for sp in &self.spans {
             s += &format!(

@@ -82,35 +82,36 @@ fn rfc3339(s: &str) -> Option<Time> {
         .map(|t| t.timestamp())
 }
 
+/// The request a `response completed` line with every field reports.
+fn completed<'a>(
+    msg: Option<&str>,
+    (method, uri): (Option<&'a str>, Option<&'a str>),
+    status: Option<u64>,
+    time: Option<Time>,
+) -> Option<Request<'a>> {
+    if msg != Some("response completed") {
+        return None;
+    }
+    Some(Request {
+        time: time?,
+        method: method?,
+        uri: uri?,
+        status: u16::try_from(status?).ok()?,
+    })
+}
+
 fn from_json(v: &serde_json::Value) -> Line {
     let s = |k: &str| v.get(k).and_then(|x| x.as_str());
-    let time = s("time").and_then(rfc3339);
     if s("msg").is_none() || s("level").is_none() {
         return Line::Other;
     }
+    let time = s("time").and_then(rfc3339);
     let status = v.get("http.response.status").and_then(|x| {
         x.as_u64()
             .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
     });
-    let r = match (
-        s("http.request.method"),
-        s("http.request.uri"),
-        status,
-        time,
-    ) {
-        (Some(method), Some(uri), Some(status), Some(time))
-            if s("msg") == Some("response completed") =>
-        {
-            u16::try_from(status).ok().map(|status| Request {
-                time,
-                method,
-                uri,
-                status,
-            })
-        }
-        _ => None,
-    };
-    judge(r, time)
+    let target = (s("http.request.method"), s("http.request.uri"));
+    judge(completed(s("msg"), target, status, time), time)
 }
 
 /// `key=value key="quoted \"value\""` pairs.
@@ -167,25 +168,9 @@ fn from_logfmt(line: &str) -> Line {
         return Line::Other;
     }
     let time = get("time").and_then(rfc3339);
-    let r = match (
-        get("http.request.method"),
-        get("http.request.uri"),
-        get("http.response.status").and_then(|s| s.parse().ok()),
-        time,
-    ) {
-        (Some(method), Some(uri), Some(status), Some(time))
-            if get("msg") == Some("response completed") =>
-        {
-            Some(Request {
-                time,
-                method,
-                uri,
-                status,
-            })
-        }
-        _ => None,
-    };
-    judge(r, time)
+    let status = get("http.response.status").and_then(|s| s.parse().ok());
+    let target = (get("http.request.method"), get("http.request.uri"));
+    judge(completed(get("msg"), target, status, time), time)
 }
 
 /// `HOST - USER [02/Jan/2006:15:04:05 -0700] "GET /uri HTTP/1.1" 200 SIZE "referer" "agent"`.

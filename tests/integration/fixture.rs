@@ -855,6 +855,22 @@ fn every_json_report_has_the_documented_fields() {
         "--format",
         "json",
     ]));
+    let log = dir.path().join("registry.log");
+    std::fs::write(
+        &log,
+        "time=\"2026-12-04T10:00:00Z\" level=info msg=\"response completed\" http.request.method=GET http.request.uri=\"/v2/acme/app/manifests/v2\" http.response.status=200\n",
+    )
+    .unwrap();
+    let ledger = dir.path().join("pulls.db");
+    reports.push(json(&[
+        "pulls",
+        "import",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--format",
+        "json",
+        log.to_str().unwrap(),
+    ]));
 
     let mut seen = BTreeSet::new();
     for r in &reports {

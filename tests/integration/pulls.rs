@@ -236,7 +236,7 @@ fn the_json_log_of_the_registry_gives_the_same_pulls() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["other_lines"], 2, "{r}");
+    assert_eq!(r["summary"]["other_lines"], 2, "{r}");
     let h = history(&ledger);
     let want: BTreeSet<_> = pairs("team/a", &["v1"])
         .union(&pairs("b", &["x"]))
