@@ -223,7 +223,7 @@ impl Ledger {
         };
         let mut q = (self.conn)
             .prepare(
-                "SELECT repository, kind, name, last_pull FROM refs WHERE last_pull IS NOT NULL",
+                "SELECT repository, kind, name, last_pull, last_push FROM refs WHERE last_pull IS NOT NULL OR last_push IS NOT NULL",
             )
             .map_err(|e| fail(p, "read", e))?;
         let rows = q
@@ -232,18 +232,25 @@ impl Ledger {
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
+                    (r.get::<_, Option<i64>>(3)?, r.get::<_, Option<i64>>(4)?),
                 ))
             })
             .map_err(|e| fail(p, "read", e))?;
         for row in rows {
-            let (repo, kind, name, t) = row.map_err(|e| fail(p, "read", e))?;
+            let (repo, kind, name, (pull, push)) = row.map_err(|e| fail(p, "read", e))?;
             match (kind.as_str(), Digest::parse(&name)) {
                 ("digest", Some(d)) => {
-                    h.digests.insert((repo, d), t);
+                    if let Some(t) = push {
+                        h.pushed.insert((repo.clone(), d), t);
+                    }
+                    if let Some(t) = pull {
+                        h.digests.insert((repo, d), t);
+                    }
                 }
                 ("tag", _) => {
-                    h.tags.insert((repo, name), t);
+                    if let Some(t) = pull {
+                        h.tags.insert((repo, name), t);
+                    }
                 }
                 _ => {}
             }

@@ -25,6 +25,8 @@ pub struct PullHistory {
     pub path: PathBuf,
     pub tags: HashMap<(String, String), Time>,
     pub digests: HashMap<(String, Digest), Time>,
+    /// Last push of each (repository, digest) the ledger saw pushed.
+    pub pushed: HashMap<(String, Digest), Time>,
     pub spans: Vec<Span>,
 }
 

@@ -135,9 +135,18 @@ fn evaluate_repo(
             p.tag_pulled(&repo.name, &t.name, t.current.map(|c| c.digest).as_ref())
         })
         .collect();
+    // With a ledger: when a never-pulled tag's image was pushed, if the ledger saw it.
+    let never_since: Vec<Option<Option<Time>>> = (repo.tags.iter().zip(&pulled))
+        .map(|(t, p)| {
+            let h = ctx.used.pulls.as_ref().filter(|_| p.is_none())?;
+            let d = t.current?.digest;
+            Some(h.pushed.get(&(repo.name.clone(), d)).copied())
+        })
+        .collect();
     let when = When {
         times: &times,
         pulled: &pulled,
+        never_since: &never_since,
         now,
     };
     // Tags rules may look at: a readable current link, a valid name, not a signature tag.
@@ -161,6 +170,8 @@ fn evaluate_repo(
 struct When<'a> {
     times: &'a [Option<Time>],
     pulled: &'a [Option<Time>],
+    /// With a ledger, for a tag it has no pull of: `Some(push time)` when it saw the push.
+    never_since: &'a [Option<Option<Time>>],
     now: Time,
 }
 
@@ -260,6 +271,9 @@ fn verdicts(
         if let Some(why) = protection.tags.get(&(r, i)) {
             reasons.push(why.clone());
             keep = true;
+        }
+        if let Some(Some(t)) = when.never_since[i] {
+            reasons.push(format!("never pulled since its push at {}", stamp(t)));
         }
         let mut rules = Vec::new();
         for (r, vote) in std::mem::take(&mut votes[i]) {

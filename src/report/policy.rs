@@ -52,6 +52,9 @@ pub struct PolicyPreview {
     pub repositories: Vec<RepoPreview>,
     pub refused: Vec<String>,
     pub explain: Vec<TagExplain>,
+    /// What the images in use and the pull ledger protected, as in gc's report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used: Option<crate::model::inuse::UsedSummary>,
 }
 
 #[derive(Debug, Serialize)]
@@ -168,6 +171,7 @@ impl PolicyPreview {
             repositories,
             refused: plan.refused.clone(),
             explain: explain.to_vec(),
+            used: plan.used.clone(),
         }
     }
 
@@ -203,6 +207,9 @@ impl PolicyPreview {
             "  {} would be deleted",
             crate::units::plural(self.summary.tags_deleted.unwrap_or(0), "tag", "tags")
         );
+        if let Some(u) = &self.used {
+            super::text::used_lines(&mut o, u);
+        }
         for r in &self.refused {
             let _ = writeln!(o, "  refused: {r}");
         }

@@ -429,7 +429,7 @@ pub fn requests_line(r: &Requests) -> String {
 }
 
 /// What the images in use and the ledger protected, in a few lines.
-fn used_lines(o: &mut String, u: &crate::model::inuse::UsedSummary) {
+pub(super) fn used_lines(o: &mut String, u: &crate::model::inuse::UsedSummary) {
     if u.references > 0 {
         let _ = writeln!(
             o,

@@ -200,6 +200,15 @@ fn webhook_and_log_pulls_drive_pull_rules_and_every_kept_tag_pulls() {
         .find(|e| e["tag"] == "v1")
         .unwrap();
     assert!(v1["last_pulled_at"].is_string(), "{v1}");
+    let v3 = (r["explain"].as_array().unwrap().iter())
+        .find(|e| e["tag"] == "v3")
+        .unwrap();
+    assert!(
+        v3["reasons"]
+            .to_string()
+            .contains("never pulled since its push at"),
+        "{v3}"
+    );
     assert_eq!(r["used"]["ledger"][0]["source"], "webhook");
     assert_eq!(reg.tags_of("team/a"), vec!["v1", "v2"]);
     assert_eq!(reg.tags_of("b"), vec!["x"]);
