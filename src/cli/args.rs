@@ -143,6 +143,13 @@ pub struct RootArgs {
     /// The S3-compatible endpoint of an s3:// root (MinIO, Ceph RGW, R2...); AWS otherwise.
     #[arg(long, value_name = "URL")]
     pub s3_endpoint: Option<String>,
+    /// On a bucket: requests in flight at most (default 256; fewer for a while whenever the
+    /// store answers 503 SlowDown).
+    #[arg(long, value_name = "N")]
+    pub s3_concurrency: Option<std::num::NonZeroUsize>,
+    /// On a bucket: requests a second at most, for a bucket shared with production traffic.
+    #[arg(long, value_name = "N")]
+    pub max_requests_per_second: Option<std::num::NonZeroU32>,
 }
 
 impl RootArgs {
@@ -154,6 +161,24 @@ impl RootArgs {
     pub(super) fn resolve_with_cache(
         self,
     ) -> Result<(Location, Option<config::registry::BlobCache>), Error> {
+        let (concurrency, rate) = (self.s3_concurrency, self.max_requests_per_second);
+        let (mut root, cache) = self.location()?;
+        match &mut root {
+            Location::S3(s3) => {
+                s3.concurrency = concurrency.map(std::num::NonZeroUsize::get);
+                s3.max_rps = rate.map(std::num::NonZeroU32::get);
+            }
+            Location::Fs(_) if concurrency.is_some() || rate.is_some() => {
+                return Err(Error::Usage(
+                    "--s3-concurrency and --max-requests-per-second apply to a bucket (an s3:// root, or a config with storage.s3)".into(),
+                ));
+            }
+            Location::Fs(_) => {}
+        }
+        Ok((root, cache))
+    }
+
+    fn location(self) -> Result<(Location, Option<config::registry::BlobCache>), Error> {
         match (self.root, self.config) {
             (Some(r), None) => match r.to_str() {
                 Some(text) => Ok((Location::parse(text, self.s3_endpoint)?, None)),
@@ -503,6 +528,8 @@ impl DropInArgs {
                 root: None,
                 config: Some(self.config),
                 s3_endpoint: None,
+                s3_concurrency: None,
+                max_requests_per_second: None,
             },
             cache: CacheArgs::default(),
             limit: 20,

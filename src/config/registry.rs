@@ -282,6 +282,7 @@ fn s3_root(
         access_key: key("accesskey")?,
         secret_key: key("secretkey")?,
         session_token: key("sessiontoken")?,
+        ..S3Root::default()
     })
 }
 

@@ -70,6 +70,12 @@ impl Metrics {
                 n as f64,
             );
         }
+        self.gauge(
+            "requests_throttled",
+            "Requests the object store answered 503 SlowDown (or 429); regsweep slowed down.",
+            &[],
+            r.throttled as f64,
+        );
     }
 
     /// The common gauges of every run: when it ran, how long it took, what it found.

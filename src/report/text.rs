@@ -415,17 +415,27 @@ pub fn registry_lines(
 }
 
 /// `2,251 (LIST 263, GET 1,988, HEAD 0, PUT 0, COPY 0, DELETE 0)`: what a run cost an object store.
+/// With `; N in flight at most`, and when the store throttled, how far regsweep slowed down.
 pub fn requests_line(r: &Requests) -> String {
-    format!(
-        "{} (LIST {}, GET {}, HEAD {}, PUT {}, COPY {}, DELETE {})",
+    let mut s = format!(
+        "{} (LIST {}, GET {}, HEAD {}, PUT {}, COPY {}, DELETE {}); {} in flight at most",
         r.total(),
         r.list,
         r.get,
         r.head,
         r.put,
         r.copy,
-        r.delete
-    )
+        r.delete,
+        r.peak_in_flight
+    );
+    if r.throttled > 0 {
+        s += &format!(
+            "; the store throttled {} (503 SlowDown): slowed to {} in flight",
+            plural(r.throttled as usize, "request", "requests"),
+            r.lowest_in_flight
+        );
+    }
+    s
 }
 
 /// What the images in use and the ledger protected, in a few lines.

@@ -173,6 +173,11 @@ impl Cache {
         }
     }
 
+    /// Whether the file holds `d` (without counting it as used).
+    pub fn holds(&self, d: &Digest) -> bool {
+        self.known.find(d).is_some()
+    }
+
     /// What manifest `d` references, when the cache holds it.
     pub fn get(&self, d: &Digest) -> Option<Manifest> {
         let i = self.known.find(d)?;

@@ -72,14 +72,31 @@ pub fn load_manifests<S: Storage>(
             out.add_prepared(p);
         }
     };
-    for chunk in present.chunks(4096) {
-        let digests: Vec<Digest> = chunk
-            .iter()
-            .map(|&i| layout.blobs[i as usize].digest)
-            .collect();
-        load(&digests, &mut out, &mut next);
-    }
+    // The manifests of the next chunk are fetched while this one is parsed: an object store
+    // keeps many requests in flight, and the reads below are answered from memory.
+    let in_store = |d: &Digest| layout.blobs.binary_search_by(|b| b.digest.cmp(d)).is_ok();
+    let to_read = |chunk: &[Digest]| -> Vec<String> {
+        (chunk.iter())
+            .filter(|d| !(cache.is_some_and(|c| c.holds(d)) && in_store(d)))
+            .map(|d| rel.blob_data(d).to_string_lossy().into_owned())
+            .collect()
+    };
+    let chunks: Vec<Vec<Digest>> = (present.chunks(4096))
+        .map(|c| c.iter().map(|&i| layout.blobs[i as usize].digest).collect())
+        .collect();
     drop(present);
+    if let Some(first) = chunks.first() {
+        v2h.prefetch_files(&to_read(first), MAX_MANIFEST_BYTES);
+    }
+    for (i, chunk) in chunks.iter().enumerate() {
+        let ahead = || {
+            if let Some(next) = chunks.get(i + 1) {
+                v2h.prefetch_files(&to_read(next), MAX_MANIFEST_BYTES);
+            }
+        };
+        rayon::join(ahead, || load(chunk, &mut out, &mut next));
+    }
+    drop(chunks);
     // Then what the links name but the store lacks, and index children, until none is left.
     wanted.append(&mut next);
     while !wanted.is_empty() {
@@ -88,6 +105,7 @@ pub fn load_manifests<S: Storage>(
         wanted.retain(|d| !out.contains(d));
         bar.inc_length(wanted.len() as u64);
         for chunk in wanted.chunks(4096) {
+            v2h.prefetch_files(&to_read(chunk), MAX_MANIFEST_BYTES);
             load(chunk, &mut out, &mut next);
         }
         wanted = std::mem::take(&mut next);

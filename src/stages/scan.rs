@@ -115,16 +115,41 @@ pub(super) fn scan_blobs<F: Folder>(
     // concatenated at the end, would hold every blob twice at the peak. Growing one large
     // vector costs no copy (realloc of a mapped block remaps it) and its slack is never touched.
     let all: Mutex<BlobScan> = Mutex::default();
-    prefixes.par_iter().for_each(|(prefix, path, kind)| {
-        let found = scan_prefix(&sha, prefix, path, *kind, findings);
-        all.lock().unwrap_or_else(|e| e.into_inner()).append(found);
-        bar.inc(1);
-    });
+    // In waves: an object store lists the next wave's prefixes, all at once, while this
+    // wave's are scanned; memory holds two waves' listings at most.
+    let waves: Vec<&[(String, std::path::PathBuf, Kind)]> = prefixes.chunks(PREFIX_WAVE).collect();
+    let names = |wave: &[(String, std::path::PathBuf, Kind)]| -> Vec<String> {
+        (wave.iter())
+            .filter(|(_, _, k)| *k == Kind::Dir)
+            .map(|(n, _, _)| n.clone())
+            .collect()
+    };
+    if let Some(first) = waves.first() {
+        sha.prefetch_listings(&names(first));
+    }
+    for (i, wave) in waves.iter().enumerate() {
+        let ahead = || {
+            if let Some(next) = waves.get(i + 1) {
+                sha.prefetch_listings(&names(next));
+            }
+        };
+        let scan = || {
+            wave.par_iter().for_each(|(prefix, path, kind)| {
+                let found = scan_prefix(&sha, prefix, path, *kind, findings);
+                all.lock().unwrap_or_else(|e| e.into_inner()).append(found);
+                bar.inc(1);
+            })
+        };
+        rayon::join(ahead, scan);
+    }
     bar.finish();
     let mut all = all.into_inner().unwrap_or_else(|e| e.into_inner());
     all.blobs.shrink_to_fit();
     all
 }
+
+/// Blob prefixes listed ahead at once (a quarter of the 256).
+const PREFIX_WAVE: usize = 64;
 
 /// The blobs of one `blobs/sha256/xx` folder.
 pub(super) fn scan_prefix<F: Folder>(

@@ -195,6 +195,13 @@ pub trait Folder: Sized + Send + Sync {
     fn whole(self) -> io::Result<Self> {
         Ok(self)
     }
+    /// A hint that the files `rels` (below this folder, each at most `limit` bytes) are about to
+    /// be read: an object store fetches them now, many requests in flight at once, and answers
+    /// the reads from memory. On disk: nothing.
+    fn prefetch_files(&self, _rels: &[String], _limit: u64) {}
+    /// A hint that the folders `rels` are about to be opened and read `whole`: an object store
+    /// lists them all now, many at once. On disk: nothing.
+    fn prefetch_listings(&self, _rels: &[String]) {}
 }
 
 /// A registry's storage, opened: its top folder, where it is, and its lock.
@@ -246,6 +253,15 @@ pub struct Requests {
     pub put: u64,
     pub copy: u64,
     pub delete: u64,
+    /// Answers of 503 (SlowDown) or 429: the store asked for fewer requests.
+    #[serde(default)]
+    pub throttled: u64,
+    /// The most requests that were in flight at once.
+    #[serde(default)]
+    pub peak_in_flight: u64,
+    /// The fewest in flight that throttling brought the bound down to (0: never throttled).
+    #[serde(default)]
+    pub lowest_in_flight: u64,
 }
 
 impl Requests {

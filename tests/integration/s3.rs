@@ -511,6 +511,22 @@ fn throttling_is_retried_then_reported_and_a_refusal_is_one_line() {
     assert_eq!(proxy.counts()["failed"], 3, "{}", proxy.counts());
     let du: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(du["summary"]["blobs"], 3, "{du}");
+    let requests = &du["summary"]["requests"];
+    assert_eq!(requests["throttled"], 3, "{du}");
+    let lowest = requests["lowest_in_flight"].as_u64().unwrap();
+    assert!((1..=32).contains(&lowest), "three halvings of 256: {du}");
+    drop(proxy);
+
+    // Requests in flight stay within --s3-concurrency, and a rate limit still finishes.
+    let proxy = S3Proxy::start(&moto.endpoint, 0);
+    let (code, out, err) = run(&[
+        "gc", "--root", &root, "--s3-endpoint", &proxy.endpoint, "--dry-run", "--format",
+        "json", "--s3-concurrency", "2", "--max-requests-per-second", "50", "--no-cache",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let gc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let peak = gc["summary"]["requests"]["peak_in_flight"].as_u64().unwrap();
+    assert!((1..=2).contains(&peak), "{gc}");
     drop(proxy);
 
     // Throttled for good: the run gives up after its retries, in one line, and exits 1.
@@ -607,7 +623,7 @@ fn the_s3_backend_conforms_to_the_seam() {
         region: Some("us-east-1".into()),
         access_key: Some("testing".into()),
         secret_key: Some("testing".into()),
-        session_token: None,
+        ..Default::default()
     };
     let store = regsweep::storage::s3::S3Storage::open(&root).unwrap();
     regsweep::storage::conformance::check(&store).unwrap();

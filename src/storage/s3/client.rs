@@ -13,6 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::gate::Gate;
+
 /// Requests made, by kind, counted at the HTTP layer (so list pages and retries count too).
 #[derive(Debug, Default)]
 pub(super) struct Counts {
@@ -44,7 +46,7 @@ impl Counts {
         tracing::trace!(method = %req.method(), uri = %req.uri(), "s3 request");
     }
 
-    pub(super) fn snapshot(&self) -> Requests {
+    pub(super) fn snapshot(&self, gate: &Gate) -> Requests {
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Requests {
             list: n(&self.list),
@@ -53,27 +55,46 @@ impl Counts {
             put: n(&self.put),
             copy: n(&self.copy),
             delete: n(&self.delete),
+            throttled: n(&gate.throttled),
+            peak_in_flight: gate.peak.load(Ordering::Relaxed) as u64,
+            lowest_in_flight: gate.lowest.load(Ordering::Relaxed) as u64,
         }
     }
 }
 
-/// The crate's own HTTP client, with every request counted on its way out.
-#[derive(Debug)]
+/// The crate's own HTTP client, with every request through the gate and counted on its way out.
 pub(super) struct Counted {
     pub(super) inner: HttpClient,
     pub(super) counts: Arc<Counts>,
+    pub(super) gate: Arc<Gate>,
+}
+
+impl std::fmt::Debug for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Counted")
+    }
 }
 
 #[async_trait::async_trait]
 impl HttpService for Counted {
     async fn call(&self, req: HttpRequest) -> std::result::Result<HttpResponse, HttpError> {
+        self.gate.enter().await;
         self.counts.count(&req);
-        self.inner.execute(req).await
+        let r = self.inner.execute(req).await;
+        // SlowDown is a 503 on S3 (some S3-compatible stores say 429).
+        let throttled = matches!(&r, Ok(resp) if resp.status() == 503 || resp.status() == 429);
+        self.gate.leave(throttled);
+        r
     }
 }
 
-#[derive(Debug)]
-pub(super) struct CountingConnector(pub(super) Arc<Counts>);
+pub(super) struct CountingConnector(pub(super) Arc<Counts>, pub(super) Arc<Gate>);
+
+impl std::fmt::Debug for CountingConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CountingConnector")
+    }
+}
 
 impl HttpConnector for CountingConnector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
@@ -81,6 +102,7 @@ impl HttpConnector for CountingConnector {
         Ok(HttpClient::new(Counted {
             inner,
             counts: self.0.clone(),
+            gate: self.1.clone(),
         }))
     }
 }
@@ -90,6 +112,9 @@ pub(super) struct Inner {
     pub(super) store: AmazonS3,
     pub(super) rt: tokio::runtime::Runtime,
     pub(super) counts: Arc<Counts>,
+    pub(super) gate: Arc<Gate>,
+    /// Files fetched and folders listed ahead of the stages.
+    pub(super) ahead: super::ahead::Ahead,
     /// `s3://bucket/prefix`, for messages.
     pub(super) url: String,
 }
@@ -138,17 +163,7 @@ impl Inner {
 
     /// Every object below `prefix` (a key prefix ending in `/`), sorted by key.
     pub(super) fn list_all(&self, prefix: &str) -> io::Result<Vec<Obj>> {
-        let key = key_path(prefix.trim_end_matches('/'))?;
-        let mut out: Vec<Obj> = self.block(async {
-            let mut stream = self.store.list(Some(&key));
-            let mut out = Vec::new();
-            while let Some(meta) = stream.next().await {
-                out.push(Obj::from(meta.map_err(io_error)?));
-            }
-            Ok::<_, io::Error>(out)
-        })?;
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+        self.block(self.list_all_async(prefix))
     }
 }
 

@@ -211,6 +211,15 @@ impl Folder for S3Folder {
         if let Some(None) = self.listed(&key) {
             return Err(ReadError::Missing);
         }
+        if let Some(got) = self.inner.ahead.take_file(&key) {
+            let (bytes, o) = got.map_err(|m| m.into_read_error())?;
+            let file = S3File {
+                inner: self.inner.clone(),
+                stream: futures_util::stream::empty().boxed(),
+                buf: bytes,
+            };
+            return Ok((file, stat_of(o.size, o.mtime_ns, Kind::File)));
+        }
         self.get(&key)
     }
 
@@ -233,7 +242,7 @@ impl Folder for S3Folder {
             }
             None => {}
         }
-        let (f, st) = self.get(&key)?;
+        let (f, st) = self.open_file(rel)?;
         crate::storage::seam::read_bounded(f, st.size, limit).map(|buf| (buf, st))
     }
 
@@ -333,11 +342,33 @@ impl Folder for S3Folder {
         if self.snap.is_some() {
             return Ok(self);
         }
-        let snap = self.inner.list_all(&self.prefix)?;
+        let snap = match self.inner.ahead.take_listing(&self.prefix) {
+            Some(listed) => listed?,
+            None => Arc::new(self.inner.list_wide(&self.prefix)?),
+        };
         Ok(S3Folder {
-            snap: Some(Arc::new(snap)),
+            snap: Some(snap),
             ..self
         })
+    }
+
+    fn prefetch_files(&self, rels: &[String], limit: u64) {
+        let keys: Vec<String> = (rels.iter())
+            .filter_map(|r| self.key(Path::new(r)).ok())
+            .filter(|k| self.listed(k).is_none_or(|o| o.is_some()))
+            .collect();
+        self.inner.fetch_files(keys, limit);
+    }
+
+    fn prefetch_listings(&self, rels: &[String]) {
+        if self.snap.is_some() {
+            return;
+        }
+        let prefixes = (rels.iter())
+            .filter_map(|r| check_rel(Path::new(r)).ok())
+            .map(|r| format!("{}{r}/", self.prefix))
+            .collect();
+        self.inner.fetch_listings(prefixes);
     }
 }
 

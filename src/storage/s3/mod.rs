@@ -45,6 +45,10 @@ pub struct S3Root {
     pub access_key: Option<String>,
     pub secret_key: Option<String>,
     pub session_token: Option<String>,
+    /// `--s3-concurrency`: requests in flight at most (default [`gate::DEFAULT_CONCURRENCY`]).
+    pub concurrency: Option<usize>,
+    /// `--max-requests-per-second`.
+    pub max_rps: Option<u32>,
 }
 
 impl S3Root {
@@ -66,8 +70,10 @@ impl S3Root {
     }
 }
 
+mod ahead;
 mod client;
 mod folder;
+pub mod gate;
 
 use client::*;
 use folder::*;
@@ -91,9 +97,18 @@ impl S3Storage {
             message,
         };
         let counts = Arc::new(Counts::default());
+        let concurrency = root.concurrency.unwrap_or(gate::DEFAULT_CONCURRENCY);
+        let gate = Arc::new(gate::Gate::new(concurrency, root.max_rps));
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(&root.bucket)
-            .with_http_connector(CountingConnector(counts.clone()))
+            .with_http_connector(CountingConnector(counts.clone(), gate.clone()))
+            // Keeps as many connections open as requests may be in flight.
+            .with_config(
+                object_store::aws::AmazonS3ConfigKey::Client(
+                    object_store::ClientConfigKey::PoolMaxIdlePerHost,
+                ),
+                concurrency.to_string(),
+            )
             .with_retry(RetryConfig {
                 max_retries: 5,
                 retry_timeout: Duration::from_secs(30),
@@ -130,6 +145,8 @@ impl S3Storage {
             store,
             rt,
             counts,
+            gate,
+            ahead: ahead::Ahead::default(),
             url: url.clone(),
         });
         let v2_prefix = format!("{}docker/registry/v2/", root.key_prefix());
@@ -294,7 +311,7 @@ impl Storage for S3Storage {
         blobs.iter().map(|(_, t)| *t).collect()
     }
     fn requests(&self) -> Option<Requests> {
-        Some(self.inner.counts.snapshot())
+        Some(self.inner.counts.snapshot(&self.inner.gate))
     }
     fn capabilities(&self) -> Capabilities {
         Capabilities {

@@ -1,0 +1,228 @@
+//! Requests made ahead, many in flight at once on the backend's runtime (the gate bounds them):
+//! files fetched before the stages read them, folders listed before the stages open them, and a
+//! large prefix listed as many ranges at once instead of one chain of pages.
+
+use super::client::*;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Why a file fetched ahead cannot be read (kept to be answered when the stage reads it).
+#[derive(Debug, Clone)]
+pub(super) enum Miss {
+    Missing,
+    TooLarge(u64),
+    Failed(io::ErrorKind, String),
+}
+
+impl Miss {
+    pub(super) fn into_read_error(self) -> crate::storage::seam::ReadError {
+        use crate::storage::seam::ReadError;
+        match self {
+            Miss::Missing => ReadError::Missing,
+            Miss::TooLarge(n) => ReadError::TooLarge(n),
+            Miss::Failed(kind, why) => ReadError::Io(io::Error::new(kind, why)),
+        }
+    }
+}
+
+/// What was fetched and listed ahead, until the stages take it.
+#[derive(Default)]
+pub(super) struct Ahead {
+    files: Mutex<HashMap<String, Result<(Bytes, Obj), Miss>>>,
+    listings: Mutex<HashMap<String, Result<Arc<Vec<Obj>>, (io::ErrorKind, String)>>>,
+    /// Bytes of files held: fetching stops adding past `BUDGET`.
+    held: AtomicU64,
+}
+
+/// The most bytes of fetched files held at once; past it, files are read when asked.
+const BUDGET: u64 = 256 << 20;
+
+/// Key ranges a large prefix is listed in at most.
+const MAX_RANGES: usize = 256;
+
+impl Ahead {
+    pub(super) fn take_file(&self, key: &str) -> Option<Result<(Bytes, Obj), Miss>> {
+        let got = self.files.lock().unwrap_or_else(|e| e.into_inner()).remove(key)?;
+        if let Ok((b, _)) = &got {
+            self.held.fetch_sub(b.len() as u64, Ordering::Relaxed);
+        }
+        Some(got)
+    }
+
+    pub(super) fn take_listing(&self, prefix: &str) -> Option<io::Result<Arc<Vec<Obj>>>> {
+        let got = self.listings.lock().unwrap_or_else(|e| e.into_inner()).remove(prefix)?;
+        Some(got.map_err(|(kind, why)| io::Error::new(kind, why)))
+    }
+}
+
+impl Inner {
+    /// GETs every key at once (the gate bounds the requests in flight), keeping each body up
+    /// to `limit` bytes for `take_file`.
+    pub(super) fn fetch_files(&self, keys: Vec<String>, limit: u64) {
+        self.block(async {
+            let gets = keys.into_iter().map(|key| async move {
+                let got = self.fetch_one(&key, limit).await;
+                if let Ok((b, _)) = &got {
+                    let held = self.ahead.held.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    if held + b.len() as u64 > BUDGET {
+                        self.ahead.held.fetch_sub(b.len() as u64, Ordering::Relaxed);
+                        return;
+                    }
+                }
+                (self.ahead.files.lock().unwrap_or_else(|e| e.into_inner())).insert(key, got);
+            });
+            futures_util::stream::iter(gets)
+                .buffer_unordered(self.gate_width())
+                .collect::<Vec<()>>()
+                .await;
+        });
+    }
+
+    async fn fetch_one(&self, key: &str, limit: u64) -> Result<(Bytes, Obj), Miss> {
+        let path = key_path(key).map_err(|e| Miss::Failed(e.kind(), e.to_string()))?;
+        let fail = |e: object_store::Error| match e {
+            object_store::Error::NotFound { .. } => Miss::Missing,
+            e => {
+                let e = io_error(e);
+                Miss::Failed(e.kind(), e.to_string())
+            }
+        };
+        let got = self.store.get(&path).await.map_err(fail)?;
+        let meta = Obj::from(got.meta.clone());
+        if meta.size > limit {
+            return Err(Miss::TooLarge(meta.size));
+        }
+        let bytes = got.bytes().await.map_err(fail)?;
+        if bytes.len() as u64 > limit {
+            return Err(Miss::TooLarge(bytes.len() as u64));
+        }
+        Ok((bytes, meta))
+    }
+
+    /// Lists every prefix whole, all at once, for `take_listing`.
+    pub(super) fn fetch_listings(&self, prefixes: Vec<String>) {
+        self.block(async {
+            let lists = prefixes.into_iter().map(|p| async move {
+                let r = self.list_all_async(&p).await;
+                let r = r.map(Arc::new).map_err(|e| (e.kind(), e.to_string()));
+                (self.ahead.listings.lock().unwrap_or_else(|e| e.into_inner())).insert(p, r);
+            });
+            futures_util::stream::iter(lists)
+                .buffer_unordered(self.gate_width())
+                .collect::<Vec<()>>()
+                .await;
+        });
+    }
+
+    /// Tasks started at once: as many as may be in flight, so that the gate stays full.
+    fn gate_width(&self) -> usize {
+        self.gate.max().max(1)
+    }
+
+    /// Every object below `prefix`, as `list_all`, but a prefix of more than one page is listed
+    /// as key ranges at once, cut at the names a delimiter listing finds below it: the chain of
+    /// pages that must follow one another is a range's, not the whole prefix's.
+    pub(super) fn list_wide(&self, prefix: &str) -> io::Result<Vec<Obj>> {
+        self.block(async {
+            let key = key_path(prefix.trim_end_matches('/'))?;
+            // One page says whether there is more than one.
+            let mut first = Vec::new();
+            let mut stream = self.store.list(Some(&key));
+            while first.len() < 1000 {
+                match stream.next().await {
+                    Some(m) => first.push(Obj::from(m.map_err(io_error)?)),
+                    None => return Ok(sorted(first)),
+                }
+            }
+            drop(stream);
+            let (bounds, mut out) = self.boundaries(prefix).await?;
+            if bounds.len() < 2 {
+                out.extend(self.list_all_async(prefix).await?);
+                return Ok(sorted(out));
+            }
+            // As many ranges as the first page suggests pages, two pages a range.
+            let last = &first[first.len() - 1].key;
+            let in_first = bounds.partition_point(|b| b.as_str() <= last.as_str()).max(1);
+            let pages = bounds.len().div_ceil(in_first);
+            let ranges = pages.div_ceil(2).clamp(1, MAX_RANGES).min(bounds.len());
+            let per = bounds.len().div_ceil(ranges);
+            let starts: Vec<&String> = bounds.iter().step_by(per).collect();
+            let lists = (0..starts.len()).map(|i| {
+                let end = starts.get(i + 1).map(|s| s.as_str());
+                self.list_range(prefix, starts[i], end)
+            });
+            let parts = futures_util::future::try_join_all(lists).await?;
+            out.extend(parts.into_iter().flatten());
+            Ok(sorted(out))
+        })
+    }
+
+    /// The prefixes one or two levels below `prefix` (enough to cut it in ranges), with the
+    /// objects found directly on the way.
+    async fn boundaries(&self, prefix: &str) -> io::Result<(Vec<String>, Vec<Obj>)> {
+        let (mut bounds, mut objects) = self.children(prefix).await?;
+        if bounds.len() < 64 {
+            let below = futures_util::future::try_join_all(bounds.iter().map(|b| self.children(b))).await?;
+            let mut deeper = Vec::new();
+            for (b, (sub, objs)) in bounds.iter().zip(below) {
+                objects.extend(objs);
+                if sub.is_empty() {
+                    deeper.push(b.clone());
+                } else {
+                    deeper.extend(sub);
+                }
+            }
+            bounds = deeper;
+        }
+        bounds.sort();
+        Ok((bounds, objects))
+    }
+
+    /// A delimiter listing: the prefixes (ending in `/`) and the objects directly below.
+    async fn children(&self, prefix: &str) -> io::Result<(Vec<String>, Vec<Obj>)> {
+        let key = key_path(prefix.trim_end_matches('/'))?;
+        let listed = self.store.list_with_delimiter(Some(&key)).await.map_err(io_error)?;
+        let prefixes = (listed.common_prefixes.iter()).map(|p| format!("{p}/")).collect();
+        Ok((prefixes, listed.objects.into_iter().map(Obj::from).collect()))
+    }
+
+    /// The objects from `start` (a prefix below `prefix`) up to `end` (excluded).
+    async fn list_range(&self, prefix: &str, start: &str, end: Option<&str>) -> io::Result<Vec<Obj>> {
+        let key = key_path(prefix.trim_end_matches('/'))?;
+        // Listing starts after the offset: just before `start` (its final `/` as `.`, which
+        // sorts right before it).
+        let offset = key_path(&format!("{}.", start.trim_end_matches('/')))?;
+        let mut stream = self.store.list_with_offset(Some(&key), &offset);
+        let mut out = Vec::new();
+        while let Some(m) = stream.next().await {
+            let o = Obj::from(m.map_err(io_error)?);
+            if end.is_some_and(|e| o.key.as_str() >= e) {
+                break;
+            }
+            out.push(o);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn list_all_async(&self, prefix: &str) -> io::Result<Vec<Obj>> {
+        let key = key_path(prefix.trim_end_matches('/'))?;
+        let mut stream = self.store.list(Some(&key));
+        let mut out = Vec::new();
+        while let Some(meta) = stream.next().await {
+            out.push(Obj::from(meta.map_err(io_error)?));
+        }
+        Ok(sorted(out))
+    }
+}
+
+/// Sorted by key, each key once (ranges cut at names with a `.` may overlap).
+fn sorted(mut v: Vec<Obj>) -> Vec<Obj> {
+    v.sort_by(|a, b| a.key.cmp(&b.key));
+    v.dedup_by(|a, b| a.key == b.key);
+    v
+}
