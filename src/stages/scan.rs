@@ -26,11 +26,21 @@ pub fn scan<S: Storage>(store: &S, opts: ScanOptions, progress: &dyn Progress) -
     // Blobs first, so that each repository files its layer links by blob index as it is read
     // (16 bytes each instead of 40). Scanning both trees at once was no faster: each walk
     // keeps every worker busy on its own.
+    // An object store lists the repositories while the blob store is scanned.
+    let started = std::time::Instant::now();
+    let (scanned, ()) = rayon::join(
+        || scan_blobs(v2h, &paths, &findings, progress),
+        || v2h.prefetch_listings(&[REPOSITORIES.to_string()]),
+    );
     let BlobScan {
         mut blobs,
         empty: empty_blob_dirs,
         allocated: allocated_bytes,
-    } = scan_blobs(v2h, &paths, &findings, progress);
+    } = scanned;
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "blob store scanned"
+    );
     // Refs are 4-byte indices into the blob list, with room past its end for digests that
     // manifests name but the store lacks: refuse, rather than let an index wrap.
     const MAX_BLOBS: usize = 1 << 31;
@@ -45,6 +55,10 @@ pub fn scan<S: Storage>(store: &S, opts: ScanOptions, progress: &dyn Progress) -
     }
     blobs.par_sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
     let repos = scan_repositories(v2h, &paths, &findings, opts, &blobs);
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "repositories scanned"
+    );
     if let Some(staging) = open_sub(v2h, STAGING_DIR, &v2.join(STAGING_DIR), &findings, None) {
         for (_, path, _) in list(&staging, &v2.join(STAGING_DIR), &findings, None) {
             findings.staged(path);

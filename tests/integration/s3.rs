@@ -520,12 +520,25 @@ fn throttling_is_retried_then_reported_and_a_refusal_is_one_line() {
     // Requests in flight stay within --s3-concurrency, and a rate limit still finishes.
     let proxy = S3Proxy::start(&moto.endpoint, 0);
     let (code, out, err) = run(&[
-        "gc", "--root", &root, "--s3-endpoint", &proxy.endpoint, "--dry-run", "--format",
-        "json", "--s3-concurrency", "2", "--max-requests-per-second", "50", "--no-cache",
+        "gc",
+        "--root",
+        &root,
+        "--s3-endpoint",
+        &proxy.endpoint,
+        "--dry-run",
+        "--format",
+        "json",
+        "--s3-concurrency",
+        "2",
+        "--max-requests-per-second",
+        "50",
+        "--no-cache",
     ]);
     assert_eq!(code, 0, "{err}");
     let gc: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let peak = gc["summary"]["requests"]["peak_in_flight"].as_u64().unwrap();
+    let peak = gc["summary"]["requests"]["peak_in_flight"]
+        .as_u64()
+        .unwrap();
     assert!((1..=2).contains(&peak), "{gc}");
     drop(proxy);
 

@@ -30,11 +30,16 @@ impl Miss {
     }
 }
 
+/// A file fetched ahead: its bytes and what the store said of it, or why not.
+type Fetched = Result<(Bytes, Obj), Miss>;
+/// A folder listed ahead, or why not.
+type Listed = Result<Arc<Vec<Obj>>, (io::ErrorKind, String)>;
+
 /// What was fetched and listed ahead, until the stages take it.
 #[derive(Default)]
 pub(super) struct Ahead {
-    files: Mutex<HashMap<String, Result<(Bytes, Obj), Miss>>>,
-    listings: Mutex<HashMap<String, Result<Arc<Vec<Obj>>, (io::ErrorKind, String)>>>,
+    files: Mutex<HashMap<String, Fetched>>,
+    listings: Mutex<HashMap<String, Listed>>,
     /// Bytes of files held: fetching stops adding past `BUDGET`.
     held: AtomicU64,
 }
@@ -42,12 +47,18 @@ pub(super) struct Ahead {
 /// The most bytes of fetched files held at once; past it, files are read when asked.
 const BUDGET: u64 = 256 << 20;
 
-/// Key ranges a large prefix is listed in at most.
+/// Key ranges a prefix of many small names is listed in at most.
 const MAX_RANGES: usize = 256;
+/// Levels of names a prefix is split along at most.
+const MAX_DEPTH: usize = 4;
 
 impl Ahead {
-    pub(super) fn take_file(&self, key: &str) -> Option<Result<(Bytes, Obj), Miss>> {
-        let got = self.files.lock().unwrap_or_else(|e| e.into_inner()).remove(key)?;
+    pub(super) fn take_file(&self, key: &str) -> Option<Fetched> {
+        let got = self
+            .files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)?;
         if let Ok((b, _)) = &got {
             self.held.fetch_sub(b.len() as u64, Ordering::Relaxed);
         }
@@ -55,7 +66,11 @@ impl Ahead {
     }
 
     pub(super) fn take_listing(&self, prefix: &str) -> Option<io::Result<Arc<Vec<Obj>>>> {
-        let got = self.listings.lock().unwrap_or_else(|e| e.into_inner()).remove(prefix)?;
+        let got = self
+            .listings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(prefix)?;
         Some(got.map_err(|(kind, why)| io::Error::new(kind, why)))
     }
 }
@@ -83,7 +98,7 @@ impl Inner {
         });
     }
 
-    async fn fetch_one(&self, key: &str, limit: u64) -> Result<(Bytes, Obj), Miss> {
+    async fn fetch_one(&self, key: &str, limit: u64) -> Fetched {
         let path = key_path(key).map_err(|e| Miss::Failed(e.kind(), e.to_string()))?;
         let fail = |e: object_store::Error| match e {
             object_store::Error::NotFound { .. } => Miss::Missing,
@@ -106,11 +121,19 @@ impl Inner {
 
     /// Lists every prefix whole, all at once, for `take_listing`.
     pub(super) fn fetch_listings(&self, prefixes: Vec<String>) {
+        let started = std::time::Instant::now();
+        let n = prefixes.len();
+        let _guard = Finished(started, n);
         self.block(async {
             let lists = prefixes.into_iter().map(|p| async move {
-                let r = self.list_all_async(&p).await;
+                let r = self.list_wide_async(p.clone(), 0).await;
                 let r = r.map(Arc::new).map_err(|e| (e.kind(), e.to_string()));
-                (self.ahead.listings.lock().unwrap_or_else(|e| e.into_inner())).insert(p, r);
+                (self
+                    .ahead
+                    .listings
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()))
+                .insert(p, r);
             });
             futures_util::stream::iter(lists)
                 .buffer_unordered(self.gate_width())
@@ -125,10 +148,21 @@ impl Inner {
     }
 
     /// Every object below `prefix`, as `list_all`, but a prefix of more than one page is listed
-    /// as key ranges at once, cut at the names a delimiter listing finds below it: the chain of
-    /// pages that must follow one another is a range's, not the whole prefix's.
+    /// in parts at once, cut at the names a delimiter listing finds below it: the chain of pages
+    /// that must follow one another is a part's, not the whole prefix's.
     pub(super) fn list_wide(&self, prefix: &str) -> io::Result<Vec<Obj>> {
-        self.block(async {
+        self.block(self.list_wide_async(prefix.to_string(), 0))
+    }
+
+    /// Parts: below a name of more than a page or two (a namespace, a large repository), each
+    /// name on its own, recursively; among many small names (blob folders), key ranges of about
+    /// two pages each.
+    fn list_wide_async(
+        &self,
+        prefix: String,
+        depth: usize,
+    ) -> futures_util::future::BoxFuture<'_, io::Result<Vec<Obj>>> {
+        Box::pin(async move {
             let key = key_path(prefix.trim_end_matches('/'))?;
             // One page says whether there is more than one.
             let mut first = Vec::new();
@@ -140,59 +174,59 @@ impl Inner {
                 }
             }
             drop(stream);
-            let (bounds, mut out) = self.boundaries(prefix).await?;
-            if bounds.len() < 2 {
-                out.extend(self.list_all_async(prefix).await?);
-                return Ok(sorted(out));
+            let (bounds, mut out) = self.children(&prefix).await?;
+            if bounds.len() < 2 || depth >= MAX_DEPTH {
+                return self.list_all_async(&prefix).await;
             }
-            // As many ranges as the first page suggests pages, two pages a range.
             let last = &first[first.len() - 1].key;
-            let in_first = bounds.partition_point(|b| b.as_str() <= last.as_str()).max(1);
-            let pages = bounds.len().div_ceil(in_first);
-            let ranges = pages.div_ceil(2).clamp(1, MAX_RANGES).min(bounds.len());
-            let per = bounds.len().div_ceil(ranges);
-            let starts: Vec<&String> = bounds.iter().step_by(per).collect();
-            let lists = (0..starts.len()).map(|i| {
-                let end = starts.get(i + 1).map(|s| s.as_str());
-                self.list_range(prefix, starts[i], end)
-            });
-            let parts = futures_util::future::try_join_all(lists).await?;
+            let in_first = bounds
+                .partition_point(|b| b.as_str() <= last.as_str())
+                .max(1);
+            let parts = if in_first <= 2 {
+                // Names of a page or more each: each listed on its own, split again if large.
+                let lists = bounds
+                    .into_iter()
+                    .map(|b| self.list_wide_async(b, depth + 1));
+                futures_util::future::try_join_all(lists).await?
+            } else {
+                // Many small names: ranges of about two pages.
+                let per = (2 * in_first).max(bounds.len().div_ceil(MAX_RANGES));
+                let starts: Vec<&String> = bounds.iter().step_by(per).collect();
+                let lists = (0..starts.len()).map(|i| {
+                    let end = starts.get(i + 1).map(|s| s.as_str());
+                    self.list_range(&prefix, starts[i], end)
+                });
+                futures_util::future::try_join_all(lists).await?
+            };
             out.extend(parts.into_iter().flatten());
             Ok(sorted(out))
         })
     }
 
-    /// The prefixes one or two levels below `prefix` (enough to cut it in ranges), with the
-    /// objects found directly on the way.
-    async fn boundaries(&self, prefix: &str) -> io::Result<(Vec<String>, Vec<Obj>)> {
-        let (mut bounds, mut objects) = self.children(prefix).await?;
-        if bounds.len() < 64 {
-            let below = futures_util::future::try_join_all(bounds.iter().map(|b| self.children(b))).await?;
-            let mut deeper = Vec::new();
-            for (b, (sub, objs)) in bounds.iter().zip(below) {
-                objects.extend(objs);
-                if sub.is_empty() {
-                    deeper.push(b.clone());
-                } else {
-                    deeper.extend(sub);
-                }
-            }
-            bounds = deeper;
-        }
-        bounds.sort();
-        Ok((bounds, objects))
-    }
-
     /// A delimiter listing: the prefixes (ending in `/`) and the objects directly below.
     async fn children(&self, prefix: &str) -> io::Result<(Vec<String>, Vec<Obj>)> {
         let key = key_path(prefix.trim_end_matches('/'))?;
-        let listed = self.store.list_with_delimiter(Some(&key)).await.map_err(io_error)?;
-        let prefixes = (listed.common_prefixes.iter()).map(|p| format!("{p}/")).collect();
-        Ok((prefixes, listed.objects.into_iter().map(Obj::from).collect()))
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&key))
+            .await
+            .map_err(io_error)?;
+        let prefixes = (listed.common_prefixes.iter())
+            .map(|p| format!("{p}/"))
+            .collect();
+        Ok((
+            prefixes,
+            listed.objects.into_iter().map(Obj::from).collect(),
+        ))
     }
 
     /// The objects from `start` (a prefix below `prefix`) up to `end` (excluded).
-    async fn list_range(&self, prefix: &str, start: &str, end: Option<&str>) -> io::Result<Vec<Obj>> {
+    async fn list_range(
+        &self,
+        prefix: &str,
+        start: &str,
+        end: Option<&str>,
+    ) -> io::Result<Vec<Obj>> {
         let key = key_path(prefix.trim_end_matches('/'))?;
         // Listing starts after the offset: just before `start` (its final `/` as `.`, which
         // sorts right before it).
@@ -225,4 +259,15 @@ fn sorted(mut v: Vec<Obj>) -> Vec<Obj> {
     v.sort_by(|a, b| a.key.cmp(&b.key));
     v.dedup_by(|a, b| a.key == b.key);
     v
+}
+
+struct Finished(std::time::Instant, usize);
+impl Drop for Finished {
+    fn drop(&mut self) {
+        tracing::debug!(
+            prefixes = self.1,
+            seconds = self.0.elapsed().as_secs_f64(),
+            "listed ahead"
+        );
+    }
 }

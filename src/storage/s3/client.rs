@@ -46,6 +46,20 @@ impl Counts {
         tracing::trace!(method = %req.method(), uri = %req.uri(), "s3 request");
     }
 
+    pub(super) fn total(&self) -> u64 {
+        [
+            &self.list,
+            &self.get,
+            &self.head,
+            &self.put,
+            &self.copy,
+            &self.delete,
+        ]
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed))
+        .sum()
+    }
+
     pub(super) fn snapshot(&self, gate: &Gate) -> Requests {
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Requests {

@@ -88,7 +88,11 @@ impl Gate {
 
     /// `None` when a token was taken; else how long until one is due.
     fn take_token(&self) -> Option<Duration> {
-        let mut b = self.rate.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
+        let mut b = self
+            .rate
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * b.per_second)
             .min(b.per_second.max(1.0));
@@ -114,7 +118,10 @@ impl Gate {
             if seen == 0 || lower < seen {
                 self.lowest.store(lower, Ordering::Relaxed);
             }
-            tracing::info!(in_flight = lower, "the store throttles (503): fewer requests in flight");
+            tracing::info!(
+                in_flight = lower,
+                "the store throttles (503): fewer requests in flight"
+            );
         } else if limit < self.max && self.streak.fetch_add(1, Ordering::Relaxed) + 1 >= limit {
             self.streak.store(0, Ordering::Relaxed);
             self.limit.store(limit + 1, Ordering::Release);
@@ -145,8 +152,18 @@ mod tests {
         for _ in 0..7 {
             g.leave(false);
         }
-        assert_eq!(g.limit.load(Ordering::Relaxed), 5, "one step up after 4 successes");
-        assert_eq!((g.throttled.load(Ordering::Relaxed), g.lowest.load(Ordering::Relaxed)), (1, 4));
+        assert_eq!(
+            g.limit.load(Ordering::Relaxed),
+            5,
+            "one step up after 4 successes"
+        );
+        assert_eq!(
+            (
+                g.throttled.load(Ordering::Relaxed),
+                g.lowest.load(Ordering::Relaxed)
+            ),
+            (1, 4)
+        );
     }
 
     #[test]
@@ -154,7 +171,10 @@ mod tests {
         let g = Gate::new(4, Some(50));
         assert_eq!(g.take_token(), None, "one token to start with");
         let wait = g.take_token().expect("the next one is due later");
-        assert!(wait <= Duration::from_millis(20) && wait > Duration::from_millis(10), "{wait:?}");
+        assert!(
+            wait <= Duration::from_millis(20) && wait > Duration::from_millis(10),
+            "{wait:?}"
+        );
         assert_eq!(Gate::new(4, None).take_token(), None);
     }
 }

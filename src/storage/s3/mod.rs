@@ -141,6 +141,7 @@ impl S3Storage {
             .enable_all()
             .build()
             .map_err(|e| fail(format!("cannot start the I/O runtime: {e}")))?;
+        watch(&rt, counts.clone());
         let inner = Arc::new(Inner {
             store,
             rt,
@@ -170,6 +171,25 @@ impl S3Storage {
             bucket: root.bucket.clone(),
         })
     }
+}
+
+/// Long bucket runs without a terminal: at `-v`, a line a minute with the requests so far and
+/// their rate.
+fn watch(rt: &tokio::runtime::Runtime, counts: Arc<Counts>) {
+    rt.spawn(async move {
+        let minute = Duration::from_secs(60);
+        let mut last = 0;
+        loop {
+            tokio::time::sleep(minute).await;
+            let total = counts.total();
+            tracing::info!(
+                requests = total,
+                per_second = (total - last) / 60,
+                "object store: {total} requests so far"
+            );
+            last = total;
+        }
+    });
 }
 
 fn first_line(s: &str) -> String {
