@@ -8,7 +8,12 @@ pub trait Progress: Sync {
     fn bar(&self, label: &'static str, len: u64) -> Box<dyn Bar>;
     /// A counter of `len` bytes, shown with a rate.
     fn bytes_bar(&self, label: &'static str, len: u64) -> Box<dyn Bar>;
+    /// On an object store: the requests made so far, for the bars to show with their rate.
+    fn requests(&self, _made: RequestCounter) {}
 }
+
+/// Reads how many requests a storage has made so far.
+pub type RequestCounter = std::sync::Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// One stage's counter.
 pub trait Bar: Send + Sync {

@@ -216,12 +216,18 @@ impl<S: Storage> Sweeper<'_, S> {
             .chunk_by(|a, b| a.digest.0[0] == b.digest.0[0])
             .collect();
         let bar = progress.bar("deleting blobs", blobs.len() as u64);
+        if !self.store.capabilities().rename {
+            let folders: Vec<(PathBuf, Vec<String>)> = (groups.iter())
+                .filter_map(|group| {
+                    let names = group.iter().map(|b| b.digest.hex()).collect();
+                    let first = relative_paths().blob_dir(&group[0].digest);
+                    first.parent().map(|p| (p.to_path_buf(), names))
+                })
+                .collect();
+            self.remove_folders(&folders, &[DATA], &*bar);
+            return bar.finish();
+        }
         groups.par_iter().for_each(|group| {
-            if !self.store.capabilities().rename {
-                let names: Vec<String> = group.iter().map(|b| b.digest.hex()).collect();
-                let first = relative_paths().blob_dir(&group[0].digest);
-                return self.remove_group(&first, &names, &[DATA], &*bar);
-            }
             if let Some((dir, dir_path, _)) =
                 self.open_parent(&relative_paths().blob_dir(&group[0].digest))
             {
@@ -272,55 +278,63 @@ impl<S: Storage> Sweeper<'_, S> {
                 .push(name.to_string());
         }
         let groups: Vec<(PathBuf, Vec<String>)> = groups.into_iter().collect();
-        groups.par_iter().for_each(|(parent, names)| {
-            let first = parent.join(&names[0]);
-            self.remove_group(&first, names, guard, &*bar);
-        });
+        self.remove_folders(&groups, guard, &*bar);
         bar.finish();
     }
 
-    /// On a store without rename: the items `names` of the folder holding `first` (one of
-    /// them), judged on one fresh listing and deleted in batches, each item's guard keys last.
-    fn remove_group(
+    /// On a store without rename: the items of each folder (relative to v2) judged on one
+    /// fresh listing of it and deleted in batches, each item's guard keys last; the store works
+    /// on many folders at once, and begins none once the run is asked to stop.
+    fn remove_folders(
         &self,
-        first: &Path,
-        names: &[String],
+        folders: &[(PathBuf, Vec<String>)],
         guard: &[&str],
         bar: &dyn crate::progress::Bar,
     ) {
-        let count = names.len() as u64;
         if matches!(self.dest, Dest::Trash(_)) {
-            let dir = self.v2.join(first.parent().unwrap_or(Path::new("")));
-            for n in names {
-                self.fail(
-                    &dir.join(n),
-                    "a trash is not supported on this storage; kept".into(),
-                );
+            for (dir, names) in folders {
+                for n in names {
+                    self.fail(
+                        &self.v2.join(dir).join(n),
+                        "a trash is not supported on this storage; kept".into(),
+                    );
+                }
+                bar.inc(names.len() as u64);
             }
-            return bar.inc(count);
-        }
-        if self.should_stop() {
             return;
         }
-        let Some((dir, dir_path, _)) = self.open_parent(first) else {
-            return bar.inc(count);
-        };
-        let results = dir.remove_many_unless_changed(names, guard, self.since_ns, self.staged);
-        for (name, r) in names.iter().zip(results) {
-            let path = dir_path.join(name);
-            match r {
-                Ok(true) => {
-                    self.removed.fetch_add(1, Ordering::Relaxed);
+        let stop = || self.should_stop();
+        let done = (self.root).remove_groups(folders, guard, self.since_ns, self.staged, &stop);
+        for ((dir, names), outcome) in folders.iter().zip(done) {
+            let dir_path = self.v2.join(dir);
+            let results = match outcome {
+                None => continue,
+                Some(Ok(results)) => results,
+                // Gone already (a re-run): nothing of it to remove.
+                Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+                Some(Err(e)) => {
+                    for n in names {
+                        self.fail(&dir_path.join(n), format!("cannot open its folder: {e}"));
+                    }
+                    Vec::new()
                 }
-                Ok(false) => self.keep(
-                    &path,
-                    "modified since this run began (a push landed on it); kept".into(),
-                ),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => self.fail(&path, format!("cannot delete: {e}")),
+            };
+            for (name, r) in names.iter().zip(results) {
+                let path = dir_path.join(name);
+                match r {
+                    Ok(true) => {
+                        self.removed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(false) => self.keep(
+                        &path,
+                        "modified since this run began (a push landed on it); kept".into(),
+                    ),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => self.fail(&path, format!("cannot delete: {e}")),
+                }
             }
+            bar.inc(names.len() as u64);
         }
-        bar.inc(count);
     }
 
     fn stage<T: Sync>(

@@ -87,7 +87,11 @@ impl Location {
     pub fn open<J: OnStorage>(&self, job: &J, progress: &dyn Progress) -> Result<J::Out> {
         match self {
             Location::Fs(path) => job.run(FsStorage::open(&canonical_root(path)?)?, progress),
-            Location::S3(s3) => job.run(S3Storage::open(s3)?, progress),
+            Location::S3(s3) => {
+                let store = S3Storage::open(s3)?;
+                progress.requests(store.request_counter());
+                job.run(store, progress)
+            }
         }
     }
 }

@@ -183,10 +183,33 @@ pub trait Folder: Sized + Send + Sync {
         names: &[String],
         _guard: &[&str],
         _since_ns: i128,
-        _between: &dyn Fn(),
+        _between: &(dyn Fn() + Sync),
     ) -> Vec<io::Result<bool>> {
         (names.iter())
             .map(|_| Err(io::Error::from(io::ErrorKind::Unsupported)))
+            .collect()
+    }
+    /// `remove_many_unless_changed` for the items of many folders (each relative to this one),
+    /// as many folders at once as the store takes; a folder is not begun once `stop` says so
+    /// (`None`). An `Err` for a folder that cannot be opened. On disk: one folder after another.
+    fn remove_groups(
+        &self,
+        groups: &[(PathBuf, Vec<String>)],
+        guard: &[&str],
+        since_ns: i128,
+        between: &(dyn Fn() + Sync),
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Vec<Option<io::Result<Vec<io::Result<bool>>>>> {
+        (groups.iter())
+            .map(|(rel, names)| {
+                if stop() {
+                    return None;
+                }
+                Some(
+                    self.open_dir(rel)
+                        .map(|d| d.remove_many_unless_changed(names, guard, since_ns, between)),
+                )
+            })
             .collect()
     }
     /// This folder, with everything below it about to be read: an object store lists the whole

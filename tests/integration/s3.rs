@@ -364,21 +364,71 @@ fn a_sweep_on_s3_deletes_what_the_reference_gc_would_and_every_tag_still_pulls()
 
 #[test]
 fn a_sweep_on_s3_killed_after_every_step_leaves_every_tag_pullable_and_a_rerun_finishes() {
+    killed_after_every_step(&["-j", "1"], "1", 5);
+}
+
+#[test]
+fn a_sweep_on_s3_with_many_folders_in_flight_killed_mid_batch_serves_every_kept_tag() {
+    // The default -j: many folders' listings and batches in flight at once when the kill comes
+    // (right after the third folder's keys went, before its guards).
+    let w = settled_world();
+    let moto = w.reg.s3.as_ref().unwrap();
+    let config = w.reg.config.to_str().unwrap().to_string();
+    let gc = |kill: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_regsweep"));
+        c.args([
+            "gc",
+            "--config",
+            &config,
+            "--grace",
+            "0",
+            "-m",
+            "--quiet",
+            "--break-lock",
+        ])
+        .env_remove("RUST_LOG");
+        if let Some(n) = kill {
+            c.env("__REGSWEEP_FAULT_KILL_STAGED", n);
+        }
+        c.output().unwrap()
+    };
+    let out = gc(Some("3"));
+    assert_eq!(
+        out.status.code(),
+        None,
+        "killed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.assert_all_pull();
+    let out = gc(None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(moto.blobs(), w.kept, "the rerun finished the job");
+    w.assert_all_pull();
+    assert!(w.reg.reference_gc_dry_run().is_empty());
+}
+
+/// Sweeps with `jobs`, killed when the sweep asks whether to go on for the `kill_after`+1-th
+/// time, again and again until a run finishes: every kept tag pulls after every kill.
+fn killed_after_every_step(jobs: &[&str], kill_after: &str, min_kills: usize) {
     let w = settled_world();
     let moto = w.reg.s3.as_ref().unwrap();
     let kept_blobs: BTreeSet<String> = w.kept.clone();
     let config = w.reg.config.to_str().unwrap().to_string();
     let gc = |extra: &[&str], kill: bool| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_regsweep"));
-        c.args([
-            "gc", "--config", &config, "--grace", "0", "-m", "-j", "1", "--quiet",
-        ])
-        .args(extra)
-        .env_remove("RUST_LOG");
+        c.args(["gc", "--config", &config, "--grace", "0", "-m", "--quiet"])
+            .args(jobs)
+            .args(extra)
+            .env_remove("RUST_LOG");
         if kill {
-            // SIGKILL when the sweep asks whether to go on for the second time: one step went (on
-            // a bucket, one folder's batch of items).
-            c.env("__REGSWEEP_FAULT_KILL_AFTER", "1");
+            // SIGKILL when the sweep asks whether to go on once more: with -j 1, one step went
+            // (on a bucket, one folder's batch of items).
+            c.env("__REGSWEEP_FAULT_KILL_AFTER", kill_after);
         }
         c.output().unwrap()
     };
@@ -393,7 +443,7 @@ fn a_sweep_on_s3_killed_after_every_step_leaves_every_tag_pullable_and_a_rerun_f
         w.assert_all_pull();
         assert!(kills < 100, "no progress");
     }
-    assert!(kills >= 5, "the sweep was killed {kills} times");
+    assert!(kills >= min_kills, "the sweep was killed {kills} times");
     // A killed run leaves its lock object: the next run stops, naming it, until --break-lock.
     let out = gc(&[], true);
     assert_eq!(out.status.code(), Some(0), "the last run released its lock");

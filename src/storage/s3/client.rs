@@ -140,37 +140,39 @@ impl Inner {
 
     /// Deletes `keys`, in batches of up to 1000 per request; a key already gone is no error.
     pub(super) fn delete(&self, keys: Vec<String>) -> io::Result<()> {
+        self.block(self.delete_async(keys))
+    }
+
+    pub(super) async fn delete_async(&self, keys: Vec<String>) -> io::Result<()> {
         let keys: Vec<Key> = keys
             .iter()
             .map(|k| key_path(k))
             .collect::<io::Result<_>>()?;
         let paths = futures_util::stream::iter(keys.into_iter().map(Ok)).boxed();
-        self.block(async {
-            let mut results = self.store.delete_stream(paths);
-            while let Some(r) = results.next().await {
-                match r {
-                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(io_error(e)),
-                }
+        let mut results = self.store.delete_stream(paths);
+        while let Some(r) = results.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(io_error(e)),
             }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 
     /// Deletes `rest`, calls `between`, then deletes `guards`: the registry serves an item whole
     /// until its guard goes.
-    pub(super) fn delete_guard_last(
+    pub(super) async fn delete_guard_last(
         &self,
         rest: Vec<String>,
         guards: Vec<String>,
-        between: &dyn Fn(),
+        between: &(dyn Fn() + Sync),
     ) -> io::Result<()> {
         if !rest.is_empty() {
-            self.delete(rest)?;
+            self.delete_async(rest).await?;
         }
         between();
         if !guards.is_empty() {
-            self.delete(guards)?;
+            self.delete_async(guards).await?;
         }
         Ok(())
     }

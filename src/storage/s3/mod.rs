@@ -241,6 +241,12 @@ impl Drop for S3Lock {
 }
 
 impl S3Storage {
+    /// How many requests this storage has made so far (for the progress bars).
+    pub fn request_counter(&self) -> crate::progress::RequestCounter {
+        let counts = self.inner.counts.clone();
+        Arc::new(move || counts.total())
+    }
+
     fn lock_key(&self) -> String {
         let v2 = &self.top.prefix;
         // `<prefix>/.regsweep.lock`, beside `docker/` as the file lock is on disk.
