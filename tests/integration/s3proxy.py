@@ -7,6 +7,8 @@ throttling reply S3 gives, to test retries.
     s3proxy.py PORT UPSTREAM_URL COUNTS_FILE [FAIL_FIRST_N [STATUS]]
 
 STATUS is what the failed requests get: 503 (SlowDown, the default) or 403 (AccessDenied).
+With S3PROXY_DELAY_MS set, every request waits that long first (a round trip to a far bucket;
+benches/s3-sweep-latency.sh).
 
 COUNTS_FILE is rewritten (whole, by rename) after every request: {"list": n, "get": n, ...}.
 Standard library only.
@@ -17,12 +19,14 @@ import json
 import os
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
 PORT, UPSTREAM, COUNTS = int(sys.argv[1]), sys.argv[2].rstrip("/"), sys.argv[3]
 FAIL_FIRST = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 STATUS = int(sys.argv[5]) if len(sys.argv) > 5 else 503
+DELAY = int(os.environ.get("S3PROXY_DELAY_MS", "0")) / 1000
 counts = {k: 0 for k in ("list", "get", "head", "put", "copy", "delete", "failed")}
 seen = [0]
 lock = threading.Lock()
@@ -60,6 +64,8 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         pass
 
     def handle_any(self):
+        if DELAY:
+            time.sleep(DELAY)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         with lock:

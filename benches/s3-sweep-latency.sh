@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# A real sweep on a bucket whose every request costs a round trip: the 10k layout loaded into
+# moto, behind tests/integration/s3proxy.py with S3PROXY_DELAY_MS (20 by default), swept by
+# `gc -m --grace 0` with BIN (this build by default; give another build's binary to compare).
+# Prints wall time, requests by kind, and the blobs left.
+#
+#   benches/s3-sweep-latency.sh [DELAY_MS] [BIN]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+delay=${1:-20}
+cargo build --release -q
+cargo build --release -q --example gen-layout
+BIN=${2:-$PWD/target/release/regsweep}
+WORK=${BENCH_DIR:-/var/tmp/regsweep-bench}/sweep-latency
+rm -rf "$WORK" && mkdir -p "$WORK"
+target/release/examples/gen-layout --out "$WORK/layout" --repos 20 --tags 80 --untagged 10 --dangling 500 --layer-size 16 >/dev/null
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
+port=$(free_port)
+python3 -m moto.server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+pids=($!)
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+wait_port "$port"
+python3 - "$WORK/layout" "http://127.0.0.1:$port" <<'PY'
+import os, sys, boto3, concurrent.futures as cf
+root, endpoint = sys.argv[1], sys.argv[2]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+s3.create_bucket(Bucket="bench")
+files = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
+def put(p):
+    with open(p, "rb") as f:
+        s3.put_object(Bucket="bench", Key="regroot/" + os.path.relpath(p, root), Body=f.read())
+with cf.ThreadPoolExecutor(16) as ex:
+    list(ex.map(put, files))
+PY
+pport=$(free_port)
+S3PROXY_DELAY_MS=$delay python3 tests/integration/s3proxy.py "$pport" "http://127.0.0.1:$port" "$WORK/counts.json" &
+pids+=($!)
+wait_port "$pport"
+start=$(date +%s.%N)
+"$BIN" gc --root s3://bench/regroot --s3-endpoint "http://127.0.0.1:$pport" -m --grace 0 --no-cache --format json -q --report "$WORK/sweep.json"
+end=$(date +%s.%N)
+left=$(python3 -c "import boto3; s3=boto3.client('s3', endpoint_url='http://127.0.0.1:$port', region_name='us-east-1'); p=s3.get_paginator('list_objects_v2'); print(sum(1 for pg in p.paginate(Bucket='bench', Prefix='regroot/docker/registry/v2/blobs/') for o in pg.get('Contents', []) if o['Key'].endswith('/data')))")
+echo "sweep $(echo "$end - $start" | bc) s, requests $(cat "$WORK/counts.json"), blobs left $left, deleted $(python3 -c "import json; print(json.load(open('$WORK/sweep.json'))['summary']['blobs_deleted'])")"
