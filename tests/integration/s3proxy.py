@@ -104,4 +104,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
 
 
+# Many connections at once (a client with hundreds of requests in flight): the default backlog
+# of 5 would refuse them.
+http.server.ThreadingHTTPServer.request_queue_size = 1024
 http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Proxy).serve_forever()

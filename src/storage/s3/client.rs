@@ -95,9 +95,14 @@ impl HttpService for Counted {
         self.gate.enter().await;
         self.counts.count(&req);
         let r = self.inner.execute(req).await;
-        // SlowDown is a 503 on S3 (some S3-compatible stores say 429).
-        let throttled = matches!(&r, Ok(resp) if resp.status() == 503 || resp.status() == 429);
-        self.gate.leave(throttled);
+        // SlowDown is a 503 on S3 (some S3-compatible stores say 429). A connection that fails
+        // is also a store (or a proxy before it) taking less than asked: fewer in flight too.
+        let slow = match &r {
+            Ok(resp) if resp.status() == 503 || resp.status() == 429 => Some(true),
+            Ok(_) => None,
+            Err(_) => Some(false),
+        };
+        self.gate.leave(slow);
         r
     }
 }

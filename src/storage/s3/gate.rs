@@ -105,12 +105,15 @@ impl Gate {
         }
     }
 
-    /// Gives the place back; `throttled` when the store answered 503: the bound halves.
-    pub fn leave(&self, throttled: bool) {
+    /// Gives the place back. `slow`: `Some(true)` when the store answered 503 (counted as
+    /// throttled), `Some(false)` when the request failed on its way; either halves the bound.
+    pub fn leave(&self, slow: Option<bool>) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         let limit = self.limit.load(Ordering::Acquire);
-        if throttled {
-            self.throttled.fetch_add(1, Ordering::Relaxed);
+        if let Some(answered) = slow {
+            if answered {
+                self.throttled.fetch_add(1, Ordering::Relaxed);
+            }
             let lower = (limit / 2).max(1);
             self.limit.store(lower, Ordering::Release);
             self.streak.store(0, Ordering::Relaxed);
@@ -147,10 +150,10 @@ mod tests {
             }
         });
         assert_eq!(g.peak.load(Ordering::Relaxed), 8);
-        g.leave(true);
+        g.leave(Some(true));
         assert_eq!(g.limit.load(Ordering::Relaxed), 4);
         for _ in 0..7 {
-            g.leave(false);
+            g.leave(None);
         }
         assert_eq!(
             g.limit.load(Ordering::Relaxed),
