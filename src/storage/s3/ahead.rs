@@ -3,77 +3,16 @@
 //! large prefix listed as many ranges at once instead of one chain of pages.
 
 use super::client::*;
-use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
-use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
-/// Why a file fetched ahead cannot be read (kept to be answered when the stage reads it).
-#[derive(Debug, Clone)]
-pub(super) enum Miss {
-    Missing,
-    TooLarge(u64),
-    Failed(io::ErrorKind, String),
-}
-
-impl Miss {
-    pub(super) fn into_read_error(self) -> crate::storage::seam::ReadError {
-        use crate::storage::seam::ReadError;
-        match self {
-            Miss::Missing => ReadError::Missing,
-            Miss::TooLarge(n) => ReadError::TooLarge(n),
-            Miss::Failed(kind, why) => ReadError::Io(io::Error::new(kind, why)),
-        }
-    }
-}
-
-/// A file fetched ahead: its bytes and what the store said of it, or why not.
-type Fetched = Result<(Bytes, Obj), Miss>;
-/// A folder listed ahead, or why not.
-type Listed = Result<Arc<Vec<Obj>>, (io::ErrorKind, String)>;
-
-/// What was fetched and listed ahead, until the stages take it.
-#[derive(Default)]
-pub(super) struct Ahead {
-    files: Mutex<HashMap<String, Fetched>>,
-    listings: Mutex<HashMap<String, Listed>>,
-    /// Bytes of files held: fetching stops adding past `BUDGET`.
-    held: AtomicU64,
-}
-
-/// The most bytes of fetched files held at once; past it, files are read when asked.
-const BUDGET: u64 = 256 << 20;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// Key ranges a prefix of many small names is listed in at most.
 const MAX_RANGES: usize = 256;
 /// Levels of names a prefix is split along at most.
 const MAX_DEPTH: usize = 4;
-
-impl Ahead {
-    pub(super) fn take_file(&self, key: &str) -> Option<Fetched> {
-        let got = self
-            .files
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key)?;
-        if let Ok((b, _)) = &got {
-            self.held.fetch_sub(b.len() as u64, Ordering::Relaxed);
-        }
-        Some(got)
-    }
-
-    pub(super) fn take_listing(&self, prefix: &str) -> Option<io::Result<Arc<Vec<Obj>>>> {
-        let got = self
-            .listings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(prefix)?;
-        Some(got.map_err(|(kind, why)| io::Error::new(kind, why)))
-    }
-}
 
 impl Inner {
     /// GETs every key at once (the gate bounds the requests in flight), keeping each body up

@@ -2,15 +2,18 @@
 //! the async crate needs, listings, batched deletes, and keys addressed exactly as listed.
 
 use crate::storage::seam::{Kind, Requests, Stat};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::aws::AmazonS3;
 use object_store::client::{HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse};
 use object_store::client::{HttpService, ReqwestConnector};
 use object_store::path::Path as Key;
 use object_store::{ClientOptions, ObjectMeta, ObjectStore};
+use std::collections::HashMap;
 use std::io::{self};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::gate::Gate;
@@ -133,7 +136,7 @@ pub(super) struct Inner {
     pub(super) counts: Arc<Counts>,
     pub(super) gate: Arc<Gate>,
     /// Files fetched and folders listed ahead of the stages.
-    pub(super) ahead: super::ahead::Ahead,
+    pub(super) ahead: Ahead,
     /// `s3://bucket/prefix`, for messages.
     pub(super) url: String,
 }
@@ -262,4 +265,63 @@ pub(super) fn check_rel(rel: &Path) -> io::Result<String> {
         ));
     }
     Ok(text.to_string())
+}
+
+/// Why a file fetched ahead cannot be read (kept to be answered when the stage reads it).
+#[derive(Debug, Clone)]
+pub(super) enum Miss {
+    Missing,
+    TooLarge(u64),
+    Failed(io::ErrorKind, String),
+}
+
+impl Miss {
+    pub(super) fn into_read_error(self) -> crate::storage::seam::ReadError {
+        use crate::storage::seam::ReadError;
+        match self {
+            Miss::Missing => ReadError::Missing,
+            Miss::TooLarge(n) => ReadError::TooLarge(n),
+            Miss::Failed(kind, why) => ReadError::Io(io::Error::new(kind, why)),
+        }
+    }
+}
+
+/// A file fetched ahead: its bytes and what the store said of it, or why not.
+pub(super) type Fetched = Result<(Bytes, Obj), Miss>;
+/// A folder listed ahead, or why not.
+pub(super) type Listed = Result<Arc<Vec<Obj>>, (io::ErrorKind, String)>;
+
+/// What was fetched and listed ahead, until the stages take it.
+#[derive(Default)]
+pub(super) struct Ahead {
+    pub(super) files: Mutex<HashMap<String, Fetched>>,
+    pub(super) listings: Mutex<HashMap<String, Listed>>,
+    /// Bytes of files held: fetching stops adding past `BUDGET`.
+    pub(super) held: AtomicU64,
+}
+
+/// The most bytes of fetched files held at once; past it, files are read when asked.
+pub(super) const BUDGET: u64 = 256 << 20;
+
+impl Ahead {
+    pub(super) fn take_file(&self, key: &str) -> Option<Fetched> {
+        let got = self
+            .files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)?;
+        if let Ok((b, _)) = &got {
+            self.held.fetch_sub(b.len() as u64, Ordering::Relaxed);
+        }
+        Some(got)
+    }
+
+    pub(super) fn take_listing(&self, prefix: &str) -> Option<io::Result<Arc<Vec<Obj>>>> {
+        let got = self
+            .listings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(prefix)?;
+        Some(got.map_err(|(kind, why)| io::Error::new(kind, why)))
+    }
 }

@@ -147,7 +147,7 @@ impl S3Storage {
             rt,
             counts,
             gate,
-            ahead: ahead::Ahead::default(),
+            ahead: Ahead::default(),
             url: url.clone(),
         });
         let v2_prefix = format!("{}docker/registry/v2/", root.key_prefix());
