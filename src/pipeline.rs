@@ -197,7 +197,8 @@ pub fn decide_scoped(
     let (policy, scope) = (how.policy, how.scope);
     let none = Used::default();
     let used = how.used.unwrap_or(&none);
-    let protection = policy::used::protection(layout, policy, used, now);
+    let images = used.images_with(policy);
+    let protection = policy::used::protection(layout, policy, used, &images, now);
     let (mut decisions, mut explain, refused) = match policy {
         None => (Decisions::keep_all(layout), Vec::new(), Vec::new()),
         Some(policy) => {
@@ -242,10 +243,6 @@ pub fn decide_scoped(
     }
     plan.refused = refused;
     if how.used.is_some() {
-        let mut images = used.images.clone();
-        if let Some(p) = policy {
-            images.extend(p.protect_images.clone());
-        }
         let (mut summary, notices) = protection.summary(layout, &images);
         summary.ledger = used.pulls.as_ref().map(|p| p.spans.clone());
         plan.findings.extend(notices);

@@ -315,11 +315,15 @@ async fn check_and_record(
         Ok(Ok(c)) => c.to_bytes(),
     };
     let parsed = parse_envelope(&bytes).map_err(|why| (StatusCode::BAD_REQUEST, why))?;
+    // Counted once answered 200 only: an envelope refused with 503 is sent again.
     let c = &state.counters;
-    c.ignored
-        .fetch_add(parsed.ignored as u64, Ordering::Relaxed);
-    c.accepted.fetch_add(1, Ordering::Relaxed);
+    let ignored = parsed.ignored as u64;
+    let count = || {
+        c.ignored.fetch_add(ignored, Ordering::Relaxed);
+        c.accepted.fetch_add(1, Ordering::Relaxed);
+    };
     if parsed.events.is_empty() {
+        count();
         return Ok("nothing to record".into());
     }
     let n = parsed.events.len();
@@ -340,7 +344,10 @@ async fn check_and_record(
         }
     }
     match wait.await {
-        Ok(Ok(())) => Ok(format!("recorded {n}")),
+        Ok(Ok(())) => {
+            count();
+            Ok(format!("recorded {n}"))
+        }
         Ok(Err(why)) => Err((StatusCode::SERVICE_UNAVAILABLE, why)),
         Err(_) => Err((StatusCode::SERVICE_UNAVAILABLE, "stopping".into())),
     }

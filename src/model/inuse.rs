@@ -240,6 +240,9 @@ impl Protection {
 /// empty: every host counts as this registry.
 pub fn resolve(layout: &Layout, images: &Images, hosts: &[String]) -> Protection {
     let mut p = Protection::default();
+    if images.refs.is_empty() {
+        return p;
+    }
     let n = layout.repos.len();
     let by_name: HashMap<&str, usize> = (layout.repos.iter().enumerate())
         .map(|(i, r)| (r.name.as_str(), i))

@@ -24,6 +24,15 @@ pub struct Used {
 }
 
 impl Used {
+    /// The images in use: `--keep-images` and the policy's `protect.images_file` together.
+    pub fn images_with(&self, policy: Option<&Policy>) -> Images {
+        let mut images = self.images.clone();
+        if let Some(p) = policy {
+            images.extend(p.protect_images.clone());
+        }
+        images
+    }
+
     /// Whether anything here changes a decision.
     pub fn is_empty(&self) -> bool {
         self.images.is_empty() && self.pulls.is_none()
@@ -56,16 +65,13 @@ impl Used {
                 out.push(format!("{what} cannot be judged: {why}; nothing is deleted by it (--force takes unrecorded as never pulled)"));
             }
         }
-        if let Some(p) = &self.pulls
+        if self.pulls.is_some()
             && (policy.rules.iter()).any(
                 |r| matches!(&r.action, super::Action::Keep(k) if k.most_recently_pulled.is_some()),
             )
             && let Some(why) = self.gap(0, now)
         {
-            out.push(format!(
-                "most_recently_pulled cannot be ranked: {why} ({})",
-                p.path.display()
-            ));
+            out.push(format!("most_recently_pulled cannot be ranked: {why}"));
         }
         out.sort();
         out.dedup();
@@ -74,12 +80,14 @@ impl Used {
 }
 
 /// What the images in use and `protect.pulled_within` protect in `layout` at `now`.
-pub fn protection(layout: &Layout, policy: Option<&Policy>, used: &Used, now: Time) -> Protection {
-    let mut images = used.images.clone();
-    if let Some(p) = policy {
-        images.extend(p.protect_images.clone());
-    }
-    let mut prot = inuse::resolve(layout, &images, &used.hosts);
+pub fn protection(
+    layout: &Layout,
+    policy: Option<&Policy>,
+    used: &Used,
+    images: &Images,
+    now: Time,
+) -> Protection {
+    let mut prot = inuse::resolve(layout, images, &used.hosts);
     let window = policy.and_then(|p| p.protect_pulled_within);
     if let (Some(w), Some(pulls)) = (window, &used.pulls) {
         let since = now.saturating_sub(w.as_secs() as i64);
