@@ -15,10 +15,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-peers.sh
 [ -x /usr/bin/time ] || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo; $sudo apt-get install -y -q time; }
-cargo build --release -q
-cargo build --release -q --example gen-layout
-BIN=$PWD/target/release/regsweep
-GEN=$PWD/target/release/examples/gen-layout
+cargo build --profile profiling -q
+cargo build --profile profiling -q --example gen-layout
+BIN=$PWD/target/profiling/regsweep
+GEN=$PWD/target/profiling/examples/gen-layout
 WORK=${BENCH_DIR:-/var/tmp/regsweep-bench}
 mkdir -p "$WORK"
 scales=("$@")

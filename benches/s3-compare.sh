@@ -17,10 +17,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-peers.sh
-cargo build --release -q
-cargo build --release -q --example gen-layout
-BIN=$PWD/target/release/regsweep
-GEN=$PWD/target/release/examples/gen-layout
+cargo build --profile profiling -q
+cargo build --profile profiling -q --example gen-layout
+BIN=$PWD/target/profiling/regsweep
+GEN=$PWD/target/profiling/examples/gen-layout
 PROXY=$PWD/tests/integration/s3proxy.py
 WORK=${BENCH_DIR:-/var/tmp/regsweep-bench}/s3
 scale=${1:-10k}

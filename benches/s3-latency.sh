@@ -15,19 +15,19 @@ case "$scale" in
   134k) params="--repos 500 --tags 40 --layer-size 16" ;;
   *) echo "unknown scale $scale" >&2; exit 2 ;;
 esac
-cargo build --release -q
-cargo build --release -q --example gen-layout --example s3-folder
-BIN=$PWD/target/release/regsweep
+cargo build --profile profiling -q
+cargo build --profile profiling -q --example gen-layout --example s3-folder
+BIN=$PWD/target/profiling/regsweep
 WORK=${BENCH_DIR:-/var/tmp/regsweep-bench}/latency-$scale
 if [ ! -d "$WORK/bucket/regroot" ]; then
   rm -rf "$WORK" && mkdir -p "$WORK/bucket"
   # shellcheck disable=SC2086
-  target/release/examples/gen-layout --out "$WORK/bucket/regroot" $params >/dev/null
+  target/profiling/examples/gen-layout --out "$WORK/bucket/regroot" $params >/dev/null
 fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 S3=http://127.0.0.1:$port
-target/release/examples/s3-folder "$port" bench "$WORK/bucket" "$delay" 2>"$WORK/server.err" &
+target/profiling/examples/s3-folder "$port" bench "$WORK/bucket" "$delay" 2>"$WORK/server.err" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 until curl -fsS "$S3/__stats" >/dev/null 2>&1; do sleep 0.2; done

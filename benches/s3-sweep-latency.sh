@@ -8,12 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 delay=${1:-20}
-cargo build --release -q
-cargo build --release -q --example gen-layout
-BIN=${2:-$PWD/target/release/regsweep}
+cargo build --profile profiling -q
+cargo build --profile profiling -q --example gen-layout
+BIN=${2:-$PWD/target/profiling/regsweep}
 WORK=${BENCH_DIR:-/var/tmp/regsweep-bench}/sweep-latency
 rm -rf "$WORK" && mkdir -p "$WORK"
-target/release/examples/gen-layout --out "$WORK/layout" --repos 20 --tags 80 --untagged 10 --dangling 500 --layer-size 16 >/dev/null
+target/profiling/examples/gen-layout --out "$WORK/layout" --repos 20 --tags 80 --untagged 10 --dangling 500 --layer-size 16 >/dev/null
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1

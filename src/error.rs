@@ -169,9 +169,48 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
+    /// Every code, in order: the man pages' EXIT STATUS and the README list them.
+    pub const ALL: [ExitCode; 5] = [
+        ExitCode::Ok,
+        ExitCode::Error,
+        ExitCode::Usage,
+        ExitCode::Damage,
+        ExitCode::StaleRegistry,
+    ];
+
     /// The number the process exits with.
     pub fn code(self) -> i32 {
         self as i32
+    }
+
+    /// What the code means, in a sentence.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ExitCode::Ok => "Finished; nothing damaged was found.",
+            ExitCode::Error => {
+                "An error stopped the run (storage, lock, config, report), or some removals failed."
+            }
+            ExitCode::Usage => {
+                "The command line, a policy file or an input file is invalid; nothing was changed."
+            }
+            ExitCode::Damage => {
+                "Finished, but damaged objects were found (gc, du and check list or count them; gc deletes no blob while they hide references)."
+            }
+            ExitCode::StaleRegistry => {
+                "Swept, but the live registry still claims some of what went (--registry-url): restart it (in-memory cache) or evict (Redis) before the next push."
+            }
+        }
+    }
+}
+
+/// An I/O error's cause in words, without the OS error number or the path some crates add:
+/// "Permission denied", "Read-only file system".
+pub fn io_cause(e: &io::Error) -> String {
+    // tempfile's errors append " at path ..." after the OS text: cut at the number.
+    let text = e.to_string();
+    match text.split_once(" (os error") {
+        Some((cause, _)) => cause.to_string(),
+        None => text,
     }
 }
 
@@ -190,6 +229,8 @@ mod tests {
             message: "line 3: bad".into(),
         };
         assert_eq!((p.kind(), p.exit_code().code()), (ErrorKind::Policy, 2));
+        let denied = io::Error::from_raw_os_error(13);
+        assert_eq!(io_cause(&denied), "Permission denied");
         let u = Error::Usage("bad".into());
         assert_eq!((u.path(), u.exit_code()), (None, ExitCode::Usage));
     }

@@ -5,7 +5,7 @@
 /// Floors from the bottom; a module may import the modules of lower floors, its own, and the
 /// leaves. Test code (`#[cfg(test)]` modules, `*_tests.rs`) is exempt.
 const FLOORS: &[&[&str]] = &[
-    &["error", "endpoint", "progress", "units", "output"],
+    &["error", "endpoint", "progress", "units", "output", "yaml"],
     &["model"],
     // The pure floor (gc, policy, inspect) imports only the model, as storage does.
     &["storage", "gc", "policy", "inspect", "ledger"],

@@ -9,7 +9,7 @@
 //!
 //! 0. leaves: `error` (a kind by cause, with the path; exit codes), `endpoint` (URLs checked
 //!    before a client sees them), `progress` (the trait the core reports to), `units` (human
-//!    sizes and ages), `output` (files written whole)
+//!    sizes and ages), `output` (files written whole), `yaml` (the one door to the YAML crate)
 //! 1. [`model`]: `digest`, `duration`, `manifest` (bytes to references), `paths` (the layout's
 //!    vocabulary), `inuse` (images in use), `pulls` (what a ledger says), `values` -> `catalog` (parsed manifests) -> the layout, decisions and `Rules`;
 //!    `walk` (the one manifest-graph walk) -> `mark` (reachability)
@@ -56,6 +56,7 @@ pub mod storage;
 #[cfg(test)]
 mod testutil;
 pub mod units;
+pub mod yaml;
 
 pub use error::{Error, ErrorKind, ExitCode, Result};
 pub use model::digest::Digest;

@@ -20,15 +20,17 @@ pub fn human_bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[u])
 }
 
-/// Ages as people say them: `45m`, `5h`, `12d`.
+/// Ages as people say them: `40s`, `45m`, `5h`, `12d`.
 pub fn human_age(secs: i64) -> String {
     let d = secs.max(0);
     if d >= 86_400 {
         format!("{}d", d / 86_400)
     } else if d >= 3600 {
         format!("{}h", d / 3600)
-    } else {
+    } else if d >= 60 {
         format!("{}m", d / 60)
+    } else {
+        format!("{d}s")
     }
 }
 
@@ -43,5 +45,15 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(5 << 30), "5.0 GiB");
         assert_eq!(human_bytes(u64::MAX), "16384.0 PiB");
+    }
+
+    #[test]
+    fn ages() {
+        // Never "0m ago" for something a few seconds old.
+        assert_eq!(human_age(12), "12s");
+        assert_eq!(human_age(-5), "0s");
+        assert_eq!(human_age(90), "1m");
+        assert_eq!(human_age(7200), "2h");
+        assert_eq!(human_age(3 * 86_400), "3d");
     }
 }

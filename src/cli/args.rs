@@ -12,8 +12,8 @@ use std::path::PathBuf;
 #[command(name = "regsweep", version, about = "Garbage collection for a registry:2 storage, on disk or in an S3 bucket", long_about = None)]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv every object-store request); RUST_LOG
-    /// overrides. Coloured only on a terminal, and never with NO_COLOR set.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    /// overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 900)]
     pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
@@ -48,8 +48,15 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout: `regsweep man > regsweep.1`.
-    Man,
+    /// Print a man page (roff): `regsweep man gc > regsweep-gc.1`; or write every page with
+    /// --out-dir.
+    Man {
+        /// The command whose page to print (`gc`, `policy check`); none for regsweep(1).
+        command: Vec<String>,
+        /// Write every page (regsweep.1, regsweep-gc.1, ...) into DIR instead.
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath, conflicts_with = "command")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -65,7 +72,7 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "SHA256")]
     pub checksum: Option<String>,
     /// Move what goes into this folder (same filesystem) instead of deleting it.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub trash: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
@@ -73,7 +80,9 @@ pub struct ApplyArgs {
     /// Remove a stale lock left by a run that died, and go on.
     #[arg(long)]
     pub break_lock: bool,
-    /// No progress bars.
+    /// Nothing on stdout and no progress bars, the same for every command: the exit code,
+    /// stderr's warnings and errors, and the files --report and --metrics name still say
+    /// what happened.
     #[arg(long, short = 'q')]
     pub quiet: bool,
     /// After the sweep, ask the live registry at URL whether it still claims what went (as gc).
@@ -97,8 +106,11 @@ pub struct RestoreArgs {
     pub all: bool,
     /// The registry's storage root: restore refuses a trash whose runs came from another.
     /// Without it, the root each run recorded is used once checked to be a registry layout.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath, conflicts_with = "config")]
     pub root: Option<PathBuf>,
+    /// The registry's config file, for its storage.filesystem.rootdirectory (as --root).
+    #[arg(long, value_name = "REGISTRY_CONFIG.yml", value_hint = clap::ValueHint::FilePath)]
+    pub config: Option<PathBuf>,
     /// Remove a stale lock left by a run that died, and go on.
     #[arg(long)]
     pub break_lock: bool,
@@ -134,11 +146,11 @@ pub struct TrashEmptyArgs {
 pub struct RootArgs {
     /// The registry's storage root: its `rootdirectory`, or `s3://BUCKET/PREFIX` for the s3
     /// driver's bucket and `rootdirectory` (credentials from the AWS_* environment).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub root: Option<PathBuf>,
     /// The registry's config file: its storage.filesystem.rootdirectory, or its storage.s3
     /// bucket, endpoint, prefix and keys (with the registry's REGISTRY_STORAGE_* overrides).
-    #[arg(long, value_name = "REGISTRY_CONFIG.yml")]
+    #[arg(long, value_name = "REGISTRY_CONFIG.yml", value_hint = clap::ValueHint::FilePath)]
     pub config: Option<PathBuf>,
     /// The S3-compatible endpoint of an s3:// root (MinIO, Ceph RGW, R2...); AWS otherwise.
     #[arg(long, value_name = "URL")]
@@ -152,7 +164,30 @@ pub struct RootArgs {
     pub max_requests_per_second: Option<std::num::NonZeroU32>,
 }
 
+/// `text` as one shell word: left bare when it is plain, single-quoted otherwise.
+pub(super) fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._:=@+-,%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 impl RootArgs {
+    /// The storage options as given, for a printed command line that reaches the same storage
+    /// (an s3:// plan's endpoint and keys come from them, not from the plan).
+    pub(super) fn replay(&self) -> String {
+        let mut out = String::new();
+        if let Some(c) = &self.config {
+            out += &format!(" --config {}", shell_word(&c.to_string_lossy()));
+        }
+        if let Some(e) = &self.s3_endpoint {
+            out += &format!(" --s3-endpoint {}", shell_word(e));
+        }
+        out
+    }
+
     pub(super) fn resolve(self) -> Result<Location, Error> {
         self.resolve_with_cache().map(|(root, _)| root)
     }
@@ -208,8 +243,8 @@ impl RootArgs {
 /// manifests pushed since the last one.
 #[derive(Debug, Args, Default)]
 pub struct CacheArgs {
-    /// Keep parsed manifests in FILE (default: one file per root in the user's cache folder,
-    /// $XDG_CACHE_HOME/regsweep or ~/.cache/regsweep).
+    /// Keep parsed manifests in FILE (default: one file per root in $CACHE_DIRECTORY, which
+    /// systemd's CacheDirectory= sets, or in $XDG_CACHE_HOME/regsweep or ~/.cache/regsweep).
     #[arg(long, value_name = "FILE", conflicts_with = "no_cache")]
     pub cache: Option<PathBuf>,
     /// Read every manifest from storage, and keep no cache.
@@ -275,7 +310,7 @@ pub struct DuArgs {
     #[command(flatten)]
     pub used: super::UsedArgs,
     /// `--by tag REPO`: one row per tag of REPO, with its size and its exclusive bytes.
-    #[arg(long, num_args = 2, value_names = ["tag", "REPO"])]
+    #[arg(long, num_args = 2, value_names = ["tag", "REPO"], value_hint = clap::ValueHint::Other)]
     pub by: Option<Vec<String>>,
     /// The grace gc would run with, for the reclaimable figures.
     #[arg(long, value_name = "DURATION", default_value = "1h")]
@@ -283,7 +318,9 @@ pub struct DuArgs {
     /// Write Prometheus metrics to FILE (for node_exporter's textfile collector).
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
-    /// No progress bars.
+    /// Nothing on stdout and no progress bars, the same for every command: the exit code,
+    /// stderr's warnings and errors, and the files --report and --metrics name still say
+    /// what happened.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
@@ -308,7 +345,9 @@ pub struct CheckArgs {
     /// Write Prometheus metrics to FILE (for node_exporter's textfile collector).
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
-    /// No progress bars.
+    /// Nothing on stdout and no progress bars, the same for every command: the exit code,
+    /// stderr's warnings and errors, and the files --report and --metrics name still say
+    /// what happened.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
@@ -361,9 +400,10 @@ pub struct GcArgs {
     #[arg(long, short = 'n', short_alias = 'd')]
     pub dry_run: bool,
     /// Also delete manifests no tag reaches (index children and referrers of kept ones stay);
-    /// with `=AGE`, only those pushed more than AGE ago.
-    #[arg(long, short = 'm', value_name = "AGE", num_args = 0..=1, require_equals = true,
-        default_missing_value = "0")]
+    /// with AGE (`-m 7d`, `-m7d`, `--delete-untagged=7d`), only those pushed more than AGE ago.
+    // gc takes no positional argument, so a value after a space is unambiguous, as for
+    // --purge-uploads.
+    #[arg(long, short = 'm', value_name = "AGE", num_args = 0..=1, default_missing_value = "0")]
     pub delete_untagged: Option<Span>,
     /// Keep anything modified within this long (`0` turns it off).
     #[arg(long, value_name = "DURATION", default_value = "1h")]
@@ -390,7 +430,9 @@ pub struct GcArgs {
     /// Worker threads (default: 8, or one per core where there are more).
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<std::num::NonZeroUsize>,
-    /// No progress bars, and no report on stdout unless --report names it.
+    /// Nothing on stdout and no progress bars, the same for every command: the exit code,
+    /// stderr's warnings and errors, and the files --report and --metrics name still say
+    /// what happened.
     #[arg(long, short = 'q')]
     pub quiet: bool,
     /// Retention policy (YAML) deciding which tags are deleted; see docs/POLICY.md.
@@ -414,7 +456,7 @@ pub struct GcArgs {
     #[arg(long)]
     pub break_lock: bool,
     /// Move what goes into this folder (same filesystem) instead of deleting it; see `restore`.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub trash: Option<PathBuf>,
     /// After a sweep, ask the live registry at URL (HEAD requests, a sample of 1000 at most)
     /// whether it still claims what went; exit 4 if it does. Basic auth from
@@ -436,15 +478,18 @@ pub struct GcArgs {
 pub struct DropInArgs {
     /// Report what would be deleted; delete nothing (`--dry-run=false` too, as Go's flags take).
     #[arg(long, short = 'd', num_args = 0..=1, require_equals = true, default_value = "false",
-        default_missing_value = "true", action = clap::ArgAction::Set)]
+        default_missing_value = "true", action = clap::ArgAction::Set,
+        value_parser = go_bool)]
     pub dry_run: bool,
     /// Delete manifests that are not currently referenced via tag.
     #[arg(long, short = 'm', num_args = 0..=1, require_equals = true, default_value = "false",
-        default_missing_value = "true", action = clap::ArgAction::Set)]
+        default_missing_value = "true", action = clap::ArgAction::Set,
+        value_parser = go_bool)]
     pub delete_untagged: bool,
     /// Silence output.
     #[arg(long, short = 'q', num_args = 0..=1, require_equals = true, default_value = "false",
-        default_missing_value = "true", action = clap::ArgAction::Set)]
+        default_missing_value = "true", action = clap::ArgAction::Set,
+        value_parser = go_bool)]
     pub quiet: bool,
     /// The registry's config file.
     pub config: PathBuf,
@@ -453,6 +498,7 @@ pub struct DropInArgs {
 impl GcArgs {
     /// Checks every value and resolves the root.
     pub fn validate(self) -> Result<GcConfig, Error> {
+        let storage_args = self.root.replay();
         let (root, registry_cache) = self.root.resolve_with_cache()?;
         if let Some(url) = &self.registry_url {
             crate::live::probe::check_url(url)
@@ -497,6 +543,7 @@ impl GcArgs {
             repositories: self.repository.clone(),
         };
         Ok(GcConfig {
+            storage_args,
             policy,
             scope,
             explain: self.explain,
@@ -517,6 +564,18 @@ impl GcArgs {
             live,
             used,
         })
+    }
+}
+
+/// A bool as Go's `strconv.ParseBool` reads it, which is how the reference's flags take
+/// `--dry-run=VALUE`.
+fn go_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!(
+            "{text:?} is not a bool; as the reference's flags, give 1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False"
+        )),
     }
 }
 

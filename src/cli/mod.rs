@@ -3,6 +3,8 @@
 mod args;
 mod bars;
 mod faults;
+mod log;
+mod man;
 mod used;
 
 pub use args::*;
@@ -12,32 +14,12 @@ pub use used::{ImportArgs, ListenArgs, PullsCommand, UsedArgs};
 use bars::Bars;
 
 use crate::commands::gc;
-use crate::config::{Format, ReportTarget};
+use crate::config::{self, Format, ReportTarget};
 use crate::error::Error;
 use crate::error::ExitCode;
 use crate::policy::Policy;
 use crate::report::Report;
 use clap::Parser;
-
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        // Every object-store request, too.
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("regsweep={default}")));
-    // Colour only for a person at a terminal, and never when NO_COLOR is set (no-color.org).
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .try_init();
-}
 
 /// Parses the process arguments, runs, and returns the exit code.
 pub fn main() -> ExitCode {
@@ -52,7 +34,7 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_logging(cli.verbose);
+    log::init(cli.verbose);
     install_signal_handlers();
     match run(cli.command) {
         Ok(code) => code,
@@ -102,14 +84,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut cmd, "regsweep", &mut std::io::stdout());
             return Ok(ExitCode::Ok);
         }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
-                // `| head` closing the pipe is no error.
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
-                _ => return Ok(ExitCode::Ok),
-            }
-        }
+        Command::Man { command, out_dir } => return man::run(&command, out_dir.as_deref()),
     };
     let cfg = args.validate()?;
     let faults = Faults::from_env();
@@ -145,9 +120,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     {
         let sum = report.checksum();
         eprintln!(
-            "plan written to {}\nchecksum {sum}\nafter review: regsweep apply {} --checksum {sum}",
+            "plan written to {}\nchecksum {sum}\nafter review: regsweep apply {}{} --checksum {sum}",
             path.display(),
-            path.display()
+            shell_word(&path.to_string_lossy()),
+            cfg.storage_args,
         );
     }
     if code == ExitCode::Damage && cfg.report.is_none() {
@@ -192,9 +168,11 @@ fn du(a: DuArgs) -> anyhow::Result<ExitCode> {
         None => None,
         Some([kind, repo]) if kind == "tag" => Some(repo.clone()),
         Some(other) => {
-            return Err(
-                Error::Usage(format!("--by: expected `--by tag REPO`, got {other:?}")).into(),
-            );
+            return Err(Error::Usage(format!(
+                "--by {}: the only grouping is `--by tag REPO` (one row per tag of REPO); without --by, du shows one row per repository",
+                other.join(" ")
+            ))
+            .into());
         }
     };
     let policy = match &a.policy {
@@ -225,6 +203,9 @@ fn du(a: DuArgs) -> anyhow::Result<ExitCode> {
         progress: !a.quiet,
     };
     let report = crate::commands::du::run(&cfg, &*Bars::when(cfg.progress))?;
+    if a.quiet {
+        return Ok(report.exit_code());
+    }
     let out = match cfg.format {
         crate::commands::du::DuFormat::Table => report.text(None),
         crate::commands::du::DuFormat::Json => report.json(),
@@ -244,6 +225,9 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         progress: !a.quiet,
     };
     let report = crate::commands::check::run(&cfg, &*Bars::when(cfg.progress))?;
+    if a.quiet {
+        return Ok(report.exit_code());
+    }
     Ok(emit(&report, cfg.format, cfg.text_limit))
 }
 
@@ -261,11 +245,27 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    let root = match a.config {
+        None => a.root,
+        Some(config) => {
+            match config::registry::read(&config, &|k| std::env::var(k).ok())?.storage {
+                crate::config::Location::Fs(root) => Some(root),
+                other => {
+                    return Err(Error::Usage(format!(
+                    "{}: restore puts back what `gc --trash` moved on a filesystem; this config stores in {}",
+                    config.display(),
+                    other.display_path().display()
+                ))
+                .into());
+                }
+            }
+        }
+    };
     let cfg = crate::commands::trash::RestoreConfig {
         dir: a.dir,
         selection,
         break_lock: a.break_lock,
-        root: a.root,
+        root,
     };
     let report = crate::commands::trash::restore(&cfg)?;
     Ok(emit(&report, Format::Text, None))
@@ -309,5 +309,8 @@ fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
     };
     let faults = Faults::from_env();
     let report = crate::commands::apply::run(&cfg, &|| faults.stop(), &*Bars::when(cfg.progress))?;
+    if a.quiet {
+        return Ok(report.exit_code());
+    }
     Ok(emit(&report, cfg.format, None))
 }

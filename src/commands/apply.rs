@@ -16,6 +16,7 @@ use crate::pipeline::{self, Open, Session};
 use crate::report::Report;
 use crate::storage::location::OnStorage;
 use crate::storage::seam::Storage;
+use crate::units::plural;
 use std::path::Path;
 
 use crate::gc::outcome::ItemNote;
@@ -61,6 +62,9 @@ pub struct ApplyReport {
     pub skipped: Vec<Skipped>,
     pub failures: Vec<ItemNote>,
     pub interrupted: bool,
+    /// With `--trash`: the run's folder in it, where what went was moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trash: Option<PathBuf>,
     /// What the run did about the live registry's blob-descriptor cache.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registry: Option<crate::live::LiveReport>,
@@ -102,6 +106,7 @@ struct Planned {
     layer_links: HashSet<(String, Digest)>,
     blobs: HashMap<Digest, (u64, Time)>,
     uploads: HashSet<(String, String)>,
+    empty_folders: HashSet<PathBuf>,
 }
 
 fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
@@ -198,6 +203,7 @@ fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
         uploads: (plan.uploads_deleted.iter())
             .map(|u| (u.repository.clone(), u.id.clone()))
             .collect(),
+        empty_folders: plan.empty_folders_removed.iter().cloned().collect(),
     })
 }
 
@@ -340,6 +346,7 @@ fn run_in<S: Storage>(
         skipped,
         failures: outcome.failures,
         interrupted: outcome.interrupted,
+        trash: trash_run,
         registry: Some(registry),
         findings,
     };
@@ -381,12 +388,26 @@ fn text(r: &ApplyReport, limit: usize) -> String {
         r.root.display()
     );
     let _ = writeln!(o, "  planned   {} items", r.summary.planned);
-    let _ = writeln!(
-        o,
-        "  applied   {} items, {} of blobs freed",
-        r.summary.applied,
-        human_bytes(r.summary.bytes_freed)
-    );
+    match &r.trash {
+        // Nothing is freed by a move: say where it went and how it is freed.
+        Some(t) => {
+            let _ = writeln!(
+                o,
+                "  applied   {} moved to {} ({} of blobs; nothing freed until `regsweep trash empty`)",
+                plural(r.summary.applied, "item", "items"),
+                t.display(),
+                human_bytes(r.summary.bytes_freed)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "  applied   {} deleted, {} of blobs freed",
+                plural(r.summary.applied, "item", "items"),
+                human_bytes(r.summary.bytes_freed)
+            );
+        }
+    }
     let _ = writeln!(
         o,
         "  skipped   {} items that changed since the plan (kept)",
@@ -552,5 +573,10 @@ fn agreed(planned: &Planned, fresh: Plan, skipped: &mut Vec<Skipped>) -> Plan {
             todo.uploads.push(u);
         }
     }
+    // Empty folders the plan names and that are still empty and old enough: the same removals
+    // gc makes (the sweep checks each is still empty as it goes).
+    todo.empty_dirs = (fresh.empty_dirs.into_iter())
+        .filter(|d| planned.empty_folders.contains(d))
+        .collect();
     todo
 }

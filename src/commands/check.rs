@@ -15,6 +15,7 @@ use crate::report::metrics::Metrics;
 use crate::stages::scan::ScanOptions;
 use crate::storage::location::OnStorage;
 use crate::storage::seam::Storage;
+use crate::units::plural;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -171,11 +172,11 @@ fn text(r: &CheckReport, limit: usize) -> String {
     let _ = writeln!(o, "regsweep check on {}", r.root.display());
     let _ = writeln!(
         o,
-        "  scanned   {} repositories, {} tags, {} manifests, {} blobs ({})",
-        r.summary.repositories,
-        r.summary.tags,
-        r.summary.manifests,
-        r.summary.blobs,
+        "  scanned   {}, {}, {}, {} ({})",
+        plural(r.summary.repositories, "repository", "repositories"),
+        plural(r.summary.tags, "tag", "tags"),
+        plural(r.summary.manifests, "manifest", "manifests"),
+        plural(r.summary.blobs, "blob", "blobs"),
         human_bytes(r.summary.bytes)
     );
     let _ = writeln!(
@@ -184,13 +185,17 @@ fn text(r: &CheckReport, limit: usize) -> String {
         if r.summary.damage == 0 {
             "none found".to_string()
         } else {
-            crate::units::plural(r.summary.damage, "finding", "findings")
+            plural(r.summary.damage, "finding", "findings")
         }
     );
     let _ = writeln!(
         o,
-        "  notices   {} leftover or foreign entries",
-        r.summary.notices
+        "  notices   {}",
+        plural(
+            r.summary.notices,
+            "leftover or foreign entry",
+            "leftover or foreign entries"
+        )
     );
     if let Some(req) = &r.summary.requests {
         let _ = writeln!(o, "  requests  {}", crate::report::requests_line(req));

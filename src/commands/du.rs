@@ -131,12 +131,17 @@ fn run_in<S: Storage>(store: S, cfg: &DuConfig, progress: &dyn Progress) -> Resu
     };
     // Each plan is reduced to the figures du shows before the next is made: at most one
     // plan's lists are in memory at a time.
+    // Damage counted as check counts it (the plan's findings and the layout's integrity), so
+    // both name the same and exit alike.
     let (plain_bytes, damage_findings) = {
         let (plain, _) = pipeline::decide(&layout, None, &rules(false), started_at);
-        let damage = (plain.findings.iter())
+        let bytes = plain.bytes_freed();
+        let mut findings = plain.findings;
+        findings.extend(crate::inspect::integrity::check(&layout, started_at));
+        let damage = (findings.iter())
             .filter(|f| f.severity != Severity::Notice)
             .count();
-        (plain.bytes_freed(), damage)
+        (bytes, damage)
     };
     let (untagged_bytes, kept_by_grace, untagged_goes) = {
         let (untagged, _) = pipeline::decide(&layout, None, &rules(true), started_at);
@@ -501,8 +506,8 @@ fn footer(o: &mut String, r: &DuReport, policy: Option<PathBuf>) {
     if t.damage_findings > 0 {
         let _ = writeln!(
             o,
-            "damage     {} findings: gc withholds sweeping until they are fixed (regsweep check lists them)",
-            t.damage_findings
+            "damage     {}: gc withholds sweeping until they are fixed (regsweep check lists them)",
+            crate::units::plural(t.damage_findings, "finding", "findings")
         );
     }
 }
@@ -598,8 +603,13 @@ impl Report for DuReport {
             _ => crate::report::pretty(self),
         }
     }
+    /// 3 when damage was found, as check and gc.
     fn exit_code(&self) -> ExitCode {
-        ExitCode::Ok
+        if self.summary.damage_findings > 0 {
+            ExitCode::Damage
+        } else {
+            ExitCode::Ok
+        }
     }
 }
 

@@ -25,6 +25,8 @@ pub enum ReportTarget {
 pub struct GcConfig {
     /// The registry's storage: its `rootdirectory`, or a bucket.
     pub root: Location,
+    /// The storage options as given (` --config FILE`...), for the printed `apply` line.
+    pub storage_args: String,
     /// The manifest cache file (`--cache`, or the default per root); `None` with `--no-cache`.
     pub cache: Option<PathBuf>,
     /// Items of each list the text report shows; `None` shows all.
@@ -72,6 +74,7 @@ impl GcConfig {
     pub fn planning(root: impl Into<Location>) -> GcConfig {
         GcConfig {
             root: root.into(),
+            storage_args: String::new(),
             cache: None,
             text_limit: None,
             dry_run: true,

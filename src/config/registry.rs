@@ -85,7 +85,7 @@ impl<'de> Deserialize<'de> for GoString {
 }
 
 /// A section of driver parameters (`map[string]interface{}` in the registry).
-type Params = BTreeMap<String, serde_yaml::Value>;
+type Params = BTreeMap<String, crate::yaml::Value>;
 
 /// `storage:` as the registry's `Storage.UnmarshalYAML` takes it: a map of sections (each a
 /// map, or empty), or a bare driver name.
@@ -170,10 +170,10 @@ fn scalar(
     name: &str,
 ) -> std::result::Result<Option<String>, String> {
     let text = match params.get(name) {
-        None | Some(serde_yaml::Value::Null) => None,
-        Some(serde_yaml::Value::String(v)) => Some(v.clone()),
-        Some(serde_yaml::Value::Number(n)) => Some(n.to_string()),
-        Some(serde_yaml::Value::Bool(b)) => Some(b.to_string()),
+        None | Some(crate::yaml::Value::Null) => None,
+        Some(crate::yaml::Value::String(v)) => Some(v.clone()),
+        Some(crate::yaml::Value::Number(n)) => Some(n.to_string()),
+        Some(crate::yaml::Value::Bool(b)) => Some(b.to_string()),
         Some(_) => return Err(format!("storage.{section}.{name} is not a single value")),
     };
     Ok(text.filter(|v| !v.is_empty()))
@@ -196,7 +196,7 @@ pub fn read(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Registr
     let raw: Raw = if text.trim().is_empty() {
         Raw::default()
     } else {
-        serde_yaml::from_str(&text)
+        crate::yaml::from_str(&text)
             .map_err(|e| bad(format!("the registry refuses this config: {e}")))?
     };
     let version = raw.version.map(|v| v.0).unwrap_or_default();

@@ -328,7 +328,11 @@ fn untagged_items(
         };
         let reason = match subject {
             _ if !untag.is_empty() => {
-                format!("untagged by the policy (tag {} deleted)", untag.join(", "))
+                let noun = if untag.len() == 1 { "tag" } else { "tags" };
+                format!(
+                    "untagged by the policy; {noun} {} deleted",
+                    untag.join(", ")
+                )
             }
             Some(s) if gone.contains(&s) => {
                 format!("untagged; referrer of {s}, which goes too")

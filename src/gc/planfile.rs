@@ -52,6 +52,9 @@ pub struct PlanFile {
     pub layer_links_deleted: Vec<LinkRemoval>,
     pub blobs_deleted: Vec<BlobRemoval>,
     pub uploads_deleted: Vec<UploadRemoval>,
+    /// Empty link and blob folders earlier deletes left (absent from plans of older versions).
+    #[serde(default)]
+    pub empty_folders_removed: Vec<PathBuf>,
 }
 
 impl PlanFile {

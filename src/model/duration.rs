@@ -1,7 +1,8 @@
 //! Human durations (`90d`, `12h`, `1h30m`, `0`) as used by `--grace` and policies: parsed once
 //! (a clap value parser, a policy file), carried as a [`Span`], and written back the same way
-//! into reports and plans. Hand-written rather than a crate's: the plan format needs a stable
-//! spelling (`1h30m`, `0`), and `y` is 365 days.
+//! into reports and plans. Hand-written rather than humantime's or jiff's: the plan format needs
+//! a stable spelling (`1h30m`, `0`), `y` is 365 days (humantime's is 365.25), `m` is minutes
+//! (humantime's `M` is a month), and the errors must show regsweep's forms.
 
 use std::time::Duration;
 
@@ -50,14 +51,31 @@ impl<'de> serde::Deserialize<'de> for Span {
     }
 }
 
-/// Parses a sequence of `<number><unit>` with units s, m, h, d, w, y (365 days); `0` alone is zero.
+/// The forms every duration error shows.
+const FORMS: &str = "write e.g. 90s, 30m, 12h, 1h30m, 7d, 2w or 1y (\"1 hour\" and \"7 days\" too)";
+
+/// Seconds in a unit, by its letter or its word (`h`, `hr`, `hour`, `hours`).
+fn unit_secs(unit: &str) -> Option<u64> {
+    Some(match unit {
+        "s" | "sec" | "secs" | "second" | "seconds" => 1,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3600,
+        "d" | "day" | "days" => 86_400,
+        "w" | "week" | "weeks" => 7 * 86_400,
+        "y" | "year" | "years" => 365 * 86_400,
+        _ => return None,
+    })
+}
+
+/// Parses a sequence of `<number><unit>` with units s, m, h, d, w, y (365 days), or their
+/// words, spaces allowed between them (`1h30m`, `1 hour 30 minutes`); `0` alone is zero.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     if t == "0" {
         return Ok(Duration::ZERO);
     }
     if t.is_empty() {
-        return Err("empty duration".into());
+        return Err(format!("empty duration: {FORMS}"));
     }
     let mut total: u64 = 0;
     let mut rest = t;
@@ -65,30 +83,31 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
             return Err(format!(
-                "invalid duration {text:?}: expected a number before {rest:?} (use e.g. 30m, 12h, 90d, 2w, 1y)"
+                "invalid duration {text:?}: expected a number before {rest:?}; {FORMS}"
             ));
         }
         let n: u64 = rest[..digits]
             .parse()
             .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
-        rest = &rest[digits..];
-        let unit = rest.chars().next().ok_or_else(|| {
-            format!("invalid duration {text:?}: missing unit after {n} (s, m, h, d, w or y)")
-        })?;
-        let secs = match unit {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
-            'y' => 365 * 86_400,
-            other => {
+        rest = rest[digits..].trim_start();
+        let len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let unit = &rest[..len];
+        let secs = match unit_secs(unit) {
+            Some(secs) => secs,
+            None if unit.is_empty() => {
                 return Err(format!(
-                    "invalid duration {text:?}: unknown unit {other:?} (s, m, h, d, w or y)"
+                    "invalid duration {text:?}: missing unit after {n}; {FORMS}"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "invalid duration {text:?}: unknown unit {unit:?}; {FORMS}"
                 ));
             }
         };
-        rest = &rest[unit.len_utf8()..];
+        rest = rest[len..].trim_start();
         total = n
             .checked_mul(secs)
             .and_then(|v| total.checked_add(v))
@@ -127,6 +146,11 @@ mod tests {
         assert_eq!(parse("1y").unwrap().as_secs(), 365 * 86_400);
         assert_eq!(parse("1h30m").unwrap().as_secs(), 5400);
         assert_eq!(parse("168h").unwrap().as_secs(), 168 * 3600);
+        // As people type them after --grace.
+        assert_eq!(parse("1 hour").unwrap().as_secs(), 3600);
+        assert_eq!(parse("7 days").unwrap().as_secs(), 7 * 86_400);
+        assert_eq!(parse("1h 30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse("2 weeks 1 day").unwrap().as_secs(), 15 * 86_400);
     }
 
     #[test]
@@ -140,10 +164,17 @@ mod tests {
             "-1h",
             "99999999999999999999d",
             "1hé",
+            "1 month",
+            "1 h h",
         ] {
             let e = parse(bad).unwrap_err();
             assert!(e.contains("duration"), "{bad}: {e}");
         }
+        // Every error shows the accepted forms.
+        assert_eq!(
+            parse("1 fortnight").unwrap_err(),
+            r#"invalid duration "1 fortnight": unknown unit "fortnight"; write e.g. 90s, 30m, 12h, 1h30m, 7d, 2w or 1y ("1 hour" and "7 days" too)"#
+        );
     }
 
     #[test]

@@ -417,8 +417,9 @@ fn delete_vote(d: &Delete, when: &When, i: usize) -> Vote {
     }
 }
 
-/// Rank (1-based) of each tag among `members` by `key`, highest first, for the top `n`; ties
-/// broken by name so that runs are reproducible.
+/// Rank (1-based) of each tag among `members` by `key`, highest first, for the top `n`. Ties
+/// (S3 keeps push times in whole seconds) go to the higher semantic version, then to tags that
+/// are versions, then to the name later in order: reproducible, and `v1.2.0` over `v1.0.0`.
 fn top<K: Ord>(
     repo: &Repo,
     members: &[usize],
@@ -429,10 +430,9 @@ fn top<K: Ord>(
         .iter()
         .filter_map(|&i| key(i).map(|k| (k, i)))
         .collect();
-    ranked.sort_by(|(ka, a), (kb, b)| {
-        kb.cmp(ka)
-            .then_with(|| repo.tags[*a].name.cmp(&repo.tags[*b].name))
-    });
+    // One tuple order, so the comparison stays total whatever the names.
+    let tie = |i: usize| (Version::parse(&repo.tags[i].name), &repo.tags[i].name);
+    ranked.sort_by(|(ka, a), (kb, b)| kb.cmp(ka).then_with(|| tie(*b).cmp(&tie(*a))));
     ranked
         .into_iter()
         .take(n)

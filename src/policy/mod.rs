@@ -408,7 +408,7 @@ impl Policy {
             path: path.to_path_buf(),
             message,
         };
-        let raw: RawPolicy = serde_yaml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let raw: RawPolicy = crate::yaml::from_str(text).map_err(|e| bad(e.to_string()))?;
         if raw.version != 1 {
             return Err(bad(format!(
                 "version {} is not supported; this regsweep reads version 1",

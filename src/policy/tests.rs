@@ -235,7 +235,7 @@ fn globs_and_regexes() {
 }
 
 #[test]
-fn newest_counts_per_repository_with_ties_by_name() {
+fn newest_counts_per_repository_with_ties_by_version_then_name() {
     let p = policy("version: 1\nrules:\n  - name: r\n    keep: {newest: 2}\n");
     let ev = run(
         &p,
@@ -247,16 +247,27 @@ fn newest_counts_per_repository_with_ties_by_name() {
             repo("b", &[("x", 5, 100), ("y", 6, 200)]),
         ],
     );
-    // t4 is youngest; t2 and t3 tie, and t2 wins by name.
-    assert_eq!(deleted(&ev, "a"), vec!["t1", "t3"]);
+    // t4 is youngest; t2 and t3 tie, and t3 wins: the later name.
+    assert_eq!(deleted(&ev, "a"), vec!["t1", "t2"]);
     assert!(deleted(&ev, "b").is_empty());
-    let t3 = ev.explain.iter().find(|e| e.tag == "t3").unwrap();
+    let t3 = ev.explain.iter().find(|e| e.tag == "t2").unwrap();
     assert_eq!(t3.rule.as_deref(), Some("r"));
     assert!(
         t3.reasons[0].contains("not among the newest 2"),
         "{:?}",
         t3.reasons
     );
+    // Pushed in the same second (S3's whole seconds): the highest version stays, by semver
+    // (v1.10.0 over v1.2.0), and any version over a name that is none.
+    let p = policy("version: 1\nrules:\n  - name: r\n    keep: {newest: 1}\n");
+    let same = [
+        ("v1.0.0", 1, 3),
+        ("v1.2.0", 2, 3),
+        ("v1.10.0", 3, 3),
+        ("zz", 4, 3),
+    ];
+    let ev = run(&p, vec![repo("a", &same)]);
+    assert_eq!(deleted(&ev, "a"), vec!["v1.0.0", "v1.2.0", "zz"]);
 }
 
 #[test]

@@ -288,6 +288,7 @@ impl GcReport {
                 uploads_deleted: plan.uploads,
                 layer_links_deleted: plan.layer_links,
                 tag_index_entries_deleted: plan.tag_index,
+                empty_folders_removed: plan.empty_dirs,
             },
             withheld: plan.withheld,
             errors,

@@ -206,17 +206,16 @@ impl GcReport {
         }
         if !self.plan.tags_deleted.is_empty() {
             let _ = writeln!(o, "\ntags {heading}:");
-            for t in self.plan.tags_deleted.iter().take(limit) {
+            let shown = &self.plan.tags_deleted[..limit.min(self.plan.tags_deleted.len())];
+            let w = width(shown.iter().map(|t| t.repository.len() + 1 + t.tag.len()));
+            for t in shown {
                 let d = t
                     .digest
                     .map(|d| d.to_string())
                     .unwrap_or_else(|| "-".into());
                 let age = t.age_seconds.map(human_age).unwrap_or_else(|| "?".into());
-                let _ = writeln!(
-                    o,
-                    "  {}:{}  {d}  age {age}  rule {:?}",
-                    t.repository, t.tag, t.rule
-                );
+                let name = format!("{}:{}", t.repository, t.tag);
+                let _ = writeln!(o, "  {name:<w$}  {d}  age {age:>4}  rule {:?}", t.rule);
             }
             more(o, self.plan.tags_deleted.len(), limit);
         }
@@ -229,21 +228,24 @@ impl GcReport {
         }
         if !self.plan.layer_links_deleted.is_empty() {
             let _ = writeln!(o, "\nlayer links {heading}:");
-            for l in self.plan.layer_links_deleted.iter().take(limit) {
-                let _ = writeln!(o, "  {}  {}", l.repository, l.digest);
+            let all = &self.plan.layer_links_deleted;
+            let shown = &all[..limit.min(all.len())];
+            let w = width(shown.iter().map(|l| l.repository.len()));
+            for l in shown {
+                let _ = writeln!(o, "  {:<w$}  {}", l.repository, l.digest);
             }
             more(o, self.plan.layer_links_deleted.len(), limit);
         }
         if !self.plan.tag_index_entries_deleted.is_empty() {
             let _ = writeln!(o, "\ntag index entries (tag history) {heading}:");
-            for l in self.plan.tag_index_entries_deleted.iter().take(limit) {
-                let _ = writeln!(
-                    o,
-                    "  {}:{}  {}",
-                    l.repository,
-                    l.tag.as_deref().unwrap_or("?"),
-                    l.digest
-                );
+            let all = &self.plan.tag_index_entries_deleted;
+            let shown = &all[..limit.min(all.len())];
+            let name = |l: &crate::gc::plan::LinkRemoval| {
+                format!("{}:{}", l.repository, l.tag.as_deref().unwrap_or("?"))
+            };
+            let w = width(shown.iter().map(|l| name(l).len()));
+            for l in shown {
+                let _ = writeln!(o, "  {:<w$}  {}", name(l), l.digest);
             }
             more(o, self.plan.tag_index_entries_deleted.len(), limit);
         }
@@ -472,4 +474,10 @@ pub(super) fn used_lines(o: &mut String, u: &crate::model::inuse::UsedSummary) {
             crate::model::pulls::stamp(sp.covered_until)
         );
     }
+}
+
+/// The width of a list's first column: its longest entry. (A table crate would also draw
+/// borders and wrap to the terminal; these lists stay plain columns for grep and mail.)
+fn width(lengths: impl Iterator<Item = usize>) -> usize {
+    lengths.max().unwrap_or(0)
 }

@@ -106,7 +106,10 @@ impl Cache {
             },
         };
         if let Some(why) = &ignored {
-            tracing::warn!(path = %path.display(), "manifest cache ignored ({why}); rebuilding it");
+            tracing::warn!(
+                "{}: manifest cache ignored ({why}); rebuilding it",
+                path.display()
+            );
         }
         Ok(Cache {
             path: path.to_path_buf(),
@@ -169,7 +172,10 @@ impl Cache {
         if let Err(e) = std::fs::remove_file(&self.path)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            tracing::warn!(path = %self.path.display(), "cannot remove the manifest cache: {e}");
+            tracing::warn!(
+                "{}: cannot remove the manifest cache: {e}",
+                self.path.display()
+            );
         }
     }
 
@@ -247,7 +253,13 @@ impl Cache {
         let written = make_folder(&self.path)
             .and_then(|_| crate::output::write_with(&self.path, |f| write_file(f, &all)));
         if let Err(e) = written {
-            tracing::warn!(path = %self.path.display(), "cannot write the manifest cache: {e}");
+            // Once a run (save is its last step): the run itself is whole, only later ones
+            // read more.
+            tracing::warn!(
+                "{}: cannot write the manifest cache ({}); later runs read every manifest again: give --cache FILE in a folder you can write, or --no-cache",
+                self.path.display(),
+                crate::error::io_cause(&e)
+            );
         }
     }
 }
@@ -336,13 +348,22 @@ fn random_seed() -> u64 {
 
 /// The default cache file of a root: in the user's cache folder, one per root.
 pub fn default_path(root: &Path) -> Option<PathBuf> {
+    let id = Sha256::digest(root.as_os_str().as_encoded_bytes());
+    let id: String = id[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let file = format!("manifests-{id}.bin");
+    // systemd's CacheDirectory= (the folder itself, the first of a list): a unit under
+    // ProtectSystem=strict keeps its cache there.
+    let unit = std::env::var("CACHE_DIRECTORY").ok();
+    if let Some(dir) = unit.as_deref().and_then(|v| v.split(':').next())
+        && !dir.is_empty()
+    {
+        return Some(Path::new(dir).join(file));
+    }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    let id = Sha256::digest(root.as_os_str().as_encoded_bytes());
-    let id: String = id[..8].iter().map(|b| format!("{b:02x}")).collect();
-    Some(base.join("regsweep").join(format!("manifests-{id}.bin")))
+    Some(base.join("regsweep").join(file))
 }
 
 fn put_list(out: &mut Vec<u8>, ds: &[Digest]) {

@@ -68,6 +68,14 @@ fn relative_paths() -> Paths {
 }
 
 impl<S: Storage> Sweeper<'_, S> {
+    /// A stage's name on its bar: what happens to the items, deleted or moved.
+    fn label(&self, deleting: &'static str, moving: &'static str) -> &'static str {
+        match self.dest {
+            Dest::Trash(_) => moving,
+            _ => deleting,
+        }
+    }
+
     fn should_stop(&self) -> bool {
         let stop = (self.stop)();
         if stop {
@@ -77,7 +85,7 @@ impl<S: Storage> Sweeper<'_, S> {
     }
 
     fn fail(&self, path: &Path, message: String) {
-        tracing::warn!(path = %path.display(), "{message}");
+        tracing::warn!("{}: {message}", path.display());
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -215,7 +223,10 @@ impl<S: Storage> Sweeper<'_, S> {
         let groups: Vec<&[BlobRemoval]> = blobs
             .chunk_by(|a, b| a.digest.0[0] == b.digest.0[0])
             .collect();
-        let bar = progress.bar("deleting blobs", blobs.len() as u64);
+        let bar = progress.bar(
+            self.label("deleting blobs", "moving blobs to the trash"),
+            blobs.len() as u64,
+        );
         if !self.store.capabilities().rename {
             let folders: Vec<(PathBuf, Vec<String>)> = (groups.iter())
                 .filter_map(|group| {
@@ -522,7 +533,7 @@ pub fn sweep<S: Storage>(
     // Each stage completes before the next starts: that is what keeps the layout valid.
     s.remove_stage(
         progress,
-        "deleting tags",
+        s.label("deleting tags", "moving tags to the trash"),
         plan.tags
             .iter()
             .map(|t| r.tag_dir(&t.repository, &t.tag))
@@ -531,7 +542,10 @@ pub fn sweep<S: Storage>(
     );
     s.remove_stage(
         progress,
-        "deleting tag index entries",
+        s.label(
+            "deleting tag index entries",
+            "moving tag index entries to the trash",
+        ),
         plan.tag_index
             .iter()
             .filter_map(|l| Some(r.tag_index_dir(&l.repository, l.tag.as_ref()?, &l.digest)))
@@ -540,7 +554,7 @@ pub fn sweep<S: Storage>(
     );
     s.remove_stage(
         progress,
-        "deleting manifests",
+        s.label("deleting manifests", "moving manifests to the trash"),
         plan.manifests
             .iter()
             .map(|m| r.revision_dir(&m.repository, &m.digest))
@@ -554,7 +568,7 @@ pub fn sweep<S: Storage>(
     }
     s.remove_stage(
         progress,
-        "deleting layer links",
+        s.label("deleting layer links", "moving layer links to the trash"),
         layer_links
             .iter()
             .map(|l| r.layer_dir(&l.repository, &l.digest))
@@ -569,7 +583,7 @@ pub fn sweep<S: Storage>(
     s.remove_blobs(progress, &blobs);
     s.remove_stage(
         progress,
-        "deleting uploads",
+        s.label("deleting uploads", "moving uploads to the trash"),
         plan.uploads
             .iter()
             .map(|u| r.upload_dir(&u.repository, &u.id))

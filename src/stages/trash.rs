@@ -101,11 +101,37 @@ pub fn create_run(dir: &Path, v2: &Path, command: &str) -> Result<PathBuf> {
     Ok(run)
 }
 
+/// `20261204T101500Z-1234`: the name `create_run` gives a run's folder.
+fn is_run_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    b.len() > 17
+        && digits(0..8)
+        && b[8] == b'T'
+        && digits(9..15)
+        && b[15] == b'Z'
+        && b[16] == b'-'
+        && digits(17..b.len())
+}
+
 /// The runs in a trash, newest first.
 fn runs(dir: &Path) -> Result<Vec<(PathBuf, RunInfo)>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let path = entry.path();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !is_dir || !is_run_name(&entry.file_name().to_string_lossy()) {
+            // Refused whole: `trash empty` must never delete what no run put there.
+            return Err(Error::Trash {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "not a trash folder: it holds {:?}, which no `gc --trash` run wrote (a trash holds only run folders such as 20261204T101500Z-1234)",
+                    entry.file_name()
+                ),
+            });
+        }
         let file = path.join(RUN_FILE);
         let text = match dirfd::read_path(&file, 1 << 20) {
             Ok(t) => t,

@@ -31,6 +31,7 @@ impl FsStorage {
                 path: root.to_path_buf(),
             });
         }
+        readable(root)?;
         let v2 = locate_v2(root).ok_or_else(|| Error::NotARegistry {
             path: root.to_path_buf(),
         })?;
@@ -90,6 +91,24 @@ impl Storage for FsStorage {
 
 /// Finds the `docker/registry/v2` folder for a storage root. The folder itself is accepted
 /// too, since operators often point at it directly.
+/// A folder on the way to the layout that cannot be read is said to be so, not taken for a
+/// folder that is no registry.
+fn readable(root: &Path) -> Result<()> {
+    let mut dir = root.to_path_buf();
+    for next in ["docker", "registry", "v2", ""] {
+        match std::fs::read_dir(&dir) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                let why = "permission denied: cannot read the registry's storage; run as the user the registry stores its files as (or as root)";
+                return Err(Error::io(dir, io::Error::new(e.kind(), why)));
+            }
+            Err(_) => break,
+        }
+        dir.push(next);
+    }
+    Ok(())
+}
+
 pub fn locate_v2(root: &Path) -> Option<PathBuf> {
     let v2 = root.join("docker/registry/v2");
     if v2.is_dir() {

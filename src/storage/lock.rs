@@ -75,6 +75,32 @@ fn still_named(root: &Dir, file: &File) -> bool {
     }
 }
 
+/// Why the lock file could not be opened, and the step that helps: removing the file only
+/// when the file itself is the problem.
+fn open_failure(path: &Path, e: &std::io::Error) -> Error {
+    let folder = path.parent().unwrap_or(path).display();
+    let why = match e.raw_os_error() {
+        Some(libc::EROFS) => format!(
+            "{folder} is on a read-only file system; a run that deletes must write its lock there: mount it read-write (a --dry-run takes no lock)"
+        ),
+        Some(libc::EACCES) | Some(libc::EPERM) => format!(
+            "permission denied; a run that deletes must write its lock in {folder}: run it as the user the registry stores its files as"
+        ),
+        _ if crate::storage::dirfd::is_symlink_error(e) => {
+            "it is a symbolic link, which regsweep never follows: remove it and run again".into()
+        }
+        _ if e.kind() == std::io::ErrorKind::InvalidInput => {
+            "it is not a regular file (a FIFO, a device or a folder): remove it and run again"
+                .into()
+        }
+        _ => crate::error::io_cause(e),
+    };
+    Error::Locked {
+        path: path.to_path_buf(),
+        message: format!("cannot open the lock file: {why}"),
+    }
+}
+
 impl Lock {
     /// Takes the lock of `root` for `command`, or says who holds it.
     pub fn acquire(root: &Path, command: &str, break_lock: bool) -> Result<Lock> {
@@ -83,14 +109,8 @@ impl Lock {
         let dir = Dir::open(root).map_err(|e| Error::io(root, e))?;
         // A holder that exits unlinks the file; one who locked the unlinked file must retry.
         let (mut file, got) = loop {
-            let file = dir.open_rw(OsStr::new(LOCK_FILE), true).map_err(|e| {
-                Error::Locked {
-                    path: path.clone(),
-                    message: format!(
-                        "cannot open the lock file ({e}); it must be a regular file, not a symbolic link or FIFO: remove it and run again"
-                    ),
-                }
-            })?;
+            let file =
+                (dir.open_rw(OsStr::new(LOCK_FILE), true)).map_err(|e| open_failure(&path, &e))?;
             let got = match file.try_lock() {
                 Ok(()) => true,
                 Err(TryLockError::WouldBlock) => false,
@@ -208,6 +228,28 @@ mod tests {
         // A FIFO is refused at once, not waited on.
         std::fs::remove_file(dir.path().join(LOCK_FILE)).unwrap();
         crate::testutil::mkfifo(&dir.path().join(LOCK_FILE));
-        assert!(Lock::acquire(dir.path(), "gc", true).is_err());
+        let e = Lock::acquire(dir.path(), "gc", true).unwrap_err();
+        assert!(
+            e.to_string().ends_with("cannot open the lock file: it is not a regular file (a FIFO, a device or a folder): remove it and run again"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn open_failures_name_their_cause() {
+        let path = Path::new("/srv/registry/.regsweep.lock");
+        let say = |errno| open_failure(path, &std::io::Error::from_raw_os_error(errno)).to_string();
+        // No file to remove: no advice to remove one.
+        let ro = say(libc::EROFS);
+        assert_eq!(
+            ro,
+            "/srv/registry/.regsweep.lock: cannot open the lock file: /srv/registry is on a read-only file system; a run that deletes must write its lock there: mount it read-write (a --dry-run takes no lock)"
+        );
+        let denied = say(libc::EACCES);
+        assert!(
+            denied.contains("permission denied;") && !denied.contains("remove"),
+            "{denied}"
+        );
+        assert!(say(libc::ELOOP).contains("symbolic link"));
     }
 }

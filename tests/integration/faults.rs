@@ -258,7 +258,7 @@ fn apply_keeps_what_changed_under_the_plan() {
         m.to_string().as_bytes(),
     );
 
-    let out = regsweep(&["apply", plan.to_str().unwrap(), "--format", "json", "-q"]);
+    let out = regsweep(&["apply", plan.to_str().unwrap(), "--format", "json"]);
     assert_eq!(
         out.status.code(),
         Some(0),

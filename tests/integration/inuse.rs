@@ -42,6 +42,15 @@ fn images_running_in_a_cluster_are_kept_whatever_the_policy_and_m_say() {
     ] {
         reg.push(&oci, name, &format!("app:{tag}"));
     }
+    // The pushes share a second; push order made plain, so that `newest: 1` means `rolling`
+    // (ties would go to the highest version).
+    let tags = reg.v2().join("repositories/app/_manifests/tags");
+    for (i, t) in ["v3", "v2", "v1"].iter().enumerate() {
+        age_tree(
+            &tags.join(t),
+            std::time::Duration::from_secs(60 * (i as u64 + 1)),
+        );
+    }
     let addr = reg.addr.clone();
     // Shaped as `kubectl get pods -A -o json` and a Deployment, from the API reference.
     let doc = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [

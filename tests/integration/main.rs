@@ -5,6 +5,7 @@ mod fixture;
 mod hardening;
 mod inuse;
 mod live;
+mod operator;
 mod pullenv;
 mod pulls;
 mod retention;
@@ -163,7 +164,7 @@ fn a_run_scoped_by_repository_touches_only_those_and_no_blob_another_needs() {
         doc["options"]["repositories"],
         serde_json::json!(["acme/**"])
     );
-    let out = regsweep(&["apply", plan.to_str().unwrap(), "--format", "json", "-q"]);
+    let out = regsweep(&["apply", plan.to_str().unwrap(), "--format", "json"]);
     assert_eq!(
         out.status.code(),
         Some(0),

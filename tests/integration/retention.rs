@@ -252,7 +252,7 @@ fn a_policy_that_would_empty_a_repository_is_refused() {
 fn a_malformed_policy_names_its_line_and_deletes_nothing() {
     let (reg, dir) = registry();
     let policy = dir.path().join("bad.yml");
-    std::fs::write(&policy, "version: 1\nrules:\n  - name: prs\n    tags: ['pr-*']\n    delete: {older_than: 2 weeks}\n").unwrap();
+    std::fs::write(&policy, "version: 1\nrules:\n  - name: prs\n    tags: ['pr-*']\n    delete: {older_than: 2 fortnights}\n").unwrap();
     for args in [
         vec![
             "gc",
@@ -267,7 +267,7 @@ fn a_malformed_policy_names_its_line_and_deletes_nothing() {
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains("bad.yml") && err.contains("line 5") && err.contains("2 weeks"),
+            err.contains("bad.yml") && err.contains("line 5") && err.contains("2 fortnights"),
             "{err}"
         );
     }

@@ -222,8 +222,22 @@ impl Moto {
     /// Starts `python3 -m moto.server` (installed by scripts/install-peers.sh) and creates the
     /// bucket, polling until the server answers.
     pub fn start() -> Moto {
+        Moto::spawn(false)
+    }
+
+    /// Moto checking every request's credentials as AWS does (`INITIAL_NO_AUTH_ACTION_COUNT=0`):
+    /// it knows no key, so every request is refused with AWS's error code. No bucket.
+    pub fn start_enforcing_auth() -> Moto {
+        Moto::spawn(true)
+    }
+
+    fn spawn(auth: bool) -> Moto {
         let port = free_port();
-        let child = Command::new("python3")
+        let mut cmd = Command::new("python3");
+        if auth {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        let child = cmd
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
             .arg(port.to_string())
             .stdout(Stdio::null())
@@ -237,12 +251,16 @@ impl Moto {
         };
         let addr = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while http_status(&addr, "GET", "/") != Some(200) {
+        // Refused or not, an answer means it is up.
+        while http_status(&addr, "GET", "/").is_none_or(|c| c != 200 && !auth) {
             if let Ok(Some(status)) = moto.child.try_wait() {
                 panic!("moto exited at start ({status}): run scripts/install-peers.sh");
             }
             assert!(Instant::now() < deadline, "moto not ready after 60s");
             std::thread::sleep(Duration::from_millis(50));
+        }
+        if auth {
+            return moto;
         }
         assert_eq!(
             http_status(&addr, "PUT", &format!("/{}", moto.bucket)),

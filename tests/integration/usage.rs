@@ -7,14 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 fn du_json(root: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec![
-        "du",
-        "--root",
-        root.to_str().unwrap(),
-        "--format",
-        "json",
-        "-q",
-    ];
+    let mut args = vec!["du", "--root", root.to_str().unwrap(), "--format", "json"];
     args.extend_from_slice(extra);
     let out = regsweep(&args);
     assert_eq!(
@@ -174,7 +167,6 @@ fn findings(root: &Path, extra: &[&str]) -> (i32, BTreeSet<(String, String)>) {
         root.to_str().unwrap(),
         "--format",
         "json",
-        "-q",
     ];
     args.extend_from_slice(extra);
     let out = regsweep(&args);
@@ -374,19 +366,12 @@ fn snapshot(name: &str, actual: &str) {
 #[test]
 fn du_output_snapshots() {
     let f = fixture();
-    let table = regsweep(&["du", "--root", f.root.to_str().unwrap(), "-q"]);
+    let table = regsweep(&["du", "--root", f.root.to_str().unwrap()]);
     snapshot(
         "du-table.txt",
         &normalize(&String::from_utf8_lossy(&table.stdout), &f.root),
     );
-    let json = regsweep(&[
-        "du",
-        "--root",
-        f.root.to_str().unwrap(),
-        "--format",
-        "json",
-        "-q",
-    ]);
+    let json = regsweep(&["du", "--root", f.root.to_str().unwrap(), "--format", "json"]);
     snapshot(
         "du.json",
         &normalize(&String::from_utf8_lossy(&json.stdout), &f.root),
@@ -428,7 +413,6 @@ fn du_output_snapshots() {
         "1",
         "--sort",
         "exclusive",
-        "-q",
     ]);
     snapshot(
         "du-top1.txt",
