@@ -14,7 +14,7 @@
 //!    vocabulary), `inuse` (images in use), `pulls` (what a ledger says), `values` -> `catalog` (parsed manifests) -> the layout, decisions and `Rules`;
 //!    `walk` (the one manifest-graph walk) -> `mark` (reachability)
 //! 2. [`storage`]: `seam` (what every backend does) and `Capabilities`; the backends `fs` (over
-//!    `dirfd`: handles, no symlink followed), `s3` (with its config, its request `gate` and what it fetches `ahead`) and `memory`; `lock`;
+//!    `dirfd`: handles, no symlink followed), `bucket` (S3, Azure and GCS through object_store: each service's `root` and client, its request `gate` and what it fetches `ahead`) and `memory`; `lock`;
 //!    `location` (the one place a backend is picked); `conformance` (one suite, every backend)
 //! 2. [`ledger`]: the pull ledger (SQLite), the registry's events and log lines, the webhook
 //!    receiver (`pulls listen`)

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "regsweep", version, about = "Garbage collection for a registry:2 storage, on disk or in an S3 bucket", long_about = None)]
+#[command(name = "regsweep", version, about = "Garbage collection for a registry:2 storage, on disk or in a bucket (S3, Azure, GCS)", long_about = None)]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv every object-store request); RUST_LOG
     /// overrides.
@@ -144,17 +144,20 @@ pub struct TrashEmptyArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("storage").args(["root", "config"])))]
 pub struct RootArgs {
-    /// The registry's storage root: its `rootdirectory`, or `s3://BUCKET/PREFIX` for the s3
-    /// driver's bucket and `rootdirectory` (credentials from the AWS_* environment).
+    /// The registry's storage root: its `rootdirectory`; or a bucket and its `rootdirectory`:
+    /// `s3://BUCKET/PREFIX` (credentials from the AWS_* environment), `az://CONTAINER/PREFIX`
+    /// (AZURE_STORAGE_*), `gs://BUCKET/PREFIX` (GOOGLE_APPLICATION_CREDENTIALS; read only).
     #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub root: Option<PathBuf>,
-    /// The registry's config file: its storage.filesystem.rootdirectory, or its storage.s3
-    /// bucket, endpoint, prefix and keys (with the registry's REGISTRY_STORAGE_* overrides).
+    /// The registry's config file: its storage.filesystem.rootdirectory, or its storage.s3,
+    /// storage.azure or storage.gcs bucket, root and credentials (with the registry's
+    /// REGISTRY_STORAGE_* overrides).
     #[arg(long, value_name = "REGISTRY_CONFIG.yml", value_hint = clap::ValueHint::FilePath)]
     pub config: Option<PathBuf>,
-    /// The S3-compatible endpoint of an s3:// root (MinIO, Ceph RGW, R2...); AWS otherwise.
-    #[arg(long, value_name = "URL")]
-    pub s3_endpoint: Option<String>,
+    /// The endpoint of a bucket root, for an emulator or a private endpoint: an S3-compatible
+    /// server (MinIO, Ceph RGW, R2...), GCS's base URL, Azure's account URL (serviceurl).
+    #[arg(long = "endpoint", visible_alias = "s3-endpoint", value_name = "URL")]
+    pub endpoint: Option<String>,
     /// On a bucket: requests in flight at most (default 256; fewer for a while whenever the
     /// store answers 503 SlowDown).
     #[arg(long, value_name = "N")]
@@ -179,11 +182,17 @@ impl RootArgs {
     /// (an s3:// plan's endpoint and keys come from them, not from the plan).
     pub(super) fn replay(&self) -> String {
         let mut out = String::new();
+        // A bucket root with its endpoint: `--endpoint` alone is no storage option apply takes.
+        if let Some(r) = &self.root
+            && self.endpoint.is_some()
+        {
+            out += &format!(" --root {}", shell_word(&r.to_string_lossy()));
+        }
         if let Some(c) = &self.config {
             out += &format!(" --config {}", shell_word(&c.to_string_lossy()));
         }
-        if let Some(e) = &self.s3_endpoint {
-            out += &format!(" --s3-endpoint {}", shell_word(e));
+        if let Some(e) = &self.endpoint {
+            out += &format!(" --endpoint {}", shell_word(e));
         }
         out
     }
@@ -199,13 +208,13 @@ impl RootArgs {
         let (concurrency, rate) = (self.s3_concurrency, self.max_requests_per_second);
         let (mut root, cache) = self.location()?;
         match &mut root {
-            Location::S3(s3) => {
+            Location::Bucket(s3) => {
                 s3.concurrency = concurrency.map(std::num::NonZeroUsize::get);
                 s3.max_rps = rate.map(std::num::NonZeroU32::get);
             }
             Location::Fs(_) if concurrency.is_some() || rate.is_some() => {
                 return Err(Error::Usage(
-                    "--s3-concurrency and --max-requests-per-second apply to a bucket (an s3:// root, or a config with storage.s3)".into(),
+                    "--s3-concurrency and --max-requests-per-second apply to a bucket (an s3://, az:// or gs:// root, or a config with a bucket driver)".into(),
                 ));
             }
             Location::Fs(_) => {}
@@ -216,18 +225,18 @@ impl RootArgs {
     fn location(self) -> Result<(Location, Option<config::registry::BlobCache>), Error> {
         match (self.root, self.config) {
             (Some(r), None) => match r.to_str() {
-                Some(text) => Ok((Location::parse(text, self.s3_endpoint)?, None)),
-                None if self.s3_endpoint.is_none() => Ok((Location::Fs(r), None)),
+                Some(text) => Ok((Location::parse(text, self.endpoint)?, None)),
+                None if self.endpoint.is_none() => Ok((Location::Fs(r), None)),
                 None => Err(Error::Usage(
-                    "--s3-endpoint needs an s3://BUCKET/PREFIX root".into(),
+                    "--endpoint needs a bucket root (s3://, gs:// or az://BUCKET/PREFIX)".into(),
                 )),
             },
             (None, Some(c)) => {
                 let read = config::registry::read(&c, &|k| std::env::var(k).ok())?;
                 let mut root = read.storage;
-                if let (Location::S3(s3), Some(e)) = (&mut root, self.s3_endpoint) {
+                if let (Location::Bucket(s3), Some(e)) = (&mut root, self.endpoint) {
                     crate::endpoint::check(&e)
-                        .map_err(|why| Error::Usage(format!("--s3-endpoint: {why}")))?;
+                        .map_err(|why| Error::Usage(format!("--endpoint: {why}")))?;
                     s3.endpoint = Some(e);
                 }
                 Ok((root, Some(read.cache)))
@@ -261,7 +270,7 @@ impl CacheArgs {
         self.cache.or_else(|| {
             let key = match root {
                 Location::Fs(p) => p.canonicalize().unwrap_or_else(|_| p.clone()),
-                Location::S3(s3) => PathBuf::from(format!(
+                Location::Bucket(s3) => PathBuf::from(format!(
                     "{} {}",
                     s3.url(),
                     s3.endpoint.as_deref().unwrap_or("")
@@ -586,7 +595,7 @@ impl DropInArgs {
             root: RootArgs {
                 root: None,
                 config: Some(self.config),
-                s3_endpoint: None,
+                endpoint: None,
                 s3_concurrency: None,
                 max_requests_per_second: None,
             },

@@ -106,7 +106,10 @@ mod tests {
     fn the_readme_synopsis_names_every_option() {
         let readme = include_str!("../../README.md");
         let usage = readme.split("## Usage").nth(1).expect("a Usage section");
-        let block = usage.split("```").nth(1).expect("a synopsis block");
+        // The first code block that is a synopsis (the install commands come before it).
+        let block = (usage.split("```").skip(1).step_by(2))
+            .find(|b| b.trim_start().starts_with("regsweep "))
+            .expect("a synopsis block");
         // Each command's lines, from `regsweep NAME` to the next command; and the groups
         // (`STORAGE = ...`) the lines name, from their definition to the next one.
         let mut entries: Vec<(String, String)> = Vec::new();

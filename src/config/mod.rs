@@ -2,8 +2,8 @@
 
 pub mod registry;
 
+pub use crate::storage::bucket::BucketRoot;
 pub use crate::storage::location::{Location, canonical_root};
-pub use crate::storage::s3::S3Root;
 
 use crate::model::{Rules, Time};
 use std::path::PathBuf;

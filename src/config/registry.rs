@@ -2,12 +2,14 @@
 //! v3 additions it is given): a file the registry would refuse is refused here too, naming the
 //! file and line, so that regsweep never collects another storage than the registry serves.
 //!
-//! What is read: `version`, `storage` (the driver, the filesystem's `rootdirectory`, the s3
-//! driver's bucket and keys, `cache.blobdescriptor`) and `redis`, each with the registry's
+//! What is read: `version`, `storage` (the driver, the filesystem's `rootdirectory`, the s3,
+//! gcs and azure drivers' bucket, root and credentials, `cache.blobdescriptor`) and `redis`, each with the registry's
 //! `REGISTRY_*` environment overrides. The registry decodes with Go's yaml.v2, which puts any
 //! scalar's text in a string field and refuses a map or list there; the types below do the same.
 
-use super::{Location, S3Root};
+use super::Location;
+
+mod drivers;
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -85,7 +87,7 @@ impl<'de> Deserialize<'de> for GoString {
 }
 
 /// A section of driver parameters (`map[string]interface{}` in the registry).
-type Params = BTreeMap<String, crate::yaml::Value>;
+pub(super) type Params = BTreeMap<String, crate::yaml::Value>;
 
 /// `storage:` as the registry's `Storage.UnmarshalYAML` takes it: a map of sections (each a
 /// map, or empty), or a bare driver name.
@@ -160,11 +162,11 @@ struct Raw {
 /// Sections of `storage:` that are not a driver (2.8's list, and v3's `tag`).
 const NOT_DRIVERS: [&str; 5] = ["maintenance", "cache", "delete", "redirect", "tag"];
 /// Drivers the registry has and regsweep does not read.
-const OTHER_DRIVERS: [&str; 5] = ["inmemory", "azure", "gcs", "swift", "oss"];
+const OTHER_DRIVERS: [&str; 3] = ["inmemory", "swift", "oss"];
 
 /// A parameter's text as the driver reads it; `None` when unset or empty, an error when it is
 /// a map or a list.
-fn scalar(
+pub(super) fn scalar(
     params: &Params,
     section: &str,
     name: &str,
@@ -226,7 +228,7 @@ pub fn read(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Registr
     let storage = match drivers.first().copied() {
         None => {
             return Err(bad(format!(
-                "no storage configuration provided (the registry refuses this config; give a storage.filesystem or storage.s3 section, or set {ROOT_ENV})"
+                "no storage configuration provided (the registry refuses this config; give a storage.filesystem, s3, gcs or azure section, or set {ROOT_ENV})"
             )));
         }
         Some("filesystem") => {
@@ -239,10 +241,15 @@ pub fn read(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Registr
             };
             Location::Fs(PathBuf::from(dir))
         }
-        Some("s3") => Location::S3(s3_root(section("s3").unwrap_or(&empty), &env).map_err(bad)?),
+        Some(name @ ("s3" | "gcs" | "azure")) => {
+            let params = section(name).unwrap_or(&empty);
+            Location::Bucket(Box::new(
+                drivers::bucket_root(name, params, &env).map_err(bad)?,
+            ))
+        }
         Some(other) if OTHER_DRIVERS.contains(&other) => {
             return Err(bad(format!(
-                "storage driver is {other}: regsweep reads the filesystem and s3 drivers' storage only"
+                "storage driver is {other}: regsweep reads the filesystem, s3, gcs and azure drivers' storage only"
             )));
         }
         Some(other) => {
@@ -253,37 +260,6 @@ pub fn read(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Registr
     };
     let cache = blob_cache(section("cache"), raw.redis, &env).map_err(bad)?;
     Ok(RegistryConfig { storage, cache })
-}
-
-/// The s3 driver's section with its `REGISTRY_STORAGE_S3_*` overrides.
-fn s3_root(
-    s3: &Params,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> std::result::Result<S3Root, String> {
-    let key = |name: &str| -> std::result::Result<Option<String>, String> {
-        match env(&format!("REGISTRY_STORAGE_S3_{}", name.to_uppercase())) {
-            Some(v) => Ok(Some(v)),
-            None => scalar(s3, "s3", name),
-        }
-    };
-    let bucket = key("bucket")?.ok_or("storage.s3.bucket is not set")?;
-    let endpoint = key("regionendpoint")?;
-    if let Some(e) = &endpoint {
-        crate::endpoint::check(e).map_err(|why| format!("storage.s3.regionendpoint: {why}"))?;
-    }
-    Ok(S3Root {
-        bucket,
-        prefix: key("rootdirectory")?
-            .unwrap_or_default()
-            .trim_matches('/')
-            .to_string(),
-        endpoint,
-        region: key("region")?,
-        access_key: key("accesskey")?,
-        secret_key: key("secretkey")?,
-        session_token: key("sessiontoken")?,
-        ..S3Root::default()
-    })
 }
 
 /// `storage.cache.blobdescriptor` (or its old name `layerinfo`) and, for `redis`, the `redis`

@@ -4,8 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::storage::bucket::{BucketRoot, BucketStorage, Service};
 use crate::storage::fs::FsStorage;
-use crate::storage::s3::{S3Root, S3Storage};
 use crate::storage::seam::Storage;
 use std::path::{Path, PathBuf};
 
@@ -25,7 +25,7 @@ pub fn canonical_root(root: &Path) -> Result<PathBuf> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Fs(PathBuf),
-    S3(S3Root),
+    Bucket(Box<BucketRoot>),
 }
 
 impl From<PathBuf> for Location {
@@ -39,37 +39,42 @@ impl Location {
     pub fn display_path(&self) -> PathBuf {
         match self {
             Location::Fs(p) => p.clone(),
-            Location::S3(s) => PathBuf::from(s.url()),
+            Location::Bucket(s) => PathBuf::from(s.url()),
         }
     }
 
-    /// `--root`: `s3://BUCKET[/PREFIX]` is a bucket (with `--s3-endpoint`, or the endpoint and
-    /// credentials of the usual `AWS_*` environment), anything else a folder.
+    /// `--root`: `s3://BUCKET[/PREFIX]`, `gs://BUCKET[/PREFIX]` or `az://CONTAINER[/PREFIX]` is a
+    /// bucket (with `--endpoint`, or the endpoint and credentials of each service's usual
+    /// environment), anything else a folder.
     pub fn parse(text: &str, endpoint: Option<String>) -> Result<Location> {
-        let Some(rest) = text.strip_prefix("s3://") else {
+        let service = [Service::S3, Service::Gcs, Service::Azure]
+            .into_iter()
+            .find_map(|s| Some((s, text.strip_prefix(s.scheme())?.strip_prefix("://")?)));
+        let Some((service, rest)) = service else {
             if endpoint.is_some() {
                 return Err(Error::Usage(
-                    "--s3-endpoint needs an s3://BUCKET/PREFIX root".into(),
+                    "--endpoint needs a bucket root (s3://, gs:// or az://BUCKET/PREFIX)".into(),
                 ));
             }
             return Ok(Location::Fs(PathBuf::from(text)));
         };
         if let Some(e) = &endpoint {
-            crate::endpoint::check(e)
-                .map_err(|why| Error::Usage(format!("--s3-endpoint: {why}")))?;
+            crate::endpoint::check(e).map_err(|why| Error::Usage(format!("--endpoint: {why}")))?;
         }
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
             return Err(Error::Usage(format!(
-                "{text}: no bucket named (s3://BUCKET/PREFIX)"
+                "{text}: no bucket named ({}://BUCKET/PREFIX)",
+                service.scheme()
             )));
         }
-        Ok(Location::S3(S3Root {
+        Ok(Location::Bucket(Box::new(BucketRoot {
+            service,
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
             endpoint,
-            ..S3Root::default()
-        }))
+            ..BucketRoot::default()
+        })))
     }
 }
 
@@ -87,8 +92,8 @@ impl Location {
     pub fn open<J: OnStorage>(&self, job: &J, progress: &dyn Progress) -> Result<J::Out> {
         match self {
             Location::Fs(path) => job.run(FsStorage::open(&canonical_root(path)?)?, progress),
-            Location::S3(s3) => {
-                let store = S3Storage::open(s3)?;
+            Location::Bucket(s3) => {
+                let store = BucketStorage::open(s3)?;
                 progress.requests(store.request_counter());
                 job.run(store, progress)
             }
@@ -104,12 +109,12 @@ mod tests {
     fn parses_s3_roots() {
         assert_eq!(
             Location::parse("s3://b/p/q/", Some("http://h:1".into())).unwrap(),
-            Location::S3(S3Root {
+            Location::Bucket(Box::new(BucketRoot {
                 bucket: "b".into(),
                 prefix: "p/q".into(),
                 endpoint: Some("http://h:1".into()),
-                ..S3Root::default()
-            })
+                ..BucketRoot::default()
+            }))
         );
         assert_eq!(
             Location::parse("/srv/r", None).unwrap(),
@@ -118,6 +123,14 @@ mod tests {
         assert!(Location::parse("s3://", None).is_err());
         assert!(Location::parse("/srv/r", Some("http://h".into())).is_err());
         let e = Location::parse("s3://b", Some("127.0.0.1:5070".into())).unwrap_err();
-        assert!(e.to_string().starts_with("--s3-endpoint: "), "{e}");
+        assert!(e.to_string().starts_with("--endpoint: "), "{e}");
+        let gs = Location::parse("gs://b/r", None).unwrap();
+        assert!(matches!(&gs, Location::Bucket(r) if r.service == Service::Gcs && r.prefix == "r"));
+        let az = Location::parse(
+            "az://c",
+            Some("http://127.0.0.1:10000/devstoreaccount1".into()),
+        );
+        assert!(matches!(&az.unwrap(), Location::Bucket(r) if r.service == Service::Azure));
+        assert!(Location::parse("gs://", None).is_err());
     }
 }

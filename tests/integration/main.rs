@@ -1,5 +1,7 @@
 //! Integration tests: regsweep against layouts written by the real registry.
 
+mod cloudenv;
+mod clouds;
 mod faults;
 mod fixture;
 mod hardening;

@@ -685,7 +685,7 @@ fn the_s3_backend_conforms_to_the_seam() {
     for (path, bytes) in regsweep::storage::conformance::tree() {
         moto.put(&format!("{S3_PREFIX}/docker/registry/v2/{path}"), &bytes);
     }
-    let root = regsweep::storage::s3::S3Root {
+    let root = regsweep::storage::bucket::BucketRoot {
         bucket: moto.bucket.clone(),
         prefix: S3_PREFIX.into(),
         endpoint: Some(moto.endpoint.clone()),
@@ -694,6 +694,6 @@ fn the_s3_backend_conforms_to_the_seam() {
         secret_key: Some("testing".into()),
         ..Default::default()
     };
-    let store = regsweep::storage::s3::S3Storage::open(&root).unwrap();
+    let store = regsweep::storage::bucket::BucketStorage::open(&root).unwrap();
     regsweep::storage::conformance::check(&store).unwrap();
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// A key prefix (empty, or ending in `/`), with the listing of its whole subtree once asked for.
-pub struct S3Folder {
+pub struct BucketFolder {
     pub(super) inner: Arc<Inner>,
     pub(super) prefix: String,
     /// Every object below `prefix`, sorted by key, when the subtree was listed whole (or a
@@ -22,7 +22,7 @@ pub struct S3Folder {
     pub(super) snap: Option<Arc<Vec<Obj>>>,
 }
 
-impl S3Folder {
+impl BucketFolder {
     fn key(&self, rel: &Path) -> io::Result<String> {
         Ok(format!("{}{}", self.prefix, check_rel(rel)?))
     }
@@ -41,7 +41,7 @@ impl S3Folder {
     }
 
     /// A GET of `key`, as a stream.
-    fn get(&self, key: &str) -> std::result::Result<(S3File, Stat), ReadError> {
+    fn get(&self, key: &str) -> std::result::Result<(BucketFile, Stat), ReadError> {
         let inner = self.inner.clone();
         let got = inner
             .block(inner.store.get(&key_path(key)?))
@@ -49,7 +49,7 @@ impl S3Folder {
         let meta = Obj::from(got.meta.clone());
         let st = stat_of(meta.size, meta.mtime_ns, Kind::File);
         Ok((
-            S3File {
+            BucketFile {
                 inner: self.inner.clone(),
                 stream: got.into_stream(),
                 buf: Bytes::new(),
@@ -59,7 +59,7 @@ impl S3Folder {
     }
 }
 
-impl S3Folder {
+impl BucketFolder {
     /// A tag's `current/link`, named by its listed ETag among the digests of the tag's own
     /// history (`index/sha256/<hex>/link`, listed beside it): the registry writes the current
     /// digest into both, so a GET is needed only when none matches.
@@ -67,7 +67,7 @@ impl S3Folder {
         let tag_dir = key.strip_suffix("current/link")?;
         let snap = self.snap.as_ref()?;
         let index = format!("{tag_dir}index/sha256/");
-        S3Folder::below(snap, &index)
+        BucketFolder::below(snap, &index)
             .iter()
             .filter_map(|entry| entry.key[index.len()..].strip_suffix("/link"))
             .find_map(|hex| {
@@ -81,13 +81,13 @@ impl S3Folder {
 }
 
 /// An object being read, as a stream of chunks.
-pub struct S3File {
+pub struct BucketFile {
     pub(super) inner: Arc<Inner>,
     pub(super) stream: BoxStream<'static, object_store::Result<Bytes>>,
     pub(super) buf: Bytes,
 }
 
-impl Read for S3File {
+impl Read for BucketFile {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.buf.is_empty() {
             match self.inner.block(self.stream.next()) {
@@ -108,10 +108,10 @@ pub(super) fn unsupported() -> io::Error {
     )
 }
 
-impl Folder for S3Folder {
-    type File = S3File;
+impl Folder for BucketFolder {
+    type File = BucketFile;
 
-    fn open_dir(&self, rel: impl AsRef<Path>) -> io::Result<S3Folder> {
+    fn open_dir(&self, rel: impl AsRef<Path>) -> io::Result<BucketFolder> {
         let rel = check_rel(rel.as_ref())?;
         let prefix = if rel.is_empty() {
             self.prefix.clone()
@@ -121,11 +121,11 @@ impl Folder for S3Folder {
         // Within a listing, a prefix with no key below it is absent; outside one it is simply
         // empty until listed (a bucket has no empty folders either way).
         if let Some(snap) = &self.snap
-            && S3Folder::below(snap, &prefix).is_empty()
+            && BucketFolder::below(snap, &prefix).is_empty()
         {
             return Err(io::Error::from(io::ErrorKind::NotFound));
         }
-        Ok(S3Folder {
+        Ok(BucketFolder {
             inner: self.inner.clone(),
             prefix,
             snap: self.snap.clone(),
@@ -141,7 +141,7 @@ impl Folder for S3Folder {
         };
         match &self.snap {
             Some(snap) => {
-                for o in S3Folder::below(snap, &self.prefix) {
+                for o in BucketFolder::below(snap, &self.prefix) {
                     let rest = &o.key[self.prefix.len()..];
                     match rest.split_once('/') {
                         Some((dir, _)) => push(dir, Kind::Dir),
@@ -184,7 +184,7 @@ impl Folder for S3Folder {
             }
             // A "folder": its newest key is its mtime, as a folder's changes with its entries.
             let snap = self.snap.as_ref().expect("listed");
-            let below = S3Folder::below(snap, &format!("{key}/"));
+            let below = BucketFolder::below(snap, &format!("{key}/"));
             return match below.iter().map(|o| o.mtime_ns).max() {
                 Some(t) => Ok(stat_of(0, t, Kind::Dir)),
                 None => Err(io::Error::from(io::ErrorKind::NotFound)),
@@ -206,14 +206,17 @@ impl Folder for S3Folder {
         }
     }
 
-    fn open_file(&self, rel: impl AsRef<Path>) -> std::result::Result<(S3File, Stat), ReadError> {
+    fn open_file(
+        &self,
+        rel: impl AsRef<Path>,
+    ) -> std::result::Result<(BucketFile, Stat), ReadError> {
         let key = self.key(rel.as_ref())?;
         if let Some(None) = self.listed(&key) {
             return Err(ReadError::Missing);
         }
         if let Some(got) = self.inner.ahead.take_file(&key) {
             let (bytes, o) = got.map_err(|m| m.into_read_error())?;
-            let file = S3File {
+            let file = BucketFile {
                 inner: self.inner.clone(),
                 stream: futures_util::stream::empty().boxed(),
                 buf: bytes,
@@ -234,13 +237,14 @@ impl Folder for S3Folder {
             Some(Some(o)) if o.size > limit => return Err(ReadError::TooLarge(o.size)),
             // A link whose listed ETag is the MD5 of the link its name calls for holds exactly
             // that: no GET needed.
-            Some(Some(o)) => {
+            // Only where the service's ETag is an MD5 (not Azure's).
+            Some(Some(o)) if self.inner.etag_is_md5 => {
                 if let Some(bytes) = link_by_etag(&key, o).or_else(|| self.current_by_etag(&key, o))
                 {
                     return Ok((bytes, stat_of(o.size, o.mtime_ns, Kind::File)));
                 }
             }
-            None => {}
+            Some(Some(_)) | None => {}
         }
         let (f, st) = self.open_file(rel)?;
         crate::storage::seam::read_bounded(f, st.size, limit).map(|buf| (buf, st))
@@ -252,7 +256,10 @@ impl Folder for S3Folder {
         };
         let prefix = format!("{key}/");
         match &self.snap {
-            Some(snap) => S3Folder::below(snap, &prefix).iter().map(|o| o.size).sum(),
+            Some(snap) => BucketFolder::below(snap, &prefix)
+                .iter()
+                .map(|o| o.size)
+                .sum(),
             None => self
                 .inner
                 .list_all(&prefix)
@@ -261,7 +268,7 @@ impl Folder for S3Folder {
     }
 
     /// No rename on an object store: the sweep uses `remove_many_unless_changed` instead.
-    fn rename_to(&self, _: &OsStr, _: &S3Folder, _: &OsStr) -> io::Result<()> {
+    fn rename_to(&self, _: &OsStr, _: &BucketFolder, _: &OsStr) -> io::Result<()> {
         Err(unsupported())
     }
 
@@ -286,14 +293,14 @@ impl Folder for S3Folder {
         self.inner.delete(keys)
     }
 
-    fn make_dir(&self, name: &OsStr) -> io::Result<S3Folder> {
+    fn make_dir(&self, name: &OsStr) -> io::Result<BucketFolder> {
         self.make_dirs(Path::new(name))
     }
 
     /// Prefixes exist by their keys: nothing to create.
-    fn make_dirs(&self, rel: &Path) -> io::Result<S3Folder> {
+    fn make_dirs(&self, rel: &Path) -> io::Result<BucketFolder> {
         let rel = check_rel(rel)?;
-        Ok(S3Folder {
+        Ok(BucketFolder {
             inner: self.inner.clone(),
             prefix: format!("{}{rel}/", self.prefix),
             snap: None,
@@ -354,7 +361,7 @@ impl Folder for S3Folder {
         )
     }
 
-    fn whole(self) -> io::Result<S3Folder> {
+    fn whole(self) -> io::Result<BucketFolder> {
         if self.snap.is_some() {
             return Ok(self);
         }
@@ -362,7 +369,7 @@ impl Folder for S3Folder {
             Some(listed) => listed?,
             None => Arc::new(self.inner.list_wide(&self.prefix)?),
         };
-        Ok(S3Folder {
+        Ok(BucketFolder {
             snap: Some(snap),
             ..self
         })
@@ -459,7 +466,7 @@ async fn remove_in(
         .iter()
         .map(|name| {
             let item = format!("{prefix}{name}/");
-            let keys = S3Folder::below(&listed, &item);
+            let keys = BucketFolder::below(&listed, &item);
             judge(keys, &item, guard, since_ns, &mut rest, &mut guards)
         })
         .collect();

@@ -4,7 +4,6 @@
 use crate::storage::seam::{Kind, Requests, Stat};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use object_store::aws::AmazonS3;
 use object_store::client::{HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse};
 use object_store::client::{HttpService, ReqwestConnector};
 use object_store::path::Path as Key;
@@ -33,7 +32,12 @@ impl Counts {
     pub(super) fn count(&self, req: &HttpRequest) {
         let query = req.uri().query().unwrap_or("");
         let counter = match *req.method() {
-            http::Method::GET if query.contains("list-type=") || query.contains("delimiter=") => {
+            // S3's and GCS's ListObjectsV2, Azure's List Blobs.
+            http::Method::GET
+                if query.contains("list-type=")
+                    || query.contains("delimiter=")
+                    || query.contains("comp=list") =>
+            {
                 &self.list
             }
             http::Method::GET if req.uri().path().trim_matches('/').contains('/') => &self.get,
@@ -41,12 +45,25 @@ impl Counts {
             http::Method::GET => &self.list,
             http::Method::HEAD => &self.head,
             http::Method::DELETE => &self.delete,
-            http::Method::POST if query.contains("delete") => &self.delete,
-            http::Method::PUT if req.headers().contains_key("x-amz-copy-source") => &self.copy,
+            // S3's DeleteObjects; Azure's blob batch (of deletes: regsweep sends no other).
+            http::Method::POST if query.contains("delete") || query.contains("comp=batch") => {
+                &self.delete
+            }
+            http::Method::PUT
+                if [
+                    "x-amz-copy-source",
+                    "x-ms-copy-source",
+                    "x-goog-copy-source",
+                ]
+                .iter()
+                .any(|h| req.headers().contains_key(*h)) =>
+            {
+                &self.copy
+            }
             _ => &self.put,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        tracing::trace!(method = %req.method(), uri = %req.uri(), "s3 request");
+        tracing::trace!(method = %req.method(), uri = %req.uri(), "object store request");
     }
 
     pub(super) fn total(&self) -> u64 {
@@ -131,7 +148,9 @@ impl HttpConnector for CountingConnector {
 
 /// The client, its private runtime and the request counts, shared by every folder.
 pub(super) struct Inner {
-    pub(super) store: AmazonS3,
+    pub(super) store: Arc<dyn ObjectStore>,
+    /// A listed ETag is the MD5 of a plain upload (see `Service::etag_is_md5`).
+    pub(super) etag_is_md5: bool,
     pub(super) rt: tokio::runtime::Runtime,
     pub(super) counts: Arc<Counts>,
     pub(super) gate: Arc<Gate>,
