@@ -9,6 +9,8 @@
 # store's, so only the counts are compared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 scripts/install-peers.sh
 cargo build --profile profiling -q
 cargo build --profile profiling -q --example gen-layout
@@ -19,8 +21,6 @@ WORK=${BENCH_DIR:-/var/tmp/regsweep-bench}/cloud
 rm -rf "$WORK" && mkdir -p "$WORK"
 "$GEN" --out "$WORK/layout" --repos 20 --tags 80 --untagged 10 --dangling 500 --layer-size 16 >/dev/null
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
 

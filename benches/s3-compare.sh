@@ -16,6 +16,8 @@
 # request is a round trip and costs money: compare the counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 scripts/install-peers.sh
 cargo build --profile profiling -q
 cargo build --profile profiling -q --example gen-layout
@@ -34,8 +36,6 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 # shellcheck disable=SC2086
 "$GEN" --out "$WORK/layout" $params --layer-size 16 >/dev/null
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
 server=${S3_SERVER:-$([ "$scale" = 10k ] && echo moto || echo folder)}

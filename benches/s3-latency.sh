@@ -8,6 +8,8 @@
 #   SKIP_REFERENCE=1 benches/s3-latency.sh 134k           (regsweep alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 scale=${1:-10k}
 delay=${2:-20}
 case "$scale" in
@@ -24,7 +26,6 @@ if [ ! -d "$WORK/bucket/regroot" ]; then
   # shellcheck disable=SC2086
   target/profiling/examples/gen-layout --out "$WORK/bucket/regroot" $params >/dev/null
 fi
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 S3=http://127.0.0.1:$port
 target/profiling/examples/s3-folder "$port" bench "$WORK/bucket" "$delay" 2>"$WORK/server.err" &

@@ -7,6 +7,8 @@
 #   benches/s3-sweep-latency.sh [DELAY_MS] [BIN]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 delay=${1:-20}
 cargo build --profile profiling -q
 cargo build --profile profiling -q --example gen-layout
@@ -14,8 +16,6 @@ BIN=${2:-$PWD/target/profiling/regsweep}
 WORK=${BENCH_DIR:-/var/tmp/regsweep-bench}/sweep-latency
 rm -rf "$WORK" && mkdir -p "$WORK"
 target/profiling/examples/gen-layout --out "$WORK/layout" --repos 20 --tags 80 --untagged 10 --dangling 500 --layer-size 16 >/dev/null
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
 port=$(free_port)
 python3 -m moto.server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &

@@ -17,6 +17,7 @@ credentials). Standard library only.
 """
 
 import base64
+import concurrent.futures
 import datetime
 import hashlib
 import hmac
@@ -143,12 +144,16 @@ def main():
             store.put(args[0], f.read())
     elif command == "upload":
         top, prefix = args[0], args[1].strip("/")
-        for dirpath, _, files in os.walk(top, followlinks=True):
-            for name in files:
-                path = os.path.join(dirpath, name)
-                rel = os.path.relpath(path, top)
-                with open(path, "rb") as f:
-                    store.put(f"{prefix}/{rel}" if prefix else rel, f.read())
+        paths = [os.path.join(d, n) for d, _, names in os.walk(top, followlinks=True) for n in names]
+
+        def put(path):
+            rel = os.path.relpath(path, top)
+            with open(path, "rb") as f:
+                store.put(f"{prefix}/{rel}" if prefix else rel, f.read())
+
+        # Many in flight, as the registry's own writers are; any failure fails the upload.
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(put, paths))
     elif command == "download":
         prefix, top = args[0], args[1]
         for key in store.keys(prefix):

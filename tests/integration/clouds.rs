@@ -9,6 +9,20 @@ use crate::testenv::*;
 use crate::world;
 use std::collections::BTreeSet;
 
+/// The real registry, serving what the bucket holds (copied back to its folder), pulls every
+/// tag in full; with `clean`, its GC also finds nothing left.
+fn served_in_full(cloud: &Cloud, w: &mut world::World, clean: bool) {
+    cloud.download(&w.reg.root);
+    w.reg.restart();
+    w.assert_all_pull();
+    if clean {
+        assert!(
+            w.reg.reference_gc_dry_run().is_empty(),
+            "the reference GC finds nothing left"
+        );
+    }
+}
+
 fn set(v: &serde_json::Value, key: &str, field: &str) -> BTreeSet<String> {
     (v[key].as_array().unwrap().iter())
         .map(|x| {
@@ -202,13 +216,7 @@ fn a_sweep_on_azure_deletes_what_the_reference_gc_would_and_every_tag_still_pull
     assert_eq!(cloud.blobs(), w.kept, "only what tags reach is left");
 
     // Judged by the real registry, serving what the bucket holds.
-    cloud.download(&w.reg.root);
-    w.reg.restart();
-    w.assert_all_pull();
-    assert!(
-        w.reg.reference_gc_dry_run().is_empty(),
-        "the reference GC finds nothing left"
-    );
+    served_in_full(&cloud, &mut w, true);
 }
 
 #[test]
@@ -240,19 +248,14 @@ fn a_sweep_on_azure_killed_after_every_step_leaves_every_tag_pullable_and_a_reru
             Some(c) => panic!("exit {c}: {}", String::from_utf8_lossy(&out.stderr)),
         }
         // After every kill, what the bucket holds serves every tag.
-        cloud.download(&w.reg.root);
-        w.reg.restart();
-        w.assert_all_pull();
+        served_in_full(&cloud, &mut w, false);
         assert!(kills < 100, "no progress");
     }
     assert!(kills >= 5, "killed {kills} times");
     let out = cloud.regsweep(&["gc", "--grace", "0", "-m", "-q"]);
     assert_eq!(out.status.code(), Some(0), "the last run released its lock");
     assert_eq!(cloud.blobs(), w.kept, "the reruns finished the job");
-    cloud.download(&w.reg.root);
-    w.reg.restart();
-    w.assert_all_pull();
-    assert!(w.reg.reference_gc_dry_run().is_empty());
+    served_in_full(&cloud, &mut w, true);
 }
 
 #[test]
@@ -466,9 +469,7 @@ fn an_azure_sweep_killed_inside_batches_in_flight_serves_every_kept_tag() {
         "killed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    cloud.download(&w.reg.root);
-    w.reg.restart();
-    w.assert_all_pull();
+    served_in_full(&cloud, &mut w, false);
     let out = cloud.regsweep(&[
         "gc",
         "--grace",
@@ -485,8 +486,5 @@ fn an_azure_sweep_killed_inside_batches_in_flight_serves_every_kept_tag() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(cloud.blobs(), w.kept, "the rerun finished the job");
-    cloud.download(&w.reg.root);
-    w.reg.restart();
-    w.assert_all_pull();
-    assert!(w.reg.reference_gc_dry_run().is_empty());
+    served_in_full(&cloud, &mut w, true);
 }

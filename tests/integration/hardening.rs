@@ -114,7 +114,8 @@ fn endpoints_without_a_scheme_are_refused_in_one_line_never_a_panic() {
         ]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{endpoint}: {err}");
-        assert!(err.starts_with("regsweep: error: --s3-endpoint: "), "{err}");
+        // The flag is --endpoint now; --s3-endpoint is its alias.
+        assert!(err.starts_with("regsweep: error: --endpoint: "), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
         std::fs::write(
             &config,

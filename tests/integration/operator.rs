@@ -3,6 +3,7 @@
 
 use crate::fixture::fixture;
 use crate::testenv::*;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -507,4 +508,68 @@ fn man_pages_for_every_command_and_the_units_verify() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn help_completions_and_lists_read_cleanly() {
+    // -v comes after the command's own options, not between --root and --config.
+    let help = text(&regsweep(&["gc", "--help"]).stdout);
+    let at = |needle: &str| {
+        help.find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {help}"))
+    };
+    assert!(at("--verbose") > at("--config") && at("--verbose") > at("--ledger-lag"));
+    // Completion offers folders for --root, and no file names for --by.
+    let bash = text(&regsweep(&["completions", "bash"]).stdout);
+    let case = |opt: &str| {
+        let start = bash.find(&format!("{opt})")).unwrap();
+        bash[start..start + bash[start..].find(";;").unwrap()].to_string()
+    };
+    assert!(case("--root").contains("plusdirs") && !case("--root").contains("compgen -f"));
+    assert!(!case("--by").contains("compgen -f"), "{}", case("--by"));
+
+    // A policy that deletes a tag in each repository: its manifests are named without nested
+    // parentheses, and each list's columns line up across repositories of other lengths.
+    let f = fixture();
+    let policy = f.tmp.path().join("p.yml");
+    std::fs::write(
+        &policy,
+        "version: 1\nrules:\n  - name: all\n    delete: {}\n",
+    )
+    .unwrap();
+    let out = regsweep(&[
+        "gc",
+        "--root",
+        f.root.to_str().unwrap(),
+        "-n",
+        "-m",
+        "--grace",
+        "0",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--force",
+        "--all",
+    ]);
+    let report = text(&out.stdout);
+    assert!(report.contains("(untagged by the policy; tag "), "{report}");
+    assert!(!report.contains("deleted))"), "{report}");
+    for heading in ["layer links to delete:", "tags to delete:"] {
+        let section = report
+            .split(heading)
+            .nth(1)
+            .unwrap()
+            .split("\n\n")
+            .next()
+            .unwrap();
+        let columns: BTreeSet<usize> = section.lines().filter_map(|l| l.find("sha256:")).collect();
+        let names: BTreeSet<usize> = section
+            .lines()
+            .filter_map(|l| Some(l.split_whitespace().next()?.len()))
+            .collect();
+        assert!(
+            names.len() > 1,
+            "repositories of different lengths: {section}"
+        );
+        assert_eq!(columns.len(), 1, "{heading} aligned:\n{section}");
+    }
 }
