@@ -119,12 +119,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         (cfg.dry_run, cfg.format, &cfg.report)
     {
         let sum = report.checksum();
-        eprintln!(
-            "plan written to {}\nchecksum {sum}\nafter review: regsweep apply {}{} --checksum {sum}",
-            path.display(),
-            shell_word(&path.to_string_lossy()),
-            cfg.storage_args,
-        );
+        eprintln!("plan written to {}\nchecksum {sum}", path.display());
+        let gcs = matches!(&cfg.root, config::Location::Bucket(b)
+            if b.service == crate::storage::bucket::Service::Gcs);
+        if gcs {
+            // No line that would fail: apply takes the lock a gs:// bucket cannot have yet.
+            eprintln!("a gs:// bucket cannot be swept yet: this plan is for review only");
+        } else {
+            eprintln!(
+                "after review: regsweep apply {}{} --checksum {sum}",
+                shell_word(&path.to_string_lossy()),
+                cfg.storage_args,
+            );
+        }
     }
     if code == ExitCode::Damage && cfg.report.is_none() {
         eprintln!(

@@ -380,6 +380,21 @@ fn azure_locks_plans_and_the_registry_config_and_gcs_refuses_to_sweep() {
         err.contains("sweeping a gs:// bucket is not supported yet"),
         "{err}"
     );
+    // Its plan is printed for review, with no apply line that would fail.
+    let plan3 = f.tmp.path().join("plan3.json");
+    let out = gcs.regsweep(&[
+        "gc",
+        "-n",
+        "--format",
+        "json",
+        "--report",
+        plan3.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("this plan is for review only") && !err.contains("after review"),
+        "{err}"
+    );
     let cfg = f.tmp.path().join("gcs.yml");
     std::fs::write(
         &cfg,
