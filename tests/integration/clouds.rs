@@ -114,6 +114,29 @@ fn on_both_emulators_a_dry_run_du_and_check_find_what_they_find_on_disk() {
         assert_eq!(kinds(&check), kinds(&disk), "{kind:?}");
         assert_eq!(check["verify"]["blobs"], 32, "{check}");
 
+        // policy check previews on the bucket what it previews on the folder.
+        let policy = f.tmp.path().join("p.yml");
+        std::fs::write(
+            &policy,
+            "version: 1\nrules:\n  - name: one\n    keep: {newest: 1}\n",
+        )
+        .unwrap();
+        let p = policy.to_str().unwrap();
+        let disk = regsweep(&[
+            "policy",
+            "check",
+            p,
+            "--root",
+            f.root.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        let disk: serde_json::Value = serde_json::from_slice(&disk.stdout).unwrap();
+        let (code, preview) = cloud.json(&["policy", "check", p]);
+        assert_eq!(code, 0, "{preview}");
+        assert_eq!(preview["repositories"], disk["repositories"], "{preview}");
+        assert_eq!(preview["repositories"][0]["delete"], 1, "{preview}");
+
         // A blob whose content is not its name: damage, by streaming it.
         let victim = deleted_blobs(&m).into_iter().next().unwrap();
         let key = format!(
