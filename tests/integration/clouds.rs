@@ -9,6 +9,19 @@ use crate::testenv::*;
 use crate::world;
 use std::collections::BTreeSet;
 
+/// A dry run on `cloud` writing its plan to `path`: what it says on stderr.
+fn dry_run_plan(cloud: &Cloud, path: &std::path::Path) -> String {
+    let out = cloud.regsweep(&[
+        "gc",
+        "-n",
+        "--format",
+        "json",
+        "--report",
+        path.to_str().unwrap(),
+    ]);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// The real registry, serving what the bucket holds (copied back to its folder), pulls every
 /// tag in full; with `clean`, its GC also finds nothing left.
 fn served_in_full(cloud: &Cloud, w: &mut world::World, clean: bool) {
@@ -346,16 +359,7 @@ fn azure_locks_plans_and_the_registry_config_and_gcs_refuses_to_sweep() {
     assert_eq!(r["summary"]["failures"], 0, "{r}");
     assert_eq!(cloud.blobs(), f.kept, "the plan went");
     // Through --root and --endpoint, the printed line names both.
-    let plan2 = f.tmp.path().join("plan2.json");
-    let out = cloud.regsweep(&[
-        "gc",
-        "-n",
-        "--format",
-        "json",
-        "--report",
-        plan2.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = dry_run_plan(&cloud, &f.tmp.path().join("plan2.json"));
     let line = err
         .lines()
         .find_map(|l| l.strip_prefix("after review: regsweep "))
@@ -404,16 +408,7 @@ fn azure_locks_plans_and_the_registry_config_and_gcs_refuses_to_sweep() {
         "{err}"
     );
     // Its plan is printed for review, with no apply line that would fail.
-    let plan3 = f.tmp.path().join("plan3.json");
-    let out = gcs.regsweep(&[
-        "gc",
-        "-n",
-        "--format",
-        "json",
-        "--report",
-        plan3.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = dry_run_plan(&gcs, &f.tmp.path().join("plan3.json"));
     assert!(
         err.contains("this plan is for review only") && !err.contains("after review"),
         "{err}"
