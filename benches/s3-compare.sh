@@ -88,7 +88,7 @@ run() {
 }
 
 # The manifest cache is named, so that the second run finds what the first wrote.
-regsweep_dry() { "$BIN" gc --root s3://bench/regroot --s3-endpoint "$ENDPOINT" --dry-run --grace 0 --format json -q --report - --cache "$WORK/manifests.bin"; }
+regsweep_dry() { "$BIN" gc --root s3://bench/regroot --endpoint "$ENDPOINT" --dry-run --grace 0 --format json -q --report - --cache "$WORK/manifests.bin"; }
 reference_dry() {
   cat >"$WORK/registry.yml" <<EOF
 version: 0.1

@@ -44,7 +44,7 @@ measure() {
   end=$(date +%s.%N)
   echo "$name $(echo "$end - $start" | bc) s $(curl -fsS "$S3/__stats")"
 }
-dry() { "$BIN" gc --root s3://bench/regroot --s3-endpoint "$S3" --dry-run --grace 0 --format json -q --report - "$@"; }
+dry() { "$BIN" gc --root s3://bench/regroot --endpoint "$S3" --dry-run --grace 0 --format json -q --report - "$@"; }
 reference() {
   cat >"$WORK/registry.yml" <<YML
 version: 0.1

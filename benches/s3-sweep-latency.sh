@@ -39,7 +39,7 @@ S3PROXY_DELAY_MS=$delay python3 tests/integration/s3proxy.py "$pport" "http://12
 pids+=($!)
 wait_port "$pport"
 start=$(date +%s.%N)
-"$BIN" gc --root s3://bench/regroot --s3-endpoint "http://127.0.0.1:$pport" -m --grace 0 --no-cache --format json -q --report "$WORK/sweep.json"
+"$BIN" gc --root s3://bench/regroot --endpoint "http://127.0.0.1:$pport" -m --grace 0 --no-cache --format json -q --report "$WORK/sweep.json"
 end=$(date +%s.%N)
 left=$(python3 -c "import boto3; s3=boto3.client('s3', endpoint_url='http://127.0.0.1:$port', region_name='us-east-1'); p=s3.get_paginator('list_objects_v2'); print(sum(1 for pg in p.paginate(Bucket='bench', Prefix='regroot/docker/registry/v2/blobs/') for o in pg.get('Contents', []) if o['Key'].endswith('/data')))")
 echo "sweep $(echo "$end - $start" | bc) s, requests $(cat "$WORK/counts.json"), blobs left $left, deleted $(python3 -c "import json; print(json.load(open('$WORK/sweep.json'))['summary']['blobs_deleted'])")"
