@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub(super) use super::errors::io_error;
 use super::gate::Gate;
 
 /// Requests made, by kind, counted at the HTTP layer (so list pages and retries count too).
@@ -241,17 +242,6 @@ pub(super) fn stat_of(size: u64, mtime_ns: i128, kind: Kind) -> Stat {
         allocated: size,
         dev: 0,
         ino: 0,
-    }
-}
-
-pub(super) fn io_error(e: object_store::Error) -> io::Error {
-    match e {
-        object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, e),
-        object_store::Error::PermissionDenied { .. }
-        | object_store::Error::Unauthenticated { .. } => {
-            io::Error::new(io::ErrorKind::PermissionDenied, e)
-        }
-        other => io::Error::other(other),
     }
 }
 

@@ -36,11 +36,13 @@ use std::time::Duration;
 
 mod ahead;
 mod client;
+mod errors;
 mod folder;
 pub mod gate;
 mod root;
 
 use client::*;
+use errors::describe;
 use folder::*;
 pub use folder::{BucketFile, BucketFolder};
 use root::first_line;
@@ -125,78 +127,6 @@ fn watch(rt: &tokio::runtime::Runtime, counts: Arc<Counts>) {
             last = total;
         }
     });
-}
-
-/// One line on why a request failed, in the operator's words where the cause is known.
-fn describe(e: &io::Error) -> String {
-    let text = e.to_string();
-    let lower = text.to_lowercase();
-    let cause = root_cause(e);
-    // The store's own words (`<Code>InvalidAccessKeyId</Code>...`), or the connection's.
-    let said = s3_error(&text)
-        .or_else(|| (cause != text).then(|| cause.clone()))
-        .unwrap_or_else(|| first_line(&text));
-    // Without keys the crate asks the instance metadata service (IMDS), wherever it is.
-    let metadata = ["169.254.169.254", "/latest/api/token", "/latest/meta-data"];
-    if metadata.iter().any(|m| lower.contains(m)) || lower.contains("credential") {
-        format!(
-            "no usable credentials (give the config's accesskey/secretkey, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a web identity or instance metadata): {said}"
-        )
-    } else if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
-        format!("no such bucket: {said}")
-    } else if e.kind() == io::ErrorKind::PermissionDenied
-        || lower.contains("accessdenied")
-        // The status as the crate words it: a bare "403" also matches a port or a time.
-        || lower.contains("403 forbidden")
-    {
-        format!("access denied (check the credentials and the bucket policy): {said}")
-    } else if lower.contains("connect")
-        || lower.contains("dns")
-        || lower.contains("error sending request")
-    {
-        format!("cannot reach the endpoint: {said}")
-    } else {
-        said
-    }
-}
-
-/// The S3 error code, HTTP status and message in a response body the crate quotes, as
-/// `InvalidAccessKeyId (HTTP 403): The AWS Access Key Id you provided does not exist in our records.`
-fn s3_error(text: &str) -> Option<String> {
-    let element = |name: &str| {
-        let (open, close) = (format!("<{name}>"), format!("</{name}>"));
-        let start = text.find(&open)? + open.len();
-        let len = text[start..].find(&close)?;
-        Some(text[start..start + len].trim().to_string())
-    };
-    let code = element("Code")?;
-    // The HTTP status, as the crate quotes it ("status code: 503 Service Unavailable").
-    let status = text
-        .split_once("status code: ")
-        .map(|(_, rest)| {
-            rest.chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-        })
-        .filter(|s| !s.is_empty());
-    let code = match status {
-        Some(s) => format!("{code} (HTTP {s})"),
-        None => code,
-    };
-    Some(match element("Message") {
-        Some(m) if !m.is_empty() => format!("{code}: {m}"),
-        _ => code,
-    })
-}
-
-/// The innermost error under `e`: "Connection refused (os error 111)" rather than the crate's
-/// "error sending request".
-fn root_cause(e: &io::Error) -> String {
-    let mut last: &dyn std::error::Error = e;
-    while let Some(next) = last.source() {
-        last = next;
-    }
-    first_line(&last.to_string())
 }
 
 /// The lock object of a bucket's registry, deleted when dropped.
