@@ -120,9 +120,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     {
         let sum = report.checksum();
         eprintln!("plan written to {}\nchecksum {sum}", path.display());
-        let gcs = matches!(&cfg.root, config::Location::Bucket(b)
-            if b.service == crate::storage::bucket::Service::Gcs);
-        if gcs {
+        let unsweepable = matches!(&cfg.root, config::Location::Bucket(b) if !b.service.sweeps());
+        if unsweepable {
             // No line that would fail: apply takes the lock a gs:// bucket cannot have yet.
             eprintln!("a gs:// bucket cannot be swept yet: this plan is for review only");
         } else {

@@ -325,8 +325,9 @@ fn run_in<S: Storage>(
         });
     }
     skipped.sort_by(|a, b| a.kind.cmp(b.kind).then(a.item.cmp(&b.item)));
-    let bytes_freed = todo.bytes_freed();
+    // What the sweep kept at the last moment was not freed: counted from what went, as gc does.
     let went = crate::report::without_kept(todo, &layout.v2, &outcome.kept);
+    let bytes_freed = went.bytes_freed();
     let swept = crate::live::Swept::new(&went.blobs, &went.layer_links, &went.manifests);
     let (registry, notes) =
         super::live::after(&cfg.live, redis, layout, &swept, outcome.removed > 0);

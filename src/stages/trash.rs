@@ -23,6 +23,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 const RUN_FILE: &str = "run.json";
+/// The time a run's folder is named by, before its pid.
+const RUN_TIME: &str = "%Y%m%dT%H%M%SZ";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct RunInfo {
@@ -84,11 +86,7 @@ pub fn create_run(dir: &Path, v2: &Path, command: &str) -> Result<PathBuf> {
         )));
     }
     let now = chrono::Utc::now();
-    let run = dir.join(format!(
-        "{}-{}",
-        now.format("%Y%m%dT%H%M%SZ"),
-        std::process::id()
-    ));
+    let run = dir.join(format!("{}-{}", now.format(RUN_TIME), std::process::id()));
     fs::create_dir_all(run.join("v2")).map_err(|e| Error::io(&run, e))?;
     let info = RunInfo {
         schema: "regsweep/trash-run/v1".into(),
@@ -101,18 +99,13 @@ pub fn create_run(dir: &Path, v2: &Path, command: &str) -> Result<PathBuf> {
     Ok(run)
 }
 
-/// `20261204T101500Z-1234`: the name `create_run` gives a run's folder.
+/// `20261204T101500Z-1234`: the name `create_run` gives a run's folder (its time, its pid).
 fn is_run_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    let digits =
-        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
-    b.len() > 17
-        && digits(0..8)
-        && b[8] == b'T'
-        && digits(9..15)
-        && b[15] == b'Z'
-        && b[16] == b'-'
-        && digits(17..b.len())
+    name.split_once('-').is_some_and(|(time, pid)| {
+        chrono::NaiveDateTime::parse_from_str(time, RUN_TIME).is_ok()
+            && !pid.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 /// The runs in a trash, newest first.
@@ -626,4 +619,21 @@ pub fn empty(dir: &Path, older_than: std::time::Duration) -> Result<Vec<RunSumma
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_folders_are_told_by_the_name_create_run_gives() {
+        let made = format!("{}-42", chrono::Utc::now().format(super::RUN_TIME));
+        assert!(super::is_run_name(&made));
+        for other in [
+            "gen.py",
+            "20261304T101500Z-1",
+            "20261204T101500Z-",
+            "20261204T101500Z",
+        ] {
+            assert!(!super::is_run_name(other), "{other}");
+        }
+    }
 }

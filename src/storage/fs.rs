@@ -95,7 +95,8 @@ impl Storage for FsStorage {
 /// folder that is no registry.
 fn readable(root: &Path) -> Result<()> {
     let mut dir = root.to_path_buf();
-    for next in ["docker", "registry", "v2", ""] {
+    for next in [None, Some("docker"), Some("registry"), Some("v2")] {
+        dir.extend(next);
         match std::fs::read_dir(&dir) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
@@ -104,7 +105,6 @@ fn readable(root: &Path) -> Result<()> {
             }
             Err(_) => break,
         }
-        dir.push(next);
     }
     Ok(())
 }

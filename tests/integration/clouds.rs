@@ -9,6 +9,14 @@ use crate::testenv::*;
 use crate::world;
 use std::collections::BTreeSet;
 
+/// `regsweep <args> --root ROOT --format json` on the folder: the report.
+fn disk_json(root: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let mut a = args.to_vec();
+    a.extend(["--root", root.to_str().unwrap(), "--format", "json"]);
+    let out = regsweep(&a);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
 /// A dry run on `cloud` writing its plan to `path`: what it says on stderr.
 fn dry_run_plan(cloud: &Cloud, path: &std::path::Path) -> String {
     let out = cloud.regsweep(&[
@@ -88,18 +96,9 @@ fn on_both_emulators_a_dry_run_du_and_check_find_what_they_find_on_disk() {
         assert_eq!(req["put"], 0, "a dry run writes nothing: {req}");
 
         // du: the same figures; check: the same findings (the fixture's leftovers).
-        let disk = regsweep(&[
-            "du",
-            "--root",
-            f.root.to_str().unwrap(),
-            "--format",
-            "json",
-            "--grace",
-            "0",
-            "--no-cache",
-        ]);
-        let disk: serde_json::Value = serde_json::from_slice(&disk.stdout).unwrap();
-        let (code, du) = cloud.json(&["du", "--grace", "0", "--no-cache"]);
+        let du_args = ["du", "--grace", "0", "--no-cache"];
+        let disk = disk_json(&f.root, &du_args);
+        let (code, du) = cloud.json(&du_args);
         assert_eq!(code, 0, "{du}");
         for k in [
             "bytes",
@@ -114,14 +113,7 @@ fn on_both_emulators_a_dry_run_du_and_check_find_what_they_find_on_disk() {
                 .map(|x| x["kind"].as_str().unwrap().to_string())
                 .collect()
         };
-        let disk = regsweep(&[
-            "check",
-            "--root",
-            f.root.to_str().unwrap(),
-            "--format",
-            "json",
-        ]);
-        let disk: serde_json::Value = serde_json::from_slice(&disk.stdout).unwrap();
+        let disk = disk_json(&f.root, &["check"]);
         let (code, check) = cloud.json(&["check", "--verify-digests"]);
         assert_eq!(code, 0, "{check}");
         assert_eq!(kinds(&check), kinds(&disk), "{kind:?}");
@@ -135,16 +127,7 @@ fn on_both_emulators_a_dry_run_du_and_check_find_what_they_find_on_disk() {
         )
         .unwrap();
         let p = policy.to_str().unwrap();
-        let disk = regsweep(&[
-            "policy",
-            "check",
-            p,
-            "--root",
-            f.root.to_str().unwrap(),
-            "--format",
-            "json",
-        ]);
-        let disk: serde_json::Value = serde_json::from_slice(&disk.stdout).unwrap();
+        let disk = disk_json(&f.root, &["policy", "check", p]);
         let (code, preview) = cloud.json(&["policy", "check", p]);
         assert_eq!(code, 0, "{preview}");
         assert_eq!(preview["repositories"], disk["repositories"], "{preview}");

@@ -42,10 +42,9 @@ pub mod gate;
 mod root;
 
 use client::*;
-use errors::describe;
+use errors::{describe, io_error};
 use folder::*;
 pub use folder::{BucketFile, BucketFolder};
-use root::first_line;
 pub use root::{BucketRoot, ClientSecret, Service};
 
 /// A registry's storage in a bucket, opened: the client and the layout's top prefix.
@@ -53,7 +52,6 @@ pub struct BucketStorage {
     inner: Arc<Inner>,
     top: BucketFolder,
     v2: PathBuf,
-    bucket: String,
     service: Service,
 }
 
@@ -104,7 +102,6 @@ impl BucketStorage {
             v2: PathBuf::from(format!("{}/docker/registry/v2", inner.url)),
             inner,
             top,
-            bucket: root.bucket.clone(),
             service: root.service,
         })
     }
@@ -175,16 +172,13 @@ impl Storage for BucketStorage {
     fn lock(&self, command: &str, break_lock: bool) -> Result<BucketLock> {
         use object_store::{PutMode, PutOptions, PutPayload};
         let key = self.lock_key();
-        let url = format!("{}://{}/{key}", self.service.scheme(), self.bucket);
+        let url = format!("{}/{}", self.inner.url, crate::storage::lock::LOCK_FILE);
         let held = |message: String| Error::Locked {
             path: PathBuf::from(&url),
             message,
         };
-        if self.service == Service::Gcs {
-            // Every change to a bucket happens under the lock, and a GCS lock (a create-only
-            // write, ifGenerationMatch=0) has not been proven against a server that honours it:
-            // fake-gcs-server, the emulator the tests run, ignores the condition. Refused
-            // rather than unproven; reading commands need no lock.
+        if !self.service.sweeps() {
+            // Refused rather than unproven (see `Service::sweeps`).
             return Err(held(
                 "sweeping a gs:// bucket is not supported yet (its lock cannot be proven exclusive); dry runs (gc --dry-run, garbage-collect --dry-run), du, check and policy check work".into(),
             ));
@@ -223,14 +217,10 @@ impl Storage for BucketStorage {
                 self.inner
                     .delete(vec![key.clone()])
                     .map_err(|e| held(e.to_string()))?;
-                put()
-                    .map_err(|e| held(format!("cannot take it: {}", first_line(&e.to_string()))))?;
+                put().map_err(|e| held(format!("cannot take it: {}", describe(&io_error(e)))))?;
             }
             Err(e) => {
-                return Err(held(format!(
-                    "cannot take it: {}",
-                    first_line(&e.to_string())
-                )));
+                return Err(held(format!("cannot take it: {}", describe(&io_error(e)))));
             }
         }
         Ok(BucketLock {

@@ -30,6 +30,14 @@ impl Service {
         }
     }
 
+    /// Whether regsweep may change a bucket on it: every change happens under the lock, and a
+    /// GCS lock (a create-only write, `ifGenerationMatch=0`) has not been proven against a
+    /// server that honours it (fake-gcs-server, the emulator the tests run, ignores the
+    /// condition). Reading needs no lock.
+    pub fn sweeps(self) -> bool {
+        self != Service::Gcs
+    }
+
     /// Whether a listed ETag is the MD5 of an object written in one plain request, so that a
     /// link's content can be proven without reading it. S3: yes (not for multipart). GCS: its
     /// XML API's ETag is the MD5 of a non-composite object, and links are never composed.
