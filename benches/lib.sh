@@ -5,3 +5,21 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # Returns once something listens on 127.0.0.1:$1 (at most 30 s).
 wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+# load_moto DIR ENDPOINT: creates the bucket `bench` and puts every file below DIR in it as
+# regroot/<path>, 16 uploads in flight (boto3 comes with moto[server]).
+load_moto() {
+  python3 - "$1" "$2" <<'PY'
+import os, sys, boto3, concurrent.futures as cf
+root, endpoint = sys.argv[1], sys.argv[2]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+s3.create_bucket(Bucket="bench")
+files = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
+def put(p):
+    with open(p, "rb") as f:
+        s3.put_object(Bucket="bench", Key="regroot/" + os.path.relpath(p, root), Body=f.read())
+with cf.ThreadPoolExecutor(16) as ex:
+    list(ex.map(put, files))
+print(f"loaded {len(files)} objects", file=sys.stderr)
+PY
+}

@@ -56,19 +56,7 @@ else
   trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
   wait_port "$S3_PORT"
   # Load: every file of the layout as a key under regroot/, 16 uploads in flight.
-  python3 - "$WORK/layout" "$S3" <<'EOF'
-import os, sys, boto3, concurrent.futures as cf
-root, endpoint = sys.argv[1], sys.argv[2]
-s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-s3.create_bucket(Bucket="bench")
-files = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
-def put(p):
-    with open(p, "rb") as f:
-        s3.put_object(Bucket="bench", Key="regroot/" + os.path.relpath(p, root), Body=f.read())
-with cf.ThreadPoolExecutor(16) as ex:
-    list(ex.map(put, files))
-print(f"loaded {len(files)} objects", file=sys.stderr)
-EOF
+  load_moto "$WORK/layout" "$S3"
 fi
 
 # run NAME CMD...: through a fresh counting proxy; prints "NAME seconds counts-json".

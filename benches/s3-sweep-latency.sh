@@ -22,18 +22,7 @@ python3 -m moto.server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
 pids=($!)
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 wait_port "$port"
-python3 - "$WORK/layout" "http://127.0.0.1:$port" <<'PY'
-import os, sys, boto3, concurrent.futures as cf
-root, endpoint = sys.argv[1], sys.argv[2]
-s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-s3.create_bucket(Bucket="bench")
-files = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
-def put(p):
-    with open(p, "rb") as f:
-        s3.put_object(Bucket="bench", Key="regroot/" + os.path.relpath(p, root), Body=f.read())
-with cf.ThreadPoolExecutor(16) as ex:
-    list(ex.map(put, files))
-PY
+load_moto "$WORK/layout" "http://127.0.0.1:$port"
 pport=$(free_port)
 S3PROXY_DELAY_MS=$delay python3 tests/integration/s3proxy.py "$pport" "http://127.0.0.1:$port" "$WORK/counts.json" &
 pids+=($!)
