@@ -11,7 +11,7 @@
 //!    before a client sees them), `progress` (the trait the core reports to), `units` (human
 //!    sizes and ages), `output` (files written whole), `yaml` (the one door to the YAML crate)
 //! 1. [`model`]: `digest`, `duration`, `manifest` (bytes to references), `paths` (the layout's
-//!    vocabulary), `inuse` (images in use), `pulls` (what a ledger says), `values` -> `catalog` (parsed manifests) -> the layout, decisions and `Rules`;
+//!    vocabulary), `inuse` (images in use), `coverage` (intervals of proof) -> `pulls` (what a ledger says), `values` -> `catalog` (parsed manifests) -> the layout, decisions and `Rules`;
 //!    `walk` (the one manifest-graph walk) -> `mark` (reachability)
 //! 2. [`storage`]: `seam` (what every backend does) and `Capabilities`; the backends `fs` (over
 //!    `dirfd`: handles, no symlink followed), `bucket` (S3, Azure and GCS through object_store: each service's `root` and client, its request `gate` and what it fetches `ahead`) and `memory`; `lock`;

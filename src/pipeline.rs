@@ -244,7 +244,7 @@ pub fn decide_scoped(
     plan.refused = refused;
     if how.used.is_some() {
         let (mut summary, notices) = protection.summary(layout, &images);
-        summary.ledger = used.pulls.as_ref().map(|p| p.spans.clone());
+        summary.ledger = used.pulls.as_ref().map(|p| p.streams.clone());
         plan.findings.extend(notices);
         plan.used = Some(summary);
     }

@@ -9,7 +9,7 @@ mod used;
 
 pub use args::*;
 use faults::{Faults, fault_pause, install_signal_handlers};
-pub use used::{ImportArgs, ListenArgs, PullsCommand, UsedArgs};
+pub use used::{ImportArgs, ListenArgs, PullsCommand, StatusArgs, UsedArgs};
 
 use bars::Bars;
 

@@ -3,6 +3,7 @@
 
 use super::{emit, print};
 use crate::error::{Error, ExitCode};
+use crate::model::coverage::Expect;
 use crate::model::duration::Span;
 use crate::model::inuse::Images;
 use crate::policy::Policy;
@@ -26,10 +27,15 @@ pub struct UsedArgs {
     /// The pull ledger (`regsweep pulls listen`/`import`) the policy's pull rules read.
     #[arg(long, value_name = "FILE")]
     pub ledger: Option<PathBuf>,
-    /// How far behind now the ledger may end before pull rules refuse to judge (the listener
-    /// marks it every 30 s; an imported log ends at its last line).
+    /// How far behind now the ledger's evidence may end before pull rules refuse to judge (the
+    /// listener's last event or canary; an imported log's last line).
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     pub ledger_lag: Span,
+    /// The registry instances that must have delivered over a pull rule's whole window: a
+    /// number, or their `source.addr` names (a log's `--instance`) separated by commas.
+    /// Without it, every instance seen in the window must have.
+    #[arg(long, value_name = "N|NAME,...")]
+    pub expect_instances: Option<Expect>,
 }
 
 impl UsedArgs {
@@ -92,6 +98,7 @@ impl UsedArgs {
             hosts: self.registry_host,
             pulls,
             max_lag: self.ledger_lag,
+            expect: self.expect_instances.unwrap_or_default(),
         })
     }
 }
@@ -102,6 +109,28 @@ pub enum PullsCommand {
     Listen(ListenArgs),
     /// Record the pulls in the registry's own log lines (files, or stdin).
     Import(ImportArgs),
+    /// What the ledger can prove: intervals and holes per instance, the canary, rejections;
+    /// exits 0 when pull rules over --window would be judged, 1 when not.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The ledger file.
+    #[arg(long, value_name = "FILE")]
+    pub ledger: PathBuf,
+    /// The window a pull rule asks about (its not_pulled_for or pulled_within).
+    #[arg(long, value_name = "DURATION", default_value = "14d")]
+    pub window: Span,
+    /// How far behind now the evidence may end.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub ledger_lag: Span,
+    /// The instances that must have delivered (as gc's --expect-instances).
+    #[arg(long, value_name = "N|NAME,...")]
+    pub expect_instances: Option<Expect>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: super::FormatArg,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +148,24 @@ pub struct ListenArgs {
     /// The largest request body accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     pub max_body: usize,
+    /// The longest silence between two events of one registry process that still counts as
+    /// covered (without --canary; a quiet registry at night leaves holes: use a canary).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub max_silence: Span,
+    /// The registry's URL: pull a canary image through it every --canary-interval, so that
+    /// coverage follows what the registry delivers (pushed once when missing).
+    #[arg(long, value_name = "URL")]
+    pub canary: Option<String>,
+    /// The canary image, kept from every rule.
+    #[arg(long, value_name = "REPOSITORY:TAG", default_value = crate::ledger::canary::DEFAULT_IMAGE)]
+    pub canary_image: String,
+    /// How often the canary is pulled; no canary event for twice this long is a hole.
+    #[arg(long, value_name = "DURATION", default_value = "1m")]
+    pub canary_interval: Span,
+    /// A file of `USER:PASSWORD` for the registry (REGSWEEP_REGISTRY_USERNAME and
+    /// REGSWEEP_REGISTRY_PASSWORD also give them).
+    #[arg(long, value_name = "FILE")]
+    pub canary_credentials: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +173,13 @@ pub struct ImportArgs {
     /// The ledger file (created when missing).
     #[arg(long, value_name = "FILE")]
     pub ledger: PathBuf,
+    /// The registry instance these logs are of (one per replica).
+    #[arg(long, value_name = "NAME", default_value = crate::commands::pulls::DEFAULT_INSTANCE)]
+    pub instance: String,
+    /// The longest gap between two of the registry's lines that still counts as covered (a
+    /// quiet registry at night leaves holes).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub max_silence: Span,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: super::FormatArg,
@@ -137,14 +191,73 @@ pub(super) fn pulls(command: PullsCommand) -> anyhow::Result<ExitCode> {
     match command {
         PullsCommand::Listen(a) => listen(a),
         PullsCommand::Import(a) => {
+            if a.instance.is_empty() || a.instance.chars().any(char::is_control) {
+                return Err(Error::Usage(
+                    "--instance: give a name for the registry instance".into(),
+                )
+                .into());
+            }
             let cfg = crate::commands::pulls::ImportConfig {
                 ledger: a.ledger,
                 logs: a.logs,
+                instance: a.instance,
+                max_silence: a.max_silence.as_secs(),
             };
             let report = crate::commands::pulls::import(&cfg)?;
             Ok(emit(&report, a.format.into(), None))
         }
+        PullsCommand::Status(a) => {
+            let cfg = crate::commands::pulls_status::StatusConfig {
+                ledger: a.ledger,
+                window: a.window.as_secs(),
+                max_lag: a.ledger_lag.as_secs(),
+                expect: a.expect_instances.unwrap_or_default(),
+            };
+            let report = crate::commands::pulls_status::status(&cfg)?;
+            Ok(emit(&report, a.format.into(), None))
+        }
     }
+}
+
+/// `--canary`'s settings, checked.
+fn canary(a: &ListenArgs) -> Result<Option<crate::ledger::canary::Canary>, Error> {
+    let Some(url) = &a.canary else {
+        return Ok(None);
+    };
+    crate::endpoint::check(url).map_err(|why| Error::Usage(format!("--canary: {why}")))?;
+    let (repository, tag) = crate::ledger::canary::parse_image(&a.canary_image)
+        .map_err(|why| Error::Usage(format!("--canary-image: {why}")))?;
+    let interval = a.canary_interval.as_secs();
+    if interval == 0 {
+        return Err(Error::Usage("--canary-interval: at least 1s".into()));
+    }
+    let credentials = match &a.canary_credentials {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).map_err(|e| Error::Input {
+                path: f.clone(),
+                message: format!("cannot read the credentials: {e}"),
+            })?;
+            let (user, password) = text.trim().split_once(':').ok_or_else(|| Error::Input {
+                path: f.clone(),
+                message: "give one line USER:PASSWORD".into(),
+            })?;
+            Some((user.to_string(), password.to_string()))
+        }
+        None => match (
+            std::env::var("REGSWEEP_REGISTRY_USERNAME"),
+            std::env::var("REGSWEEP_REGISTRY_PASSWORD"),
+        ) {
+            (Ok(u), Ok(p)) => Some((u, p)),
+            _ => None,
+        },
+    };
+    Ok(Some(crate::ledger::canary::Canary {
+        url: url.clone(),
+        repository,
+        tag,
+        interval: std::time::Duration::from_secs(interval),
+        credentials,
+    }))
 }
 
 fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
@@ -172,11 +285,19 @@ fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
     if a.max_body < 1024 {
         return Err(Error::Usage("--max-body: at least 1024 bytes".into()).into());
     }
+    let canary = canary(&a)?;
+    // With a canary, its events come every interval: two missed ones are a hole.
+    let tolerance = match &canary {
+        Some(c) => 2 * c.interval.as_secs(),
+        None => a.max_silence.as_secs(),
+    };
     let cfg = crate::ledger::listen::ListenConfig {
         addr: a.addr,
         ledger: a.ledger,
         token,
         max_body: a.max_body,
+        tolerance,
+        canary,
     };
     let report = crate::commands::pulls::listen(&cfg)?;
     print(&report.text(None));

@@ -10,4 +10,5 @@ pub mod gc;
 pub mod live;
 pub mod policy;
 pub mod pulls;
+pub mod pulls_status;
 pub mod trash;

@@ -2,12 +2,14 @@
 //! log lines into the ledger), each with its report.
 
 use crate::error::{Error, ExitCode, Result};
+use crate::ledger::Evidence;
 use crate::ledger::Ledger;
 use crate::ledger::listen::{ListenConfig, ListenStats};
 use crate::ledger::logs::{Line, parse_line};
 use crate::model::Time;
-use crate::model::pulls::{Span, stamp};
+use crate::model::coverage::{Intervals, Stream};
 use crate::report::{Envelope, Report, pretty};
+use crate::units::human_age;
 use serde::Serialize;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,14 @@ pub struct ImportConfig {
     pub ledger: PathBuf,
     /// Log files; empty (or `-`): stdin.
     pub logs: Vec<PathBuf>,
+    /// The registry instance the logs are of (`--instance`).
+    pub instance: String,
+    /// `--max-silence`: the longest gap between two lines that still counts as covered.
+    pub max_silence: u64,
 }
+
+/// The instance of a log imported without `--instance`.
+pub const DEFAULT_INSTANCE: &str = "default";
 
 /// The ledger's name for imported log lines.
 pub const SOURCE: &str = "log";
@@ -34,10 +43,14 @@ pub struct ImportReport {
     #[serde(rename = "root")]
     pub ledger: PathBuf,
     pub summary: ImportCounts,
-    /// The time the imported lines cover.
-    pub covered_from: Option<String>,
-    pub covered_until: Option<String>,
-    pub spans: Vec<Span>,
+    /// The instance the lines were recorded for.
+    pub instance: String,
+    /// The intervals the imported lines prove (lines no further apart than `max_silence`).
+    #[serde(serialize_with = "crate::model::coverage::serialize_intervals")]
+    pub covered: Intervals,
+    pub max_silence: u64,
+    /// The ledger's streams of evidence after the import.
+    pub streams: Vec<Stream>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -49,20 +62,23 @@ pub struct ImportCounts {
     pub pulls: u64,
     /// Lines of other programs, skipped.
     pub other_lines: u64,
+    /// Lines dated ahead of this host's clock: neither recorded nor evidence.
+    pub future_lines: u64,
     /// What the ledger holds now: tags and digests with a pull.
     pub ledger_tags: u64,
     pub ledger_digests: u64,
 }
 
-/// Reads every line, records the pulls and the span the registry's lines cover.
+/// Reads every line, records the pulls and the intervals the registry's lines prove.
 pub fn import(cfg: &ImportConfig) -> Result<ImportReport> {
     let started = chrono::Utc::now();
     let mut ledger = Ledger::open_write(&cfg.ledger)?;
     let mut r = ImportReport {
         ledger: cfg.ledger.clone(),
+        instance: cfg.instance.clone(),
+        max_silence: cfg.max_silence,
         ..ImportReport::default()
     };
-    let mut span: Option<(Time, Time)> = None;
     let stdin_only = cfg.logs.is_empty();
     let inputs: Vec<PathBuf> = if stdin_only {
         vec!["-".into()]
@@ -82,17 +98,12 @@ pub fn import(cfg: &ImportConfig) -> Result<ImportReport> {
             let f = std::fs::File::open(input).map_err(|e| Error::io(input, e))?;
             Box::new(std::io::BufReader::new(f))
         };
-        read_log(reader, input, &mut ledger, &mut r.summary, &mut span)?;
-    }
-    if let Some(s) = span {
-        ledger.record(SOURCE, &[], Some(s))?;
+        read_log(reader, input, cfg, &mut ledger, &mut r)?;
     }
     let (tags, digests) = ledger.count()?;
     r.summary.ledger_tags = tags;
     r.summary.ledger_digests = digests;
-    r.spans = ledger.spans()?;
-    r.covered_from = span.map(|s| stamp(s.0));
-    r.covered_until = span.map(|s| stamp(s.1));
+    r.streams = ledger.streams()?;
     r.envelope = Some(Envelope::new("regsweep/pulls-import/v1", started));
     Ok(r)
 }
@@ -100,12 +111,25 @@ pub fn import(cfg: &ImportConfig) -> Result<ImportReport> {
 fn read_log(
     mut reader: Box<dyn BufRead>,
     input: &Path,
+    cfg: &ImportConfig,
     ledger: &mut Ledger,
-    r: &mut ImportCounts,
-    span: &mut Option<(Time, Time)>,
+    r: &mut ImportReport,
 ) -> Result<()> {
     let mut events = Vec::new();
+    let mut points = Vec::new();
     let mut buf = Vec::new();
+    let ahead = chrono::Utc::now().timestamp() + crate::ledger::listen::SKEW;
+    let c = &mut r.summary;
+    let flush = |ledger: &mut Ledger, events: &mut Vec<_>, points: &mut Vec<Time>| {
+        let evidence = Evidence {
+            source: SOURCE.into(),
+            instance: cfg.instance.clone(),
+            tolerance: cfg.max_silence,
+            points: std::mem::take(points),
+            ..Evidence::default()
+        };
+        ledger.record(&std::mem::take(events), &[evidence], &[])
+    };
     loop {
         buf.clear();
         let n = reader
@@ -114,32 +138,33 @@ fn read_log(
         if n == 0 {
             break;
         }
-        r.lines += 1;
+        c.lines += 1;
         let line = String::from_utf8_lossy(&buf);
-        let time = match parse_line(line.trim_end()) {
-            Line::Pull(e) => {
-                r.pulls += 1;
-                let t = e.time;
-                events.push(e);
-                t
-            }
-            Line::Registry(t) => t,
+        let (time, event) = match parse_line(line.trim_end()) {
+            Line::Pull(e) => (e.time, Some(e)),
+            Line::Registry(t) => (t, None),
             Line::Other => {
-                r.other_lines += 1;
+                c.other_lines += 1;
                 continue;
             }
         };
-        r.registry_lines += 1;
-        *span = Some(match *span {
-            Some((a, b)) => (a.min(time), b.max(time)),
-            None => (time, time),
-        });
-        if events.len() >= CHUNK {
-            ledger.record(SOURCE, &std::mem::take(&mut events), None)?;
+        c.registry_lines += 1;
+        if time > ahead {
+            c.future_lines += 1;
+            continue;
+        }
+        if let Some(e) = event {
+            c.pulls += 1;
+            events.push(e);
+        }
+        points.push(time);
+        r.covered.add((time, time), cfg.max_silence);
+        if points.len() >= CHUNK {
+            flush(ledger, &mut events, &mut points)?;
         }
     }
-    if !events.is_empty() {
-        ledger.record(SOURCE, &events, None)?;
+    if !points.is_empty() {
+        flush(ledger, &mut events, &mut points)?;
     }
     Ok(())
 }
@@ -155,22 +180,28 @@ impl Report for ImportReport {
             c.registry_lines - c.pulls,
             c.other_lines
         );
-        if let (Some(a), Some(b)) = (&self.covered_from, &self.covered_until) {
-            s += &format!("these lines cover {a} to {b}\n");
-        } else {
+        if self.covered.0.is_empty() {
             s += "no line of the registry was found: nothing recorded (is this its log?)\n";
+        } else {
+            s += &format!(
+                "these lines prove {} for instance {} (lines at most {} apart):\n",
+                self.covered,
+                self.instance,
+                human_age(self.max_silence as i64)
+            );
+        }
+        if c.future_lines > 0 {
+            s += &format!(
+                "{} lines dated ahead of this host's clock were skipped: check the clocks\n",
+                c.future_lines
+            );
         }
         s += &format!(
             "the ledger holds pulls of {} tags and {} digests\n",
             c.ledger_tags, c.ledger_digests
         );
-        for sp in &self.spans {
-            s += &format!(
-                "  {:<8} covers {} to {}\n",
-                sp.source,
-                stamp(sp.covered_from),
-                stamp(sp.covered_until)
-            );
+        for st in &self.streams {
+            s += &format!("  {:<8} {:<20} {}\n", st.source, st.instance, st.intervals);
         }
         s
     }

@@ -42,6 +42,17 @@ struct RawEvent {
     action: String,
     #[serde(default)]
     target: RawTarget,
+    #[serde(default)]
+    source: RawSource,
+}
+
+/// The registry process that sent the event: its host and port, and a UUID per process start.
+#[derive(Deserialize, Default)]
+struct RawSource {
+    #[serde(default)]
+    addr: String,
+    #[serde(default, rename = "instanceID")]
+    instance_id: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -59,11 +70,42 @@ struct RawTarget {
     tag: String,
 }
 
-/// What an envelope held: the events kept, and how many were about blobs or actions not kept.
+/// What an envelope held: every event as evidence of delivery, the manifest ones kept.
 #[derive(Debug, Default)]
 pub struct Parsed {
-    pub events: Vec<Event>,
+    pub items: Vec<Item>,
+    /// Events about blobs or actions not kept.
     pub ignored: usize,
+}
+
+/// One event of an envelope: when and by which registry process it was sent, and what it
+/// records (`None` for a blob's pull or push or another action: still evidence).
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub time: Option<Time>,
+    /// `source.addr` ("unknown" when the registry sent none).
+    pub instance: String,
+    /// `source.instanceID`.
+    pub process: String,
+    pub event: Option<Event>,
+}
+
+impl Parsed {
+    /// The events kept.
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.items.iter().filter_map(|i| i.event.as_ref())
+    }
+}
+
+/// The longest `source.addr` or `instanceID` kept; a longer one is cut.
+const MAX_SOURCE: usize = 255;
+
+fn source_text(s: &str, or: &str) -> String {
+    let s: String = (s.chars())
+        .filter(|c| !c.is_control())
+        .take(MAX_SOURCE)
+        .collect();
+    if s.is_empty() { or.to_string() } else { s }
 }
 
 /// Reads a notification envelope (`{"events": [...]}`). Manifest pulls, pushes, and every
@@ -75,10 +117,19 @@ pub fn parse_envelope(body: &[u8]) -> Result<Parsed, String> {
     let mut out = Parsed::default();
     for (i, raw) in env.events.into_iter().enumerate() {
         let raw: RawEvent = serde_json::from_value(raw).map_err(|e| format!("event {i}: {e}"))?;
-        match event(raw).map_err(|e| format!("event {i}: {e}"))? {
-            Some(e) => out.events.push(e),
-            None => out.ignored += 1,
-        }
+        let instance = source_text(&raw.source.addr, "unknown");
+        let process = source_text(&raw.source.instance_id, "");
+        let time = chrono::DateTime::parse_from_rfc3339(&raw.timestamp)
+            .ok()
+            .map(|t| t.timestamp());
+        let event = event(raw).map_err(|e| format!("event {i}: {e}"))?;
+        out.ignored += usize::from(event.is_none());
+        out.items.push(Item {
+            time,
+            instance,
+            process,
+            event,
+        });
     }
     Ok(out)
 }
@@ -161,10 +212,15 @@ mod tests {
         ]));
         let p = parse_envelope(&b).unwrap();
         assert_eq!(p.ignored, 2);
-        assert_eq!(p.events.len(), 2);
-        assert_eq!(p.events[0].tag.as_deref(), Some("v1"));
-        assert_eq!(p.events[0].action, Action::Pull);
-        assert_eq!(p.events[1].action, Action::Delete);
+        let events: Vec<&Event> = p.events().collect();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].tag.as_deref(), Some("v1"));
+        assert_eq!(events[0].action, Action::Pull);
+        assert_eq!(events[1].action, Action::Delete);
+        // Every event is evidence of delivery, the blob pull too; a bad timestamp is none.
+        assert_eq!(p.items.len(), 4);
+        assert!(p.items[1].time.is_some() && p.items[1].event.is_none());
+        assert_eq!(p.items[0].instance, "unknown");
     }
 
     #[test]

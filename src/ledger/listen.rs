@@ -1,20 +1,25 @@
 //! The webhook receiver behind `regsweep pulls listen`: the registry's notification envelopes
-//! checked (size, token, shape) and written to the ledger by one writer thread, which commits
-//! what waits in one transaction (synced) before any of them is answered 200.
+//! checked (size, token, shape, dates) and written to the ledger by one writer thread, which
+//! commits what waits in one transaction (synced) before any of them is answered 200; what it
+//! refuses is counted in the ledger too, and `/metrics` shows both.
 
-use super::Ledger;
-use super::event::{Event, parse_envelope};
+use super::canary::Canary;
+use super::event::{Action, Event, Parsed, parse_envelope};
+use super::{Evidence, Ledger, Refused};
 use crate::error::{Error, Result};
+use crate::model::Time;
+use crate::model::coverage::stamp;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the listener runs with.
@@ -26,6 +31,10 @@ pub struct ListenConfig {
     pub token: Option<String>,
     /// The largest body accepted (the registry sends one event an envelope).
     pub max_body: usize,
+    /// The silence between two events of one registry process that still counts as covered.
+    pub tolerance: u64,
+    /// `--canary`: the image pulled through the registry so that silence is never mistaken.
+    pub canary: Option<Canary>,
 }
 
 /// Counts kept while the listener runs; the report at its end.
@@ -36,21 +45,37 @@ pub struct ListenStats {
     pub events_ignored: u64,
     pub rejected: u64,
     pub commits: u64,
+    pub canary_pulls: u64,
+    pub canary_failures: u64,
 }
 
+/// What the writer and the handlers share; `/metrics` reads it.
 #[derive(Default)]
-struct Counters {
+pub(super) struct Counters {
     accepted: AtomicU64,
     recorded: AtomicU64,
     ignored: AtomicU64,
     rejected: AtomicU64,
     commits: AtomicU64,
+    pub(super) canary_pulls: AtomicU64,
+    pub(super) canary_failures: AtomicU64,
+    /// Per instance: events, last event, last canary.
+    instances: Mutex<BTreeMap<String, Seen>>,
+    /// Per (status, reason): rejections.
+    reasons: Mutex<BTreeMap<(u16, String), u64>>,
 }
 
-/// A batch of events for the writer, and where to say it is on disk.
-struct Job {
-    events: Vec<Event>,
-    done: tokio::sync::oneshot::Sender<std::result::Result<(), String>>,
+/// Of one instance: events received, the last one, the last canary.
+type Seen = (u64, Time, Option<Time>);
+
+/// What the writer is handed: an envelope to commit (answered once on disk), or a refusal to
+/// count.
+enum Job {
+    Envelope {
+        parsed: Parsed,
+        done: tokio::sync::oneshot::Sender<std::result::Result<(), String>>,
+    },
+    Refused(Refused),
 }
 
 struct State {
@@ -64,30 +89,48 @@ struct State {
 const QUEUE: usize = 4096;
 /// Most envelopes one commit takes.
 const BATCH: usize = 1024;
-/// Connections served at once; more wait to be accepted.
-const CONNECTIONS: usize = 512;
-/// How often a listener with nothing to write still marks the ledger as covered until now.
+/// Connections open at once; one more is closed at once. Far more than a registry opens.
+const CONNECTIONS: usize = 4096;
+/// How often a listener with nothing to write notes that it is alive (never coverage: only
+/// what the registry delivers is).
 const HEARTBEAT: Duration = Duration::from_secs(30);
-/// How long a request may take to send its headers or its body.
+/// How long a connection may take to send a request's headers: the registry sends them at
+/// once, and idle sockets must not hold the listener.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a request may take to send its body.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stop waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(10);
+/// How far ahead of this host's clock an event may be dated before it is not believed.
+pub const SKEW: Time = 300;
 
 /// The ledger's name for this source of events.
 pub const SOURCE: &str = "webhook";
 
 /// Runs until SIGTERM or SIGINT; `ready` is told the bound address once requests are served.
 pub fn run(cfg: &ListenConfig, ready: &dyn Fn(SocketAddr)) -> Result<ListenStats> {
-    let mut ledger = Ledger::open_write(&cfg.ledger)?;
-    let started = chrono::Utc::now().timestamp();
-    ledger.record(SOURCE, &[], Some((started, started)))?;
+    raise_fd_limit();
+    let ledger = Ledger::open_write(&cfg.ledger)?;
+    let created = (ledger.meta("created")?)
+        .and_then(|t| t.parse::<Time>().ok())
+        .unwrap_or(0);
+    match &cfg.canary {
+        Some(c) => ledger.set_meta("canary", &c.image())?,
+        None => ledger.set_meta("canary", "")?,
+    }
+    ledger.set_meta("listener_alive", &now().to_string())?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
     let counters = Arc::new(Counters::default());
     let writer = {
         let counters = counters.clone();
+        let ctx = WriterCtx {
+            tolerance: cfg.tolerance,
+            canary: cfg.canary.as_ref().map(|c| c.repository.clone()),
+            created,
+        };
         std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || write_loop(ledger, rx, started, &counters))
+            .spawn(move || write_loop(ledger, rx, &ctx, &counters))
             .map_err(|e| Error::io(&cfg.ledger, e))?
     };
     let state = Arc::new(State {
@@ -102,6 +145,9 @@ pub fn run(cfg: &ListenConfig, ready: &dyn Fn(SocketAddr)) -> Result<ListenStats
         .enable_time()
         .build()
         .map_err(|e| Error::io(&cfg.ledger, e))?;
+    if let Some(c) = &cfg.canary {
+        rt.spawn(super::canary::run(c.clone(), counters.clone()));
+    }
     let served = rt.block_on(serve(cfg.addr, state, ready));
     rt.shutdown_timeout(DRAIN);
     // Every sender is gone once the server is: the writer commits what is left and ends.
@@ -122,24 +168,48 @@ pub fn run(cfg: &ListenConfig, ready: &dyn Fn(SocketAddr)) -> Result<ListenStats
         events_ignored: c.ignored.load(Ordering::Relaxed),
         rejected: c.rejected.load(Ordering::Relaxed),
         commits: c.commits.load(Ordering::Relaxed),
+        canary_pulls: c.canary_pulls.load(Ordering::Relaxed),
+        canary_failures: c.canary_failures.load(Ordering::Relaxed),
     })
 }
 
-/// The one writer: takes what waits (up to a batch), commits it, then answers every request of
-/// the batch; marks the ledger covered until now on every commit and every heartbeat.
+fn now() -> Time {
+    chrono::Utc::now().timestamp()
+}
+
+/// Idle sockets are file descriptors: take the hard limit, so that they are closed by the
+/// header timeout rather than refused by the kernel.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+}
+
+struct WriterCtx {
+    tolerance: u64,
+    /// The canary's repository: its pulls are marked as the canary's.
+    canary: Option<String>,
+    /// The ledger's creation: an event dated before it is not believed.
+    created: Time,
+}
+
+/// The one writer: takes what waits (up to a batch), commits it, then answers every envelope
+/// of the batch. Coverage comes only from the events delivered, per registry process.
 fn write_loop(
     mut ledger: Ledger,
     rx: Receiver<Job>,
-    started: i64,
+    ctx: &WriterCtx,
     counters: &Counters,
 ) -> std::result::Result<(), String> {
     loop {
         let first = match rx.recv_timeout(HEARTBEAT) {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => {
-                let now = chrono::Utc::now().timestamp();
-                if let Err(e) = ledger.record(SOURCE, &[], Some((started, now))) {
-                    tracing::warn!("heartbeat not written: {e}");
+                if let Err(e) = ledger.set_meta("listener_alive", &now().to_string()) {
+                    tracing::warn!("liveness not written: {e}");
                 }
                 continue;
             }
@@ -152,25 +222,199 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let events: Vec<Event> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
-        let now = chrono::Utc::now().timestamp();
+        let batch = gather(&jobs, ctx, counters);
         let result = ledger
-            .record(SOURCE, &events, Some((started, now)))
+            .record(&batch.events, &batch.evidence, &batch.refused)
             .map_err(|e| e.to_string());
         if result.is_ok() {
             counters.commits.fetch_add(1, Ordering::Relaxed);
-            counters
-                .recorded
-                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            (counters.recorded).fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+            note_instances(counters, &batch.evidence);
         }
         for job in jobs {
-            let _ = job.done.send(result.clone());
+            if let Job::Envelope { done, .. } = job {
+                let _ = done.send(result.clone());
+            }
         }
     }
-    let now = chrono::Utc::now().timestamp();
     ledger
-        .record(SOURCE, &[], Some((started, now)))
+        .set_meta("listener_alive", &now().to_string())
         .map_err(|e| e.to_string())
+}
+
+struct Batch {
+    events: Vec<Event>,
+    evidence: Vec<Evidence>,
+    refused: Vec<Refused>,
+}
+
+/// A batch's events, its evidence per registry process, and what is not believed (dated
+/// ahead of this clock, or before the ledger began).
+fn gather(jobs: &[Job], ctx: &WriterCtx, counters: &Counters) -> Batch {
+    let now = now();
+    let mut events = Vec::new();
+    let mut evidence: BTreeMap<(String, String), Evidence> = BTreeMap::new();
+    let mut refused = Vec::new();
+    for job in jobs {
+        let parsed = match job {
+            Job::Refused(r) => {
+                refused.push(r.clone());
+                continue;
+            }
+            Job::Envelope { parsed, .. } => parsed,
+        };
+        for item in &parsed.items {
+            let Some(t) = item.time else { continue };
+            let bad = if t > now + SKEW {
+                Some("event dated in the future")
+            } else if t < ctx.created {
+                Some("event dated before the ledger began")
+            } else {
+                None
+            };
+            if let Some(reason) = bad {
+                counters.rejected.fetch_add(1, Ordering::Relaxed);
+                count_reason(counters, 200, reason);
+                refused.push(Refused {
+                    source: SOURCE.into(),
+                    status: 200,
+                    reason: reason.into(),
+                    detail: format!(
+                        "{} from {} (now is {})",
+                        stamp(t),
+                        item.instance,
+                        stamp(now)
+                    ),
+                    time: now,
+                });
+                continue;
+            }
+            let ev = (evidence.entry((item.instance.clone(), item.process.clone())))
+                .or_insert_with(|| Evidence {
+                    source: SOURCE.into(),
+                    instance: item.instance.clone(),
+                    process: item.process.clone(),
+                    tolerance: ctx.tolerance,
+                    ..Evidence::default()
+                });
+            ev.points.push(t);
+            if let Some(e) = &item.event {
+                if e.action == Action::Pull && ctx.canary.as_deref() == Some(e.repository.as_str())
+                {
+                    ev.canaries.push(t);
+                }
+                events.push(e.clone());
+            }
+        }
+    }
+    Batch {
+        events,
+        evidence: evidence.into_values().collect(),
+        refused,
+    }
+}
+
+fn note_instances(c: &Counters, evidence: &[Evidence]) {
+    let Ok(mut map) = c.instances.lock() else {
+        return;
+    };
+    for ev in evidence {
+        let e = map.entry(ev.instance.clone()).or_insert((0, 0, None));
+        e.0 += ev.points.len() as u64;
+        e.1 = e.1.max(ev.points.iter().copied().max().unwrap_or(0));
+        if let Some(&t) = ev.canaries.iter().max() {
+            e.2 = Some(e.2.unwrap_or(t).max(t));
+        }
+    }
+}
+
+fn count_reason(c: &Counters, status: u16, reason: &str) {
+    if let Ok(mut m) = c.reasons.lock() {
+        *m.entry((status, reason.to_string())).or_default() += 1;
+    }
+}
+
+/// The listener's counters in Prometheus' text format.
+fn metrics(c: &Counters) -> String {
+    let mut s = String::new();
+    let mut line = |name: &str, help: &str, kind: &str, rows: Vec<(String, String)>| {
+        s += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
+        for (labels, value) in rows {
+            s += &format!("{name}{labels} {value}\n");
+        }
+    };
+    let one = |v: u64| vec![(String::new(), v.to_string())];
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    line(
+        "regsweep_ledger_envelopes_accepted_total",
+        "Envelopes answered 200.",
+        "counter",
+        one(load(&c.accepted)),
+    );
+    line(
+        "regsweep_ledger_events_recorded_total",
+        "Manifest events committed.",
+        "counter",
+        one(load(&c.recorded)),
+    );
+    line(
+        "regsweep_ledger_canary_pulls_total",
+        "Canary pulls the registry answered.",
+        "counter",
+        one(load(&c.canary_pulls)),
+    );
+    line(
+        "regsweep_ledger_canary_failures_total",
+        "Canary pulls that failed.",
+        "counter",
+        one(load(&c.canary_failures)),
+    );
+    let reasons = c.reasons.lock().map(|m| m.clone()).unwrap_or_default();
+    line(
+        "regsweep_ledger_rejections_total",
+        "Deliveries refused or events not believed; any makes pull rules refuse.",
+        "counter",
+        (reasons.into_iter())
+            .map(|((st, r), n)| {
+                (
+                    format!("{{status=\"{st}\",reason={}}}", label(&r)),
+                    n.to_string(),
+                )
+            })
+            .collect(),
+    );
+    let inst = c.instances.lock().map(|m| m.clone()).unwrap_or_default();
+    let rows = |f: &dyn Fn(&Seen) -> Option<i64>| {
+        (inst.iter())
+            .filter_map(|(i, v)| {
+                f(v).map(|x| (format!("{{instance={}}}", label(i)), x.to_string()))
+            })
+            .collect()
+    };
+    line(
+        "regsweep_ledger_instance_events_total",
+        "Events received per registry instance.",
+        "counter",
+        rows(&|v| Some(v.0 as i64)),
+    );
+    line(
+        "regsweep_ledger_last_event_timestamp_seconds",
+        "The last event of each instance.",
+        "gauge",
+        rows(&|v| Some(v.1)),
+    );
+    line(
+        "regsweep_ledger_last_canary_timestamp_seconds",
+        "The last canary pull delivered by each instance.",
+        "gauge",
+        rows(&|v| v.2),
+    );
+    s
+}
+
+/// A Prometheus label value, quoted and escaped.
+fn label(v: &str) -> String {
+    format!("{:?}", v)
 }
 
 async fn serve(addr: SocketAddr, state: Arc<State>, ready: &dyn Fn(SocketAddr)) -> Result<()> {
@@ -185,34 +429,37 @@ async fn serve(addr: SocketAddr, state: Arc<State>, ready: &dyn Fn(SocketAddr)) 
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
+    let open = Arc::new(AtomicU64::new(0));
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.map_err(|e| Error::Usage(e.to_string()))?,
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        };
         let (stream, peer) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
+                    // Out of descriptors: wait for the header timeout to close idle ones.
                     tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
+        if open.load(Ordering::Relaxed) >= CONNECTIONS as u64 {
+            drop(stream);
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
         let state = state.clone();
         let service = hyper::service::service_fn(move |req| handle(req, state.clone(), peer));
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(READ_TIMEOUT)
+            .header_read_timeout(HEADER_TIMEOUT)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
+        let open = open.clone();
         tokio::spawn(async move {
             let _ = conn.await;
-            drop(permit);
+            open.fetch_sub(1, Ordering::Relaxed);
         });
     }
     drop(listener);
@@ -238,12 +485,30 @@ async fn handle(
     state: Arc<State>,
     peer: SocketAddr,
 ) -> std::result::Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/metrics" {
+        return Ok(reply(StatusCode::OK, metrics(&state.counters)));
+    }
+    let post = req.method() == hyper::Method::POST;
     let (status, text) = match check_and_record(req, &state).await {
         Ok(text) => return Ok(reply(StatusCode::OK, text)),
         Err(e) => e,
     };
-    if status != StatusCode::NOT_FOUND && status != StatusCode::SERVICE_UNAVAILABLE {
+    // A refused delivery is an alarm the ledger keeps; a retry later (503) or a stray GET is none.
+    if status != StatusCode::SERVICE_UNAVAILABLE && (post || status != StatusCode::NOT_FOUND) {
+        let reason = refusal_reason(status);
         state.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        count_reason(&state.counters, status.as_u16(), reason);
+        let _ = state.queue.try_send(Job::Refused(Refused {
+            source: SOURCE.into(),
+            status: status.as_u16(),
+            reason: reason.into(),
+            detail: format!(
+                "from {}: {}",
+                peer.ip(),
+                text.chars().take(200).collect::<String>()
+            ),
+            time: now(),
+        }));
     }
     tracing::warn!("{peer}: {} {text}", status.as_u16());
     let mut r = reply(status, text);
@@ -284,8 +549,7 @@ async fn check_and_record(
             .headers()
             .get(hyper::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
-        let want = format!("Bearer {token}");
-        if !given.is_some_and(|g| same(g, want.as_bytes())) {
+        if !given.is_some_and(|g| bearer_is(g, token)) {
             return Err((
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token".into(),
@@ -322,16 +586,14 @@ async fn check_and_record(
         c.ignored.fetch_add(ignored, Ordering::Relaxed);
         c.accepted.fetch_add(1, Ordering::Relaxed);
     };
-    if parsed.events.is_empty() {
+    if parsed.items.is_empty() {
         count();
         return Ok("nothing to record".into());
     }
-    let n = parsed.events.len();
+    // Blob events too: each is evidence that the registry delivers.
+    let n = parsed.items.len();
     let (done, wait) = tokio::sync::oneshot::channel();
-    match state.queue.try_send(Job {
-        events: parsed.events,
-        done,
-    }) {
+    match state.queue.try_send(Job::Envelope { parsed, done }) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => {
             return Err((
@@ -360,7 +622,45 @@ fn too_large(max: usize) -> Refusal {
     )
 }
 
+/// The kind of a refusal, as the ledger counts it.
+fn refusal_reason(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => "missing or wrong bearer token",
+        StatusCode::PAYLOAD_TOO_LARGE => "body too large",
+        StatusCode::NOT_FOUND => "wrong path (the endpoint url ends in /events)",
+        StatusCode::REQUEST_TIMEOUT => "body too slow",
+        StatusCode::METHOD_NOT_ALLOWED => "not a POST",
+        _ => "not a notification envelope",
+    }
+}
+
+/// Whether an Authorization header is `Bearer TOKEN`, the scheme in any case (RFC 9110).
+fn bearer_is(given: &[u8], token: &str) -> bool {
+    let Some(sep) = given.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    let (scheme, rest) = given.split_at(sep);
+    let creds = rest.trim_ascii_start();
+    scheme.eq_ignore_ascii_case(b"bearer") & same(creds, token.as_bytes())
+}
+
 /// Compares in time independent of where the inputs differ.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        assert!(bearer_is(b"Bearer s3cret", "s3cret"));
+        assert!(bearer_is(b"bearer s3cret", "s3cret"));
+        assert!(bearer_is(b"BEARER  s3cret", "s3cret"));
+        assert!(!bearer_is(b"Basic s3cret", "s3cret"));
+        assert!(!bearer_is(b"Bearer s3cre", "s3cret"));
+        assert!(!bearer_is(b"Bearers3cret", "s3cret"));
+        assert!(!bearer_is(b"", "s3cret"));
+    }
 }

@@ -1,17 +1,20 @@
 //! The pull ledger: a SQLite database (WAL, synced on every commit) of when each tag and
-//! digest was last pulled, pushed or deleted, and the span of time each source covers.
+//! digest was last pulled, pushed or deleted, the intervals of proof of each stream of
+//! evidence (`model::coverage`), and the deliveries the listener rejected.
 //!
-//! Every write takes the later time (or, for a span's start, the earlier), so recording the
-//! same events twice changes nothing: importing a log again is harmless.
+//! Every write takes the later time and unions intervals, so recording the same evidence
+//! twice changes nothing: importing a log again is harmless.
 
+pub mod canary;
 pub mod event;
 pub mod listen;
 pub mod logs;
 
 use crate::error::{Error, Result};
 use crate::model::Time;
+use crate::model::coverage::{Intervals, Rejection, Stream};
 use crate::model::digest::Digest;
-use crate::model::pulls::{PullHistory, Span};
+use crate::model::pulls::PullHistory;
 use rusqlite::{Connection, OpenFlags, params};
 use std::path::{Path, PathBuf};
 
@@ -19,7 +22,9 @@ pub use event::{Action, Event};
 
 /// The ledger's format, stored in it so that another SQLite file is told apart.
 const FORMAT: &str = "regsweep-pull-ledger";
-const VERSION: &str = "1";
+/// 2: coverage as intervals per stream (version 1's min/max spans proved nothing, and are
+/// dropped on upgrade).
+const VERSION: &str = "2";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,14 +37,63 @@ CREATE TABLE IF NOT EXISTS refs (
     last_delete INTEGER,
     PRIMARY KEY (repository, kind, name)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS spans (
-    source TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS streams (
+    source TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    process TEXT NOT NULL,
+    tolerance INTEGER NOT NULL,
+    last_event INTEGER,
+    last_canary INTEGER,
+    PRIMARY KEY (source, instance, process)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS intervals (
+    source TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    process TEXT NOT NULL,
     covered_from INTEGER NOT NULL,
     covered_until INTEGER NOT NULL,
-    first_event INTEGER,
-    last_event INTEGER
-);
+    PRIMARY KEY (source, instance, process, covered_from)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rejections (
+    source TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    hour INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    first INTEGER NOT NULL,
+    last INTEGER NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (source, status, reason, hour)
+) WITHOUT ROWID;
 ";
+
+/// Evidence of one stream brought by one write: the moments something of the registry's
+/// reached the ledger.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    pub source: String,
+    /// The registry instance (`source.addr`, or a log's `--instance`).
+    pub instance: String,
+    /// One process of it (`source.instanceID`), or empty.
+    pub process: String,
+    /// The silence bridged between two moments, in seconds.
+    pub tolerance: u64,
+    pub points: Vec<Time>,
+    /// Of those, the canary's pulls.
+    pub canaries: Vec<Time>,
+}
+
+/// A delivery refused, or an event not believed.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub source: String,
+    pub status: u16,
+    /// A fixed text per kind (rows are counted by it).
+    pub reason: String,
+    /// What this one said (kept for the first of its hour).
+    pub detail: String,
+    pub time: Time,
+}
 
 /// An open ledger.
 pub struct Ledger {
@@ -127,13 +181,48 @@ impl Ledger {
         (self.conn)
             .execute_batch(SCHEMA)
             .map_err(|e| fail(p, "create", e))?;
+        let now = chrono::Utc::now().timestamp().to_string();
         (self.conn)
             .execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('format', ?1), ('version', ?2)",
-                params![FORMAT, VERSION],
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('format', ?1), ('version', ?2), ('created', ?3)",
+                params![FORMAT, VERSION, now],
             )
             .map_err(|e| fail(p, "write", e))?;
+        if self.meta("format")?.as_deref() == Some(FORMAT)
+            && self.meta("version")?.as_deref() == Some("1")
+        {
+            // Version 1's spans (earliest start, latest end) are no proof: coverage starts anew.
+            (self.conn)
+                .execute_batch(
+                    "DROP TABLE IF EXISTS spans; UPDATE meta SET value = '2' WHERE key = 'version';",
+                )
+                .map_err(|e| fail(p, "upgrade", e))?;
+            tracing::warn!(
+                "{}: upgraded from ledger version 1; its spans proved no coverage, so coverage starts now",
+                p.display()
+            );
+        }
         self.check_format()
+    }
+
+    /// A value of the ledger's `meta` table.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        (self.conn)
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| fail(&self.path, "read", e))
+    }
+
+    /// Sets a value of `meta` (the canary the listener pulls).
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        (self.conn)
+            .execute(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(|_| ())
+            .map_err(|e| fail(&self.path, "write", e))
     }
 
     fn check_format(&self) -> Result<()> {
@@ -145,6 +234,10 @@ impl Ledger {
         };
         match (get("format").as_deref(), get("version").as_deref()) {
             (Some(FORMAT), Some(VERSION)) => Ok(()),
+            (Some(FORMAT), Some("1")) => Err(Error::Ledger {
+                path: p.clone(),
+                message: "ledger version 1, whose spans prove no coverage: run `regsweep pulls listen` or `regsweep pulls import` on it once to upgrade it (coverage then starts anew)".into(),
+            }),
             (Some(FORMAT), Some(v)) => Err(Error::Ledger {
                 path: p.clone(),
                 message: format!("ledger version {v}; this regsweep reads version {VERSION}"),
@@ -161,53 +254,27 @@ impl Ledger {
         }
     }
 
-    /// Records `events` and widens `source`'s span to `covered` (from, until), in one
-    /// transaction, synced before this returns.
+    /// Records `events`, unions each stream's `evidence` into its intervals and counts what was
+    /// `refused`, in one transaction, synced before this returns.
     pub fn record(
         &mut self,
-        source: &str,
         events: &[Event],
-        covered: Option<(Time, Time)>,
+        evidence: &[Evidence],
+        refused: &[Refused],
     ) -> Result<()> {
         let p = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| fail(&p, "write", e))?;
-        {
-            let mut up = tx
-                .prepare_cached(
-                    "INSERT INTO refs(repository, kind, name, last_pull, last_push, last_delete)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT(repository, kind, name) DO UPDATE SET
-                       last_pull = max(coalesce(last_pull, excluded.last_pull), coalesce(excluded.last_pull, last_pull)),
-                       last_push = max(coalesce(last_push, excluded.last_push), coalesce(excluded.last_push, last_push)),
-                       last_delete = max(coalesce(last_delete, excluded.last_delete), coalesce(excluded.last_delete, last_delete))",
-                )
-                .map_err(|e| fail(&p, "write", e))?;
-            for e in events {
-                let (pull, push, delete) = match e.action {
-                    Action::Pull => (Some(e.time), None, None),
-                    Action::Push | Action::Mount => (None, Some(e.time), None),
-                    Action::Delete => (None, None, Some(e.time)),
-                };
-                let keys = (e.tag.iter().map(|t| ("tag", t.clone())))
-                    .chain(e.digest.iter().map(|d| ("digest", d.to_string())));
-                for (kind, name) in keys {
-                    up.execute(params![e.repository, kind, name, pull, push, delete])
-                        .map_err(|er| fail(&p, "write", er))?;
-                }
-            }
+        write_events(&tx, events).map_err(|e| fail(&p, "write", e))?;
+        for ev in evidence.iter().filter(|e| !e.points.is_empty()) {
+            write_evidence(&tx, ev).map_err(|e| fail(&p, "write", e))?;
         }
-        let first = events.iter().map(|e| e.time).min();
-        let last = events.iter().map(|e| e.time).max();
-        if let Some((from, until)) = covered.or(first.zip(last)) {
+        for r in refused {
             tx.execute(
-                "INSERT INTO spans(source, covered_from, covered_until, first_event, last_event)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(source) DO UPDATE SET
-                   covered_from = min(covered_from, excluded.covered_from),
-                   covered_until = max(covered_until, excluded.covered_until),
-                   first_event = min(coalesce(first_event, excluded.first_event), coalesce(excluded.first_event, first_event)),
-                   last_event = max(coalesce(last_event, excluded.last_event), coalesce(excluded.last_event, last_event))",
-                params![source, from, until, first, last],
+                "INSERT INTO rejections(source, status, reason, hour, count, first, last, detail)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5, ?6)
+                 ON CONFLICT(source, status, reason, hour) DO UPDATE SET
+                   count = count + 1, first = min(first, excluded.first), last = max(last, excluded.last)",
+                params![r.source, r.status, r.reason, r.time.div_euclid(3600), r.time, r.detail],
             )
             .map_err(|e| fail(&p, "write", e))?;
         }
@@ -255,23 +322,57 @@ impl Ledger {
                 _ => {}
             }
         }
-        h.spans = self.spans()?;
+        h.streams = self.streams()?;
+        h.rejections = self.rejections()?;
+        h.created = self.meta("created")?.and_then(|t| t.parse().ok());
+        h.canary = self.meta("canary")?;
         Ok(h)
     }
 
-    pub fn spans(&self) -> Result<Vec<Span>> {
+    /// Every stream of evidence with its intervals, by source, instance and process.
+    pub fn streams(&self) -> Result<Vec<Stream>> {
+        self.read_streams().map_err(|e| fail(&self.path, "read", e))
+    }
+
+    fn read_streams(&self) -> rusqlite::Result<Vec<Stream>> {
+        let mut q = self.conn.prepare(
+            "SELECT source, instance, process, tolerance, last_event, last_canary FROM streams ORDER BY instance, source, process",
+        )?;
+        let mut streams = q
+            .query_map([], |r| {
+                Ok(Stream {
+                    source: r.get(0)?,
+                    instance: r.get(1)?,
+                    process: r.get(2)?,
+                    tolerance: r.get::<_, i64>(3)?.max(0) as u64,
+                    intervals: Intervals::default(),
+                    last_event: r.get(4)?,
+                    last_canary: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for s in &mut streams {
+            s.intervals = intervals_of(&self.conn, (&s.source, &s.instance, &s.process))?;
+        }
+        Ok(streams)
+    }
+
+    /// The deliveries rejected, by hour and reason.
+    pub fn rejections(&self) -> Result<Vec<Rejection>> {
         let p = &self.path;
         let mut q = (self.conn)
-            .prepare("SELECT source, covered_from, covered_until, first_event, last_event FROM spans ORDER BY source")
+            .prepare("SELECT source, status, reason, count, first, last, detail FROM rejections ORDER BY first")
             .map_err(|e| fail(p, "read", e))?;
         let rows = q
             .query_map([], |r| {
-                Ok(Span {
+                Ok(Rejection {
                     source: r.get(0)?,
-                    covered_from: r.get(1)?,
-                    covered_until: r.get(2)?,
-                    first_event: r.get(3)?,
-                    last_event: r.get(4)?,
+                    status: r.get(1)?,
+                    reason: r.get(2)?,
+                    count: r.get::<_, i64>(3)?.max(0) as u64,
+                    first: r.get(4)?,
+                    last: r.get(5)?,
+                    detail: r.get(6)?,
                 })
             })
             .map_err(|e| fail(p, "read", e))?;
@@ -294,6 +395,77 @@ impl Ledger {
         };
         Ok((n("tag")?, n("digest")?))
     }
+}
+
+fn write_events(tx: &rusqlite::Transaction, events: &[Event]) -> rusqlite::Result<()> {
+    let mut up = tx.prepare_cached(
+        "INSERT INTO refs(repository, kind, name, last_pull, last_push, last_delete)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(repository, kind, name) DO UPDATE SET
+           last_pull = max(coalesce(last_pull, excluded.last_pull), coalesce(excluded.last_pull, last_pull)),
+           last_push = max(coalesce(last_push, excluded.last_push), coalesce(excluded.last_push, last_push)),
+           last_delete = max(coalesce(last_delete, excluded.last_delete), coalesce(excluded.last_delete, last_delete))",
+    )?;
+    for e in events {
+        let (pull, push, delete) = match e.action {
+            Action::Pull => (Some(e.time), None, None),
+            Action::Push | Action::Mount => (None, Some(e.time), None),
+            Action::Delete => (None, None, Some(e.time)),
+        };
+        let keys = (e.tag.iter().map(|t| ("tag", t.clone())))
+            .chain(e.digest.iter().map(|d| ("digest", d.to_string())));
+        for (kind, name) in keys {
+            up.execute(params![e.repository, kind, name, pull, push, delete])?;
+        }
+    }
+    Ok(())
+}
+
+type StreamKey<'a> = (&'a str, &'a str, &'a str);
+
+fn intervals_of(conn: &Connection, (s, i, p): StreamKey) -> rusqlite::Result<Intervals> {
+    let mut q = conn.prepare_cached(
+        "SELECT covered_from, covered_until FROM intervals WHERE source = ?1 AND instance = ?2 AND process = ?3 ORDER BY covered_from",
+    )?;
+    let rows = q.query_map(params![s, i, p], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(Intervals(rows.collect::<rusqlite::Result<Vec<_>>>()?))
+}
+
+/// Unions one stream's new moments into its stored intervals (bridged by its tolerance, as
+/// the moments of one stream are) and rewrites them.
+fn write_evidence(tx: &rusqlite::Transaction, ev: &Evidence) -> rusqlite::Result<()> {
+    let key = (
+        ev.source.as_str(),
+        ev.instance.as_str(),
+        ev.process.as_str(),
+    );
+    let mut iv = intervals_of(tx, key)?;
+    iv.extend(
+        &Intervals::from_points(ev.points.iter().copied(), ev.tolerance),
+        ev.tolerance,
+    );
+    tx.execute(
+        "DELETE FROM intervals WHERE source = ?1 AND instance = ?2 AND process = ?3",
+        params![key.0, key.1, key.2],
+    )?;
+    for (a, z) in &iv.0 {
+        tx.execute(
+            "INSERT INTO intervals(source, instance, process, covered_from, covered_until) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![key.0, key.1, key.2, a, z],
+        )?;
+    }
+    let last = ev.points.iter().max();
+    let canary = ev.canaries.iter().max();
+    tx.execute(
+        "INSERT INTO streams(source, instance, process, tolerance, last_event, last_canary)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(source, instance, process) DO UPDATE SET
+           tolerance = excluded.tolerance,
+           last_event = max(coalesce(last_event, excluded.last_event), coalesce(excluded.last_event, last_event)),
+           last_canary = max(coalesce(last_canary, excluded.last_canary), coalesce(excluded.last_canary, last_canary))",
+        params![key.0, key.1, key.2, ev.tolerance as i64, last, canary],
+    )?;
+    Ok(())
 }
 
 /// A path that must be a file (or not exist): never a FIFO or a device SQLite would block on.

@@ -307,9 +307,9 @@ pub struct UsedSummary {
     pub tags_protected: usize,
     /// Manifests kept as roots from -m, and why.
     pub manifests_protected: Vec<Pinned>,
-    /// The pull ledger's spans, when one was read.
+    /// The pull ledger's streams of evidence, when one was read.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ledger: Option<Vec<crate::model::pulls::Span>>,
+    pub ledger: Option<Vec<crate::model::coverage::Stream>>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

@@ -3,6 +3,7 @@
 //! they keep reachable (`walk`, the one walk of the manifest graph, and `mark`).
 
 pub mod catalog;
+pub mod coverage;
 pub mod digest;
 pub mod duration;
 pub mod inuse;

@@ -1,25 +1,13 @@
-//! What a pull ledger says: when each tag and digest was last pulled, and the span of time the
-//! ledger can answer for. Pure: the ledger module reads it from its database.
+//! What a pull ledger says: when each tag and digest was last pulled, and the evidence of the
+//! time it can answer for (`coverage`). Pure: the ledger module reads it from its database.
 
 use crate::model::Time;
+use crate::model::coverage::{self, Ask, Rejection, Stream};
 use crate::model::digest::Digest;
-use crate::units::human_age;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// A ledger's source (`webhook`, `log`) and the time it covers.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Span {
-    pub source: String,
-    /// Since when every pull reached the ledger (the listener's first start, the first log line).
-    pub covered_from: Time,
-    /// Until when (the listener's last heartbeat or event, the last log line).
-    pub covered_until: Time,
-    pub first_event: Option<Time>,
-    pub last_event: Option<Time>,
-}
-
-/// Last pulls by (repository, tag) and (repository, digest), with the spans covered.
+/// Last pulls by (repository, tag) and (repository, digest), with the evidence of coverage.
 #[derive(Debug, Clone, Default)]
 pub struct PullHistory {
     pub path: PathBuf,
@@ -27,17 +15,29 @@ pub struct PullHistory {
     pub digests: HashMap<(String, Digest), Time>,
     /// Last push of each (repository, digest) the ledger saw pushed.
     pub pushed: HashMap<(String, Digest), Time>,
-    pub spans: Vec<Span>,
+    /// Its streams of evidence, each with its intervals of proof.
+    pub streams: Vec<Stream>,
+    /// Deliveries the listener rejected.
+    pub rejections: Vec<Rejection>,
+    /// When the ledger was created.
+    pub created: Option<Time>,
+    /// The canary image (`REPOSITORY:TAG`) the listener pulls, kept from every rule.
+    pub canary: Option<String>,
 }
 
-/// How far in the future a ledger may end before its clock is not believed.
-pub const FUTURE_SLACK: Time = 300;
-
 impl PullHistory {
-    /// The union of the sources' spans: earliest start, latest end.
+    /// The first and last moment of evidence of any stream.
     pub fn covered(&self) -> Option<(Time, Time)> {
-        let from = self.spans.iter().map(|s| s.covered_from).min()?;
-        let until = self.spans.iter().map(|s| s.covered_until).max()?;
+        let from = self
+            .streams
+            .iter()
+            .filter_map(|s| s.intervals.first())
+            .min()?;
+        let until = self
+            .streams
+            .iter()
+            .filter_map(|s| s.intervals.last())
+            .max()?;
         Some((from, until))
     }
 
@@ -52,46 +52,15 @@ impl PullHistory {
         self.digests.get(&(repo.to_string(), *d)).copied()
     }
 
-    /// Why the ledger cannot say what was pulled in the last `window` seconds before `now`
-    /// (it began later, it ends more than `max_lag` before now, or its clock is ahead); `None`
-    /// when it can.
-    pub fn gap(&self, window: u64, now: Time, max_lag: u64) -> Option<String> {
-        let shown = self.path.display();
-        let Some((from, until)) = self.covered() else {
-            return Some(format!("the ledger {shown} has recorded nothing yet"));
-        };
-        let span = format!("it covers {} to {}", stamp(from), stamp(until));
-        if until > now + FUTURE_SLACK {
-            return Some(format!(
-                "the ledger {shown} ends in the future ({span}; now is {}): check the clocks of this host and the registry's",
-                stamp(now)
-            ));
-        }
-        let start = now.saturating_sub(window as i64);
-        if from > start {
-            return Some(format!(
-                "the ledger {shown} began {} ago ({span}), less than the {} the rule asks about",
-                human_age(now - from),
-                human_age(window as i64)
-            ));
-        }
-        if now - until > max_lag as i64 {
-            return Some(format!(
-                "the ledger {shown} ends {} ago ({span}), more than --ledger-lag {} behind: is the listener running, or the log imported?",
-                human_age(now - until),
-                human_age(max_lag as i64)
-            ));
-        }
-        None
+    /// Why the ledger cannot answer for `ask` (a hole, an instance gone silent, a rejected
+    /// delivery); `None` when it can.
+    pub fn gap(&self, ask: &Ask) -> Option<String> {
+        let why = coverage::judge(&self.streams, &self.rejections, ask)?;
+        Some(format!("the ledger {}: {why}", self.path.display()))
     }
 }
 
-/// A moment as RFC 3339, to the second.
-pub fn stamp(t: Time) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|| t.to_string())
-}
+pub use coverage::stamp;
 
 #[cfg(test)]
 mod tests {
@@ -100,12 +69,14 @@ mod tests {
     fn history(from: Time, until: Time) -> PullHistory {
         PullHistory {
             path: "l.db".into(),
-            spans: vec![Span {
+            streams: vec![Stream {
                 source: "webhook".into(),
-                covered_from: from,
-                covered_until: until,
-                first_event: None,
-                last_event: None,
+                instance: "r:5000".into(),
+                process: String::new(),
+                tolerance: 300,
+                intervals: coverage::Intervals(vec![(from, until)]),
+                last_event: Some(until),
+                last_canary: None,
             }],
             ..PullHistory::default()
         }
@@ -115,22 +86,21 @@ mod tests {
     fn a_ledger_answers_only_for_the_time_it_covers() {
         let day = 86_400;
         let now = 100 * day;
-        assert!(
-            history(now - 91 * day, now)
-                .gap(90 * day as u64, now, 3600)
-                .is_none()
-        );
-        let short = history(now - 10 * day, now)
-            .gap(90 * day as u64, now, 3600)
-            .unwrap();
+        let ask = |window: i64| Ask {
+            window: window as u64,
+            now,
+            max_lag: 3600,
+            expect: Default::default(),
+        };
+        assert!(history(now - 91 * day, now).gap(&ask(90 * day)).is_none());
+        let short = history(now - 10 * day, now).gap(&ask(90 * day)).unwrap();
         assert!(short.contains("began 10d ago"), "{short}");
-        let stale = history(0, now - 2 * day)
-            .gap(day as u64, now, 3600)
-            .unwrap();
+        assert!(short.starts_with("the ledger l.db: "), "{short}");
+        let stale = history(0, now - 2 * day).gap(&ask(day)).unwrap();
         assert!(stale.contains("ends 2d ago"), "{stale}");
-        let future = history(0, now + day).gap(day as u64, now, 3600).unwrap();
+        let future = history(0, now + day).gap(&ask(day)).unwrap();
         assert!(future.contains("future"), "{future}");
-        assert!(PullHistory::default().gap(1, now, 1).is_some());
+        assert!(PullHistory::default().gap(&ask(1)).is_some());
     }
 
     #[test]

@@ -143,9 +143,20 @@ fn evaluate_repo(
             Some(h.pushed.get(&(repo.name.clone(), d)).copied())
         })
         .collect();
+    // When the tag was set: its link's mtime, or a later push the ledger saw. A pull rule's
+    // window starts no earlier: a tag pushed inside it counts as recent.
+    let pushed: Vec<Option<Time>> = (repo.tags.iter())
+        .map(|t| {
+            let c = t.current?;
+            let seen = (ctx.used.pulls.as_ref())
+                .and_then(|h| h.pushed.get(&(repo.name.clone(), c.digest)).copied());
+            Some(c.mtime.max(seen.unwrap_or(c.mtime)))
+        })
+        .collect();
     let when = When {
         times: &times,
         pulled: &pulled,
+        pushed: &pushed,
         never_since: &never_since,
         now,
     };
@@ -170,6 +181,8 @@ fn evaluate_repo(
 struct When<'a> {
     times: &'a [Option<Time>],
     pulled: &'a [Option<Time>],
+    /// When each tag was set (its link's mtime, or a later push in the ledger).
+    pushed: &'a [Option<Time>],
     /// With a ledger, for a tag it has no pull of: `Some(push time)` when it saw the push.
     never_since: &'a [Option<Option<Time>>],
     now: Time,
@@ -380,6 +393,11 @@ fn rule_votes(
     }
 }
 
+/// Whether tag `i` was set within the last `secs` seconds (an unreadable time counts as now).
+fn pushed_within(when: &When, i: usize, secs: u64) -> bool {
+    when.now - when.pushed[i].unwrap_or(when.now) <= secs as i64
+}
+
 /// A delete rule's vote: it deletes when every criterion given holds.
 fn delete_vote(d: &Delete, when: &When, i: usize) -> Vote {
     let age = when.now - when.times[i].unwrap_or(when.now);
@@ -396,6 +414,10 @@ fn delete_vote(d: &Delete, when: &When, i: usize) -> Vote {
     if let Some(limit) = d.not_pulled_for {
         let w = duration::format(limit.0);
         match when.pulled[i] {
+            _ if pushed_within(when, i, limit.0.as_secs()) => no.push(format!(
+                "pushed within {w} ({} ago): its window starts at its push",
+                human_age(when.now - when.pushed[i].unwrap_or(when.now))
+            )),
             Some(t) if when.now - t <= limit.0.as_secs() as i64 => no.push(format!(
                 "pulled within {w} (last pull {} ago)",
                 human_age(when.now - t)
@@ -496,6 +518,10 @@ fn keep_votes(
             if let Some(w) = k.pulled_within {
                 let w_text = duration::format(w.0);
                 match when.pulled[i] {
+                    _ if pushed_within(when, i, w.0.as_secs()) => yes.push(format!(
+                        "pushed within {w_text} ({} ago): its window starts at its push",
+                        human_age(when.now - when.pushed[i].unwrap_or(when.now))
+                    )),
                     Some(t) if when.now - t <= w.0.as_secs() as i64 => {
                         yes.push(format!("pulled within {w_text} (last pull {} ago)", human_age(when.now - t)))
                     }

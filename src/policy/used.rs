@@ -5,6 +5,7 @@
 use super::{Policy, Rule};
 use crate::model::Layout;
 use crate::model::Time;
+use crate::model::coverage::{Ask, Expect};
 use crate::model::duration::Span;
 use crate::model::inuse::{self, Images, Protection};
 use crate::model::pulls::{PullHistory, stamp};
@@ -21,6 +22,8 @@ pub struct Used {
     pub pulls: Option<PullHistory>,
     /// `--ledger-lag`: how far before now the ledger may end.
     pub max_lag: Span,
+    /// `--expect-instances`: the registry instances that must have delivered.
+    pub expect: Expect,
 }
 
 impl Used {
@@ -39,9 +42,15 @@ impl Used {
     }
 
     /// Why the ledger cannot answer for `window` seconds before `now`.
-    fn gap(&self, window: u64, now: Time) -> Option<String> {
+    pub fn gap(&self, window: u64, now: Time) -> Option<String> {
+        let ask = Ask {
+            window,
+            now,
+            max_lag: self.max_lag.as_secs(),
+            expect: self.expect.clone(),
+        };
         match &self.pulls {
-            Some(p) => p.gap(window, now, self.max_lag.as_secs()),
+            Some(p) => p.gap(&ask),
             None => Some("no ledger was given (--ledger FILE)".into()),
         }
     }
@@ -88,6 +97,9 @@ pub fn protection(
     now: Time,
 ) -> Protection {
     let mut prot = inuse::resolve(layout, images, &used.hosts);
+    if let Some(pulls) = &used.pulls {
+        protect_canary(layout, pulls, &mut prot);
+    }
     let window = policy.and_then(|p| p.protect_pulled_within);
     if let (Some(w), Some(pulls)) = (window, &used.pulls) {
         let since = now.saturating_sub(w.as_secs() as i64);
@@ -95,14 +107,31 @@ pub fn protection(
         for (ri, repo) in layout.repos.iter().enumerate() {
             for (ti, tag) in repo.tags.iter().enumerate() {
                 let current = tag.current.map(|c| c.digest);
-                if let Some(t) = pulls.tag_pulled(&repo.name, &tag.name, current.as_ref())
-                    && t >= since
-                {
-                    let why = format!(
+                let pulled = pulls.tag_pulled(&repo.name, &tag.name, current.as_ref());
+                // A tag set inside the window counts as recent: its window starts at its push.
+                let pushed = (tag.current).map(|c| {
+                    c.mtime.max(
+                        pulls
+                            .pushed
+                            .get(&(repo.name.clone(), c.digest))
+                            .copied()
+                            .unwrap_or(c.mtime),
+                    )
+                });
+                let why = match (pulled, pushed) {
+                    (Some(t), _) if t >= since => Some(format!(
                         "protected: pulled within {} (last pull {} ago)",
                         fmt(w),
                         human_age(now - t)
-                    );
+                    )),
+                    (_, Some(t)) if t >= since => Some(format!(
+                        "protected: pushed within {} ({} ago), so its window of pulls has not passed",
+                        fmt(w),
+                        human_age(now - t)
+                    )),
+                    _ => None,
+                };
+                if let Some(why) = why {
                     prot.tags.entry((ri, ti)).or_insert_with(|| why.clone());
                     if let Some(d) = current {
                         prot.pin(n, ri, d, why);
@@ -124,6 +153,29 @@ pub fn protection(
         }
     }
     prot
+}
+
+/// The ledger's canary (`pulls listen --canary`) stays, whatever the rules say: without its
+/// pulls the ledger proves nothing.
+fn protect_canary(layout: &Layout, pulls: &PullHistory, prot: &mut Protection) {
+    let Some((repo, tag)) = pulls.canary.as_deref().and_then(|c| c.rsplit_once(':')) else {
+        return;
+    };
+    let n = layout.repos.len();
+    for (ri, r) in layout
+        .repos
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.name == repo)
+    {
+        for (ti, t) in r.tags.iter().enumerate().filter(|(_, t)| t.name == tag) {
+            let why = format!("protected: the pull ledger's canary ({repo}:{tag})");
+            prot.tags.insert((ri, ti), why.clone());
+            if let Some(c) = t.current {
+                prot.pin(n, ri, c.digest, why);
+            }
+        }
+    }
 }
 
 fn fmt(s: Span) -> String {

@@ -465,13 +465,11 @@ pub(super) fn used_lines(o: &mut String, u: &crate::model::inuse::UsedSummary) {
             plural(u.manifests_protected.len(), "manifest", "manifests")
         );
     }
-    for sp in u.ledger.iter().flatten() {
+    for st in u.ledger.iter().flatten() {
         let _ = writeln!(
             o,
-            "  ledger         {} covers {} to {}",
-            sp.source,
-            crate::model::pulls::stamp(sp.covered_from),
-            crate::model::pulls::stamp(sp.covered_until)
+            "  ledger         {} {} proves {}",
+            st.instance, st.source, st.intervals
         );
     }
 }

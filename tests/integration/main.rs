@@ -2,6 +2,7 @@
 
 mod cloudenv;
 mod clouds;
+mod evidence;
 mod faults;
 mod fixture;
 mod hardening;

@@ -25,12 +25,18 @@ impl Listener {
 
     /// `start` on a given address.
     pub fn start_on(dir: &Path, token: Option<&str>, addr: &str) -> Listener {
+        Listener::start_with(dir, token, addr, &[])
+    }
+
+    /// `start_on` with more arguments (`--canary`, `--max-silence`).
+    pub fn start_with(dir: &Path, token: Option<&str>, addr: &str, extra: &[&str]) -> Listener {
         let addr = addr.to_string();
         let ledger = dir.join("ledger.db");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_regsweep"));
         cmd.args(["pulls", "listen", "--addr", &addr, "--ledger"])
             .arg(&ledger)
             .args(["--max-body", "65536"])
+            .args(extra)
             .env_remove("REGSWEEP_LEDGER_TOKEN")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -61,8 +67,13 @@ impl Listener {
 
     /// POSTs `body` to /events; the status, or `None` when nothing answered.
     pub fn post(&self, body: &[u8], token: Option<&str>) -> Option<u16> {
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        self.post_as(body, token.map(|t| format!("Bearer {t}")).as_deref())
+    }
+
+    /// `post` with this Authorization header.
+    pub fn post_as(&self, body: &[u8], authorization: Option<&str>) -> Option<u16> {
+        let auth = authorization
+            .map(|a| format!("Authorization: {a}\r\n"))
             .unwrap_or_default();
         let head = format!(
             "POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.docker.distribution.events.v1+json\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n",

@@ -50,15 +50,20 @@ fn unused_policy(dir: &Path, secs: i64) -> PathBuf {
     p
 }
 
-/// The window from the ledger's start to now: pulls since its start are within it, and the
-/// ledger covers it.
-fn window_since_start(ledger: &Path) -> i64 {
-    let (from, _) = history(ledger).covered().unwrap();
-    // Durations count whole seconds: wait for the clock to pass the ledger's first second.
-    while chrono::Utc::now().timestamp() <= from {
+/// A moment after every push so far: a window that starts here holds no push, so the tags
+/// pushed before it are judged by their pulls alone (a tag pushed inside a window is recent).
+fn after_pushes() -> i64 {
+    let pushed = chrono::Utc::now().timestamp();
+    // Durations count whole seconds: wait for the clock to pass the pushes' second.
+    while chrono::Utc::now().timestamp() <= pushed {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    chrono::Utc::now().timestamp() - from
+    chrono::Utc::now().timestamp()
+}
+
+/// The window from `t0` to now.
+fn window_since(t0: i64) -> i64 {
+    chrono::Utc::now().timestamp() - t0
 }
 
 fn deleted_tags(report: &serde_json::Value) -> BTreeSet<String> {
@@ -87,6 +92,7 @@ fn webhook_and_log_pulls_drive_pull_rules_and_every_kept_tag_pulls() {
     );
     let mut reg = Registry::start_observed("text", &notify);
     let d = fill(&mut reg);
+    let t0 = after_pushes();
     pull_some(&reg, &d);
     let want_tags: BTreeSet<_> = pairs("team/a", &["v1"])
         .union(&pairs("b", &["x"]))
@@ -135,8 +141,8 @@ fn webhook_and_log_pulls_drive_pull_rules_and_every_kept_tag_pulls() {
     assert_eq!(again.status.code(), Some(0));
     let twice = history(&from_log);
     assert_eq!(
-        (twice.tags.clone(), twice.spans.clone()),
-        (logged.tags.clone(), logged.spans.clone())
+        (twice.tags.clone(), twice.streams.clone()),
+        (logged.tags.clone(), logged.streams.clone())
     );
 
     // A window longer than the ledger's span cannot be judged: nothing is deleted.
@@ -167,7 +173,7 @@ fn webhook_and_log_pulls_drive_pull_rules_and_every_kept_tag_pulls() {
 
     // Judged by each ledger, the never-pulled tags go, and only they.
     let expected: BTreeSet<String> = ["team/a:v3".to_string(), "b:y".to_string()].into();
-    let p = unused_policy(dir.path(), window_since_start(&from_log));
+    let p = unused_policy(dir.path(), window_since(t0));
     let (code, r) = gc_json(
         &reg.root,
         &[
@@ -181,7 +187,7 @@ fn webhook_and_log_pulls_drive_pull_rules_and_every_kept_tag_pulls() {
         ],
     );
     assert_eq!((code, deleted_tags(&r)), (0, expected.clone()), "{r}");
-    let p = unused_policy(dir.path(), window_since_start(&listener.ledger));
+    let p = unused_policy(dir.path(), window_since(t0));
     let (code, r) = gc_json(
         &reg.root,
         &[
@@ -223,6 +229,7 @@ fn the_json_log_of_the_registry_gives_the_same_pulls() {
     let dir = tempfile::tempdir().unwrap();
     let mut reg = Registry::start_observed("json", "");
     let d = fill(&mut reg);
+    let t0 = after_pushes();
     pull_some(&reg, &d);
     let ledger = dir.path().join("l.db");
     // As `journalctl -o cat | regsweep pulls import`: from stdin, other programs' lines mixed in.
@@ -253,7 +260,7 @@ fn the_json_log_of_the_registry_gives_the_same_pulls() {
         .collect();
     assert_eq!(tags(&h), want);
     assert!(digests(&h).contains(&("team/a".to_string(), d["team/a:v2"].clone())));
-    let p = unused_policy(dir.path(), window_since_start(&ledger));
+    let p = unused_policy(dir.path(), window_since(t0));
     let (code, r) = gc_json(
         &reg.root,
         &[
