@@ -91,6 +91,12 @@ pub struct ApplyArgs {
     /// Sweep even when the registry's Redis cache (read from --config) cannot be reached.
     #[arg(long)]
     pub risk_stale_cache: bool,
+    /// After the sweep, run CMD (`sh -c`) to restart a registry with an in-memory cache (as gc).
+    #[arg(long, value_name = "CMD")]
+    pub restart_command: Option<String>,
+    /// The registry is stopped or read-only (as gc).
+    #[arg(long)]
+    pub registry_stopped: bool,
 }
 
 #[derive(Debug, Args)]
@@ -476,6 +482,14 @@ pub struct GcArgs {
     /// evict what goes: the registry then claims swept blobs until it is restarted.
     #[arg(long)]
     pub risk_stale_cache: bool,
+    /// After a sweep, run CMD (through `sh -c`) to restart a registry whose blob-descriptor
+    /// cache is in memory; its exit status and the registry's answers after it are reported.
+    #[arg(long, value_name = "CMD")]
+    pub restart_command: Option<String>,
+    /// The registry is stopped (or read-only, and restarted after the sweep): a sweep beside
+    /// a running registry with an in-memory cache is refused without this or --restart-command.
+    #[arg(long)]
+    pub registry_stopped: bool,
     #[command(flatten)]
     pub used: super::UsedArgs,
     /// Set by the `garbage-collect` drop-in: print the reference's lines too.
@@ -517,6 +531,8 @@ impl GcArgs {
             cache: registry_cache,
             registry_url: self.registry_url,
             risk_stale_cache: self.risk_stale_cache,
+            restart_command: self.restart_command,
+            registry_stopped: self.registry_stopped,
         };
         let cache = self.cache.resolve(&root);
         let report = match self.report.as_deref() {
@@ -620,6 +636,8 @@ impl DropInArgs {
             trash: None,
             registry_url: None,
             risk_stale_cache: false,
+            restart_command: None,
+            registry_stopped: false,
             used: super::UsedArgs::default(),
             // Only printed when not quiet: not built when it would not be.
             reference_output: !self.quiet,

@@ -105,6 +105,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         eprintln!("regsweep: error: {e}");
     }
     let shown = cfg.format == Format::Text && cfg.report == Some(ReportTarget::Stdout);
+    // What needs the operator's hand (a restart, a cache that could not be evicted) reaches
+    // stderr whenever stdout does not show it: cron mails it, --quiet or not.
+    if !shown {
+        for e in report.errors.iter().filter(|e| e.kind.is_registry()) {
+            eprintln!("regsweep: {}: {}", e.severity, e.message);
+        }
+    }
     if !report.output_errors.is_empty() && report.summary.items_removed > 0 && !shown {
         // The sweep happened: its record must survive the failed output.
         eprintln!("regsweep: the sweep went ahead; what it did:");
@@ -311,6 +318,8 @@ fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
             cache: registry_cache,
             registry_url: a.registry_url,
             risk_stale_cache: a.risk_stale_cache,
+            restart_command: a.restart_command,
+            registry_stopped: a.registry_stopped,
         },
     };
     let faults = Faults::from_env();

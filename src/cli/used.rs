@@ -20,6 +20,10 @@ pub struct UsedArgs {
     /// Repeatable.
     #[arg(long, value_name = "FILE|-")]
     pub keep_images: Vec<PathBuf>,
+    /// Accept a --keep-images file that names no image (a cluster running nothing). Without
+    /// it such a file is refused: it is what a failed `kubectl get pods -o json > FILE` leaves.
+    #[arg(long)]
+    pub keep_images_empty_ok: bool,
     /// A host name (`NAME[:PORT]`) of this registry in those references; references to other
     /// hosts are ignored. Repeatable; without it every host counts as this registry.
     #[arg(long, value_name = "NAME[:PORT]")]
@@ -79,6 +83,12 @@ impl UsedArgs {
                     path: file.clone(),
                     message,
                 })?;
+            if read.refs.is_empty() && read.skipped.is_empty() && !self.keep_images_empty_ok {
+                return Err(Error::Input {
+                    path: file.clone(),
+                    message: "names no image in use (empty, or Kubernetes JSON without a container): if nothing runs, give --keep-images-empty-ok; else check the command that wrote it".into(),
+                });
+            }
             images.extend(read);
         }
         for h in &self.registry_host {

@@ -20,6 +20,7 @@ pub fn before_sweep(
     will_sweep: bool,
     notes: &mut Vec<ErrorEntry>,
 ) -> Result<Option<RedisCache>> {
+    refuse_beside_in_memory_cache(live, will_sweep)?;
     let Some(BlobCache::Redis(cfg)) = &live.cache else {
         return Ok(None);
     };
@@ -47,6 +48,72 @@ pub fn before_sweep(
             Ok(None)
         }
     }
+}
+
+/// The registry's URL to ask: `--registry-url`, or its config's `http.addr` when on this host.
+fn registry_url(live: &LiveOptions) -> Option<&str> {
+    let local = match &live.cache {
+        Some(BlobCache::InMemory { local_url }) => local_url.as_deref(),
+        _ => None,
+    };
+    live.registry_url.as_deref().or(local)
+}
+
+/// A registry that answers and keeps blob descriptors in memory would go on claiming what the
+/// sweep removes until it restarts: the sweep needs the restart named, or the word that the
+/// registry is stopped.
+fn refuse_beside_in_memory_cache(live: &LiveOptions, will_sweep: bool) -> Result<()> {
+    if !matches!(live.cache, Some(BlobCache::InMemory { .. }))
+        || !will_sweep
+        || live.registry_stopped
+        || live.restart_command.is_some()
+    {
+        return Ok(());
+    }
+    match registry_url(live) {
+        Some(url) if probe::answers(url) => Err(Error::LiveRegistry {
+            what: "the registry's in-memory blob-descriptor cache".into(),
+            message: format!(
+                "the registry at {url} is running and keeps blob descriptors in memory (storage.cache.blobdescriptor: inmemory): after a sweep it would go on claiming swept blobs, and a re-push of one would be accepted without its data; nothing was swept. Give --restart-command CMD (e.g. 'systemctl restart docker-registry', run right after the sweep), or stop the registry (or set it read-only until a restart) and give --registry-stopped"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `--restart-command` through `sh -c`, then waits (a minute at most) for the registry
+/// to answer again.
+fn restart(cmd: &str, url: Option<&str>) -> crate::live::Restart {
+    let status = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .stdin(std::process::Stdio::null())
+        // Its words go to stderr: stdout may be a JSON report.
+        .stdout(std::io::stderr())
+        .status();
+    let mut out = crate::live::Restart {
+        command: cmd.to_string(),
+        exit_code: None,
+        error: None,
+    };
+    match status {
+        Ok(s) => out.exit_code = s.code(),
+        Err(e) => out.error = Some(format!("cannot run sh: {e}")),
+    }
+    if out.exit_code == Some(0)
+        && let Some(url) = url
+    {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !probe::answers(url) {
+            if std::time::Instant::now() > deadline {
+                out.error = Some(format!(
+                    "{url} did not answer within a minute of the restart"
+                ));
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    out
 }
 
 fn entry(severity: Severity, kind: FindingKind, message: String) -> ErrorEntry {
@@ -109,8 +176,30 @@ pub fn after(
         }
     }
     // 2. A cache regsweep cannot reach into: only a restart makes it forget.
+    if let (Some(cmd), true) = (&live.restart_command, removed) {
+        let r = restart(cmd, registry_url(live));
+        if r.exit_code != Some(0) || r.error.is_some() {
+            notes.push(entry(
+                Severity::Error,
+                FindingKind::RegistryRestartNeeded,
+                format!(
+                    "--restart-command {cmd:?} {}: the registry may still claim what was swept; restart it before the next push",
+                    match (&r.error, r.exit_code) {
+                        (Some(e), _) => e.clone(),
+                        (None, Some(c)) => format!("exited {c}"),
+                        (None, None) => "was killed by a signal".into(),
+                    }
+                ),
+            ));
+        }
+        out.restart = Some(r);
+    }
+    let restarted = out
+        .restart
+        .as_ref()
+        .is_some_and(|r| r.exit_code == Some(0) && r.error.is_none());
     match &live.cache {
-        Some(BlobCache::InMemory) if removed => {
+        Some(BlobCache::InMemory { .. }) if removed && !restarted => {
             out.restart_needed = true;
             notes.push(entry(
                 Severity::Notice,
@@ -126,7 +215,12 @@ pub fn after(
         _ => {}
     }
     // 3. The registry's own word.
-    if let (Some(url), true) = (&live.registry_url, removed) {
+    // After a restart, ask the registry where the config says it listens too.
+    let url = match restarted {
+        true => registry_url(live).map(str::to_string),
+        false => live.registry_url.clone(),
+    };
+    if let (Some(url), true) = (&url, removed) {
         match probe::probe(url, registry_auth(), probe_items(swept)) {
             Ok(r) => {
                 notes.extend(claims(url, &r, live.cache.as_ref()));

@@ -106,4 +106,9 @@ pub struct LiveOptions {
     pub registry_url: Option<String>,
     /// `--risk-stale-cache`: sweep even when the Redis cache cannot be reached.
     pub risk_stale_cache: bool,
+    /// `--restart-command`: run after a sweep so that an in-memory cache forgets.
+    pub restart_command: Option<String>,
+    /// `--registry-stopped`: the operator says the registry is not serving (or is read-only
+    /// and restarted after): an in-memory cache cannot outlive the sweep.
+    pub registry_stopped: bool,
 }

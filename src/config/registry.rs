@@ -33,8 +33,9 @@ pub struct RegistryConfig {
 pub enum BlobCache {
     /// No cache (or a type the registry ignores with a warning): it asks the storage each time.
     Off,
-    /// A map in the registry's memory: only a restart forgets it.
-    InMemory,
+    /// A map in the registry's memory: only a restart forgets it. With the URL to ask whether
+    /// it runs, when its `http.addr` is on this host.
+    InMemory { local_url: Option<String> },
     /// Keys in Redis, which regsweep evicts after a sweep.
     Redis(RedisConfig),
 }
@@ -157,6 +158,28 @@ struct Raw {
     storage: Option<RawStorage>,
     #[serde(default)]
     redis: Option<RawRedis>,
+    #[serde(default)]
+    http: Option<RawHttp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawHttp {
+    #[serde(default)]
+    addr: Option<GoString>,
+}
+
+/// `http://127.0.0.1:PORT` for an `http.addr` this host listens on (`:5000`, `0.0.0.0:5000`,
+/// `localhost:5000`, a loopback address); `None` for another host's or an unset one.
+fn local_url(addr: &str) -> Option<String> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let local = host.is_empty()
+        || host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    local.then(|| format!("http://127.0.0.1:{port}"))
 }
 
 /// Sections of `storage:` that are not a driver (2.8's list, and v3's `tag`).
@@ -258,7 +281,11 @@ pub fn read(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Registr
             )));
         }
     };
-    let cache = blob_cache(section("cache"), raw.redis, &env).map_err(bad)?;
+    let mut cache = blob_cache(section("cache"), raw.redis, &env).map_err(bad)?;
+    if let BlobCache::InMemory { local_url: url } = &mut cache {
+        let addr = env("REGISTRY_HTTP_ADDR").or_else(|| raw.http.and_then(|h| h.addr).map(|a| a.0));
+        *url = addr.as_deref().and_then(local_url);
+    }
     Ok(RegistryConfig { storage, cache })
 }
 
@@ -279,7 +306,7 @@ fn blob_cache(
         },
     };
     match kind.as_deref() {
-        Some("inmemory") => Ok(BlobCache::InMemory),
+        Some("inmemory") => Ok(BlobCache::InMemory { local_url: None }),
         Some("redis") => {
             let r = redis.unwrap_or_default();
             let tls = r.tls.and_then(|t| t.enabled) == Some(true);

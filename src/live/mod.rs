@@ -98,6 +98,15 @@ impl Present {
     }
 }
 
+/// `--restart-command` after a sweep: the command, its exit status (or why it did not run).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Restart {
+    pub command: String,
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// What the run did about the registry's cache, for the report.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct LiveReport {
@@ -108,6 +117,9 @@ pub struct LiveReport {
     /// The registry must be restarted before the next push (an in-memory cache, after a sweep
     /// that removed something).
     pub restart_needed: bool,
+    /// `--restart-command`: what it was and how it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<Restart>,
     /// `--registry-url`: (repository, digest) pairs asked about, and those it still claims.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<probe::ProbeReport>,
@@ -119,11 +131,12 @@ impl LiveReport {
             cache: match cache {
                 None => "unknown",
                 Some(BlobCache::Off) => "off",
-                Some(BlobCache::InMemory) => "inmemory",
+                Some(BlobCache::InMemory { .. }) => "inmemory",
                 Some(BlobCache::Redis(_)) => "redis",
             },
             evicted: 0,
             restart_needed: false,
+            restart: None,
             probe: None,
         }
     }

@@ -48,6 +48,26 @@ pub fn check_url(url: &str) -> Result<(), String> {
     crate::endpoint::check(url)
 }
 
+/// Whether a registry answers at `url` (any HTTP status to `GET /v2/`, within a few seconds).
+pub fn answers(url: &str) -> bool {
+    let base = url.trim_end_matches('/');
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return false;
+    };
+    rt.block_on(async {
+        let Ok(client) = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+        else {
+            return false;
+        };
+        client.get(format!("{base}/v2/")).send().await.is_ok()
+    })
+}
+
 /// Up to `MAX_PROBES` of `items`, drawn at random when there are more.
 fn sample(mut items: Vec<(String, Digest, Kind)>) -> Vec<(String, Digest, Kind)> {
     if items.len() <= MAX_PROBES {

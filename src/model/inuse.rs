@@ -79,9 +79,11 @@ pub fn parse_ref(text: &str, source: String) -> Result<ImageRef, String> {
     if repository.is_empty() || !repository.split('/').all(valid_repo_component) {
         return Err(format!("{repository:?} is not a valid repository name"));
     }
-    if tag.is_none() && digest.is_none() {
-        return Err("names neither a tag nor a digest (add :TAG or @sha256:...)".into());
-    }
+    // As the container runtimes read it: no tag and no digest is `:latest`.
+    let tag = match (tag, digest) {
+        (None, None) => Some("latest".to_string()),
+        (t, _) => t,
+    };
     Ok(ImageRef {
         host,
         repository: repository.to_string(),
@@ -201,7 +203,12 @@ fn container(c: &serde_json::Value, at: &str) -> String {
 fn take(out: &mut Images, text: &str, source: String) {
     match parse_ref(text, source.clone()) {
         Ok(mut r) => {
-            r.host.get_or_insert_with(|| "docker.io".into());
+            let host = r.host.get_or_insert_with(|| "docker.io".into());
+            // Docker Hub's official images live under `library/` (a pull-through cache of it
+            // stores them there).
+            if host == "docker.io" && !r.repository.contains('/') {
+                r.repository = format!("library/{}", r.repository);
+            }
             out.refs.push(r)
         }
         Err(why) => out.skipped.push((source, format!("{text:?}: {why}"))),
@@ -216,8 +223,8 @@ pub struct Protection {
     /// Per repository (parallel to `Layout::repos`, or empty): digests kept from
     /// `--delete-untagged`, each with why.
     pub digests: Vec<BTreeMap<Digest, String>>,
-    /// References to other hosts, ignored.
-    pub other_hosts: usize,
+    /// References to other hosts, ignored: each host and how many.
+    pub other_hosts: BTreeMap<String, usize>,
     /// References that name nothing here: (source, reference, why).
     pub unresolved: Vec<(String, String, String)>,
 }
@@ -252,7 +259,7 @@ pub fn resolve(layout: &Layout, images: &Images, hosts: &[String]) -> Protection
             && !hosts.is_empty()
             && !hosts.iter().any(|x| x.eq_ignore_ascii_case(h))
         {
-            p.other_hosts += 1;
+            *p.other_hosts.entry(h.clone()).or_default() += 1;
             continue;
         }
         let shown = display(r);
@@ -336,6 +343,17 @@ impl Protection {
                 });
             }
         }
+        let hosts = (self.other_hosts.iter()).map(|(host, n)| crate::model::Finding {
+            path: "--registry-host".into(),
+            message: format!(
+                "{n} image reference{} in use name{} the host {host}, not a --registry-host: ignored (if {host} is this registry too, give --registry-host {host})",
+                if *n == 1 { "" } else { "s" },
+                if *n == 1 { "s" } else { "" }
+            ),
+            severity: crate::model::Severity::Notice,
+            kind: crate::model::FindingKind::ImageNotFound,
+            repository: None,
+        });
         let notices = (self.unresolved.iter())
             .map(|(source, reference, why)| crate::model::Finding {
                 path: source.into(),
@@ -346,10 +364,11 @@ impl Protection {
                 kind: crate::model::FindingKind::ImageNotFound,
                 repository: None,
             })
+            .chain(hosts)
             .collect();
         let summary = UsedSummary {
             references: images.refs.len(),
-            other_hosts: self.other_hosts,
+            other_hosts: self.other_hosts.values().sum(),
             unresolved: self.unresolved.len(),
             skipped: images.skipped.len(),
             tags_protected: self.tags.len(),
@@ -410,7 +429,12 @@ mod tests {
             (Some("localhost"), "x")
         );
         assert!(parse_ref(&format!("docker://{D}"), "x".into()).is_err());
-        assert!(parse_ref("app", "x".into()).is_err());
+        // No tag and no digest: `:latest`, as the runtimes pull it.
+        let r = parse_ref("localhost:5000/library/multi", "x".into()).unwrap();
+        assert_eq!(
+            (r.repository.as_str(), r.tag.as_deref()),
+            ("library/multi", Some("latest"))
+        );
         assert!(parse_ref("App:1", "x".into()).is_err());
         assert!(parse_ref("app@sha256:12", "x".into()).is_err());
         assert!(parse_ref("a/../b:1", "x".into()).is_err());

@@ -401,6 +401,17 @@ pub fn registry_lines(
             _ => "unknown (give --config to read it)".into(),
         };
         let _ = writeln!(o, "  registry cache {state}");
+        if let Some(rs) = &r.restart {
+            let how = match (&rs.error, rs.exit_code) {
+                (Some(e), _) => e.clone(),
+                (None, Some(0)) => "exited 0: the registry forgot what was swept".into(),
+                (None, Some(c)) => format!("exited {c}: RESTART the registry before the next push"),
+                (None, None) => {
+                    "killed by a signal: RESTART the registry before the next push".into()
+                }
+            };
+            let _ = writeln!(o, "  restarted      {}: {how}", rs.command);
+        }
         if let Some(p) = &r.probe {
             let _ = writeln!(
                 o,

@@ -105,9 +105,22 @@ fn with_an_in_memory_cache_the_report_says_restart_and_the_registry_url_catches_
     assert_eq!(head_blob(&reg, "test/app", &layer), 200);
     let metrics = reg.tmp.path().join("m.prom");
     let url = format!("http://{}", reg.addr);
+    // The registry answers at its config's http.addr: no sweep without a restart named, and
+    // the refusal says how to give one.
+    let before = blobs_on_disk(&reg.v2());
+    let (code, _, err) = gc_config(&reg, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--restart-command") && err.contains("nothing was swept"),
+        "{err}"
+    );
+    assert_eq!(blobs_on_disk(&reg.v2()), before, "nothing deleted");
+    // Told (wrongly) that it is stopped, the sweep goes, and the registry's word shows why
+    // that was wrong.
     let (code, r, err) = gc_config(
         &reg,
         &[
+            "--registry-stopped",
             "--registry-url",
             &url,
             "--metrics",
@@ -153,6 +166,7 @@ fn with_an_in_memory_cache_the_report_says_restart_and_the_registry_url_catches_
         "--grace",
         "0",
         "-m",
+        "--registry-stopped",
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -160,6 +174,74 @@ fn with_an_in_memory_cache_the_report_says_restart_and_the_registry_url_catches_
         "{text}"
     );
     assert!(!blobs_on_disk(&reg.v2()).contains(&img2.layers[0].digest));
+    // With the report in a file, the notice still reaches stderr (cron mails it).
+    let (_, img3) = push_and_delete(&mut reg, "mem-app-3", "test/app3:v1");
+    let file = reg.tmp.path().join("report.json");
+    let out = regsweep(&[
+        "gc",
+        "--config",
+        reg.config.to_str().unwrap(),
+        "--grace",
+        "0",
+        "-m",
+        "--registry-stopped",
+        "--format",
+        "json",
+        "--report",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in memory") && err.contains("restart it"),
+        "{err}"
+    );
+    assert!(!blobs_on_disk(&reg.v2()).contains(&img3.layers[0].digest));
+}
+
+#[test]
+fn with_an_in_memory_cache_the_restart_command_runs_after_the_sweep_and_a_re_push_pulls() {
+    let mut reg = Registry::start_cached(RegCache::InMemory);
+    let (oci, img) = push_and_delete(&mut reg, "restart-app", "test/app:v1");
+    let layer = img.layers[0].digest.clone();
+    assert_eq!(head_blob(&reg, "test/app", &layer), 200);
+    // The registry restarted as a service manager would: stopped, then started anew.
+    let pidfile = reg.tmp.path().join("new.pid");
+    let cmd = format!(
+        "kill {pid}; while curl -s -o /dev/null http://{addr}/v2/; do sleep 0.05; done; docker-registry serve {cfg} >/dev/null 2>&1 & echo $! > {pf}",
+        pid = reg.pid(),
+        addr = reg.addr,
+        cfg = reg.config.display(),
+        pf = pidfile.display()
+    );
+    let (code, r, err) = gc_config(&reg, &["--restart-command", &cmd]);
+    let new_pid = std::fs::read_to_string(&pidfile).unwrap_or_default();
+    let _stop = KillOnDrop(new_pid.trim().to_string());
+    assert_eq!(code, 0, "{err}\n{r}");
+    assert!(deleted_blobs(&r).contains(&layer), "{r}");
+    assert_eq!(r["registry"]["restart"]["exit_code"], 0, "{r}");
+    assert_eq!(r["registry"]["restart_needed"], false, "{r}");
+    // Asked after the restart at its config's address, it claims nothing swept.
+    assert_eq!(
+        r["registry"]["probe"]["claimed"].as_array().map(Vec::len),
+        Some(0),
+        "{r}"
+    );
+    assert_eq!(head_blob(&reg, "test/app", &layer), 404);
+    reg.push(&oci, "x", "test/app:v1");
+    reg.pull("test/app:v1")
+        .expect("the re-pushed image pulls after the restart");
+}
+
+/// Kills a process by its PID text when dropped (the registry the restart command started).
+struct KillOnDrop(String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            let _ = std::process::Command::new("kill").arg(&self.0).status();
+        }
+    }
 }
 
 #[test]

@@ -270,6 +270,11 @@ impl Registry {
         http_status(&self.addr, method, path)
     }
 
+    /// The registry process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

@@ -190,12 +190,12 @@ fn reads_the_blob_descriptor_cache_and_redis() {
     assert_eq!(cache("", &none).unwrap(), BlobCache::Off);
     assert_eq!(
         cache("  cache:\n    blobdescriptor: inmemory\n", &none).unwrap(),
-        BlobCache::InMemory
+        BlobCache::InMemory { local_url: None }
     );
     // The old name, and an unknown type (the registry warns and caches nothing).
     assert_eq!(
         cache("  cache:\n    layerinfo: inmemory\n", &none).unwrap(),
-        BlobCache::InMemory
+        BlobCache::InMemory { local_url: None }
     );
     assert_eq!(
         cache("  cache:\n    blobdescriptor: memcache\n", &none).unwrap(),
@@ -224,7 +224,10 @@ fn reads_the_blob_descriptor_cache_and_redis() {
     // The environment turns the cache on, as in the registry.
     let env =
         |k: &str| (k == "REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR").then(|| "inmemory".to_string());
-    assert_eq!(cache("", &env).unwrap(), BlobCache::InMemory);
+    assert_eq!(
+        cache("", &env).unwrap(),
+        BlobCache::InMemory { local_url: None }
+    );
     // v3's list of addresses and TLS.
     let BlobCache::Redis(r) = cache(
         "  cache:\n    blobdescriptor: redis\nredis:\n  addrs: [h1:1, h2:2]\n  tls:\n    enabled: true\n",
