@@ -546,6 +546,7 @@ impl GcArgs {
             Some(p) => Some(Policy::load(p)?),
             None => None,
         };
+        let evidence = evidence(&self.used, policy.as_ref());
         let used = self.used.read(policy.as_ref())?;
         let scope = if self.repository.is_empty() {
             None
@@ -566,6 +567,7 @@ impl GcArgs {
             allow_damage: self.allow_damage,
             purge_uploads: self.purge_uploads,
             repositories: self.repository.clone(),
+            evidence,
         };
         Ok(GcConfig {
             storage_args,
@@ -588,6 +590,27 @@ impl GcArgs {
             progress: !self.quiet,
             live,
             used,
+        })
+    }
+}
+
+/// The files of use a run reads, for its plan (`apply` reads them again).
+fn evidence(u: &super::UsedArgs, policy: Option<&Policy>) -> Option<crate::gc::planfile::Evidence> {
+    {
+        let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        let mut files: Vec<PathBuf> = (u.keep_images.iter())
+            .filter(|f| f.as_os_str() != "-")
+            .map(abs)
+            .collect();
+        files.extend(policy.and_then(|p| p.protect_images_file.as_ref()).map(abs));
+        if files.is_empty() && u.ledger.is_none() {
+            return None;
+        }
+        Some(crate::gc::planfile::Evidence {
+            read_at: chrono::Utc::now().timestamp(),
+            images_files: files,
+            registry_hosts: u.registry_host.clone(),
+            ledger: u.ledger.as_ref().map(abs),
         })
     }
 }

@@ -5,12 +5,11 @@ use super::{emit, print};
 use crate::error::{Error, ExitCode};
 use crate::model::coverage::Expect;
 use crate::model::duration::Span;
-use crate::model::inuse::Images;
 use crate::policy::Policy;
 use crate::policy::used::Used;
 use crate::report::Report;
 use clap::{Args, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What is used: images running somewhere, and when tags were last pulled.
 #[derive(Debug, Args, Default, Clone)]
@@ -54,43 +53,8 @@ impl UsedArgs {
                 p.path.display()
             )));
         }
-        let mut images = Images::default();
-        let mut stdin_read = false;
-        for file in &self.keep_images {
-            let text = if file == Path::new("-") {
-                if std::mem::replace(&mut stdin_read, true) {
-                    return Err(Error::Usage(
-                        "--keep-images: `-` (stdin) given twice".into(),
-                    ));
-                }
-                let mut s = String::new();
-                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-                    .map_err(|e| Error::io("-", e))?;
-                s
-            } else {
-                std::fs::read_to_string(file).map_err(|e| Error::Input {
-                    path: file.clone(),
-                    message: format!("cannot read the images in use: {e}"),
-                })?
-            };
-            let name = if file == Path::new("-") {
-                "stdin".into()
-            } else {
-                file.display().to_string()
-            };
-            let read =
-                crate::model::inuse::parse(&text, &name).map_err(|message| Error::Input {
-                    path: file.clone(),
-                    message,
-                })?;
-            if read.refs.is_empty() && read.skipped.is_empty() && !self.keep_images_empty_ok {
-                return Err(Error::Input {
-                    path: file.clone(),
-                    message: "names no image in use (empty, or Kubernetes JSON without a container): if nothing runs, give --keep-images-empty-ok; else check the command that wrote it".into(),
-                });
-            }
-            images.extend(read);
-        }
+        let images =
+            crate::commands::evidence::read_images(&self.keep_images, self.keep_images_empty_ok)?;
         for h in &self.registry_host {
             let ok = !h.is_empty() && !h.contains(['/', '@', ' ']) && !h.contains("://");
             if !ok {

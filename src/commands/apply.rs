@@ -291,7 +291,16 @@ fn run_in<S: Storage>(
     let now = chrono::Utc::now().timestamp();
     let mut skipped = Vec::new();
 
-    let decisions = still_planned_tags(layout, planned, &mut skipped);
+    let mut decisions = still_planned_tags(layout, planned, &mut skipped);
+    if let Some(ev) = &planned.cfg.options.evidence {
+        for (item, reason) in super::evidence::recheck(ev, layout, &mut decisions, now)? {
+            skipped.push(Skipped {
+                kind: "tag",
+                item,
+                reason,
+            });
+        }
+    }
     let rules = planned.cfg.rules(now);
     let fresh = session.plan_decided(&decisions, &rules);
     let todo = agreed(planned, fresh, &mut skipped);

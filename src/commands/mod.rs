@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod check;
 pub mod du;
+pub mod evidence;
 pub mod gc;
 pub mod live;
 pub mod policy;

@@ -21,6 +21,26 @@ pub struct Options {
     /// `--repository` patterns the run was limited to; empty: every repository.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<String>,
+    /// The evidence of use the plan judged by, which `apply` reads again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// Where a plan's evidence of use came from, and when it was read: `apply` re-reads every file
+/// (refusing when one is gone) and keeps what became used or was pulled since.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// When the plan read it (seconds since the epoch).
+    pub read_at: Time,
+    /// `--keep-images` files and the policy's `protect.images_file`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images_files: Vec<PathBuf>,
+    /// `--registry-host` names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registry_hosts: Vec<String>,
+    /// `--ledger`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<PathBuf>,
 }
 
 impl Options {

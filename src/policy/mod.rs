@@ -54,6 +54,8 @@ pub struct Policy {
     pub protect_digests: HashSet<Digest>,
     /// `protect.images_file`: images in use, read (again) with the policy.
     pub protect_images: crate::model::inuse::Images,
+    /// Where `protect.images_file` is.
+    pub protect_images_file: Option<PathBuf>,
     /// `protect.pulled_within`: tags and manifests pulled within this long stay (needs a ledger).
     pub protect_pulled_within: Option<Span>,
     /// `untagged: {older_than: AGE}`: untagged manifests pushed more than AGE ago go, as with
@@ -427,6 +429,7 @@ impl Policy {
         let mut protect_tags = None;
         let mut protect_digests = HashSet::new();
         let mut protect_images = crate::model::inuse::Images::default();
+        let mut protect_images_file = None;
         let mut protect_pulled_within = None;
         if let Some(p) = raw.protect {
             protect_tags = p.tags;
@@ -434,6 +437,7 @@ impl Policy {
             let dir = path.parent().unwrap_or(Path::new("."));
             if let Some(file) = p.images_file {
                 let file = dir.join(file);
+                protect_images_file = Some(file.clone());
                 let text = read_listed(path, "images_file", &file)?;
                 let name = file.display().to_string();
                 protect_images =
@@ -465,6 +469,7 @@ impl Policy {
             protect_tags,
             protect_digests,
             protect_images,
+            protect_images_file,
             protect_pulled_within,
             untagged_older_than: raw
                 .untagged

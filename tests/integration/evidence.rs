@@ -360,3 +360,151 @@ fn idle_sockets_do_not_keep_an_event_waiting() {
         h.rejections
     );
 }
+
+#[test]
+fn apply_reads_the_evidence_again_and_keeps_what_was_pulled_or_started_since_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reg = Registry::start();
+    push_tags(&mut reg, "acme/app", &["v1", "v2", "v3", "v4"]);
+    for t in ["v1", "v2", "v3", "v4"] {
+        age_tag(&reg.root, "acme/app", t, 40);
+    }
+    let now = chrono::Utc::now().timestamp();
+    let ledger = dir.path().join("p.db");
+    let month = dir.path().join("month.log");
+    let lines: String = (0..=(30 * DAY / 240))
+        .map(|k| access_line(now - 30 * DAY + k * 240, "/v2/"))
+        .collect();
+    std::fs::write(&month, lines).unwrap();
+    import(&ledger, &month);
+    let images = dir.path().join("images.txt");
+    std::fs::write(&images, format!("{}/acme/app:v4\n", reg.addr)).unwrap();
+    let p = policy(dir.path(), "delete: {not_pulled_for: 14d}");
+    let plan = dir.path().join("plan.json");
+    let make_plan = || {
+        let (code, r) = gc_json(
+            &reg.root,
+            &[
+                "--dry-run",
+                "--policy",
+                s(&p),
+                "--ledger",
+                s(&ledger),
+                "--keep-images",
+                s(&images),
+                "--grace",
+                "0",
+            ],
+        );
+        assert_eq!(code, 0, "{r}");
+        std::fs::write(&plan, r.to_string()).unwrap();
+        r
+    };
+    let r = make_plan();
+    let planned: BTreeSet<String> = ["v1", "v2", "v3"]
+        .iter()
+        .map(|t| format!("acme/app:{t}"))
+        .collect();
+    assert_eq!(deleted(&r), planned, "{r}");
+    // Since the plan: v1 pulled, v2 started somewhere.
+    let pulled = dir.path().join("later.log");
+    let t = chrono::Utc::now().timestamp();
+    std::fs::write(&pulled, access_line(t, "/v2/acme/app/manifests/v1")).unwrap();
+    import(&ledger, &pulled);
+    std::fs::write(
+        &images,
+        format!("{a}/acme/app:v4\n{a}/acme/app:v2\n", a = reg.addr),
+    )
+    .unwrap();
+    let out = regsweep(&["apply", s(&plan), "--format", "json"]);
+    let a: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{a}");
+    let skipped = a["skipped"].to_string();
+    assert!(skipped.contains("kept: pulled since the plan"), "{skipped}");
+    assert!(skipped.contains("kept: in use since the plan"), "{skipped}");
+    let left = |reg: &Registry| reg.tags_of("acme/app").into_iter().collect::<BTreeSet<_>>();
+    let want: BTreeSet<String> = ["v1", "v2", "v4"].iter().map(|t| t.to_string()).collect();
+    assert_eq!(left(&reg), want);
+    for t in ["acme/app:v1", "acme/app:v2", "acme/app:v4"] {
+        reg.pull(t).unwrap_or_else(|e| panic!("{t}: {e}"));
+    }
+    // A plan whose evidence is gone is refused, nothing deleted.
+    make_plan();
+    std::fs::remove_file(&images).unwrap();
+    let out = regsweep(&["apply", s(&plan)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("images.txt") && err.contains("gone"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(left(&reg), want);
+}
+
+#[test]
+fn a_pod_running_an_untagged_image_keeps_latest_and_an_empty_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reg = Registry::start();
+    push_tags(&mut reg, "library/multi", &["latest", "old"]);
+    let host = reg.addr.replace("127.0.0.1", "localhost");
+    let pods = serde_json::json!({"kind": "List", "items": [{"kind": "Pod",
+        "metadata": {"name": "p", "namespace": "n"},
+        "spec": {"containers": [{"name": "c", "image": format!("{host}/library/multi")}]}},
+        {"kind": "Pod", "metadata": {"name": "q", "namespace": "n"},
+        "spec": {"containers": [{"name": "c", "image": "quay.io/x/y:1"}]}}]});
+    let file = dir.path().join("pods.json");
+    std::fs::write(&file, pods.to_string()).unwrap();
+    let p = dir.path().join("all.yml");
+    std::fs::write(&p, "version: 1\nrules:\n  - name: old\n    delete: {}\n").unwrap();
+    let (code, r) = gc_json(
+        &reg.root,
+        &[
+            "--dry-run",
+            "--policy",
+            s(&p),
+            "--keep-images",
+            s(&file),
+            "--registry-host",
+            &host,
+            "--grace",
+            "0",
+        ],
+    );
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(deleted(&r), ["library/multi:old".to_string()].into(), "{r}");
+    assert_eq!(r["used"]["tags_protected"], 1, "{r}");
+    assert!(
+        r["errors"].to_string().contains("quay.io"),
+        "the other host is named: {r}"
+    );
+    // What a failed `kubectl get pods -o json > pods.json` leaves: refused, unless meant.
+    std::fs::write(&file, "").unwrap();
+    let out = regsweep(&[
+        "gc",
+        "--root",
+        s(&reg.root),
+        "--dry-run",
+        "--keep-images",
+        s(&file),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--keep-images-empty-ok") && err.contains("pods.json"),
+        "{err}"
+    );
+    let out = regsweep(&[
+        "gc",
+        "--root",
+        s(&reg.root),
+        "--dry-run",
+        "--keep-images",
+        s(&file),
+        "--keep-images-empty-ok",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
