@@ -335,7 +335,7 @@ fn run_in<S: Storage>(
     }
     skipped.sort_by(|a, b| a.kind.cmp(b.kind).then(a.item.cmp(&b.item)));
     // What the sweep kept at the last moment was not freed: counted from what went, as gc does.
-    let went = crate::report::without_kept(todo, &layout.v2, &outcome.kept);
+    let went = crate::report::what_went(todo, &layout.v2, &outcome);
     let bytes_freed = went.bytes_freed();
     let swept = crate::live::Swept::new(&went.blobs, &went.layer_links, &went.manifests);
     let (registry, notes) =

@@ -20,4 +20,14 @@ pub struct Outcome {
     pub kept: Vec<ItemNote>,
     /// The sweep stopped early on request; a later run finishes the job.
     pub interrupted: bool,
+    /// Planned items an interrupted sweep never reached (still in place).
+    #[serde(skip)]
+    pub not_reached: Vec<PathBuf>,
+}
+
+impl Outcome {
+    /// Whether every planned item went: nothing kept, failed or left unreached.
+    pub fn all_went(&self) -> bool {
+        self.kept.is_empty() && self.failures.is_empty() && self.not_reached.is_empty()
+    }
 }

@@ -195,14 +195,14 @@ pub struct Context {
     pub options: Options,
 }
 
-/// The plan less the items whose folders (by path) the sweep kept.
-pub fn without_kept(
-    mut plan: Plan,
-    v2: &std::path::Path,
-    kept: &[crate::gc::outcome::ItemNote],
-) -> Plan {
-    let kept: std::collections::HashSet<&std::path::Path> =
-        kept.iter().map(|k| k.path.as_path()).collect();
+/// The plan less the items whose folders (by path) the sweep kept, failed to remove, or never
+/// reached: what went.
+pub fn what_went(mut plan: Plan, v2: &std::path::Path, o: &Outcome) -> Plan {
+    let kept: std::collections::HashSet<&std::path::Path> = (o.kept.iter())
+        .chain(&o.failures)
+        .map(|k| k.path.as_path())
+        .chain(o.not_reached.iter().map(PathBuf::as_path))
+        .collect();
     let p = crate::model::paths::Paths::new(v2.to_path_buf());
     let gone = |path: PathBuf| !kept.contains(path.as_path());
     plan.tags.retain(|t| gone(p.tag_dir(&t.repository, &t.tag)));
@@ -223,9 +223,10 @@ pub fn without_kept(
 
 impl GcReport {
     pub fn new(ctx: Context, layout: &Layout, plan: Plan, outcome: Option<&Outcome>) -> GcReport {
-        // What the sweep kept at the last moment was not deleted: the lists say what went.
+        // What the sweep kept at the last moment, failed to remove or never reached (it was
+        // stopped) was not deleted: the lists say what went.
         let plan = match outcome {
-            Some(o) if !o.kept.is_empty() => without_kept(plan, &layout.v2, &o.kept),
+            Some(o) if !o.all_went() => what_went(plan, &layout.v2, o),
             _ => plan,
         };
         let mut errors: Vec<ErrorEntry> = plan

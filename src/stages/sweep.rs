@@ -60,6 +60,7 @@ struct Sweeper<'a, S: Storage> {
     stopped: AtomicBool,
     failures: Mutex<Vec<ItemNote>>,
     kept: Mutex<Vec<ItemNote>>,
+    unreached: Mutex<Vec<PathBuf>>,
 }
 
 /// Layout paths relative to `docker/registry/v2`, for handles opened from its root.
@@ -93,6 +94,11 @@ impl<S: Storage> Sweeper<'_, S> {
                 path: path.to_path_buf(),
                 message,
             });
+    }
+
+    /// An item the sweep stopped before: the record must not list it as deleted.
+    fn not_reached(&self, path: &Path) {
+        (self.unreached.lock().unwrap_or_else(|e| e.into_inner())).push(path.to_path_buf());
     }
 
     fn keep(&self, path: &Path, message: String) {
@@ -139,7 +145,7 @@ impl<S: Storage> Sweeper<'_, S> {
     /// `stop` is asked once per item: here, or by the caller of `remove_in`.
     fn remove_item(&self, rel_item: &Path, guard: &[&str]) {
         if self.should_stop() {
-            return;
+            return self.not_reached(&self.v2.join(rel_item));
         }
         if let Some((parent, parent_path, name)) = self.open_parent(rel_item) {
             self.remove_in(&parent, &parent_path, &name, guard);
@@ -242,8 +248,11 @@ impl<S: Storage> Sweeper<'_, S> {
             if let Some((dir, dir_path, _)) =
                 self.open_parent(&relative_paths().blob_dir(&group[0].digest))
             {
-                for b in group.iter() {
+                for (k, b) in group.iter().enumerate() {
                     if self.should_stop() {
+                        for b in &group[k..] {
+                            self.not_reached(&dir_path.join(b.digest.hex()));
+                        }
                         return;
                     }
                     self.remove_in(&dir, &dir_path, &b.digest.hex(), &[DATA]);
@@ -319,7 +328,12 @@ impl<S: Storage> Sweeper<'_, S> {
         for ((dir, names), outcome) in folders.iter().zip(done) {
             let dir_path = self.v2.join(dir);
             let results = match outcome {
-                None => continue,
+                None => {
+                    names
+                        .iter()
+                        .for_each(|n| self.not_reached(&dir_path.join(n)));
+                    continue;
+                }
                 Some(Ok(results)) => results,
                 // Gone already (a re-run): nothing of it to remove.
                 Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
@@ -528,6 +542,7 @@ pub fn sweep<S: Storage>(
         stopped: AtomicBool::new(false),
         failures: Mutex::new(Vec::new()),
         kept: Mutex::new(Vec::new()),
+        unreached: Mutex::new(Vec::new()),
     };
     let r = relative_paths();
     // Each stage completes before the next starts: that is what keeps the layout valid.
@@ -601,5 +616,6 @@ pub fn sweep<S: Storage>(
         failures,
         kept,
         interrupted: s.stopped.into_inner(),
+        not_reached: s.unreached.into_inner().unwrap_or_else(|e| e.into_inner()),
     }
 }

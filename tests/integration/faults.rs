@@ -100,6 +100,12 @@ fn sigkill_at_any_point_of_a_sweep_loses_nothing() {
 #[test]
 fn sigterm_stops_after_the_items_in_hand_and_says_so() {
     let w = big_world();
+    let plan = gc_cmd(&w.reg.root)
+        .args(["--dry-run", "--format", "json", "--report", "-"])
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let planned = deleted_blobs(&plan);
     let out = gc_cmd(&w.reg.root)
         .args(["--format", "json", "--report", "-"])
         .env("__REGSWEEP_FAULT_TERM_AFTER", "500")
@@ -117,6 +123,28 @@ fn sigterm_stops_after_the_items_in_hand_and_says_so() {
     assert!(
         (500..600).contains(&removed),
         "stopped right after the items in hand: {removed}"
+    );
+    // The record lists what went, not what was planned: each listed blob is gone, each
+    // planned one not listed is still there.
+    let listed = deleted_blobs(&r);
+    let on_disk = blobs_on_disk(&w.reg.v2());
+    assert!(
+        listed.len() < planned.len(),
+        "{} of {}",
+        listed.len(),
+        planned.len()
+    );
+    assert!(
+        listed.is_disjoint(&on_disk),
+        "a listed blob is still on disk"
+    );
+    assert!(
+        planned.difference(&listed).all(|b| on_disk.contains(b)),
+        "a blob went unlisted"
+    );
+    assert_eq!(
+        r["summary"]["blobs_deleted"].as_u64(),
+        Some(listed.len() as u64)
     );
     assert!(
         !w.reg.root.join(".regsweep.lock").exists(),

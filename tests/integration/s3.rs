@@ -9,7 +9,7 @@ use std::process::Command;
 
 /// Runs regsweep with `args` and `AWS_*` test credentials (for `s3://` roots; a `--config`
 /// carries its own); the exit code, stdout and stderr.
-fn run(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_regsweep"))
         .args(args)
         .env_remove("RUST_LOG")
@@ -256,7 +256,7 @@ fn s3_roots_and_options_that_cannot_be_used_say_why_and_change_nothing() {
 
 /// The world on the s3 driver, returned once the clock has left the second of its last push,
 /// so that a run judging it does not count that push as written during the run.
-fn settled_world() -> world::World {
+pub(crate) fn settled_world() -> world::World {
     let w = world::build_on(Registry::start_s3());
     w.reg.s3.as_ref().unwrap().next_second();
     w

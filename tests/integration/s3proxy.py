@@ -8,14 +8,19 @@ throttling reply S3 gives, to test retries.
 
 STATUS is what the failed requests get: 503 (SlowDown, the default) or 403 (AccessDenied).
 With S3PROXY_DELAY_MS set, every request waits that long first (a round trip to a far bucket;
-benches/s3-sweep-latency.sh).
+benches/s3-sweep-latency.sh). With S3PROXY_KEY_ERRORS=N, the first N DeleteObjects requests
+lose their first key: it is not forwarded, and the answer names it in a per-key <Error>
+(InternalError), as S3 does for a key it could not delete.
 
 COUNTS_FILE is rewritten (whole, by rename) after every request: {"list": n, "get": n, ...}.
 Standard library only.
 """
 
+import base64
+import hashlib
 import http.server
 import json
+import re
 import os
 import sys
 import threading
@@ -27,6 +32,7 @@ PORT, UPSTREAM, COUNTS = int(sys.argv[1]), sys.argv[2].rstrip("/"), sys.argv[3]
 FAIL_FIRST = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 STATUS = int(sys.argv[5]) if len(sys.argv) > 5 else 503
 DELAY = int(os.environ.get("S3PROXY_DELAY_MS", "0")) / 1000
+KEY_ERRORS = [int(os.environ.get("S3PROXY_KEY_ERRORS", "0"))]
 counts = {k: 0 for k in ("list", "get", "head", "put", "copy", "delete", "failed")}
 seen = [0]
 lock = threading.Lock()
@@ -84,12 +90,27 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             self.wfile.write(FAILURE)
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        failed_key = None
+        if self.command == "POST" and "delete" in self.path and body:
+            with lock:
+                take = KEY_ERRORS[0] > 0
+                KEY_ERRORS[0] -= int(take)
+            m = re.search(rb"<Object><Key>(.*?)</Key>.*?</Object>", body) if take else None
+            if m:
+                failed_key = m.group(1)
+                body = body[: m.start()] + body[m.end() :]
+                headers = {k: v for k, v in headers.items() if k.lower() not in ("content-md5", "content-length")}
+                headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
         req = urllib.request.Request(UPSTREAM + self.path, data=body, method=self.command, headers=headers)
         try:
             resp = urllib.request.urlopen(req)
         except urllib.error.HTTPError as e:
             resp = e
         data = resp.read()
+        if failed_key is not None:
+            error = (b"<Error><Key>" + failed_key + b"</Key><Code>InternalError</Code>"
+                     b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+            data = data.replace(b"</DeleteResult>", error + b"</DeleteResult>")
         self.send_response(resp.status)
         for k, v in resp.headers.items():
             if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):

@@ -281,6 +281,16 @@ impl S3Proxy {
 
     /// `start`, the failed requests answered with `status` (503 SlowDown or 403 AccessDenied).
     pub fn failing_with(upstream: &str, fail_first: usize, status: u16) -> S3Proxy {
+        S3Proxy::spawn(upstream, fail_first, status, 0)
+    }
+
+    /// A proxy whose first `n` DeleteObjects requests lose their first key, named in a per-key
+    /// `<Error>` of the answer.
+    pub fn with_key_errors(upstream: &str, n: usize) -> S3Proxy {
+        S3Proxy::spawn(upstream, 0, 503, n)
+    }
+
+    fn spawn(upstream: &str, fail_first: usize, status: u16, key_errors: usize) -> S3Proxy {
         let dir = tempfile::tempdir().unwrap();
         let counts = dir.path().join("counts.json");
         let port = free_port();
@@ -292,6 +302,7 @@ impl S3Proxy {
             .arg(&counts)
             .arg(fail_first.to_string())
             .arg(status.to_string())
+            .env("S3PROXY_KEY_ERRORS", key_errors.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

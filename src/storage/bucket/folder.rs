@@ -470,12 +470,52 @@ async fn remove_in(
             judge(keys, &item, guard, since_ns, &mut rest, &mut guards)
         })
         .collect();
-    if let Err(e) = inner.delete_guard_last(rest, guards, between).await {
-        // Which of the batch went is unknown: none is reported removed.
-        let why = e.to_string();
-        for r in results.iter_mut().filter(|r| matches!(r, Ok(true))) {
-            *r = Err(io::Error::other(why.clone()));
+    let Err(e) = inner.delete_guard_last(rest, guards, between).await else {
+        return results;
+    };
+    // Some keys did not go (a per-key error in the batch's answer, a batch that failed): what
+    // is left is read back and removed once more, judged again (a push may have landed since).
+    let why = e.to_string();
+    tracing::info!("{prefix}: a delete failed ({why}); what is left is tried once more");
+    let left = match inner.list_all_async(prefix).await {
+        Ok(l) => l,
+        Err(_) => return unknown(results, &why),
+    };
+    let (mut rest, mut guards) = (Vec::new(), Vec::new());
+    let again: Vec<bool> = (names.iter().zip(&results))
+        .map(|(name, r)| {
+            let item = format!("{prefix}{name}/");
+            let keys = BucketFolder::below(&left, &item);
+            matches!(r, Ok(true))
+                && !keys.is_empty()
+                && judge(keys, &item, guard, since_ns, &mut rest, &mut guards).is_ok_and(|go| go)
+        })
+        .collect();
+    let retried = inner.delete_guard_last(rest, guards, &|| {}).await;
+    let last = match inner.list_all_async(prefix).await {
+        Ok(l) => l,
+        Err(_) => return unknown(results, &why),
+    };
+    // The record says what went: an item with a key still in the store did not.
+    for ((name, r), tried) in names.iter().zip(results.iter_mut()).zip(again) {
+        let item = format!("{prefix}{name}/");
+        if matches!(r, Ok(true)) && !BucketFolder::below(&last, &item).is_empty() {
+            let cause = match (&retried, tried) {
+                (Err(e2), true) => format!("{why}; once more: {e2}"),
+                _ => why.clone(),
+            };
+            *r = Err(io::Error::other(format!("not deleted: {cause}")));
         }
+    }
+    results
+}
+
+/// When what went cannot be read back: no item of the batch is reported removed.
+fn unknown(mut results: Vec<io::Result<bool>>, why: &str) -> Vec<io::Result<bool>> {
+    for r in results.iter_mut().filter(|r| matches!(r, Ok(true))) {
+        *r = Err(io::Error::other(format!(
+            "{why} (what went could not be read back)"
+        )));
     }
     results
 }
