@@ -104,7 +104,7 @@ pub fn import(cfg: &ImportConfig) -> Result<ImportReport> {
     r.summary.ledger_tags = tags;
     r.summary.ledger_digests = digests;
     r.streams = ledger.streams()?;
-    r.envelope = Some(Envelope::new("regsweep/pulls-import/v1", started));
+    r.envelope = Some(Envelope::new("regsweep/pulls-import/v2", started));
     Ok(r)
 }
 
@@ -184,7 +184,7 @@ impl Report for ImportReport {
             s += "no line of the registry was found: nothing recorded (is this its log?)\n";
         } else {
             s += &format!(
-                "these lines prove {} for instance {} (lines at most {} apart):\n",
+                "these lines prove {} for instance {} (lines at most {} apart)\n",
                 self.covered,
                 self.instance,
                 human_age(self.max_silence as i64)

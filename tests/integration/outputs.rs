@@ -379,6 +379,17 @@ fn every_json_report_has_the_documented_fields() {
         "json",
         log.to_str().unwrap(),
     ]));
+    // Not covered (one line, two days old): exit 1, the same report.
+    let status = regsweep(&[
+        "pulls",
+        "status",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(status.status.code(), Some(1));
+    reports.push(serde_json::from_slice(&status.stdout).unwrap());
 
     let mut seen = BTreeSet::new();
     for r in &reports {
