@@ -96,7 +96,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         before_sweep: &fault_pause,
         staged: &|| faults.staged(),
     };
-    let report = pool.install(|| gc::run(&cfg, &hooks, &*Bars::when(cfg.progress)))?;
+    let started = chrono::Utc::now();
+    let report = match pool.install(|| gc::run(&cfg, &hooks, &*Bars::when(cfg.progress))) {
+        Ok(r) => r,
+        Err(e) => {
+            gc::write_refusal(&cfg, &e, started);
+            return Err(e.into());
+        }
+    };
     let code = report.exit_code();
     gc::write_report(&cfg, &report)?;
     // What was not written goes to stderr too: a quiet, JSON or report-file run would

@@ -332,8 +332,64 @@ pub fn write_report(cfg: &GcConfig, report: &GcReport) -> Result<()> {
     }
 }
 
+/// A run refused before its report (the lock held, Redis unreachable, a live in-memory cache):
+/// the files `--report` and `--metrics` name say so, so that a previous run's record is never
+/// read as this one's. Written whole; a failure to write is said on stderr.
+pub fn write_refusal(cfg: &GcConfig, error: &Error, started: chrono::DateTime<chrono::Utc>) {
+    let root = cfg.root.display_path().display().to_string();
+    if let Some(ReportTarget::File(path)) = &cfg.report {
+        let text = match cfg.format {
+            crate::config::Format::Json => {
+                let mut v = serde_json::to_value(report::Envelope::new(REFUSED_SCHEMA, started))
+                    .unwrap_or_default();
+                v["root"] = root.clone().into();
+                v["summary"] = serde_json::json!({
+                    "refused": true,
+                    "error": format!("{error:#}"),
+                    "exit_code": error.exit_code().code(),
+                });
+                report::pretty(&v)
+            }
+            _ => format!("regsweep gc on {root}: refused, nothing deleted: {error:#}\n"),
+        };
+        if let Err(e) = crate::output::write_whole(path, text.as_bytes()) {
+            eprintln!(
+                "regsweep: error: {}: the refusal could not be written: {e}",
+                path.display()
+            );
+        }
+    }
+    if let Some(path) = &cfg.metrics {
+        let mut m = Metrics::new("gc");
+        m.gauge(
+            "last_run_timestamp_seconds",
+            "When the run started (Unix time).",
+            &[],
+            started.timestamp() as f64,
+        );
+        m.gauge(
+            "run_refused",
+            "1 when the run was refused before it could sweep.",
+            &[],
+            1.0,
+        );
+        if let Err(e) = m.write(path) {
+            eprintln!("regsweep: error: {e}");
+        }
+    }
+}
+
+/// The schema of the record a refused run leaves at `--report`.
+pub const REFUSED_SCHEMA: &str = "regsweep/gc-refused/v1";
+
 fn metrics(r: &GcReport, started_at: i64) -> Metrics {
     let mut m = Metrics::new("gc");
+    m.gauge(
+        "run_refused",
+        "1 when the run was refused before it could sweep.",
+        &[],
+        0.0,
+    );
     let damage = r.errors.iter().filter(|e| e.severity.is_damage()).count();
     let notices = r
         .errors

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 /// Pushes a one-layer image to `repo_tag`, then deletes its manifest through the API: its
 /// blobs stay until a gc, and the registry's cache holds them. Returns the image.
-fn push_and_delete(reg: &mut Registry, seed: &str, repo_tag: &str) -> (OciDir, Image) {
+pub(crate) fn push_and_delete(reg: &mut Registry, seed: &str, repo_tag: &str) -> (OciDir, Image) {
     let mut oci = reg.new_oci();
     let img = oci.image(&[(seed, 1500)], "amd64", "2026-01-01T00:00:00Z");
     oci.tag(&img.manifest, "x");

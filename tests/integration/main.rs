@@ -8,7 +8,7 @@ mod fixture;
 mod hardening;
 mod inuse;
 mod layout;
-mod live;
+pub(crate) mod live;
 mod operator;
 mod outputs;
 mod pullenv;

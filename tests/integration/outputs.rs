@@ -379,6 +379,33 @@ fn every_json_report_has_the_documented_fields() {
         "json",
         log.to_str().unwrap(),
     ]));
+    // Refused before its report (the registry's Redis cache unreachable): the refusal record.
+    let fresh = fixture();
+    let config = dir.path().join("redis-config.yml");
+    std::fs::write(
+        &config,
+        format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  cache:\n    blobdescriptor: redis\nredis:\n  addr: 127.0.0.1:1\n", fresh.root.display()),
+    )
+    .unwrap();
+    let refused = dir.path().join("refused.json");
+    let out = regsweep(&[
+        "gc",
+        "--config",
+        config.to_str().unwrap(),
+        "--grace",
+        "0",
+        "--format",
+        "json",
+        "--report",
+        refused.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    reports.push(serde_json::from_slice(&std::fs::read(&refused).unwrap()).unwrap());
     // Not covered (one line, two days old): exit 1, the same report.
     let status = regsweep(&[
         "pulls",

@@ -63,3 +63,35 @@ fn a_key_the_store_did_not_delete_is_retried_and_else_reported_never_listed() {
     assert_eq!(listed, gone, "the record lists exactly what went");
     w.assert_all_pull();
 }
+
+#[test]
+fn a_run_refused_before_its_report_leaves_its_refusal_not_the_last_report() {
+    let mut reg = Registry::start_cached(crate::servers::RegCache::InMemory);
+    crate::live::push_and_delete(&mut reg, "refused-app", "test/app:v1");
+    let dir = tempfile::tempdir().unwrap();
+    let (report, metrics) = (dir.path().join("r.json"), dir.path().join("m.prom"));
+    std::fs::write(&report, "{\"schema\": \"the previous run's report\"}").unwrap();
+    std::fs::write(&metrics, "regsweep_run_refused{command=\"gc\"} 0\n").unwrap();
+    let before = blobs_on_disk(&reg.v2());
+    let out = regsweep(&[
+        "gc",
+        "--config",
+        reg.config.to_str().unwrap(),
+        "--grace",
+        "0",
+        "--format",
+        "json",
+        "--report",
+        report.to_str().unwrap(),
+        "--metrics",
+        metrics.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["schema"], "regsweep/gc-refused/v1", "{r}");
+    assert_eq!(r["summary"]["exit_code"], 1);
+    assert!(r["summary"]["error"].as_str().unwrap().contains("in memory"), "{r}");
+    let m = std::fs::read_to_string(&metrics).unwrap();
+    assert!(m.contains("regsweep_run_refused{command=\"gc\"} 1"), "{m}");
+    assert_eq!(blobs_on_disk(&reg.v2()), before, "nothing deleted");
+}
