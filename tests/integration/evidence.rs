@@ -508,3 +508,108 @@ fn a_pod_running_an_untagged_image_keeps_latest_and_an_empty_file_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The registry's config at `reg`, served by a second process on another port with no
+/// notifications: a replica the listener never hears of.
+fn silent_replica(reg: &Registry) -> (std::process::Child, String) {
+    let text = std::fs::read_to_string(&reg.config).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let body = text.split("notifications:").next().unwrap().to_string()
+        + &text[text.find("storage:").unwrap()..];
+    let cfg = reg.config.with_file_name("replica.yml");
+    std::fs::write(&cfg, body.replace(&reg.addr, &addr)).unwrap();
+    let child = std::process::Command::new("docker-registry")
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    until("the replica", || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    (child, addr)
+}
+
+#[test]
+fn a_replica_that_never_notifies_is_caught_by_expect_instances_and_a_restart_is_a_hole() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = Listener::start(dir.path(), Some("t"));
+    let mut reg = Registry::start_observed("text", &notify(&listener.addr, "Bearer t"));
+    push_tags(&mut reg, "team/a", &["v1", "v2"]);
+    let t0 = chrono::Utc::now().timestamp();
+    reg.pull("team/a:v1").unwrap();
+    let (mut replica, addr) = silent_replica(&reg);
+    // A pull the listener never hears of: served by the replica.
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{addr}/team/a:v2"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    until("the pull's event", || {
+        !history(&listener.ledger).tags.is_empty()
+    });
+    let _ = t0;
+    // The window from the ledger's first evidence to now: its start is proven.
+    let root = reg.root.clone();
+    let ledger = listener.ledger.clone();
+    let dir_path = dir.path().to_path_buf();
+    let gc = |extra: &[&str]| {
+        let first = history(&ledger).covered().unwrap().0;
+        while chrono::Utc::now().timestamp() <= first {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let window = chrono::Utc::now().timestamp() - first;
+        let p = policy(&dir_path, &format!("delete: {{not_pulled_for: {window}s}}"));
+        let mut args = vec![
+            "--dry-run",
+            "--policy",
+            s(&p),
+            "--ledger",
+            s(&ledger),
+            "--grace",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        gc_json(&root, &args)
+    };
+    let (code, r) = gc(&["--expect-instances", "2"]);
+    assert_eq!(code, 1, "{r}");
+    assert!(
+        r["refused"]
+            .to_string()
+            .contains("of the 2 expected instances"),
+        "{r}"
+    );
+    // Without --expect-instances nothing knows there is a replica: it must be asked for.
+    let (code, r) = gc(&[]);
+    assert_eq!(code, 0, "{r}");
+    let _ = replica.kill();
+    let _ = replica.wait();
+
+    // The registry restarted: its new process is a new stream, and the time between the two
+    // is a hole however short (its delivery queue may have been lost with it).
+    let before = history(&listener.ledger).streams.len();
+    let pushed = chrono::Utc::now().timestamp();
+    while chrono::Utc::now().timestamp() <= pushed {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    reg.restart();
+    let restarted = chrono::Utc::now().timestamp();
+    while chrono::Utc::now().timestamp() <= restarted {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    reg.pull("team/a:v1").unwrap();
+    until("the new process's events", || {
+        history(&listener.ledger).streams.len() > before
+    });
+    let (code, r) = gc(&["--ledger-lag", "0s"]);
+    assert_eq!(code, 1, "{r}");
+    assert!(r["refused"].to_string().contains("a hole of"), "{r}");
+    assert_eq!(reg.tags_of("team/a").len(), 2);
+}

@@ -90,7 +90,13 @@ fn a_run_refused_before_its_report_leaves_its_refusal_not_the_last_report() {
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["schema"], "regsweep/gc-refused/v1", "{r}");
     assert_eq!(r["summary"]["exit_code"], 1);
-    assert!(r["summary"]["error"].as_str().unwrap().contains("in memory"), "{r}");
+    assert!(
+        r["summary"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("in memory"),
+        "{r}"
+    );
     let m = std::fs::read_to_string(&metrics).unwrap();
     assert!(m.contains("regsweep_run_refused{command=\"gc\"} 1"), "{m}");
     assert_eq!(blobs_on_disk(&reg.v2()), before, "nothing deleted");
