@@ -242,6 +242,8 @@ pub fn decide_scoped(
             .flatten();
     }
     plan.refused = refused;
+    plan.findings
+        .extend(crate::model::skew::clock_skew(layout, now));
     if how.used.is_some() {
         let (mut summary, notices) = protection.summary(layout, &images);
         summary.ledger = used.pulls.as_ref().map(|p| p.streams.clone());

@@ -30,6 +30,7 @@ pub fn check(layout: &Layout, now: Time) -> Vec<Finding> {
             ));
         }
     }
+    out.extend(crate::model::skew::clock_skew(layout, now));
     out.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
     out
 }

@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod mark;
 pub mod paths;
 pub mod pulls;
+pub mod skew;
 pub mod values;
 pub mod walk;
 

@@ -123,6 +123,8 @@ pub enum FindingKind {
     RegistryProbeFailed,
     /// An image in use (`--keep-images`, `protect.images_file`) names nothing in the registry.
     ImageNotFound,
+    /// Items dated ahead of this host's clock.
+    ClockSkew,
 }
 
 impl std::fmt::Display for FindingKind {
@@ -133,7 +135,7 @@ impl std::fmt::Display for FindingKind {
 
 impl FindingKind {
     /// Every kind, for the documentation's test.
-    pub const ALL: [FindingKind; 27] = [
+    pub const ALL: [FindingKind; 28] = [
         FindingKind::Symlink,
         FindingKind::NotAFolder,
         FindingKind::NotARegularFile,
@@ -161,6 +163,7 @@ impl FindingKind {
         FindingKind::RegistryClaimsSwept,
         FindingKind::RegistryProbeFailed,
         FindingKind::ImageNotFound,
+        FindingKind::ClockSkew,
     ];
 
     /// A finding about the live registry beside the storage (its cache, what it claims).

@@ -101,3 +101,39 @@ fn a_run_refused_before_its_report_leaves_its_refusal_not_the_last_report() {
     assert!(m.contains("regsweep_run_refused{command=\"gc\"} 1"), "{m}");
     assert_eq!(blobs_on_disk(&reg.v2()), before, "nothing deleted");
 }
+
+#[test]
+fn items_dated_ahead_of_the_clock_are_named_as_clock_skew_by_gc_and_check() {
+    let f = crate::fixture::fixture();
+    let v2 = f.root.join("docker/registry/v2");
+    let ahead = std::time::SystemTime::now() + std::time::Duration::from_secs(365 * 86_400);
+    let link = v2.join("repositories/acme/app/_manifests/tags/v1/current/link");
+    (std::fs::File::options().write(true).open(&link).unwrap())
+        .set_modified(ahead)
+        .unwrap();
+    let (_, r) = gc_json(&f.root, &["--dry-run"]);
+    let skew: Vec<&serde_json::Value> = (r["errors"].as_array().unwrap().iter())
+        .filter(|e| e["kind"] == "clock_skew")
+        .collect();
+    assert_eq!(skew.len(), 1, "{r}");
+    assert!(
+        skew[0]["message"].as_str().unwrap().contains("by 365d"),
+        "{r}"
+    );
+    assert!(
+        skew[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("tags/v1/current/link"),
+        "{r}"
+    );
+    let out = regsweep(&[
+        "check",
+        "--root",
+        f.root.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(c["findings"].to_string().contains("clock_skew"), "{c}");
+}
