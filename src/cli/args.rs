@@ -211,8 +211,17 @@ impl RootArgs {
     pub(super) fn resolve_with_cache(
         self,
     ) -> Result<(Location, Option<config::registry::BlobCache>), Error> {
+        self.resolve_with_env()
+            .map(|(root, cache, _)| (root, cache))
+    }
+
+    /// `resolve_with_cache`, with the names of the environment variables the registry's config
+    /// was completed from.
+    pub(super) fn resolve_with_env(
+        self,
+    ) -> Result<(Location, Option<config::registry::BlobCache>, Vec<String>), Error> {
         let (concurrency, rate) = (self.s3_concurrency, self.max_requests_per_second);
-        let (mut root, cache) = self.location()?;
+        let (mut root, cache, from_env) = self.location()?;
         match &mut root {
             Location::Bucket(s3) => {
                 s3.concurrency = concurrency.map(std::num::NonZeroUsize::get);
@@ -225,27 +234,43 @@ impl RootArgs {
             }
             Location::Fs(_) => {}
         }
-        Ok((root, cache))
+        Ok((root, cache, from_env))
     }
 
-    fn location(self) -> Result<(Location, Option<config::registry::BlobCache>), Error> {
+    fn location(
+        self,
+    ) -> Result<(Location, Option<config::registry::BlobCache>, Vec<String>), Error> {
         match (self.root, self.config) {
             (Some(r), None) => match r.to_str() {
-                Some(text) => Ok((Location::parse(text, self.endpoint)?, None)),
-                None if self.endpoint.is_none() => Ok((Location::Fs(r), None)),
+                Some(text) => Ok((Location::parse(text, self.endpoint)?, None, Vec::new())),
+                None if self.endpoint.is_none() => Ok((Location::Fs(r), None, Vec::new())),
                 None => Err(Error::Usage(
                     "--endpoint needs a bucket root (s3://, gs:// or az://BUCKET/PREFIX)".into(),
                 )),
             },
             (None, Some(c)) => {
-                let read = config::registry::read(&c, &|k| std::env::var(k).ok())?;
+                // The registry completes its config from REGISTRY_* variables: each one used is
+                // said (at -v, and in the report), so that a root from the environment is seen.
+                let used = std::cell::RefCell::new(std::collections::BTreeSet::new());
+                let env = |k: &str| {
+                    let v = std::env::var(k).ok().filter(|v| !v.is_empty());
+                    if v.is_some() && used.borrow_mut().insert(k.to_string()) {
+                        tracing::info!("{}: {k} from the environment", c.display());
+                    }
+                    v
+                };
+                let read = config::registry::read(&c, &env)?;
                 let mut root = read.storage;
                 if let (Location::Bucket(s3), Some(e)) = (&mut root, self.endpoint) {
                     crate::endpoint::check(&e)
                         .map_err(|why| Error::Usage(format!("--endpoint: {why}")))?;
                     s3.endpoint = Some(e);
                 }
-                Ok((root, Some(read.cache)))
+                Ok((
+                    root,
+                    Some(read.cache),
+                    used.into_inner().into_iter().collect(),
+                ))
             }
             _ => Err(Error::Usage(
                 "give exactly one of --root DIR or --config FILE".into(),
@@ -522,7 +547,7 @@ impl GcArgs {
     /// Checks every value and resolves the root.
     pub fn validate(self) -> Result<GcConfig, Error> {
         let storage_args = self.root.replay();
-        let (root, registry_cache) = self.root.resolve_with_cache()?;
+        let (root, registry_cache, settings_from_env) = self.root.resolve_with_env()?;
         if let Some(url) = &self.registry_url {
             crate::live::probe::check_url(url)
                 .map_err(|why| Error::Usage(format!("--registry-url: {why}")))?;
@@ -571,6 +596,7 @@ impl GcArgs {
         };
         Ok(GcConfig {
             storage_args,
+            settings_from_env,
             policy,
             scope,
             explain: self.explain,

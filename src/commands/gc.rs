@@ -180,6 +180,7 @@ fn run_in<S: Storage>(
         report.mark_refused();
     }
     report.refused_by_safety_net = refused;
+    report.settings_from_env = cfg.settings_from_env.clone();
     report.trash = trash;
     report.delete_untagged_would_free = untagged_more;
     if cfg.reference_output {

@@ -27,6 +27,9 @@ pub struct GcConfig {
     pub root: Location,
     /// The storage options as given (` --config FILE`...), for the printed `apply` line.
     pub storage_args: String,
+    /// The registry's `REGISTRY_*` environment variables its config was read with (the root
+    /// from REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY, say): named in the report.
+    pub settings_from_env: Vec<String>,
     /// The manifest cache file (`--cache`, or the default per root); `None` with `--no-cache`.
     pub cache: Option<PathBuf>,
     /// Items of each list the text report shows; `None` shows all.
@@ -75,6 +78,7 @@ impl GcConfig {
         GcConfig {
             root: root.into(),
             storage_args: String::new(),
+            settings_from_env: Vec::new(),
             cache: None,
             text_limit: None,
             dry_run: true,

@@ -185,6 +185,9 @@ pub struct GcReport {
     /// mark (`reference_marking`).
     #[serde(skip)]
     pub reference_marking: Option<(String, usize)>,
+    /// The registry's `REGISTRY_*` variables its config was completed from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub settings_from_env: Vec<String>,
 }
 
 pub struct Context {
@@ -305,6 +308,7 @@ impl GcReport {
             exit_code: crate::error::ExitCode::Ok,
             registry: None,
             reference_marking: None,
+            settings_from_env: Vec::new(),
         }
     }
 

@@ -55,6 +55,9 @@ impl GcReport {
             },
             self.plan.root.display()
         );
+        if !self.settings_from_env.is_empty() {
+            let _ = writeln!(o, "  environment    {}", self.settings_from_env.join(", "));
+        }
         let _ = writeln!(
             o,
             "  scanned        {}, {}, {}, {} ({})",

@@ -388,6 +388,25 @@ fn drop_in_form_reads_the_registry_config() {
         eligible(&text)
     );
     assert_eq!(blobs_on_disk(&w.reg.v2()), before);
+    // The report names where the root came from, and so does -v.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args(["gc", "--dry-run", "-v", "--config"])
+        .arg(&bare)
+        .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &w.reg.root)
+        .output()
+        .unwrap();
+    let (text, log) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        text.contains("  environment    REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"),
+        "{text}"
+    );
+    assert!(
+        log.contains("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY from the environment"),
+        "{log}"
+    );
 
     let out = regsweep(&[
         "garbage-collect",
