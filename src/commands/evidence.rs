@@ -17,25 +17,21 @@ pub fn read_images(files: &[PathBuf], empty_ok: bool) -> Result<Images> {
     let mut stdin_read = false;
     for file in files {
         let stdin = file == Path::new("-");
-        let text = if stdin {
+        let read = if stdin {
             if std::mem::replace(&mut stdin_read, true) {
                 return Err(Error::Usage(
                     "--keep-images: `-` (stdin) given twice".into(),
                 ));
             }
-            let mut s = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-                .map_err(|e| Error::io("-", e))?;
-            s
+            crate::model::inuse::parse_reader(std::io::stdin().lock(), "stdin")
         } else {
-            read_file(file)?
+            let f = open_file(file)?;
+            crate::model::inuse::parse_reader(
+                std::io::BufReader::new(f),
+                &file.display().to_string(),
+            )
         };
-        let name = if stdin {
-            "stdin".into()
-        } else {
-            file.display().to_string()
-        };
-        let read = crate::model::inuse::parse(&text, &name).map_err(|message| Error::Input {
+        let read = read.map_err(|message| Error::Input {
             path: file.clone(),
             message,
         })?;
@@ -50,18 +46,24 @@ pub fn read_images(files: &[PathBuf], empty_ok: bool) -> Result<Images> {
     Ok(images)
 }
 
-/// A file of images, never a FIFO or device a read would block on.
-fn read_file(file: &Path) -> Result<String> {
+/// A file of images, never a FIFO or device a read would block on; read as it streams.
+fn open_file(file: &Path) -> Result<std::fs::File> {
     let cannot = |why: String| Error::Input {
         path: file.to_path_buf(),
         message: format!("cannot read the images in use: {why}"),
     };
-    match std::fs::metadata(file) {
-        Ok(m) if !m.is_file() => return Err(cannot("not a regular file".into())),
-        Err(e) => return Err(cannot(e.to_string())),
-        Ok(_) => {}
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opened without blocking, then judged by the handle: a FIFO swapped in is refused, not
+    // waited on.
+    let f = (std::fs::OpenOptions::new().read(true))
+        .custom_flags(libc::O_NONBLOCK)
+        .open(file)
+        .map_err(|e| cannot(e.to_string()))?;
+    match f.metadata() {
+        Ok(m) if m.is_file() => Ok(f),
+        Ok(_) => Err(cannot("not a regular file".into())),
+        Err(e) => Err(cannot(e.to_string())),
     }
-    std::fs::read_to_string(file).map_err(|e| cannot(e.to_string()))
 }
 
 /// What `apply` kept of the plan's tag deletions on the evidence read again: (tag, why).

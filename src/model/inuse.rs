@@ -93,11 +93,35 @@ pub fn parse_ref(text: &str, source: String) -> Result<ImageRef, String> {
     })
 }
 
+/// Reads a file as it streams: Kubernetes JSON when it starts with `{` (never held whole in
+/// memory), else its lines as `parse` reads them.
+pub fn parse_reader(mut reader: impl std::io::BufRead, name: &str) -> Result<Images, String> {
+    let first = loop {
+        let buf = reader.fill_buf().map_err(|e| format!("cannot read: {e}"))?;
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => break Some(buf[i]),
+            None if buf.is_empty() => break None,
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    };
+    if first == Some(b'{') {
+        return crate::model::kube::parse(reader, name);
+    }
+    let mut text = String::new();
+    reader
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    parse(&text, name)
+}
+
 /// Reads a file's text: Kubernetes JSON when it starts with `{`, else one reference a line
 /// (`#` comments and blank lines allowed). `Err` names the line or the JSON's fault.
 pub fn parse(text: &str, name: &str) -> Result<Images, String> {
     if text.trim_start().starts_with('{') {
-        return parse_kube(text, name);
+        return crate::model::kube::parse(text.as_bytes(), name);
     }
     let mut images = Images::default();
     for (n, line) in text.lines().enumerate() {
@@ -114,93 +138,9 @@ pub fn parse(text: &str, name: &str) -> Result<Images, String> {
     Ok(images)
 }
 
-/// The container lists of a pod spec, and the status lists beside them.
-const CONTAINERS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
-const STATUSES: [&str; 3] = [
-    "containerStatuses",
-    "initContainerStatuses",
-    "ephemeralContainerStatuses",
-];
-
-/// Every `image` of a spec's containers and every `imageID` (and `image`) of their statuses,
-/// anywhere in the document (a Pod, a List, a Deployment's template, a CronJob's job template).
-fn parse_kube(text: &str, name: &str) -> Result<Images, String> {
-    let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        format!("not Kubernetes JSON: {e} (give a list of references, or kubectl's -o json)")
-    })?;
-    if doc.get("kind").is_none() && doc.get("items").is_none() {
-        return Err("JSON without kind or items: not a Kubernetes object or List".into());
-    }
-    let mut images = Images::default();
-    walk_kube(&doc, name, "", &mut images, 0);
-    Ok(images)
-}
-
-/// Deepest nesting followed: a Kubernetes object is far shallower; a deeper one is not one.
-const MAX_DEPTH: usize = 64;
-
-fn walk_kube(v: &serde_json::Value, file: &str, at: &str, out: &mut Images, depth: usize) {
-    use serde_json::Value;
-    if depth > MAX_DEPTH {
-        return;
-    }
-    match v {
-        Value::Array(items) => items
-            .iter()
-            .for_each(|i| walk_kube(i, file, at, out, depth + 1)),
-        Value::Object(map) => {
-            let here = object_name(map).unwrap_or_else(|| at.to_string());
-            for key in CONTAINERS {
-                for c in map.get(key).and_then(Value::as_array).into_iter().flatten() {
-                    let who = container(c, &here);
-                    if let Some(image) = c.get("image").and_then(Value::as_str) {
-                        take(out, image, format!("{file}: {who} (image)"));
-                    }
-                }
-            }
-            for key in STATUSES {
-                for c in map.get(key).and_then(Value::as_array).into_iter().flatten() {
-                    let who = container(c, &here);
-                    if let Some(id) = c.get("imageID").and_then(Value::as_str)
-                        && !id.is_empty()
-                    {
-                        take(out, id, format!("{file}: {who} (imageID)"));
-                    }
-                }
-            }
-            for (k, child) in map {
-                if !CONTAINERS.contains(&k.as_str()) && !STATUSES.contains(&k.as_str()) {
-                    walk_kube(child, file, &here, out, depth + 1);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// "Pod ns/name" for an object with a kind and metadata.
-fn object_name(map: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
-    let kind = map.get("kind")?.as_str()?;
-    let meta = map.get("metadata")?;
-    let name = meta.get("name")?.as_str()?;
-    Some(match meta.get("namespace").and_then(|n| n.as_str()) {
-        Some(ns) => format!("{kind} {ns}/{name}"),
-        None => format!("{kind} {name}"),
-    })
-}
-
-fn container(c: &serde_json::Value, at: &str) -> String {
-    let name = c.get("name").and_then(|n| n.as_str()).unwrap_or("?");
-    if at.is_empty() {
-        format!("container {name}")
-    } else {
-        format!("{at} container {name}")
-    }
-}
-
 /// A reference of a Kubernetes object: one without a host is Docker Hub's, as the runtimes
 /// read it (in a plain list it is this registry's).
-fn take(out: &mut Images, text: &str, source: String) {
+pub(super) fn take_kube(out: &mut Images, text: &str, source: String) {
     match parse_ref(text, source.clone()) {
         Ok(mut r) => {
             let host = r.host.get_or_insert_with(|| "docker.io".into());

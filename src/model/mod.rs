@@ -7,6 +7,7 @@ pub mod coverage;
 pub mod digest;
 pub mod duration;
 pub mod inuse;
+pub mod kube;
 pub mod manifest;
 pub mod mark;
 pub mod paths;
