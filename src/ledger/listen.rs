@@ -343,32 +343,36 @@ fn metrics(c: &Counters) -> String {
             s += &format!("{name}{labels} {value}\n");
         }
     };
-    let one = |v: u64| vec![(String::new(), v.to_string())];
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    line(
-        "regsweep_ledger_envelopes_accepted_total",
-        "Envelopes answered 200.",
-        "counter",
-        one(load(&c.accepted)),
-    );
-    line(
-        "regsweep_ledger_events_recorded_total",
-        "Manifest events committed.",
-        "counter",
-        one(load(&c.recorded)),
-    );
-    line(
-        "regsweep_ledger_canary_pulls_total",
-        "Canary pulls the registry answered.",
-        "counter",
-        one(load(&c.canary_pulls)),
-    );
-    line(
-        "regsweep_ledger_canary_failures_total",
-        "Canary pulls that failed.",
-        "counter",
-        one(load(&c.canary_failures)),
-    );
+    let load = |a: &AtomicU64| vec![(String::new(), a.load(Ordering::Relaxed).to_string())];
+    for (name, help, counter) in [
+        (
+            "envelopes_accepted_total",
+            "Envelopes answered 200.",
+            &c.accepted,
+        ),
+        (
+            "events_recorded_total",
+            "Manifest events committed.",
+            &c.recorded,
+        ),
+        (
+            "canary_pulls_total",
+            "Canary pulls the registry answered.",
+            &c.canary_pulls,
+        ),
+        (
+            "canary_failures_total",
+            "Canary pulls that failed.",
+            &c.canary_failures,
+        ),
+    ] {
+        line(
+            &format!("regsweep_ledger_{name}"),
+            help,
+            "counter",
+            load(counter),
+        );
+    }
     let reasons = c.reasons.lock().map(|m| m.clone()).unwrap_or_default();
     line(
         "regsweep_ledger_rejections_total",

@@ -432,22 +432,35 @@ fn intervals_of(conn: &Connection, (s, i, p): StreamKey) -> rusqlite::Result<Int
 }
 
 /// Unions one stream's new moments into its stored intervals (bridged by its tolerance, as
-/// the moments of one stream are) and rewrites them.
+/// the moments of one stream are): only the stored intervals within reach of the new ones are
+/// read and rewritten, so a long-lived listener's commit stays small.
 fn write_evidence(tx: &rusqlite::Transaction, ev: &Evidence) -> rusqlite::Result<()> {
     let key = (
         ev.source.as_str(),
         ev.instance.as_str(),
         ev.process.as_str(),
     );
-    let mut iv = intervals_of(tx, key)?;
-    iv.extend(
-        &Intervals::from_points(ev.points.iter().copied(), ev.tolerance),
-        ev.tolerance,
-    );
+    let new = Intervals::from_points(ev.points.iter().copied(), ev.tolerance);
+    let tol = ev.tolerance as i64;
+    let (lo, hi) = match (new.first(), new.last()) {
+        (Some(a), Some(z)) => (a.saturating_sub(tol), z.saturating_add(tol)),
+        _ => return Ok(()),
+    };
+    let near = "source = ?1 AND instance = ?2 AND process = ?3 AND covered_until >= ?4 AND covered_from <= ?5";
+    let mut iv = {
+        let mut q = tx.prepare_cached(&format!(
+            "SELECT covered_from, covered_until FROM intervals WHERE {near} ORDER BY covered_from"
+        ))?;
+        let rows = q.query_map(params![key.0, key.1, key.2, lo, hi], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Intervals(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    };
     tx.execute(
-        "DELETE FROM intervals WHERE source = ?1 AND instance = ?2 AND process = ?3",
-        params![key.0, key.1, key.2],
+        &format!("DELETE FROM intervals WHERE {near}"),
+        params![key.0, key.1, key.2, lo, hi],
     )?;
+    iv.extend(&new, ev.tolerance);
     for (a, z) in &iv.0 {
         tx.execute(
             "INSERT INTO intervals(source, instance, process, covered_from, covered_until) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -62,18 +62,6 @@ fn policy(dir: &Path, rule: &str) -> PathBuf {
     p
 }
 
-fn deleted(r: &serde_json::Value) -> BTreeSet<String> {
-    (r["tags_deleted"].as_array().unwrap().iter())
-        .map(|t| {
-            format!(
-                "{}:{}",
-                t["repository"].as_str().unwrap(),
-                t["tag"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 fn status(ledger: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
     let mut args = vec!["pulls", "status", "--ledger", s(ledger), "--format", "json"];
     args.extend_from_slice(extra);
@@ -140,7 +128,7 @@ fn two_logs_a_month_apart_prove_nothing_of_the_month_between_and_a_fresh_push_is
     import(&ledger, &month);
     let (code, r) = gc_json(&reg.root, &[&args[..], &["--explain"]].concat());
     assert_eq!(
-        (code, deleted(&r)),
+        (code, deleted_tags(&r)),
         (0, ["acme/app:v3".to_string()].into()),
         "{r}"
     );
@@ -290,7 +278,7 @@ fn the_canary_comes_back_through_the_registry_and_coverage_stops_with_its_notifi
         ],
     );
     assert_eq!(code, 0, "{r}");
-    assert_eq!(deleted(&r), ["team/a:v1".to_string()].into(), "{r}");
+    assert_eq!(deleted_tags(&r), ["team/a:v1".to_string()].into(), "{r}");
 
     // The registry stops: no canary event comes back, so coverage ends where they did.
     reg.stop();
@@ -405,7 +393,7 @@ fn apply_reads_the_evidence_again_and_keeps_what_was_pulled_or_started_since_the
         .iter()
         .map(|t| format!("acme/app:{t}"))
         .collect();
-    assert_eq!(deleted(&r), planned, "{r}");
+    assert_eq!(deleted_tags(&r), planned, "{r}");
     // Since the plan: v1 pulled, v2 started somewhere.
     let pulled = dir.path().join("later.log");
     let t = chrono::Utc::now().timestamp();
@@ -470,7 +458,11 @@ fn a_pod_running_an_untagged_image_keeps_latest_and_an_empty_file_is_refused() {
         ],
     );
     assert_eq!(code, 0, "{r}");
-    assert_eq!(deleted(&r), ["library/multi:old".to_string()].into(), "{r}");
+    assert_eq!(
+        deleted_tags(&r),
+        ["library/multi:old".to_string()].into(),
+        "{r}"
+    );
     assert_eq!(r["used"]["tags_protected"], 1, "{r}");
     assert!(
         r["errors"].to_string().contains("quay.io"),

@@ -66,18 +66,6 @@ fn window_since(t0: i64) -> i64 {
     chrono::Utc::now().timestamp() - t0
 }
 
-fn deleted_tags(report: &serde_json::Value) -> BTreeSet<String> {
-    (report["tags_deleted"].as_array().unwrap().iter())
-        .map(|t| {
-            format!(
-                "{}:{}",
-                t["repository"].as_str().unwrap(),
-                t["tag"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }

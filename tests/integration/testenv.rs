@@ -552,6 +552,19 @@ pub fn gc_json(root: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
     (code, report)
 }
 
+/// `repository:tag` of each of `tags_deleted` in a report.
+pub fn deleted_tags(report: &serde_json::Value) -> BTreeSet<String> {
+    (report["tags_deleted"].as_array().unwrap().iter())
+        .map(|t| {
+            format!(
+                "{}:{}",
+                t["repository"].as_str().unwrap(),
+                t["tag"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 /// The digests of `blobs_deleted` in a report.
 pub fn deleted_blobs(report: &serde_json::Value) -> BTreeSet<String> {
     report["blobs_deleted"]
