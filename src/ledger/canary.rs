@@ -53,8 +53,9 @@ pub fn parse_image(text: &str) -> Result<(String, String), String> {
     Ok((repo.to_string(), tag.to_string()))
 }
 
-/// Pulls the canary every interval until the runtime stops; pushes it once when the registry
-/// has none. A failed pull is counted and said: coverage then stops by itself.
+/// Pulls the canary every interval until the runtime stops; pushes it whenever the registry
+/// has none (a run without the ledger may have swept it). A failed pull is counted and said:
+/// coverage then stops by itself.
 pub(super) async fn run(c: Canary, counters: Arc<Counters>) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -69,12 +70,10 @@ pub(super) async fn run(c: Canary, counters: Arc<Counters>) {
     let base = c.url.trim_end_matches('/').to_string();
     let mut tick = tokio::time::interval(c.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut pushed = false;
     loop {
         tick.tick().await;
         let mut status = pull(&client, &base, &c).await;
-        if matches!(status, Ok(404)) && !pushed {
-            pushed = true;
+        if matches!(status, Ok(404)) {
             match push(&client, &base, &c).await {
                 Ok(()) => tracing::info!("canary: pushed {} to {base}", c.image()),
                 Err(e) => tracing::warn!("canary: cannot push {} to {base}: {e}", c.image()),

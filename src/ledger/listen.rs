@@ -497,8 +497,9 @@ async fn handle(
         Ok(text) => return Ok(reply(StatusCode::OK, text)),
         Err(e) => e,
     };
-    // A refused delivery is an alarm the ledger keeps; a retry later (503) or a stray GET is none.
-    if status != StatusCode::SERVICE_UNAVAILABLE && (post || status != StatusCode::NOT_FOUND) {
+    // A refused delivery is an alarm the ledger keeps; a retry later (503) is none, and neither
+    // is anything but a POST (a curious `curl` is no delivery).
+    if post && status != StatusCode::SERVICE_UNAVAILABLE {
         let reason = refusal_reason(status);
         state.counters.rejected.fetch_add(1, Ordering::Relaxed);
         count_reason(&state.counters, status.as_u16(), reason);

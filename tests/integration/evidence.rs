@@ -321,6 +321,9 @@ fn idle_sockets_do_not_keep_an_event_waiting() {
     // post_bytes gives up after 20 s: before, the event waited for the 30 s read timeout.
     assert_eq!(listener.post(&e, None), Some(200));
     drop(idle);
+    // A GET is no delivery: answered, never an alarm.
+    let get = "GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_eq!(post_bytes(&listener.addr, get.as_bytes()), Some(405));
     // An event dated far ahead is not believed: counted as a rejection, not recorded.
     let far = envelope(
         "pull",
