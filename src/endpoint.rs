@@ -1,5 +1,12 @@
 //! URLs of endpoints (an object store's, the live registry's) checked before any client sees
-//! them: a dependency may panic on less.
+//! them: a dependency may panic on less; and the TLS provider every client needs.
+
+/// Installs ring as the process's TLS provider (reqwest and object_store are built without
+/// one, so that only ring is compiled): called before any HTTP client is built. Installing
+/// twice is harmless.
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// Checks an object-store endpoint before any client sees it: `http://` or `https://`, a host,
 /// an optional port and path, nothing else (a dependency may panic on less).

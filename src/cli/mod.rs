@@ -35,6 +35,7 @@ pub fn main() -> ExitCode {
         }
     };
     log::init(cli.verbose);
+    crate::endpoint::install_tls();
     install_signal_handlers();
     match run(cli.command) {
         Ok(code) => code,

@@ -57,6 +57,7 @@ pub fn parse_image(text: &str) -> Result<(String, String), String> {
 /// has none (a run without the ledger may have swept it). A failed pull is counted and said:
 /// coverage then stops by itself.
 pub(super) async fn run(c: Canary, counters: Arc<Counters>) {
+    crate::endpoint::install_tls();
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

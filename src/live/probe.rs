@@ -58,6 +58,7 @@ pub fn answers(url: &str) -> bool {
         return false;
     };
     rt.block_on(async {
+        crate::endpoint::install_tls();
         let Ok(client) = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .build()
@@ -99,6 +100,7 @@ pub fn probe(
     let of = items.len();
     let items = sample(items);
     let base = url.trim_end_matches('/').to_string();
+    crate::endpoint::install_tls();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()

@@ -127,6 +127,7 @@ impl BucketRoot {
             object_store::ClientConfigKey::PoolMaxIdlePerHost,
             concurrency.to_string(),
         );
+        crate::endpoint::install_tls();
         let built: object_store::Result<Arc<dyn ObjectStore>> = match self.service {
             Service::S3 => self.s3(connector, retry, pool),
             Service::Gcs => self.gcs(connector, retry, pool),
