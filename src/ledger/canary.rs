@@ -3,11 +3,17 @@
 //! stretch with canary events proves the registry delivers, and a stretch without them is a
 //! hole, however quiet the registry is.
 
-use super::listen::Counters;
 use sha2::{Digest as _, Sha256};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// The canary's pulls that the registry answered, and those that failed (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub pulls: AtomicU64,
+    pub failures: AtomicU64,
+}
 
 /// Where the canary is pulled, and how often.
 #[derive(Debug, Clone)]
@@ -56,7 +62,7 @@ pub fn parse_image(text: &str) -> Result<(String, String), String> {
 /// Pulls the canary every interval until the runtime stops; pushes it whenever the registry
 /// has none (a run without the ledger may have swept it). A failed pull is counted and said:
 /// coverage then stops by itself.
-pub(super) async fn run(c: Canary, counters: Arc<Counters>) {
+pub(super) async fn run(c: Canary, counters: Arc<Stats>) {
     crate::endpoint::install_tls();
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -83,10 +89,10 @@ pub(super) async fn run(c: Canary, counters: Arc<Counters>) {
         }
         match status {
             Ok(200) => {
-                counters.canary_pulls.fetch_add(1, Ordering::Relaxed);
+                counters.pulls.fetch_add(1, Ordering::Relaxed);
             }
             other => {
-                counters.canary_failures.fetch_add(1, Ordering::Relaxed);
+                counters.failures.fetch_add(1, Ordering::Relaxed);
                 let what = match other {
                     Ok(s) => format!("answered {s}"),
                     Err(e) => e,

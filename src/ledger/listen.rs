@@ -51,14 +51,13 @@ pub struct ListenStats {
 
 /// What the writer and the handlers share; `/metrics` reads it.
 #[derive(Default)]
-pub(super) struct Counters {
+struct Counters {
     accepted: AtomicU64,
     recorded: AtomicU64,
     ignored: AtomicU64,
     rejected: AtomicU64,
     commits: AtomicU64,
-    pub(super) canary_pulls: AtomicU64,
-    pub(super) canary_failures: AtomicU64,
+    canary: Arc<super::canary::Stats>,
     /// Per instance: events, last event, last canary.
     instances: Mutex<BTreeMap<String, Seen>>,
     /// Per (status, reason): rejections.
@@ -146,7 +145,7 @@ pub fn run(cfg: &ListenConfig, ready: &dyn Fn(SocketAddr)) -> Result<ListenStats
         .build()
         .map_err(|e| Error::io(&cfg.ledger, e))?;
     if let Some(c) = &cfg.canary {
-        rt.spawn(super::canary::run(c.clone(), counters.clone()));
+        rt.spawn(super::canary::run(c.clone(), counters.canary.clone()));
     }
     let served = rt.block_on(serve(cfg.addr, state, ready));
     rt.shutdown_timeout(DRAIN);
@@ -168,8 +167,8 @@ pub fn run(cfg: &ListenConfig, ready: &dyn Fn(SocketAddr)) -> Result<ListenStats
         events_ignored: c.ignored.load(Ordering::Relaxed),
         rejected: c.rejected.load(Ordering::Relaxed),
         commits: c.commits.load(Ordering::Relaxed),
-        canary_pulls: c.canary_pulls.load(Ordering::Relaxed),
-        canary_failures: c.canary_failures.load(Ordering::Relaxed),
+        canary_pulls: c.canary.pulls.load(Ordering::Relaxed),
+        canary_failures: c.canary.failures.load(Ordering::Relaxed),
     })
 }
 
@@ -358,12 +357,12 @@ fn metrics(c: &Counters) -> String {
         (
             "canary_pulls_total",
             "Canary pulls the registry answered.",
-            &c.canary_pulls,
+            &c.canary.pulls,
         ),
         (
             "canary_failures_total",
             "Canary pulls that failed.",
-            &c.canary_failures,
+            &c.canary.failures,
         ),
     ] {
         line(

@@ -108,7 +108,7 @@ pub fn parse_reader(mut reader: impl std::io::BufRead, name: &str) -> Result<Ima
         }
     };
     if first == Some(b'{') {
-        return crate::model::kube::parse(reader, name);
+        return kube(reader, name);
     }
     let mut text = String::new();
     reader
@@ -121,7 +121,7 @@ pub fn parse_reader(mut reader: impl std::io::BufRead, name: &str) -> Result<Ima
 /// (`#` comments and blank lines allowed). `Err` names the line or the JSON's fault.
 pub fn parse(text: &str, name: &str) -> Result<Images, String> {
     if text.trim_start().starts_with('{') {
-        return crate::model::kube::parse(text.as_bytes(), name);
+        return kube(text.as_bytes(), name);
     }
     let mut images = Images::default();
     for (n, line) in text.lines().enumerate() {
@@ -140,6 +140,15 @@ pub fn parse(text: &str, name: &str) -> Result<Images, String> {
 
 /// A reference of a Kubernetes object: one without a host is Docker Hub's, as the runtimes
 /// read it (in a plain list it is this registry's).
+/// Kubernetes JSON's references, read as the runtimes read them.
+fn kube(reader: impl std::io::Read, name: &str) -> Result<Images, String> {
+    let mut out = Images::default();
+    for (image, source) in crate::model::kube::parse(reader, name)? {
+        take_kube(&mut out, &image, source);
+    }
+    Ok(out)
+}
+
 pub(super) fn take_kube(out: &mut Images, text: &str, source: String) {
     match parse_ref(text, source.clone()) {
         Ok(mut r) => {

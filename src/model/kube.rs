@@ -2,7 +2,6 @@
 //! every container's `image` and every status's `imageID`, anywhere in the document, without
 //! building the document in memory (a cluster's pod list runs to tens of megabytes).
 
-use crate::model::inuse::Images;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
@@ -35,9 +34,13 @@ struct Container {
     image_id: Option<String>,
 }
 
+/// Every image reference found: its text as written, and where (`FILE: Pod ns/p container c
+/// (image)`).
+pub type Found = Vec<(String, String)>;
+
 /// Reads `reader` as Kubernetes JSON; `Err` says why it is none.
-pub fn parse(reader: impl std::io::Read, file: &str) -> Result<Images, String> {
-    let mut out = Images::default();
+pub fn parse(reader: impl std::io::Read, file: &str) -> Result<Found, String> {
+    let mut out = Found::new();
     let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
     let (top, pending) = Walk {
         file,
@@ -61,13 +64,13 @@ pub fn parse(reader: impl std::io::Read, file: &str) -> Result<Images, String> {
 type Pending = Vec<(String, String, &'static str)>;
 
 /// Records `pending` under the object `here` ("" when none names itself).
-fn settle(out: &mut Images, file: &str, here: &str, pending: Pending) {
+fn settle(out: &mut Found, file: &str, here: &str, pending: Pending) {
     for (image, name, field) in pending {
         let who = match here {
             "" => format!("container {name}"),
             h => format!("{h} container {name}"),
         };
-        super::inuse::take_kube(out, &image, format!("{file}: {who} ({field})"));
+        out.push((image, format!("{file}: {who} ({field})")));
     }
 }
 
@@ -76,7 +79,7 @@ fn settle(out: &mut Images, file: &str, here: &str, pending: Pending) {
 /// it was an object with a `kind` or `items` (what the top must be).
 struct Walk<'a> {
     file: &'a str,
-    out: &'a mut Images,
+    out: &'a mut Found,
     depth: usize,
 }
 
@@ -200,7 +203,7 @@ mod tests {
     use super::*;
 
     fn refs(text: &str) -> Result<Vec<(String, String)>, String> {
-        let i = parse(text.as_bytes(), "f")?;
+        let i = crate::model::inuse::parse(text, "f")?;
         Ok(i.refs
             .iter()
             .map(|r| (crate::model::inuse::display(r), r.source.clone()))
@@ -241,6 +244,7 @@ mod tests {
             assert!(parse(bad.as_bytes(), "f").is_err(), "{bad}");
         }
         assert!(refs(r#"{"kind": "List", "items": []}"#).unwrap().is_empty());
+        assert!(parse(r#"{"kind": "Pod"}"#.as_bytes(), "f").unwrap().is_empty());
         // Deeper than any object is skipped, never a stack overflow.
         let deep = "[".repeat(100_000) + &"]".repeat(100_000);
         assert!(refs(&format!("{{\"items\": {deep}}}")).unwrap().is_empty());
