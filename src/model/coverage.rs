@@ -195,11 +195,16 @@ pub struct Ask {
 }
 
 impl Ask {
-    /// The stretch that must be covered: at least the window's first second.
+    /// The stretch that must be covered: from the window's start to `--ledger-lag` before
+    /// now, and at least the window's first second. A window of 0 ("is the ledger current",
+    /// for ranking by last pull) asks for the moment the lag allows.
     pub fn range(&self) -> (Time, Time) {
         let start = self.now.saturating_sub(self.window as i64);
-        let end = self.now.saturating_sub(self.max_lag as i64).max(start);
-        (start, end)
+        let end = self.now.saturating_sub(self.max_lag as i64);
+        match self.window {
+            0 => (end, end),
+            _ => (start, end.max(start)),
+        }
     }
 }
 

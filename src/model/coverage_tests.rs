@@ -219,7 +219,7 @@ fn a_rejection_in_the_window_refuses_and_one_before_it_does_not() {
 }
 
 #[test]
-fn the_lag_lets_the_last_stretch_go_unproven_but_never_the_window_start() {
+fn the_lag_lets_the_last_stretch_go_unproven_but_never_the_window_start_nor_currency() {
     let now = 100 * D;
     let s = [stream("a", "log", &[(now - 20 * D, now - 30 * M)])];
     let lagged = Ask {
@@ -229,13 +229,18 @@ fn the_lag_lets_the_last_stretch_go_unproven_but_never_the_window_start() {
     assert!(judge(&s, &[], &lagged).is_none());
     let why = judge(&s, &[], &ask(14 * D, now)).unwrap();
     assert!(why.contains("ends 30m ago"), "{why}");
-    // A window shorter than the lag still needs its first second proven.
-    let short = Ask {
-        window: 10 * M as u64,
+    // A window shorter than the lag still needs its first second proven; a window of 0
+    // (ranking: "is it current") needs evidence within the lag of now.
+    let short = |window: i64| Ask {
+        window: window as u64,
         max_lag: H as u64,
         ..ask(0, now)
     };
-    assert!(judge(&s, &[], &short).is_some());
+    assert!(judge(&s, &[], &short(10 * M)).is_some());
+    assert!(judge(&s, &[], &short(0)).is_none());
+    let stale = [stream("a", "log", &[(now - 20 * D, now - 2 * H)])];
+    let why = judge(&stale, &[], &short(0)).unwrap();
+    assert!(why.contains("ends 2h ago"), "{why}");
 }
 
 #[test]

@@ -244,7 +244,11 @@ mod tests {
             assert!(parse(bad.as_bytes(), "f").is_err(), "{bad}");
         }
         assert!(refs(r#"{"kind": "List", "items": []}"#).unwrap().is_empty());
-        assert!(parse(r#"{"kind": "Pod"}"#.as_bytes(), "f").unwrap().is_empty());
+        assert!(
+            parse(r#"{"kind": "Pod"}"#.as_bytes(), "f")
+                .unwrap()
+                .is_empty()
+        );
         // Deeper than any object is skipped, never a stack overflow.
         let deep = "[".repeat(100_000) + &"]".repeat(100_000);
         assert!(refs(&format!("{{\"items\": {deep}}}")).unwrap().is_empty());
