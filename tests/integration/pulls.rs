@@ -61,8 +61,12 @@ fn after_pushes() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// The window from `t0` to now.
+/// The window from `t0` to now: at least a second (a window of 0 asks only whether the
+/// ledger is current, which a ledger begun seconds ago cannot say).
 fn window_since(t0: i64) -> i64 {
+    while chrono::Utc::now().timestamp() <= t0 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     chrono::Utc::now().timestamp() - t0
 }
 
