@@ -47,6 +47,8 @@ pub struct StatusSummary {
     pub last_canary: Option<String>,
     /// When the listener last said it was alive (its own liveness, never coverage).
     pub listener_alive: Option<String>,
+    /// When the ledger was created (events dated before it are not believed).
+    pub created: Option<String>,
     pub rejected: u64,
 }
 
@@ -102,6 +104,7 @@ pub fn status(cfg: &StatusConfig) -> Result<StatusReport> {
             canary: history.canary.clone().filter(|c| !c.is_empty()),
             last_canary: last_canary.map(stamp),
             listener_alive: alive.map(stamp),
+            created: history.created.map(stamp),
             rejected,
         },
         streams: history.streams,
@@ -113,7 +116,11 @@ pub fn status(cfg: &StatusConfig) -> Result<StatusReport> {
 impl Report for StatusReport {
     fn text(&self, _limit: Option<usize>) -> String {
         let s = &self.summary;
-        let mut out = format!("ledger {}\n", self.root.display());
+        let mut out = format!("ledger {}", self.root.display());
+        out += &match &s.created {
+            Some(t) => format!(" (created {t})\n"),
+            None => "\n".into(),
+        };
         out += &match (&s.canary, &s.last_canary) {
             (Some(c), Some(t)) => format!("canary {c}: last delivered {t}\n"),
             (Some(c), None) => format!("canary {c}: never delivered through the registry's notifications\n"),
