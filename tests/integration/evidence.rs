@@ -62,6 +62,22 @@ fn policy(dir: &Path, rule: &str) -> PathBuf {
     p
 }
 
+/// A dry run of `policy` judged by `ledger`, no grace.
+fn dry_run(root: &Path, policy: &Path, ledger: &Path) -> (i32, serde_json::Value) {
+    gc_json(
+        root,
+        &[
+            "--dry-run",
+            "--policy",
+            s(policy),
+            "--ledger",
+            s(ledger),
+            "--grace",
+            "0",
+        ],
+    )
+}
+
 fn status(ledger: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
     let mut args = vec!["pulls", "status", "--ledger", s(ledger), "--format", "json"];
     args.extend_from_slice(extra);
@@ -175,18 +191,7 @@ fn a_wrong_token_or_no_notifications_make_pull_rules_refuse() {
             .is_empty()
     });
     let p = policy(dir.path(), "delete: {not_pulled_for: 1s}");
-    let (code, r) = gc_json(
-        &reg.root,
-        &[
-            "--dry-run",
-            "--policy",
-            s(&p),
-            "--ledger",
-            s(&listener.ledger),
-            "--grace",
-            "0",
-        ],
-    );
+    let (code, r) = dry_run(&reg.root, &p, &listener.ledger);
     assert_eq!(code, 1, "{r}");
     let why = r["refused"].to_string();
     assert!(why.contains("rejected") && why.contains("401"), "{why}");
@@ -207,18 +212,7 @@ fn a_wrong_token_or_no_notifications_make_pull_rules_refuse() {
     let quiet = tempfile::tempdir().unwrap();
     let idle = Listener::start(quiet.path(), None);
     reg.pull("team/a:v2").unwrap();
-    let (code, r) = gc_json(
-        &reg.root,
-        &[
-            "--dry-run",
-            "--policy",
-            s(&p),
-            "--ledger",
-            s(&idle.ledger),
-            "--grace",
-            "0",
-        ],
-    );
+    let (code, r) = dry_run(&reg.root, &p, &idle.ledger);
     assert_eq!(code, 1, "{r}");
     assert!(r["refused"].to_string().contains("no evidence yet"), "{r}");
     assert_eq!(reg.tags_of("team/a").len(), 2);
@@ -265,18 +259,7 @@ fn the_canary_comes_back_through_the_registry_and_coverage_stops_with_its_notifi
     let p = dir.path().join("all.yml");
     let rule = "  - name: v1 and every latest\n    tags: [\"v1\", \"latest\"]\n    delete: {}\n";
     std::fs::write(&p, format!("version: 1\nrules:\n{rule}")).unwrap();
-    let (code, r) = gc_json(
-        &reg.root,
-        &[
-            "--dry-run",
-            "--policy",
-            s(&p),
-            "--ledger",
-            s(&listener.ledger),
-            "--grace",
-            "0",
-        ],
-    );
+    let (code, r) = dry_run(&reg.root, &p, &listener.ledger);
     assert_eq!(code, 0, "{r}");
     assert_eq!(deleted_tags(&r), ["team/a:v1".to_string()].into(), "{r}");
 
