@@ -635,6 +635,7 @@ fn evidence(u: &super::UsedArgs, policy: Option<&Policy>) -> Option<crate::gc::p
         Some(crate::gc::planfile::Evidence {
             read_at: chrono::Utc::now().timestamp(),
             images_files: files,
+            images_empty_ok: u.keep_images_empty_ok,
             registry_hosts: u.registry_host.clone(),
             ledger: u.ledger.as_ref().map(abs),
         })

@@ -84,8 +84,8 @@ pub fn recheck(
             return Err(gone(f, "file of images in use"));
         }
     }
-    // Read as the plan read them; an empty file was accepted then only if meant: now too.
-    let images = read_images(&ev.images_files, true)?;
+    // Read as the plan read them: an empty file only when it was meant then too.
+    let images = read_images(&ev.images_files, ev.images_empty_ok)?;
     let pulls = match &ev.ledger {
         Some(l) if !l.exists() => return Err(gone(l, "ledger")),
         Some(l) => Some(crate::ledger::Ledger::open_read(l)?.history()?),

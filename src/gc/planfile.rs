@@ -35,6 +35,10 @@ pub struct Evidence {
     /// `--keep-images` files and the policy's `protect.images_file`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images_files: Vec<PathBuf>,
+    /// `--keep-images-empty-ok`: a file naming no image was meant; without it, `apply`
+    /// refuses one that has become empty (a failed `kubectl ... > FILE` since the plan).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub images_empty_ok: bool,
     /// `--registry-host` names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub registry_hosts: Vec<String>,

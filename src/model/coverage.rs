@@ -32,6 +32,20 @@ impl Intervals {
     pub fn add(&mut self, (from, until): (Time, Time), bridge: u64) {
         let (from, until) = (from.min(until), from.max(until));
         let b = bridge as i64;
+        // The common case, moments in order (a log, a listener's events): at or after the
+        // last interval, extended in place or appended, with no new list per moment.
+        match self.0.last_mut() {
+            None => return self.0.push((from, until)),
+            Some(last) if from >= last.0 => {
+                if from <= last.1.saturating_add(b) {
+                    last.1 = last.1.max(until);
+                } else {
+                    self.0.push((from, until));
+                }
+                return;
+            }
+            Some(_) => {}
+        }
         let mut merged = (from, until);
         let mut keep = Vec::with_capacity(self.0.len() + 1);
         for &(a, z) in &self.0 {

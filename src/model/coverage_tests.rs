@@ -58,6 +58,14 @@ fn adding_merges_what_overlaps_or_lies_within_the_bridge() {
     assert_eq!(iv.0, vec![(0, 10), (20, 30), (100, 210)]);
     iv.add((-5, 500), 0);
     assert_eq!(iv.0, vec![(-5, 500)]);
+    // In order (extended in place or appended), then one that bridges two.
+    let mut iv = Intervals::default();
+    for t in [0, 100, 200, 1000] {
+        iv.add((t, t), 150);
+    }
+    assert_eq!(iv.0, vec![(0, 200), (1000, 1000)]);
+    iv.add((300, 900), 150);
+    assert_eq!(iv.0, vec![(0, 1000)]);
 }
 
 #[test]

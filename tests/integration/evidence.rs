@@ -7,7 +7,7 @@ use crate::pullenv::*;
 use crate::testenv::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 const DAY: i64 = 86_400;
 
@@ -29,20 +29,6 @@ fn push_tags(reg: &mut Registry, repo: &str, tags: &[&str]) {
     }
 }
 
-/// Sets the tag link's mtime `days` ago: pushed then.
-fn age_tag(root: &Path, repo: &str, tag: &str, days: i64) {
-    let link = root
-        .join("docker/registry/v2/repositories")
-        .join(repo)
-        .join("_manifests/tags")
-        .join(tag)
-        .join("current/link");
-    let t = SystemTime::now() - Duration::from_secs((days * DAY) as u64);
-    (std::fs::File::options().write(true).open(link).unwrap())
-        .set_modified(t)
-        .unwrap();
-}
-
 /// An access-log line of the registry: a manifest GET of `path` at `t`.
 fn access_line(t: i64, path: &str) -> String {
     let at = chrono::DateTime::from_timestamp(t, 0).unwrap();
@@ -60,22 +46,6 @@ fn policy(dir: &Path, rule: &str) -> PathBuf {
     )
     .unwrap();
     p
-}
-
-/// A dry run of `policy` judged by `ledger`, no grace.
-fn dry_run(root: &Path, policy: &Path, ledger: &Path) -> (i32, serde_json::Value) {
-    gc_json(
-        root,
-        &[
-            "--dry-run",
-            "--policy",
-            s(policy),
-            "--ledger",
-            s(ledger),
-            "--grace",
-            "0",
-        ],
-    )
 }
 
 fn status(ledger: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
@@ -104,7 +74,7 @@ fn two_logs_a_month_apart_prove_nothing_of_the_month_between_and_a_fresh_push_is
     push_tags(&mut reg, "acme/app", &["v1", "v2", "v3"]);
     let now = chrono::Utc::now().timestamp();
     for t in ["v2", "v3"] {
-        age_tag(&reg.root, "acme/app", t, 40);
+        crate::retention::set_tag_age(&reg.root, "acme/app", t, 40);
     }
     // v1 was pushed just now: 2 hours old at most, never 14 days unpulled.
     let pull = |tag: &str| format!("/v2/acme/app/manifests/{tag}");
@@ -341,7 +311,7 @@ fn apply_reads_the_evidence_again_and_keeps_what_was_pulled_or_started_since_the
     let mut reg = Registry::start();
     push_tags(&mut reg, "acme/app", &["v1", "v2", "v3", "v4"]);
     for t in ["v1", "v2", "v3", "v4"] {
-        age_tag(&reg.root, "acme/app", t, 40);
+        crate::retention::set_tag_age(&reg.root, "acme/app", t, 40);
     }
     let now = chrono::Utc::now().timestamp();
     let ledger = dir.path().join("p.db");
@@ -403,6 +373,14 @@ fn apply_reads_the_evidence_again_and_keeps_what_was_pulled_or_started_since_the
     for t in ["acme/app:v1", "acme/app:v2", "acme/app:v4"] {
         reg.pull(t).unwrap_or_else(|e| panic!("{t}: {e}"));
     }
+    // A file of images that has become empty since the plan (a failed kubectl) is refused.
+    make_plan();
+    std::fs::write(&images, "").unwrap();
+    let out = regsweep(&["apply", s(&plan)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--keep-images-empty-ok"), "{err}");
+    std::fs::write(&images, format!("{}/acme/app:v4\n", reg.addr)).unwrap();
     // A plan whose evidence is gone is refused, nothing deleted.
     make_plan();
     std::fs::remove_file(&images).unwrap();

@@ -15,7 +15,7 @@ mod pullenv;
 mod pulls;
 mod records;
 mod refusals;
-mod retention;
+pub(crate) mod retention;
 pub(crate) mod s3;
 mod safety;
 mod servers;

@@ -1,7 +1,7 @@
 //! Rig for the pull ledger: `regsweep pulls listen` as a child process, raw HTTP posts to it,
 //! notification envelopes, and the ledger read back through the library.
 
-use crate::testenv::free_port;
+use crate::testenv::{free_port, gc_json};
 use regsweep::model::pulls::PullHistory;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -193,4 +193,20 @@ pub fn pairs(repo: &str, names: &[&str]) -> BTreeSet<(String, String)> {
         .iter()
         .map(|n| (repo.to_string(), n.to_string()))
         .collect()
+}
+
+/// A dry run of `policy` judged by `ledger`, no grace.
+pub fn dry_run(root: &Path, policy: &Path, ledger: &Path) -> (i32, serde_json::Value) {
+    gc_json(
+        root,
+        &[
+            "--dry-run",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--grace",
+            "0",
+        ],
+    )
 }

@@ -166,18 +166,7 @@ fn webhook_and_log_pulls_drive_pull_rules_and_every_kept_tag_pulls() {
     // Judged by each ledger, the never-pulled tags go, and only they.
     let expected: BTreeSet<String> = ["team/a:v3".to_string(), "b:y".to_string()].into();
     let p = unused_policy(dir.path(), window_since(t0));
-    let (code, r) = gc_json(
-        &reg.root,
-        &[
-            "--dry-run",
-            "--policy",
-            s(&p),
-            "--ledger",
-            s(&from_log),
-            "--grace",
-            "0",
-        ],
-    );
+    let (code, r) = dry_run(&reg.root, &p, &from_log);
     assert_eq!((code, deleted_tags(&r)), (0, expected.clone()), "{r}");
     let p = unused_policy(dir.path(), window_since(t0));
     let (code, r) = gc_json(
@@ -253,18 +242,7 @@ fn the_json_log_of_the_registry_gives_the_same_pulls() {
     assert_eq!(tags(&h), want);
     assert!(digests(&h).contains(&("team/a".to_string(), d["team/a:v2"].clone())));
     let p = unused_policy(dir.path(), window_since(t0));
-    let (code, r) = gc_json(
-        &reg.root,
-        &[
-            "--dry-run",
-            "--policy",
-            s(&p),
-            "--ledger",
-            s(&ledger),
-            "--grace",
-            "0",
-        ],
-    );
+    let (code, r) = dry_run(&reg.root, &p, &ledger);
     let expected: BTreeSet<String> = ["team/a:v3".to_string(), "b:y".to_string()].into();
     assert_eq!((code, deleted_tags(&r)), (0, expected), "{r}");
 }

@@ -42,7 +42,7 @@ const TAGS: [(&str, u64); 12] = [
     ("latest", 500),
 ];
 
-fn set_tag_age(root: &Path, repo: &str, tag: &str, days: u64) {
+pub(crate) fn set_tag_age(root: &Path, repo: &str, tag: &str, days: u64) {
     let link = root
         .join("docker/registry/v2/repositories")
         .join(repo)
