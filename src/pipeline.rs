@@ -23,6 +23,8 @@ pub struct Session<S: Storage> {
     pub store: S,
     pub lock: Option<S::Lock>,
     pub layout: Layout,
+    /// What completing a killed run's pending eviction did (`Open::settle`), before the scan.
+    pub settled: Option<String>,
 }
 
 impl<S: Storage> Session<S> {
@@ -75,6 +77,33 @@ pub struct Open<'a> {
     pub scan: ScanOptions,
     /// The manifest cache file to read and update (`--cache`); none with `--no-cache`.
     pub cache: Option<&'a Path>,
+    /// With the lock: completes a killed run's pending-eviction journal before the scan (what
+    /// it did, in words); an error stops the run, and the journal stays.
+    pub settle: Option<Settle<'a>>,
+}
+
+/// How a run that may change the root completes the journal a killed run left.
+#[derive(Clone, Copy)]
+pub struct Settle<'a>(pub &'a (dyn Fn(&Path, &[u8]) -> Result<String> + Sync));
+
+impl std::fmt::Debug for Settle<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Settle")
+    }
+}
+
+/// Reads the journal left at the root; completes it with `settle`, then removes it.
+fn settle_pending<S: Storage>(store: &S, settle: Settle) -> Result<Option<String>> {
+    use crate::storage::lock::PENDING_EVICTION;
+    let path = store.location().join(PENDING_EVICTION);
+    let fail = |e: std::io::Error| crate::error::Error::io(&path, e);
+    let Some(bytes) = store.read_state(PENDING_EVICTION).map_err(fail)? else {
+        return Ok(None);
+    };
+    let said = (settle.0)(&path, &bytes)?;
+    store.write_state(PENDING_EVICTION, None).map_err(fail)?;
+    tracing::warn!("{said}");
+    Ok(Some(said))
 }
 
 /// Locks (when asked) and loads storage already opened, on disk or in a bucket.
@@ -82,6 +111,10 @@ fn load_store<S: Storage>(store: S, how: Open, progress: &dyn Progress) -> Resul
     let lock = match how.lock {
         Some((command, break_lock)) => Some(store.lock(command, break_lock)?),
         None => None,
+    };
+    let settled = match (&lock, how.settle) {
+        (Some(_), Some(settle)) => settle_pending(&store, settle)?,
+        _ => None,
     };
     let cache = how.cache.map(Cache::open).transpose()?;
     let mut layout = load(&store, how.scan, cache.as_ref(), progress)?;
@@ -106,6 +139,7 @@ fn load_store<S: Storage>(store: S, how: Open, progress: &dyn Progress) -> Resul
         store,
         lock,
         layout,
+        settled,
     })
 }
 

@@ -7,6 +7,7 @@
 //! | `__REGSWEEP_FAULT_KILL_AFTER=N` | a real SIGKILL to this process once the sweep (gc or apply) has asked to go on N times |
 //! | `__REGSWEEP_FAULT_TERM_AFTER=N` | the same with SIGTERM: the sweep stops after the items in hand |
 //! | `__REGSWEEP_FAULT_KILL_STAGED=N` | a SIGKILL right after the Nth item is out of the registry's sight, before it is deleted (on a bucket: after a batch's keys, before its guards) |
+//! | `__REGSWEEP_FAULT_KILL_BEFORE_EVICTION=1` | a SIGKILL once gc's sweep is done, before the registry's cache is told what went (the pending-eviction journal stays) |
 //! | `__REGSWEEP_FAULT_PAUSE=FILE` | between planning and sweeping, write `FILE.ready` (with the pid) and wait until `FILE` exists: a test changes the layout, or the disk, under a planned run |
 //!
 //! SIGINT and SIGTERM set [`STOP`]: the sweep ends after the items in hand.
@@ -65,6 +66,13 @@ impl Faults {
             }
         }
         STOP.load(Ordering::Relaxed)
+    }
+}
+
+/// With __REGSWEEP_FAULT_KILL_BEFORE_EVICTION set: SIGKILL between the sweep and the eviction.
+pub fn before_eviction() {
+    if std::env::var_os("__REGSWEEP_FAULT_KILL_BEFORE_EVICTION").is_some() {
+        raise(rustix::process::Signal::KILL);
     }
 }
 

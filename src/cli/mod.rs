@@ -96,6 +96,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         stop: &|| faults.stop(),
         before_sweep: &fault_pause,
         staged: &|| faults.staged(),
+        before_eviction: &faults::before_eviction,
     };
     let started = chrono::Utc::now();
     let report = match pool.install(|| gc::run(&cfg, &hooks, &*Bars::when(cfg.progress))) {

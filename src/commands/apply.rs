@@ -282,8 +282,10 @@ fn run_in<S: Storage>(
     progress: &dyn Progress,
 ) -> Result<ApplyReport> {
     let root = store.location();
+    let settle = |path: &Path, journal: &[u8]| super::live::settle(&cfg.live, path, journal);
     let how = Open {
         lock: Some(("apply", cfg.break_lock)),
+        settle: Some(pipeline::Settle(&settle)),
         ..Open::default()
     };
     let session = Session::open(store, how, None, progress)?;
@@ -311,7 +313,10 @@ fn run_in<S: Storage>(
         + planned.blobs.len()
         + planned.uploads.len();
     let mut findings = Vec::new();
+    findings.extend(session.settled.as_deref().map(super::live::settled_note));
     let redis = super::live::before_sweep(&cfg.live, !todo.is_empty(), &mut findings)?;
+    let planned_swept = crate::live::Swept::new(&todo.blobs, &todo.layer_links, &todo.manifests);
+    let journaled = super::live::write_journal(&session.store, &cfg.live, "apply", &planned_swept)?;
     let trash_run = match &cfg.trash {
         Some(dir) => Some(trash::create_run(dir, &layout.v2, "apply")?),
         None => None,
@@ -338,8 +343,9 @@ fn run_in<S: Storage>(
     let went = crate::report::what_went(todo, &layout.v2, &outcome);
     let bytes_freed = went.bytes_freed();
     let swept = crate::live::Swept::new(&went.blobs, &went.layer_links, &went.manifests);
-    let (registry, notes) =
+    let (mut registry, mut notes) =
         super::live::after(&cfg.live, redis, layout, &swept, outcome.removed > 0);
+    super::live::clear_journal(&session.store, journaled, &mut registry, &mut notes);
     findings.extend(notes);
     let report = ApplyReport {
         envelope: crate::report::Envelope::new("regsweep/apply-report/v2", started),

@@ -21,6 +21,41 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// A killed run's pending-eviction journal at the root: the live registry may still claim
+/// what that run swept.
+fn pending_eviction<S: Storage>(store: &S) -> Option<Finding> {
+    use crate::live::pending::{PENDING_EVICTION, Pending};
+    let path = store.location().join(PENDING_EVICTION);
+    let finding = |message: String| Finding {
+        path: path.clone(),
+        message,
+        severity: Severity::Error,
+        kind: crate::model::FindingKind::RegistryCachePending,
+        repository: None,
+    };
+    match store.read_state(PENDING_EVICTION) {
+        Ok(None) => None,
+        Ok(Some(bytes)) => Some(finding(match Pending::parse(&bytes) {
+            Ok(p) => format!(
+                "{} and was stopped before the cache forgot what went: the registry may still claim those blobs, and a re-push of one is accepted without its data; run gc (or apply) with the registry's --config, which completes it first{}",
+                p.describe(),
+                if p.redis.is_none() {
+                    " (with --restart-command or --registry-stopped)"
+                } else {
+                    ""
+                }
+            ),
+            Err(why) => format!(
+                "a pending-eviction journal that cannot be read ({why}): restart the registry (and FLUSHDB its Redis database, if it has one), then remove the file"
+            ),
+        })),
+        Err(e) => Some(finding(format!(
+            "cannot read it ({}): a killed run's pending eviction may be left",
+            crate::error::io_cause(&e)
+        ))),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CheckConfig {
     pub root: Location,
@@ -93,6 +128,7 @@ fn run_in<S: Storage>(store: S, cfg: &CheckConfig, progress: &dyn Progress) -> R
     let (plan, _) = pipeline::decide(&layout, None, &Rules::without_grace(false), now);
     let mut findings = plan.findings;
     findings.extend(integrity::check(&layout, now));
+    findings.extend(pending_eviction(&store));
     let verify = cfg.verify_digests.then(|| {
         let v = crate::stages::verify::verify_digests(&store, &layout, progress);
         findings.extend(v.findings);

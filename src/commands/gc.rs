@@ -38,9 +38,12 @@ pub fn analyse<S: Storage>(
     progress: &dyn Progress,
 ) -> Result<Analysis<S>> {
     let lock = (!cfg.dry_run).then_some(("gc", cfg.break_lock));
+    let settle =
+        |path: &std::path::Path, journal: &[u8]| super::live::settle(&cfg.live, path, journal);
     let how = Open {
         lock,
         cache: cfg.cache.as_deref(),
+        settle: Some(pipeline::Settle(&settle)),
         ..Open::default()
     };
     let session = Session::open(store, how, cfg.policy.as_ref(), progress)?;
@@ -71,6 +74,8 @@ pub struct Hooks<'a> {
     pub before_sweep: &'a (dyn Fn() + Sync),
     /// Called once each item is out of the registry's sight, before it is deleted.
     pub staged: &'a (dyn Fn() + Sync),
+    /// Called after the sweep, before the registry's cache is told what went.
+    pub before_eviction: &'a (dyn Fn() + Sync),
 }
 
 /// Runs gc and returns the report with the exit code it calls for.
@@ -155,9 +160,14 @@ fn run_in<S: Storage>(
         None
     };
     let mut trash = None;
+    let journaled = match sweeps && !plan.is_empty() {
+        true => super::live::write_journal(store, &cfg.live, "gc", &planned_swept(&plan))?,
+        false => false,
+    };
     let outcome = if cfg.dry_run || refused || plan.is_empty() {
         None
     } else {
+        write_unfinished(cfg, &plan, started_at);
         trash = match &cfg.trash {
             Some(dir) => Some(trash::create_run(dir, &layout.v2, "gc")?),
             None => None,
@@ -189,10 +199,15 @@ fn run_in<S: Storage>(
             &report.plan.manifests_deleted,
         ));
     }
+    if let Some(said) = &session.settled {
+        report.summary.errors += 1;
+        report.errors.push(super::live::settled_note(said));
+    }
     if sweeps {
+        (hooks.before_eviction)();
         report.summary.errors += live_notes.len();
         report.errors.extend(live_notes);
-        super::live::after_sweep(&cfg.live, redis, layout, &mut report);
+        super::live::after_sweep(&cfg.live, redis, store, layout, journaled, &mut report);
     }
     let code = live_code(&report, code);
     report.summary.requests = store.requests();
@@ -214,6 +229,11 @@ fn run_in<S: Storage>(
     };
     report.exit_code = code;
     Ok(report)
+}
+
+/// What the plan would take, as the registry's cache keys it: what its journal lists.
+fn planned_swept(plan: &Plan) -> crate::live::Swept {
+    crate::live::Swept::new(&plan.blobs, &plan.layer_links, &plan.manifests)
 }
 
 /// Without -m a policy's untagged manifests stay: what -m would free too (with a policy and
@@ -337,25 +357,77 @@ pub fn write_report(cfg: &GcConfig, report: &GcReport) -> Result<()> {
 /// the files `--report` and `--metrics` name say so, so that a previous run's record is never
 /// read as this one's. Written whole; a failure to write is said on stderr.
 pub fn write_refusal(cfg: &GcConfig, error: &Error, started: chrono::DateTime<chrono::Utc>) {
+    let summary = serde_json::json!({
+        "refused": true,
+        "error": format!("{error:#}"),
+        "exit_code": error.exit_code().code(),
+    });
+    let line = format!("refused, nothing deleted: {error:#}");
+    write_record(
+        cfg,
+        started,
+        (REFUSED_SCHEMA, summary, &line),
+        (
+            "run_refused",
+            "1 when the run was refused before it could sweep.",
+        ),
+    );
+}
+
+/// Just before a sweep: the record a run leaves at `--report` (and in `--metrics`) should it
+/// die before it can write its own (SIGKILL, a power cut), so that no earlier run's record is
+/// read as this one's. The finished run replaces both.
+fn write_unfinished(cfg: &GcConfig, plan: &Plan, started: chrono::DateTime<chrono::Utc>) {
+    let summary = serde_json::json!({
+        "unfinished": true,
+        "pid": std::process::id(),
+        "planned": {
+            "tags": plan.tags.len(),
+            "manifests": plan.manifests.len(),
+            "blobs": plan.blobs.len(),
+            "bytes": plan.bytes_freed(),
+        },
+    });
+    let line = format!(
+        "started sweeping (pid {}, {} blobs, {} planned) and did not finish: what went is at most the plan; the next gc completes what was left, and its report says what is there",
+        std::process::id(),
+        plan.blobs.len(),
+        report::human_bytes(plan.bytes_freed())
+    );
+    write_record(
+        cfg,
+        started,
+        (UNFINISHED_SCHEMA, summary, &line),
+        (
+            "run_unfinished",
+            "1 while a sweep runs, and after one that died before it could write its record.",
+        ),
+    );
+}
+
+/// A record of a run that has none of its own: `(schema, summary, text line)` at `--report`
+/// FILE, and the `(gauge, help)` set to 1 in `--metrics`.
+fn write_record(
+    cfg: &GcConfig,
+    started: chrono::DateTime<chrono::Utc>,
+    (schema, summary, line): (&'static str, serde_json::Value, &str),
+    (gauge, help): (&'static str, &'static str),
+) {
     let root = cfg.root.display_path().display().to_string();
     if let Some(ReportTarget::File(path)) = &cfg.report {
         let text = match cfg.format {
             crate::config::Format::Json => {
-                let mut v = serde_json::to_value(report::Envelope::new(REFUSED_SCHEMA, started))
+                let mut v = serde_json::to_value(report::Envelope::new(schema, started))
                     .unwrap_or_default();
                 v["root"] = root.clone().into();
-                v["summary"] = serde_json::json!({
-                    "refused": true,
-                    "error": format!("{error:#}"),
-                    "exit_code": error.exit_code().code(),
-                });
+                v["summary"] = summary;
                 report::pretty(&v)
             }
-            _ => format!("regsweep gc on {root}: refused, nothing deleted: {error:#}\n"),
+            _ => format!("regsweep gc on {root}: {line}\n"),
         };
         if let Err(e) = crate::output::write_whole(path, text.as_bytes()) {
             eprintln!(
-                "regsweep: error: {}: the refusal could not be written: {e}",
+                "regsweep: error: {}: the record could not be written: {e}",
                 path.display()
             );
         }
@@ -368,17 +440,15 @@ pub fn write_refusal(cfg: &GcConfig, error: &Error, started: chrono::DateTime<ch
             &[],
             started.timestamp() as f64,
         );
-        m.gauge(
-            "run_refused",
-            "1 when the run was refused before it could sweep.",
-            &[],
-            1.0,
-        );
+        m.gauge(gauge, help, &[], 1.0);
         if let Err(e) = m.write(path) {
             eprintln!("regsweep: error: {e}");
         }
     }
 }
+
+/// The schema of the record a run that died mid-sweep leaves at `--report`.
+pub const UNFINISHED_SCHEMA: &str = "regsweep/gc-unfinished/v1";
 
 /// The schema of the record a refused run leaves at `--report`.
 pub const REFUSED_SCHEMA: &str = "regsweep/gc-refused/v1";
@@ -388,6 +458,12 @@ fn metrics(r: &GcReport, started_at: i64) -> Metrics {
     m.gauge(
         "run_refused",
         "1 when the run was refused before it could sweep.",
+        &[],
+        0.0,
+    );
+    m.gauge(
+        "run_unfinished",
+        "1 while a sweep runs, and after one that died before it could write its record.",
         &[],
         0.0,
     );

@@ -5,13 +5,15 @@
 
 use crate::config::registry::BlobCache;
 use crate::error::{Error, Result};
+use crate::live::pending::{PENDING_EVICTION, Pending};
 use crate::live::probe::{self, Kind};
 use crate::live::redis::RedisCache;
 use crate::live::{LiveOptions, LiveReport, Present, Swept};
 use crate::model::digest::Digest;
 use crate::model::{FindingKind, Layout, Severity};
 use crate::report::{ErrorEntry, GcReport};
-use std::path::PathBuf;
+use crate::storage::seam::Storage;
+use std::path::{Path, PathBuf};
 
 /// Before the sweep: the Redis connection eviction will need. Unreachable with something to
 /// sweep, the run stops here (nothing deleted) unless the user took the risk by name.
@@ -81,6 +83,118 @@ fn refuse_beside_in_memory_cache(live: &LiveOptions, will_sweep: bool) -> Result
     }
 }
 
+/// Before a sweep beside a cache that must forget what goes (Redis, or an in-memory one that
+/// `--restart-command` restarts): the journal that lets the next run finish the job should this
+/// one die between its sweep and the eviction. Unwritten, nothing is swept. Whether written.
+pub fn write_journal<S: Storage>(
+    store: &S,
+    live: &LiveOptions,
+    command: &str,
+    swept: &Swept,
+) -> Result<bool> {
+    let redis = match &live.cache {
+        Some(BlobCache::Redis(cfg)) => Some(crate::live::redis::name(cfg)),
+        Some(BlobCache::InMemory { .. }) if live.restart_command.is_some() => None,
+        _ => return Ok(false),
+    };
+    if swept.is_empty() {
+        return Ok(false);
+    }
+    let journal = Pending::new(command, redis, swept).to_bytes();
+    match store.write_state(PENDING_EVICTION, Some(&journal)) {
+        Ok(()) => Ok(true),
+        Err(e) => Err(Error::LiveRegistry {
+            what: journal_path(store).display().to_string(),
+            message: format!(
+                "cannot write the pending-eviction journal ({}), so nothing was swept: without it a run killed before the eviction would leave the registry claiming swept blobs; make the storage root writable",
+                crate::error::io_cause(&e)
+            ),
+        }),
+    }
+}
+
+/// After the sweep: the journal goes once the cache has forgotten; otherwise it stays, and the
+/// report says so.
+pub fn clear_journal<S: Storage>(
+    store: &S,
+    written: bool,
+    out: &mut LiveReport,
+    notes: &mut Vec<ErrorEntry>,
+) {
+    if !written {
+        return;
+    }
+    if !out.forgotten {
+        out.pending_eviction = true;
+        return;
+    }
+    if let Err(e) = store.write_state(PENDING_EVICTION, None) {
+        out.pending_eviction = true;
+        notes.push(entry(
+            Severity::Error,
+            FindingKind::RegistryCachePending,
+            format!(
+                "{}: cannot remove the completed pending-eviction journal ({}): the next run evicts again, which is harmless",
+                journal_path(store).display(),
+                crate::error::io_cause(&e)
+            ),
+        ));
+    }
+}
+
+fn journal_path<S: Storage>(store: &S) -> PathBuf {
+    store.location().join(PENDING_EVICTION)
+}
+
+/// Completes the journal a killed run left at `path` before this run scans: evicts what it
+/// lists from Redis, or restarts the registry (or takes `--registry-stopped` for it). What was
+/// done, or why this run stops (with nothing done).
+pub fn settle(live: &LiveOptions, path: &Path, bytes: &[u8]) -> Result<String> {
+    let refuse = |message: String| Error::LiveRegistry {
+        what: path.display().to_string(),
+        message,
+    };
+    let p = Pending::parse(bytes).map_err(|why| {
+        refuse(format!(
+            "{why}: this pending-eviction journal cannot be completed, so nothing was done; restart the registry (and, with a Redis cache, FLUSHDB its database), then remove the file"
+        ))
+    })?;
+    let what = p.describe();
+    let stopped = format!("{what} and was stopped before the cache forgot what went");
+    match (&p.redis, &live.cache) {
+        (Some(name), Some(BlobCache::Redis(cfg))) if crate::live::redis::name(cfg) == *name => {
+            let evicted = RedisCache::connect(cfg).and_then(|mut c| c.evict_swept(&p.swept()));
+            match evicted {
+                Ok(n) => Ok(format!("{stopped}: completed, {n} entries evicted")),
+                Err(why) => Err(refuse(format!(
+                    "{stopped}; {why}: make Redis reachable and run again (nothing was done)"
+                ))),
+            }
+        }
+        (Some(name), _) => Err(refuse(format!(
+            "{stopped}: give --config with the registry's config naming {name}, so that this run evicts first (nothing was done); if the registry no longer uses that Redis, remove the file"
+        ))),
+        (None, _) if live.registry_stopped => Ok(format!(
+            "{stopped}: taken as done (--registry-stopped: the registry's memory went with it)"
+        )),
+        (None, _) => match &live.restart_command {
+            Some(cmd) => {
+                let r = restart(cmd, registry_url(live));
+                match (r.exit_code, &r.error) {
+                    (Some(0), None) => Ok(format!("{stopped}: completed, the registry restarted")),
+                    (code, error) => Err(refuse(format!(
+                        "{stopped}; --restart-command {cmd:?} {}: restart the registry and run again (nothing was done)",
+                        error.clone().unwrap_or_else(|| format!("exited {code:?}"))
+                    ))),
+                }
+            }
+            None => Err(refuse(format!(
+                "{stopped}: the registry may still claim what went; restart it, then run again with --registry-stopped (or give --restart-command CMD); nothing was done"
+            ))),
+        },
+    }
+}
+
 /// Runs `--restart-command` through `sh -c`, then waits (a minute at most) for the registry
 /// to answer again.
 fn restart(cmd: &str, url: Option<&str>) -> crate::live::Restart {
@@ -125,11 +239,22 @@ fn entry(severity: Severity, kind: FindingKind, message: String) -> ErrorEntry {
     }
 }
 
-/// gc's `after`, recorded in its report.
-pub fn after_sweep(
+/// What completing a killed run's journal did, as a notice of the run that did it.
+pub fn settled_note(said: &str) -> ErrorEntry {
+    entry(
+        Severity::Notice,
+        FindingKind::RegistryCachePending,
+        said.to_string(),
+    )
+}
+
+/// gc's `after` (and the journal's removal), recorded in its report.
+pub fn after_sweep<S: Storage>(
     live: &LiveOptions,
     redis: Option<RedisCache>,
+    store: &S,
     layout: &Layout,
+    journaled: bool,
     report: &mut GcReport,
 ) {
     let p = &report.plan;
@@ -138,13 +263,14 @@ pub fn after_sweep(
         &p.layer_links_deleted,
         &p.manifests_deleted,
     );
-    let (out, notes) = after(
+    let (mut out, mut notes) = after(
         live,
         redis,
         layout,
         &swept,
         report.summary.items_removed > 0,
     );
+    clear_journal(store, journaled, &mut out, &mut notes);
     report.summary.errors += notes.len();
     report.errors.extend(notes);
     report.registry = Some(out);
@@ -165,7 +291,10 @@ pub fn after(
     // 1. Redis: what went, then every entry the scan does not back.
     if let Some(mut redis) = redis {
         match redis.evict(swept, &Present::new(layout, swept)) {
-            Ok(n) => out.evicted = n,
+            Ok(n) => {
+                out.evicted = n;
+                out.forgotten = true;
+            }
             Err(why) => notes.push(entry(
                 Severity::Error,
                 FindingKind::RegistryCacheEvictionFailed,
@@ -198,6 +327,7 @@ pub fn after(
         .restart
         .as_ref()
         .is_some_and(|r| r.exit_code == Some(0) && r.error.is_none());
+    out.forgotten |= restarted;
     match &live.cache {
         Some(BlobCache::InMemory { .. }) if removed && !restarted => {
             out.restart_needed = true;

@@ -11,6 +11,7 @@
 //! cache again), covers what the sweep removed, and reconciles every other entry against what
 //! the scan found, which also mends what a killed run or another tool left behind.
 
+pub mod pending;
 pub mod probe;
 pub mod redis;
 
@@ -123,6 +124,13 @@ pub struct LiveReport {
     /// `--registry-url`: (repository, digest) pairs asked about, and those it still claims.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<probe::ProbeReport>,
+    /// The cache could not be made to forget what went (eviction or restart failed): the
+    /// pending-eviction journal stays at the root, for the next run to complete.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pending_eviction: bool,
+    /// Whether the cache has forgotten what went (evicted, or restarted).
+    #[serde(skip)]
+    pub forgotten: bool,
 }
 
 impl LiveReport {
@@ -138,6 +146,8 @@ impl LiveReport {
             restart_needed: false,
             restart: None,
             probe: None,
+            pending_eviction: false,
+            forgotten: false,
         }
     }
 }

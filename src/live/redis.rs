@@ -34,10 +34,16 @@ fn host_port(addr: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
+/// `redis://host:port/db`: how messages and the pending-eviction journal name a Redis (never
+/// with its password).
+pub fn name(cfg: &RedisConfig) -> String {
+    format!("redis://{}/{}", cfg.addr, cfg.db)
+}
+
 impl RedisCache {
     /// Connects (5 s), authenticates, selects the database and PINGs.
     pub fn connect(cfg: &RedisConfig) -> Result<RedisCache, String> {
-        let name = format!("redis://{}/{}", cfg.addr, cfg.db);
+        let name = name(cfg);
         let fail = |why: String| format!("{name}: {why}");
         if cfg.tls {
             return Err(fail(
@@ -74,7 +80,11 @@ impl RedisCache {
     /// Evicts every entry of what was swept, then every entry the scan does not back (a
     /// killed run's, another tool's); how many keys and set members went.
     pub fn evict(&mut self, swept: &Swept, present: &Present) -> Result<u64, String> {
-        let mut n = 0;
+        Ok(self.evict_swept(swept)? + self.reconcile(present)?)
+    }
+
+    /// Evicts every entry of `swept` (a killed run's journal, before a scan); how many went.
+    pub fn evict_swept(&mut self, swept: &Swept) -> Result<u64, String> {
         let mut pipe = redis::pipe();
         for d in &swept.blobs {
             pipe.cmd("DEL").arg(format!("blobs::{d}"));
@@ -86,9 +96,7 @@ impl RedisCache {
             pipe.cmd("DEL")
                 .arg(format!("repository::{repo}::blobs::{d}"));
         }
-        n += self.run(&pipe)?;
-        n += self.reconcile(present)?;
-        Ok(n)
+        self.run(&pipe)
     }
 
     /// Sends a pipeline of DEL/SREM commands; the sum of their counts.

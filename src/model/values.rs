@@ -119,6 +119,8 @@ pub enum FindingKind {
     RegistryCacheEvictionFailed,
     /// The live registry still answers for swept items (`--registry-url`).
     RegistryClaimsSwept,
+    /// A killed run's pending-eviction journal: the cache may claim what that run swept.
+    RegistryCachePending,
     /// A request to the live registry got no usable answer.
     RegistryProbeFailed,
     /// An image in use (`--keep-images`, `protect.images_file`) names nothing in the registry.
@@ -135,7 +137,7 @@ impl std::fmt::Display for FindingKind {
 
 impl FindingKind {
     /// Every kind, for the documentation's test.
-    pub const ALL: [FindingKind; 28] = [
+    pub const ALL: [FindingKind; 29] = [
         FindingKind::Symlink,
         FindingKind::NotAFolder,
         FindingKind::NotARegularFile,
@@ -161,6 +163,7 @@ impl FindingKind {
         FindingKind::RegistryCacheUnreachable,
         FindingKind::RegistryCacheEvictionFailed,
         FindingKind::RegistryClaimsSwept,
+        FindingKind::RegistryCachePending,
         FindingKind::RegistryProbeFailed,
         FindingKind::ImageNotFound,
         FindingKind::ClockSkew,
@@ -175,6 +178,7 @@ impl FindingKind {
                 | FindingKind::RegistryCacheUnreachable
                 | FindingKind::RegistryCacheEvictionFailed
                 | FindingKind::RegistryClaimsSwept
+                | FindingKind::RegistryCachePending
                 | FindingKind::RegistryProbeFailed
         )
     }

@@ -49,6 +49,7 @@ fn names(entries: &[(OsString, Kind)]) -> Vec<(String, Kind)> {
 pub fn check<S: Storage>(store: &S) -> Check {
     check_reading(store)?;
     removal(store)?;
+    state(store)?;
     locking(store)
 }
 
@@ -200,6 +201,39 @@ fn removal<S: Storage>(store: &S) -> Check {
     expect(matches!(r, Err(ReadError::Missing)), || {
         format!("removed, yet read: {r:?}")
     })
+}
+
+/// regsweep's own files beside the lock: none, written, replaced whole, removed (twice), and
+/// never a name that leaves the root.
+fn state<S: Storage>(store: &S) -> Check {
+    let name = ".regsweep.conformance";
+    let got = store
+        .read_state(name)
+        .map_err(|e| format!("read_state: {e}"))?;
+    expect(got.is_none(), || {
+        format!("a state file before any: {got:?}")
+    })?;
+    for bytes in [&b"first, longer"[..], b"second"] {
+        (store.write_state(name, Some(bytes))).map_err(|e| format!("write_state: {e}"))?;
+        let got = store
+            .read_state(name)
+            .map_err(|e| format!("read_state: {e}"))?;
+        expect(got.as_deref() == Some(bytes), || {
+            format!("read back {got:?}, not {bytes:?}")
+        })?;
+    }
+    for _ in 0..2 {
+        (store.write_state(name, None)).map_err(|e| format!("removing state: {e}"))?;
+    }
+    let got = store
+        .read_state(name)
+        .map_err(|e| format!("read_state: {e}"))?;
+    expect(got.is_none(), || format!("removed, yet read: {got:?}"))?;
+    for bad in ["../.regsweep.x", ".regsweep.a/b", "other"] {
+        let r = store.write_state(bad, Some(b"x"));
+        expect(r.is_err(), || format!("the state name {bad:?} was written"))?;
+    }
+    Ok(())
 }
 
 /// One lock at a time; released when dropped.

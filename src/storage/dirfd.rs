@@ -121,6 +121,11 @@ impl Dir {
         )?)
     }
 
+    /// Flushes this folder's entries to disk (after a rename or an unlink in it).
+    pub fn sync(&self) -> io::Result<()> {
+        Ok(rustix::fs::fsync(&self.0)?)
+    }
+
     /// Opens (creating it with `create`) the regular file `name` here for reading and writing,
     /// never through a symlink, never blocking on a FIFO.
     pub fn open_rw(&self, name: &OsStr, create: bool) -> io::Result<fs::File> {

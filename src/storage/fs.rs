@@ -7,8 +7,11 @@ use crate::model::digest::Digest;
 use crate::model::paths::{DATA, Paths};
 use crate::storage::dirfd::Dir;
 use crate::storage::lock::Lock;
-use crate::storage::seam::{Capabilities, Folder, Storage};
+use crate::storage::seam::{
+    Capabilities, Folder, ReadError, STATE_LIMIT, Storage, check_state_name,
+};
 use rayon::prelude::*;
+use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -61,6 +64,35 @@ impl Storage for FsStorage {
     }
     fn open_outside(&self, path: &Path) -> io::Result<Dir> {
         Dir::open(path)
+    }
+    fn read_state(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        check_state_name(name)?;
+        let root = Dir::open(&self.root)?;
+        match root.read_small(name, STATE_LIMIT) {
+            Ok(b) => Ok(Some(b)),
+            Err(ReadError::Missing) => Ok(None),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        }
+    }
+    fn write_state(&self, name: &str, bytes: Option<&[u8]>) -> io::Result<()> {
+        use std::io::Write;
+        check_state_name(name)?;
+        let root = Dir::open(&self.root)?;
+        let name = OsStr::new(name);
+        let Some(bytes) = bytes else {
+            return match root.unlink(name, false) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                r => r.and_then(|_| root.sync()),
+            };
+        };
+        let mut tmp = name.to_os_string();
+        tmp.push(".tmp");
+        let mut f = root.open_rw(&tmp, true)?;
+        f.set_len(0)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        root.rename_to(&tmp, &root, name)?;
+        root.sync()
     }
     fn capabilities(&self) -> Capabilities {
         Capabilities {

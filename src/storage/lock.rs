@@ -15,6 +15,10 @@ use std::path::Path;
 
 pub const LOCK_FILE: &str = ".regsweep.lock";
 
+/// Beside the lock: what a sweep left for the live registry's cache to forget
+/// (`live::pending`).
+pub const PENDING_EVICTION: &str = ".regsweep.pending-eviction";
+
 /// Held until dropped; the file is removed then.
 #[derive(Debug)]
 pub struct Lock {

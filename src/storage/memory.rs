@@ -36,6 +36,8 @@ struct Tree {
     nodes: BTreeMap<String, Node>,
     /// The command holding the lock.
     locked: Option<String>,
+    /// regsweep's state files, by name.
+    state: BTreeMap<String, Vec<u8>>,
 }
 
 /// The top of the layout within the memory root.
@@ -418,5 +420,18 @@ impl Storage for MemStorage {
             max_batch: 1,
             symlinks: false,
         }
+    }
+    fn read_state(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        crate::storage::seam::check_state_name(name)?;
+        Ok(self.tree().state.get(name).cloned())
+    }
+    fn write_state(&self, name: &str, bytes: Option<&[u8]>) -> io::Result<()> {
+        crate::storage::seam::check_state_name(name)?;
+        let mut t = self.tree();
+        match bytes {
+            Some(b) => t.state.insert(name.to_string(), b.to_vec()),
+            None => t.state.remove(name),
+        };
+        Ok(())
     }
 }

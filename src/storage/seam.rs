@@ -249,9 +249,30 @@ pub trait Storage: Sync {
     fn blob_arrivals(&self, blobs: &[(Digest, Time)]) -> Vec<Time>;
     /// What this backend can do: the stages ask this, never which backend it is.
     fn capabilities(&self) -> Capabilities;
+    /// regsweep's own small file `name` at the storage root, beside the lock (never inside
+    /// the layout): its bytes, or `None` when there is none.
+    fn read_state(&self, name: &str) -> io::Result<Option<Vec<u8>>>;
+    /// Writes `name` whole, replacing it at once (a synced temporary renamed over it on disk,
+    /// one PUT in a bucket), or removes it (`None`; none there is no error).
+    fn write_state(&self, name: &str, bytes: Option<&[u8]>) -> io::Result<()>;
     /// The requests made so far, by kind (an object store's cost); `None` on disk.
     fn requests(&self) -> Option<Requests> {
         None
+    }
+}
+
+/// The most regsweep reads of one of its own state files.
+pub const STATE_LIMIT: u64 = 1 << 30;
+
+/// A state file's name: one plain component starting with `.regsweep.`.
+pub fn check_state_name(name: &str) -> io::Result<()> {
+    let plain = name.starts_with(".regsweep.") && !name.contains(['/', '\\', '\0']);
+    match plain {
+        true => Ok(()),
+        false => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is no state file name"),
+        )),
     }
 }
 

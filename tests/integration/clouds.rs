@@ -245,6 +245,8 @@ fn a_sweep_on_azure_killed_after_every_step_leaves_every_tag_pullable_and_a_reru
     cloud.upload(&w.reg.root);
     cloud.next_second();
     let mut kills = 0;
+    let rec = tempfile::NamedTempFile::new().unwrap();
+    let rec_path = rec.path().to_str().unwrap();
     loop {
         let out = cloud
             .command(&[
@@ -257,12 +259,22 @@ fn a_sweep_on_azure_killed_after_every_step_leaves_every_tag_pullable_and_a_reru
                 "1",
                 "--break-lock",
                 "--no-cache",
+                "--format",
+                "json",
+                "--report",
+                rec_path,
             ])
             .env("__REGSWEEP_FAULT_KILL_AFTER", "1")
             .output()
             .unwrap();
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(rec.path()).unwrap()).unwrap_or_default();
         match out.status.code() {
-            None => kills += 1,
+            // A killed run's record says it did not finish, never what an earlier run did.
+            None => {
+                assert_eq!(r["schema"], "regsweep/gc-unfinished/v1", "{r}");
+                kills += 1
+            }
             Some(0) => break,
             Some(c) => panic!("exit {c}: {}", String::from_utf8_lossy(&out.stderr)),
         }

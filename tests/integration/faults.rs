@@ -66,11 +66,30 @@ fn sigkill_at_any_point_of_a_sweep_loses_nothing() {
         let k = 1 + i * (total - 2) / 21;
         let root = tmp.path().join(format!("k{k}"));
         copy_tree(&w.reg.root, &root);
-        let out = gc_cmd(&root)
+        let (rec, prom) = (tmp.path().join("rec.json"), tmp.path().join("m.prom"));
+        // A record of an earlier run, which the killed one must not leave in place.
+        std::fs::write(&rec, "{\"schema\": \"an earlier run's\"}").unwrap();
+        let recorded = |c: &mut Command| {
+            c.args(["--format", "json", "--report"])
+                .arg(&rec)
+                .arg("--metrics")
+                .arg(&prom);
+        };
+        let mut c = gc_cmd(&root);
+        recorded(&mut c);
+        let out = c
             .env("__REGSWEEP_FAULT_KILL_AFTER", k.to_string())
             .output()
             .unwrap();
         assert_eq!(out.status.signal(), Some(9), "k={k}: {out:?}");
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec).unwrap()).unwrap();
+        assert_eq!(r["schema"], "regsweep/gc-unfinished/v1", "k={k}: {r}");
+        assert_eq!(r["summary"]["planned"]["blobs"], s["blobs_deleted"], "{r}");
+        let m = std::fs::read_to_string(&prom).unwrap();
+        assert!(
+            m.contains("regsweep_run_unfinished{command=\"gc\"} 1"),
+            "{m}"
+        );
         pull_all(&root, &w);
         // The dead run's lock is stale: reported, then broken on request.
         let out = gc_cmd(&root).output().unwrap();
@@ -80,12 +99,21 @@ fn sigkill_at_any_point_of_a_sweep_loses_nothing() {
             err.contains("stale lock") && err.contains("--break-lock"),
             "{err}"
         );
-        let out = gc_cmd(&root).arg("--break-lock").output().unwrap();
+        let mut c = gc_cmd(&root);
+        recorded(&mut c);
+        let out = c.arg("--break-lock").output().unwrap();
         assert_eq!(
             out.status.code(),
             Some(0),
             "k={k}: {}",
             String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec).unwrap()).unwrap();
+        assert_eq!(r["schema"], "regsweep/gc-report/v2", "k={k}");
+        let m = std::fs::read_to_string(&prom).unwrap();
+        assert!(
+            m.contains("regsweep_run_unfinished{command=\"gc\"} 0"),
+            "{m}"
         );
         assert_eq!(
             blobs_on_disk(&root.join("docker/registry/v2")),

@@ -288,3 +288,87 @@ fn on_s3_with_a_redis_cache_a_re_push_after_the_sweep_pulls() {
     reg.pull("test/app:v1")
         .expect("the re-pushed image pulls from the bucket");
 }
+
+/// `check --format json` on `reg`'s root: its exit code and the kinds of its findings.
+fn check_kinds(reg: &Registry) -> (i32, BTreeSet<String>) {
+    let out = regsweep(&[
+        "check",
+        "--root",
+        reg.root.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds = (r["findings"].as_array().unwrap().iter())
+        .map(|f| f["kind"].as_str().unwrap().to_string())
+        .collect();
+    (out.status.code().unwrap(), kinds)
+}
+
+#[test]
+fn a_run_killed_before_its_eviction_leaves_a_journal_that_the_next_run_completes_first() {
+    let redis = Redis::start();
+    let mut reg = Registry::start_cached(RegCache::Redis(&redis));
+    let (oci, img) = push_and_delete(&mut reg, "journal-app", "test/app:v1");
+    let layer = &img.layers[0].digest;
+    assert_eq!(head_blob(&reg, "test/app", layer), 200, "cached");
+    let journal = reg.root.join(".regsweep.pending-eviction");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args([
+            "gc",
+            "--config",
+            reg.config.to_str().unwrap(),
+            "--grace",
+            "0",
+            "-m",
+            "-q",
+        ])
+        .env("__REGSWEEP_FAULT_KILL_BEFORE_EVICTION", "1")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{out:?}");
+    // Swept from storage, still claimed through Redis: what the journal is for.
+    let data = reg.v2().join(format!(
+        "blobs/sha256/{}/{}/data",
+        &layer[7..9],
+        &layer[7..]
+    ));
+    assert!(!data.exists(), "the sweep ran");
+    assert_eq!(head_blob(&reg, "test/app", layer), 200, "the stale claim");
+    assert!(journal.exists());
+    let (code, kinds) = check_kinds(&reg);
+    assert_eq!(code, 3, "{kinds:?}");
+    assert!(kinds.contains("registry_cache_pending"), "{kinds:?}");
+    // Without the registry's config the next sweep cannot evict, so it does nothing.
+    let root = reg.root.to_str().unwrap();
+    let out = regsweep(&["gc", "--root", root, "--grace", "0", "--break-lock", "-q"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(".regsweep.pending-eviction") && err.contains("--config"),
+        "{err}"
+    );
+    assert!(journal.exists());
+    // With it, the eviction is completed first and said so; then the usual run.
+    let (code, r, err) = gc_config(&reg, &[]);
+    assert_eq!(code, 0, "{err}\n{r}");
+    let note = (r["errors"].as_array().unwrap().iter())
+        .find(|e| e["kind"] == "registry_cache_pending")
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(
+        note["message"].as_str().unwrap().contains("completed"),
+        "{note}"
+    );
+    assert_eq!(note["severity"], "notice");
+    assert!(!journal.exists());
+    assert!(r["registry"].get("pending_eviction").is_none(), "{r}");
+    assert_eq!(head_blob(&reg, "test/app", layer), 404);
+    let (code, kinds) = check_kinds(&reg);
+    assert!(
+        !kinds.contains("registry_cache_pending"),
+        "{code} {kinds:?}"
+    );
+    reg.push(&oci, "x", "test/app:v1");
+    reg.pull("test/app:v1").expect("the re-pushed image pulls");
+}

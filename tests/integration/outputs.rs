@@ -406,6 +406,16 @@ fn every_json_report_has_the_documented_fields() {
         String::from_utf8_lossy(&out.stderr)
     );
     reports.push(serde_json::from_slice(&std::fs::read(&refused).unwrap()).unwrap());
+    // Killed mid-sweep: the record it left before sweeping.
+    let unfinished = dir.path().join("unfinished.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args(["gc", "--root", fresh.root.to_str().unwrap(), "--grace", "0"])
+        .args(["--format", "json", "--report", unfinished.to_str().unwrap()])
+        .env("__REGSWEEP_FAULT_KILL_AFTER", "0")
+        .output()
+        .unwrap();
+    assert!(out.status.code().is_none(), "{out:?}");
+    reports.push(serde_json::from_slice(&std::fs::read(&unfinished).unwrap()).unwrap());
     // Not covered (one line, two days old): exit 1, the same report.
     let status = regsweep(&[
         "pulls",

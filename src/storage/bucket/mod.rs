@@ -146,10 +146,14 @@ impl BucketStorage {
     }
 
     fn lock_key(&self) -> String {
+        self.root_key(crate::storage::lock::LOCK_FILE)
+    }
+
+    /// `<prefix>/<name>`, beside `docker/` as the files of the root are on disk.
+    fn root_key(&self, name: &str) -> String {
         let v2 = &self.top.prefix;
-        // `<prefix>/.regsweep.lock`, beside `docker/` as the file lock is on disk.
         let root = v2.strip_suffix("docker/registry/v2/").unwrap_or("");
-        format!("{root}{}", crate::storage::lock::LOCK_FILE)
+        format!("{root}{name}")
     }
 }
 
@@ -227,6 +231,36 @@ impl Storage for BucketStorage {
             inner: self.inner.clone(),
             key,
         })
+    }
+    fn read_state(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        crate::storage::seam::check_state_name(name)?;
+        let path = key_path(&self.root_key(name))?;
+        let store = &self.inner.store;
+        match self
+            .inner
+            .block(async { store.get(&path).await?.bytes().await })
+        {
+            Ok(b) if b.len() as u64 > crate::storage::seam::STATE_LIMIT => {
+                Err(io::Error::other(format!("{name}: larger than 1 GiB")))
+            }
+            Ok(b) => Ok(Some(b.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+    fn write_state(&self, name: &str, bytes: Option<&[u8]>) -> io::Result<()> {
+        crate::storage::seam::check_state_name(name)?;
+        let key = self.root_key(name);
+        let Some(bytes) = bytes else {
+            return self.inner.delete(vec![key]).map(|_| ());
+        };
+        let path = key_path(&key)?;
+        let payload = object_store::PutPayload::from(bytes.to_vec());
+        let store = &self.inner.store;
+        (self.inner)
+            .block(store.put(&path, payload))
+            .map(|_| ())
+            .map_err(io_error)
     }
     fn open_outside(&self, _: &Path) -> io::Result<BucketFolder> {
         Err(unsupported())
