@@ -4,6 +4,7 @@
 //! refuses is counted in the ledger too, and `/metrics` shows both.
 
 use super::canary::Canary;
+use super::counters::{Counters, count_reason, metrics, note_instances};
 use super::event::{Action, Event, Parsed, parse_envelope};
 use super::{Evidence, Ledger, Refused};
 use crate::error::{Error, Result};
@@ -17,9 +18,9 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the listener runs with.
@@ -49,24 +50,6 @@ pub struct ListenStats {
     pub canary_failures: u64,
 }
 
-/// What the writer and the handlers share; `/metrics` reads it.
-#[derive(Default)]
-struct Counters {
-    accepted: AtomicU64,
-    recorded: AtomicU64,
-    ignored: AtomicU64,
-    rejected: AtomicU64,
-    commits: AtomicU64,
-    canary: Arc<super::canary::Stats>,
-    /// Per instance: events, last event, last canary.
-    instances: Mutex<BTreeMap<String, Seen>>,
-    /// Per (status, reason): rejections.
-    reasons: Mutex<BTreeMap<(u16, String), u64>>,
-}
-
-/// Of one instance: events received, the last one, the last canary.
-type Seen = (u64, Time, Option<Time>);
-
 /// What the writer is handed: an envelope to commit (answered once on disk), or a refusal to
 /// count.
 enum Job {
@@ -88,8 +71,10 @@ struct State {
 const QUEUE: usize = 4096;
 /// Most envelopes one commit takes.
 const BATCH: usize = 1024;
-/// Connections open at once; one more is closed at once. Far more than a registry opens.
+/// Connections open at once, and from one address: far more than a registry opens. When full,
+/// the oldest connection that has sent nothing makes room (`peers`).
 const CONNECTIONS: usize = 4096;
+const PER_PEER: usize = 256;
 /// How often a listener with nothing to write notes that it is alive (never coverage: only
 /// what the registry delivers is).
 const HEARTBEAT: Duration = Duration::from_secs(30);
@@ -313,113 +298,6 @@ fn gather(jobs: &[Job], ctx: &WriterCtx, counters: &Counters) -> Batch {
     }
 }
 
-fn note_instances(c: &Counters, evidence: &[Evidence]) {
-    let Ok(mut map) = c.instances.lock() else {
-        return;
-    };
-    for ev in evidence {
-        let e = map.entry(ev.instance.clone()).or_insert((0, 0, None));
-        e.0 += ev.points.len() as u64;
-        e.1 = e.1.max(ev.points.iter().copied().max().unwrap_or(0));
-        if let Some(&t) = ev.canaries.iter().max() {
-            e.2 = Some(e.2.unwrap_or(t).max(t));
-        }
-    }
-}
-
-fn count_reason(c: &Counters, status: u16, reason: &str) {
-    if let Ok(mut m) = c.reasons.lock() {
-        *m.entry((status, reason.to_string())).or_default() += 1;
-    }
-}
-
-/// The listener's counters in Prometheus' text format.
-fn metrics(c: &Counters) -> String {
-    let mut s = String::new();
-    let mut line = |name: &str, help: &str, kind: &str, rows: Vec<(String, String)>| {
-        s += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
-        for (labels, value) in rows {
-            s += &format!("{name}{labels} {value}\n");
-        }
-    };
-    let load = |a: &AtomicU64| vec![(String::new(), a.load(Ordering::Relaxed).to_string())];
-    for (name, help, counter) in [
-        (
-            "envelopes_accepted_total",
-            "Envelopes answered 200.",
-            &c.accepted,
-        ),
-        (
-            "events_recorded_total",
-            "Manifest events committed.",
-            &c.recorded,
-        ),
-        (
-            "canary_pulls_total",
-            "Canary pulls the registry answered.",
-            &c.canary.pulls,
-        ),
-        (
-            "canary_failures_total",
-            "Canary pulls that failed.",
-            &c.canary.failures,
-        ),
-    ] {
-        line(
-            &format!("regsweep_ledger_{name}"),
-            help,
-            "counter",
-            load(counter),
-        );
-    }
-    let reasons = c.reasons.lock().map(|m| m.clone()).unwrap_or_default();
-    line(
-        "regsweep_ledger_rejections_total",
-        "Deliveries refused or events not believed; any makes pull rules refuse.",
-        "counter",
-        (reasons.into_iter())
-            .map(|((st, r), n)| {
-                (
-                    format!("{{status=\"{st}\",reason={}}}", label(&r)),
-                    n.to_string(),
-                )
-            })
-            .collect(),
-    );
-    let inst = c.instances.lock().map(|m| m.clone()).unwrap_or_default();
-    let rows = |f: &dyn Fn(&Seen) -> Option<i64>| {
-        (inst.iter())
-            .filter_map(|(i, v)| {
-                f(v).map(|x| (format!("{{instance={}}}", label(i)), x.to_string()))
-            })
-            .collect()
-    };
-    line(
-        "regsweep_ledger_instance_events_total",
-        "Events received per registry instance.",
-        "counter",
-        rows(&|v| Some(v.0 as i64)),
-    );
-    line(
-        "regsweep_ledger_last_event_timestamp_seconds",
-        "The last event of each instance.",
-        "gauge",
-        rows(&|v| Some(v.1)),
-    );
-    line(
-        "regsweep_ledger_last_canary_timestamp_seconds",
-        "The last canary pull delivered by each instance.",
-        "gauge",
-        rows(&|v| v.2),
-    );
-    s
-}
-
-/// A Prometheus label value, quoted and escaped.
-fn label(v: &str) -> String {
-    format!("{:?}", v)
-}
-
 async fn serve(addr: SocketAddr, state: Arc<State>, ready: &dyn Fn(SocketAddr)) -> Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let listener = tokio::net::TcpListener::bind(addr)
@@ -432,7 +310,7 @@ async fn serve(addr: SocketAddr, state: Arc<State>, ready: &dyn Fn(SocketAddr)) 
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let open = Arc::new(AtomicU64::new(0));
+    let peers = Arc::new(super::peers::Peers::new(PER_PEER, CONNECTIONS));
     loop {
         let (stream, peer) = tokio::select! {
             a = listener.accept() => match a {
@@ -447,22 +325,37 @@ async fn serve(addr: SocketAddr, state: Arc<State>, ready: &dyn Fn(SocketAddr)) 
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
-        if open.load(Ordering::Relaxed) >= CONNECTIONS as u64 {
+        let counters = state.counters.clone();
+        let before = peers.open();
+        let Some(admitted) = peers.admit(peer.ip()) else {
+            counters.crowded.fetch_add(1, Ordering::Relaxed);
             drop(stream);
             continue;
+        };
+        if peers.open() <= before {
+            counters.crowded.fetch_add(1, Ordering::Relaxed);
         }
-        open.fetch_add(1, Ordering::Relaxed);
+        counters.open.store(peers.open() as u64, Ordering::Relaxed);
         let state = state.clone();
         let service = hyper::service::service_fn(move |req| handle(req, state.clone(), peer));
+        let io = super::peers::Spoke {
+            inner: stream,
+            flag: admitted.spoke.clone(),
+        };
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(TokioIo::new(io), service);
         let conn = graceful.watch(conn);
-        let open = open.clone();
+        let peers = peers.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
-            open.fetch_sub(1, Ordering::Relaxed);
+            tokio::select! {
+                _ = conn => {}
+                // Made room for a newer one: dropping the connection closes it.
+                _ = admitted.close.notified() => {}
+            }
+            peers.done(admitted.id);
+            counters.open.store(peers.open() as u64, Ordering::Relaxed);
         });
     }
     drop(listener);

@@ -6,9 +6,11 @@
 //! twice changes nothing: importing a log again is harmless.
 
 pub mod canary;
+mod counters;
 pub mod event;
 pub mod listen;
 pub mod logs;
+pub mod peers;
 
 use crate::error::{Error, Result};
 use crate::model::Time;

@@ -273,6 +273,18 @@ fn idle_sockets_do_not_keep_an_event_waiting() {
     );
     // post_bytes gives up after 20 s: before, the event waited for the 30 s read timeout.
     assert_eq!(listener.post(&e, None), Some(200));
+    // One address holds at most 256 connections: the oldest silent ones made room.
+    let m = metrics(&listener.addr);
+    let gauge = |name: &str| -> u64 {
+        (m.lines().find_map(|l| l.strip_prefix(name)))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {m}"))
+    };
+    assert!(gauge("regsweep_ledger_connections_open ") <= 256, "{m}");
+    assert!(
+        gauge("regsweep_ledger_connections_crowded_out_total ") >= 1000,
+        "{m}"
+    );
     drop(idle);
     // A GET is no delivery: answered, never an alarm.
     let get = "GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
