@@ -508,7 +508,8 @@ pub struct GcArgs {
     #[arg(long)]
     pub risk_stale_cache: bool,
     /// After a sweep, run CMD (through `sh -c`) to restart a registry whose blob-descriptor
-    /// cache is in memory; its exit status and the registry's answers after it are reported.
+    /// cache is in memory (killed after 5 min); its exit status and the registry's answers
+    /// after it are reported.
     #[arg(long, value_name = "CMD")]
     pub restart_command: Option<String>,
     /// The registry is stopped (or read-only, and restarted after the sweep): a sweep beside

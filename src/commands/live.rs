@@ -195,23 +195,49 @@ pub fn settle(live: &LiveOptions, path: &Path, bytes: &[u8]) -> Result<String> {
     }
 }
 
+/// The longest `--restart-command` may take before it is killed and the run says so.
+const RESTART_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs `cmd` through `sh -c`, its words to stderr (stdout may be a JSON report); its exit code
+/// (`None`: killed by a signal), or why it did not end within `limit`.
+fn run_bounded(cmd: &str, limit: std::time::Duration) -> std::result::Result<Option<i32>, String> {
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::io::stderr())
+        .spawn()
+        .map_err(|e| format!("cannot run sh: {e}"))?;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Ok(s.code()),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "did not end within {}s and was killed",
+                    limit.as_secs()
+                ));
+            }
+            Err(e) => return Err(format!("cannot wait for it: {e}")),
+        }
+    }
+}
+
 /// Runs `--restart-command` through `sh -c`, then waits (a minute at most) for the registry
 /// to answer again.
 fn restart(cmd: &str, url: Option<&str>) -> crate::live::Restart {
-    let status = std::process::Command::new("sh")
-        .args(["-c", cmd])
-        .stdin(std::process::Stdio::null())
-        // Its words go to stderr: stdout may be a JSON report.
-        .stdout(std::io::stderr())
-        .status();
     let mut out = crate::live::Restart {
         command: cmd.to_string(),
         exit_code: None,
         error: None,
     };
-    match status {
-        Ok(s) => out.exit_code = s.code(),
-        Err(e) => out.error = Some(format!("cannot run sh: {e}")),
+    match run_bounded(cmd, RESTART_TIMEOUT) {
+        Ok(code) => out.exit_code = code,
+        Err(e) => out.error = Some(e),
     }
     if out.exit_code == Some(0)
         && let Some(url) = url
@@ -411,4 +437,16 @@ fn registry_auth() -> Option<(String, String)> {
     let user = std::env::var("REGSWEEP_REGISTRY_USERNAME").ok()?;
     let password = std::env::var("REGSWEEP_REGISTRY_PASSWORD").unwrap_or_default();
     Some((user, password))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_command_that_hangs_is_killed_and_said_so() {
+        let hung = run_bounded("sleep 30", std::time::Duration::from_millis(200));
+        assert!(hung.unwrap_err().contains("killed"));
+        assert_eq!(run_bounded("exit 3", RESTART_TIMEOUT), Ok(Some(3)));
+    }
 }
