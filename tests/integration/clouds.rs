@@ -516,3 +516,24 @@ fn an_azure_sweep_killed_inside_batches_in_flight_serves_every_kept_tag() {
     assert_eq!(cloud.blobs(), w.kept, "the rerun finished the job");
     served_in_full(&cloud, &mut w, true);
 }
+
+/// The seam's conformance checks (`regsweep::storage::conformance`), on the S3 backend over
+/// moto: the same checks the filesystem and in-memory backends pass in the unit tests.
+#[test]
+fn the_s3_backend_conforms_to_the_seam() {
+    let moto = Moto::start();
+    for (path, bytes) in regsweep::storage::conformance::tree() {
+        moto.put(&format!("{S3_PREFIX}/docker/registry/v2/{path}"), &bytes);
+    }
+    let root = regsweep::storage::bucket::BucketRoot {
+        bucket: moto.bucket.clone(),
+        prefix: S3_PREFIX.into(),
+        endpoint: Some(moto.endpoint.clone()),
+        region: Some("us-east-1".into()),
+        access_key: Some("testing".into()),
+        secret_key: Some("testing".into()),
+        ..Default::default()
+    };
+    let store = regsweep::storage::bucket::BucketStorage::open(&root).unwrap();
+    regsweep::storage::conformance::check(&store).unwrap();
+}
