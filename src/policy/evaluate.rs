@@ -485,6 +485,8 @@ fn keep_votes(
         .most_recently_pulled
         .map(|n| top(repo, members, n, |i| when.pulled[i]))
         .unwrap_or_default();
+    let tiers = k.tiers();
+    let tier_reasons = calendar_reasons(&tiers, repo, members, when);
     // Fewer tags pulled than ranked: the never-pulled ones cannot be told apart, so all stay.
     let unranked_stay = k
         .most_recently_pulled
@@ -538,6 +540,15 @@ fn keep_votes(
                     None => no.push(format!("not among the {n} most recently pulled{in_group}")),
                 }
             }
+            if !tiers.is_empty() {
+                match tier_reasons.get(&i) {
+                    Some(r) => yes.push(format!("{}{in_group}", r.join(", "))),
+                    None => no.push(format!(
+                        "not the newest of its period in any tier ({}){in_group}",
+                        tiers.describe()
+                    )),
+                }
+            }
             if k.always {
                 yes.push("always".into());
             }
@@ -548,6 +559,28 @@ fn keep_votes(
             };
             (i, vote)
         })
+        .collect()
+}
+
+/// The calendar tiers over `members` walked newest first (ties as `top` breaks them): the
+/// reasons of each tag a tier keeps.
+fn calendar_reasons(
+    tiers: &calendar::Tiers,
+    repo: &Repo,
+    members: &[usize],
+    when: &When,
+) -> HashMap<usize, Vec<String>> {
+    if tiers.is_empty() {
+        return HashMap::new();
+    }
+    let rank = top(repo, members, members.len(), |i| Some(when.times[i]));
+    let mut order: Vec<usize> = members.to_vec();
+    order.sort_by_key(|i| rank.get(i).copied().unwrap_or(usize::MAX));
+    let times: Vec<Time> = (order.iter())
+        .map(|&i| when.times[i].unwrap_or(when.now))
+        .collect();
+    (order.into_iter().zip(tiers.apply(&times)))
+        .filter(|(_, r)| !r.is_empty())
         .collect()
 }
 

@@ -4,6 +4,7 @@
 //! when at least one rule would delete it, no rule keeps it, and nothing protects it. So the
 //! outcome never depends on the order of rules (see docs/POLICY.md).
 
+pub mod calendar;
 pub mod semver;
 pub mod used;
 
@@ -91,6 +92,32 @@ pub struct Keep {
     pub pulled_within: Option<DurationSpec>,
     /// Kept when among the N most recently pulled of the group.
     pub most_recently_pulled: Option<usize>,
+    /// Calendar tiers (restic `forget`): the newest tag of each of the last N hours, days,
+    /// ISO weeks, months, years (UTC) that have one.
+    pub hourly: Option<calendar::Count>,
+    pub daily: Option<calendar::Count>,
+    pub weekly: Option<calendar::Count>,
+    pub monthly: Option<calendar::Count>,
+    pub yearly: Option<calendar::Count>,
+}
+
+impl Keep {
+    /// The calendar tiers given, shortest period first.
+    pub fn tiers(&self) -> calendar::Tiers {
+        use calendar::Period::*;
+        let all = [
+            (Hourly, self.hourly),
+            (Daily, self.daily),
+            (Weekly, self.weekly),
+            (Monthly, self.monthly),
+            (Yearly, self.yearly),
+        ];
+        calendar::Tiers(
+            all.into_iter()
+                .filter_map(|(p, c)| c.map(|c| (p, c)))
+                .collect(),
+        )
+    }
 }
 
 /// A tag is deleted when it meets every criterion given (none: every matched tag).
@@ -106,7 +133,7 @@ impl Rule {
     /// Whether the rule's outcome depends on ages (the restored-registry safety net).
     fn uses_age(&self) -> bool {
         match &self.action {
-            Action::Keep(k) => k.newest.is_some() || k.within.is_some(),
+            Action::Keep(k) => k.newest.is_some() || k.within.is_some() || !k.tiers().is_empty(),
             Action::Delete(d) => d.older_than.is_some(),
         }
     }
@@ -362,9 +389,10 @@ impl TryFrom<RawRuleFields> for RawRule {
                     && !k.always
                     && k.pulled_within.is_none()
                     && k.most_recently_pulled.is_none()
+                    && k.tiers().is_empty()
                 {
                     return Err(format!(
-                        "rule {:?}: keep needs at least one of newest, within, semver, always, pulled_within, most_recently_pulled",
+                        "rule {:?}: keep needs at least one of newest, within, semver, always, pulled_within, most_recently_pulled, hourly, daily, weekly, monthly, yearly",
                         r.name
                     ));
                 }

@@ -552,3 +552,68 @@ fn cosign_names() {
     assert_eq!(cosign_subject("sha256-abc.sig"), None);
     assert_eq!(cosign_subject("latest"), None);
 }
+
+#[test]
+fn calendar_tiers_count_per_group_and_say_which_period_kept_a_tag() {
+    // NOW is 2027-01-15T08:00Z: ages 0, 1 and 1.5 days fall on three days; 40 days is in
+    // December 2026, 45 days too (older, so not its month's newest).
+    let p = policy(
+        "version: 1\nrules:\n  - name: tiers\n    group_by: '^(main|dev)-'\n    keep: {daily: 2, monthly: 2}\n",
+    );
+    let mut r = repo(
+        "a",
+        &[
+            ("main-5", 1, 0),
+            ("main-4", 2, 1),
+            ("main-3", 3, 2),
+            ("main-2", 4, 40),
+            ("main-1", 5, 45),
+            ("dev-2", 6, 3),
+            ("dev-1", 7, 4),
+        ],
+    );
+    r.tags[2].current.as_mut().unwrap().mtime = NOW - DAY - DAY / 2;
+    let ev = run(&p, vec![r]);
+    // main: daily keeps 5 and 4; monthly keeps 5 (January) and 2 (December); 3 and 1 go.
+    // dev: two days, two dailies; its only month keeps dev-2 and, with a count left, the oldest.
+    assert_eq!(deleted(&ev, "a"), vec!["main-1", "main-3"]);
+    let why = |t: &str| {
+        ev.explain
+            .iter()
+            .find(|e| e.tag == t)
+            .unwrap()
+            .reasons
+            .join("; ")
+    };
+    assert!(
+        why("main-2").contains("monthly 2026-12 in group \"main\""),
+        "{}",
+        why("main-2")
+    );
+    assert!(
+        why("dev-1").contains("oldest monthly 2027-01"),
+        "{}",
+        why("dev-1")
+    );
+    assert!(
+        why("main-3").contains("not the newest of its period in any tier (daily 2, monthly 2)"),
+        "{}",
+        why("main-3")
+    );
+    for (bad, says) in [
+        ("daily: 0", "a count of 0 keeps nothing"),
+        (
+            "weekly: forever",
+            "\"forever\": a tier takes a count (7) or \"unlimited\"",
+        ),
+        ("quarterly: 4", "unknown field `quarterly`"),
+    ] {
+        let e = parse(&format!(
+            "version: 1\nrules:\n  - name: t\n    keep:\n      {bad}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(says) && e.contains("line 5"), "{bad}: {e}");
+    }
+    assert!(parse("version: 1\nrules:\n  - name: t\n    keep: {yearly: unlimited}\n").is_ok());
+}
