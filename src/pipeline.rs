@@ -44,7 +44,11 @@ impl<S: Storage> Session<S> {
     /// What goes under `rules` (and `policy`, limited to `scope`): the pure decisions, then the
     /// blobs that would go settled by when they arrived. Every tag decision, with its reasons.
     pub fn plan(&self, how: &Decide, rules: &Rules, now: Time) -> (Plan, Vec<TagExplain>) {
-        let (mut plan, explain) = decide_scoped(&self.layout, how, rules, now);
+        let how = Decide {
+            fs: how.fs.or_else(|| self.store.usage()),
+            ..*how
+        };
+        let (mut plan, explain) = decide_scoped(&self.layout, &how, rules, now);
         settle_arrivals(&self.store, &mut plan, rules);
         (plan, explain)
     }
@@ -219,6 +223,8 @@ pub struct Decide<'a> {
     pub used: Option<&'a Used>,
     /// `--repository`: the run touches only the repositories this matches.
     pub scope: Option<&'a Matcher>,
+    /// The filesystem holding the root, for a budget in shares of the disk.
+    pub fs: Option<crate::model::space::FsUsage>,
 }
 
 /// `decide`, with what is used, limited to the repositories the scope matches when there is one.
@@ -233,7 +239,7 @@ pub fn decide_scoped(
     let used = how.used.unwrap_or(&none);
     let images = used.images_with(policy);
     let protection = policy::used::protection(layout, policy, used, &images, now);
-    let (mut decisions, mut explain, refused) = match policy {
+    let (mut decisions, mut explain, mut refused) = match policy {
         None => (Decisions::keep_all(layout), Vec::new(), Vec::new()),
         Some(policy) => {
             let ctx = policy::Context {
@@ -247,7 +253,7 @@ pub fn decide_scoped(
     decisions.pinned = (0..layout.repos.len())
         .map(|r| protection.pinned(r).copied().collect())
         .collect();
-    let decisions = match scope {
+    let mut decisions = match scope {
         Some(m) => {
             // The policy's word on a repository outside the scope is not acted on.
             explain.retain(|e| m.is_match(&e.repository));
@@ -255,7 +261,29 @@ pub fn decide_scoped(
         }
         None => decisions,
     };
+    let mut space = Vec::new();
+    let ask = crate::stages::budget::Ask {
+        layout,
+        rules,
+        used,
+        fs: how.fs,
+        now,
+    };
+    // Quotas first, each repository on its own; the budget then counts what they took.
+    if let Some(p) = policy.filter(|p| !p.quotas.is_empty()) {
+        match crate::stages::quota::apply(&ask, &p.quotas, &mut decisions, &mut explain) {
+            Ok(states) => space.extend(states),
+            Err(why) => refused.push(why),
+        }
+    }
+    if let Some(budget) = policy.and_then(|p| p.budget.as_ref()) {
+        match crate::stages::budget::apply(&ask, budget, &mut decisions, &mut explain) {
+            Ok(state) => space.push(state),
+            Err(why) => refused.push(why),
+        }
+    }
     let mut plan = plan_with(layout, &decisions, rules);
+    plan.space = space;
     tracing::debug!(
         tags = plan.tags.len(),
         manifests = plan.manifests.len(),

@@ -153,6 +153,7 @@ fn run_in<S: Storage>(store: S, cfg: &DuConfig, progress: &dyn Progress) -> Resu
             policy: Some(p),
             used: Some(&cfg.used),
             scope: None,
+            fs: store.usage(),
         };
         let (plan, _) = pipeline::decide_scoped(&layout, &how, &rules(true), started_at);
         (plan.bytes_freed(), plan.refused)
@@ -176,6 +177,9 @@ fn run_in<S: Storage>(store: S, cfg: &DuConfig, progress: &dyn Progress) -> Resu
             tags.as_mut(),
             cfg.by_tag.as_deref(),
         );
+    }
+    if let Some(p) = &cfg.policy {
+        quotas(&p.quotas, &mut repositories);
     }
     sort(&mut repositories, tags.as_mut(), cfg.sort);
     let report = DuReport {
@@ -208,6 +212,25 @@ fn run_in<S: Storage>(store: S, cfg: &DuConfig, progress: &dyn Progress) -> Resu
     }
 
     Ok(report)
+}
+
+/// Each repository's quota (the first of the policy's that matches it) and its use.
+fn quotas(quotas: &[crate::policy::budget::Quota], repositories: &mut [RepoUsage]) {
+    use crate::policy::budget::QuotaBy;
+    for x in repositories.iter_mut() {
+        let Some(q) = quotas.iter().find(|q| q.repositories.is_match(&x.name)) else {
+            continue;
+        };
+        let (used, by) = match q.by {
+            QuotaBy::Exclusive => (x.exclusive_bytes, "exclusive"),
+            QuotaBy::Total => (x.bytes, "total"),
+        };
+        x.quota = Some(usage::QuotaUse {
+            max: q.max,
+            by,
+            used_percent: used as f64 * 100.0 / q.max.max(1) as f64,
+        });
+    }
 }
 
 /// Fills in each repository's latest pull, and each tag's, from the ledger.
@@ -320,6 +343,7 @@ fn sum_rest(rest: &[RepoUsage]) -> RepoUsage {
         shared_bytes: 0,
         untagged_bytes: 0,
         last_pulled: None,
+        quota: None,
     };
     for x in rest {
         sum.tags += x.tags;
@@ -356,10 +380,12 @@ fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {
         "EXCLUSIVE",
         "SHARED",
         "UNTAGGED",
-        if r.with_pulls { "  LAST PULLED" } else { "" }
+        quota_cols(r, None),
     );
     let row = |o: &mut String, name: &str, x: [u64; 7], pulled: Option<Option<i64>>| {
         let pulled = pulled.map(|p| format!("  {}", when(p))).unwrap_or_default();
+        let quota = r.repositories.iter().find(|q| q.name == name);
+        let pulled = format!("{}{pulled}", quota_cols(r, Some(quota)));
         let _ = writeln!(
             o,
             "{name:<w$}  {:>6}  {:>9}  {:>7}  {:>10}  {:>10}  {:>10}  {:>10}{pulled}",
@@ -409,6 +435,24 @@ fn table(r: &DuReport, top: usize, policy: Option<PathBuf>) -> String {
     }
     footer(&mut o, r, policy);
     o
+}
+
+/// The QUOTA and USED % columns when some repository has a quota (`row`: a row's repository,
+/// `None` for the heading), then LAST PULLED's heading with a ledger.
+fn quota_cols(r: &DuReport, row: Option<Option<&RepoUsage>>) -> String {
+    let any = r.repositories.iter().any(|x| x.quota.is_some());
+    let cols = match (any, row) {
+        (false, _) => String::new(),
+        (true, None) => format!("  {:>10}  {:>6}", "QUOTA", "USED %"),
+        (true, Some(x)) => match x.and_then(|x| x.quota.as_ref()) {
+            Some(q) => format!("  {:>10}  {:>5.1}%", human_bytes(q.max), q.used_percent),
+            None => format!("  {:>10}  {:>6}", "-", "-"),
+        },
+    };
+    match (row, r.with_pulls) {
+        (None, true) => cols + "  LAST PULLED",
+        _ => cols,
+    }
 }
 
 /// `--by tag REPO`: one row per tag.

@@ -63,6 +63,7 @@ pub fn decide(cfg: &GcConfig) -> pipeline::Decide<'_> {
         policy: cfg.policy.as_ref(),
         used: (!cfg.used.is_empty() || policy_uses).then_some(&cfg.used),
         scope: cfg.scope.as_ref(),
+        fs: None,
     }
 }
 

@@ -54,7 +54,10 @@ pub fn run(a: &PolicyCheckConfig) -> Result<PolicyCheckReport> {
     let cfg = GcConfig {
         used: a.used.clone(),
         options: crate::gc::planfile::Options {
-            delete_untagged: policy.untagged_older_than.is_some(),
+            // A budget or a quota frees space only as -m does: the preview shows what it takes.
+            delete_untagged: policy.untagged_older_than.is_some()
+                || policy.budget.is_some()
+                || !policy.quotas.is_empty(),
             delete_untagged_older_than: policy.untagged_older_than.filter(|a| !a.is_zero()),
             ..Default::default()
         },
@@ -83,10 +86,20 @@ fn valid_line(file: &std::path::Path, policy: &Policy) -> String {
             names.join(", ")
         )
     };
-    let untagged = match policy.untagged_older_than {
+    let mut untagged = match policy.untagged_older_than {
         Some(age) => format!(", untagged manifests go after {age}"),
         None => String::new(),
     };
+    if let Some(b) = &policy.budget {
+        untagged += &format!(
+            ", budget high {} low {}",
+            b.high.describe(),
+            b.low.describe()
+        );
+    }
+    if !policy.quotas.is_empty() {
+        untagged += &format!(", {}", plural(policy.quotas.len(), "quota", "quotas"));
+    }
     format!(
         "{}: valid: {rules}, age_from: {}, {}, {}{untagged}\n",
         file.display(),

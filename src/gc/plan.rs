@@ -76,6 +76,8 @@ pub struct Plan {
     pub findings: Vec<Finding>,
     /// What the images in use and the pull ledger protected; `None` when neither was given.
     pub used: Option<crate::model::inuse::UsedSummary>,
+    /// What the policy's budget and quotas decided (none without them).
+    pub space: Vec<crate::model::space::SpaceState>,
 }
 
 impl Plan {

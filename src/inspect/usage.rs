@@ -25,6 +25,17 @@ pub struct RepoUsage {
     /// With a ledger: the latest pull of any of its tags or digests (seconds since the epoch).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_pulled: Option<Time>,
+    /// With a policy's quota on it: its size, how it counts (`exclusive`, `total`), and the
+    /// share of it used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaUse>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaUse {
+    pub max: u64,
+    pub by: &'static str,
+    pub used_percent: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,22 +66,31 @@ fn indices(layout: &Layout, set: &RefSet) -> Vec<u32> {
     v
 }
 
+/// The blobs (indices into `layout.blobs`) `repo`'s revisions reach, sorted.
+pub fn reach_of(layout: &Layout, repo: &crate::model::Repo) -> Vec<u32> {
+    indices(layout, &mark::tagged_then_all(layout, repo).1.blobs)
+}
+
+/// Per blob: how many repositories reach it (saturating at 255).
+pub fn reached_by(layout: &Layout, reach: &[Vec<u32>]) -> Vec<u8> {
+    let mut by = vec![0u8; layout.blobs.len()];
+    for all in reach {
+        all.iter()
+            .for_each(|&i| by[i as usize] = by[i as usize].saturating_add(1));
+    }
+    by
+}
+
 /// Usage of every repository, in layout order. A blob shared by many repositories counts in
 /// each one's `bytes`, and in none one's `exclusive_bytes`. `untagged_goes` says, by index into
 /// `layout.blobs`, which blobs `gc --delete-untagged` deletes: that plan, grace included, is the
 /// one rule for both the UNTAGGED column and du's summary.
 pub fn repositories(layout: &Layout, untagged_goes: &[bool]) -> Vec<RepoUsage> {
-    let reach: Vec<Vec<u32>> = layout
-        .repos
-        .par_iter()
-        .map(|repo| indices(layout, &mark::tagged_then_all(layout, repo).1.blobs))
+    let reach: Vec<Vec<u32>> = (layout.repos.par_iter())
+        .map(|repo| reach_of(layout, repo))
         .collect();
     // A byte per blob: only "one repository" against "more" matters.
-    let mut reached_by = vec![0u8; layout.blobs.len()];
-    for all in &reach {
-        all.iter()
-            .for_each(|&i| reached_by[i as usize] = reached_by[i as usize].saturating_add(1));
-    }
+    let reached_by = reached_by(layout, &reach);
     let size = |i: u32| layout.blobs[i as usize].size;
     layout
         .repos
@@ -98,6 +118,7 @@ pub fn repositories(layout: &Layout, untagged_goes: &[bool]) -> Vec<RepoUsage> {
                 shared_bytes: bytes - exclusive_bytes,
                 untagged_bytes,
                 last_pulled: None,
+                quota: None,
             }
         })
         .collect()

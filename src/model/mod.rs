@@ -13,6 +13,7 @@ pub mod mark;
 pub mod paths;
 pub mod pulls;
 pub mod skew;
+pub mod space;
 pub mod values;
 pub mod walk;
 

@@ -34,6 +34,14 @@ pub struct TagExplain {
     /// The ledger's last pull of the tag or of the digest it names (with `--ledger`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_pulled_at: Option<String>,
+    /// What holds it whatever a budget needs (a protection, a keep rule), if anything.
+    #[serde(skip)]
+    pub held_by: Option<String>,
+    /// When it was set, and its last pull: a budget's order of value.
+    #[serde(skip)]
+    pub pushed: Option<Time>,
+    #[serde(skip)]
+    pub last_pulled: Option<Time>,
 }
 
 #[derive(Debug, Default)]
@@ -252,25 +260,25 @@ fn verdicts(
     let mut explain = Vec::with_capacity(n);
     for (i, tag) in repo.tags.iter().enumerate() {
         let mut reasons = Vec::new();
-        let mut keep = false;
+        let mut held: Vec<String> = Vec::new();
         let mut delete_rule = None;
         if tag.current.is_none() {
             reasons.push("no readable current link: never deleted".into());
-            keep = true;
+            held.push("a damaged tag".into());
         } else if !crate::model::paths::valid_tag(&tag.name) {
             reasons.push("not a valid tag name: never deleted".into());
-            keep = true;
+            held.push("an invalid tag name".into());
         } else if let Some(subject) = cosign_subject(&tag.name) {
             reasons.push(format!(
                 "signature tag: stays while {subject} is reached by a kept tag"
             ));
-            keep = true;
+            held.push("signature tags".into());
         }
         if let Some(m) = &policy.protect_tags
             && m.is_match(&tag.name)
         {
             reasons.push(format!("protected by protect.tags {:?}", m.patterns()));
-            keep = true;
+            held.push("protect.tags".into());
         }
         if let Some(c) = tag.current
             && policy.protect_digests.contains(&c.digest)
@@ -279,11 +287,11 @@ fn verdicts(
                 "protected: {} is in protect.digests_file",
                 c.digest
             ));
-            keep = true;
+            held.push("protect.digests_file".into());
         }
         if let Some(why) = protection.tags.get(&(r, i)) {
             reasons.push(why.clone());
-            keep = true;
+            held.push(why.split(':').next().unwrap_or(why).to_string());
         }
         if let Some(Some(t)) = when.never_since[i] {
             reasons.push(format!("never pulled since its push at {}", stamp(t)));
@@ -294,7 +302,7 @@ fn verdicts(
             rules.push(name.clone());
             match vote {
                 Vote::Keep(why) => {
-                    keep = true;
+                    held.push(format!("rule {name:?}"));
                     reasons.push(format!("rule {name:?} keeps it: {why}"));
                 }
                 Vote::Delete(why) => {
@@ -307,7 +315,7 @@ fn verdicts(
         if reasons.is_empty() {
             reasons.push("no rule matches it".into());
         }
-        let delete = !keep && delete_rule.is_some();
+        let delete = held.is_empty() && delete_rule.is_some();
         decisions.push(match (&delete_rule, delete) {
             (Some(rule), true) => Decision::Delete { rule: rule.clone() },
             _ => Decision::Keep,
@@ -322,6 +330,9 @@ fn verdicts(
             rules,
             reasons,
             last_pulled_at: when.pulled[i].map(stamp),
+            held_by: held.into_iter().next(),
+            pushed: when.pushed[i],
+            last_pulled: when.pulled[i],
         });
     }
 

@@ -4,6 +4,7 @@
 //! when at least one rule would delete it, no rule keeps it, and nothing protects it. So the
 //! outcome never depends on the order of rules (see docs/POLICY.md).
 
+pub mod budget;
 pub mod calendar;
 pub mod semver;
 pub mod used;
@@ -62,6 +63,10 @@ pub struct Policy {
     /// `untagged: {older_than: AGE}`: untagged manifests pushed more than AGE ago go, as with
     /// `gc --delete-untagged=AGE`.
     pub untagged_older_than: Option<Span>,
+    /// `budget:`: watermarks of space, and the order in which tags go to meet them.
+    pub budget: Option<budget::Budget>,
+    /// `quotas:`: a size per matched repository.
+    pub quotas: Vec<budget::Quota>,
 }
 
 #[derive(Debug, Clone)]
@@ -346,6 +351,32 @@ struct RawPolicy {
     rules: Vec<RawRule>,
     protect: Option<RawProtect>,
     untagged: Option<RawUntagged>,
+    budget: Option<RawBudgetItem>,
+    #[serde(default)]
+    quotas: Vec<RawQuotaItem>,
+}
+
+/// `budget:`, checked as it is read so that an error carries its line.
+#[derive(Deserialize)]
+#[serde(try_from = "budget::RawBudget")]
+struct RawBudgetItem(budget::Budget);
+
+impl TryFrom<budget::RawBudget> for RawBudgetItem {
+    type Error = String;
+    fn try_from(r: budget::RawBudget) -> std::result::Result<Self, String> {
+        budget::Budget::try_from(r).map(RawBudgetItem)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(try_from = "budget::RawQuota")]
+struct RawQuotaItem(budget::Quota);
+
+impl TryFrom<budget::RawQuota> for RawQuotaItem {
+    type Error = String;
+    fn try_from(r: budget::RawQuota) -> std::result::Result<Self, String> {
+        budget::Quota::try_from(r).map(RawQuotaItem)
+    }
 }
 
 #[derive(Deserialize)]
@@ -502,6 +533,8 @@ impl Policy {
             untagged_older_than: raw
                 .untagged
                 .map(|u| Span::from_secs(u.older_than.0.as_secs())),
+            budget: raw.budget.map(|b| b.0),
+            quotas: raw.quotas.into_iter().map(|q| q.0).collect(),
         })
     }
 }

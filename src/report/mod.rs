@@ -3,6 +3,7 @@
 
 pub mod metrics;
 mod policy;
+mod space;
 mod text;
 mod trash;
 
@@ -188,6 +189,9 @@ pub struct GcReport {
     /// The registry's `REGISTRY_*` variables its config was completed from.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub settings_from_env: Vec<String>,
+    /// What the policy's budget and quotas decided.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub space: Vec<crate::model::space::SpaceState>,
 }
 
 pub struct Context {
@@ -309,6 +313,7 @@ impl GcReport {
             registry: None,
             reference_marking: None,
             settings_from_env: Vec::new(),
+            space: plan.space,
         }
     }
 

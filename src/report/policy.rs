@@ -55,6 +55,9 @@ pub struct PolicyPreview {
     /// What the images in use and the pull ledger protected, as in gc's report.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub used: Option<crate::model::inuse::UsedSummary>,
+    /// What the budget and quotas would take here.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub space: Vec<crate::model::space::SpaceState>,
 }
 
 #[derive(Debug, Serialize)]
@@ -172,6 +175,7 @@ impl PolicyPreview {
             refused: plan.refused.clone(),
             explain: explain.to_vec(),
             used: plan.used.clone(),
+            space: plan.space.clone(),
         }
     }
 
@@ -207,6 +211,7 @@ impl PolicyPreview {
             "  {} would be deleted",
             crate::units::plural(self.summary.tags_deleted.unwrap_or(0), "tag", "tags")
         );
+        super::space::space_lines(&mut o, &self.space, "would delete");
         if let Some(u) = &self.used {
             super::text::used_lines(&mut o, u);
         }

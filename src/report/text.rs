@@ -91,6 +91,7 @@ impl GcReport {
             plural(p.uploads, "upload", "uploads"),
             human_bytes(p.upload_bytes)
         );
+        super::space::space_lines(o, &self.space, verb);
         if let Some(t) = &self.trash {
             let _ = writeln!(
                 o,

@@ -121,6 +121,11 @@ impl Dir {
         )?)
     }
 
+    /// The folder's descriptor (for `fstatvfs`).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+
     /// Flushes this folder's entries to disk (after a rename or an unlink in it).
     pub fn sync(&self) -> io::Result<()> {
         Ok(rustix::fs::fsync(&self.0)?)

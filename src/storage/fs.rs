@@ -101,6 +101,16 @@ impl Storage for FsStorage {
             symlinks: true,
         }
     }
+    fn usage(&self) -> Option<crate::model::space::FsUsage> {
+        let st = rustix::fs::fstatvfs(self.top.fd()).ok()?;
+        let unit = st.f_frsize.max(1);
+        let used = st.f_blocks.saturating_sub(st.f_bfree).saturating_mul(unit);
+        let avail = st.f_bavail.saturating_mul(unit);
+        Some(crate::model::space::FsUsage {
+            size: used.saturating_add(avail),
+            used,
+        })
+    }
 
     /// The later of each blob's data mtime and its folder's: a finished upload is moved into
     /// `blobs/` by rename, which keeps the upload's (possibly old) data mtime but sets the

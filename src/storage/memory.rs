@@ -38,6 +38,8 @@ struct Tree {
     locked: Option<String>,
     /// regsweep's state files, by name.
     state: BTreeMap<String, Vec<u8>>,
+    /// The filesystem it pretends to be on (`set_usage`).
+    usage: Option<crate::model::space::FsUsage>,
 }
 
 /// The top of the layout within the memory root.
@@ -141,6 +143,11 @@ impl MemStorage {
     }
 
     /// The command holding the lock, if any.
+    /// Makes `usage` answer `size` and `used`, as a filesystem would.
+    pub fn set_usage(&self, size: u64, used: u64) {
+        self.tree().usage = Some(crate::model::space::FsUsage { size, used });
+    }
+
     pub fn locked_by(&self) -> Option<String> {
         self.tree().locked.clone()
     }
@@ -420,6 +427,9 @@ impl Storage for MemStorage {
             max_batch: 1,
             symlinks: false,
         }
+    }
+    fn usage(&self) -> Option<crate::model::space::FsUsage> {
+        self.tree().usage
     }
     fn read_state(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
         crate::storage::seam::check_state_name(name)?;

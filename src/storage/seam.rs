@@ -259,6 +259,11 @@ pub trait Storage: Sync {
     fn requests(&self) -> Option<Requests> {
         None
     }
+    /// How full the filesystem holding the layout is (`statvfs`); `None` in a bucket, which
+    /// has no size.
+    fn usage(&self) -> Option<crate::model::space::FsUsage> {
+        None
+    }
 }
 
 /// The most regsweep reads of one of its own state files.

@@ -19,6 +19,7 @@ pub(crate) mod retention;
 pub(crate) mod s3;
 mod safety;
 mod servers;
+mod space;
 mod testenv;
 mod usage;
 mod world;
