@@ -225,6 +225,9 @@ pub struct Decide<'a> {
     pub scope: Option<&'a Matcher>,
     /// The filesystem holding the root, for a budget in shares of the disk.
     pub fs: Option<crate::model::space::FsUsage>,
+    /// A pull-through cache's manifests whose TTL expired, by (repository, digest): the tags
+    /// naming them go, unless something holds them.
+    pub expired: Option<&'a std::collections::HashSet<(String, crate::Digest)>>,
 }
 
 /// `decide`, with what is used, limited to the repositories the scope matches when there is one.
@@ -269,6 +272,9 @@ pub fn decide_scoped(
         fs: how.fs,
         now,
     };
+    if let Some(expired) = how.expired {
+        expire(layout, expired, &protection, &mut decisions, &mut explain);
+    }
     // Quotas first, each repository on its own; the budget then counts what they took.
     if let Some(p) = policy.filter(|p| !p.quotas.is_empty()) {
         match crate::stages::quota::apply(&ask, &p.quotas, &mut decisions, &mut explain) {
@@ -313,6 +319,46 @@ pub fn decide_scoped(
         plan.used = Some(summary);
     }
     (plan, explain)
+}
+
+/// The rule name of a tag whose manifest a pull-through cache's TTL let go.
+pub const PROXY_RULE: &str = "proxy-ttl";
+
+/// Tags naming an expired manifest of a pull-through cache go, unless in use or held by the
+/// policy; the proxy fetches them again from upstream on the next pull.
+fn expire(
+    layout: &Layout,
+    expired: &std::collections::HashSet<(String, crate::Digest)>,
+    protection: &crate::model::inuse::Protection,
+    decisions: &mut Decisions,
+    explain: &mut [TagExplain],
+) {
+    let mut held: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, e) in explain.iter().enumerate() {
+        held.insert((e.repository.as_str(), e.tag.as_str()), i);
+    }
+    let mut said = Vec::new();
+    for (r, repo) in layout.repos.iter().enumerate() {
+        for (t, tag) in repo.tags.iter().enumerate() {
+            let Some(c) = tag.current else { continue };
+            let e = held.get(&(repo.name.as_str(), tag.name.as_str())).copied();
+            let free = e.is_none_or(|e| explain[e].held_by.is_none())
+                && !protection.tags.contains_key(&(r, t))
+                && decisions.repos[r][t] == crate::model::Decision::Keep
+                && !decisions.out_of_scope.get(r).copied().unwrap_or(false);
+            if free && expired.contains(&(repo.name.clone(), c.digest)) {
+                decisions.repos[r][t] = crate::model::Decision::Delete {
+                    rule: PROXY_RULE.into(),
+                };
+                said.extend(e);
+            }
+        }
+    }
+    for e in said {
+        explain[e].delete = true;
+        explain[e].rule = Some(PROXY_RULE.into());
+        explain[e].reasons.push("proxy cache: its manifest's TTL in scheduler-state.json has expired (the proxy fetches it again on the next pull)".into());
+    }
 }
 
 /// Mark and plan for given tag decisions.

@@ -212,14 +212,21 @@ impl RootArgs {
         self,
     ) -> Result<(Location, Option<config::registry::BlobCache>), Error> {
         self.resolve_with_env()
-            .map(|(root, cache, _)| (root, cache))
+            .map(|(root, read, _)| (root, read.map(|r| r.cache)))
     }
 
     /// `resolve_with_cache`, with the names of the environment variables the registry's config
     /// was completed from.
     pub(super) fn resolve_with_env(
         self,
-    ) -> Result<(Location, Option<config::registry::BlobCache>, Vec<String>), Error> {
+    ) -> Result<
+        (
+            Location,
+            Option<config::registry::RegistryConfig>,
+            Vec<String>,
+        ),
+        Error,
+    > {
         let (concurrency, rate) = (self.s3_concurrency, self.max_requests_per_second);
         let (mut root, cache, from_env) = self.location()?;
         match &mut root {
@@ -239,7 +246,14 @@ impl RootArgs {
 
     fn location(
         self,
-    ) -> Result<(Location, Option<config::registry::BlobCache>, Vec<String>), Error> {
+    ) -> Result<
+        (
+            Location,
+            Option<config::registry::RegistryConfig>,
+            Vec<String>,
+        ),
+        Error,
+    > {
         match (self.root, self.config) {
             (Some(r), None) => match r.to_str() {
                 Some(text) => Ok((Location::parse(text, self.endpoint)?, None, Vec::new())),
@@ -260,17 +274,13 @@ impl RootArgs {
                     v
                 };
                 let read = config::registry::read(&c, &env)?;
-                let mut root = read.storage;
+                let mut root = read.storage.clone();
                 if let (Location::Bucket(s3), Some(e)) = (&mut root, self.endpoint) {
                     crate::endpoint::check(&e)
                         .map_err(|why| Error::Usage(format!("--endpoint: {why}")))?;
                     s3.endpoint = Some(e);
                 }
-                Ok((
-                    root,
-                    Some(read.cache),
-                    used.into_inner().into_iter().collect(),
-                ))
+                Ok((root, Some(read), used.into_inner().into_iter().collect()))
             }
             _ => Err(Error::Usage(
                 "give exactly one of --root DIR or --config FILE".into(),
@@ -352,7 +362,7 @@ pub struct DuArgs {
     /// `--by tag REPO`: one row per tag of REPO, with its size and its exclusive bytes.
     #[arg(long, num_args = 2, value_names = ["tag", "REPO"], value_hint = clap::ValueHint::Other)]
     pub by: Option<Vec<String>>,
-    /// The grace gc would run with, for the reclaimable figures.
+    /// The grace gc would run with (for the reclaimable figures).
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     pub grace: Span,
     /// Write Prometheus metrics to FILE (for node_exporter's textfile collector).
@@ -516,6 +526,9 @@ pub struct GcArgs {
     /// a running registry with an in-memory cache is refused without this or --restart-command.
     #[arg(long)]
     pub registry_stopped: bool,
+    /// A pull-through cache: what it cached expires this long after it was cached.
+    #[arg(long, value_name = "DURATION")]
+    pub proxy_ttl: Option<Span>,
     #[command(flatten)]
     pub used: super::UsedArgs,
     /// Set by the `garbage-collect` drop-in: print the reference's lines too.
@@ -548,7 +561,9 @@ impl GcArgs {
     /// Checks every value and resolves the root.
     pub fn validate(self) -> Result<GcConfig, Error> {
         let storage_args = self.root.replay();
-        let (root, registry_cache, settings_from_env) = self.root.resolve_with_env()?;
+        let (root, registry, settings_from_env) = self.root.resolve_with_env()?;
+        let proxy = crate::config::ProxyOptions::of(registry.as_ref(), self.proxy_ttl)?;
+        let registry_cache = registry.map(|r| r.cache);
         if let Some(url) = &self.registry_url {
             crate::live::probe::check_url(url)
                 .map_err(|why| Error::Usage(format!("--registry-url: {why}")))?;
@@ -617,6 +632,7 @@ impl GcArgs {
             progress: !self.quiet,
             live,
             used,
+            proxy,
         })
     }
 }
@@ -689,6 +705,7 @@ impl DropInArgs {
             risk_stale_cache: false,
             restart_command: None,
             registry_stopped: false,
+            proxy_ttl: None,
             used: super::UsedArgs::default(),
             // Only printed when not quiet: not built when it would not be.
             reference_output: !self.quiet,

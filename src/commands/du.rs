@@ -154,6 +154,7 @@ fn run_in<S: Storage>(store: S, cfg: &DuConfig, progress: &dyn Progress) -> Resu
             used: Some(&cfg.used),
             scope: None,
             fs: store.usage(),
+            expired: None,
         };
         let (plan, _) = pipeline::decide_scoped(&layout, &how, &rules(true), started_at);
         (plan.bytes_freed(), plan.refused)

@@ -27,6 +27,8 @@ pub struct Analysis<S: Storage = FsStorage> {
     pub plan: Plan,
     /// Every tag decision with its reasons, when a policy was given.
     pub explain: Vec<TagExplain>,
+    /// On a pull-through cache's root: its scheduler state and what expired.
+    pub proxy: Option<super::proxy::ProxyRun>,
 }
 
 /// Scans and plans on storage already opened: everything gc does short of deleting. The lock is
@@ -47,11 +49,20 @@ pub fn analyse<S: Storage>(
         ..Open::default()
     };
     let session = Session::open(store, how, cfg.policy.as_ref(), progress)?;
-    let (plan, explain) = session.plan(&decide(cfg), &cfg.rules(now), now);
+    let proxy = match &cfg.proxy {
+        Some(p) => Some(super::proxy::read(&session.store, p, now)?),
+        None => None,
+    };
+    let how = pipeline::Decide {
+        expired: proxy.as_ref().map(|p| &p.expired),
+        ..decide(cfg)
+    };
+    let (plan, explain) = session.plan(&how, &cfg.rules(now), now);
     Ok(Analysis {
         session,
         plan,
         explain,
+        proxy,
     })
 }
 
@@ -64,6 +75,7 @@ pub fn decide(cfg: &GcConfig) -> pipeline::Decide<'_> {
         used: (!cfg.used.is_empty() || policy_uses).then_some(&cfg.used),
         scope: cfg.scope.as_ref(),
         fs: None,
+        expired: None,
     }
 }
 
@@ -144,6 +156,7 @@ fn run_in<S: Storage>(
         session,
         plan,
         explain,
+        proxy,
     } = analyse(store, cfg, started_at.timestamp(), progress)?;
     let (store, layout) = (&session.store, &session.layout);
     let refused = !plan.refused.is_empty() && !cfg.force;
@@ -209,6 +222,23 @@ fn run_in<S: Storage>(
         report.summary.errors += live_notes.len();
         report.errors.extend(live_notes);
         super::live::after_sweep(&cfg.live, redis, store, layout, journaled, &mut report);
+    }
+    if let Some(mut run) = proxy {
+        run.report.tags_expired = (report.plan.tags_deleted.iter())
+            .filter(|t| t.rule == pipeline::PROXY_RULE)
+            .count();
+        if sweeps {
+            let p = &report.plan;
+            let swept = crate::live::Swept::new(
+                &p.blobs_deleted,
+                &p.layer_links_deleted,
+                &p.manifests_deleted,
+            );
+            let present = crate::live::Present::new(layout, &swept);
+            super::proxy::write_back(store, run, &present, &mut report);
+        } else {
+            report.proxy = Some(run.report);
+        }
     }
     let code = live_code(&report, code);
     report.summary.requests = store.requests();

@@ -10,6 +10,7 @@ pub mod evidence;
 pub mod gc;
 pub mod live;
 pub mod policy;
+pub mod proxy;
 pub mod pulls;
 pub mod pulls_status;
 pub mod trash;

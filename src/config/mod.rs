@@ -63,6 +63,8 @@ pub struct GcConfig {
     pub reference_output: bool,
     /// The live registry's cache (from `--config`), `--registry-url`, `--risk-stale-cache`.
     pub live: LiveOptions,
+    /// A pull-through cache (its config's `proxy`, or `--proxy-ttl`): expire what its TTL let go.
+    pub proxy: Option<ProxyOptions>,
     /// `--keep-images`, `--registry-host`, `--ledger`, `--ledger-lag`.
     pub used: crate::policy::used::Used,
 }
@@ -97,7 +99,35 @@ impl GcConfig {
             reference_output: false,
             live: LiveOptions::default(),
             used: crate::policy::used::Used::default(),
+            proxy: None,
         }
+    }
+}
+
+/// A pull-through cache's root: how long what it cached stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyOptions {
+    /// The registry's TTL (`proxy.ttl`, 7 days in 2.8): what `ExpiryData` was counted with.
+    pub ttl: std::time::Duration,
+    /// `--proxy-ttl`: expire this long after caching instead.
+    pub instead: Option<std::time::Duration>,
+}
+
+impl ProxyOptions {
+    /// From the registry's config (a `proxy` section) and `--proxy-ttl`; `None` for a root
+    /// that is no pull-through cache.
+    pub fn of(
+        config: Option<&registry::RegistryConfig>,
+        proxy_ttl: Option<crate::model::duration::Span>,
+    ) -> crate::error::Result<Option<ProxyOptions>> {
+        let ttl = config.and_then(|c| c.proxy.as_ref()).map(|p| p.ttl);
+        Ok(match (ttl, proxy_ttl) {
+            (None, None) => None,
+            (ttl, instead) => Some(ProxyOptions {
+                ttl: ttl.unwrap_or(registry::PROXY_TTL),
+                instead: instead.map(|s| std::time::Duration::from_secs(s.as_secs())),
+            }),
+        })
     }
 }
 

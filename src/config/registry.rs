@@ -25,7 +25,19 @@ pub const ROOT_ENV: &str = "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY";
 pub struct RegistryConfig {
     pub storage: Location,
     pub cache: BlobCache,
+    /// `proxy.remoteurl`: the registry is a pull-through cache, and `ttl` (3.x `proxy.ttl`;
+    /// 2.8 has a fixed 7 days) how long what it fetched stays.
+    pub proxy: Option<Proxy>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxy {
+    pub remote_url: String,
+    pub ttl: std::time::Duration,
+}
+
+/// The TTL distribution 2.8 gives every cached object (`repositoryTTL`), and 3.x's default.
+pub const PROXY_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 /// The registry's blob-descriptor cache (`storage.cache.blobdescriptor`): what it may go on
 /// claiming after a sweep removed a blob beside it.
@@ -160,6 +172,16 @@ struct Raw {
     redis: Option<RawRedis>,
     #[serde(default)]
     http: Option<RawHttp>,
+    #[serde(default)]
+    proxy: Option<RawProxy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawProxy {
+    #[serde(default)]
+    remoteurl: Option<GoString>,
+    #[serde(default)]
+    ttl: Option<GoString>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -286,7 +308,59 @@ pub fn read(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Registr
         let addr = env("REGISTRY_HTTP_ADDR").or_else(|| raw.http.and_then(|h| h.addr).map(|a| a.0));
         *url = addr.as_deref().and_then(local_url);
     }
-    Ok(RegistryConfig { storage, cache })
+    let proxy = proxy(raw.proxy, &env).map_err(bad)?;
+    Ok(RegistryConfig {
+        storage,
+        cache,
+        proxy,
+    })
+}
+
+/// `proxy`, with `REGISTRY_PROXY_REMOTEURL` and `REGISTRY_PROXY_TTL`: a pull-through cache
+/// when a remote URL is set.
+fn proxy(
+    raw: Option<RawProxy>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> std::result::Result<Option<Proxy>, String> {
+    let raw = raw.unwrap_or_default();
+    let url = env("REGISTRY_PROXY_REMOTEURL").or(raw.remoteurl.map(|u| u.0));
+    let Some(remote_url) = url.filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let ttl = match env("REGISTRY_PROXY_TTL").or(raw.ttl.map(|t| t.0)) {
+        None => PROXY_TTL,
+        Some(t) => go_duration(&t).ok_or_else(|| {
+            format!(
+                "proxy.ttl {t:?} is not a duration (the registry reads Go durations: 168h, 24h30m)"
+            )
+        })?,
+    };
+    Ok(Some(Proxy { remote_url, ttl }))
+}
+
+/// A Go duration of hours, minutes and seconds (`168h`, `1h30m`, `90s`), as `time.ParseDuration`
+/// reads the ones a TTL uses.
+fn go_duration(t: &str) -> Option<std::time::Duration> {
+    let mut secs = 0f64;
+    let mut num = String::new();
+    let mut any = false;
+    let mut rest = t.trim();
+    while let Some(c) = rest.chars().next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            rest = &rest[1..];
+            continue;
+        }
+        let (unit, mul) = [("ms", 0.001), ("h", 3600.0), ("m", 60.0), ("s", 1.0)]
+            .into_iter()
+            .find(|(u, _)| rest.starts_with(u))?;
+        secs += num.parse::<f64>().ok()? * mul;
+        num.clear();
+        any = true;
+        rest = &rest[unit.len()..];
+    }
+    (any && num.is_empty() && secs.is_finite() && secs < 1e12)
+        .then(|| std::time::Duration::from_secs_f64(secs))
 }
 
 /// `storage.cache.blobdescriptor` (or its old name `layerinfo`) and, for `redis`, the `redis`

@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod mark;
 pub mod paths;
 pub mod pulls;
+pub mod scheduler;
 pub mod skew;
 pub mod space;
 pub mod values;

@@ -192,6 +192,9 @@ pub struct GcReport {
     /// What the policy's budget and quotas decided.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub space: Vec<crate::model::space::SpaceState>,
+    /// On a pull-through cache's root: its scheduler state, what expired, what was rewritten.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<crate::model::scheduler::ProxyReport>,
 }
 
 pub struct Context {
@@ -314,6 +317,7 @@ impl GcReport {
             reference_marking: None,
             settings_from_env: Vec::new(),
             space: plan.space,
+            proxy: None,
         }
     }
 

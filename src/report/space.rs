@@ -91,3 +91,27 @@ fn quota_line(o: &mut String, s: &SpaceState, verb: &str) {
     };
     let _ = writeln!(o, "  {head}: {tail}");
 }
+
+/// `proxy cache    40 entries, 3 manifests expired (TTL 7d): 2 tags expire; 9 entries ...`.
+pub fn proxy_line(o: &mut String, p: &crate::model::scheduler::ProxyReport, verb: &str) {
+    let days = |s: u64| crate::model::duration::format(std::time::Duration::from_secs(s));
+    let ttl = match p.proxy_ttl_seconds {
+        Some(s) => format!("--proxy-ttl {}", days(s)),
+        None => format!("TTL {}", days(p.ttl_seconds)),
+    };
+    let written = match (&p.write_error, p.state_written) {
+        (Some(e), _) => format!("; scheduler-state.json NOT rewritten: {e}"),
+        (None, true) => format!(
+            "; {} removed from scheduler-state.json",
+            plural(p.entries_removed, "entry", "entries")
+        ),
+        (None, false) => String::new(),
+    };
+    let _ = writeln!(
+        o,
+        "  proxy cache    {}, {} expired ({ttl}): {} {verb}{written}",
+        plural(p.entries, "entry", "entries"),
+        plural(p.expired_manifests, "manifest", "manifests"),
+        plural(p.tags_expired, "tag", "tags"),
+    );
+}

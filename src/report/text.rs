@@ -92,6 +92,9 @@ impl GcReport {
             human_bytes(p.upload_bytes)
         );
         super::space::space_lines(o, &self.space, verb);
+        if let Some(p) = &self.proxy {
+            super::space::proxy_line(o, p, verb);
+        }
         if let Some(t) = &self.trash {
             let _ = writeln!(
                 o,

@@ -269,9 +269,11 @@ pub trait Storage: Sync {
 /// The most regsweep reads of one of its own state files.
 pub const STATE_LIMIT: u64 = 1 << 30;
 
-/// A state file's name: one plain component starting with `.regsweep.`.
+/// A state file's name: one plain component starting with `.regsweep.`, or the pull-through
+/// cache's own `scheduler-state.json`.
 pub fn check_state_name(name: &str) -> io::Result<()> {
-    let plain = name.starts_with(".regsweep.") && !name.contains(['/', '\\', '\0']);
+    let ours = name.starts_with(".regsweep.") || name == crate::model::scheduler::STATE_FILE;
+    let plain = ours && !name.contains(['/', '\\', '\0']);
     match plain {
         true => Ok(()),
         false => Err(io::Error::new(

@@ -174,6 +174,19 @@ impl Registry {
         Registry::start_logging(tmp, root, &storage, None, (&logging, Some(log)))
     }
 
+    /// Starts a pull-through cache of `upstream` on a fresh root.
+    pub fn start_proxy(upstream: &Registry) -> Registry {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let storage = format!("  filesystem:\n    rootdirectory: {}\n", root.display());
+        let proxy = format!(
+            "log:\n  level: error\n  accesslog:\n    disabled: true\nproxy:\n  remoteurl: http://{}\n",
+            upstream.addr
+        );
+        Registry::start_logging(tmp, root, &storage, None, (&proxy, None))
+    }
+
     fn start_with(
         tmp: tempfile::TempDir,
         root: PathBuf,

@@ -306,3 +306,29 @@ fn endpoints_are_checked_before_any_client_sees_them() {
         let _ = Location::parse("s3://b/p", Some(s));
     }
 }
+
+#[test]
+fn a_proxy_section_makes_a_pull_through_cache_with_its_ttl() {
+    let base = "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /r\n";
+    let proxy = |extra: &str, env: &dyn Fn(&str) -> Option<String>| {
+        read_text(&format!("{base}{extra}"), env).map(|c| c.proxy)
+    };
+    assert_eq!(proxy("", &none).unwrap(), None);
+    let p = proxy("proxy:\n  remoteurl: https://registry-1.docker.io\n", &none)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (p.remote_url.as_str(), p.ttl),
+        ("https://registry-1.docker.io", PROXY_TTL)
+    );
+    let p = proxy("proxy:\n  remoteurl: http://u\n  ttl: 24h30m\n", &none)
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.ttl.as_secs(), 88_200);
+    let env = |k: &str| (k == "REGISTRY_PROXY_REMOTEURL").then(|| "http://e".to_string());
+    assert_eq!(proxy("", &env).unwrap().unwrap().remote_url, "http://e");
+    let e = proxy("proxy:\n  remoteurl: http://u\n  ttl: a week\n", &none)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("proxy.ttl \"a week\" is not a duration"), "{e}");
+}
