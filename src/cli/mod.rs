@@ -2,6 +2,7 @@
 
 mod args;
 mod bars;
+mod dropin;
 mod faults;
 mod log;
 mod man;

@@ -235,7 +235,10 @@ fn quota_run(quota: &str) -> (Vec<String>, crate::gc::plan::Plan) {
 
 #[test]
 fn a_quota_counts_as_du_does_exclusive_or_total_over_shared_layers() {
-    // a holds 560 bytes in all, 510 of them its own (b shares the base blob, 50).
+    // a holds 560 bytes in all, 510 of them its own (b shares the base blob, 50): du's SIZE
+    // and EXCLUSIVE, the two counts a quota takes.
+    let du = crate::inspect::usage::repositories(&shared(), &[]);
+    assert_eq!((du[0].bytes, du[0].exclusive_bytes), (560, 510));
     let (tags, plan) = quota_run("{repositories: [a], max: 400, by: exclusive}");
     assert_eq!(tags, ["a:t1"]);
     let s = &plan.space[0];
