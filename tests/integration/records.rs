@@ -137,3 +137,27 @@ fn items_dated_ahead_of_the_clock_are_named_as_clock_skew_by_gc_and_check() {
     let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(c["findings"].to_string().contains("clock_skew"), "{c}");
 }
+
+#[test]
+fn connections_reset_at_random_are_retried_and_the_sweep_ends_as_planned() {
+    // Every 7th request's connection reset, unanswered: each is retried and the run ends
+    // (before the gate gave a dropped request's place back, lost places stopped a run for good).
+    let w = settled_world();
+    let moto = w.reg.s3.as_ref().unwrap();
+    let before = moto.blobs();
+    let expected = w.plain_garbage(&before);
+    let proxy = S3Proxy::resetting(&moto.endpoint, 7);
+    let (code, r) = sweep(&w, &proxy);
+    assert_eq!(code, 0, "{r}");
+    assert!(
+        proxy.counts()["reset"].as_u64().unwrap() > 3,
+        "{}",
+        proxy.counts()
+    );
+    assert_eq!(deleted_blobs(&r), expected, "{r}");
+    assert_eq!(
+        moto.blobs(),
+        before.difference(&expected).cloned().collect()
+    );
+    w.assert_all_pull();
+}

@@ -10,7 +10,9 @@ STATUS is what the failed requests get: 503 (SlowDown, the default) or 403 (Acce
 With S3PROXY_DELAY_MS set, every request waits that long first (a round trip to a far bucket;
 benches/s3-sweep-latency.sh). With S3PROXY_KEY_ERRORS=N, the first N DeleteObjects requests
 lose their first key: it is not forwarded, and the answer names it in a per-key <Error>
-(InternalError), as S3 does for a key it could not delete.
+(InternalError), as S3 does for a key it could not delete. With S3PROXY_RESET_EVERY=N, every
+Nth request is answered by resetting its connection (RST, no reply): a flaky network, or a
+server that drops what it cannot take.
 
 COUNTS_FILE is rewritten (whole, by rename) after every request: {"list": n, "get": n, ...}.
 Standard library only.
@@ -22,6 +24,8 @@ import http.server
 import json
 import re
 import os
+import socket
+import struct
 import sys
 import threading
 import time
@@ -33,7 +37,8 @@ FAIL_FIRST = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 STATUS = int(sys.argv[5]) if len(sys.argv) > 5 else 503
 DELAY = int(os.environ.get("S3PROXY_DELAY_MS", "0")) / 1000
 KEY_ERRORS = [int(os.environ.get("S3PROXY_KEY_ERRORS", "0"))]
-counts = {k: 0 for k in ("list", "get", "head", "put", "copy", "delete", "failed")}
+RESET_EVERY = int(os.environ.get("S3PROXY_RESET_EVERY", "0"))
+counts = {k: 0 for k in ("list", "get", "head", "put", "copy", "delete", "failed", "reset")}
 seen = [0]
 lock = threading.Lock()
 
@@ -77,11 +82,18 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         with lock:
             seen[0] += 1
             fail = seen[0] <= FAIL_FIRST
-            counts["failed" if fail else kind(self.command, self.path, self.headers)] += 1
+            reset = not fail and RESET_EVERY > 0 and seen[0] % RESET_EVERY == 0
+            what = "failed" if fail else "reset" if reset else kind(self.command, self.path, self.headers)
+            counts[what] += 1
             tmp = COUNTS + ".tmp"
             with open(tmp, "w") as f:
                 json.dump(counts, f)
             os.replace(tmp, COUNTS)
+        if reset:
+            # Linger 0: the close sends RST, as a dropped connection does.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return
         if fail:
             self.send_response(STATUS)
             self.send_header("Content-Type", "application/xml")

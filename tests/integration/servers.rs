@@ -287,10 +287,27 @@ impl S3Proxy {
     /// A proxy whose first `n` DeleteObjects requests lose their first key, named in a per-key
     /// `<Error>` of the answer.
     pub fn with_key_errors(upstream: &str, n: usize) -> S3Proxy {
-        S3Proxy::spawn(upstream, 0, 503, n)
+        S3Proxy::spawn_with(upstream, (0, 503), &[("S3PROXY_KEY_ERRORS", n)])
+    }
+
+    /// A proxy that resets the connection of every `n`th request, unanswered.
+    pub fn resetting(upstream: &str, n: usize) -> S3Proxy {
+        S3Proxy::spawn_with(upstream, (0, 503), &[("S3PROXY_RESET_EVERY", n)])
     }
 
     fn spawn(upstream: &str, fail_first: usize, status: u16, key_errors: usize) -> S3Proxy {
+        S3Proxy::spawn_with(
+            upstream,
+            (fail_first, status),
+            &[("S3PROXY_KEY_ERRORS", key_errors)],
+        )
+    }
+
+    fn spawn_with(
+        upstream: &str,
+        (fail_first, status): (usize, u16),
+        env: &[(&str, usize)],
+    ) -> S3Proxy {
         let dir = tempfile::tempdir().unwrap();
         let counts = dir.path().join("counts.json");
         let port = free_port();
@@ -302,7 +319,7 @@ impl S3Proxy {
             .arg(&counts)
             .arg(fail_first.to_string())
             .arg(status.to_string())
-            .env("S3PROXY_KEY_ERRORS", key_errors.to_string())
+            .envs(env.iter().map(|(k, v)| (k, v.to_string())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -113,7 +113,7 @@ impl std::fmt::Debug for Counted {
 #[async_trait::async_trait]
 impl HttpService for Counted {
     async fn call(&self, req: HttpRequest) -> std::result::Result<HttpResponse, HttpError> {
-        self.gate.enter().await;
+        let place = self.gate.enter().await;
         self.counts.count(&req);
         let r = self.inner.execute(req).await;
         // SlowDown is a 503 on S3 (some S3-compatible stores say 429). A connection that fails
@@ -123,7 +123,7 @@ impl HttpService for Counted {
             Ok(_) => None,
             Err(_) => Some(false),
         };
-        self.gate.leave(slow);
+        place.ended(slow);
         r
     }
 }

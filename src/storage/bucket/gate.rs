@@ -64,8 +64,11 @@ impl Gate {
         self.max
     }
 
-    /// Waits for a place in flight (and a token of the rate), and takes it.
-    pub async fn enter(&self) {
+    /// Waits for a place in flight (and a token of the rate), and takes it. The place is given
+    /// back when the returned guard goes, whether the request ended or its future was dropped
+    /// on the way (a stream dropped after its first page, a timeout): a place lost there
+    /// would shrink the gate for good, and at a bound of 1 stop every later request.
+    pub async fn enter(&self) -> Place<'_> {
         loop {
             let freed = self.free.notified();
             let n = self.in_flight.load(Ordering::Acquire);
@@ -81,9 +84,19 @@ impl Gate {
             // Woken when a request leaves; a short timeout guards against a missed wake-up.
             let _ = tokio::time::timeout(Duration::from_millis(50), freed).await;
         }
+        let place = Place {
+            gate: self,
+            slow: None,
+        };
         while let Some(wait) = self.take_token() {
             tokio::time::sleep(wait).await;
         }
+        place
+    }
+
+    /// Places taken and not given back (for tests and the stall report).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
     }
 
     /// `None` when a token was taken; else how long until one is due.
@@ -107,7 +120,7 @@ impl Gate {
 
     /// Gives the place back. `slow`: `Some(true)` when the store answered 503 (counted as
     /// throttled), `Some(false)` when the request failed on its way; either halves the bound.
-    pub fn leave(&self, slow: Option<bool>) {
+    fn leave(&self, slow: Option<bool>) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         let limit = self.limit.load(Ordering::Acquire);
         if let Some(answered) = slow {
@@ -133,6 +146,25 @@ impl Gate {
     }
 }
 
+/// A place in flight, given back when dropped.
+pub struct Place<'a> {
+    gate: &'a Gate,
+    slow: Option<bool>,
+}
+
+impl Place<'_> {
+    /// How the request ended: see `Gate::leave`.
+    pub fn ended(mut self, slow: Option<bool>) {
+        self.slow = slow;
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.gate.leave(self.slow);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,17 +176,17 @@ mod tests {
             .enable_time()
             .build()
             .unwrap();
-        rt.block_on(async {
+        let mut places = rt.block_on(async {
+            let mut v = Vec::new();
             for _ in 0..8 {
-                g.enter().await;
+                v.push(g.enter().await);
             }
+            v
         });
         assert_eq!(g.peak.load(Ordering::Relaxed), 8);
-        g.leave(Some(true));
+        places.pop().unwrap().ended(Some(true));
         assert_eq!(g.limit.load(Ordering::Relaxed), 4);
-        for _ in 0..7 {
-            g.leave(None);
-        }
+        drop(places);
         assert_eq!(
             g.limit.load(Ordering::Relaxed),
             5,
@@ -167,6 +199,32 @@ mod tests {
             ),
             (1, 4)
         );
+    }
+
+    #[test]
+    fn a_request_dropped_on_its_way_gives_its_place_back() {
+        let g = Gate::new(1, Some(1));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Dropped while in flight (a stream dropped after its first page)...
+            let place = g.enter().await;
+            let request = async move {
+                let _place = place;
+                std::future::pending::<()>().await
+            };
+            let _ = tokio::time::timeout(Duration::from_millis(5), request).await;
+            assert_eq!(g.in_flight(), 0);
+            // ...and while waiting for the rate's next token, after the place was taken.
+            let waiting = g.enter();
+            let _ = tokio::time::timeout(Duration::from_millis(5), waiting).await;
+            assert_eq!(g.in_flight(), 0);
+            // The gate still admits: nothing waits for a place that was lost.
+            let again = tokio::time::timeout(Duration::from_secs(5), g.enter()).await;
+            assert!(again.is_ok(), "a place was lost");
+        });
     }
 
     #[test]
