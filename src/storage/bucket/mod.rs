@@ -74,7 +74,7 @@ impl BucketStorage {
             .enable_all()
             .build()
             .map_err(|e| fail(format!("cannot start the I/O runtime: {e}")))?;
-        watch(&rt, counts.clone());
+        watch(&rt, counts.clone(), gate.clone());
         let inner = Arc::new(Inner {
             store,
             etag_is_md5: root.service.etag_is_md5(),
@@ -107,20 +107,28 @@ impl BucketStorage {
     }
 }
 
-/// Long bucket runs without a terminal: at `-v`, a line a minute with the requests so far and
-/// their rate.
-fn watch(rt: &tokio::runtime::Runtime, counts: Arc<Counts>) {
+/// Long bucket runs without a terminal: at `-v`, a line a minute with the requests so far, their
+/// rate and how many are in flight; and whatever the verbosity, a warning when a whole minute
+/// passed without a request while some are in flight: a stalled run says so.
+fn watch(rt: &tokio::runtime::Runtime, counts: Arc<Counts>, gate: Arc<gate::Gate>) {
     rt.spawn(async move {
         let minute = Duration::from_secs(60);
         let mut last = 0;
         loop {
             tokio::time::sleep(minute).await;
             let total = counts.total();
+            let in_flight = gate.in_flight();
             tracing::info!(
                 requests = total,
                 per_second = (total - last) / 60,
-                "object store: {total} requests so far"
+                in_flight,
+                "object store: {total} requests so far, {in_flight} in flight"
             );
+            if total == last && in_flight > 0 {
+                tracing::warn!(
+                    "object store: no request started in the last minute, {in_flight} in flight: the endpoint is not answering (each request is retried with backoff, then fails the run)"
+                );
+            }
             last = total;
         }
     });
