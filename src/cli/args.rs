@@ -121,6 +121,9 @@ pub struct RestoreArgs {
     /// Remove a stale lock left by a run that died, and go on.
     #[arg(long)]
     pub break_lock: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: FormatArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +148,9 @@ pub struct TrashEmptyArgs {
     /// Only runs older than this (e.g. 7d); `0` empties everything.
     #[arg(long, value_name = "DURATION")]
     pub older_than: Span,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: FormatArg,
 }
 
 /// Where the storage root comes from.

@@ -291,7 +291,7 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
         root,
     };
     let report = crate::commands::trash::restore(&cfg)?;
-    Ok(emit(&report, Format::Text, None))
+    Ok(emit(&report, a.format.into(), None))
 }
 
 fn trash_list(a: TrashListArgs) -> anyhow::Result<ExitCode> {
@@ -301,7 +301,7 @@ fn trash_list(a: TrashListArgs) -> anyhow::Result<ExitCode> {
 
 fn trash_empty(a: TrashEmptyArgs) -> anyhow::Result<ExitCode> {
     let report = crate::commands::trash::empty(&a.dir, a.older_than)?;
-    Ok(emit(&report, Format::Text, None))
+    Ok(emit(&report, a.format.into(), None))
 }
 
 fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {

@@ -18,46 +18,81 @@ pub struct RestoreConfig {
     pub root: Option<PathBuf>,
 }
 
+/// What `restore` put back, from which trash, when.
+pub struct RestoreReport {
+    pub started: chrono::DateTime<chrono::Utc>,
+    pub dir: PathBuf,
+    pub done: Restored,
+}
+
 /// Puts back what the selection names.
-pub fn restore(cfg: &RestoreConfig) -> Result<Restored> {
-    crate::stages::trash::restore(
+pub fn restore(cfg: &RestoreConfig) -> Result<RestoreReport> {
+    let started = chrono::Utc::now();
+    let done = crate::stages::trash::restore(
         &cfg.dir,
         &cfg.selection,
         cfg.break_lock,
         cfg.root.as_deref(),
-    )
+    )?;
+    Ok(RestoreReport {
+        started,
+        dir: cfg.dir.clone(),
+        done,
+    })
 }
 
-impl Report for Restored {
+/// `restore --format json`: what went back, and what stayed in the trash.
+#[derive(Debug, Serialize)]
+struct RestoreJson<'a> {
+    #[serde(flatten)]
+    envelope: crate::report::Envelope,
+    /// The trash folder.
+    root: &'a Path,
+    summary: serde_json::Value,
+    restored: &'a [crate::stages::trash::RestoredItem],
+    skipped: &'a [crate::stages::trash::RestoredItem],
+}
+
+impl Report for RestoreReport {
     /// One line per item (the first `limit` of each list), then the counts.
     fn text(&self, limit: Option<usize>) -> String {
         let limit = limit.unwrap_or(usize::MAX);
         let mut out = String::new();
-        for i in self.restored.iter().take(limit) {
+        let done = &self.done;
+        for i in done.restored.iter().take(limit) {
             out.push_str(&format!(
                 "restored  {:<17}  {}\n",
                 i.kind.label(),
                 i.path.display()
             ));
         }
-        crate::report::more(&mut out, self.restored.len(), limit);
-        for i in self.skipped.iter().take(limit) {
+        crate::report::more(&mut out, done.restored.len(), limit);
+        for i in done.skipped.iter().take(limit) {
             out.push_str(&format!(
                 "skipped   {:<17}  {} (present again; the trash keeps its copy)\n",
                 i.kind.label(),
                 i.path.display()
             ));
         }
-        crate::report::more(&mut out, self.skipped.len(), limit);
+        crate::report::more(&mut out, done.skipped.len(), limit);
         out.push_str(&format!(
             "{} items restored, {} skipped\n",
-            self.restored.len(),
-            self.skipped.len()
+            done.restored.len(),
+            done.skipped.len()
         ));
         out
     }
     fn json(&self) -> String {
-        crate::report::pretty(self)
+        crate::report::pretty(&RestoreJson {
+            envelope: crate::report::Envelope::new(crate::report::RESTORE_SCHEMA, self.started),
+            root: &self.dir,
+            summary: serde_json::json!({
+                "restored": self.done.restored.len(),
+                "skipped": self.done.skipped.len(),
+            }),
+            restored: &self.done.restored,
+            skipped: &self.done.skipped,
+        })
     }
     fn exit_code(&self) -> ExitCode {
         ExitCode::Ok
@@ -109,16 +144,37 @@ impl Report for TrashListReport {
     }
 }
 
-/// What `trash empty` deleted for good.
+/// What `trash empty` deleted for good (`--format json`: `regsweep/trash-empty/v1`).
 #[derive(Debug, Serialize)]
 pub struct Emptied {
+    #[serde(flatten)]
+    pub envelope: crate::report::Envelope,
+    /// The trash folder.
+    pub root: std::path::PathBuf,
+    pub summary: EmptiedSummary,
     pub removed: Vec<RunSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EmptiedSummary {
+    pub runs: usize,
+    pub items: usize,
+    pub bytes_freed: u64,
 }
 
 /// Deletes for good the runs older than `older_than`.
 pub fn empty(dir: &Path, older_than: Span) -> Result<Emptied> {
+    let started = chrono::Utc::now();
+    let removed = crate::stages::trash::empty(dir, older_than.0)?;
     Ok(Emptied {
-        removed: crate::stages::trash::empty(dir, older_than.0)?,
+        envelope: crate::report::Envelope::new(crate::report::TRASH_EMPTY_SCHEMA, started),
+        root: dir.to_path_buf(),
+        summary: EmptiedSummary {
+            runs: removed.len(),
+            items: removed.iter().map(|r| r.items).sum(),
+            bytes_freed: removed.iter().map(|r| r.bytes).sum(),
+        },
+        removed,
     })
 }
 

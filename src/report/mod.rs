@@ -31,6 +31,8 @@ use std::path::PathBuf;
 pub const GC_SCHEMA: &str = "regsweep/gc-report/v2";
 pub const POLICY_SCHEMA: &str = "regsweep/policy-check/v2";
 pub const TRASH_LIST_SCHEMA: &str = "regsweep/trash-list/v1";
+pub const TRASH_EMPTY_SCHEMA: &str = "regsweep/trash-empty/v1";
+pub const RESTORE_SCHEMA: &str = "regsweep/restore-report/v1";
 /// gc reports `apply` reads as plans: this one, and v1 (the same plan fields).
 pub const GC_SCHEMAS: [&str; 2] = [GC_SCHEMA, "regsweep/gc-report/v1"];
 

@@ -363,6 +363,19 @@ fn every_json_report_has_the_documented_fields() {
         "--format",
         "json",
     ]));
+    let t = trash.to_str().unwrap();
+    reports.push(json(&[
+        "restore", t, "--all", "--root", root, "--format", "json",
+    ]));
+    reports.push(json(&[
+        "trash",
+        "empty",
+        t,
+        "--older-than",
+        "0",
+        "--format",
+        "json",
+    ]));
     let log = dir.path().join("registry.log");
     std::fs::write(
         &log,
