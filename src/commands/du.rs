@@ -1,5 +1,6 @@
 //! The du command: one scan, then sizes per repository or per tag, and what gc would free.
 
+mod csv;
 use crate::config::Location;
 use crate::error::ExitCode;
 use crate::error::{Error, Result};
@@ -15,6 +16,7 @@ use crate::report::human_bytes;
 use crate::report::metrics::Metrics;
 use crate::storage::location::OnStorage;
 use crate::storage::seam::Storage;
+use csv::csv;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -273,65 +275,6 @@ fn short(d: Option<Digest>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-fn csv(r: &DuReport, top: Option<usize>) -> String {
-    let mut o = String::new();
-    let n = top.unwrap_or(usize::MAX);
-    if let Some(tags) = &r.tags {
-        let _ = writeln!(o, "tag,digest,bytes,exclusive_bytes,pushed");
-        for t in tags.iter().take(n) {
-            let pushed = t
-                .pushed
-                .and_then(|p| chrono::DateTime::from_timestamp(p, 0))
-                .map(|p| p.to_rfc3339())
-                .unwrap_or_default();
-            let d = t.digest.map(|d| d.to_string()).unwrap_or_default();
-            let _ = writeln!(
-                o,
-                "{},{d},{},{},{pushed}",
-                csv_field(&t.tag),
-                t.bytes,
-                t.exclusive_bytes
-            );
-        }
-        return o;
-    }
-    let _ = writeln!(
-        o,
-        "repository,tags,manifests,blobs,bytes,exclusive_bytes,shared_bytes,untagged_bytes"
-    );
-    let line = |o: &mut String, name: &str, x: &RepoUsage| {
-        let _ = writeln!(
-            o,
-            "{},{},{},{},{},{},{},{}",
-            csv_field(name),
-            x.tags,
-            x.manifests,
-            x.blobs,
-            x.bytes,
-            x.exclusive_bytes,
-            x.shared_bytes,
-            x.untagged_bytes
-        );
-    };
-    for x in r.repositories.iter().take(n) {
-        line(&mut o, &x.name, x);
-    }
-    // What --top leaves out, summed in one row, so that the column sums stay the store's.
-    if r.repositories.len() > n {
-        let rest = sum_rest(&r.repositories[n..]);
-        line(&mut o, &rest.name, &rest);
-    }
-    o
-}
-
 /// The repositories a `--top` leaves out, summed into one row named `(N more)`.
 fn sum_rest(rest: &[RepoUsage]) -> RepoUsage {
     let mut sum = RepoUsage {
@@ -459,7 +402,11 @@ fn quota_cols(r: &DuReport, row: Option<Option<&RepoUsage>>) -> String {
 /// `--by tag REPO`: one row per tag.
 fn tag_table(repo: &str, tags: &[TagUsage], top: usize, pulls: bool) -> String {
     let mut o = String::new();
-    let w = tags.iter().map(|t| t.tag.len()).max().unwrap_or(3).max(3);
+    let w = (tags.iter())
+        .map(|t| t.tag.chars().count())
+        .max()
+        .unwrap_or(3)
+        .clamp(3, TAG_WIDTH);
     let _ = writeln!(
         o,
         "{repo}: {} tag{}",
@@ -485,7 +432,7 @@ fn tag_table(repo: &str, tags: &[TagUsage], top: usize, pulls: bool) -> String {
         let _ = writeln!(
             o,
             "{:<w$}  {:<12}  {:>10}  {:>10}  {:<16}{pulled}",
-            x.tag,
+            elide(&x.tag, w),
             short(x.digest),
             human_bytes(x.bytes),
             human_bytes(x.exclusive_bytes),
@@ -504,6 +451,23 @@ fn tag_table(repo: &str, tags: &[TagUsage], top: usize, pulls: bool) -> String {
         );
     }
     o
+}
+
+/// The widest TAG column: the table keeps to 80 columns (without LAST PULLED); longer names
+/// (cosign's `sha256-<64 hex>.sig`) lose their middle in text, and stay whole in JSON and CSV.
+const TAG_WIDTH: usize = 24;
+
+/// `name` in at most `w` characters: its start and end around `…`.
+fn elide(name: &str, w: usize) -> String {
+    let n = name.chars().count();
+    if n <= w {
+        return name.to_string();
+    }
+    let head = (w - 1) / 2;
+    let tail = w - 1 - head;
+    let start: String = name.chars().take(head).collect();
+    let end: String = name.chars().skip(n - tail).collect();
+    format!("{start}…{end}")
 }
 
 /// The store's totals and what gc would free, under the table.
@@ -688,5 +652,17 @@ fn sort(repositories: &mut [RepoUsage], tags: Option<&mut Vec<TagUsage>>, by: Du
             }),
             DuSort::Name => t.sort_by(|a, b| a.tag.cmp(&b.tag)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_long_tag_loses_its_middle_in_the_table_only() {
+        let sig = format!("sha256-{}.sig", "ab".repeat(32));
+        let short = super::elide(&sig, super::TAG_WIDTH);
+        assert_eq!(short, "sha256-abab…abababab.sig");
+        assert_eq!(short.chars().count(), super::TAG_WIDTH);
+        assert_eq!(super::elide("v1.2.3", super::TAG_WIDTH), "v1.2.3");
     }
 }
