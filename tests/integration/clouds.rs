@@ -8,6 +8,7 @@ use crate::fixture::fixture;
 use crate::testenv::*;
 use crate::world;
 use std::collections::BTreeSet;
+use std::process::Command;
 
 /// `regsweep <args> --root ROOT --format json` on the folder: the report.
 fn disk_json(root: &std::path::Path, args: &[&str]) -> serde_json::Value {
@@ -536,4 +537,50 @@ fn the_s3_backend_conforms_to_the_seam() {
     };
     let store = regsweep::storage::bucket::BucketStorage::open(&root).unwrap();
     regsweep::storage::conformance::check(&store).unwrap();
+}
+
+#[test]
+fn the_endpoint_flag_wins_over_the_emulator_environment_and_a_refusal_names_the_url() {
+    let f = fixture();
+    let cloud = Cloud::start(Kind::Azure);
+    cloud.upload(&f.root);
+    // Azure's tools set AZURE_STORAGE_USE_EMULATOR for Azurite; its default port is not this
+    // one, and no account is in the environment: the flag's URL and the emulator's account win.
+    let out = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args([
+            "du",
+            "--root",
+            &cloud.root(),
+            "--endpoint",
+            &cloud.endpoint,
+            "--format",
+            "json",
+        ])
+        .env("AZURE_STORAGE_USE_EMULATOR", "true")
+        .env_remove("AZURE_STORAGE_ACCOUNT_NAME")
+        .env_remove("AZURE_STORAGE_ACCOUNT_KEY")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let du: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(du["summary"]["blobs"], 32, "{du}");
+    // Nothing listens there: the one line says where it tried.
+    let port = free_port();
+    let dead = format!("http://127.0.0.1:{port}/devstoreaccount1");
+    let out = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args(["du", "--root", &cloud.root(), "--endpoint", &dead])
+        .env("AZURE_STORAGE_USE_EMULATOR", "true")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot reach the endpoint http://127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
 }

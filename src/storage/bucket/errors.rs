@@ -63,10 +63,23 @@ pub(super) fn describe(e: &io::Error) -> String {
         || lower.contains("dns")
         || lower.contains("error sending request")
     {
-        format!("cannot reach the endpoint: {said}")
+        match url_in(&full) {
+            Some(url) => format!("cannot reach the endpoint {url}: {said}"),
+            None => format!("cannot reach the endpoint: {said}"),
+        }
     } else {
         said
     }
+}
+
+/// The scheme, host and port of the first URL the crate's text names: where a connection went.
+fn url_in(text: &str) -> Option<String> {
+    let at = text.find("http://").or_else(|| text.find("https://"))?;
+    let rest = &text[at..];
+    let scheme_end = rest.find("://")? + 3;
+    let end = (rest[scheme_end..].find(['/', ')', ' ', '"', '\'']))
+        .map_or(rest.len(), |i| i + scheme_end);
+    Some(rest[..end].to_string())
 }
 
 /// The S3 error code, HTTP status and message in a response body the crate quotes, as

@@ -238,7 +238,24 @@ impl BucketRoot {
         }
         if let Some(e) = &self.endpoint {
             // The account's URL (the driver's `serviceurl`), Azurite's included:
-            // http://127.0.0.1:10000/devstoreaccount1.
+            // http://127.0.0.1:10000/devstoreaccount1. The flag wins over
+            // AZURE_STORAGE_USE_EMULATOR, which would send every request to the emulator's
+            // default address instead; the emulator's account and its published key stay the
+            // defaults then.
+            let emulated =
+                b.get_config_value(&AzureConfigKey::UseEmulator).as_deref() == Some("true");
+            let account =
+                |b: &MicrosoftAzureBuilder| b.get_config_value(&AzureConfigKey::AccountName);
+            if emulated {
+                b = b.with_use_emulator(false);
+                if account(&b).is_none() {
+                    b = b.with_account(AZURITE_ACCOUNT);
+                }
+                let key = b.get_config_value(&AzureConfigKey::AccessKey);
+                if key.is_none() && account(&b).as_deref() == Some(AZURITE_ACCOUNT) {
+                    b = b.with_access_key(AZURITE_KEY);
+                }
+            }
             b = b
                 .with_endpoint(e.trim_end_matches('/').to_string())
                 .with_allow_http(e.starts_with("http://"));
@@ -246,6 +263,12 @@ impl BucketRoot {
         Ok(Arc::new(b.build()?))
     }
 }
+
+/// Azurite's account and the key Microsoft publishes for it (the emulator's documented
+/// defaults, not a secret).
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 fn generic(message: String) -> object_store::Error {
     object_store::Error::Generic {
