@@ -177,7 +177,8 @@ pub(super) fn pulls(command: PullsCommand) -> anyhow::Result<ExitCode> {
                 instance: a.instance,
                 max_silence: a.max_silence.as_secs(),
             };
-            let report = crate::commands::pulls::import(&cfg)?;
+            let bars = super::bars::Bars::when(true);
+            let report = crate::commands::pulls::import(&cfg, &*bars)?;
             Ok(emit(&report, a.format.into(), None))
         }
         PullsCommand::Status(a) => {

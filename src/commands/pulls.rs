@@ -70,7 +70,7 @@ pub struct ImportCounts {
 }
 
 /// Reads every line, records the pulls and the intervals the registry's lines prove.
-pub fn import(cfg: &ImportConfig) -> Result<ImportReport> {
+pub fn import(cfg: &ImportConfig, progress: &dyn crate::progress::Progress) -> Result<ImportReport> {
     let started = chrono::Utc::now();
     let mut ledger = Ledger::open_write(&cfg.ledger)?;
     let mut r = ImportReport {
@@ -98,7 +98,11 @@ pub fn import(cfg: &ImportConfig) -> Result<ImportReport> {
             let f = std::fs::File::open(input).map_err(|e| Error::io(input, e))?;
             Box::new(std::io::BufReader::new(f))
         };
-        read_log(reader, input, cfg, &mut ledger, &mut r)?;
+        // A large log takes a while: its bytes as they are read (stdin has no length).
+        let len = std::fs::metadata(input).map_or(0, |m| m.len());
+        let bar = progress.bytes_bar("import", len);
+        read_log((reader, &*bar), input, cfg, &mut ledger, &mut r)?;
+        bar.finish();
     }
     let (tags, digests) = ledger.count()?;
     r.summary.ledger_tags = tags;
@@ -109,7 +113,7 @@ pub fn import(cfg: &ImportConfig) -> Result<ImportReport> {
 }
 
 fn read_log(
-    mut reader: Box<dyn BufRead>,
+    (mut reader, bar): (Box<dyn BufRead>, &dyn crate::progress::Bar),
     input: &Path,
     cfg: &ImportConfig,
     ledger: &mut Ledger,
@@ -138,6 +142,7 @@ fn read_log(
         if n == 0 {
             break;
         }
+        bar.inc(n as u64);
         c.lines += 1;
         let line = String::from_utf8_lossy(&buf);
         let (time, event) = match parse_line(line.trim_end()) {
