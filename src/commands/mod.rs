@@ -9,6 +9,7 @@ pub mod du;
 pub mod evidence;
 pub mod gc;
 pub mod live;
+pub mod page;
 pub mod policy;
 pub mod proxy;
 pub mod pulls;

@@ -70,7 +70,10 @@ pub struct ImportCounts {
 }
 
 /// Reads every line, records the pulls and the intervals the registry's lines prove.
-pub fn import(cfg: &ImportConfig, progress: &dyn crate::progress::Progress) -> Result<ImportReport> {
+pub fn import(
+    cfg: &ImportConfig,
+    progress: &dyn crate::progress::Progress,
+) -> Result<ImportReport> {
     let started = chrono::Utc::now();
     let mut ledger = Ledger::open_write(&cfg.ledger)?;
     let mut r = ImportReport {

@@ -2,6 +2,7 @@
 //! those of `policy check` (`policy`) and `trash list` (`trash`); `metrics` for Prometheus.
 
 pub mod metrics;
+pub mod page;
 mod policy;
 mod space;
 mod text;

@@ -11,6 +11,7 @@ mod layout;
 pub(crate) mod live;
 mod operator;
 mod outputs;
+mod page;
 mod proxy;
 mod pullenv;
 mod pulls;

@@ -1,0 +1,321 @@
+//! `regsweep report`: one self-contained HTML page from the JSON reports of `du`, `gc
+//! --dry-run` and `pulls status`. Styles, the SVG and a few lines of script are inline, so the
+//! page opens offline; the tables read without script (which only sorts them). Built with maud,
+//! whose templates escape every value: a repository or tag name is data, never markup.
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use serde_json::Value;
+
+/// The reports the page is made of; at least one is given.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub du: Option<Value>,
+    pub plan: Option<Value>,
+    pub pulls: Option<Value>,
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}\
+h1{font-size:1.4em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ccc}\
+table{border-collapse:collapse;margin:.5em 0}th,td{padding:2px 10px;text-align:left}\
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}th{cursor:pointer;background:#f3f3f3}\
+tr:nth-child(even) td{background:#fafafa}.bad{color:#a00}.note{color:#666}\
+svg text{font-size:11px;pointer-events:none}";
+
+/// Sorts a table by the clicked column (numbers by their `data-v`); nothing else.
+const SCRIPT: &str = "document.querySelectorAll('table.sort th').forEach(function(th,i){\
+th.addEventListener('click',function(){var t=th.closest('table'),b=t.tBodies[0];\
+var rows=Array.prototype.slice.call(b.rows),d=th.dataset.d=th.dataset.d==='a'?'d':'a';\
+rows.sort(function(x,y){var a=x.cells[i],c=y.cells[i];var p=a.dataset.v!==undefined?\
+Number(a.dataset.v)-Number(c.dataset.v):a.textContent.localeCompare(c.textContent);\
+return d==='a'?p:-p});rows.forEach(function(r){b.appendChild(r)})})});";
+
+/// Rows of planned tags listed per rule: the page stays small at any size (a few hundred
+/// bytes a row); the JSON has them all.
+const ROWS: usize = 1000;
+
+fn bytes(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+fn human(n: u64) -> String {
+    crate::units::human_bytes(n)
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
+/// The whole page.
+pub fn render(i: &Inputs) -> String {
+    let root = [&i.du, &i.plan, &i.pulls]
+        .into_iter()
+        .flatten()
+        .map(|v| text(v, "root").to_string())
+        .next()
+        .unwrap_or_default();
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "regsweep: " (root) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                h1 { "regsweep report: " (root) }
+                @if let Some(du) = &i.du { (space(du)) }
+                @if let Some(plan) = &i.plan { (plan_section(plan)) }
+                @if let Some(p) = &i.pulls { (ledger(p)) }
+                @for v in [&i.du, &i.plan].into_iter().flatten() {
+                    @if let Some(r) = v["summary"]["requests"].as_object() { (requests(r)) }
+                }
+                script { (PreEscaped(SCRIPT)) }
+            }
+        }
+    };
+    page.into_string()
+}
+
+/// Where the space is: a treemap of repositories (what only each holds apart from what it
+/// shares) and the top 20 table.
+fn space(du: &Value) -> Markup {
+    let empty = vec![];
+    let repos = du["repositories"].as_array().unwrap_or(&empty);
+    let s = &du["summary"];
+    let mut sized: Vec<(&Value, u64)> = repos.iter().map(|r| (r, bytes(&r["bytes"]))).collect();
+    sized.sort_by_key(|s| std::cmp::Reverse(s.1));
+    let mut rects = Vec::new();
+    let items: Vec<(usize, u64)> = sized
+        .iter()
+        .enumerate()
+        .map(|(n, (_, b))| (n, *b))
+        .collect();
+    split(&items, (0.0, 0.0, 960.0, 420.0), &mut rects);
+    html! {
+        h2 { "Space" }
+        p {
+            (bytes(&s["blobs"])) " blobs, " (human(bytes(&s["bytes"]))) " in "
+            (bytes(&s["repositories"])) " repositories (a blob shared by many counts once); gc frees "
+            (human(bytes(&s["reclaimable_bytes"]))) " now, "
+            (human(bytes(&s["reclaimable_untagged_bytes"]))) " with --delete-untagged."
+        }
+        svg width="960" height="420" viewBox="0 0 960 420" role="img" {
+            title { "bytes by repository: dark what only it holds, light what it shares" }
+            @for (n, (x, y, w, h)) in &rects {
+                @let r = sized[*n].0;
+                @let total = bytes(&r["bytes"]).max(1) as f64;
+                @let own = *w * bytes(&r["exclusive_bytes"]) as f64 / total;
+                g {
+                    title { (text(r, "name")) ": " (human(bytes(&r["bytes"]))) ", "
+                        (human(bytes(&r["exclusive_bytes"]))) " its own, "
+                        (human(bytes(&r["shared_bytes"]))) " shared, "
+                        (human(bytes(&r["untagged_bytes"]))) " untagged" }
+                    rect x=(x) y=(y) width=(own) height=(h) fill="#3a6ea5" stroke="#fff" {}
+                    rect x=(x + own) y=(y) width=(w - own) height=(h) fill="#9fbfdf" stroke="#fff" {}
+                    @if *w > 60.0 && *h > 16.0 {
+                        text x=(x + 4.0) y=(y + 13.0) fill="#fff" { (text(r, "name")) }
+                    }
+                }
+            }
+        }
+        table.sort #repositories {
+            thead { tr {
+                th { "repository" } th.n { "tags" } th.n { "size" } th.n { "exclusive" }
+                th.n { "shared" } th.n { "untagged" }
+            } }
+            tbody {
+                @for (r, _) in sized.iter().take(20) {
+                    tr {
+                        td { (text(r, "name")) }
+                        td.n data-v=(bytes(&r["tags"])) { (bytes(&r["tags"])) }
+                        @for k in ["bytes", "exclusive_bytes", "shared_bytes", "untagged_bytes"] {
+                            td.n data-v=(bytes(&r[k])) { (human(bytes(&r[k]))) }
+                        }
+                    }
+                }
+            }
+        }
+        @if sized.len() > 20 { p.note { (sized.len() - 20) " more repositories in the JSON." } }
+    }
+}
+
+/// x, y, width, height.
+type Rect = (f64, f64, f64, f64);
+
+/// A treemap's rectangles: the items (index, size) split in two halves of about equal size
+/// along the longer side, and so on down; each rectangle's area is its share.
+fn split(items: &[(usize, u64)], (x, y, w, h): Rect, out: &mut Vec<(usize, Rect)>) {
+    match items {
+        [] => {}
+        [(n, _)] => out.push((*n, (x, y, w, h))),
+        _ => {
+            let total: u64 = items.iter().map(|i| i.1).sum::<u64>().max(1);
+            let mut acc = 0;
+            let mut cut = 1;
+            for (k, (_, b)) in items.iter().enumerate() {
+                if k > 0 && acc * 2 >= total {
+                    break;
+                }
+                acc += b;
+                cut = k + 1;
+            }
+            let cut = cut.min(items.len() - 1);
+            let share = items[..cut].iter().map(|i| i.1).sum::<u64>() as f64 / total as f64;
+            let (a, b) = items.split_at(cut);
+            if w >= h {
+                split(a, (x, y, w * share, h), out);
+                split(b, (x + w * share, y, w * (1.0 - share), h), out);
+            } else {
+                split(a, (x, y, w, h * share), out);
+                split(b, (x, y + h * share, w, h * (1.0 - share)), out);
+            }
+        }
+    }
+}
+
+/// What the plan takes and why, by rule; what it keeps for use; what is damaged.
+fn plan_section(plan: &Value) -> Markup {
+    let empty = vec![];
+    let tags = plan["tags_deleted"].as_array().unwrap_or(&empty);
+    let mut rules: std::collections::BTreeMap<&str, Vec<&Value>> = Default::default();
+    for t in tags {
+        rules.entry(text(t, "rule")).or_default().push(t);
+    }
+    let s = &plan["summary"];
+    let damage: Vec<&Value> = (plan["errors"].as_array().unwrap_or(&empty).iter())
+        .filter(|e| e["severity"] != "notice")
+        .collect();
+    // What goes from each repository: the blobs it linked (a blob linked from several counts
+    // in each).
+    let mut by_repo: std::collections::BTreeMap<&str, u64> = Default::default();
+    for b in plan["blobs_deleted"].as_array().unwrap_or(&empty) {
+        for r in b["linked_from"].as_array().unwrap_or(&empty) {
+            *by_repo.entry(r.as_str().unwrap_or("")).or_default() += bytes(&b["size"]);
+        }
+    }
+    html! {
+        h2 { "The plan" }
+        p {
+            (bytes(&s["tags_deleted"])) " tags, " (bytes(&s["manifests_deleted"])) " manifests, "
+            (bytes(&s["blobs_deleted"])) " blobs: " (human(bytes(&s["bytes_freed"]))) " freed"
+            @if plan["dry_run"] == true { " (a dry run: nothing was deleted)" }
+        }
+        @for r in plan["refused"].as_array().unwrap_or(&empty) {
+            p.bad { "refused: " (r.as_str().unwrap_or("")) }
+        }
+        table.sort #plan {
+            thead { tr { th { "tag" } th { "rule" } th.n { "age" } th { "digest" } } }
+            tbody {
+                @for (rule, list) in &rules {
+                    @for t in list.iter().take(ROWS) {
+                        tr {
+                            td { (text(t, "repository")) ":" (text(t, "tag")) }
+                            td { (rule) }
+                            td.n data-v=(t["age_seconds"].as_i64().unwrap_or(0)) {
+                                (crate::units::human_age(t["age_seconds"].as_i64().unwrap_or(0)))
+                            }
+                            td { code { (text(t, "digest")) } }
+                        }
+                    }
+                }
+            }
+        }
+        p { @for (rule, list) in &rules { "rule " (rule) ": " (list.len()) " tags"
+            @if list.len() > ROWS { " (the first " (ROWS) " listed; all are in the JSON)" } ". " } }
+        table.sort #plan-repositories {
+            thead { tr { th { "repository" } th.n { "blob bytes to free" } } }
+            tbody { @for (r, b) in &by_repo { tr { td { (r) } td.n data-v=(b) { (human(*b)) } } } }
+        }
+        @for st in plan["space"].as_array().unwrap_or(&empty) {
+            p { (text(st, "what")) ": " (human(bytes(&st["used"]))) " used, high " (text(st, "high"))
+                ", low " (text(st, "low")) ": " (bytes(&st["tags"])) " tags taken, projected "
+                (human(bytes(&st["projected"]))) }
+        }
+        @if let Some(u) = plan["used"].as_object() {
+            p { "Kept for use: " (u.get("tags_protected").map_or(0, bytes)) " tags, "
+                (u.get("manifests_protected").map_or(0, bytes)) " manifests protected." }
+        }
+        @if !damage.is_empty() {
+            h3 { "Damage and errors" }
+            ul { @for e in &damage { li.bad { (text(e, "path")) ": " (text(e, "message")) } } }
+        }
+    }
+}
+
+/// The ledger: per stream a line of the window, its intervals of proof drawn, the holes red.
+fn ledger(p: &Value) -> Markup {
+    let empty = vec![];
+    let s = &p["summary"];
+    let at = |v: &Value| {
+        v.as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or(0, |t| t.timestamp())
+    };
+    let (from, until) = (at(&s["window_from"]), at(&s["window_until"]));
+    let span = (until - from).max(1) as f64;
+    let xof = |t: i64| 200.0 + 740.0 * ((t.clamp(from, until) - from) as f64 / span);
+    let streams = p["streams"].as_array().unwrap_or(&empty);
+    let height = 30 + 24 * streams.len();
+    html! {
+        h2 { "The pull ledger" }
+        p {
+            @if s["covered"] == true { "The window " (text(s, "window_from")) " to " (text(s, "window_until")) " is covered: pull rules over it are judged." }
+            @else { span.bad { "Not covered: " (s["refusal"].as_str().unwrap_or("")) } }
+        }
+        svg width="960" height=(height) role="img" {
+            title { "intervals of proof per stream over the window; holes in red" }
+            rect x="200" y="4" width="740" height=(height - 8) fill="#fbeaea" {}
+            @for (k, st) in streams.iter().enumerate() {
+                @let y = 14 + 24 * k;
+                text x="0" y=(y + 12) { (text(st, "source")) " " (text(st, "instance")) }
+                @for iv in st["intervals"].as_array().unwrap_or(&empty) {
+                    @let (a, b) = (xof(at(&iv[0])), xof(at(&iv[1])));
+                    rect x=(a) y=(y) width=((b - a).max(1.0)) height="16" fill="#4a9a5a" {
+                        title { (iv[0].as_str().unwrap_or("")) " to " (iv[1].as_str().unwrap_or("")) }
+                    }
+                }
+            }
+        }
+        @let holes = p["holes"].as_array().unwrap_or(&empty);
+        @if !holes.is_empty() {
+            ul { @for h in holes { li.bad { (text(h, "instance")) ": no evidence from " (text(h, "from")) " to " (text(h, "until")) } } }
+        }
+        @for r in p["rejections"].as_array().unwrap_or(&empty) {
+            p.bad { (bytes(&r["count"])) " deliveries rejected (" (r["status"]) " " (text(r, "reason")) ")" }
+        }
+    }
+}
+
+/// An object store's requests by kind.
+fn requests(r: &serde_json::Map<String, Value>) -> Markup {
+    html! {
+        h2 { "Requests to the object store" }
+        table { tbody { @for (k, v) in r { tr { td { (k) } td.n { (v) } } } } }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_escaped_and_the_treemap_covers_its_box() {
+        let du = serde_json::json!({"root": "/r", "summary": {"bytes": 30},
+            "repositories": [{"name": "<script>alert(1)</script>", "bytes": 20, "exclusive_bytes": 5},
+                             {"name": "b", "bytes": 10}]});
+        let page = render(&Inputs {
+            du: Some(du),
+            ..Inputs::default()
+        });
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        let mut out = Vec::new();
+        split(
+            &[(0, 20), (1, 10), (2, 10)],
+            (0.0, 0.0, 100.0, 50.0),
+            &mut out,
+        );
+        let area: f64 = out.iter().map(|(_, (_, _, w, h))| w * h).sum();
+        assert!((area - 5000.0).abs() < 1e-6 && out.len() == 3, "{out:?}");
+    }
+}

@@ -1,0 +1,116 @@
+//! The report page (issue 32, item 1) in a real browser: Debian's chromium, headless, loads the
+//! page made from real runs on the fixture; the DOM must hold every repository with its bytes
+//! and every planned tag, no script may fail, and a screenshot is left in target/ to look at.
+
+use crate::fixture::fixture;
+use crate::testenv::*;
+use std::process::Command;
+
+fn chromium(args: &[&str], page: &std::path::Path) -> std::process::Output {
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium not found: scripts/install-peers.sh installs it (Debian's chromium)")
+}
+
+#[test]
+fn the_page_shows_every_repository_and_planned_tag_in_a_real_browser() {
+    let f = fixture();
+    let root = f.root.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let at = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let (du, plan, page) = (at("du.json"), at("plan.json"), at("page.html"));
+    let out = regsweep(&["du", "--root", root, "--grace", "0", "--format", "json"]);
+    std::fs::write(&du, &out.stdout).unwrap();
+    let policy = at("p.yml");
+    std::fs::write(
+        &policy,
+        "version: 1\nrules:\n  - name: old\n    tags: ['v1']\n    delete: {}\n",
+    )
+    .unwrap();
+    let out = regsweep(&[
+        "gc",
+        "--root",
+        root,
+        "--grace",
+        "0",
+        "-m",
+        "--dry-run",
+        "--policy",
+        &policy,
+        "--format",
+        "json",
+        "-q",
+        "--report",
+        &plan,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = regsweep(&["report", "--du", &du, "--plan", &plan, "-o", &page]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = chromium(&["--dump-dom"], std::path::Path::new(&page));
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(dom.contains("id=\"repositories\""), "{dom}");
+    let du: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&du).unwrap()).unwrap();
+    for r in du["repositories"].as_array().unwrap() {
+        let bytes = regsweep::report::human_bytes(r["bytes"].as_u64().unwrap());
+        let row = format!(
+            "<td>{}</td><td class=\"n\" data-v=\"{}\">",
+            r["name"].as_str().unwrap(),
+            r["tags"]
+        );
+        assert!(
+            dom.contains(&row) && dom.contains(&bytes),
+            "{} {bytes}: {dom}",
+            r["name"]
+        );
+    }
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    let tags = plan["tags_deleted"].as_array().unwrap();
+    assert!(!tags.is_empty());
+    for t in tags {
+        let name = format!(
+            "{}:{}",
+            t["repository"].as_str().unwrap(),
+            t["tag"].as_str().unwrap()
+        );
+        assert!(dom.contains(&name), "{name}");
+    }
+    assert!(dom.contains(&regsweep::report::human_bytes(
+        plan["summary"]["bytes_freed"].as_u64().unwrap()
+    )));
+    assert!(
+        !log.contains("CONSOLE") && !log.contains("Uncaught"),
+        "the page logged: {log}"
+    );
+    // A screenshot for a person to look at.
+    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/report-page.png");
+    let out = chromium(
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1100,1400",
+        ],
+        std::path::Path::new(&page),
+    );
+    assert!(shot.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+}
