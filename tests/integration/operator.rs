@@ -428,8 +428,11 @@ fn s3_errors_say_the_store_s_code_and_the_connection_s_cause() {
     assert!(!err.contains("<?xml"), "{err}");
     let closed = format!("http://127.0.0.1:{}", free_port());
     let err = s3(&closed);
+    // The line names where it tried.
     assert!(
-        err.contains("cannot reach the endpoint: Connection refused"),
+        err.contains(&format!(
+            "cannot reach the endpoint {closed}: Connection refused"
+        )),
         "{err}"
     );
 }
