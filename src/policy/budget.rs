@@ -66,16 +66,10 @@ pub fn parse_size(t: &str) -> Option<u64> {
 
 impl<'de> Deserialize<'de> for Limit {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Limit, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) if n > 0 => Ok(Limit::Bytes(n)),
-            Raw::N(_) => Err(serde::de::Error::custom("a limit of 0 bytes")),
-            Raw::S(s) => parse_limit(&s).map_err(serde::de::Error::custom),
+        match super::NumOrText::deserialize(d)? {
+            super::NumOrText::N(n) if n > 0 => Ok(Limit::Bytes(n)),
+            super::NumOrText::N(_) => Err(serde::de::Error::custom("a limit of 0 bytes")),
+            super::NumOrText::S(s) => parse_limit(&s).map_err(serde::de::Error::custom),
         }
     }
 }

@@ -55,19 +55,13 @@ pub enum Count {
 
 impl<'de> Deserialize<'de> for Count {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(0) => Err(serde::de::Error::custom(
+        match super::NumOrText::deserialize(d)? {
+            super::NumOrText::N(0) => Err(serde::de::Error::custom(
                 "a count of 0 keeps nothing; leave the tier out",
             )),
-            Raw::N(n) => Ok(Count::Last(usize::try_from(n).unwrap_or(usize::MAX))),
-            Raw::S(s) if s == "unlimited" => Ok(Count::Unlimited),
-            Raw::S(s) => Err(serde::de::Error::custom(format!(
+            super::NumOrText::N(n) => Ok(Count::Last(usize::try_from(n).unwrap_or(usize::MAX))),
+            super::NumOrText::S(s) if s == "unlimited" => Ok(Count::Unlimited),
+            super::NumOrText::S(s) => Err(serde::de::Error::custom(format!(
                 "{s:?}: a tier takes a count (7) or \"unlimited\""
             ))),
         }

@@ -159,22 +159,25 @@ impl Rule {
     }
 }
 
+/// A policy value written as a number or as text (`7`, `unlimited`; `400GiB`, `85%`; `90d`):
+/// each field's type reads it its own way.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum NumOrText {
+    N(u64),
+    S(String),
+}
+
 /// A duration written as `90d`, `12h`, `2w`.
 #[derive(Debug, Clone, Copy)]
 pub struct DurationSpec(pub Duration);
 
 impl<'de> Deserialize<'de> for DurationSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            S(String),
-            N(u64),
-        }
-        let text = match Raw::deserialize(d)? {
-            Raw::S(s) => s,
-            Raw::N(0) => "0".into(),
-            Raw::N(n) => {
+        let text = match NumOrText::deserialize(d)? {
+            NumOrText::S(s) => s,
+            NumOrText::N(0) => "0".into(),
+            NumOrText::N(n) => {
                 return Err(serde::de::Error::custom(format!(
                     "invalid duration {n}: give a unit, e.g. {n}d or {n}h"
                 )));

@@ -43,8 +43,8 @@ pub fn apply(
                 continue;
             }
             matched += 1;
-            let bytes =
-                |plan: Option<&Plan>, d: &Decisions| repo_bytes(ask, r, plan, d, q.by, &reached_by);
+            let counts = (q.by, &reach[r][..], &reached_by[..]);
+            let bytes = |plan: Option<&Plan>, d: &Decisions| repo_bytes(ask, r, plan, d, counts);
             let used = bytes(None, decisions);
             let mut state = SpaceState {
                 what: format!("quota {}", repo.name),
@@ -124,20 +124,20 @@ fn take(
 }
 
 /// Repository `r`'s bytes as the quota counts them, once `plan` (if any) is carried out:
-/// its remaining revisions' reach, less the blobs the plan deletes; `exclusive` against the
-/// other repositories as they were before the run (what they lose too is not counted).
+/// its remaining revisions' reach (`before`: what the scan's revisions reach), less the blobs
+/// the plan deletes; `exclusive` against the other repositories as they were before the run
+/// (what they lose too is not counted).
 fn repo_bytes(
     ask: &Ask,
     r: usize,
     plan: Option<&Plan>,
     decisions: &Decisions,
-    by: QuotaBy,
-    reached_by: &[u8],
+    (by, before, reached_by): (QuotaBy, &[u32], &[u8]),
 ) -> u64 {
     let layout = ask.layout;
     let repo = &layout.repos[r];
     let reach = match plan {
-        None => usage::reach_of(layout, repo),
+        None => before.to_vec(),
         Some(plan) => {
             let gone: HashSet<_> = (plan.manifests.iter())
                 .filter(|m| m.repository == repo.name)
