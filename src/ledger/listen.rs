@@ -176,7 +176,7 @@ struct WriterCtx {
     tolerance: u64,
     /// The canary's repository: its pulls are marked as the canary's.
     canary: Option<String>,
-    /// The ledger's creation: an event dated before it is not believed.
+    /// The ledger's creation: an event dated before it is a pull, never coverage.
     created: Time,
 }
 
@@ -233,7 +233,8 @@ struct Batch {
 }
 
 /// A batch's events, its evidence per registry process, and what is not believed (dated
-/// ahead of this clock, or before the ledger began).
+/// ahead of this clock). An event dated before the ledger began is a pull the registry queued
+/// while nobody listened: recorded (a pull only keeps), but no evidence of coverage.
 fn gather(jobs: &[Job], ctx: &WriterCtx, counters: &Counters) -> Batch {
     let now = now();
     let mut events = Vec::new();
@@ -249,14 +250,8 @@ fn gather(jobs: &[Job], ctx: &WriterCtx, counters: &Counters) -> Batch {
         };
         for item in &parsed.items {
             let Some(t) = item.time else { continue };
-            let bad = if t > now + SKEW {
-                Some("event dated in the future")
-            } else if t < ctx.created {
-                Some("event dated before the ledger began")
-            } else {
-                None
-            };
-            if let Some(reason) = bad {
+            if t > now + SKEW {
+                let reason = "event dated in the future";
                 counters.rejected.fetch_add(1, Ordering::Relaxed);
                 count_reason(counters, 200, reason);
                 refused.push(Refused {
@@ -271,6 +266,10 @@ fn gather(jobs: &[Job], ctx: &WriterCtx, counters: &Counters) -> Batch {
                     ),
                     time: now,
                 });
+                continue;
+            }
+            if t < ctx.created {
+                events.extend(item.event.clone());
                 continue;
             }
             let ev = (evidence.entry((item.instance.clone(), item.process.clone())))
@@ -549,6 +548,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::event::Item;
 
     #[test]
     fn the_bearer_scheme_is_read_in_any_case() {
@@ -559,5 +559,39 @@ mod tests {
         assert!(!bearer_is(b"Bearer s3cre", "s3cret"));
         assert!(!bearer_is(b"Bearers3cret", "s3cret"));
         assert!(!bearer_is(b"", "s3cret"));
+    }
+
+    #[test]
+    fn a_pull_queued_before_the_ledger_began_is_recorded_but_proves_nothing() {
+        let created: Time = 1_767_312_000;
+        let item = |t: Time| Item {
+            time: Some(t),
+            instance: "reg:5000".into(),
+            process: "p1".into(),
+            event: Some(Event {
+                time: t,
+                action: Action::Pull,
+                repository: "app".into(),
+                tag: Some("v1".into()),
+                digest: None,
+            }),
+        };
+        let (done, _rx) = tokio::sync::oneshot::channel();
+        let parsed = Parsed {
+            items: vec![item(created - 3600), item(created + 1)],
+            ignored: 0,
+        };
+        let ctx = WriterCtx {
+            tolerance: 300,
+            canary: None,
+            created,
+        };
+        let counters = Counters::default();
+        let batch = gather(&[Job::Envelope { parsed, done }], &ctx, &counters);
+        assert_eq!(batch.events.len(), 2);
+        assert!(batch.refused.is_empty());
+        assert_eq!(batch.evidence.len(), 1);
+        assert_eq!(batch.evidence[0].points, vec![ctx.created + 1]);
+        assert_eq!(counters.rejected.load(Ordering::Relaxed), 0);
     }
 }

@@ -233,10 +233,24 @@ fn a_registry_keeps_serving_while_the_listener_is_down_and_delivers_later() {
     oci.tag(&img.manifest, "q");
     reg.push(&oci, "q", "app:q");
     reg.pull("app:q").unwrap();
+    // The ledger begins in a later second than the pull (times are whole seconds): the queued
+    // events are dated before it, which must not make them refused.
+    let pulled = chrono::Utc::now().timestamp();
+    while chrono::Utc::now().timestamp() < pulled + 2 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // The registry queued the events in memory and retries: they arrive once a listener is up.
     let l = Listener::start_on(dir.path(), None, &addr);
     let h = wait_for(&l.ledger, |h| !h.tags.is_empty());
     assert_eq!(tags(&h), pairs("app", &["q"]));
+    // They are pulls, not evidence: coverage starts no earlier than the ledger.
+    let created = h.created.expect("a listener's ledger has a creation time");
+    assert!(
+        h.covered().is_none_or(|(from, _)| from >= created),
+        "{:?}",
+        h.covered()
+    );
+    assert!(h.rejections.is_empty(), "{:?}", h.rejections);
 }
 
 #[test]
