@@ -37,7 +37,7 @@ impl<S: Storage> Session<S> {
         progress: &dyn Progress,
     ) -> Result<Session<S>> {
         let mut s = load_store(store, how, progress)?;
-        load_dates(&s.store, &mut s.layout, policy);
+        load_dates(&s.store, &mut s.layout, policy)?;
         Ok(s)
     }
 
@@ -174,6 +174,7 @@ pub fn load<S: Storage>(
 ) -> Result<Layout> {
     let started = std::time::Instant::now();
     let mut layout = scan::scan(store, opts, progress)?;
+    answered(store)?;
     tracing::info!(
         blobs = layout.blobs.len(),
         repositories = layout.repos.len(),
@@ -190,15 +191,36 @@ pub fn load<S: Storage>(
         seconds = started.elapsed().as_secs_f64(),
         "manifests read and parsed"
     );
+    answered(store)?;
     Ok(layout)
+}
+
+/// Fails the run when the store left reads unanswered: a layout read with holes is no basis
+/// for a plan (what the missing reads hold is unknown, unlike damage, which is known).
+fn answered<S: Storage>(store: &S) -> Result<()> {
+    match store.unanswered() {
+        None => Ok(()),
+        Some(why) => Err(crate::error::Error::ObjectStore {
+            url: store.location().to_string_lossy().into_owned(),
+            message: format!(
+                "{why}; nothing was planned or deleted (run again when the store answers; --request-timeout gives slow requests longer)"
+            ),
+        }),
+    }
 }
 
 /// Reads the image configs' `created` dates into the layout where the policy counts ages from
 /// them: a storage read, done here so that `decide` reads nothing.
-pub fn load_dates<S: Storage>(store: &S, layout: &mut Layout, policy: Option<&Policy>) {
+pub fn load_dates<S: Storage>(
+    store: &S,
+    layout: &mut Layout,
+    policy: Option<&Policy>,
+) -> Result<()> {
     if policy.is_some_and(|p| p.age_from == AgeFrom::Created) && layout.created.is_empty() {
         layout.created = crate::stages::manifests::load_created(store, layout);
+        answered(store)?;
     }
+    Ok(())
 }
 
 /// The pure stages: policy, mark and plan, for one set of rules, over every repository.

@@ -196,6 +196,10 @@ pub struct RootArgs {
     /// On a bucket: requests a second at most, for a bucket shared with production traffic.
     #[arg(long, value_name = "N")]
     pub max_requests_per_second: Option<std::num::NonZeroU32>,
+    /// On a bucket: how long one request may take; it is retried with backoff for up to three
+    /// times as long, then the run fails naming the endpoint, before it plans (default 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub request_timeout: Option<crate::model::duration::Span>,
 }
 
 /// `text` as one shell word: left bare when it is plain, single-quoted otherwise.
@@ -253,15 +257,17 @@ impl RootArgs {
         Error,
     > {
         let (concurrency, rate) = (self.s3_concurrency, self.max_requests_per_second);
+        let timeout = self.request_timeout;
         let (mut root, cache, from_env) = self.location()?;
         match &mut root {
             Location::Bucket(s3) => {
                 s3.concurrency = concurrency.map(std::num::NonZeroUsize::get);
                 s3.max_rps = rate.map(std::num::NonZeroU32::get);
+                s3.timeout = timeout.map(|t| t.0);
             }
-            Location::Fs(_) if concurrency.is_some() || rate.is_some() => {
+            Location::Fs(_) if concurrency.is_some() || rate.is_some() || timeout.is_some() => {
                 return Err(Error::Usage(
-                    "--s3-concurrency and --max-requests-per-second apply to a bucket (an s3://, az:// or gs:// root, or a config with a bucket driver)".into(),
+                    "--s3-concurrency, --max-requests-per-second and --request-timeout apply to a bucket (an s3://, az:// or gs:// root, or a config with a bucket driver)".into(),
                 ));
             }
             Location::Fs(_) => {}

@@ -49,6 +49,7 @@ impl DropInArgs {
                 endpoint: None,
                 s3_concurrency: None,
                 max_requests_per_second: None,
+                request_timeout: None,
             },
             cache: CacheArgs::default(),
             limit: 20,

@@ -259,6 +259,12 @@ pub trait Storage: Sync {
     fn requests(&self) -> Option<Requests> {
         None
     }
+    /// Why reads went unanswered (an object store that timed out, refused or failed after
+    /// its retries): what they would have shown is unknown, so the run must stop before it
+    /// plans. `None` on disk, where a failed read is damage the scan reports.
+    fn unanswered(&self) -> Option<String> {
+        None
+    }
     /// How full the filesystem holding the layout is (`statvfs`); `None` in a bucket, which
     /// has no size.
     fn usage(&self) -> Option<crate::model::space::FsUsage> {

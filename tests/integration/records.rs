@@ -161,3 +161,43 @@ fn connections_reset_at_random_are_retried_and_the_sweep_ends_as_planned() {
     );
     w.assert_all_pull();
 }
+
+#[test]
+fn an_endpoint_that_stops_answering_fails_the_run_naming_it_and_nothing_is_deleted() {
+    // Answers 40 requests, then holds every connection unanswered: each request times out,
+    // is retried, and the run stops with the endpoint and the cause instead of waiting forever,
+    // before it plans: what went unanswered is unknown, not damage, so --allow-damage is no
+    // licence to sweep past it.
+    let w = settled_world();
+    let moto = w.reg.s3.as_ref().unwrap();
+    let before = moto.blobs();
+    let proxy = S3Proxy::stalling_after(&moto.endpoint, 40);
+    let root = format!("s3://{}/{S3_PREFIX}", moto.bucket);
+    let started = std::time::Instant::now();
+    let (code, out, err) = run(&[
+        "gc",
+        "--root",
+        &root,
+        "--endpoint",
+        &proxy.endpoint,
+        "--grace",
+        "0",
+        "--quiet",
+        "--no-cache",
+        "--request-timeout",
+        "2s",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let line = err.lines().last().unwrap_or_default();
+    assert!(
+        line.contains(&proxy.endpoint) && line.contains("timed out"),
+        "{err}"
+    );
+    assert!(
+        proxy.counts()["stalled"].as_u64().unwrap() > 0,
+        "{}",
+        proxy.counts()
+    );
+    assert_eq!(moto.blobs(), before, "nothing deleted");
+    println!("stalled run ended after {:?}: {line}", started.elapsed());
+}

@@ -12,7 +12,8 @@ benches/s3-sweep-latency.sh). With S3PROXY_KEY_ERRORS=N, the first N DeleteObjec
 lose their first key: it is not forwarded, and the answer names it in a per-key <Error>
 (InternalError), as S3 does for a key it could not delete. With S3PROXY_RESET_EVERY=N, every
 Nth request is answered by resetting its connection (RST, no reply): a flaky network, or a
-server that drops what it cannot take.
+server that drops what it cannot take. With S3PROXY_STALL_AFTER=N, every request after the
+Nth is read and never answered, its connection held open: an endpoint that stops answering.
 
 COUNTS_FILE is rewritten (whole, by rename) after every request: {"list": n, "get": n, ...}.
 Standard library only.
@@ -38,7 +39,8 @@ STATUS = int(sys.argv[5]) if len(sys.argv) > 5 else 503
 DELAY = int(os.environ.get("S3PROXY_DELAY_MS", "0")) / 1000
 KEY_ERRORS = [int(os.environ.get("S3PROXY_KEY_ERRORS", "0"))]
 RESET_EVERY = int(os.environ.get("S3PROXY_RESET_EVERY", "0"))
-counts = {k: 0 for k in ("list", "get", "head", "put", "copy", "delete", "failed", "reset")}
+STALL_AFTER = int(os.environ.get("S3PROXY_STALL_AFTER", "0"))
+counts = {k: 0 for k in ("list", "get", "head", "put", "copy", "delete", "failed", "reset", "stalled")}
 seen = [0]
 lock = threading.Lock()
 
@@ -83,12 +85,17 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             seen[0] += 1
             fail = seen[0] <= FAIL_FIRST
             reset = not fail and RESET_EVERY > 0 and seen[0] % RESET_EVERY == 0
-            what = "failed" if fail else "reset" if reset else kind(self.command, self.path, self.headers)
+            stall = STALL_AFTER > 0 and seen[0] > STALL_AFTER
+            what = "stalled" if stall else "failed" if fail else "reset" if reset else kind(self.command, self.path, self.headers)
             counts[what] += 1
             tmp = COUNTS + ".tmp"
             with open(tmp, "w") as f:
                 json.dump(counts, f)
             os.replace(tmp, COUNTS)
+        if stall:
+            # Held until the client gives up; the thread is a daemon and ends with the server.
+            while True:
+                time.sleep(3600)
         if reset:
             # Linger 0: the close sends RST, as a dropped connection does.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -295,6 +295,11 @@ impl S3Proxy {
         S3Proxy::spawn_with(upstream, (0, 503), &[("S3PROXY_RESET_EVERY", n)])
     }
 
+    /// A proxy that answers the first `n` requests and then none, holding each connection.
+    pub fn stalling_after(upstream: &str, n: usize) -> S3Proxy {
+        S3Proxy::spawn_with(upstream, (0, 503), &[("S3PROXY_STALL_AFTER", n)])
+    }
+
     fn spawn(upstream: &str, fail_first: usize, status: u16, key_errors: usize) -> S3Proxy {
         S3Proxy::spawn_with(
             upstream,

@@ -42,7 +42,7 @@ impl Inner {
         let fail = |e: object_store::Error| match e {
             object_store::Error::NotFound { .. } => Miss::Missing,
             e => {
-                let e = io_error(e);
+                let e = self.failed(e);
                 Miss::Failed(e.kind(), e.to_string())
             }
         };
@@ -108,7 +108,7 @@ impl Inner {
             let mut stream = self.store.list(Some(&key));
             while first.len() < 1000 {
                 match stream.next().await {
-                    Some(m) => first.push(Obj::from(m.map_err(io_error)?)),
+                    Some(m) => first.push(Obj::from(m.map_err(|e| self.failed(e))?)),
                     None => return Ok(sorted(first)),
                 }
             }
@@ -149,7 +149,7 @@ impl Inner {
             .store
             .list_with_delimiter(Some(&key))
             .await
-            .map_err(io_error)?;
+            .map_err(|e| self.failed(e))?;
         let prefixes = (listed.common_prefixes.iter())
             .map(|p| format!("{p}/"))
             .collect();
@@ -173,7 +173,7 @@ impl Inner {
         let mut stream = self.store.list_with_offset(Some(&key), &offset);
         let mut out = Vec::new();
         while let Some(m) = stream.next().await {
-            let o = Obj::from(m.map_err(io_error)?);
+            let o = Obj::from(m.map_err(|e| self.failed(e))?);
             if end.is_some_and(|e| o.key.as_str() >= e) {
                 break;
             }
@@ -187,7 +187,7 @@ impl Inner {
         let mut stream = self.store.list(Some(&key));
         let mut out = Vec::new();
         while let Some(meta) = stream.next().await {
-            out.push(Obj::from(meta.map_err(io_error)?));
+            out.push(Obj::from(meta.map_err(|e| self.failed(e))?));
         }
         Ok(sorted(out))
     }

@@ -159,9 +159,16 @@ pub(super) struct Inner {
     pub(super) ahead: Ahead,
     /// `s3://bucket/prefix`, for messages.
     pub(super) url: String,
+    /// Reads the store did not answer: the run fails on them before it plans.
+    pub(super) unanswered: super::errors::Unanswered,
 }
 
 impl Inner {
+    /// A read's error as an I/O error, noted when the store gave no answer about the object.
+    pub(super) fn failed(&self, e: object_store::Error) -> io::Error {
+        self.unanswered.note(e)
+    }
+
     pub(super) fn block<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
     }

@@ -37,6 +37,47 @@ pub(super) fn io_error(e: object_store::Error) -> io::Error {
     io::Error::new(kind, StoreError { short, full })
 }
 
+/// Reads the store did not answer about the object they asked for (a timeout, a connection
+/// refused or reset, a 5xx, access denied: after the crate's retries). What such a read would
+/// have shown is unknown, so it is no damage to sweep past: the run fails before it plans.
+#[derive(Debug, Default)]
+pub(super) struct Unanswered {
+    count: std::sync::atomic::AtomicU64,
+    first: std::sync::Mutex<Option<String>>,
+}
+
+impl Unanswered {
+    /// The crate's error as an I/O error, noted when it is no answer about the object.
+    pub(super) fn note(&self, e: object_store::Error) -> io::Error {
+        let answered = matches!(
+            e,
+            object_store::Error::NotFound { .. }
+                | object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. }
+                | object_store::Error::NotModified { .. }
+        );
+        let e = io_error(e);
+        if !answered {
+            (self.count).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert_with(|| describe(&e));
+        }
+        e
+    }
+
+    /// How many reads went unanswered, and why the first did.
+    pub(super) fn summary(&self) -> Option<String> {
+        let n = self.count.load(std::sync::atomic::Ordering::Relaxed);
+        let first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        let why = first.as_deref()?;
+        Some(if n == 1 {
+            format!("a read got no answer after retries: {why}")
+        } else {
+            format!("{n} reads got no answer after retries; the first: {why}")
+        })
+    }
+}
+
 /// One line on why a request failed, in the operator's words where the cause is known.
 pub(super) fn describe(e: &io::Error) -> String {
     // The store's words, condensed, and the crate's full text to tell the cause by.

@@ -45,7 +45,7 @@ impl BucketFolder {
         let inner = self.inner.clone();
         let got = inner
             .block(inner.store.get(&key_path(key)?))
-            .map_err(|e| ReadError::from(io_error(e)))?;
+            .map_err(|e| ReadError::from(inner.failed(e)))?;
         let meta = Obj::from(got.meta.clone());
         let st = stat_of(meta.size, meta.mtime_ns, Kind::File);
         Ok((
@@ -91,7 +91,7 @@ impl Read for BucketFile {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.buf.is_empty() {
             match self.inner.block(self.stream.next()) {
-                Some(chunk) => self.buf = chunk.map_err(io_error)?,
+                Some(chunk) => self.buf = chunk.map_err(|e| self.inner.failed(e))?,
                 None => return Ok(0),
             }
         }
@@ -154,7 +154,7 @@ impl Folder for BucketFolder {
                 let listed = self
                     .inner
                     .block(self.inner.store.list_with_delimiter(Some(&key)))
-                    .map_err(io_error)?;
+                    .map_err(|e| self.inner.failed(e))?;
                 let mut names: Vec<(String, Kind)> = listed
                     .common_prefixes
                     .iter()
@@ -202,7 +202,7 @@ impl Folder for BucketFolder {
                     None => Err(io::Error::from(io::ErrorKind::NotFound)),
                 }
             }
-            Err(e) => Err(io_error(e)),
+            Err(e) => Err(self.inner.failed(e)),
         }
     }
 

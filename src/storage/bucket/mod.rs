@@ -83,6 +83,7 @@ impl BucketStorage {
             gate,
             ahead: Ahead::default(),
             url: url.clone(),
+            unanswered: Default::default(),
         });
         let v2_prefix = format!("{}docker/registry/v2/", root.key_prefix());
         let top = BucketFolder {
@@ -277,6 +278,9 @@ impl Storage for BucketStorage {
     /// `LastModified`: the data's listed time is its arrival.
     fn blob_arrivals(&self, blobs: &[(Digest, Time)]) -> Vec<Time> {
         blobs.iter().map(|(_, t)| *t).collect()
+    }
+    fn unanswered(&self) -> Option<String> {
+        self.inner.unanswered.summary()
     }
     fn requests(&self) -> Option<Requests> {
         Some(self.inner.counts.snapshot(&self.inner.gate))

@@ -87,7 +87,12 @@ pub struct BucketRoot {
     pub concurrency: Option<usize>,
     /// `--max-requests-per-second`.
     pub max_rps: Option<u32>,
+    /// `--request-timeout`: one request's limit (default 30 s).
+    pub timeout: Option<Duration>,
 }
+
+/// How long one request may take when `--request-timeout` is not given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl BucketRoot {
     pub fn url(&self) -> String {
@@ -117,21 +122,32 @@ impl BucketRoot {
         if let Some(e) = &self.endpoint {
             crate::endpoint::check(e).map_err(|why| format!("endpoint {why}"))?;
         }
+        let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        // Retries (with backoff) end three timeouts after the first attempt: a slow request
+        // gets a second chance, an endpoint that stopped answering fails the run soon.
         let retry = RetryConfig {
             max_retries: 5,
-            retry_timeout: Duration::from_secs(30),
+            retry_timeout: timeout * 3,
             ..RetryConfig::default()
         };
-        // Keeps as many connections open as requests may be in flight.
-        let pool = (
-            object_store::ClientConfigKey::PoolMaxIdlePerHost,
-            concurrency.to_string(),
-        );
+        // Keeps as many connections open as requests may be in flight; a request that takes
+        // longer than the timeout is retried, then fails its waiter (an endpoint that stops
+        // answering ends the run, naming it).
+        let pool = [
+            (
+                object_store::ClientConfigKey::PoolMaxIdlePerHost,
+                concurrency.to_string(),
+            ),
+            (
+                object_store::ClientConfigKey::Timeout,
+                format!("{}ms", timeout.as_millis().max(1)),
+            ),
+        ];
         crate::endpoint::install_tls();
         let built: object_store::Result<Arc<dyn ObjectStore>> = match self.service {
-            Service::S3 => self.s3(connector, retry, pool),
-            Service::Gcs => self.gcs(connector, retry, pool),
-            Service::Azure => self.azure(connector, retry, pool),
+            Service::S3 => self.s3(connector, retry, &pool),
+            Service::Gcs => self.gcs(connector, retry, &pool),
+            Service::Azure => self.azure(connector, retry, &pool),
         };
         built.map_err(|e| first_line(&e.to_string()))
     }
@@ -140,14 +156,16 @@ impl BucketRoot {
         &self,
         connector: CountingConnector,
         retry: RetryConfig,
-        (key, value): (object_store::ClientConfigKey, String),
+        client: &[(object_store::ClientConfigKey, String)],
     ) -> object_store::Result<Arc<dyn ObjectStore>> {
         use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(&self.bucket)
             .with_http_connector(connector)
-            .with_config(AmazonS3ConfigKey::Client(key), value)
             .with_retry(retry);
+        for (key, value) in client {
+            b = b.with_config(AmazonS3ConfigKey::Client(*key), value);
+        }
         if let Some(e) = &self.endpoint {
             // The registry's `regionendpoint`: path-style requests, as the registry makes them.
             b = b
@@ -176,14 +194,16 @@ impl BucketRoot {
         &self,
         connector: CountingConnector,
         retry: RetryConfig,
-        (key, value): (object_store::ClientConfigKey, String),
+        client: &[(object_store::ClientConfigKey, String)],
     ) -> object_store::Result<Arc<dyn ObjectStore>> {
         use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
         let mut b = GoogleCloudStorageBuilder::from_env()
             .with_bucket_name(&self.bucket)
             .with_http_connector(connector)
-            .with_config(GoogleConfigKey::Client(key), value)
             .with_retry(retry);
+        for (key, value) in client {
+            b = b.with_config(GoogleConfigKey::Client(*key), value);
+        }
         if let Some(f) = &self.key_file {
             b = b.with_service_account_path(f.to_string_lossy());
         }
@@ -216,14 +236,16 @@ impl BucketRoot {
         &self,
         connector: CountingConnector,
         retry: RetryConfig,
-        (key, value): (object_store::ClientConfigKey, String),
+        client: &[(object_store::ClientConfigKey, String)],
     ) -> object_store::Result<Arc<dyn ObjectStore>> {
         use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
         let mut b = MicrosoftAzureBuilder::from_env()
             .with_container_name(&self.bucket)
             .with_http_connector(connector)
-            .with_config(AzureConfigKey::Client(key), value)
             .with_retry(retry);
+        for (key, value) in client {
+            b = b.with_config(AzureConfigKey::Client(*key), value);
+        }
         if let Some(a) = &self.account {
             b = b.with_account(a);
         }
