@@ -152,7 +152,49 @@ pub enum ErrorKind {
     Input,
 }
 
-/// Process exit codes; documented in the README.
+impl ErrorKind {
+    /// Every kind: docs/troubleshooting.md has a section for each (a test checks).
+    pub const ALL: [ErrorKind; 15] = [
+        ErrorKind::Storage,
+        ErrorKind::NotARegistry,
+        ErrorKind::RegistryConfig,
+        ErrorKind::Policy,
+        ErrorKind::Locked,
+        ErrorKind::Plan,
+        ErrorKind::TooLarge,
+        ErrorKind::Usage,
+        ErrorKind::Output,
+        ErrorKind::ObjectStore,
+        ErrorKind::Cache,
+        ErrorKind::Trash,
+        ErrorKind::LiveRegistry,
+        ErrorKind::Ledger,
+        ErrorKind::Input,
+    ];
+
+    /// The kind's name in docs/troubleshooting.md.
+    pub fn word(self) -> &'static str {
+        match self {
+            ErrorKind::Storage => "storage",
+            ErrorKind::NotARegistry => "not_a_registry",
+            ErrorKind::RegistryConfig => "registry_config",
+            ErrorKind::Policy => "policy",
+            ErrorKind::Locked => "locked",
+            ErrorKind::Plan => "plan",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Usage => "usage",
+            ErrorKind::Output => "output",
+            ErrorKind::ObjectStore => "object_store",
+            ErrorKind::Cache => "cache",
+            ErrorKind::Trash => "trash",
+            ErrorKind::LiveRegistry => "live_registry",
+            ErrorKind::Ledger => "ledger",
+            ErrorKind::Input => "input",
+        }
+    }
+}
+
+/// Process exit codes; documented in the README and docs/troubleshooting.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
     /// Finished; nothing damaged was found.

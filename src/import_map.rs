@@ -1,6 +1,6 @@
 //! The house's import map, checked: each module may import only the modules on the floors below
 //! it (and the leaves), never one above or beside it, so that data flows one way and no arrow
-//! runs back up. `lib.rs` and the README's "Code" section describe the same map.
+//! runs back up. `lib.rs` and docs/development.md's "Code" section describe the same map.
 
 /// Floors from the bottom; a module may import the modules of lower floors, its own, and the
 /// leaves. Test code (`#[cfg(test)]` modules, `*_tests.rs`) is exempt.

@@ -2,6 +2,7 @@
 
 mod cloudenv;
 mod clouds;
+mod docs;
 mod evidence;
 mod faults;
 mod fixture;
