@@ -1,19 +1,24 @@
-//! A read-only S3 endpoint serving a folder, whose every request costs a chosen delay: the
-//! latency benchmark's bucket (benches/s3-latency.sh). The same answers as benches/s3folder.py
-//! (ListObjects v1 and v2 with prefix, delimiter, marker, continuation token, start-after and
-//! max-keys; GetObject with Range; HeadObject; ETags the MD5 of the content), served by a task
-//! per request so that requests in flight overlap as the client issues them.
+//! An S3 endpoint serving a folder loaded into memory, whose every request costs a chosen delay:
+//! the latency benchmarks' bucket (benches/s3-latency.sh reads it, benches/s3-sweep-folder.sh
+//! sweeps it). The same read answers as benches/s3folder.py (ListObjects v1 and v2 with prefix,
+//! delimiter, marker, continuation token, start-after and max-keys; GetObject with Range;
+//! HeadObject; ETags the MD5 of the content), and the writes a sweep makes: PutObject (with
+//! `If-None-Match: *` and `If-Match`, answered 412 when they fail), DeleteObject and
+//! DeleteObjects (`POST ?delete`, up to 1,000 keys). A task per request, so that requests in
+//! flight overlap as the client issues them. Writes change memory only, never the folder.
 //!
 //!     s3-folder PORT BUCKET ROOT DELAY_MS
 //!
-//! `GET /__stats` answers `{"requests": {...by kind}, "peak_in_flight": N}` (not delayed, not
-//! counted); `POST /__reset` sets them to zero.
+//! `GET /__stats` answers `{"requests": {...by kind}, "peak_in_flight": N, "objects": N,
+//! "deleted_keys": N}` (not delayed, not counted); `POST /__reset` sets the counts to zero.
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
+use http_body_util::BodyExt;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::ops::Bound;
+use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -26,16 +31,24 @@ struct Object {
 
 struct State {
     bucket: String,
-    keys: Vec<String>,
-    objects: BTreeMap<String, Object>,
+    objects: RwLock<BTreeMap<String, Object>>,
     delay: Duration,
     in_flight: AtomicUsize,
     peak: AtomicUsize,
-    counts: [AtomicU64; 3],
+    /// LIST, GET, HEAD, PUT, DELETE (a DeleteObjects request counts once).
+    counts: [AtomicU64; 5],
+    deleted_keys: AtomicU64,
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest as _;
+    md5::Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn load(root: &std::path::Path) -> BTreeMap<String, Object> {
-    use md5::Digest as _;
     let mut out = BTreeMap::new();
     for e in walkdir::WalkDir::new(root)
         .into_iter()
@@ -52,10 +65,7 @@ fn load(root: &std::path::Path) -> BTreeMap<String, Object> {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
-        let md5: String = md5::Md5::digest(&data)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let md5 = md5_hex(&data);
         let key = e
             .path()
             .strip_prefix(root)
@@ -111,6 +121,14 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
 fn iso(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
         .unwrap()
@@ -120,22 +138,20 @@ fn iso(t: i64) -> String {
 
 /// Keys and common prefixes after `after`, at most `max` together; truncated; the last one.
 fn listing<'a>(
-    st: &'a State,
+    objects: &'a BTreeMap<String, Object>,
     prefix: &str,
     delim: &str,
     after: &str,
     max: usize,
-) -> (Vec<&'a str>, Vec<String>, bool, String) {
+) -> (Vec<(&'a str, &'a Object)>, Vec<String>, bool, String) {
     let (mut contents, mut prefixes, mut last) = (Vec::new(), Vec::new(), String::new());
-    let mut i = if after.is_empty() {
-        st.keys.partition_point(|k| k.as_str() < prefix)
+    let mut from = if after.is_empty() || after < prefix {
+        Bound::Included(prefix.to_string())
     } else {
-        st.keys.partition_point(|k| k.as_str() <= after)
+        Bound::Excluded(after.to_string())
     };
-    i = i.max(st.keys.partition_point(|k| k.as_str() < prefix));
     let mut truncated = false;
-    while i < st.keys.len() {
-        let key = &st.keys[i];
+    while let Some((key, m)) = objects.range::<String, _>((from.clone(), Bound::Unbounded)).next() {
         if !key.starts_with(prefix) {
             break;
         }
@@ -149,15 +165,14 @@ fn listing<'a>(
             let cp = key[..prefix.len() + j + delim.len()].to_string();
             let mut next = cp.clone().into_bytes();
             *next.last_mut().unwrap() += 1;
-            let next = String::from_utf8_lossy(&next).into_owned();
-            i = st.keys.partition_point(|k| k.as_str() < next.as_str());
+            from = Bound::Included(String::from_utf8_lossy(&next).into_owned());
             last = cp.clone();
             prefixes.push(cp);
             continue;
         }
-        contents.push(key.as_str());
+        contents.push((key.as_str(), m));
         last = key.clone();
-        i += 1;
+        from = Bound::Excluded(key.clone());
     }
     (contents, prefixes, truncated, last)
 }
@@ -174,7 +189,8 @@ fn list(st: &State, q: &BTreeMap<String, String>) -> Response<Full<Bytes>> {
     } else {
         get("marker")
     };
-    let (contents, prefixes, truncated, last) = listing(st, &prefix, &delim, &after, max);
+    let objects = st.objects.read().unwrap();
+    let (contents, prefixes, truncated, last) = listing(&objects, &prefix, &delim, &after, max);
     let mut o = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
     );
@@ -201,8 +217,7 @@ fn list(st: &State, q: &BTreeMap<String, String>) -> Response<Full<Bytes>> {
             o += &format!("<NextMarker>{}</NextMarker>", escape(&last));
         }
     }
-    for k in contents {
-        let m = &st.objects[k];
+    for (k, m) in contents {
         o += &format!(
             "<Contents><Key>{}</Key><LastModified>{}</LastModified><ETag>&quot;{}&quot;</ETag><Size>{}</Size><StorageClass>STANDARD</StorageClass></Contents>",
             escape(k),
@@ -236,7 +251,8 @@ fn reply(code: u16, body: Bytes, headers: &[(&str, String)]) -> Response<Full<By
 }
 
 fn object(st: &State, req: &Request<hyper::body::Incoming>, key: &str) -> Response<Full<Bytes>> {
-    let Some(m) = st.objects.get(key) else {
+    let objects = st.objects.read().unwrap();
+    let Some(m) = objects.get(key) else {
         return reply(
             404,
             Bytes::from_static(b"<Error><Code>NoSuchKey</Code></Error>"),
@@ -277,6 +293,69 @@ fn object(st: &State, req: &Request<hyper::body::Incoming>, key: &str) -> Respon
     reply(200, m.data.clone(), &h)
 }
 
+fn precondition_failed() -> Response<Full<Bytes>> {
+    reply(
+        412,
+        Bytes::from_static(b"<Error><Code>PreconditionFailed</Code></Error>"),
+        &[],
+    )
+}
+
+/// PutObject, honouring `If-None-Match: *` (create only) and `If-Match: ETAG`.
+fn put(st: &State, headers: &hyper::HeaderMap, key: &str, body: Bytes) -> Response<Full<Bytes>> {
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let mut objects = st.objects.write().unwrap();
+    let existing = objects.get(key).map(|m| format!("\"{}\"", m.md5));
+    if header("if-none-match").as_deref() == Some("*") && existing.is_some() {
+        return precondition_failed();
+    }
+    if let Some(want) = header("if-match")
+        && existing.as_deref() != Some(want.as_str())
+    {
+        return precondition_failed();
+    }
+    let md5 = md5_hex(&body);
+    let mtime = chrono::Utc::now().timestamp();
+    let etag = format!("\"{md5}\"");
+    let size = body.len() as u64;
+    objects.insert(
+        key.to_string(),
+        Object {
+            size,
+            mtime,
+            md5,
+            data: body,
+        },
+    );
+    reply(200, Bytes::new(), &[("etag", etag)])
+}
+
+/// DeleteObjects: every `<Key>` of the body removed (a missing key is deleted too, as S3 says).
+fn delete_many(st: &State, body: &[u8]) -> Response<Full<Bytes>> {
+    let text = String::from_utf8_lossy(body);
+    let quiet = text.contains("<Quiet>true</Quiet>");
+    let keys: Vec<String> = (text.split("<Key>").skip(1))
+        .filter_map(|k| k.split_once("</Key>").map(|(k, _)| unescape(k)))
+        .collect();
+    let mut objects = st.objects.write().unwrap();
+    let mut o = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><DeleteResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
+    );
+    for k in &keys {
+        objects.remove(k);
+        if !quiet {
+            o += &format!("<Deleted><Key>{}</Key></Deleted>", escape(k));
+        }
+    }
+    (st.deleted_keys).fetch_add(keys.len() as u64, Ordering::Relaxed);
+    o += "</DeleteResult>";
+    reply(
+        200,
+        Bytes::from(o),
+        &[("content-type", "application/xml".into())],
+    )
+}
+
 async fn serve(
     st: Arc<State>,
     req: Request<hyper::body::Incoming>,
@@ -285,11 +364,15 @@ async fn serve(
     if path == "/__stats" {
         let c = |i: usize| st.counts[i].load(Ordering::Relaxed);
         let body = format!(
-            "{{\"requests\": {{\"list\": {}, \"get\": {}, \"head\": {}}}, \"peak_in_flight\": {}}}",
+            "{{\"requests\": {{\"list\": {}, \"get\": {}, \"head\": {}, \"put\": {}, \"delete\": {}}}, \"peak_in_flight\": {}, \"objects\": {}, \"deleted_keys\": {}}}",
             c(0),
             c(1),
             c(2),
-            st.peak.load(Ordering::Relaxed)
+            c(3),
+            c(4),
+            st.peak.load(Ordering::Relaxed),
+            st.objects.read().unwrap().len(),
+            st.deleted_keys.load(Ordering::Relaxed)
         );
         return Ok(reply(200, Bytes::from(body), &[]));
     }
@@ -304,13 +387,39 @@ async fn serve(
     let trimmed = path.trim_start_matches('/');
     let (bucket, key) = trimmed.split_once('/').unwrap_or((trimmed, ""));
     let key = decode(key);
+    let method = req.method().clone();
     let r = if bucket != st.bucket {
         reply(
             404,
             Bytes::from_static(b"<Error><Code>NoSuchBucket</Code></Error>"),
             &[],
         )
-    } else if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
+    } else if method == hyper::Method::PUT
+        || method == hyper::Method::POST
+        || method == hyper::Method::DELETE
+    {
+        let is_batch = method == hyper::Method::POST && query(req.uri()).contains_key("delete");
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        if method == hyper::Method::PUT && !key.is_empty() {
+            st.counts[3].fetch_add(1, Ordering::Relaxed);
+            put(&st, &parts.headers, &key, body)
+        } else if method == hyper::Method::DELETE && !key.is_empty() {
+            st.counts[4].fetch_add(1, Ordering::Relaxed);
+            st.objects.write().unwrap().remove(&key);
+            st.deleted_keys.fetch_add(1, Ordering::Relaxed);
+            reply(204, Bytes::new(), &[])
+        } else if is_batch && key.is_empty() {
+            st.counts[4].fetch_add(1, Ordering::Relaxed);
+            delete_many(&st, &body)
+        } else {
+            reply(
+                501,
+                Bytes::from_static(b"<Error><Code>NotImplemented</Code></Error>"),
+                &[],
+            )
+        }
+    } else if method != hyper::Method::GET && method != hyper::Method::HEAD {
         reply(
             501,
             Bytes::from_static(b"<Error><Code>NotImplemented</Code></Error>"),
@@ -341,16 +450,15 @@ fn main() {
         args[4].parse::<u64>().unwrap(),
     );
     let objects = load(std::path::Path::new(root));
-    let keys: Vec<String> = objects.keys().cloned().collect();
-    eprintln!("serving {} objects, {delay} ms a request", keys.len());
+    eprintln!("serving {} objects, {delay} ms a request", objects.len());
     let st = Arc::new(State {
         bucket: bucket.clone(),
-        keys,
-        objects,
+        objects: RwLock::new(objects),
         delay: Duration::from_millis(delay),
         in_flight: AtomicUsize::new(0),
         peak: AtomicUsize::new(0),
         counts: Default::default(),
+        deleted_keys: AtomicU64::new(0),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
