@@ -32,10 +32,16 @@ for run in $(seq "$runs"); do
   server=$!
   trap 'kill $server 2>/dev/null || true' EXIT
   until curl -fsS "$S3/__stats" >/dev/null 2>&1; do sleep 0.2; done
+  # The same reads without the deletes first: the sweep's own cost is the difference.
   start=$(date +%s.%N)
-  "$BIN" gc --root s3://bench/regroot --endpoint "$S3" -m --grace 0 --no-cache --format json -q --report "$WORK/sweep.json"
+  "$BIN" gc --root s3://bench/regroot --endpoint "$S3" -m --grace 0 --no-cache --dry-run --format json -q --report "$WORK/dry.json"
   end=$(date +%s.%N)
-  echo "run $run: $(echo "$end - $start" | bc) s $(curl -fsS "$S3/__stats") blobs_deleted $(python3 -c "import json; print(json.load(open('$WORK/sweep.json'))['summary']['blobs_deleted'])")"
+  echo "run $run dry run: $(echo "$end - $start" | bc) s $(curl -fsS "$S3/__stats")"
+  curl -fsS -X POST "$S3/__reset" >/dev/null
+  start=$(date +%s.%N)
+  "$BIN" gc --root s3://bench/regroot --endpoint "$S3" -m --grace 0 --no-cache --format json -q --report "$WORK/sweep.json" 2>/dev/null
+  end=$(date +%s.%N)
+  echo "run $run sweep:   $(echo "$end - $start" | bc) s $(curl -fsS "$S3/__stats") blobs_deleted $(python3 -c "import json; print(json.load(open('$WORK/sweep.json'))['summary']['blobs_deleted'])")"
   kill $server; wait $server 2>/dev/null || true
 done
 echo "floor of the deletes alone: keys / 1000 x $delay ms / 256 in flight (see BENCHMARKS.md)"

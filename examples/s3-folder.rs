@@ -13,20 +13,37 @@
 //! "deleted_keys": N}` (not delayed, not counted); `POST /__reset` sets the counts to zero.
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use http_body_util::Full;
 use hyper::{Request, Response};
-use http_body_util::BodyExt;
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 struct Object {
     size: u64,
     mtime: i64,
     md5: String,
-    data: Bytes,
+    /// The content, held for objects up to [`HELD`]; larger ones (the generator's sparse layers
+    /// and uploads) are read from their file when asked for, and their ETag is the MD5 of their
+    /// key and size instead of their content: a sweep never reads them.
+    data: Option<Bytes>,
+    file: Option<std::path::PathBuf>,
+}
+
+/// The largest object held in memory (manifests, links and small layers are far smaller).
+const HELD: u64 = 256 * 1024;
+
+impl Object {
+    fn bytes(&self) -> Bytes {
+        match (&self.data, &self.file) {
+            (Some(d), _) => d.clone(),
+            (None, Some(f)) => Bytes::from(std::fs::read(f).unwrap_or_default()),
+            (None, None) => Bytes::new(),
+        }
+    }
 }
 
 struct State {
@@ -57,7 +74,6 @@ fn load(root: &std::path::Path) -> BTreeMap<String, Object> {
         if !e.file_type().is_file() {
             continue;
         }
-        let data = std::fs::read(e.path()).unwrap();
         let meta = e.metadata().unwrap();
         let mtime = meta
             .modified()
@@ -65,7 +81,12 @@ fn load(root: &std::path::Path) -> BTreeMap<String, Object> {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
-        let md5 = md5_hex(&data);
+        let held = meta.len() <= HELD;
+        let data = if held {
+            std::fs::read(e.path()).unwrap()
+        } else {
+            Vec::new()
+        };
         let key = e
             .path()
             .strip_prefix(root)
@@ -73,12 +94,17 @@ fn load(root: &std::path::Path) -> BTreeMap<String, Object> {
             .to_string_lossy()
             .into_owned();
         out.insert(
-            key,
+            key.clone(),
             Object {
-                size: data.len() as u64,
+                size: meta.len(),
                 mtime,
-                md5,
-                data: Bytes::from(data),
+                md5: if held {
+                    md5_hex(&data)
+                } else {
+                    md5_hex(format!("{key}:{}", meta.len()).as_bytes())
+                },
+                data: held.then(|| Bytes::from(data)),
+                file: (!held).then(|| e.path().to_path_buf()),
             },
         );
     }
@@ -151,7 +177,10 @@ fn listing<'a>(
         Bound::Excluded(after.to_string())
     };
     let mut truncated = false;
-    while let Some((key, m)) = objects.range::<String, _>((from.clone(), Bound::Unbounded)).next() {
+    while let Some((key, m)) = objects
+        .range::<String, _>((from.clone(), Bound::Unbounded))
+        .next()
+    {
         if !key.starts_with(prefix) {
             break;
         }
@@ -288,9 +317,9 @@ fn object(st: &State, req: &Request<hyper::body::Incoming>, key: &str) -> Respon
             return reply(416, Bytes::new(), &h);
         }
         h.push(("content-range", format!("bytes {start}-{end}/{}", m.size)));
-        return reply(206, m.data.slice(start as usize..=end as usize), &h);
+        return reply(206, m.bytes().slice(start as usize..=end as usize), &h);
     }
-    reply(200, m.data.clone(), &h)
+    reply(200, m.bytes(), &h)
 }
 
 fn precondition_failed() -> Response<Full<Bytes>> {
@@ -303,7 +332,12 @@ fn precondition_failed() -> Response<Full<Bytes>> {
 
 /// PutObject, honouring `If-None-Match: *` (create only) and `If-Match: ETAG`.
 fn put(st: &State, headers: &hyper::HeaderMap, key: &str, body: Bytes) -> Response<Full<Bytes>> {
-    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let mut objects = st.objects.write().unwrap();
     let existing = objects.get(key).map(|m| format!("\"{}\"", m.md5));
     if header("if-none-match").as_deref() == Some("*") && existing.is_some() {
@@ -324,7 +358,8 @@ fn put(st: &State, headers: &hyper::HeaderMap, key: &str, body: Bytes) -> Respon
             size,
             mtime,
             md5,
-            data: body,
+            data: Some(body),
+            file: None,
         },
     );
     reply(200, Bytes::new(), &[("etag", etag)])
@@ -400,7 +435,11 @@ async fn serve(
     {
         let is_batch = method == hyper::Method::POST && query(req.uri()).contains_key("delete");
         let (parts, body) = req.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         if method == hyper::Method::PUT && !key.is_empty() {
             st.counts[3].fetch_add(1, Ordering::Relaxed);
             put(&st, &parts.headers, &key, body)
