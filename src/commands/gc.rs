@@ -235,7 +235,7 @@ fn run_in<S: Storage>(
                 &p.manifests_deleted,
             );
             let present = crate::live::Present::new(layout, &swept);
-            super::proxy::write_back(store, run, &present, &mut report);
+            report.proxy = Some(super::proxy::write_back(store, run, &present));
         } else {
             report.proxy = Some(run.report);
         }

@@ -10,7 +10,6 @@ use crate::error::{Error, Result};
 use crate::model::Time;
 use crate::model::digest::Digest;
 use crate::model::scheduler::{Kind, ProxyReport, STATE_FILE, State};
-use crate::report::GcReport;
 use crate::storage::seam::Storage;
 use std::collections::HashSet;
 
@@ -64,13 +63,14 @@ pub fn read<S: Storage>(store: &S, opts: &ProxyOptions, now: Time) -> Result<Pro
 /// After a run that could sweep: drops the entries whose objects are no longer there (went in
 /// this sweep, or earlier: an `apply`, the registry's own expiry) and writes the file whole,
 /// once. A blob's entry needs its link in the repository and the blob; a manifest's, its
-/// revision.
+/// revision. The file is read again just before: entries a running proxy added since the run
+/// began (what it cached meanwhile, which the scan never saw) are kept as they are; a file that
+/// no longer parses (caught mid-write) is left alone.
 pub fn write_back<S: Storage>(
     store: &S,
     mut run: ProxyRun,
     present: &crate::live::Present,
-    report: &mut GcReport,
-) {
+) -> ProxyReport {
     let gone: HashSet<String> = (run.state.entries.iter())
         .filter(|e| {
             let linked = present.has_link(&e.repository, &e.digest);
@@ -83,10 +83,74 @@ pub fn write_back<S: Storage>(
         .collect();
     run.report.entries_removed = gone.len();
     if !gone.is_empty() {
-        match store.write_state(STATE_FILE, Some(&run.state.without(&gone))) {
-            Ok(()) => run.report.state_written = true,
-            Err(e) => run.report.write_error = Some(crate::error::io_cause(&e)),
+        let fresh = match store.read_state(STATE_FILE) {
+            Ok(Some(b)) => State::parse(&b).map_err(|why| {
+                format!("{why} when read again before writing; left as the proxy wrote it")
+            }),
+            // Removed meanwhile (a proxy that forgot every TTL): nothing to write back.
+            Ok(None) => Err("removed during the run; not written again".to_string()),
+            Err(e) => Err(crate::error::io_cause(&e)),
+        };
+        match fresh.map(|f| store.write_state(STATE_FILE, Some(&f.without(&gone)))) {
+            Ok(Ok(())) => run.report.state_written = true,
+            Ok(Err(e)) => run.report.write_error = Some(crate::error::io_cause(&e)),
+            Err(why) => run.report.write_error = Some(why),
         }
     }
-    report.proxy = Some(run.report);
+    run.report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::memory::MemStorage;
+
+    fn entry(repo: &str, d: &Digest, kind: u8) -> String {
+        format!(
+            r#""{repo}@{d}":{{"Key":"{repo}@{d}","ExpiryData":"2020-01-01T00:00:00Z","EntryType":{kind}}}"#
+        )
+    }
+
+    /// An entry the proxy saved while the run went on (its object came after the scan) is kept;
+    /// one whose object is gone is dropped.
+    #[test]
+    fn the_state_is_read_again_before_it_is_written_back() {
+        let m = MemStorage::new();
+        let kept = crate::model::digest::Digest([1; 32]);
+        let (gone, added) = (Digest([2; 32]), Digest([3; 32]));
+        let link = format!(
+            "repositories/app/_manifests/revisions/sha256/{}/link",
+            kept.hex()
+        );
+        m.put(&link, format!("{kept}").as_bytes(), 0);
+        let state = |entries: &[String]| format!("{{{}}}", entries.join(","));
+        let first = state(&[entry("app", &kept, 1), entry("app", &gone, 1)]);
+        m.write_state(STATE_FILE, Some(first.as_bytes())).unwrap();
+        let opts = ProxyOptions {
+            ttl: std::time::Duration::from_secs(7 * 86_400),
+            instead: None,
+        };
+        let run = read(&m, &opts, 0).unwrap();
+        let progress = crate::progress::Hidden;
+        let layout = crate::pipeline::load(&m, Default::default(), None, &progress).unwrap();
+        // The proxy caches something meanwhile and saves its state.
+        let later = state(&[
+            entry("app", &kept, 1),
+            entry("app", &gone, 1),
+            entry("app", &added, 1),
+        ]);
+        m.write_state(STATE_FILE, Some(later.as_bytes())).unwrap();
+        let present = crate::live::Present::new(&layout, &crate::live::Swept::default());
+        let report = write_back(&m, run, &present);
+        assert!(report.state_written, "{report:?}");
+        let written = m.read_state(STATE_FILE).unwrap().unwrap();
+        let after = State::parse(&written).unwrap();
+        let keys: HashSet<String> = after.entries.iter().map(|e| e.key.clone()).collect();
+        assert_eq!(
+            keys,
+            [format!("app@{kept}"), format!("app@{added}")]
+                .into_iter()
+                .collect()
+        );
+    }
 }
