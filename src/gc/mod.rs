@@ -2,6 +2,7 @@
 //! `model::mark`), the plan as a file, and what became of a sweep. Functions of the model only;
 //! nothing here reads or writes storage.
 
+pub mod by_rule;
 pub mod outcome;
 pub mod plan;
 pub mod planfile;

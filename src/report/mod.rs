@@ -195,6 +195,9 @@ pub struct GcReport {
     /// What the policy's budget and quotas decided.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub space: Vec<crate::model::space::SpaceState>,
+    /// Per rule that deleted tags: its tags and the planned blob bytes their images reach.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules_freed: Vec<crate::gc::by_rule::RuleFreed>,
     /// On a pull-through cache's root: its scheduler state, what expired, what was rewritten.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<crate::model::scheduler::ProxyReport>,
@@ -264,6 +267,7 @@ impl GcReport {
                     kind: crate::model::FindingKind::SweepFailed,
                 }),
         );
+        let rules_freed = crate::gc::by_rule::freed_by_rule(layout, &plan);
         let summary = Summary {
             repositories: layout.repos.len(),
             tags: layout.repos.iter().map(|r| r.tags.len()).sum(),
@@ -320,6 +324,7 @@ impl GcReport {
             reference_marking: None,
             settings_from_env: Vec::new(),
             space: plan.space,
+            rules_freed,
             proxy: None,
         }
     }

@@ -222,6 +222,14 @@ fn plan_section(plan: &Value) -> Markup {
         }
         p { @for (rule, list) in &rules { "rule " (rule) ": " (list.len()) " tags"
             @if list.len() > ROWS { " (the first " (ROWS) " listed; all are in the JSON)" } ". " } }
+        @if let Some(freed) = plan["rules_freed"].as_array().filter(|f| !f.is_empty()) {
+            table.sort #plan-rules {
+                thead { tr { th { "rule" } th.n { "tags" } th.n { "blob bytes its images reach" } } }
+                tbody { @for r in freed { tr { td { (text(r, "rule")) } td.n { (bytes(&r["tags"])) }
+                    td.n data-v=(bytes(&r["bytes"])) { (human(bytes(&r["bytes"]))) } } } }
+            }
+            p { "A blob that two rules' images share counts in each." }
+        }
         table.sort #plan-repositories {
             thead { tr { th { "repository" } th.n { "blob bytes to free" } } }
             tbody { @for (r, b) in &by_repo { tr { td { (r) } td.n data-v=(b) { (human(*b)) } } } }

@@ -225,6 +225,19 @@ impl GcReport {
                 let _ = writeln!(o, "  {name:<w$}  {d}  age {age:>4}  rule {:?}", t.rule);
             }
             more(o, self.plan.tags_deleted.len(), limit);
+            // A blob two rules' images share counts in each: these may sum to more than freed.
+            let _ = writeln!(
+                o,
+                "
+by rule (planned blob bytes each rule's images reach):"
+            );
+            let w = width(self.rules_freed.iter().map(|r| r.rule.len() + 2));
+            for r in &self.rules_freed {
+                let name = format!("{:?}", r.rule);
+                let tags = if r.tags == 1 { "tag " } else { "tags" };
+                let bytes = human_bytes(r.bytes);
+                let _ = writeln!(o, "  {name:<w$}  {:>6} {tags}  {bytes:>10}", r.tags);
+            }
         }
         if !self.plan.manifests_deleted.is_empty() {
             let _ = writeln!(o, "\nmanifests {heading}:");

@@ -99,6 +99,18 @@ fn the_page_shows_every_repository_and_planned_tag_in_a_real_browser() {
     assert!(dom.contains(&regsweep::report::human_bytes(
         plan["summary"]["bytes_freed"].as_u64().unwrap()
     )));
+    // Each rule with the bytes its images reach, as the report says them.
+    let freed = plan["rules_freed"]
+        .as_array()
+        .expect("the plan's rules_freed");
+    assert_eq!(freed.len(), 1, "{plan}");
+    let rule_bytes = freed[0]["bytes"].as_u64().unwrap();
+    assert!(rule_bytes > 0, "{plan}");
+    assert!(
+        dom.contains("id=\"plan-rules\"")
+            && dom.contains(&regsweep::report::human_bytes(rule_bytes)),
+        "{dom}"
+    );
     assert!(
         !log.contains("CONSOLE") && !log.contains("Uncaught"),
         "the page logged: {log}"
