@@ -153,7 +153,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         let sum = report.checksum();
         eprintln!("plan written to {}\nchecksum {sum}", path.display());
         let unsweepable = matches!(&cfg.root, config::Location::Bucket(b) if !b.service.sweeps());
-        if unsweepable {
+        if report.refused_by_safety_net {
+            eprintln!(
+                "the policy's safety net refused this plan: it holds nothing to apply (fix the policy, or plan again with --force)"
+            );
+        } else if unsweepable {
             // No line that would fail: apply takes the lock a gs:// bucket cannot have yet.
             eprintln!("a gs:// bucket cannot be swept yet: this plan is for review only");
         } else {

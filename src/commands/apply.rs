@@ -117,6 +117,8 @@ fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
     struct Doc {
         schema: String,
         checksum: Option<String>,
+        #[serde(default)]
+        refused_by_safety_net: bool,
         #[serde(flatten)]
         plan: PlanFile,
     }
@@ -130,6 +132,12 @@ fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
         return Err(bad(
             path,
             format!("not a gc report (schema {:?})", doc.schema),
+        ));
+    }
+    if doc.refused_by_safety_net {
+        return Err(bad(
+            path,
+            "the policy's safety net refused the run that made this plan: there is nothing to apply (fix the policy, or plan again with --force)",
         ));
     }
     let sum = doc.plan.checksum();

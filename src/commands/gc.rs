@@ -200,10 +200,9 @@ fn run_in<S: Storage>(
     let code = sweep_code(refused, outcome.as_ref(), &plan);
     let ctx = context(cfg, started_at, started.elapsed().as_secs_f64());
     let mut report = GcReport::new(ctx, layout, plan, outcome.as_ref());
-    if refused && !cfg.dry_run {
+    if refused {
         report.mark_refused();
     }
-    report.refused_by_safety_net = refused;
     report.settings_from_env = cfg.settings_from_env.clone();
     report.trash = trash;
     report.delete_untagged_would_free = untagged_more;

@@ -198,6 +198,9 @@ pub struct GcReport {
     /// Per rule that deleted tags: its tags and the planned blob bytes their images reach.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rules_freed: Vec<crate::gc::by_rule::RuleFreed>,
+    /// A refused run: the tags the policy would have deleted (none was).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused_tags: Vec<crate::gc::plan::TagRemoval>,
     /// On a pull-through cache's root: its scheduler state, what expired, what was rewritten.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<crate::model::scheduler::ProxyReport>,
@@ -325,15 +328,28 @@ impl GcReport {
             settings_from_env: Vec::new(),
             space: plan.space,
             rules_freed,
+            refused_tags: Vec::new(),
             proxy: None,
         }
     }
 
     /// The run was refused by the policy's safety net: nothing was deleted, so every count of
-    /// what was deleted is 0, and what the plan held moves to `summary.would_delete`.
+    /// what was deleted is 0, and what the plan held moves to `summary.would_delete`. The plan's
+    /// lists are emptied, a dry run's too: a refused plan is nothing `apply` may carry out (it
+    /// would bypass the safety net without `--force`). The tags it would have taken stay
+    /// visible in `refused_tags`.
     pub fn mark_refused(&mut self) {
         self.refused_by_safety_net = true;
         let planned = self.planned();
+        let p = &mut self.plan;
+        self.refused_tags = std::mem::take(&mut p.tags_deleted);
+        p.tag_index_entries_deleted.clear();
+        p.manifests_deleted.clear();
+        p.layer_links_deleted.clear();
+        p.blobs_deleted.clear();
+        p.uploads_deleted.clear();
+        p.empty_folders_removed.clear();
+        self.rules_freed.clear();
         let s = &mut self.summary;
         s.would_delete = Some(planned);
         s.tags_deleted = 0;

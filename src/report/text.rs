@@ -211,6 +211,13 @@ impl GcReport {
             }
             more(o, self.kept_at_sweep.len(), limit);
         }
+        if !self.refused_tags.is_empty() {
+            let _ = writeln!(o, "\ntags the policy would delete (refused: none was):");
+            for t in self.refused_tags.iter().take(limit) {
+                let _ = writeln!(o, "  {}:{}  rule {:?}", t.repository, t.tag, t.rule);
+            }
+            more(o, self.refused_tags.len(), limit);
+        }
         if !self.plan.tags_deleted.is_empty() {
             let _ = writeln!(o, "\ntags {heading}:");
             let shown = &self.plan.tags_deleted[..limit.min(self.plan.tags_deleted.len())];

@@ -246,6 +246,48 @@ fn a_policy_that_would_empty_a_repository_is_refused() {
         "{report}"
     );
     assert_eq!(tags_on_disk(&reg.root, "acme/svc").len(), 12);
+    // The record says what happened: nothing deleted, the would-be tags apart.
+    assert_eq!(
+        report["tags_deleted"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+    assert_eq!(
+        report["refused_tags"].as_array().map(Vec::len),
+        Some(12),
+        "{report}"
+    );
+
+    // A refused dry run's plan is no way around the safety net: apply refuses it.
+    let plan = dir.path().join("plan.json");
+    let root = reg.root.to_str().unwrap();
+    let out = regsweep(&[
+        "gc",
+        "--root",
+        root,
+        "--dry-run",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--format",
+        "json",
+        "--report",
+        plan.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds nothing to apply"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = regsweep(&["apply", plan.to_str().unwrap(), "--root", root]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        (out.status.code(), err.lines().count()),
+        (Some(1), 1),
+        "{err}"
+    );
+    assert!(err.contains("safety net refused"), "{err}");
+    assert_eq!(tags_on_disk(&reg.root, "acme/svc").len(), 12);
 }
 
 #[test]
