@@ -12,8 +12,19 @@ pub trait Progress: Sync {
     fn requests(&self, _made: RequestCounter) {}
 }
 
-/// Reads how many requests a storage has made so far.
-pub type RequestCounter = std::sync::Arc<dyn Fn() -> u64 + Send + Sync>;
+/// Reads a storage's requests so far.
+pub type RequestCounter = std::sync::Arc<dyn Fn() -> RequestsNow + Send + Sync>;
+
+/// An object store's requests at one moment, as the bars show them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestsNow {
+    /// Requests made, retries included.
+    pub made: u64,
+    pub in_flight: u64,
+    /// Attempts the store did not answer well (a 5xx, 429, or a connection that failed):
+    /// each is retried with backoff, until the request's limits.
+    pub retried: u64,
+}
 
 /// One stage's counter.
 pub trait Bar: Send + Sync {

@@ -34,7 +34,7 @@ impl Bars {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let start = requests.as_ref().map_or(0, |r| r());
+        let start = requests.as_ref().map_or(0, |r| r().made);
         Box::new(Drawn {
             bar,
             requests: requests.map(|r| (r, start)),
@@ -52,10 +52,18 @@ impl Bar for Drawn {
     fn inc(&self, n: u64) {
         self.bar.inc(n);
         if let Some((made, start)) = &self.requests {
-            let done = made().saturating_sub(*start);
+            let now = made();
+            let done = now.made.saturating_sub(*start);
             let secs = self.bar.elapsed().as_secs_f64().max(0.001);
-            self.bar
-                .set_message(format!("{done} requests, {:.0}/s", done as f64 / secs));
+            let mut msg = format!(
+                "{done} requests, {:.0}/s, {} in flight",
+                done as f64 / secs,
+                now.in_flight
+            );
+            if now.retried > 0 {
+                msg += &format!(", {} retried", now.retried);
+            }
+            self.bar.set_message(msg);
         }
     }
     fn inc_length(&self, n: u64) {

@@ -475,6 +475,12 @@ pub fn requests_line(r: &Requests) -> String {
             r.lowest_in_flight
         );
     }
+    if r.retried > 0 {
+        s += &format!(
+            "; {} answered 5xx or failed to connect, retried with backoff",
+            plural(r.retried as usize, "attempt", "attempts")
+        );
+    }
     s
 }
 

@@ -313,6 +313,10 @@ pub struct Requests {
     /// Answers of 503 (SlowDown) or 429: the store asked for fewer requests.
     #[serde(default)]
     pub throttled: u64,
+    /// Attempts answered 5xx or 429, or whose connection failed: retried with backoff (the last
+    /// of a request that still failed is among them).
+    #[serde(default)]
+    pub retried: u64,
     /// The most requests that were in flight at once.
     #[serde(default)]
     pub peak_in_flight: u64,

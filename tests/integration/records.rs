@@ -155,6 +155,13 @@ fn connections_reset_at_random_are_retried_and_the_sweep_ends_as_planned() {
         proxy.counts()
     );
     assert_eq!(deleted_blobs(&r), expected, "{r}");
+    // The record counts the failed attempts it retried, as the proxy counted its resets.
+    let retried = r["summary"]["requests"]["retried"].as_u64().unwrap_or(0);
+    let resets = proxy.counts()["reset"].as_u64().unwrap();
+    assert!(
+        retried >= resets && retried > 0,
+        "{retried} retried, {resets} reset: {r}"
+    );
     assert_eq!(
         moto.blobs(),
         before.difference(&expected).cloned().collect()

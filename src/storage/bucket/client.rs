@@ -27,6 +27,8 @@ pub(super) struct Counts {
     pub(super) put: AtomicU64,
     pub(super) copy: AtomicU64,
     pub(super) delete: AtomicU64,
+    /// Attempts answered 5xx or 429, or whose connection failed (each retried, or the last).
+    pub(super) retried: AtomicU64,
 }
 
 impl Counts {
@@ -91,6 +93,7 @@ impl Counts {
             copy: n(&self.copy),
             delete: n(&self.delete),
             throttled: n(&gate.throttled),
+            retried: n(&self.retried),
             peak_in_flight: gate.peak.load(Ordering::Relaxed) as u64,
             lowest_in_flight: gate.lowest.load(Ordering::Relaxed) as u64,
         }
@@ -123,6 +126,13 @@ impl HttpService for Counted {
             Ok(_) => None,
             Err(_) => Some(false),
         };
+        let failed = match &r {
+            Ok(resp) => resp.status().is_server_error() || resp.status() == 429,
+            Err(_) => true,
+        };
+        if failed {
+            self.counts.retried.fetch_add(1, Ordering::Relaxed);
+        }
         place.ended(slow);
         r
     }

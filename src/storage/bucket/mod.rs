@@ -119,11 +119,13 @@ fn watch(rt: &tokio::runtime::Runtime, counts: Arc<Counts>, gate: Arc<gate::Gate
             tokio::time::sleep(minute).await;
             let total = counts.total();
             let in_flight = gate.in_flight();
+            let retried = counts.retried.load(std::sync::atomic::Ordering::Relaxed);
             tracing::info!(
                 requests = total,
                 per_second = (total - last) / 60,
                 in_flight,
-                "object store: {total} requests so far, {in_flight} in flight"
+                retried,
+                "object store: {total} requests so far, {in_flight} in flight, {retried} retried"
             );
             if total == last && in_flight > 0 {
                 tracing::warn!(
@@ -150,8 +152,12 @@ impl Drop for BucketLock {
 impl BucketStorage {
     /// How many requests this storage has made so far (for the progress bars).
     pub fn request_counter(&self) -> crate::progress::RequestCounter {
-        let counts = self.inner.counts.clone();
-        Arc::new(move || counts.total())
+        let (counts, gate) = (self.inner.counts.clone(), self.inner.gate.clone());
+        Arc::new(move || crate::progress::RequestsNow {
+            made: counts.total(),
+            in_flight: gate.in_flight() as u64,
+            retried: counts.retried.load(std::sync::atomic::Ordering::Relaxed),
+        })
     }
 
     fn lock_key(&self) -> String {
