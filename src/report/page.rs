@@ -100,7 +100,7 @@ fn space(du: &Value) -> Markup {
             (human(bytes(&s["reclaimable_untagged_bytes"]))) " with --delete-untagged."
         }
         svg width="960" height="420" viewBox="0 0 960 420" role="img" {
-            title { "bytes by repository: dark what only it holds, light what it shares" }
+            title { "bytes by repository: dark what only it holds, light what it shares, the orange band what -m would free" }
             @for (n, (x, y, w, h)) in &rects {
                 @let r = sized[*n].0;
                 @let total = bytes(&r["bytes"]).max(1) as f64;
@@ -112,12 +112,20 @@ fn space(du: &Value) -> Markup {
                         (human(bytes(&r["untagged_bytes"]))) " untagged" }
                     rect x=(x) y=(y) width=(own) height=(h) fill="#3a6ea5" stroke="#fff" {}
                     rect x=(x + own) y=(y) width=(w - own) height=(h) fill="#9fbfdf" stroke="#fff" {}
+                    // The untagged share: a band at the foot, its height the share of the size.
+                    @let band = *h * (bytes(&r["untagged_bytes"]) as f64 / total).min(1.0);
+                    @if band > 0.0 {
+                        rect.untagged x=(x) y=(y + h - band) width=(w) height=(band) fill="#e8913a" fill-opacity="0.85" {}
+                    }
                     @if *w > 60.0 && *h > 16.0 {
                         text x=(x + 4.0) y=(y + 13.0) fill="#fff" { (text(r, "name")) }
                     }
                 }
             }
         }
+        p.note { span style="color:#3a6ea5" { "■" } " what only the repository holds; "
+            span style="color:#9fbfdf" { "■" } " what it shares; "
+            span style="color:#e8913a" { "■" } " the untagged share, what gc --delete-untagged would free of it." }
         table.sort #repositories {
             thead { tr {
                 th { "repository" } th.n { "tags" } th.n { "size" } th.n { "exclusive" }

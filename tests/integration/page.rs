@@ -84,6 +84,12 @@ fn the_page_shows_every_repository_and_planned_tag_in_a_real_browser() {
             r["name"]
         );
     }
+    // One untagged band in the treemap per repository with untagged bytes.
+    let untagged = (du["repositories"].as_array().unwrap().iter())
+        .filter(|r| r["untagged_bytes"].as_u64().unwrap_or(0) > 0)
+        .count();
+    assert!(untagged > 0, "the fixture has untagged manifests: {du}");
+    assert_eq!(dom.matches("class=\"untagged\"").count(), untagged, "{dom}");
     let plan: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
     let tags = plan["tags_deleted"].as_array().unwrap();
