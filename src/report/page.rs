@@ -41,6 +41,15 @@ fn human(n: u64) -> String {
     crate::units::human_bytes(n)
 }
 
+/// `n` and the word, plural unless one.
+fn count(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("")
 }
@@ -204,8 +213,8 @@ fn plan_section(plan: &Value) -> Markup {
     html! {
         h2 { "The plan" }
         p {
-            (bytes(&s["tags_deleted"])) " tags, " (bytes(&s["manifests_deleted"])) " manifests, "
-            (bytes(&s["blobs_deleted"])) " blobs: " (human(bytes(&s["bytes_freed"]))) " freed"
+            (count(bytes(&s["tags_deleted"]), "tag")) ", " (count(bytes(&s["manifests_deleted"]), "manifest")) ", "
+            (count(bytes(&s["blobs_deleted"]), "blob")) ": " (human(bytes(&s["bytes_freed"]))) " freed"
             @if plan["dry_run"] == true { " (a dry run: nothing was deleted)" }
         }
         @for r in plan["refused"].as_array().unwrap_or(&empty) {
@@ -228,7 +237,7 @@ fn plan_section(plan: &Value) -> Markup {
                 }
             }
         }
-        p { @for (rule, list) in &rules { "rule " (rule) ": " (list.len()) " tags"
+        p { @for (rule, list) in &rules { "rule " (rule) ": " (count(list.len() as u64, "tag"))
             @if list.len() > ROWS { " (the first " (ROWS) " listed; all are in the JSON)" } ". " } }
         @if let Some(freed) = plan["rules_freed"].as_array().filter(|f| !f.is_empty()) {
             table.sort #plan-rules {
