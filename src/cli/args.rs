@@ -73,6 +73,10 @@ pub struct PageArgs {
     /// `regsweep pulls status --format json` output: what the ledger covers.
     #[arg(long, value_name = "FILE")]
     pub pulls: Option<PathBuf>,
+    /// `regsweep du --by tag REPO --format json` output (repeatable): that repository's tags
+    /// drawn inside it in the treemap, and listed.
+    #[arg(long, value_name = "FILE")]
+    pub du_tags: Vec<PathBuf>,
     /// The page to write (replaced whole).
     #[arg(long, short = 'o', value_name = "FILE.html")]
     pub out: PathBuf,

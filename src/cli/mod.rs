@@ -86,6 +86,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 du: a.du,
                 plan: a.plan,
                 pulls: a.pulls,
+                du_tags: a.du_tags,
                 out: a.out,
             };
             let w = crate::commands::page::run(&cfg)?;

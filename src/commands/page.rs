@@ -11,6 +11,8 @@ pub struct PageConfig {
     pub du: Option<PathBuf>,
     pub plan: Option<PathBuf>,
     pub pulls: Option<PathBuf>,
+    /// Outputs of `du --by tag REPO --format json`.
+    pub du_tags: Vec<PathBuf>,
     pub out: PathBuf,
 }
 
@@ -55,7 +57,23 @@ pub fn run(cfg: &PageConfig) -> Result<PageWritten> {
             "regsweep/pulls-status/",
             "regsweep pulls status --format json",
         )?,
+        tags: Vec::new(),
     };
+    let mut inputs = inputs;
+    for p in &cfg.du_tags {
+        let v = read(
+            p,
+            "regsweep/du-report/",
+            "regsweep du --by tag REPO --format json",
+        )?;
+        if !v["tags"].is_array() || !v["repository"].is_string() {
+            return Err(Error::Input {
+                path: p.clone(),
+                message: "a du report without tags: give the output of `regsweep du --by tag REPO --format json`".into(),
+            });
+        }
+        inputs.tags.push(v);
+    }
     if inputs.du.is_none() && inputs.plan.is_none() && inputs.pulls.is_none() {
         return Err(Error::Usage(
             "report: give at least one of --du, --plan, --pulls".into(),

@@ -12,6 +12,8 @@ pub struct Inputs {
     pub du: Option<Value>,
     pub plan: Option<Value>,
     pub pulls: Option<Value>,
+    /// `du --by tag` reports: each repository's tags, drawn inside it.
+    pub tags: Vec<Value>,
 }
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}\
@@ -72,7 +74,7 @@ pub fn render(i: &Inputs) -> String {
             }
             body {
                 h1 { "regsweep report: " (root) }
-                @if let Some(du) = &i.du { (space(du)) }
+                @if let Some(du) = &i.du { (space(du, &i.tags)) }
                 @if let Some(plan) = &i.plan { (plan_section(plan)) }
                 @if let Some(p) = &i.pulls { (ledger(p)) }
                 @for v in [&i.du, &i.plan].into_iter().flatten() {
@@ -87,7 +89,7 @@ pub fn render(i: &Inputs) -> String {
 
 /// Where the space is: a treemap of repositories (what only each holds apart from what it
 /// shares) and the top 20 table.
-fn space(du: &Value) -> Markup {
+fn space(du: &Value, by_tag: &[Value]) -> Markup {
     let empty = vec![];
     let repos = du["repositories"].as_array().unwrap_or(&empty);
     let s = &du["summary"];
@@ -126,6 +128,9 @@ fn space(du: &Value) -> Markup {
                     @if band > 0.0 {
                         rect.untagged x=(x) y=(y + h - band) width=(w) height=(band) fill="#e8913a" fill-opacity="0.85" {}
                     }
+                    @if let Some(t) = by_tag.iter().find(|t| t["repository"] == r["name"]) {
+                        (tag_rects(t, (*x, *y, own, *h)))
+                    }
                     @if *w > 60.0 && *h > 16.0 {
                         text x=(x + 4.0) y=(y + 13.0) fill="#fff" { (text(r, "name")) }
                     }
@@ -153,6 +158,72 @@ fn space(du: &Value) -> Markup {
             }
         }
         @if sized.len() > 20 { p.note { (sized.len() - 20) " more repositories in the JSON." } }
+        @for t in by_tag { (tag_table(t)) }
+    }
+}
+
+/// A repository's tags inside the part only it holds: each tag's own bytes (what deleting it
+/// alone frees) as its rectangle; what several of its tags share is the rest of that part.
+fn tag_rects(t: &Value, rect: Rect) -> Markup {
+    let empty = vec![];
+    let tags = t["tags"].as_array().unwrap_or(&empty);
+    let own: Vec<u64> = tags.iter().map(|g| bytes(&g["exclusive_bytes"])).collect();
+    let repo = (t["repositories"].as_array().unwrap_or(&empty).iter())
+        .find(|r| r["name"] == t["repository"])
+        .map_or(0, |r| bytes(&r["exclusive_bytes"]));
+    let mut items: Vec<(usize, u64)> = own
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|i| i.1 > 0)
+        .collect();
+    items.sort_by_key(|i| std::cmp::Reverse(i.1));
+    // The shared rest, so that each tag's area is its share of the repository's own bytes.
+    items.push((usize::MAX, repo.saturating_sub(own.iter().sum())));
+    let mut rects = Vec::new();
+    split(&items, rect, &mut rects);
+    html! {
+        @for (n, (x, y, w, h)) in rects.iter().filter(|(n, _)| *n != usize::MAX) {
+            g.tag {
+                title { (text(t, "repository")) ":" (text(&tags[*n], "tag")) ": "
+                    (human(own[*n])) " only it holds" }
+                rect x=(x) y=(y) width=(w) height=(h) fill="#2f5b8a" stroke="#c8d8ea" {}
+                @if *w > 50.0 && *h > 30.0 {
+                    text x=(x + 4.0) y=(y + 26.0) fill="#dde8f3" { (fit(text(&tags[*n], "tag"), *w)) }
+                }
+            }
+        }
+    }
+}
+
+/// `name` cut to what a label `width` pixels wide holds (about 6.5 pixels a character).
+fn fit(name: &str, width: f64) -> String {
+    let room = ((width - 8.0) / 6.5).max(1.0) as usize;
+    if name.chars().count() <= room {
+        name.to_string()
+    } else {
+        name.chars()
+            .take(room.saturating_sub(1))
+            .chain(['…'])
+            .collect()
+    }
+}
+
+/// One repository's tags, as `du --by tag` counted them.
+fn tag_table(t: &Value) -> Markup {
+    let empty = vec![];
+    let tags = t["tags"].as_array().unwrap_or(&empty);
+    html! {
+        h3 { "Tags of " (text(t, "repository")) }
+        table.sort.tags {
+            thead { tr { th { "tag" } th.n { "size" } th.n { "only it holds" } } }
+            tbody { @for g in tags.iter().take(ROWS) { tr {
+                td { (text(g, "tag")) }
+                td.n data-v=(bytes(&g["bytes"])) { (human(bytes(&g["bytes"]))) }
+                td.n data-v=(bytes(&g["exclusive_bytes"])) { (human(bytes(&g["exclusive_bytes"]))) }
+            } } }
+        }
+        @if tags.len() > ROWS { p.note { (tags.len() - ROWS) " more tags in the JSON." } }
     }
 }
 

@@ -30,6 +30,11 @@ fn the_page_shows_every_repository_and_planned_tag_in_a_real_browser() {
     let (du, plan, page) = (at("du.json"), at("plan.json"), at("page.html"));
     let out = regsweep(&["du", "--root", root, "--grace", "0", "--format", "json"]);
     std::fs::write(&du, &out.stdout).unwrap();
+    let tags = at("tags.json");
+    let out = regsweep(&[
+        "du", "--root", root, "--grace", "0", "--by", "tag", "acme/app", "--format", "json",
+    ]);
+    std::fs::write(&tags, &out.stdout).unwrap();
     let policy = at("p.yml");
     std::fs::write(
         &policy,
@@ -58,7 +63,17 @@ fn the_page_shows_every_repository_and_planned_tag_in_a_real_browser() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = regsweep(&["report", "--du", &du, "--plan", &plan, "-o", &page]);
+    let out = regsweep(&[
+        "report",
+        "--du",
+        &du,
+        "--du-tags",
+        &tags,
+        "--plan",
+        &plan,
+        "-o",
+        &page,
+    ]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -90,6 +105,20 @@ fn the_page_shows_every_repository_and_planned_tag_in_a_real_browser() {
         .count();
     assert!(untagged > 0, "the fixture has untagged manifests: {du}");
     assert_eq!(dom.matches("class=\"untagged\"").count(), untagged, "{dom}");
+    // acme/app's tags inside it, each holding bytes of its own drawn, and all listed.
+    let by_tag: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&tags).unwrap()).unwrap();
+    let own = (by_tag["tags"].as_array().unwrap().iter())
+        .filter(|t| t["exclusive_bytes"].as_u64().unwrap_or(0) > 0)
+        .count();
+    assert!(own > 0, "{by_tag}");
+    assert_eq!(dom.matches("<g class=\"tag\">").count(), own, "{dom}");
+    for t in by_tag["tags"].as_array().unwrap() {
+        assert!(
+            dom.contains(&format!("<td>{}</td>", t["tag"].as_str().unwrap())),
+            "{t}"
+        );
+    }
     let plan: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
     let tags = plan["tags_deleted"].as_array().unwrap();
