@@ -337,6 +337,9 @@ pub fn decide_scoped(
     if how.used.is_some() {
         let (mut summary, notices) = protection.summary(layout, &images);
         summary.ledger = used.pulls.as_ref().map(|p| p.streams.clone());
+        if let (Some(p), Some(_)) = (how.policy, &used.pulls) {
+            summary.windows = used.windows(p, now);
+        }
         plan.findings.extend(notices);
         plan.used = Some(summary);
     }

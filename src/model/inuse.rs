@@ -266,6 +266,17 @@ pub struct UsedSummary {
     /// The pull ledger's streams of evidence, when one was read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ledger: Option<Vec<crate::model::coverage::Stream>>,
+    /// The window each pull rule (and `protect.pulled_within`) asked the ledger about.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<AskedWindow>,
+}
+
+/// What a pull rule asked the ledger to cover: `[from, until]`, seconds since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AskedWindow {
+    pub what: String,
+    pub from: crate::model::Time,
+    pub until: crate::model::Time,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -323,6 +334,7 @@ impl Protection {
             tags_protected: self.tags.len(),
             manifests_protected: pinned,
             ledger: None,
+            windows: Vec::new(),
         };
         (summary, notices)
     }

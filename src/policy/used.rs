@@ -55,20 +55,26 @@ impl Used {
         }
     }
 
+    /// The window every pull rule (and `protect.pulled_within`) asks about at `now`, as the
+    /// coverage check asks it: from `now - window` to `now - --ledger-lag`.
+    pub fn windows(&self, policy: &Policy, now: Time) -> Vec<inuse::AskedWindow> {
+        let lag = self.max_lag.as_secs() as Time;
+        pull_windows(policy)
+            .map(|(what, secs)| inuse::AskedWindow {
+                what,
+                from: now.saturating_sub(secs as Time),
+                until: now
+                    .saturating_sub(lag)
+                    .max(now.saturating_sub(secs as Time)),
+            })
+            .collect()
+    }
+
     /// The safety net's refusals: every rule (and `protect.pulled_within`) whose window the
     /// ledger does not cover.
     pub fn refusals(&self, policy: &Policy, now: Time) -> Vec<String> {
         let mut out = Vec::new();
-        let windows = (policy.rules.iter())
-            .filter_map(|r: &Rule| {
-                r.pull_window()
-                    .map(|(w, s)| (format!("rule {:?} ({w})", r.name), s))
-            })
-            .chain(
-                policy
-                    .protect_pulled_within
-                    .map(|s| (format!("protect.pulled_within: {}", fmt(s)), s.as_secs())),
-            );
+        let windows = pull_windows(policy);
         for (what, secs) in windows {
             if let Some(why) = self.gap(secs, now) {
                 out.push(format!("{what} cannot be judged: {why}; nothing is deleted by it (--force takes unrecorded as never pulled)"));
@@ -86,6 +92,20 @@ impl Used {
         out.dedup();
         out
     }
+}
+
+/// Every rule with a pull window (and `protect.pulled_within`): its name and the window.
+fn pull_windows(policy: &Policy) -> impl Iterator<Item = (String, u64)> + '_ {
+    (policy.rules.iter())
+        .filter_map(|r: &Rule| {
+            r.pull_window()
+                .map(|(w, s)| (format!("rule {:?} ({w})", r.name), s))
+        })
+        .chain(
+            policy
+                .protect_pulled_within
+                .map(|s| (format!("protect.pulled_within: {}", fmt(s)), s.as_secs())),
+        )
 }
 
 /// What the images in use and `protect.pulled_within` protect in `layout` at `now`.

@@ -76,7 +76,10 @@ pub fn render(i: &Inputs) -> String {
                 h1 { "regsweep report: " (root) }
                 @if let Some(du) = &i.du { (space(du, &i.tags)) }
                 @if let Some(plan) = &i.plan { (plan_section(plan)) }
-                @if let Some(p) = &i.pulls { (ledger(p)) }
+                @if let Some(p) = &i.pulls {
+                    @let asked = i.plan.as_ref().and_then(|pl| pl["used"]["windows"].as_array());
+                    (ledger(p, asked.map_or(&[][..], Vec::as_slice)))
+                }
                 @for v in [&i.du, &i.plan].into_iter().flatten() {
                     @if let Some(r) = v["summary"]["requests"].as_object() { (requests(r)) }
                 }
@@ -338,8 +341,9 @@ fn plan_section(plan: &Value) -> Markup {
     }
 }
 
-/// The ledger: per stream a line of the window, its intervals of proof drawn, the holes red.
-fn ledger(p: &Value) -> Markup {
+/// The ledger: per stream a line of the window, its intervals of proof drawn, the holes red;
+/// under them the window each pull rule of the plan asked about.
+fn ledger(p: &Value, asked: &[Value]) -> Markup {
     let empty = vec![];
     let s = &p["summary"];
     let at = |v: &Value| {
@@ -347,11 +351,25 @@ fn ledger(p: &Value) -> Markup {
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .map_or(0, |t| t.timestamp())
     };
-    let (from, until) = (at(&s["window_from"]), at(&s["window_until"]));
+    // The axis spans the status window and every window a rule asked about.
+    let ends = |status: i64, k: &'static str| -> Vec<i64> {
+        let asked = asked.iter().filter_map(|w| w[k].as_i64());
+        (Some(status).filter(|t| *t > 0).into_iter())
+            .chain(asked)
+            .collect()
+    };
+    let from = ends(at(&s["window_from"]), "from")
+        .into_iter()
+        .min()
+        .unwrap_or(0);
+    let until = ends(at(&s["window_until"]), "until")
+        .into_iter()
+        .max()
+        .unwrap_or(0);
     let span = (until - from).max(1) as f64;
     let xof = |t: i64| 200.0 + 740.0 * ((t.clamp(from, until) - from) as f64 / span);
     let streams = p["streams"].as_array().unwrap_or(&empty);
-    let height = 30 + 24 * streams.len();
+    let height = 30 + 24 * streams.len() + 22 * asked.len();
     html! {
         h2 { "The pull ledger" }
         p {
@@ -369,6 +387,17 @@ fn ledger(p: &Value) -> Markup {
                     rect x=(a) y=(y) width=((b - a).max(1.0)) height="16" fill="#4a9a5a" {
                         title { (iv[0].as_str().unwrap_or("")) " to " (iv[1].as_str().unwrap_or("")) }
                     }
+                }
+            }
+            @for (k, w) in asked.iter().enumerate() {
+                @let y = 14 + 24 * streams.len() + 22 * k;
+                @let (a, b) = (xof(w["from"].as_i64().unwrap_or(0)), xof(w["until"].as_i64().unwrap_or(0)));
+                g.asked {
+                    title { (text(w, "what")) ": asks the ledger to cover this window" }
+                    text x="0" y=(y + 12) { (fit(text(w, "what"), 196.0)) }
+                    rect x=(a) y=(y + 6) width=((b - a).max(1.0)) height="4" fill="#444" {}
+                    rect x=(a) y=(y) width="2" height="16" fill="#444" {}
+                    rect x=(b - 2.0) y=(y) width="2" height="16" fill="#444" {}
                 }
             }
         }
@@ -393,6 +422,26 @@ fn requests(r: &serde_json::Map<String, Value>) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ledger_draws_the_window_each_pull_rule_asked_about() {
+        let pulls = serde_json::json!({"summary": {"covered": true,
+            "window_from": "2026-01-15T00:00:00Z", "window_until": "2026-01-29T00:00:00Z"},
+            "streams": [{"source": "webhook", "instance": "r:5000",
+                "intervals": [["2026-01-15T00:00:00Z", "2026-01-29T00:00:00Z"]]}]});
+        // A 30-day rule reaches before the status window: the axis widens to hold it.
+        let plan = serde_json::json!({"summary": {}, "used": {"windows": [
+            {"what": "rule \"unused\" (not_pulled_for: 30d)", "from": 1_767_225_600i64, "until": 1_769_644_800i64}]}});
+        let page = render(&Inputs {
+            pulls: Some(pulls),
+            plan: Some(plan),
+            ..Inputs::default()
+        });
+        assert_eq!(page.matches("<g class=\"asked\">").count(), 1, "{page}");
+        assert!(page.contains("not_pulled_for: 30d"), "{page}");
+        // The rule's window starts at the axis's left edge (x = 200).
+        assert!(page.contains("<rect x=\"200\" y=\"44\""), "{page}");
+    }
 
     #[test]
     fn names_are_escaped_and_the_treemap_covers_its_box() {
