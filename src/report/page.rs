@@ -331,8 +331,34 @@ fn plan_section(plan: &Value) -> Markup {
                 (human(bytes(&st["projected"]))) }
         }
         @if let Some(u) = plan["used"].as_object() {
-            p { "Kept for use: " (u.get("tags_protected").map_or(0, bytes)) " tags, "
-                (u.get("manifests_protected").map_or(0, bytes)) " manifests protected." }
+            @let pinned = u.get("manifests_protected").and_then(Value::as_array).unwrap_or(&empty);
+            p { "Kept for use: " (count(u.get("tags_protected").map_or(0, bytes), "tag")) " and "
+                (count(pinned.len() as u64, "manifest")) " protected." }
+            @if !pinned.is_empty() {
+                table.sort #plan-pinned {
+                    thead { tr { th { "manifest kept for use" } th { "why" } } }
+                    tbody { @for m in pinned.iter().take(ROWS) { tr {
+                        td { (text(m, "repository")) "@" code { (text(m, "digest")) } }
+                        td { (text(m, "why")) }
+                    } } }
+                }
+            }
+        }
+        @let protected: Vec<(&Value, &str)> = (plan["explain"].as_array().unwrap_or(&empty).iter())
+            .filter(|e| e["delete"] == false)
+            .filter_map(|e| {
+                let why = (e["reasons"].as_array()?.iter()).filter_map(Value::as_str)
+                    .find(|r| r.starts_with("protected"))?;
+                Some((e, why))
+            })
+            .collect();
+        @if !protected.is_empty() {
+            table.sort #plan-protected {
+                thead { tr { th { "tag kept by a protection" } th { "why" } } }
+                tbody { @for (e, why) in protected.iter().take(ROWS) { tr {
+                    td { (text(e, "repository")) ":" (text(e, "tag")) } td { (why) }
+                } } }
+            }
         }
         @if !damage.is_empty() {
             h3 { "Damage and errors" }

@@ -38,7 +38,7 @@ fn the_page_shows_every_repository_and_planned_tag_in_a_real_browser() {
     let policy = at("p.yml");
     std::fs::write(
         &policy,
-        "version: 1\nrules:\n  - name: old\n    tags: ['v1']\n    delete: {}\n",
+        "version: 1\nrules:\n  - name: old\n    tags: ['v1']\n    delete: {}\nprotect:\n  tags: ['v2']\n",
     )
     .unwrap();
     let out = regsweep(&[
@@ -51,6 +51,7 @@ fn the_page_shows_every_repository_and_planned_tag_in_a_real_browser() {
         "--dry-run",
         "--policy",
         &policy,
+        "--explain",
         "--format",
         "json",
         "-q",
@@ -134,6 +135,12 @@ fn the_page_shows_every_repository_and_planned_tag_in_a_real_browser() {
     assert!(dom.contains(&regsweep::report::human_bytes(
         plan["summary"]["bytes_freed"].as_u64().unwrap()
     )));
+    // The protected tag, with its protection.
+    assert!(
+        dom.contains("id=\"plan-protected\"")
+            && dom.contains("<td>acme/app:v2</td><td>protected by protect.tags"),
+        "{dom}"
+    );
     // Each rule with the bytes its images reach, as the report says them.
     let freed = plan["rules_freed"]
         .as_array()
