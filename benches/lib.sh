@@ -6,6 +6,19 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # Returns once something listens on 127.0.0.1:$1 (at most 30 s).
 wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
+# start_s3_folder BUCKET_DIR DELAY_MS WORK: serves BUCKET_DIR as the bucket `bench` through
+# examples/s3-folder.rs (built by the caller); sets S3 (its URL) and server (its pid), and
+# returns once it answers.
+start_s3_folder() {
+  local port
+  port=$(free_port)
+  S3=http://127.0.0.1:$port
+  target/profiling/examples/s3-folder "$port" bench "$1" "$2" 2>"$3/server.err" &
+  server=$!
+  trap 'kill $server 2>/dev/null || true' EXIT
+  until curl -fsS "$S3/__stats" >/dev/null 2>&1; do sleep 0.2; done
+}
+
 # load_moto DIR ENDPOINT: creates the bucket `bench` and puts every file below DIR in it as
 # regroot/<path>, 16 uploads in flight (boto3 comes with moto[server]).
 load_moto() {

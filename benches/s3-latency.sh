@@ -26,12 +26,7 @@ if [ ! -d "$WORK/bucket/regroot" ]; then
   # shellcheck disable=SC2086
   target/profiling/examples/gen-layout --out "$WORK/bucket/regroot" $params >/dev/null
 fi
-port=$(free_port)
-S3=http://127.0.0.1:$port
-target/profiling/examples/s3-folder "$port" bench "$WORK/bucket" "$delay" 2>"$WORK/server.err" &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-until curl -fsS "$S3/__stats" >/dev/null 2>&1; do sleep 0.2; done
+start_s3_folder "$WORK/bucket" "$delay" "$WORK"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
 
 # measure NAME CMD...: wall seconds and the server's counts for one command.

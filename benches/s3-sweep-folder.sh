@@ -26,12 +26,7 @@ fi
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
 echo "## $(find "$WORK/bucket" -path '*/data' | wc -l) blobs, $(find "$WORK/bucket" -type f | wc -l) objects, $delay ms a request"
 for run in $(seq "$runs"); do
-  port=$(free_port)
-  S3=http://127.0.0.1:$port
-  target/profiling/examples/s3-folder "$port" bench "$WORK/bucket" "$delay" 2>"$WORK/server.err" &
-  server=$!
-  trap 'kill $server 2>/dev/null || true' EXIT
-  until curl -fsS "$S3/__stats" >/dev/null 2>&1; do sleep 0.2; done
+  start_s3_folder "$WORK/bucket" "$delay" "$WORK"
   # The same reads without the deletes first: the sweep's own cost is the difference.
   start=$(date +%s.%N)
   "$BIN" gc --root s3://bench/regroot --endpoint "$S3" -m --grace 0 --no-cache --dry-run --format json -q --report "$WORK/dry.json"
