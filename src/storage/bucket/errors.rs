@@ -2,8 +2,12 @@
 //! and Azure's XML bodies alike), or the connection's root cause, instead of the crate's page
 //! of text; kept whole beside it, for telling the cause.
 
-use super::root::first_line;
 use std::io;
+
+/// The first line of a message (the crate's errors run over several).
+pub(super) fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).to_string()
+}
 
 /// An object-store error: shown as its line, kept whole.
 #[derive(Debug)]

@@ -3,6 +3,7 @@
 //! client is the same for the three: the key layout below the `rootdirectory` is the same.
 
 use super::client::CountingConnector;
+use super::errors::first_line;
 use object_store::{ObjectStore, RetryConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -297,8 +298,4 @@ fn generic(message: String) -> object_store::Error {
         store: "endpoint",
         source: message.into(),
     }
-}
-
-pub(super) fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).to_string()
 }
