@@ -310,7 +310,8 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
         break_lock: a.break_lock,
         root,
     };
-    let report = crate::commands::trash::restore(&cfg)?;
+    // Bars draw only on a terminal.
+    let report = crate::commands::trash::restore(&cfg, &*Bars::when(true))?;
     Ok(emit(&report, a.format.into(), None))
 }
 
@@ -320,7 +321,7 @@ fn trash_list(a: TrashListArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn trash_empty(a: TrashEmptyArgs) -> anyhow::Result<ExitCode> {
-    let report = crate::commands::trash::empty(&a.dir, a.older_than)?;
+    let report = crate::commands::trash::empty(&a.dir, a.older_than, &*Bars::when(true))?;
     Ok(emit(&report, a.format.into(), None))
 }
 

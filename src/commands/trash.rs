@@ -26,13 +26,17 @@ pub struct RestoreReport {
 }
 
 /// Puts back what the selection names.
-pub fn restore(cfg: &RestoreConfig) -> Result<RestoreReport> {
+pub fn restore(
+    cfg: &RestoreConfig,
+    progress: &dyn crate::progress::Progress,
+) -> Result<RestoreReport> {
     let started = chrono::Utc::now();
     let done = crate::stages::trash::restore(
         &cfg.dir,
         &cfg.selection,
         cfg.break_lock,
         cfg.root.as_deref(),
+        progress,
     )?;
     Ok(RestoreReport {
         started,
@@ -163,9 +167,13 @@ pub struct EmptiedSummary {
 }
 
 /// Deletes for good the runs older than `older_than`.
-pub fn empty(dir: &Path, older_than: Span) -> Result<Emptied> {
+pub fn empty(
+    dir: &Path,
+    older_than: Span,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Emptied> {
     let started = chrono::Utc::now();
-    let removed = crate::stages::trash::empty(dir, older_than.0)?;
+    let removed = crate::stages::trash::empty(dir, older_than.0, progress)?;
     Ok(Emptied {
         envelope: crate::report::Envelope::new(crate::report::TRASH_EMPTY_SCHEMA, started),
         root: dir.to_path_buf(),

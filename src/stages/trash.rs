@@ -303,6 +303,7 @@ pub fn restore(
     selection: &Selection,
     break_lock: bool,
     root: Option<&Path>,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<Restored> {
     let given = match root {
         Some(r) => Some(FsStorage::open(r)?.v2().to_path_buf()),
@@ -340,7 +341,9 @@ pub fn restore(
     chosen.sort_by(|a, b| a.0.kind.cmp(&b.0.kind).then(a.0.rel.cmp(&b.0.rel)));
     let mut out = Restored::default();
     let mut done: HashSet<PathBuf> = HashSet::new();
+    let bar = progress.bar("restoring", chosen.len() as u64);
     for (item, v2) in chosen {
+        bar.inc(1);
         let dest = v2.join(&item.rel);
         let record = RestoredItem {
             kind: item.kind,
@@ -369,6 +372,7 @@ pub fn restore(
         done.insert(dest);
         out.restored.push(record);
     }
+    bar.finish();
     for (run, _) in &runs {
         prune(&run.join("v2"));
         if !run.join("v2").exists() {
@@ -596,10 +600,17 @@ pub fn list(dir: &Path) -> Result<Vec<RunSummary>> {
 }
 
 /// Deletes for good the runs older than `older_than`; what each was (with the bytes it freed).
-pub fn empty(dir: &Path, older_than: std::time::Duration) -> Result<Vec<RunSummary>> {
+pub fn empty(
+    dir: &Path,
+    older_than: std::time::Duration,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Vec<RunSummary>> {
     let cutoff = chrono::Utc::now() - chrono::Duration::seconds(older_than.as_secs() as i64);
     let mut removed = Vec::new();
-    for (run, info) in runs(dir)? {
+    let runs = runs(dir)?;
+    let bar = progress.bar("trash runs", runs.len() as u64);
+    for (run, info) in runs {
+        bar.inc(1);
         let started =
             chrono::DateTime::parse_from_rfc3339(&info.started).map_err(|e| Error::Trash {
                 path: run.join(RUN_FILE),
@@ -618,6 +629,7 @@ pub fn empty(dir: &Path, older_than: std::time::Duration) -> Result<Vec<RunSumma
             removed.push(summary);
         }
     }
+    bar.finish();
     Ok(removed)
 }
 
