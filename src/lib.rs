@@ -18,7 +18,8 @@
 //!    `location` (the one place a backend is picked); `conformance` (one suite, every backend)
 //! 2. [`ledger`]: the pull ledger (SQLite), the registry's events and log lines, the webhook
 //!    receiver (`pulls listen`)
-//! 2. [`gc`]: the pure stages `walk` (the one manifest-graph walk) -> `mark` -> `plan`; `outcome`
+//! 2. [`gc`]: the pure stages after the mark: `plan` (what goes), `by_rule` (what each rule
+//!    frees), `planfile` (the plan `apply` reads), `outcome` (what became of a sweep)
 //! 3. [`policy`]: retention policies, `semver` and `used` (what is used: images in use, pull
 //!    rules' refusals) (pure; its safety net marks with `model::mark`)
 //! 3. [`inspect`]: `usage` and `integrity`, the pure analyses behind `du` and `check`
