@@ -216,6 +216,14 @@ pub(super) fn shell_word(text: &str) -> String {
     }
 }
 
+/// A storage as the options name it: where it is, the registry's config when one was read,
+/// and the `REGISTRY_*` variables that config was completed from.
+type Resolved = (
+    Location,
+    Option<config::registry::RegistryConfig>,
+    Vec<String>,
+);
+
 impl RootArgs {
     /// The storage options as given, for a printed command line that reaches the same storage
     /// (an s3:// plan's endpoint and keys come from them, not from the plan).
@@ -250,16 +258,7 @@ impl RootArgs {
 
     /// `resolve_with_cache`, with the names of the environment variables the registry's config
     /// was completed from.
-    pub(super) fn resolve_with_env(
-        self,
-    ) -> Result<
-        (
-            Location,
-            Option<config::registry::RegistryConfig>,
-            Vec<String>,
-        ),
-        Error,
-    > {
+    pub(super) fn resolve_with_env(self) -> Result<Resolved, Error> {
         let (concurrency, rate) = (self.s3_concurrency, self.max_requests_per_second);
         let timeout = self.request_timeout;
         let (mut root, cache, from_env) = self.location()?;
@@ -279,16 +278,7 @@ impl RootArgs {
         Ok((root, cache, from_env))
     }
 
-    fn location(
-        self,
-    ) -> Result<
-        (
-            Location,
-            Option<config::registry::RegistryConfig>,
-            Vec<String>,
-        ),
-        Error,
-    > {
+    fn location(self) -> Result<Resolved, Error> {
         match (self.root, self.config) {
             (Some(r), None) => match r.to_str() {
                 Some(text) => Ok((Location::parse(text, self.endpoint)?, None, Vec::new())),

@@ -294,6 +294,15 @@ fn plan_section(plan: &Value) -> Markup {
         @for r in plan["refused"].as_array().unwrap_or(&empty) {
             p.bad { "refused: " (r.as_str().unwrap_or("")) }
         }
+        @let refused = plan["refused_tags"].as_array().unwrap_or(&empty);
+        @if !refused.is_empty() {
+            table.sort #plan-refused {
+                thead { tr { th { "tag the policy would delete (refused: none was)" } th { "rule" } } }
+                tbody { @for t in refused.iter().take(ROWS) { tr {
+                    td { (text(t, "repository")) ":" (text(t, "tag")) } td { (text(t, "rule")) }
+                } } }
+            }
+        }
         table.sort #plan {
             thead { tr { th { "tag" } th { "rule" } th.n { "age" } th { "digest" } } }
             tbody {
@@ -448,6 +457,18 @@ fn requests(r: &serde_json::Map<String, Value>) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_plan_shows_what_it_would_have_taken_apart() {
+        let plan = serde_json::json!({"summary": {}, "refused": ["r: every one of its 1 tags"],
+            "tags_deleted": [], "refused_tags": [{"repository": "r", "tag": "v1", "rule": "all"}]});
+        let page = render(&Inputs {
+            plan: Some(plan),
+            ..Inputs::default()
+        });
+        assert!(page.contains("id=\"plan-refused\""), "{page}");
+        assert!(page.contains("<td>r:v1</td><td>all</td>"), "{page}");
+    }
 
     #[test]
     fn the_ledger_draws_the_window_each_pull_rule_asked_about() {

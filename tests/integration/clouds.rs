@@ -344,13 +344,7 @@ fn azure_locks_plans_and_the_registry_config_and_gcs_refuses_to_sweep() {
         .unwrap();
     let mut args: Vec<&str> = line.split_whitespace().collect();
     args.extend(["--break-lock", "--format", "json"]);
-    let out = regsweep(&args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = regsweep_ok(&args);
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["summary"]["failures"], 0, "{r}");
     assert_eq!(cloud.blobs(), f.kept, "the plan went");
@@ -383,13 +377,7 @@ fn azure_locks_plans_and_the_registry_config_and_gcs_refuses_to_sweep() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The drop-in reads the same config.
-    let out = regsweep(&["garbage-collect", "--dry-run", config.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    regsweep_ok(&["garbage-collect", "--dry-run", config.to_str().unwrap()]);
 
     // GCS: reading commands only; a sweep is refused before anything changes, through --root
     // and through the registry's gcs section alike.

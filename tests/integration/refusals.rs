@@ -353,3 +353,27 @@ fn apply_refuses_a_plan_other_than_the_pinned_one() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(w.reg.pull("acme/app:v1").is_err(), "the planned tag went");
 }
+
+/// The options of a bucket's requests on a folder are a mistake, said in one line, not ignored.
+#[test]
+fn bucket_request_options_on_a_folder_are_refused() {
+    let f = crate::fixture::fixture();
+    let root = f.root.to_str().unwrap();
+    for opt in [
+        ["--request-timeout", "2s"],
+        ["--s3-concurrency", "4"],
+        ["--max-requests-per-second", "10"],
+    ] {
+        let out = regsweep(&["gc", "--root", root, "--dry-run", opt[0], opt[1]]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            (out.status.code(), err.lines().count()),
+            (Some(2), 1),
+            "{err}"
+        );
+        assert!(
+            err.contains(opt[0]) && err.contains("apply to a bucket"),
+            "{err}"
+        );
+    }
+}

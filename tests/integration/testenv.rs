@@ -546,6 +546,19 @@ pub fn regsweep(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `regsweep` with `args`, which must succeed (its stderr is the failure's message).
+pub fn regsweep_ok(args: &[&str]) -> Output {
+    let out = regsweep(args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "regsweep {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Runs `regsweep gc --format json` on `root` with extra args; the exit code and report.
 pub fn gc_json(root: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
     let root = root.to_str().unwrap();
