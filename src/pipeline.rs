@@ -4,6 +4,7 @@
 //! then the arrivals of what would go) and swept.
 
 use crate::error::Result;
+use crate::gc::killed::{Journal, KilledRun, SWEEP_JOURNAL};
 use crate::gc::plan::{self, Plan};
 use crate::model::mark;
 use crate::model::{Layout, Rules, Time};
@@ -25,6 +26,12 @@ pub struct Session<S: Storage> {
     pub layout: Layout,
     /// What completing a killed run's pending eviction did (`Open::settle`), before the scan.
     pub settled: Option<String>,
+    /// Runs killed mid-sweep, by what of their plans the scan found gone (the sweep journal).
+    pub killed: Vec<KilledRun>,
+    /// Why a sweep journal left at the root could not be read.
+    pub killed_unreadable: Option<String>,
+    /// Whether a sweep journal is at the root (found, or written by this run).
+    journal: std::sync::atomic::AtomicBool,
 }
 
 impl<S: Storage> Session<S> {
@@ -59,6 +66,42 @@ impl<S: Storage> Session<S> {
         let mut plan = plan_with(&self.layout, decisions, rules);
         settle_arrivals(&self.store, &mut plan, rules);
         plan
+    }
+
+    /// Before a sweep by `command`: the journal the next run accounts this one by should it be
+    /// killed mid-sweep (with the killed runs this one found). Unwritten, nothing is swept.
+    pub fn begin_sweep(&self, command: &str, plan: &Plan) -> Result<()> {
+        let journal = Journal::new(command, plan, self.killed.clone());
+        let bytes = journal.to_bytes(crate::storage::seam::STATE_LIMIT);
+        self.journal
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.store
+            .write_state(SWEEP_JOURNAL, Some(&bytes))
+            .map_err(|e| crate::error::Error::Io {
+                path: self.store.location().join(SWEEP_JOURNAL),
+                cause: std::io::Error::new(e.kind(), format!(
+                    "cannot write the sweep journal ({}), so nothing was swept: without it a run killed mid-sweep would leave no record of what it removed; make the storage root writable",
+                    crate::error::io_cause(&e)
+                )),
+            })
+    }
+
+    /// Once the run's sweep is over (or, holding the lock, when it sweeps nothing): its journal
+    /// and any a killed run left go, their accounts being in this run's report. Why it could
+    /// not be removed, if so.
+    pub fn end_sweep(&self) -> Option<String> {
+        if !self
+            .journal
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return None;
+        }
+        let e = self.store.write_state(SWEEP_JOURNAL, None).err()?;
+        Some(format!(
+            "{}: cannot remove the sweep journal ({}): the next run will take this one for killed",
+            self.store.location().join(SWEEP_JOURNAL).display(),
+            crate::error::io_cause(&e)
+        ))
     }
 
     /// Carries out `plan` (see [`crate::stages::sweep`]).
@@ -139,12 +182,35 @@ fn load_store<S: Storage>(store: S, how: Open, progress: &dyn Progress) -> Resul
             None => cache.save(),
         }
     }
+    let (killed, killed_unreadable, journal) = read_killed(&store, &layout);
     Ok(Session {
         store,
         lock,
         layout,
         settled,
+        killed,
+        killed_unreadable,
+        journal: journal.into(),
     })
+}
+
+/// The runs a sweep journal at the root says were killed mid-sweep, accounted against the
+/// layout just scanned; why it could not be read; whether one is there.
+fn read_killed<S: Storage>(store: &S, layout: &Layout) -> (Vec<KilledRun>, Option<String>, bool) {
+    let path = store.location().join(SWEEP_JOURNAL);
+    let why = match store.read_state(SWEEP_JOURNAL) {
+        Ok(None) => return (vec![], None, false),
+        Ok(Some(bytes)) => match Journal::parse(&bytes) {
+            Ok(j) => return (j.account(layout), None, true),
+            Err(why) => why,
+        },
+        Err(e) => crate::error::io_cause(&e),
+    };
+    let said = format!(
+        "{}: a run was killed mid-sweep, and its sweep journal cannot be read ({why}): what it removed cannot be told; this report lists what is there",
+        path.display()
+    );
+    (vec![], Some(said), true)
 }
 
 /// Entries of the cache a sweeping run checks against storage: enough that a cache damaged or

@@ -71,6 +71,9 @@ pub struct ApplyReport {
     /// Findings about the live registry (restart needed, claims, failures).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<crate::report::ErrorEntry>,
+    /// Runs killed mid-sweep before this one, and what each removed (their sweep journal).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub killed_runs: Vec<crate::gc::killed::KilledRun>,
 }
 
 #[derive(Debug, Serialize)]
@@ -329,6 +332,10 @@ fn run_in<S: Storage>(
         Some(dir) => Some(trash::create_run(dir, &layout.v2, "apply")?),
         None => None,
     };
+    let mut killed = super::killed::notes(&session);
+    if !todo.is_empty() {
+        session.begin_sweep("apply", &todo)?;
+    }
     let outcome = session.sweep(
         &todo,
         progress,
@@ -355,6 +362,8 @@ fn run_in<S: Storage>(
         super::live::after(&cfg.live, redis, layout, &swept, outcome.removed > 0);
     super::live::clear_journal(&session.store, journaled, &mut registry, &mut notes);
     findings.extend(notes);
+    super::killed::end(&session, &mut killed);
+    findings.extend(killed);
     let report = ApplyReport {
         envelope: crate::report::Envelope::new("regsweep/apply-report/v2", started),
         plan: cfg.plan.clone(),
@@ -373,6 +382,7 @@ fn run_in<S: Storage>(
         trash: trash_run,
         registry: Some(registry),
         findings,
+        killed_runs: session.killed.clone(),
     };
     Ok(report)
 }

@@ -122,13 +122,30 @@ fn run_in<S: Storage>(store: S, cfg: &CheckConfig, progress: &dyn Progress) -> R
         scan: ScanOptions { verify_links: true },
         ..Open::default()
     };
-    let Session { store, layout, .. } = Session::open(store, how, None, progress)?;
+    let Session {
+        store,
+        layout,
+        killed,
+        killed_unreadable,
+        ..
+    } = Session::open(store, how, None, progress)?;
     let root = store.location();
     // The plan's findings are the scan's plus every manifest that cannot be read.
     let (plan, _) = pipeline::decide(&layout, None, &Rules::without_grace(false), now);
     let mut findings = plan.findings;
     findings.extend(integrity::check(&layout, now));
     findings.extend(pending_eviction(&store));
+    let journal = root.join(crate::gc::killed::SWEEP_JOURNAL);
+    let killed = (killed.iter().map(|k| k.describe())).chain(killed_unreadable);
+    findings.extend(killed.map(|said| Finding {
+        path: journal.clone(),
+        message: format!(
+            "{said} (the next gc or apply puts this in its report and removes the journal)"
+        ),
+        severity: Severity::Notice,
+        kind: crate::model::FindingKind::SweepKilled,
+        repository: None,
+    }));
     let verify = cfg.verify_digests.then(|| {
         let v = crate::stages::verify::verify_digests(&store, &layout, progress);
         findings.extend(v.findings);

@@ -178,6 +178,7 @@ fn run_in<S: Storage>(
         true => super::live::write_journal(store, &cfg.live, "gc", &planned_swept(&plan))?,
         false => false,
     };
+    let mut killed = super::killed::notes(&session);
     let outcome = if cfg.dry_run || refused || plan.is_empty() {
         None
     } else {
@@ -186,6 +187,7 @@ fn run_in<S: Storage>(
             Some(dir) => Some(trash::create_run(dir, &layout.v2, "gc")?),
             None => None,
         };
+        session.begin_sweep("gc", &plan)?;
         Some(session.sweep(
             &plan,
             progress,
@@ -197,6 +199,9 @@ fn run_in<S: Storage>(
             },
         ))
     };
+    if !cfg.dry_run {
+        super::killed::end(&session, &mut killed);
+    }
     let code = sweep_code(refused, outcome.as_ref(), &plan);
     let ctx = context(cfg, started_at, started.elapsed().as_secs_f64());
     let mut report = GcReport::new(ctx, layout, plan, outcome.as_ref());
@@ -204,6 +209,9 @@ fn run_in<S: Storage>(
         report.mark_refused();
     }
     report.settings_from_env = cfg.settings_from_env.clone();
+    report.summary.errors += killed.len();
+    report.errors.extend(killed);
+    report.killed_runs = session.killed.clone();
     report.trash = trash;
     report.delete_untagged_would_free = untagged_more;
     if cfg.reference_output {

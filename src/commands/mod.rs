@@ -8,6 +8,7 @@ pub mod check;
 pub mod du;
 pub mod evidence;
 pub mod gc;
+pub mod killed;
 pub mod live;
 pub mod page;
 pub mod policy;

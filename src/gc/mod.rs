@@ -3,6 +3,7 @@
 //! nothing here reads or writes storage.
 
 pub mod by_rule;
+pub mod killed;
 pub mod outcome;
 pub mod plan;
 pub mod planfile;

@@ -226,12 +226,12 @@ fn is_alnum(c: u8) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
 }
 
-/// A tag as the distribution grammar allows: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 /// A repository name the registry accepts: components joined by `/`, at most 255 bytes.
 pub fn valid_repo_path(name: &str) -> bool {
     !name.is_empty() && name.len() <= 255 && name.split('/').all(valid_repo_component)
 }
 
+/// A tag as the distribution grammar allows: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 pub fn valid_tag(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()

@@ -127,6 +127,8 @@ pub enum FindingKind {
     ImageNotFound,
     /// Items dated ahead of this host's clock.
     ClockSkew,
+    /// A run was killed mid-sweep: what it removed, found by the next run (its sweep journal).
+    SweepKilled,
 }
 
 impl std::fmt::Display for FindingKind {
@@ -137,7 +139,7 @@ impl std::fmt::Display for FindingKind {
 
 impl FindingKind {
     /// Every kind, for the documentation's test.
-    pub const ALL: [FindingKind; 29] = [
+    pub const ALL: [FindingKind; 30] = [
         FindingKind::Symlink,
         FindingKind::NotAFolder,
         FindingKind::NotARegularFile,
@@ -167,6 +169,7 @@ impl FindingKind {
         FindingKind::RegistryProbeFailed,
         FindingKind::ImageNotFound,
         FindingKind::ClockSkew,
+        FindingKind::SweepKilled,
     ];
 
     /// A finding about the live registry beside the storage (its cache, what it claims).

@@ -204,6 +204,9 @@ pub struct GcReport {
     /// On a pull-through cache's root: its scheduler state, what expired, what was rewritten.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<crate::model::scheduler::ProxyReport>,
+    /// Runs killed mid-sweep before this one, and what each removed (their sweep journal).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub killed_runs: Vec<crate::gc::killed::KilledRun>,
 }
 
 pub struct Context {
@@ -330,6 +333,7 @@ impl GcReport {
             rules_freed,
             refused_tags: Vec::new(),
             proxy: None,
+            killed_runs: Vec::new(),
         }
     }
 

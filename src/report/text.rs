@@ -152,11 +152,19 @@ impl GcReport {
             .errors
             .iter()
             .filter(|e| e.severity == Severity::Notice && !e.kind.is_registry())
+            .filter(|e| e.kind != crate::model::FindingKind::SweepKilled)
             .count();
         if notices > 0 {
             let _ = writeln!(
                 o,
                 "  notices        {notices} foreign or leftover entries, left alone (listed below)"
+            );
+        }
+        if !self.killed_runs.is_empty() {
+            let _ = writeln!(
+                o,
+                "  killed before  {} mid-sweep: what each removed is listed below",
+                crate::units::plural(self.killed_runs.len(), "run", "runs")
             );
         }
         if s.sweep_failures > 0 {

@@ -248,7 +248,9 @@ fn a_sweep_on_azure_killed_after_every_step_leaves_every_tag_pullable_and_a_reru
     let mut kills = 0;
     let rec = tempfile::NamedTempFile::new().unwrap();
     let rec_path = rec.path().to_str().unwrap();
+    let mut removed = Vec::new();
     loop {
+        let before = cloud.blobs();
         let out = cloud
             .command(&[
                 "gc",
@@ -276,9 +278,14 @@ fn a_sweep_on_azure_killed_after_every_step_leaves_every_tag_pullable_and_a_reru
                 assert_eq!(r["schema"], "regsweep/gc-unfinished/v1", "{r}");
                 kills += 1
             }
-            Some(0) => break,
+            // The run that finished says what each killed one removed: what went then.
+            Some(0) => {
+                assert_eq!(killed_blobs(&r), removed, "{r}");
+                break;
+            }
             Some(c) => panic!("exit {c}: {}", String::from_utf8_lossy(&out.stderr)),
         }
+        removed.push(gone(&before, &cloud.blobs()));
         // After every kill, what the bucket holds serves every tag.
         served_in_full(&cloud, &mut w, false);
         assert!(kills < 100, "no progress");

@@ -62,10 +62,13 @@ fn sigkill_at_any_point_of_a_sweep_loses_nothing() {
     .sum::<u64>();
     assert!(total > 3000, "{total}");
     let tmp = tempfile::tempdir().unwrap();
+    let mut accounted = 0;
     for i in 0..22u64 {
         let k = 1 + i * (total - 2) / 21;
         let root = tmp.path().join(format!("k{k}"));
         copy_tree(&w.reg.root, &root);
+        let v2 = root.join("docker/registry/v2");
+        let before = (blobs_on_disk(&v2), revisions_on_disk(&v2));
         let (rec, prom) = (tmp.path().join("rec.json"), tmp.path().join("m.prom"));
         // A record of an earlier run, which the killed one must not leave in place.
         std::fs::write(&rec, "{\"schema\": \"an earlier run's\"}").unwrap();
@@ -91,6 +94,28 @@ fn sigkill_at_any_point_of_a_sweep_loses_nothing() {
             "{m}"
         );
         pull_all(&root, &w);
+        let after_kill = (blobs_on_disk(&v2), revisions_on_disk(&v2));
+        if i % 7 == 0 {
+            // check names the killed sweep and leaves its journal for the next gc.
+            let out = regsweep(&[
+                "check",
+                "--format",
+                "json",
+                "--root",
+                root.to_str().unwrap(),
+            ]);
+            let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let said = (c["findings"].as_array().unwrap().iter())
+                .find(|f| f["kind"] == "sweep_killed")
+                .unwrap_or_else(|| panic!("k={k}: {c}"));
+            assert!(
+                said["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("was killed mid-sweep")
+            );
+            assert!(root.join(".regsweep.sweep-journal").exists());
+        }
         // The dead run's lock is stale: reported, then broken on request.
         let out = gc_cmd(&root).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "k={k}");
@@ -110,6 +135,21 @@ fn sigkill_at_any_point_of_a_sweep_loses_nothing() {
         );
         let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec).unwrap()).unwrap();
         assert_eq!(r["schema"], "regsweep/gc-report/v2", "k={k}");
+        // Its record says what the killed run removed: exactly what went from the disk.
+        let killed = r["killed_runs"].as_array().expect("killed_runs");
+        assert_eq!(killed.len(), 1, "k={k}: {killed:?}");
+        assert_eq!(
+            strings(&killed[0]["blobs_removed"]),
+            gone(&before.0, &after_kill.0),
+            "k={k}"
+        );
+        assert_eq!(
+            strings(&killed[0]["manifests_removed"]),
+            gone(&before.1, &after_kill.1),
+            "k={k}"
+        );
+        assert!(!root.join(".regsweep.sweep-journal").exists(), "k={k}");
+        accounted += killed[0]["blobs_removed"].as_array().unwrap().len();
         let m = std::fs::read_to_string(&prom).unwrap();
         assert!(
             m.contains("regsweep_run_unfinished{command=\"gc\"} 0"),
@@ -123,6 +163,48 @@ fn sigkill_at_any_point_of_a_sweep_loses_nothing() {
         pull_all(&root, &w);
         std::fs::remove_dir_all(&root).unwrap();
     }
+    assert!(
+        accounted > 3000,
+        "the killed runs removed {accounted} blobs in all"
+    );
+}
+
+/// `repo@digest` of every revision link under `v2`.
+fn revisions_on_disk(v2: &Path) -> BTreeSet<String> {
+    fn walk(dir: &Path, repo: &str, out: &mut BTreeSet<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == "_manifests" {
+                let revs = e.path().join("revisions/sha256");
+                for r in std::fs::read_dir(revs).into_iter().flatten().flatten() {
+                    if r.path().join("link").is_file() {
+                        let hex = r.file_name().to_string_lossy().into_owned();
+                        out.insert(format!("{repo}@sha256:{hex}"));
+                    }
+                }
+            } else if !name.starts_with('_') && e.path().is_dir() {
+                let sub = if repo.is_empty() {
+                    name
+                } else {
+                    format!("{repo}/{name}")
+                };
+                walk(&e.path(), &sub, out);
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(&v2.join("repositories"), "", &mut out);
+    out
+}
+
+/// A JSON array of strings, as a set.
+fn strings(v: &serde_json::Value) -> BTreeSet<String> {
+    (v.as_array().unwrap().iter())
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]

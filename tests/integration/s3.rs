@@ -436,16 +436,24 @@ fn killed_after_every_step(jobs: &[&str], kill_after: &str, min_kills: usize) {
         c.output().unwrap()
     };
     let mut kills = 0;
+    let mut removed = Vec::new();
     loop {
+        let before = moto.blobs();
         let out = gc(&["--break-lock"], true);
         let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec).unwrap()).unwrap();
         match out.status.code() {
             // Killed: one step went, and its record says it did not finish.
             None if r["schema"] == "regsweep/gc-unfinished/v1" => kills += 1,
             None => panic!("killed, and its record is {r}"),
-            Some(0) => break, // fewer than two items were left: it finished
+            // Fewer than two items were left: it finished, and its record says what each
+            // killed run before it removed, exactly what went from the bucket then.
+            Some(0) => {
+                assert_eq!(killed_blobs(&r), removed, "{r}");
+                break;
+            }
             Some(c) => panic!("exit {c}: {}", String::from_utf8_lossy(&out.stderr)),
         }
+        removed.push(gone(&before, &moto.blobs()));
         w.assert_all_pull();
         assert!(kills < 100, "no progress");
     }

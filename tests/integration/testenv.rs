@@ -600,3 +600,23 @@ pub fn deleted_blobs(report: &serde_json::Value) -> BTreeSet<String> {
         .map(|b| b["digest"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// Per run killed before this report's (`killed_runs`, oldest first): the blobs it removed.
+pub fn killed_blobs(report: &serde_json::Value) -> Vec<BTreeSet<String>> {
+    (report["killed_runs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter())
+    .map(|k| {
+        (k["blobs_removed"].as_array().unwrap().iter())
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect()
+    })
+    .collect()
+}
+
+/// What of `before` is not in `after`.
+pub fn gone(before: &BTreeSet<String>, after: &BTreeSet<String>) -> BTreeSet<String> {
+    before.difference(after).cloned().collect()
+}

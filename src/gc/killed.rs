@@ -1,0 +1,263 @@
+//! The sweep journal: what a sweep set out to remove, left at the root while it runs, so that
+//! the run after a kill (SIGKILL, a power cut: no record could be written) can say what the
+//! killed run removed, which is what of its plan is gone from the layout. Pure: the journal,
+//! and its accounting against a layout.
+
+use crate::gc::plan::Plan;
+use crate::model::Layout;
+use crate::model::digest::Digest;
+use serde::{Deserialize, Serialize};
+
+/// The journal's name at the storage root (beside the lock).
+pub const SWEEP_JOURNAL: &str = ".regsweep.sweep-journal";
+
+const SCHEMA: &str = "regsweep/sweep-journal/v1";
+
+/// What a sweep set out to remove, and the killed runs before it it already accounted for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Journal {
+    pub schema: String,
+    pub command: String,
+    pub pid: u32,
+    pub started_at: String,
+    /// The plan was too large to list within a state file's limit: only counts are known.
+    #[serde(default)]
+    pub unlisted: bool,
+    pub planned: Counts,
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+    #[serde(default)]
+    pub manifests: Vec<(String, Digest)>,
+    #[serde(default)]
+    pub layer_links: Vec<(String, Digest)>,
+    #[serde(default)]
+    pub blobs: Vec<(Digest, u64)>,
+    #[serde(default)]
+    pub uploads: Vec<(String, String)>,
+    #[serde(default)]
+    pub earlier: Vec<KilledRun>,
+}
+
+/// Counts of the five kinds a gc report lists.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counts {
+    pub tags: usize,
+    pub manifests: usize,
+    pub layer_links: usize,
+    pub blobs: usize,
+    pub uploads: usize,
+}
+
+/// A run killed mid-sweep, as the next run found it: what of its plan was gone.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KilledRun {
+    pub command: String,
+    pub pid: u32,
+    pub started_at: String,
+    pub planned: Counts,
+    /// Only counts were journaled (a plan over the state file's limit): the lists are empty.
+    pub unlisted: bool,
+    /// `repo:tag`, as gc's report lists them.
+    pub tags_removed: Vec<String>,
+    /// `repo@sha256:…`.
+    pub manifests_removed: Vec<String>,
+    pub layer_links_removed: Vec<String>,
+    pub blobs_removed: Vec<Digest>,
+    /// `repo/_uploads/<id>`.
+    pub uploads_removed: Vec<String>,
+    pub bytes_freed: u64,
+}
+
+impl KilledRun {
+    pub fn removed(&self) -> Counts {
+        Counts {
+            tags: self.tags_removed.len(),
+            manifests: self.manifests_removed.len(),
+            layer_links: self.layer_links_removed.len(),
+            blobs: self.blobs_removed.len(),
+            uploads: self.uploads_removed.len(),
+        }
+    }
+
+    /// "`gc` (pid 7, started 2026-12-06T10:00:00Z) was killed mid-sweep: of the 2 tags, …
+    /// it planned, it removed 1 tag, … (1.2 KiB)".
+    pub fn describe(&self) -> String {
+        let (p, r) = (self.planned, self.removed());
+        let head = format!(
+            "`{}` (pid {}, started {}) was killed mid-sweep",
+            self.command, self.pid, self.started_at
+        );
+        if self.unlisted {
+            return format!(
+                "{head}: its plan (of {}) was too large to journal, so what it removed cannot be told; this report lists what is there",
+                counts(p)
+            );
+        }
+        format!(
+            "{head}: of the {} it planned, it removed {} ({})",
+            counts(p),
+            counts(r),
+            crate::units::human_bytes(self.bytes_freed)
+        )
+    }
+}
+
+fn counts(c: Counts) -> String {
+    use crate::units::plural;
+    [
+        plural(c.tags, "tag", "tags"),
+        plural(c.manifests, "manifest", "manifests"),
+        plural(c.layer_links, "layer link", "layer links"),
+        plural(c.blobs, "blob", "blobs"),
+        plural(c.uploads, "upload", "uploads"),
+    ]
+    .join(", ")
+}
+
+impl Journal {
+    /// The journal of a sweep of `plan` by `command`, carrying the killed runs this run found.
+    pub fn new(command: &str, plan: &Plan, earlier: Vec<KilledRun>) -> Journal {
+        let planned = Counts {
+            tags: plan.tags.len(),
+            manifests: plan.manifests.len(),
+            layer_links: plan.layer_links.len(),
+            blobs: plan.blobs.len(),
+            uploads: plan.uploads.len(),
+        };
+        Journal {
+            schema: SCHEMA.into(),
+            command: command.into(),
+            pid: std::process::id(),
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            unlisted: false,
+            planned,
+            tags: (plan.tags.iter())
+                .map(|t| (t.repository.clone(), t.tag.clone()))
+                .collect(),
+            manifests: (plan.manifests.iter())
+                .map(|m| (m.repository.clone(), m.digest))
+                .collect(),
+            layer_links: (plan.layer_links.iter())
+                .map(|l| (l.repository.clone(), l.digest))
+                .collect(),
+            blobs: plan.blobs.iter().map(|b| (b.digest, b.size)).collect(),
+            uploads: (plan.uploads.iter())
+                .map(|u| (u.repository.clone(), u.id.clone()))
+                .collect(),
+            earlier,
+        }
+    }
+
+    /// Its bytes; only the counts when the lists would pass `limit`.
+    pub fn to_bytes(&self, limit: u64) -> Vec<u8> {
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        if bytes.len() as u64 <= limit {
+            return bytes;
+        }
+        let counts_only = Journal {
+            unlisted: true,
+            tags: vec![],
+            manifests: vec![],
+            layer_links: vec![],
+            blobs: vec![],
+            uploads: vec![],
+            ..self.clone()
+        };
+        serde_json::to_vec(&counts_only).unwrap_or_default()
+    }
+
+    /// Reads a journal, checking that what it names could be in a layout (its names end up in
+    /// reports and on terminals).
+    pub fn parse(bytes: &[u8]) -> Result<Journal, String> {
+        let j: Journal =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a sweep journal: {e}"))?;
+        if j.schema != SCHEMA {
+            return Err(format!("schema {:?}, not {SCHEMA:?}", j.schema));
+        }
+        let repos = (j.tags.iter().map(|(r, _)| r))
+            .chain(j.manifests.iter().map(|(r, _)| r))
+            .chain(j.layer_links.iter().map(|(r, _)| r))
+            .chain(j.uploads.iter().map(|(r, _)| r));
+        if let Some(r) = repos.into_iter().find(|r| !valid_repository(r)) {
+            return Err(format!("{r:?} is no repository name"));
+        }
+        if let Some((_, t)) = j
+            .tags
+            .iter()
+            .find(|(_, t)| !crate::model::paths::valid_tag(t))
+        {
+            return Err(format!("{t:?} is no tag name"));
+        }
+        let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic());
+        if let Some((_, u)) = j.uploads.iter().find(|(_, u)| !plain(u)) {
+            return Err(format!("{u:?} is no upload id"));
+        }
+        if !plain(&j.command) || !plain(&j.started_at) {
+            return Err("a crafted command or date".into());
+        }
+        Ok(j)
+    }
+
+    /// What of this journal's plan is gone from `layout` (gone from the registry's sight: a
+    /// staged item counts as removed), and the earlier killed runs it carried, oldest first.
+    pub fn account(&self, layout: &Layout) -> Vec<KilledRun> {
+        let repo = |name: &str| {
+            (layout.repos.binary_search_by(|r| r.name.as_str().cmp(name)))
+                .ok()
+                .map(|i| &layout.repos[i])
+        };
+        let tag_there =
+            |r: &str, t: &str| repo(r).is_some_and(|r| r.tags.iter().any(|x| x.name == t));
+        let rev_there = |r: &str, d: &Digest| {
+            repo(r).is_some_and(|r| r.revisions.iter().any(|l| l.digest == *d))
+        };
+        let layer_there = |r: &str, d: &Digest| {
+            repo(r).is_some_and(|r| {
+                r.layers
+                    .iter()
+                    .any(|l| layout.blobs[l.blob as usize].digest == *d)
+                    || r.layers_absent.iter().any(|l| l.digest == *d)
+            })
+        };
+        let upload_there =
+            |r: &str, u: &str| repo(r).is_some_and(|r| r.uploads.iter().any(|x| x.id == u));
+        let blobs: Vec<&(Digest, u64)> = (self.blobs.iter())
+            .filter(|(d, _)| layout.blob(d).is_none())
+            .collect();
+        let mut runs = self.earlier.clone();
+        runs.push(KilledRun {
+            command: self.command.clone(),
+            pid: self.pid,
+            started_at: self.started_at.clone(),
+            planned: self.planned,
+            unlisted: self.unlisted,
+            tags_removed: (self.tags.iter())
+                .filter(|(r, t)| !tag_there(r, t))
+                .map(|(r, t)| format!("{r}:{t}"))
+                .collect(),
+            manifests_removed: (self.manifests.iter())
+                .filter(|(r, d)| !rev_there(r, d))
+                .map(|(r, d)| format!("{r}@{d}"))
+                .collect(),
+            layer_links_removed: (self.layer_links.iter())
+                .filter(|(r, d)| !layer_there(r, d))
+                .map(|(r, d)| format!("{r}@{d}"))
+                .collect(),
+            bytes_freed: blobs.iter().map(|(_, s)| s).sum(),
+            blobs_removed: blobs.iter().map(|(d, _)| *d).collect(),
+            uploads_removed: (self.uploads.iter())
+                .filter(|(r, u)| !upload_there(r, u))
+                .map(|(r, u)| format!("{r}/_uploads/{u}"))
+                .collect(),
+        });
+        runs
+    }
+}
+
+fn valid_repository(name: &str) -> bool {
+    crate::model::paths::valid_repo_path(name)
+}
+
+#[cfg(test)]
+#[path = "killed_tests.rs"]
+mod tests;
