@@ -74,6 +74,9 @@ pub struct ApplyReport {
     /// Runs killed mid-sweep before this one, and what each removed (their sweep journal).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub killed_runs: Vec<crate::gc::killed::KilledRun>,
+    /// On a pull-through cache's root: its scheduler state, and what was rewritten.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<crate::model::scheduler::ProxyReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -332,6 +335,8 @@ fn run_in<S: Storage>(
         Some(dir) => Some(trash::create_run(dir, &layout.v2, "apply")?),
         None => None,
     };
+    // A pull-through cache's TTL state loses the entries of what goes, as after gc.
+    let proxy = super::proxy::read_for_apply(&session.store)?;
     let mut killed = super::killed::notes(&session);
     if !todo.is_empty() {
         session.begin_sweep("apply", &todo)?;
@@ -360,6 +365,10 @@ fn run_in<S: Storage>(
     let swept = crate::live::Swept::new(&went.blobs, &went.layer_links, &went.manifests);
     let (mut registry, mut notes) =
         super::live::after(&cfg.live, redis, layout, &swept, outcome.removed > 0);
+    let proxy = proxy.map(|run| {
+        let present = crate::live::Present::new(layout, &swept);
+        super::proxy::write_back(&session.store, run, &present)
+    });
     super::live::clear_journal(&session.store, journaled, &mut registry, &mut notes);
     findings.extend(notes);
     super::killed::end(&session, &mut killed);
@@ -383,6 +392,7 @@ fn run_in<S: Storage>(
         registry: Some(registry),
         findings,
         killed_runs: session.killed.clone(),
+        proxy,
     };
     Ok(report)
 }
@@ -452,6 +462,24 @@ fn text(r: &ApplyReport, limit: usize) -> String {
             o,
             "  interrupted: stopped early; apply the plan again to finish"
         );
+    }
+    if let Some(p) = &r.proxy {
+        let _ = writeln!(
+            o,
+            "  proxy     {} in scheduler-state.json; {}",
+            plural(p.entries, "entry", "entries"),
+            match (&p.write_error, p.state_written) {
+                (Some(e), _) => format!("NOT rewritten: {e}"),
+                (None, true) => format!(
+                    "{} removed (their objects went)",
+                    plural(p.entries_removed, "entry", "entries")
+                ),
+                (None, false) => "none to remove".into(),
+            }
+        );
+    }
+    for k in (r.findings.iter()).filter(|f| f.kind == crate::model::FindingKind::SweepKilled) {
+        let _ = writeln!(o, "  killed before: {}", k.message);
     }
     for s in r.skipped.iter().take(limit) {
         let _ = writeln!(o, "  skip  {} {}: {}", s.kind, s.item, s.reason);

@@ -23,19 +23,7 @@ pub struct ProxyRun {
 /// Reads the state file at the root (none: nothing cached has a TTL yet); a file the registry
 /// could not read stops the run with nothing deleted.
 pub fn read<S: Storage>(store: &S, opts: &ProxyOptions, now: Time) -> Result<ProxyRun> {
-    let path = store.location().join(STATE_FILE);
-    let bytes = store
-        .read_state(STATE_FILE)
-        .map_err(|e| Error::io(&path, e))?;
-    let state = match bytes {
-        None => State::default(),
-        Some(b) => State::parse(&b).map_err(|why| Error::Input {
-            path: path.clone(),
-            message: format!(
-                "{why}; nothing was deleted. The registry cannot start its TTL scheduler on this file either: restore it, or remove it (the proxy then forgets every TTL)"
-            ),
-        })?,
-    };
+    let state = read_state(store)?.unwrap_or_default();
     let ttl = opts.ttl.as_secs() as Time;
     let expired: HashSet<(String, Digest)> = (state.entries.iter())
         .filter(|e| e.kind == Kind::Manifest)
@@ -58,6 +46,40 @@ pub fn read<S: Storage>(store: &S, opts: &ProxyOptions, now: Time) -> Result<Pro
         expired,
         report,
     })
+}
+
+/// The state file at the root, if there is one; one the registry could not read stops the run
+/// with nothing deleted.
+fn read_state<S: Storage>(store: &S) -> Result<Option<State>> {
+    let path = store.location().join(STATE_FILE);
+    let bytes = store
+        .read_state(STATE_FILE)
+        .map_err(|e| Error::io(&path, e))?;
+    bytes
+        .map(|b| {
+            State::parse(&b).map_err(|why| Error::Input {
+                path: path.clone(),
+                message: format!(
+                    "{why}; nothing was deleted. The registry cannot start its TTL scheduler on this file either: restore it, or remove it (the proxy then forgets every TTL)"
+                ),
+            })
+        })
+        .transpose()
+}
+
+/// `apply`'s part on a pull-through cache's root (one with a state file): the state as it is,
+/// for `write_back` once the reviewed plan is carried out; nothing expires here, the plan
+/// already says what goes.
+pub fn read_for_apply<S: Storage>(store: &S) -> Result<Option<ProxyRun>> {
+    Ok(read_state(store)?.map(|state| ProxyRun {
+        report: ProxyReport {
+            entries: state.entries.len(),
+            not_understood: state.not_understood,
+            ..ProxyReport::default()
+        },
+        state,
+        expired: HashSet::new(),
+    }))
 }
 
 /// After a run that could sweep: drops the entries whose objects are no longer there (went in

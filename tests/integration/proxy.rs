@@ -102,9 +102,36 @@ fn expired_entries_of_a_proxy_cache_go_and_its_state_is_written_without_them() {
     saved(&proxy, &[&v1.manifest.digest]);
     proxy.stop();
     // --proxy-ttl counts from when each was cached: 1s has expired them all.
+    let plan = proxy.tmp.path().join("plan.json");
+    let plan = plan.to_str().unwrap();
     let (code, r, err) = gc(&["--dry-run", "--proxy-ttl", "1s"]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(deleted_tags(&r).len(), 2, "{r}");
+    // The same as a reviewed plan: apply carries it out and rewrites the state too.
+    regsweep_ok(&[
+        "gc",
+        "--config",
+        &config,
+        "--grace",
+        "0",
+        "-m",
+        "--dry-run",
+        "--proxy-ttl",
+        "1s",
+        "-q",
+        "--format",
+        "json",
+        "--report",
+        plan,
+    ]);
+    let out = regsweep_ok(&["apply", plan, "--config", &config, "--format", "json"]);
+    let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(a["proxy"]["state_written"], true, "{a}");
+    let after = state(&proxy);
+    for d in [&v1.manifest.digest, &v2.manifest.digest] {
+        assert!(keys_of(&after, d).is_empty(), "{after}");
+    }
+    assert!(proxy.reference_gc_dry_run().is_empty());
     // A state file the registry could not read stops the run, naming it; nothing goes.
     std::fs::write(proxy.root.join("scheduler-state.json"), "{\"lib/app@sha").unwrap();
     let before = blobs_on_disk(&proxy.v2());
