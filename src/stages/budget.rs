@@ -106,7 +106,16 @@ pub fn apply(
     }
     let need = used.saturating_sub(low);
     if state.over && base < need && ask.rules.delete_untagged {
-        let freed = |k: usize| plan_of(ask, &taking(decisions, &cands[..k])).bytes_freed();
+        // Each projection is a whole plan: the one found last is not planned again.
+        let memo = std::cell::RefCell::new(std::collections::HashMap::new());
+        let freed = |k: usize| {
+            let known = memo.borrow().get(&k).copied();
+            known.unwrap_or_else(|| {
+                let b = plan_of(ask, &taking(decisions, &cands[..k])).bytes_freed();
+                memo.borrow_mut().insert(k, b);
+                b
+            })
+        };
         let all = freed(cands.len());
         let k = if all >= need {
             fewest(cands.len(), |k| freed(k) >= need)
@@ -114,7 +123,7 @@ pub fn apply(
             fewest(cands.len(), |k| freed(k) >= all)
         };
         let taken = &cands[..k];
-        state.bytes_freed = if k == cands.len() { all } else { freed(k) };
+        state.bytes_freed = freed(k);
         *decisions = taking(decisions, taken);
         state.tags = k;
         state.projected = used.saturating_sub(state.bytes_freed);
