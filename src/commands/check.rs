@@ -136,7 +136,7 @@ fn run_in<S: Storage>(store: S, cfg: &CheckConfig, progress: &dyn Progress) -> R
     findings.extend(integrity::check(&layout, now));
     findings.extend(pending_eviction(&store));
     let journal = root.join(crate::gc::killed::SWEEP_JOURNAL);
-    let killed = (killed.iter().map(|k| k.describe())).chain(killed_unreadable);
+    let killed = (killed.iter().map(|k| k.describe(false))).chain(killed_unreadable);
     findings.extend(killed.map(|said| Finding {
         path: journal.clone(),
         message: format!(

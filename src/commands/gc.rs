@@ -211,7 +211,10 @@ fn run_in<S: Storage>(
     report.settings_from_env = cfg.settings_from_env.clone();
     report.summary.errors += killed.len();
     report.errors.extend(killed);
-    report.killed_runs = session.killed.clone();
+    // Listed only under the lock, which proves those runs dead (a dry run's notice says so).
+    if session.lock.is_some() {
+        report.killed_runs = session.killed.clone();
+    }
     report.trash = trash;
     report.delete_untagged_would_free = untagged_more;
     if cfg.reference_output {

@@ -16,7 +16,7 @@ pub fn notes<S: Storage>(session: &Session<S>) -> Vec<ErrorEntry> {
         .map(|k| {
             format!(
                 "{}; what it left was judged again by this run",
-                k.describe()
+                k.describe(session.lock.is_some())
             )
         })
         .chain(session.killed_unreadable.clone());

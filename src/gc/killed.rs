@@ -80,12 +80,20 @@ impl KilledRun {
     }
 
     /// "`gc` (pid 7, started 2026-12-06T10:00:00Z) was killed mid-sweep: of the 2 tags, …
-    /// it planned, it removed 1 tag, … (1.2 KiB)".
-    pub fn describe(&self) -> String {
+    /// it planned, it removed 1 tag, … (1.2 KiB)". Only a run holding the lock is `certain`
+    /// that the journal's run is dead: without it, that run may still be sweeping.
+    pub fn describe(&self, certain: bool) -> String {
         let (p, r) = (self.planned, self.removed());
         let head = format!(
-            "`{}` (pid {}, started {}) was killed mid-sweep",
-            self.command, self.pid, self.started_at
+            "`{}` (pid {}, started {}) {}was killed mid-sweep",
+            self.command,
+            self.pid,
+            self.started_at,
+            if certain {
+                ""
+            } else {
+                "is sweeping now (this run holds no lock to tell), or "
+            }
         );
         if self.unlisted {
             return format!(
@@ -201,26 +209,38 @@ impl Journal {
     /// What of this journal's plan is gone from `layout` (gone from the registry's sight: a
     /// staged item counts as removed), and the earlier killed runs it carried, oldest first.
     pub fn account(&self, layout: &Layout) -> Vec<KilledRun> {
-        let repo = |name: &str| {
-            (layout.repos.binary_search_by(|r| r.name.as_str().cmp(name)))
-                .ok()
-                .map(|i| &layout.repos[i])
-        };
-        let tag_there =
-            |r: &str, t: &str| repo(r).is_some_and(|r| r.tags.iter().any(|x| x.name == t));
-        let rev_there = |r: &str, d: &Digest| {
-            repo(r).is_some_and(|r| r.revisions.iter().any(|l| l.digest == *d))
-        };
-        let layer_there = |r: &str, d: &Digest| {
-            repo(r).is_some_and(|r| {
-                r.layers
+        use std::collections::HashSet;
+        // What the repositories the journal names hold now, as sets: a plan of millions of
+        // items is looked up once each, not scanned for.
+        let named: HashSet<&str> = (self.tags.iter().map(|(r, _)| r.as_str()))
+            .chain(self.manifests.iter().map(|(r, _)| r.as_str()))
+            .chain(self.layer_links.iter().map(|(r, _)| r.as_str()))
+            .chain(self.uploads.iter().map(|(r, _)| r.as_str()))
+            .collect();
+        let (mut tags, mut revs, mut layers, mut uploads) = (
+            HashSet::new(),
+            HashSet::new(),
+            HashSet::new(),
+            HashSet::new(),
+        );
+        for repo in (layout.repos.iter()).filter(|r| named.contains(r.name.as_str())) {
+            let name = repo.name.as_str();
+            tags.extend(repo.tags.iter().map(|t| (name, t.name.as_str())));
+            revs.extend(repo.revisions.iter().map(|l| (name, l.digest)));
+            layers.extend(
+                (repo
+                    .layers
                     .iter()
-                    .any(|l| layout.blobs[l.blob as usize].digest == *d)
-                    || r.layers_absent.iter().any(|l| l.digest == *d)
-            })
-        };
-        let upload_there =
-            |r: &str, u: &str| repo(r).is_some_and(|r| r.uploads.iter().any(|x| x.id == u));
+                    .map(|l| layout.blobs[l.blob as usize].digest))
+                .chain(repo.layers_absent.iter().map(|l| l.digest))
+                .map(|d| (name, d)),
+            );
+            uploads.extend(repo.uploads.iter().map(|u| (name, u.id.as_str())));
+        }
+        let tag_there = |r: &str, t: &str| tags.contains(&(r, t));
+        let rev_there = |r: &str, d: &Digest| revs.contains(&(r, *d));
+        let layer_there = |r: &str, d: &Digest| layers.contains(&(r, *d));
+        let upload_there = |r: &str, u: &str| uploads.contains(&(r, u));
         let blobs: Vec<&(Digest, u64)> = (self.blobs.iter())
             .filter(|(d, _)| layout.blob(d).is_none())
             .collect();
