@@ -47,7 +47,7 @@ fn model() -> Layout {
     let mut blobs = Vec::new();
     for r in 0..100u64 {
         let mut repo = Repo {
-            name: format!("repo{r}"),
+            name: format!("repo{r}").into(),
             ..Repo::default()
         };
         for m in 0..200u64 {

@@ -393,7 +393,7 @@ pub fn decide_scoped(
         .collect();
     for t in &mut plan.tags {
         t.age_seconds = ages
-            .get(&(t.repository.as_str(), t.tag.as_str()))
+            .get(&(t.repository.as_ref(), t.tag.as_str()))
             .copied()
             .flatten();
     }
@@ -432,12 +432,12 @@ fn expire(
     for (r, repo) in layout.repos.iter().enumerate() {
         for (t, tag) in repo.tags.iter().enumerate() {
             let Some(c) = tag.current else { continue };
-            let e = held.get(&(repo.name.as_str(), tag.name.as_str())).copied();
+            let e = held.get(&(repo.name.as_ref(), tag.name.as_str())).copied();
             let free = e.is_none_or(|e| explain[e].held_by.is_none())
                 && !protection.tags.contains_key(&(r, t))
                 && decisions.repos[r][t] == crate::model::Decision::Keep
                 && !decisions.out_of_scope.get(r).copied().unwrap_or(false);
-            if free && expired.contains(&(repo.name.clone(), c.digest)) {
+            if free && expired.contains(&(repo.name.to_string(), c.digest)) {
                 decisions.repos[r][t] = crate::model::Decision::Delete {
                     rule: PROXY_RULE.into(),
                 };

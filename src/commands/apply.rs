@@ -10,8 +10,8 @@ use crate::config::{Format, GcConfig};
 use crate::error::ExitCode;
 use crate::error::{Error, Result};
 use crate::gc::plan::{LinkRemoval, Plan};
-use crate::model::Time;
 use crate::model::digest::Digest;
+use crate::model::{Name, Time};
 use crate::pipeline::{self, Open, Session};
 use crate::report::Report;
 use crate::storage::location::OnStorage;
@@ -106,12 +106,12 @@ fn bad(plan: &std::path::Path, message: impl Into<String>) -> Error {
 struct Planned {
     root: PathBuf,
     cfg: GcConfig,
-    tags: Vec<(String, String, Option<Digest>)>,
-    tag_index: HashSet<(String, String, Digest)>,
-    manifests: HashSet<(String, Digest)>,
-    layer_links: HashSet<(String, Digest)>,
+    tags: Vec<(Name, String, Option<Digest>)>,
+    tag_index: HashSet<(Name, String, Digest)>,
+    manifests: HashSet<(Name, Digest)>,
+    layer_links: HashSet<(Name, Digest)>,
     blobs: HashMap<Digest, (u64, Time)>,
-    uploads: HashSet<(String, String)>,
+    uploads: HashSet<(Name, String)>,
     empty_folders: HashSet<PathBuf>,
 }
 
@@ -502,11 +502,11 @@ fn still_planned_tags(layout: &Layout, planned: &Planned, skipped: &mut Vec<Skip
     let mut planned_tags: HashMap<(&str, &str), Option<Digest>> = planned
         .tags
         .iter()
-        .map(|(r, t, d)| ((r.as_str(), t.as_str()), *d))
+        .map(|(r, t, d)| ((&**r, t.as_str()), *d))
         .collect();
     for (i, repo) in layout.repos.iter().enumerate() {
         for (j, tag) in repo.tags.iter().enumerate() {
-            let Some(want) = planned_tags.remove(&(repo.name.as_str(), tag.name.as_str())) else {
+            let Some(want) = planned_tags.remove(&(&*repo.name, tag.name.as_str())) else {
                 continue;
             };
             let now_at = tag.current.map(|c| c.digest);
@@ -545,7 +545,7 @@ fn agreed(planned: &Planned, fresh: Plan, skipped: &mut Vec<Skipped>) -> Plan {
         ..Plan::default()
     };
     let link_key = |l: &LinkRemoval| (l.repository.clone(), l.digest);
-    let fresh_index: HashSet<(String, String, Digest)> = fresh
+    let fresh_index: HashSet<(Name, String, Digest)> = fresh
         .tag_index
         .iter()
         .map(|l| {
@@ -571,7 +571,7 @@ fn agreed(planned: &Planned, fresh: Plan, skipped: &mut Vec<Skipped>) -> Plan {
             });
         }
     }
-    let fresh_manifests: HashMap<(String, Digest), _> = fresh
+    let fresh_manifests: HashMap<(Name, Digest), _> = fresh
         .manifests
         .into_iter()
         .map(|m| ((m.repository.clone(), m.digest), m))
@@ -588,7 +588,7 @@ fn agreed(planned: &Planned, fresh: Plan, skipped: &mut Vec<Skipped>) -> Plan {
             }),
         }
     }
-    let fresh_links: HashSet<(String, Digest)> = fresh.layer_links.iter().map(link_key).collect();
+    let fresh_links: HashSet<(Name, Digest)> = fresh.layer_links.iter().map(link_key).collect();
     for key in &planned.layer_links {
         if fresh_links.contains(key) {
             todo.layer_links.push(LinkRemoval {

@@ -255,7 +255,7 @@ fn last_pulls(
         x.last_pulled = latest.get(x.name.as_str()).copied();
     }
     if let (Some(tags), Some(name)) = (tags, by_tag)
-        && layout.repos.iter().any(|r| r.name == name)
+        && layout.repos.iter().any(|r| &*r.name == name)
     {
         for t in tags.iter_mut() {
             t.last_pulled = pulls.tag_pulled(name, &t.tag, t.digest.as_ref());

@@ -396,8 +396,8 @@ pub fn after(
 /// deleted manifests as manifests too.
 fn probe_items(swept: &Swept) -> Vec<(String, Digest, Kind)> {
     (swept.links.iter())
-        .map(|(r, d)| (r.clone(), *d, Kind::Blob))
-        .chain((swept.manifests.iter()).map(|(r, d)| (r.clone(), *d, Kind::Manifest)))
+        .map(|(r, d)| (r.to_string(), *d, Kind::Blob))
+        .chain((swept.manifests.iter()).map(|(r, d)| (r.to_string(), *d, Kind::Manifest)))
         .collect()
 }
 

@@ -100,7 +100,7 @@ mod tests {
         let blob = |n: u8| BlobRemoval {
             digest: d(n),
             size: u64::from(n) * 100,
-            linked_from: vec![],
+            linked_from: Default::default(),
             mtime: 0,
         };
         let plan = Plan {

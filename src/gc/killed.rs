@@ -4,8 +4,8 @@
 //! and its accounting against a layout.
 
 use crate::gc::plan::Plan;
-use crate::model::Layout;
 use crate::model::digest::Digest;
+use crate::model::{Layout, Name};
 use serde::{Deserialize, Serialize};
 
 /// The journal's name at the storage root (beside the lock).
@@ -25,15 +25,15 @@ pub struct Journal {
     pub unlisted: bool,
     pub planned: Counts,
     #[serde(default)]
-    pub tags: Vec<(String, String)>,
+    pub tags: Vec<(Name, String)>,
     #[serde(default)]
-    pub manifests: Vec<(String, Digest)>,
+    pub manifests: Vec<(Name, Digest)>,
     #[serde(default)]
-    pub layer_links: Vec<(String, Digest)>,
+    pub layer_links: Vec<(Name, Digest)>,
     #[serde(default)]
     pub blobs: Vec<(Digest, u64)>,
     #[serde(default)]
-    pub uploads: Vec<(String, String)>,
+    pub uploads: Vec<(Name, String)>,
     #[serde(default)]
     pub earlier: Vec<KilledRun>,
 }
@@ -212,10 +212,10 @@ impl Journal {
         use std::collections::HashSet;
         // What the repositories the journal names hold now, as sets: a plan of millions of
         // items is looked up once each, not scanned for.
-        let named: HashSet<&str> = (self.tags.iter().map(|(r, _)| r.as_str()))
-            .chain(self.manifests.iter().map(|(r, _)| r.as_str()))
-            .chain(self.layer_links.iter().map(|(r, _)| r.as_str()))
-            .chain(self.uploads.iter().map(|(r, _)| r.as_str()))
+        let named: HashSet<&str> = (self.tags.iter().map(|(r, _)| &**r))
+            .chain(self.manifests.iter().map(|(r, _)| &**r))
+            .chain(self.layer_links.iter().map(|(r, _)| &**r))
+            .chain(self.uploads.iter().map(|(r, _)| &**r))
             .collect();
         let (mut tags, mut revs, mut layers, mut uploads) = (
             HashSet::new(),
@@ -223,8 +223,8 @@ impl Journal {
             HashSet::new(),
             HashSet::new(),
         );
-        for repo in (layout.repos.iter()).filter(|r| named.contains(r.name.as_str())) {
-            let name = repo.name.as_str();
+        for repo in (layout.repos.iter()).filter(|r| named.contains(r.name.as_ref())) {
+            let name = repo.name.as_ref();
             tags.extend(repo.tags.iter().map(|t| (name, t.name.as_str())));
             revs.extend(repo.revisions.iter().map(|l| (name, l.digest)));
             layers.extend(

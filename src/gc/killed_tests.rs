@@ -31,7 +31,7 @@ fn plan() -> Plan {
             .map(|n| BlobRemoval {
                 digest: dg(n),
                 size: n as u64,
-                linked_from: vec![],
+                linked_from: Default::default(),
                 mtime: 0,
             })
             .to_vec(),

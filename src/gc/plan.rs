@@ -5,14 +5,14 @@ use crate::model::digest::Digest;
 use crate::model::mark::Marks;
 use crate::model::paths::Paths;
 use crate::model::{Decision, Decisions};
-use crate::model::{Finding, Layout, Rules, Severity, Time};
+use crate::model::{Finding, Layout, Name, Names, Rules, Severity, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TagRemoval {
-    pub repository: String,
+    pub repository: Name,
     pub tag: String,
     pub digest: Option<Digest>,
     pub rule: String,
@@ -22,7 +22,7 @@ pub struct TagRemoval {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ManifestRemoval {
-    pub repository: String,
+    pub repository: Name,
     pub digest: Digest,
     pub reason: String,
 }
@@ -32,21 +32,21 @@ pub struct BlobRemoval {
     pub digest: Digest,
     pub size: u64,
     /// Repositories whose layer links or revisions named it: where it came from.
-    pub linked_from: Vec<String>,
+    pub linked_from: Names,
     /// mtime of its data when planned; apply deletes it only if unchanged.
     pub mtime: Time,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UploadRemoval {
-    pub repository: String,
+    pub repository: Name,
     pub id: String,
     pub size: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LinkRemoval {
-    pub repository: String,
+    pub repository: Name,
     /// The tag whose index holds it, for tag index entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
@@ -165,7 +165,7 @@ fn damage(
         match f
             .repository
             .as_deref()
-            .and_then(|n| layout.repos.iter().position(|r| r.name == n))
+            .and_then(|n| layout.repos.iter().position(|r| &*r.name == n))
         {
             Some(i) => blocked[i] = true,
             None => everything_blocked = true,
@@ -194,7 +194,7 @@ fn damage(
                     message: format!("{message} (manifest {d} of {})", repo.name),
                     severity: Severity::Blocking,
                     kind: FindingKind::UnreadableManifest,
-                    repository: Some(repo.name.clone()),
+                    repository: Some(repo.name.to_string()),
                 });
             }
         }
@@ -410,6 +410,7 @@ fn blob_items(
             while let Some((_, r)) = linked.next_if(|&(x, _)| x as usize == i) {
                 linked_from.push(layout.repos[r as usize].name.clone());
             }
+            let linked_from = Names::from(linked_from);
             plan.blobs.push(BlobRemoval {
                 digest: b.digest,
                 size: b.size,
@@ -547,8 +548,8 @@ mod tests {
         // Only b: a's untagged 11 stays with all it reaches (3) and all it links (5). b's tag
         // goes, and its image 20 with it: 4 is b's alone and goes, 2 is a's too and stays.
         let p = scoped(&["b"]);
-        assert!(p.manifests.iter().all(|m| m.repository == "b"), "{p:?}");
-        assert!(p.layer_links.iter().all(|l| l.repository == "b"));
+        assert!(p.manifests.iter().all(|m| &*m.repository == "b"), "{p:?}");
+        assert!(p.layer_links.iter().all(|l| &*l.repository == "b"));
         assert_eq!(p.tags.len(), 1);
         assert_eq!(
             blob_ids(&p),
@@ -574,7 +575,7 @@ mod tests {
         assert_eq!(
             p.layer_links
                 .iter()
-                .map(|l| (l.repository.as_str(), l.digest.0[0]))
+                .map(|l| (l.repository.as_ref(), l.digest.0[0]))
                 .collect::<Vec<_>>(),
             vec![("a", 5)]
         );
@@ -620,8 +621,8 @@ mod tests {
         m.insert(dg(20), Err("not valid JSON: eof".into()));
         let p = run(&l, &m, true, false);
         assert!(p.blobs.is_empty());
-        assert!(p.manifests.iter().all(|x| x.repository != "b"));
-        assert!(p.layer_links.iter().all(|x| x.repository != "b"));
+        assert!(p.manifests.iter().all(|x| &*x.repository != "b"));
+        assert!(p.layer_links.iter().all(|x| &*x.repository != "b"));
         assert_eq!(p.findings.len(), 1);
         assert!(
             p.findings[0]
@@ -674,7 +675,7 @@ mod tests {
         assert!(
             p.manifests
                 .iter()
-                .any(|x| x.repository == "b" && x.digest == dg(20))
+                .any(|x| &*x.repository == "b" && x.digest == dg(20))
         );
         assert!(blob_ids(&p).contains(&4) && blob_ids(&p).contains(&20));
         assert!(!blob_ids(&p).contains(&2));

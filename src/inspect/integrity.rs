@@ -88,7 +88,7 @@ fn broken_images(layout: &Layout, paths: &Paths, repo: &Repo, out: &mut Vec<Find
             message,
             severity: Severity::Damage,
             kind: FindingKind::BrokenImage,
-            repository: Some(repo.name.clone()),
+            repository: Some(repo.name.to_string()),
         });
     }
     for l in &repo.layers_absent {
@@ -102,7 +102,7 @@ fn broken_images(layout: &Layout, paths: &Paths, repo: &Repo, out: &mut Vec<Find
                 ),
                 severity: Severity::Damage,
                 kind: FindingKind::LinkToMissingBlob,
-                repository: Some(repo.name.clone()),
+                repository: Some(repo.name.to_string()),
             });
         }
     }
@@ -165,7 +165,7 @@ impl walk::Visit<Ref> for Needs<'_> {
 }
 
 fn leftovers(layout: &Layout, paths: &Paths, repo: &Repo, now: Time, out: &mut Vec<Finding>) {
-    let r = Some(repo.name.as_str());
+    let r = Some(repo.name.as_ref());
     if repo.tags.is_empty() && repo.revisions.is_empty() {
         out.push(notice(
             paths.repo(&repo.name),

@@ -109,7 +109,7 @@ pub fn repositories(layout: &Layout, untagged_goes: &[bool]) -> Vec<RepoUsage> {
                 .map(|&i| size(i))
                 .sum();
             RepoUsage {
-                name: repo.name.clone(),
+                name: repo.name.to_string(),
                 tags: repo.tags.len(),
                 manifests: repo.revisions.len(),
                 blobs: all.len(),
@@ -138,7 +138,7 @@ pub fn blobs_among<'a>(layout: &Layout, deleted: impl Iterator<Item = &'a Digest
 
 /// Usage of every tag of one repository; `None` when there is no such repository.
 pub fn tags(layout: &Layout, repo: &str) -> Option<Vec<TagUsage>> {
-    let repo = layout.repos.iter().find(|r| r.name == repo)?;
+    let repo = layout.repos.iter().find(|r| &*r.name == repo)?;
     let reach: Vec<Vec<u32>> = (0..repo.tags.len())
         .into_par_iter()
         .map(|t| {

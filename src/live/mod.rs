@@ -17,8 +17,8 @@ pub mod redis;
 
 use crate::config::registry::BlobCache;
 use crate::gc::plan::{BlobRemoval, LinkRemoval, ManifestRemoval};
-use crate::model::Layout;
 use crate::model::digest::Digest;
+use crate::model::{Layout, Name};
 use rustc_hash::FxHashSet;
 use serde::Serialize;
 
@@ -29,9 +29,9 @@ pub use crate::config::LiveOptions;
 #[derive(Debug, Default)]
 pub struct Swept {
     pub blobs: Vec<Digest>,
-    pub links: Vec<(String, Digest)>,
+    pub links: Vec<(Name, Digest)>,
     /// The manifest revisions among `links` (asked about as manifests too).
-    pub manifests: Vec<(String, Digest)>,
+    pub manifests: Vec<(Name, Digest)>,
 }
 
 impl Swept {
@@ -40,7 +40,7 @@ impl Swept {
         layer_links: &[LinkRemoval],
         manifests: &[ManifestRemoval],
     ) -> Swept {
-        let mut links: Vec<(String, Digest)> = (layer_links.iter())
+        let mut links: Vec<(Name, Digest)> = (layer_links.iter())
             .map(|l| (l.repository.clone(), l.digest))
             .chain(manifests.iter().map(|m| (m.repository.clone(), m.digest)))
             .chain((blobs.iter()).flat_map(|b| b.linked_from.iter().map(|r| (r.clone(), b.digest))))
@@ -71,7 +71,7 @@ impl Present {
     pub fn new(layout: &Layout, swept: &Swept) -> Present {
         let gone_blobs: FxHashSet<&Digest> = swept.blobs.iter().collect();
         let gone_links: FxHashSet<(&str, &Digest)> =
-            swept.links.iter().map(|(r, d)| (r.as_str(), d)).collect();
+            swept.links.iter().map(|(r, d)| (&**r, d)).collect();
         let blobs = (layout.blobs.iter())
             .map(|b| b.digest)
             .filter(|d| !gone_blobs.contains(d))
@@ -82,7 +82,7 @@ impl Present {
                     .iter()
                     .map(|l| layout.blobs[l.blob as usize].digest))
                 .chain(r.revisions.iter().map(|l| l.digest))
-                .map(move |d| (r.name.as_str(), d))
+                .map(move |d| (r.name.as_ref(), d))
             })
             .filter(|(r, d)| !gone_links.contains(&(*r, d)))
             .map(|(r, d)| (r.to_string(), d))

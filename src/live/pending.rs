@@ -5,6 +5,7 @@
 
 use super::Swept;
 use crate::ledger::event::valid_repository;
+use crate::model::Name;
 use crate::model::digest::Digest;
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +30,7 @@ pub struct Pending {
     #[serde(default)]
     pub blobs: Vec<Digest>,
     #[serde(default)]
-    pub links: Vec<(String, Digest)>,
+    pub links: Vec<(Name, Digest)>,
 }
 
 impl Pending {

@@ -201,7 +201,7 @@ pub fn resolve(layout: &Layout, images: &Images, hosts: &[String]) -> Protection
     }
     let n = layout.repos.len();
     let by_name: HashMap<&str, usize> = (layout.repos.iter().enumerate())
-        .map(|(i, r)| (r.name.as_str(), i))
+        .map(|(i, r)| (r.name.as_ref(), i))
         .collect();
     for r in &images.refs {
         if let Some(h) = &r.host
@@ -297,7 +297,7 @@ impl Protection {
         for (r, map) in self.digests.iter().enumerate() {
             for (d, why) in map {
                 pinned.push(Pinned {
-                    repository: layout.repos[r].name.clone(),
+                    repository: layout.repos[r].name.to_string(),
                     digest: *d,
                     why: why.clone(),
                 });

@@ -23,7 +23,7 @@ pub use crate::model::manifest::Loaded;
 pub use catalog::Manifests;
 use catalog::{Ref, View};
 use std::path::PathBuf;
-pub use values::{Blob, Finding, FindingKind, LayerLink, Link, Severity, Time};
+pub use values::{Blob, Finding, FindingKind, LayerLink, Link, Name, Names, Severity, Time};
 
 #[derive(Debug, Clone)]
 pub struct Tag {
@@ -46,7 +46,7 @@ pub struct Upload {
 #[derive(Debug, Clone, Default)]
 pub struct Repo {
     /// Slash-separated name, as clients use it.
-    pub name: String,
+    pub name: Name,
     pub tags: Vec<Tag>,
     /// `_manifests/revisions/sha256/<hex>/link`, named by the folder.
     pub revisions: Vec<Link>,

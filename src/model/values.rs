@@ -7,6 +7,74 @@ use std::path::PathBuf;
 /// Seconds since the Unix epoch.
 pub type Time = i64;
 
+/// A repository's name, shared: the model holds each once and every plan item that names the
+/// repository points at it (a million layer links would otherwise each own a copy).
+pub type Name = std::sync::Arc<str>;
+
+/// Repository names, most often none or one: those are held inline, with no allocation of their
+/// own (a plan of a million blobs keeps one of these per blob).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Names {
+    #[default]
+    None,
+    One(Name),
+    Many(Box<[Name]>),
+}
+
+impl Names {
+    pub fn as_slice(&self) -> &[Name] {
+        match self {
+            Names::None => &[],
+            Names::One(n) => std::slice::from_ref(n),
+            Names::Many(v) => v,
+        }
+    }
+    pub fn iter(&self) -> std::slice::Iter<'_, Name> {
+        self.as_slice().iter()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+    pub fn join(&self, sep: &str) -> String {
+        self.as_slice().join(sep)
+    }
+}
+
+impl From<Vec<Name>> for Names {
+    fn from(mut v: Vec<Name>) -> Names {
+        match v.len() {
+            0 => Names::None,
+            1 => Names::One(v.remove(0)),
+            _ => Names::Many(v.into_boxed_slice()),
+        }
+    }
+}
+
+impl<S: AsRef<str>> PartialEq<[S]> for Names {
+    fn eq(&self, other: &[S]) -> bool {
+        self.as_slice().len() == other.len()
+            && self.iter().zip(other).all(|(a, b)| &**a == b.as_ref())
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> PartialEq<[S; N]> for Names {
+    fn eq(&self, other: &[S; N]) -> bool {
+        *self == other[..]
+    }
+}
+
+impl serde::Serialize for Names {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter().map(|n| &**n))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Names {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Names, D::Error> {
+        Vec::<Name>::deserialize(d).map(Names::from)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Blob {
     pub digest: Digest,
@@ -209,7 +277,7 @@ pub struct Finding {
 
 #[cfg(test)]
 mod tests {
-    use super::FindingKind;
+    use super::{FindingKind, Name, Names};
 
     #[test]
     fn every_finding_kind_is_documented() {
@@ -218,5 +286,18 @@ mod tests {
             let row = format!("| `{}` |", k.word());
             assert!(doc.contains(&row), "docs/REPORTS.md lacks the kind {row}");
         }
+    }
+
+    #[test]
+    fn names_read_and_write_as_the_list_of_strings_they_were() {
+        for list in [vec![], vec!["a"], vec!["a", "b/c"]] {
+            let names = Names::from(list.iter().map(|&n| Name::from(n)).collect::<Vec<_>>());
+            assert_eq!(names, list[..]);
+            let json = serde_json::to_string(&names).unwrap();
+            assert_eq!(json, serde_json::to_string(&list).unwrap());
+            assert_eq!(serde_json::from_str::<Names>(&json).unwrap(), names);
+        }
+        assert!(matches!(Names::from(vec![Name::from("a")]), Names::One(_)));
+        assert_ne!(Names::from(vec![Name::from("a")]), ["b"]);
     }
 }

@@ -148,7 +148,7 @@ fn evaluate_repo(
         .map(|(t, p)| {
             let h = ctx.used.pulls.as_ref().filter(|_| p.is_none())?;
             let d = t.current?.digest;
-            Some(h.pushed.get(&(repo.name.clone(), d)).copied())
+            Some(h.pushed.get(&(repo.name.to_string(), d)).copied())
         })
         .collect();
     // When the tag was set: its link's mtime, or a later push the ledger saw. A pull rule's
@@ -157,7 +157,7 @@ fn evaluate_repo(
         .map(|t| {
             let c = t.current?;
             let seen = (ctx.used.pulls.as_ref())
-                .and_then(|h| h.pushed.get(&(repo.name.clone(), c.digest)).copied());
+                .and_then(|h| h.pushed.get(&(repo.name.to_string(), c.digest)).copied());
             Some(c.mtime.max(seen.unwrap_or(c.mtime)))
         })
         .collect();
@@ -321,7 +321,7 @@ fn verdicts(
             _ => Decision::Keep,
         });
         explain.push(TagExplain {
-            repository: repo.name.clone(),
+            repository: repo.name.to_string(),
             tag: tag.name.clone(),
             digest: tag.current.map(|c| c.digest),
             delete,

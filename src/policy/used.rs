@@ -133,7 +133,7 @@ pub fn protection(
                     c.mtime.max(
                         pulls
                             .pushed
-                            .get(&(repo.name.clone(), c.digest))
+                            .get(&(repo.name.to_string(), c.digest))
                             .copied()
                             .unwrap_or(c.mtime),
                     )
@@ -186,7 +186,7 @@ fn protect_canary(layout: &Layout, pulls: &PullHistory, prot: &mut Protection) {
         .repos
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.name == repo)
+        .filter(|(_, r)| &*r.name == repo)
     {
         for (ti, t) in r.tags.iter().enumerate().filter(|(_, t)| t.name == tag) {
             let why = format!("protected: the pull ledger's canary ({repo}:{tag})");

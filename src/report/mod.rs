@@ -430,7 +430,7 @@ impl GcReport {
 pub fn reference_marking(layout: &Layout, deleted: &[ManifestRemoval]) -> (String, usize) {
     let gone: std::collections::HashSet<(&str, Digest)> = deleted
         .iter()
-        .map(|m| (m.repository.as_str(), m.digest))
+        .map(|m| (m.repository.as_ref(), m.digest))
         .collect();
     let mut repos: Vec<&crate::model::Repo> = layout.repos.iter().collect();
     repos.sort_by(|a, b| a.name.cmp(&b.name));
@@ -441,7 +441,7 @@ pub fn reference_marking(layout: &Layout, deleted: &[ManifestRemoval]) -> (Strin
         let mut revisions: Vec<Digest> = repo.revisions.iter().map(|l| l.digest).collect();
         revisions.sort();
         for d in revisions {
-            if gone.contains(&(repo.name.as_str(), d)) {
+            if gone.contains(&(repo.name.as_ref(), d)) {
                 continue;
             }
             let _ = writeln!(o, "{}: marking manifest {d} ", repo.name);

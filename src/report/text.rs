@@ -361,7 +361,7 @@ fn by_repository(o: &mut String, plan: &PlanFile, heading: &str, limit: usize) {
         let from: Vec<&str> = if b.linked_from.is_empty() {
             vec!["(no repository)"]
         } else {
-            b.linked_from.iter().map(String::as_str).collect()
+            b.linked_from.iter().map(|r| &**r).collect()
         };
         for r in from {
             let row = rows.entry(r).or_default();

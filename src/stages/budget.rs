@@ -200,7 +200,7 @@ pub(super) fn candidates(
             continue;
         }
         for (t, tag) in repo.tags.iter().enumerate() {
-            let Some(&e) = by_name.get(&(repo.name.as_str(), tag.name.as_str())) else {
+            let Some(&e) = by_name.get(&(repo.name.as_ref(), tag.name.as_str())) else {
                 continue;
             };
             let x = &explain[e];
@@ -286,7 +286,7 @@ fn blockers(ask: &Ask, decisions: &Decisions, explain: &[TagExplain]) -> Vec<Blo
     for (r, repo) in ask.layout.repos.iter().enumerate() {
         for (t, tag) in repo.tags.iter().enumerate() {
             let hit = by_name
-                .get(&(repo.name.as_str(), tag.name.as_str()))
+                .get(&(repo.name.as_ref(), tag.name.as_str()))
                 .copied();
             if let Some(e) = hit
                 && let Some(by) = explain[e].held_by.as_deref()

@@ -29,7 +29,7 @@ pub(super) fn scan_repo<F: Folder>(
 ) -> Repo {
     let r = Some(name.as_str());
     let mut repo = Repo {
-        name: name.clone(),
+        name: name.as_str().into(),
         ..Repo::default()
     };
     let dir_path = paths.repo(&name);

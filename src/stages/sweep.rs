@@ -222,11 +222,11 @@ impl<S: Storage> Sweeper<'_, S> {
     /// Blobs, folder by folder: each `blobs/sha256/xx` is opened once and its items leave by the
     /// same steps as in `remove_item` (a sweep's bulk, so this is where opening every parent
     /// from the root would cost most).
-    fn remove_blobs(&self, progress: &dyn Progress, blobs: &[BlobRemoval]) {
+    fn remove_blobs(&self, progress: &dyn Progress, blobs: &[&BlobRemoval]) {
         if blobs.is_empty() {
             return;
         }
-        let groups: Vec<&[BlobRemoval]> = blobs
+        let groups: Vec<&[&BlobRemoval]> = blobs
             .chunk_by(|a, b| a.digest.0[0] == b.digest.0[0])
             .collect();
         let bar = progress.bar(
@@ -383,7 +383,7 @@ impl<S: Storage> Sweeper<'_, S> {
     /// Drops from the layer link and blob stages what links written during the run name, so a
     /// push that reused an unreferenced blob keeps it; while that cannot be known, both stages
     /// are withheld.
-    fn recheck(&self, layer_links: &mut Vec<LinkRemoval>, blobs: &mut Vec<BlobRemoval>) {
+    fn recheck(&self, layer_links: &mut Vec<&LinkRemoval>, blobs: &mut Vec<&BlobRemoval>) {
         if layer_links.is_empty() && blobs.is_empty() {
             return;
         }
@@ -576,8 +576,10 @@ pub fn sweep<S: Storage>(
             .collect(),
         &[LINK],
     );
-    let mut layer_links = plan.layer_links.clone();
-    let mut blobs = plan.blobs.clone();
+    // By reference: the sweep's own lists drop what the re-read keeps, without a second copy of
+    // the plan's largest parts.
+    let mut layer_links: Vec<&LinkRemoval> = plan.layer_links.iter().collect();
+    let mut blobs: Vec<&BlobRemoval> = plan.blobs.iter().collect();
     if !s.stopped.load(Ordering::Relaxed) {
         s.recheck(&mut layer_links, &mut blobs);
     }
