@@ -579,7 +579,12 @@ fn throttling_is_retried_then_reported_and_a_refusal_is_one_line() {
     let requests = &du["summary"]["requests"];
     assert_eq!(requests["throttled"], 3, "{du}");
     let lowest = requests["lowest_in_flight"].as_u64().unwrap();
-    assert!((1..=32).contains(&lowest), "three halvings of 256: {du}");
+    // Retries of one request each cut the bound (each is sent under the bound the last cut
+    // set); requests that failed together cut it once.
+    assert!(
+        (1..=128).contains(&lowest),
+        "at least one halving of 256: {du}"
+    );
     drop(proxy);
 
     // Requests in flight stay within --s3-concurrency, and a rate limit still finishes.

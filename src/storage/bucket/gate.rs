@@ -28,6 +28,10 @@ pub struct Gate {
     pub peak: AtomicUsize,
     /// The lowest bound throttling brought it to (0: never throttled).
     pub lowest: AtomicUsize,
+    /// How many times the bound was cut: a request sent before the last cut saw the old bound,
+    /// so its failure does not cut again (many in flight failing at once are one congestion
+    /// event, as TCP counts one loss per window; cutting for each took 256 in flight to 1).
+    cuts: AtomicU64,
 }
 
 /// A token bucket: `per_second` tokens a second, at most one second's worth saved.
@@ -56,6 +60,7 @@ impl Gate {
             throttled: AtomicU64::new(0),
             peak: AtomicUsize::new(0),
             lowest: AtomicUsize::new(0),
+            cuts: AtomicU64::new(0),
         }
     }
 
@@ -87,6 +92,7 @@ impl Gate {
         let place = Place {
             gate: self,
             slow: None,
+            cuts: self.cuts.load(Ordering::Acquire),
         };
         while let Some(wait) = self.take_token() {
             tokio::time::sleep(wait).await;
@@ -119,13 +125,24 @@ impl Gate {
     }
 
     /// Gives the place back. `slow`: `Some(true)` when the store answered 503 (counted as
-    /// throttled), `Some(false)` when the request failed on its way; either halves the bound.
-    fn leave(&self, slow: Option<bool>) {
+    /// throttled), `Some(false)` when the request failed on its way; either halves the bound,
+    /// once for all the requests sent under the same bound (`cuts`: the cuts seen at entry).
+    fn leave(&self, slow: Option<bool>, cuts: u64) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         let limit = self.limit.load(Ordering::Acquire);
         if let Some(answered) = slow {
             if answered {
                 self.throttled.fetch_add(1, Ordering::Relaxed);
+            }
+            self.streak.store(0, Ordering::Relaxed);
+            if (self
+                .cuts
+                .compare_exchange(cuts, cuts + 1, Ordering::AcqRel, Ordering::Acquire))
+            .is_err()
+            {
+                // Sent before the last cut: that cut already answered this congestion.
+                self.free.notify_waiters();
+                return;
             }
             let lower = (limit / 2).max(1);
             self.limit.store(lower, Ordering::Release);
@@ -136,7 +153,7 @@ impl Gate {
             }
             tracing::info!(
                 in_flight = lower,
-                "the store throttles (503): fewer requests in flight"
+                "the store throttles (503) or a request failed on its way: fewer requests in flight"
             );
         } else if limit < self.max && self.streak.fetch_add(1, Ordering::Relaxed) + 1 >= limit {
             self.streak.store(0, Ordering::Relaxed);
@@ -150,6 +167,8 @@ impl Gate {
 pub struct Place<'a> {
     gate: &'a Gate,
     slow: Option<bool>,
+    /// The gate's cuts when this place was taken.
+    cuts: u64,
 }
 
 impl Place<'_> {
@@ -161,7 +180,7 @@ impl Place<'_> {
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
-        self.gate.leave(self.slow);
+        self.gate.leave(self.slow, self.cuts);
     }
 }
 
@@ -199,6 +218,37 @@ mod tests {
             ),
             (1, 4)
         );
+    }
+
+    #[test]
+    fn requests_failing_together_cut_the_bound_once() {
+        let g = Gate::new(256, None);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let enter_all = |n| {
+            rt.block_on(async {
+                let mut v = Vec::new();
+                for _ in 0..n {
+                    v.push(g.enter().await);
+                }
+                v
+            })
+        };
+        // 256 in flight when the store stalls: every one of them fails, one cut.
+        for p in enter_all(256) {
+            p.ended(Some(false));
+        }
+        assert_eq!(g.limit.load(Ordering::Relaxed), 128);
+        // What is sent under the new bound and fails cuts again, once.
+        for p in enter_all(128) {
+            p.ended(Some(true));
+        }
+        assert_eq!(g.limit.load(Ordering::Relaxed), 64);
+        assert_eq!(g.lowest.load(Ordering::Relaxed), 64);
+        assert_eq!(g.throttled.load(Ordering::Relaxed), 128);
+        assert_eq!(g.in_flight(), 0);
     }
 
     #[test]
