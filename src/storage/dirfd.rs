@@ -213,7 +213,6 @@ impl Folder for Dir {
         Ok((fs::File::from(fd), st))
     }
 
-    /// Reads the regular file `rel` whole, refusing one over `limit` bytes.
     /// Renames `from` in this folder to `to` in `dest`; a symlink is moved as itself.
     fn rename_to(&self, from: &OsStr, dest: &Dir, to: &OsStr) -> io::Result<()> {
         check_name(from)?;

@@ -10,7 +10,8 @@ STATUS is what the failed requests get: 503 (SlowDown, the default) or 403 (Acce
 With S3PROXY_DELAY_MS set, every request waits that long first (a round trip to a far bucket;
 benches/s3-sweep-latency.sh). With S3PROXY_KEY_ERRORS=N, the first N DeleteObjects requests
 lose their first key: it is not forwarded, and the answer names it in a per-key <Error>
-(InternalError), as S3 does for a key it could not delete. With S3PROXY_RESET_EVERY=N, every
+(InternalError), as S3 does for a key it could not delete (object_store itself resends such a
+request up to five times). With S3PROXY_RESET_EVERY=N, every
 Nth request is answered by resetting its connection (RST, no reply): a flaky network, or a
 server that drops what it cannot take. With S3PROXY_STALL_AFTER=N, every request after the
 Nth is read and never answered, its connection held open: an endpoint that stops answering.
@@ -120,6 +121,21 @@ class Proxy(http.server.BaseHTTPRequestHandler):
                 body = body[: m.start()] + body[m.end() :]
                 headers = {k: v for k, v in headers.items() if k.lower() not in ("content-md5", "content-length")}
                 headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+        error = b""
+        if failed_key is not None:
+            error = (b"<Error><Key>" + failed_key + b"</Key><Code>InternalError</Code>"
+                     b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+        if failed_key is not None and b"<Object>" not in body:
+            # The request's only key failed: S3 answers 200 with its <Error>; forwarding an
+            # empty Delete would get MalformedXML instead.
+            data = (b'<?xml version="1.0" encoding="UTF-8"?><DeleteResult '
+                    b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' + error + b"</DeleteResult>")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         req = urllib.request.Request(UPSTREAM + self.path, data=body, method=self.command, headers=headers)
         try:
             resp = urllib.request.urlopen(req)
@@ -127,8 +143,6 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             resp = e
         data = resp.read()
         if failed_key is not None:
-            error = (b"<Error><Key>" + failed_key + b"</Key><Code>InternalError</Code>"
-                     b"<Message>We encountered an internal error. Please try again.</Message></Error>")
             data = data.replace(b"</DeleteResult>", error + b"</DeleteResult>")
         self.send_response(resp.status)
         for k, v in resp.headers.items():

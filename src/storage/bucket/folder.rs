@@ -28,7 +28,7 @@ impl BucketFolder {
     }
 
     /// The listed objects below `prefix` (which must lie below this folder's).
-    fn below<'a>(snap: &'a [Obj], prefix: &str) -> &'a [Obj] {
+    pub(super) fn below<'a>(snap: &'a [Obj], prefix: &str) -> &'a [Obj] {
         let start = snap.partition_point(|o| o.key.as_str() < prefix);
         let end = start + snap[start..].partition_point(|o| o.key.starts_with(prefix));
         &snap[start..end]
@@ -314,12 +314,12 @@ impl Folder for BucketFolder {
         since_ns: i128,
         between: &(dyn Fn() + Sync),
     ) -> Vec<io::Result<bool>> {
-        self.inner.block(remove_in(
+        let judged = super::remove::Judged { guard, since_ns };
+        (self.inner).block(super::remove::remove_in(
             &self.inner,
             &self.prefix,
             names,
-            guard,
-            since_ns,
+            judged,
             between,
         ))
     }
@@ -332,33 +332,8 @@ impl Folder for BucketFolder {
         between: &(dyn Fn() + Sync),
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Vec<Option<io::Result<Vec<io::Result<bool>>>>> {
-        use futures_util::StreamExt;
-        let inner = &self.inner;
-        let each = groups.iter().map(|(rel, names)| async move {
-            if stop() {
-                return None;
-            }
-            let prefix = match check_rel(rel) {
-                Ok(r) => format!("{}{r}/", self.prefix),
-                Err(e) => return Some(Err(e)),
-            };
-            Some(Ok(remove_in(
-                inner, &prefix, names, guard, since_ns, between,
-            )
-            .await))
-        });
-        // Many folders at once, each its fresh listing then its batches, guards last, results
-        // in order. `-j 1` asks for one thing at a time: one folder at a time, then.
-        let width = if rayon::current_num_threads() == 1 {
-            1
-        } else {
-            inner.gate.max()
-        };
-        inner.block(
-            futures_util::stream::iter(each)
-                .buffered(width)
-                .collect::<Vec<_>>(),
-        )
+        let judged = super::remove::Judged { guard, since_ns };
+        super::remove::groups(&self.inner, &self.prefix, groups, judged, between, stop)
     }
 
     fn whole(self) -> io::Result<BucketFolder> {
@@ -439,83 +414,4 @@ pub(super) fn link_by_etag(key: &str, o: &Obj) -> Option<Vec<u8>> {
     let md5 = md5::Md5::digest(want.as_bytes());
     let md5: String = md5.iter().map(|b| format!("{b:02x}")).collect();
     (etag == md5).then(|| want.into_bytes())
-}
-
-/// The items `names` of the folder `prefix`: one fresh listing (what a push wrote since must
-/// be seen), each item judged on it, then the batched deletes, guards last.
-async fn remove_in(
-    inner: &Inner,
-    prefix: &str,
-    names: &[String],
-    guard: &[&str],
-    since_ns: i128,
-    between: &(dyn Fn() + Sync),
-) -> Vec<io::Result<bool>> {
-    let listed = match inner.list_all_async(prefix).await {
-        Ok(l) => l,
-        Err(e) => {
-            let why = e.to_string();
-            return names
-                .iter()
-                .map(|_| Err(io::Error::other(why.clone())))
-                .collect();
-        }
-    };
-    let (mut rest, mut guards) = (Vec::new(), Vec::new());
-    let mut results: Vec<io::Result<bool>> = names
-        .iter()
-        .map(|name| {
-            let item = format!("{prefix}{name}/");
-            let keys = BucketFolder::below(&listed, &item);
-            judge(keys, &item, guard, since_ns, &mut rest, &mut guards)
-        })
-        .collect();
-    let Err(e) = inner.delete_guard_last(rest, guards, between).await else {
-        return results;
-    };
-    // Some keys did not go (a per-key error in the batch's answer, a batch that failed): what
-    // is left is read back and removed once more, judged again (a push may have landed since).
-    let why = e.to_string();
-    tracing::info!("{prefix}: a delete failed ({why}); what is left is tried once more");
-    let left = match inner.list_all_async(prefix).await {
-        Ok(l) => l,
-        Err(_) => return unknown(results, &why),
-    };
-    let (mut rest, mut guards) = (Vec::new(), Vec::new());
-    let again: Vec<bool> = (names.iter().zip(&results))
-        .map(|(name, r)| {
-            let item = format!("{prefix}{name}/");
-            let keys = BucketFolder::below(&left, &item);
-            matches!(r, Ok(true))
-                && !keys.is_empty()
-                && judge(keys, &item, guard, since_ns, &mut rest, &mut guards).is_ok_and(|go| go)
-        })
-        .collect();
-    let retried = inner.delete_guard_last(rest, guards, &|| {}).await;
-    let last = match inner.list_all_async(prefix).await {
-        Ok(l) => l,
-        Err(_) => return unknown(results, &why),
-    };
-    // The record says what went: an item with a key still in the store did not.
-    for ((name, r), tried) in names.iter().zip(results.iter_mut()).zip(again) {
-        let item = format!("{prefix}{name}/");
-        if matches!(r, Ok(true)) && !BucketFolder::below(&last, &item).is_empty() {
-            let cause = match (&retried, tried) {
-                (Err(e2), true) => format!("{why}; once more: {e2}"),
-                _ => why.clone(),
-            };
-            *r = Err(io::Error::other(format!("not deleted: {cause}")));
-        }
-    }
-    results
-}
-
-/// When what went cannot be read back: no item of the batch is reported removed.
-fn unknown(mut results: Vec<io::Result<bool>>, why: &str) -> Vec<io::Result<bool>> {
-    for r in results.iter_mut().filter(|r| matches!(r, Ok(true))) {
-        *r = Err(io::Error::other(format!(
-            "{why} (what went could not be read back)"
-        )));
-    }
-    results
 }

@@ -39,6 +39,7 @@ mod client;
 mod errors;
 mod folder;
 pub mod gate;
+mod remove;
 mod root;
 
 use client::*;
