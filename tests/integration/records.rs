@@ -5,7 +5,7 @@ use crate::s3::{run, settled_world};
 use crate::servers::{S3_PREFIX, S3Proxy};
 use crate::testenv::*;
 
-/// `gc --grace 0 --quiet --no-cache` on the world's bucket through `proxy`, with `extra`.
+/// `gc --grace 0 --no-cache` on the world's bucket through `proxy`, with `extra`.
 fn gc_through(w: &crate::world::World, proxy: &S3Proxy, extra: &[&str]) -> (i32, String, String) {
     let moto = w.reg.s3.as_ref().unwrap();
     let root = format!("s3://{}/{S3_PREFIX}", moto.bucket);
@@ -17,7 +17,6 @@ fn gc_through(w: &crate::world::World, proxy: &S3Proxy, extra: &[&str]) -> (i32,
         &proxy.endpoint,
         "--grace",
         "0",
-        "--quiet",
         "--no-cache",
     ];
     args.extend_from_slice(extra);
@@ -25,7 +24,7 @@ fn gc_through(w: &crate::world::World, proxy: &S3Proxy, extra: &[&str]) -> (i32,
 }
 
 fn sweep(w: &crate::world::World, proxy: &S3Proxy) -> (i32, serde_json::Value) {
-    let (code, out, err) = gc_through(w, proxy, &["--format", "json", "--report", "-"]);
+    let (code, out, err) = gc_through(w, proxy, &["--quiet", "--format", "json", "--report", "-"]);
     let r = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {err}"));
     (code, r)
 }
@@ -56,22 +55,7 @@ fn a_key_the_store_did_not_delete_is_retried_and_else_reported_never_listed() {
     let before = moto.blobs();
     let expected = w.plain_garbage(&before);
     let proxy = S3Proxy::with_key_errors(&moto.endpoint, 12);
-    let root = format!("s3://{}/{S3_PREFIX}", moto.bucket);
-    let (code, out, err) = run(&[
-        "gc",
-        "--root",
-        &root,
-        "--endpoint",
-        &proxy.endpoint,
-        "--grace",
-        "0",
-        "--no-cache",
-        "-j",
-        "1",
-        "-v",
-        "--format",
-        "json",
-    ]);
+    let (code, out, err) = gc_through(&w, &proxy, &["-j", "1", "-v", "--format", "json"]);
     let r: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {err}"));
     assert_eq!(code, 0, "{r}");
     assert!(err.contains("once more, after the stage"), "{err}");
@@ -218,7 +202,7 @@ fn an_endpoint_that_stops_answering_fails_the_run_naming_it_and_nothing_is_delet
     let moto = w.reg.s3.as_ref().unwrap();
     let before = moto.blobs();
     let proxy = S3Proxy::stalling_after(&moto.endpoint, 40);
-    let extra = ["--request-timeout", "2s", "--allow-damage"];
+    let extra = ["--quiet", "--request-timeout", "2s", "--allow-damage"];
     let (code, out, err) = gc_through(&w, &proxy, &extra);
     assert_eq!(code, 1, "{out}{err}");
     let line = err.lines().last().unwrap_or_default();

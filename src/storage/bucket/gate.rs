@@ -188,13 +188,17 @@ impl Drop for Place<'_> {
 mod tests {
     use super::*;
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn throttling_halves_the_bound_and_successes_grow_it_back() {
         let g = Gate::new(8, None);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let mut places = rt.block_on(async {
             let mut v = Vec::new();
             for _ in 0..8 {
@@ -223,10 +227,7 @@ mod tests {
     #[test]
     fn requests_failing_together_cut_the_bound_once() {
         let g = Gate::new(256, None);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let enter_all = |n| {
             rt.block_on(async {
                 let mut v = Vec::new();
@@ -254,10 +255,7 @@ mod tests {
     #[test]
     fn a_request_dropped_on_its_way_gives_its_place_back() {
         let g = Gate::new(1, Some(1));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let rt = runtime();
         rt.block_on(async {
             // Dropped while in flight (a stream dropped after its first page)...
             let place = g.enter().await;
