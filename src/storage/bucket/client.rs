@@ -228,6 +228,13 @@ impl Inner {
     }
 }
 
+/// The listed objects of `snap` (sorted by key) below `prefix`.
+pub(super) fn below<'a>(snap: &'a [Obj], prefix: &str) -> &'a [Obj] {
+    let start = snap.partition_point(|o| o.key.as_str() < prefix);
+    let end = start + snap[start..].partition_point(|o| o.key.starts_with(prefix));
+    &snap[start..end]
+}
+
 /// What a listing says of one object.
 #[derive(Debug, Clone)]
 pub(super) struct Obj {

@@ -27,13 +27,6 @@ impl BucketFolder {
         Ok(format!("{}{}", self.prefix, check_rel(rel)?))
     }
 
-    /// The listed objects below `prefix` (which must lie below this folder's).
-    pub(super) fn below<'a>(snap: &'a [Obj], prefix: &str) -> &'a [Obj] {
-        let start = snap.partition_point(|o| o.key.as_str() < prefix);
-        let end = start + snap[start..].partition_point(|o| o.key.starts_with(prefix));
-        &snap[start..end]
-    }
-
     fn listed(&self, key: &str) -> Option<Option<&Obj>> {
         let snap = self.snap.as_ref()?;
         let i = snap.partition_point(|o| o.key.as_str() < key);
@@ -67,7 +60,7 @@ impl BucketFolder {
         let tag_dir = key.strip_suffix("current/link")?;
         let snap = self.snap.as_ref()?;
         let index = format!("{tag_dir}index/sha256/");
-        BucketFolder::below(snap, &index)
+        below(snap, &index)
             .iter()
             .filter_map(|entry| entry.key[index.len()..].strip_suffix("/link"))
             .find_map(|hex| {
@@ -121,7 +114,7 @@ impl Folder for BucketFolder {
         // Within a listing, a prefix with no key below it is absent; outside one it is simply
         // empty until listed (a bucket has no empty folders either way).
         if let Some(snap) = &self.snap
-            && BucketFolder::below(snap, &prefix).is_empty()
+            && below(snap, &prefix).is_empty()
         {
             return Err(io::Error::from(io::ErrorKind::NotFound));
         }
@@ -141,7 +134,7 @@ impl Folder for BucketFolder {
         };
         match &self.snap {
             Some(snap) => {
-                for o in BucketFolder::below(snap, &self.prefix) {
+                for o in below(snap, &self.prefix) {
                     let rest = &o.key[self.prefix.len()..];
                     match rest.split_once('/') {
                         Some((dir, _)) => push(dir, Kind::Dir),
@@ -184,7 +177,7 @@ impl Folder for BucketFolder {
             }
             // A "folder": its newest key is its mtime, as a folder's changes with its entries.
             let snap = self.snap.as_ref().expect("listed");
-            let below = BucketFolder::below(snap, &format!("{key}/"));
+            let below = below(snap, &format!("{key}/"));
             return match below.iter().map(|o| o.mtime_ns).max() {
                 Some(t) => Ok(stat_of(0, t, Kind::Dir)),
                 None => Err(io::Error::from(io::ErrorKind::NotFound)),
@@ -256,10 +249,7 @@ impl Folder for BucketFolder {
         };
         let prefix = format!("{key}/");
         match &self.snap {
-            Some(snap) => BucketFolder::below(snap, &prefix)
-                .iter()
-                .map(|o| o.size)
-                .sum(),
+            Some(snap) => below(snap, &prefix).iter().map(|o| o.size).sum(),
             None => self
                 .inner
                 .list_all(&prefix)
@@ -368,33 +358,6 @@ impl Folder for BucketFolder {
             .collect();
         self.inner.fetch_listings(prefixes);
     }
-}
-
-/// Whether the item whose keys (listed just now, below `item`) are `keys` goes: not when any
-/// was written since the run began; `NotFound` when it has none. When it goes, its keys are
-/// added to `rest` and `guards` (its `guard` files).
-pub(super) fn judge(
-    keys: &[Obj],
-    item: &str,
-    guard: &[&str],
-    since_ns: i128,
-    rest: &mut Vec<String>,
-    guards: &mut Vec<String>,
-) -> io::Result<bool> {
-    if keys.is_empty() {
-        return Err(io::Error::from(io::ErrorKind::NotFound));
-    }
-    if keys.iter().any(|o| o.mtime_ns >= since_ns) {
-        return Ok(false);
-    }
-    for o in keys {
-        if guard.iter().any(|g| o.key[item.len()..] == **g) {
-            guards.push(o.key.clone());
-        } else {
-            rest.push(o.key.clone());
-        }
-    }
-    Ok(true)
 }
 
 /// The content of the link at `key` when its listed ETag proves it: the registry writes a

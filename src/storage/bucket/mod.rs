@@ -303,6 +303,7 @@ impl Storage for BucketStorage {
 
 #[cfg(test)]
 mod tests {
+    use super::remove::judge;
     use super::*;
     use object_store::ObjectMeta;
     use object_store::path::Path as Key;

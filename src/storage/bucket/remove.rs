@@ -2,8 +2,7 @@
 //! deletes with guards last, what did not go tried once more at once and once more at the end
 //! of the stage; what still did not go is an error, never counted as removed.
 
-use super::client::Inner;
-use super::folder::{BucketFolder, judge};
+use super::client::{Inner, Obj, below};
 use std::io;
 use std::path::PathBuf;
 
@@ -35,6 +34,33 @@ fn not_deleted(cause: String) -> io::Error {
 fn cause_of(e: &io::Error) -> Option<&str> {
     let inner = e.get_ref()?.downcast_ref::<NotDeleted>()?;
     Some(&inner.0)
+}
+
+/// Whether the item whose keys (listed just now, below `item`) are `keys` goes: not when any
+/// was written since the run began; `NotFound` when it has none. When it goes, its keys are
+/// added to `rest` and `guards` (its `guard` files).
+pub(super) fn judge(
+    keys: &[Obj],
+    item: &str,
+    guard: &[&str],
+    since_ns: i128,
+    rest: &mut Vec<String>,
+    guards: &mut Vec<String>,
+) -> io::Result<bool> {
+    if keys.is_empty() {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
+    }
+    if keys.iter().any(|o| o.mtime_ns >= since_ns) {
+        return Ok(false);
+    }
+    for o in keys {
+        if guard.iter().any(|g| o.key[item.len()..] == **g) {
+            guards.push(o.key.clone());
+        } else {
+            rest.push(o.key.clone());
+        }
+    }
+    Ok(true)
 }
 
 type Outcome = Option<io::Result<Vec<io::Result<bool>>>>;
@@ -173,7 +199,7 @@ pub(super) async fn remove_in(
         .iter()
         .map(|name| {
             let item = format!("{prefix}{name}/");
-            let keys = BucketFolder::below(&listed, &item);
+            let keys = below(&listed, &item);
             judge(keys, &item, guard, since_ns, &mut rest, &mut guards)
         })
         .collect();
@@ -192,7 +218,7 @@ pub(super) async fn remove_in(
     let again: Vec<bool> = (names.iter().zip(&results))
         .map(|(name, r)| {
             let item = format!("{prefix}{name}/");
-            let keys = BucketFolder::below(&left, &item);
+            let keys = below(&left, &item);
             matches!(r, Ok(true))
                 && !keys.is_empty()
                 && judge(keys, &item, guard, since_ns, &mut rest, &mut guards).is_ok_and(|go| go)
@@ -206,7 +232,7 @@ pub(super) async fn remove_in(
     // The record says what went: an item with a key still in the store did not.
     for ((name, r), tried) in names.iter().zip(results.iter_mut()).zip(again) {
         let item = format!("{prefix}{name}/");
-        if matches!(r, Ok(true)) && !BucketFolder::below(&last, &item).is_empty() {
+        if matches!(r, Ok(true)) && !below(&last, &item).is_empty() {
             let cause = match (&retried, tried) {
                 (Err(e2), true) => format!("{why}; once more: {e2}"),
                 _ => why.clone(),
