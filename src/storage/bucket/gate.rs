@@ -146,7 +146,6 @@ impl Gate {
             }
             let lower = (limit / 2).max(1);
             self.limit.store(lower, Ordering::Release);
-            self.streak.store(0, Ordering::Relaxed);
             let seen = self.lowest.load(Ordering::Relaxed);
             if seen == 0 || lower < seen {
                 self.lowest.store(lower, Ordering::Relaxed);
