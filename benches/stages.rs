@@ -83,7 +83,7 @@ fn model() -> Layout {
     }
     blobs.sort_by_key(|b| b.digest);
     let mut layout = Layout {
-        blobs,
+        blobs: blobs.into(),
         repos,
         ..Layout::default()
     };

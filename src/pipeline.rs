@@ -465,7 +465,7 @@ pub fn settle_arrivals<S: Storage>(store: &S, plan: &mut Plan, rules: &Rules) {
         return;
     }
     let blobs: Vec<(crate::Digest, Time)> =
-        plan.blobs.iter().map(|b| (b.digest, b.mtime)).collect();
+        plan.blobs.iter().map(|b| (b.digest(), b.mtime())).collect();
     let arrivals = store.blob_arrivals(&blobs);
     plan.keep_arrived(&arrivals, rules);
 }

@@ -185,7 +185,7 @@ fn compare(blobs: u64, repos: u64, old: Time, now: Time) {
     let (la, a) = run(&synth, now);
     let (lb, b) = run(&m, now);
     let digests = |p: &regsweep::gc::plan::Plan| {
-        let mut v: Vec<String> = p.blobs.iter().map(|b| b.digest.to_string()).collect();
+        let mut v: Vec<String> = p.blobs.iter().map(|b| b.digest().to_string()).collect();
         v.extend(
             p.manifests
                 .iter()

@@ -209,10 +209,10 @@ fn read_plan(path: &std::path::Path, pinned: Option<&str>) -> Result<Planned> {
             .map(|m| (m.repository.clone(), m.digest))
             .collect(),
         layer_links: (plan.layer_links_deleted.iter())
-            .map(|l| (l.repository.clone(), l.digest))
+            .map(|l| (l.repository.clone(), *l.digest))
             .collect(),
         blobs: (plan.blobs_deleted.iter())
-            .map(|b| (b.digest, (b.size, b.mtime)))
+            .map(|b| (b.digest(), (b.size(), b.mtime())))
             .collect(),
         uploads: (plan.uploads_deleted.iter())
             .map(|u| (u.repository.clone(), u.id.clone()))
@@ -544,7 +544,6 @@ fn agreed(planned: &Planned, fresh: Plan, skipped: &mut Vec<Skipped>) -> Plan {
         tags: fresh.tags,
         ..Plan::default()
     };
-    let link_key = |l: &LinkRemoval| (l.repository.clone(), l.digest);
     let fresh_index: HashSet<(Name, String, Digest)> = fresh
         .tag_index
         .iter()
@@ -588,15 +587,14 @@ fn agreed(planned: &Planned, fresh: Plan, skipped: &mut Vec<Skipped>) -> Plan {
             }),
         }
     }
-    let fresh_links: HashSet<(Name, Digest)> = fresh.layer_links.iter().map(link_key).collect();
+    let fresh_links: HashSet<(Name, Digest)> = (fresh.layer_links.iter())
+        .map(|l| (l.repository.clone(), *l.digest))
+        .collect();
+    todo.layer_links = fresh.layer_links;
+    (todo.layer_links)
+        .retain(|l| (planned.layer_links).contains(&(l.repository.clone(), *l.digest)));
     for key in &planned.layer_links {
-        if fresh_links.contains(key) {
-            todo.layer_links.push(LinkRemoval {
-                repository: key.0.clone(),
-                tag: None,
-                digest: key.1,
-            });
-        } else {
+        if !fresh_links.contains(key) {
             skipped.push(Skipped {
                 kind: "layer_link",
                 item: format!("{}@{}", key.0, key.1),
@@ -606,20 +604,22 @@ fn agreed(planned: &Planned, fresh: Plan, skipped: &mut Vec<Skipped>) -> Plan {
     }
     // Planned blobs the fresh plan also has: swept if unchanged, skipped if not.
     let mut looked_at: HashSet<Digest> = HashSet::new();
-    for b in fresh.blobs {
-        if let Some(&(size, mtime)) = planned.blobs.get(&b.digest) {
-            looked_at.insert(b.digest);
-            if size == b.size && mtime == b.mtime {
-                todo.blobs.push(b);
-            } else {
-                skipped.push(Skipped {
-                    kind: "blob",
-                    item: b.digest.to_string(),
-                    reason: "changed since the plan (size or mtime)".into(),
-                });
-            }
+    todo.blobs = fresh.blobs;
+    todo.blobs.retain(|b| {
+        let Some(&(size, mtime)) = planned.blobs.get(&b.digest()) else {
+            return false;
+        };
+        looked_at.insert(b.digest());
+        let same = size == b.size() && mtime == b.mtime();
+        if !same {
+            skipped.push(Skipped {
+                kind: "blob",
+                item: b.digest().to_string(),
+                reason: "changed since the plan (size or mtime)".into(),
+            });
         }
-    }
+        same
+    });
     for d in planned.blobs.keys().filter(|d| !looked_at.contains(d)) {
         skipped.push(Skipped {
             kind: "blob",

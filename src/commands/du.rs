@@ -147,7 +147,7 @@ fn run_in<S: Storage>(store: S, cfg: &DuConfig, progress: &dyn Progress) -> Resu
     };
     let (untagged_bytes, kept_by_grace, untagged_goes) = {
         let (untagged, _) = pipeline::decide(&layout, None, &rules(true), started_at);
-        let goes = usage::blobs_among(&layout, untagged.blobs.iter().map(|b| &b.digest));
+        let goes = usage::blobs_among(&layout, untagged.blobs.iter().map(|b| &b.blob.digest));
         (untagged.bytes_freed(), untagged.kept_by_grace, goes)
     };
     let by_policy = cfg.policy.as_ref().map(|p| {

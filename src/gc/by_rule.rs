@@ -19,7 +19,7 @@ pub struct RuleFreed {
 
 /// Per rule of `plan`'s deleted tags, by rule name.
 pub fn freed_by_rule(layout: &Layout, plan: &Plan) -> Vec<RuleFreed> {
-    let planned: HashMap<Digest, u64> = plan.blobs.iter().map(|b| (b.digest, b.size)).collect();
+    let planned: HashMap<Digest, u64> = plan.blobs.iter().map(|b| (b.digest(), b.size())).collect();
     let mut roots: BTreeMap<&str, Vec<Digest>> = BTreeMap::new();
     let mut tags: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &plan.tags {
@@ -82,7 +82,8 @@ mod tests {
                     size: u64::from(n) * 100,
                     mtime: 0,
                 })
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
             ..Layout::default()
         };
         layout.set_manifests(vec![

@@ -146,9 +146,9 @@ impl Journal {
                 .map(|m| (m.repository.clone(), m.digest))
                 .collect(),
             layer_links: (plan.layer_links.iter())
-                .map(|l| (l.repository.clone(), l.digest))
+                .map(|l| (l.repository.clone(), *l.digest))
                 .collect(),
-            blobs: plan.blobs.iter().map(|b| (b.digest, b.size)).collect(),
+            blobs: plan.blobs.iter().map(|b| (b.digest(), b.size())).collect(),
             uploads: (plan.uploads.iter())
                 .map(|u| (u.repository.clone(), u.id.clone()))
                 .collect(),

@@ -25,8 +25,9 @@ fn plan() -> Plan {
                 digest: dg(n),
                 reason: "untagged".into(),
             })
-            .to_vec(),
-        layer_links: vec![link(10), link(20)],
+            .into_iter()
+            .collect(),
+        layer_links: [link(10), link(20)].into_iter().collect(),
         blobs: [10u8, 20, 101]
             .map(|n| BlobRemoval {
                 digest: dg(n),
@@ -34,7 +35,8 @@ fn plan() -> Plan {
                 linked_from: Default::default(),
                 mtime: 0,
             })
-            .to_vec(),
+            .into_iter()
+            .collect(),
         uploads: vec![UploadRemoval {
             repository: "a".into(),
             id: "u1".into(),
@@ -47,7 +49,7 @@ fn plan() -> Plan {
 /// What a sweep of `plan()` killed half way left: one of each kind still there.
 fn after() -> Layout {
     let mut l = Layout {
-        blobs: blobs(&[20, 102]),
+        blobs: blobs(&[20, 102]).into(),
         repos: vec![Repo {
             name: "a".into(),
             tags: vec![Tag {

@@ -7,3 +7,4 @@ pub mod killed;
 pub mod outcome;
 pub mod plan;
 pub mod planfile;
+pub mod planned;

@@ -1,5 +1,6 @@
 //! What goes: turns marks and decisions into an ordered list of removals; a pure function.
 
+use crate::gc::planned::{PlannedBlobs, PlannedLinks};
 use crate::model::FindingKind;
 use crate::model::digest::Digest;
 use crate::model::mark::Marks;
@@ -59,8 +60,8 @@ pub struct Plan {
     pub tags: Vec<TagRemoval>,
     pub tag_index: Vec<LinkRemoval>,
     pub manifests: Vec<ManifestRemoval>,
-    pub layer_links: Vec<LinkRemoval>,
-    pub blobs: Vec<BlobRemoval>,
+    pub layer_links: PlannedLinks,
+    pub blobs: PlannedBlobs,
     pub uploads: Vec<UploadRemoval>,
     /// Link and blob folders with nothing in them, left by earlier deletes.
     pub empty_dirs: Vec<PathBuf>,
@@ -82,7 +83,7 @@ pub struct Plan {
 
 impl Plan {
     pub fn bytes_freed(&self) -> u64 {
-        self.blobs.iter().map(|b| b.size).sum()
+        self.blobs.bytes()
     }
     pub fn upload_bytes(&self) -> u64 {
         self.uploads.iter().map(|u| u.size).sum()
@@ -117,6 +118,8 @@ pub fn plan(layout: &Layout, decisions: &Decisions, marks: &Marks, rules: &Rules
         staging: layout.staging.clone(),
         ..Plan::default()
     };
+    let names = layout.repos.iter().map(|r| r.name.clone()).collect();
+    plan.layer_links = PlannedLinks::over(layout.blobs.clone(), names);
     let blocked = damage(layout, marks, rules, &paths, &mut plan);
     repository_items(layout, decisions, marks, rules, &blocked, &mut plan);
     blob_items(layout, decisions, marks, rules, blocked.blobs(), &mut plan);
@@ -274,12 +277,10 @@ fn repository_items(
         plan.kept_by_grace += rm.manifests_by_grace as u64;
         if !repo_blocked {
             for (k, l) in layout.layer_links(repo).enumerate() {
-                if !rm.layers[k] {
-                    plan.layer_links.push(LinkRemoval {
-                        repository: repo.name.clone(),
-                        tag: None,
-                        digest: l.digest,
-                    });
+                match repo.layers.get(k) {
+                    _ if rm.layers[k] => {}
+                    Some(present) => plan.layer_links.push_blob(i, present.blob as usize),
+                    None => plan.layer_links.push_digest(i, l.digest),
                 }
             }
             plan.empty_dirs.extend(
@@ -394,6 +395,11 @@ fn blob_items(
     let touched = decisions
         .is_scoped()
         .then(|| scope_blobs(layout, decisions));
+    // Origin r + 1 is repository r alone (most blobs); 0 is none; lists of more are added.
+    let origins = std::iter::once(Names::None)
+        .chain(layout.repos.iter().map(|r| Names::One(r.name.clone())))
+        .collect();
+    plan.blobs = PlannedBlobs::over(layout.blobs.clone(), origins);
     for (i, b) in layout.blobs.iter().enumerate() {
         if marks.blobs_without_grace.contains(i) {
             continue;
@@ -406,17 +412,19 @@ fn blob_items(
         } else if !blobs_blocked {
             // Pairs of blobs passed over (kept) are dropped on the way.
             while linked.next_if(|&(x, _)| (x as usize) < i).is_some() {}
-            let mut linked_from = Vec::new();
+            let mut from: Vec<u32> = Vec::new();
             while let Some((_, r)) = linked.next_if(|&(x, _)| x as usize == i) {
-                linked_from.push(layout.repos[r as usize].name.clone());
+                from.push(r);
             }
-            let linked_from = Names::from(linked_from);
-            plan.blobs.push(BlobRemoval {
-                digest: b.digest,
-                size: b.size,
-                linked_from,
-                mtime: b.mtime,
-            });
+            let origin = match from[..] {
+                [] => 0,
+                [r] => r as usize + 1,
+                _ => plan.blobs.add_origin(Names::from(
+                    (from.iter().map(|&r| layout.repos[r as usize].name.clone()))
+                        .collect::<Vec<_>>(),
+                )),
+            };
+            plan.blobs.push(i, origin);
         }
     }
 }
@@ -488,7 +496,7 @@ mod tests {
         (
             Layout {
                 v2: "/r/docker/registry/v2".into(),
-                blobs,
+                blobs: blobs.into(),
                 repos: vec![a, b],
                 ..Layout::default()
             },
@@ -520,7 +528,7 @@ mod tests {
     }
 
     fn blob_ids(p: &Plan) -> Vec<u8> {
-        p.blobs.iter().map(|b| b.digest.0[0]).collect()
+        p.blobs.iter().map(|b| b.digest().0[0]).collect()
     }
 
     /// A -m run limited to the repositories `scope` names, with b's tag deleted by a policy.
@@ -528,12 +536,12 @@ mod tests {
         let (l, m) = world();
         let mut l = cat(&l, &m);
         // A blob linked from no repository at all.
-        l.blobs.push(Blob {
+        std::sync::Arc::make_mut(&mut l.blobs).push(Blob {
             digest: dg(7),
             size: 7,
             mtime: 0,
         });
-        l.blobs.sort_by_key(|b| b.digest);
+        std::sync::Arc::make_mut(&mut l.blobs).sort_by_key(|b| b.digest);
         let l = cat(&l, &m);
         let mut d = Decisions::keep_all(&l);
         d.repos[1][0] = Decision::Delete { rule: "old".into() };
@@ -549,7 +557,7 @@ mod tests {
         // goes, and its image 20 with it: 4 is b's alone and goes, 2 is a's too and stays.
         let p = scoped(&["b"]);
         assert!(p.manifests.iter().all(|m| &*m.repository == "b"), "{p:?}");
-        assert!(p.layer_links.iter().all(|l| &*l.repository == "b"));
+        assert!(p.layer_links.iter().all(|l| &**l.repository == "b"));
         assert_eq!(p.tags.len(), 1);
         assert_eq!(
             blob_ids(&p),
@@ -606,7 +614,7 @@ mod tests {
         // Each by a layer link or (11) a revision link of "a"; the kept blobs before and
         // between them (1, 2, 4, 10) are not attributed to anything.
         assert!(
-            p.blobs.iter().all(|b| b.linked_from == ["a"]),
+            p.blobs.iter().all(|b| *b.linked_from == ["a"]),
             "{:?}",
             p.blobs
         );
@@ -622,7 +630,7 @@ mod tests {
         let p = run(&l, &m, true, false);
         assert!(p.blobs.is_empty());
         assert!(p.manifests.iter().all(|x| &*x.repository != "b"));
-        assert!(p.layer_links.iter().all(|x| &*x.repository != "b"));
+        assert!(p.layer_links.iter().all(|x| &**x.repository != "b"));
         assert_eq!(p.findings.len(), 1);
         assert!(
             p.findings[0]

@@ -1,7 +1,7 @@
 //! The plan as a file: where, with which options, and every item. Written inside a gc report
 //! and read back whole by `apply`: one type both ways, its checksum taken over it.
 
-use crate::gc::plan::{BlobRemoval, LinkRemoval, ManifestRemoval, TagRemoval, UploadRemoval};
+use crate::gc::plan::{LinkRemoval, ManifestRemoval, TagRemoval, UploadRemoval};
 use crate::model::duration::Span;
 use crate::model::{Rules, Time};
 use serde::{Deserialize, Serialize};
@@ -73,8 +73,8 @@ pub struct PlanFile {
     pub tags_deleted: Vec<TagRemoval>,
     pub tag_index_entries_deleted: Vec<LinkRemoval>,
     pub manifests_deleted: Vec<ManifestRemoval>,
-    pub layer_links_deleted: Vec<LinkRemoval>,
-    pub blobs_deleted: Vec<BlobRemoval>,
+    pub layer_links_deleted: crate::gc::planned::PlannedLinks,
+    pub blobs_deleted: crate::gc::planned::PlannedBlobs,
     pub uploads_deleted: Vec<UploadRemoval>,
     /// Empty link and blob folders earlier deletes left (absent from plans of older versions).
     #[serde(default)]

@@ -260,7 +260,7 @@ mod tests {
         (
             Layout {
                 v2: "/v2".into(),
-                blobs,
+                blobs: blobs.into(),
                 repos: vec![repo],
                 ..Layout::default()
             },
@@ -277,7 +277,7 @@ mod tests {
     #[test]
     fn each_kind_of_break_is_found_once_naming_every_tag() {
         let (mut l, m) = world();
-        l.blobs.retain(|b| b.digest != dg(2));
+        std::sync::Arc::make_mut(&mut l.blobs).retain(|b| b.digest != dg(2));
         let f = check(&cat(&l, &m), 0);
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(
@@ -304,12 +304,12 @@ mod tests {
     fn leftovers_are_notices() {
         let (mut l, m) = world();
         l.repos[0].layers_absent.push(link(3, 0));
-        l.blobs.push(Blob {
+        std::sync::Arc::make_mut(&mut l.blobs).push(Blob {
             digest: dg(3),
             size: 1,
             mtime: 0,
         });
-        l.blobs.sort_by_key(|b| b.digest);
+        std::sync::Arc::make_mut(&mut l.blobs).sort_by_key(|b| b.digest);
         l.repos[0].uploads.push(Upload {
             id: "u1".into(),
             size: 2048,

@@ -237,7 +237,7 @@ mod tests {
         ];
         (
             Layout {
-                blobs,
+                blobs: blobs.into(),
                 repos,
                 ..Layout::default()
             },
@@ -248,7 +248,10 @@ mod tests {
     /// `repositories` with the UNTAGGED column as `gc --delete-untagged` under `rules` has it.
     fn usage(l: &Layout, rules: &Rules) -> Vec<RepoUsage> {
         let (plan, _) = crate::pipeline::decide(l, None, rules, 1_000);
-        repositories(l, &blobs_among(l, plan.blobs.iter().map(|b| &b.digest)))
+        repositories(
+            l,
+            &blobs_among(l, plan.blobs.iter().map(|b| &b.blob.digest)),
+        )
     }
 
     #[test]
@@ -271,7 +274,7 @@ mod tests {
         let (mut l, m) = world();
         // Blob 3 (4 bytes) was written within the grace period; so was b's untagged manifest
         // 21, which keeps everything it reaches (4, 6 and itself).
-        for b in l.blobs.iter_mut() {
+        for b in std::sync::Arc::make_mut(&mut l.blobs).iter_mut() {
             if b.digest == dg(3) || b.digest == dg(21) {
                 b.mtime = 990;
             }

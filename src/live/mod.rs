@@ -16,7 +16,8 @@ pub mod probe;
 pub mod redis;
 
 use crate::config::registry::BlobCache;
-use crate::gc::plan::{BlobRemoval, LinkRemoval, ManifestRemoval};
+use crate::gc::plan::ManifestRemoval;
+use crate::gc::planned::{PlannedBlobs, PlannedLinks};
 use crate::model::digest::Digest;
 use crate::model::{Layout, Name};
 use rustc_hash::FxHashSet;
@@ -36,19 +37,22 @@ pub struct Swept {
 
 impl Swept {
     pub fn new(
-        blobs: &[BlobRemoval],
-        layer_links: &[LinkRemoval],
+        blobs: &PlannedBlobs,
+        layer_links: &PlannedLinks,
         manifests: &[ManifestRemoval],
     ) -> Swept {
         let mut links: Vec<(Name, Digest)> = (layer_links.iter())
-            .map(|l| (l.repository.clone(), l.digest))
+            .map(|l| (l.repository.clone(), *l.digest))
             .chain(manifests.iter().map(|m| (m.repository.clone(), m.digest)))
-            .chain((blobs.iter()).flat_map(|b| b.linked_from.iter().map(|r| (r.clone(), b.digest))))
+            .chain(
+                (blobs.iter())
+                    .flat_map(|b| b.linked_from.iter().map(move |r| (r.clone(), b.digest()))),
+            )
             .collect();
         links.sort();
         links.dedup();
         Swept {
-            blobs: blobs.iter().map(|b| b.digest).collect(),
+            blobs: blobs.iter().map(|b| b.digest()).collect(),
             links,
             manifests: (manifests.iter())
                 .map(|m| (m.repository.clone(), m.digest))

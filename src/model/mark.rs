@@ -383,7 +383,7 @@ mod tests {
     /// A layout of one repository over blobs with these names; manifests are set apart.
     fn world(repo: Repo, blobs: &[u8]) -> Layout {
         Layout {
-            blobs: crate::testutil::blobs(blobs),
+            blobs: crate::testutil::blobs(blobs).into(),
             repos: vec![repo],
             ..Layout::default()
         }
@@ -517,7 +517,7 @@ mod tests {
         m.retain(|(d, _)| *d != dg(21) && *d != dg(22));
         m.push((dg(21), Err("not valid JSON".into())));
         // 22 was never loaded, and is no blob either.
-        layout.blobs.retain(|b| b.digest != dg(22));
+        std::sync::Arc::make_mut(&mut layout.blobs).retain(|b| b.digest != dg(22));
         let (_, marks, _) = marked((layout, m), |_| true, OLD);
         let mut u = marks.unreadable.clone();
         u.sort();

@@ -23,7 +23,9 @@ pub use crate::model::manifest::Loaded;
 pub use catalog::Manifests;
 use catalog::{Ref, View};
 use std::path::PathBuf;
-pub use values::{Blob, Finding, FindingKind, LayerLink, Link, Name, Names, Severity, Time};
+pub use values::{
+    Blob, BlobList, Finding, FindingKind, LayerLink, Link, Name, Names, Severity, Time,
+};
 
 #[derive(Debug, Clone)]
 pub struct Tag {
@@ -67,8 +69,8 @@ pub struct Repo {
 pub struct Layout {
     /// The `docker/registry/v2` folder.
     pub v2: PathBuf,
-    /// Sorted by digest.
-    pub blobs: Vec<Blob>,
+    /// Sorted by digest; shared with the plans made from it (they name blobs by index).
+    pub blobs: BlobList,
     /// Blob folders without `data`, with their mtime.
     pub empty_blob_dirs: Vec<(Digest, Time)>,
     /// Bytes the blobs' data take on disk (sparse files take less than their size).

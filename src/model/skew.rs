@@ -22,7 +22,7 @@ pub fn clock_skew(layout: &Layout, now: Time) -> Option<Finding> {
             }
         }
     };
-    for b in &layout.blobs {
+    for b in layout.blobs.iter() {
         see(b.mtime, &|| paths.blob_data(&b.digest));
     }
     for r in &layout.repos {

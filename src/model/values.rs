@@ -84,6 +84,10 @@ pub struct Blob {
     pub mtime: Time,
 }
 
+/// The scan's blobs, sorted by digest; shared by the model and every plan made from it (a plan
+/// names its blobs by index into this list rather than copying them).
+pub type BlobList = std::sync::Arc<Vec<Blob>>;
+
 /// A link file: the digest it names and when it was written.
 #[derive(Debug, Clone, Copy)]
 pub struct Link {

@@ -236,8 +236,8 @@ pub fn what_went(mut plan: Plan, v2: &std::path::Path, o: &Outcome) -> Plan {
     plan.manifests
         .retain(|m| gone(p.revision_dir(&m.repository, &m.digest)));
     plan.layer_links
-        .retain(|l| gone(p.layer_dir(&l.repository, &l.digest)));
-    plan.blobs.retain(|b| gone(p.blob_dir(&b.digest)));
+        .retain(|l| gone(p.layer_dir(l.repository, l.digest)));
+    plan.blobs.retain(|b| gone(p.blob_dir(&b.blob.digest)));
     plan.uploads
         .retain(|u| gone(p.upload_dir(&u.repository, &u.id)));
     plan
@@ -416,8 +416,8 @@ impl GcReport {
             "\n{marked} blobs marked, {} blobs and {} manifests eligible for deletion\n",
             s.blobs_deleted, s.manifests_deleted
         );
-        for b in &self.plan.blobs_deleted {
-            let _ = writeln!(o, "blob eligible for deletion: {}", b.digest);
+        for b in self.plan.blobs_deleted.iter() {
+            let _ = writeln!(o, "blob eligible for deletion: {}", b.digest());
         }
         o
     }

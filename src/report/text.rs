@@ -263,9 +263,8 @@ by rule (planned blob bytes each rule's images reach):"
         }
         if !self.plan.layer_links_deleted.is_empty() {
             let _ = writeln!(o, "\nlayer links {heading}:");
-            let all = &self.plan.layer_links_deleted;
-            let shown = &all[..limit.min(all.len())];
-            let w = width(shown.iter().map(|l| l.repository.len()));
+            let shown = self.plan.layer_links_deleted.iter().take(limit);
+            let w = width(shown.clone().map(|l| l.repository.len()));
             for l in shown {
                 let _ = writeln!(o, "  {:<w$}  {}", l.repository, l.digest);
             }
@@ -290,8 +289,8 @@ by rule (planned blob bytes each rule's images reach):"
                 let _ = writeln!(
                     o,
                     "  {}  {:>10}  {}",
-                    b.digest,
-                    human_bytes(b.size),
+                    b.digest(),
+                    human_bytes(b.size()),
                     if b.linked_from.is_empty() {
                         "linked from no repository".to_string()
                     } else {
@@ -355,9 +354,9 @@ fn by_repository(o: &mut String, plan: &PlanFile, heading: &str, limit: usize) {
     (plan.manifests_deleted.iter())
         .for_each(|m| rows.entry(&m.repository).or_default().manifests += 1);
     (plan.layer_links_deleted.iter())
-        .for_each(|l| rows.entry(&l.repository).or_default().links += 1);
+        .for_each(|l| rows.entry(l.repository).or_default().links += 1);
     (plan.uploads_deleted.iter()).for_each(|u| rows.entry(&u.repository).or_default().uploads += 1);
-    for b in &plan.blobs_deleted {
+    for b in plan.blobs_deleted.iter() {
         let from: Vec<&str> = if b.linked_from.is_empty() {
             vec!["(no repository)"]
         } else {
@@ -366,7 +365,7 @@ fn by_repository(o: &mut String, plan: &PlanFile, heading: &str, limit: usize) {
         for r in from {
             let row = rows.entry(r).or_default();
             row.blobs += 1;
-            row.bytes += b.size;
+            row.bytes += b.size();
         }
     }
     if rows.is_empty() {

@@ -80,7 +80,7 @@ fn scan_plan_and_sweep_on_the_in_memory_backend() {
     assert!(layout.findings.is_empty(), "{:?}", layout.findings);
     let now = chrono::Utc::now().timestamp();
     let (plan, _) = pipeline::decide(&layout, None, &Rules::without_grace(false), now);
-    let mut planned: Vec<Digest> = plan.blobs.iter().map(|b| b.digest).collect();
+    let mut planned: Vec<Digest> = plan.blobs.iter().map(|b| b.digest()).collect();
     planned.sort();
     let mut want = garbage.clone();
     want.sort();

@@ -156,8 +156,9 @@ fn repo_bytes(
             usage::reach_of(layout, &after)
         }
     };
-    let gone_blobs: HashSet<_> =
-        plan.map_or_else(HashSet::new, |p| p.blobs.iter().map(|b| b.digest).collect());
+    let gone_blobs: HashSet<_> = plan.map_or_else(HashSet::new, |p| {
+        p.blobs.iter().map(|b| b.digest()).collect()
+    });
     (reach.iter())
         .filter(|&&i| by == QuotaBy::Total || reached_by[i as usize] <= 1)
         .map(|&i| &layout.blobs[i as usize])

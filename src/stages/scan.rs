@@ -70,7 +70,7 @@ pub fn scan<S: Storage>(store: &S, opts: ScanOptions, progress: &dyn Progress) -
     findings.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Layout {
         v2,
-        blobs,
+        blobs: blobs.into(),
         empty_blob_dirs,
         allocated_bytes,
         repos,

@@ -13,7 +13,8 @@
 //! with its links.
 
 use crate::gc::outcome::{ItemNote, Outcome};
-use crate::gc::plan::{BlobRemoval, LinkRemoval, Plan};
+use crate::gc::plan::Plan;
+use crate::gc::planned::{PlannedBlob, PlannedLink};
 use crate::model::digest::Digest;
 use crate::model::paths::Paths;
 use crate::model::paths::{DATA, LINK, STAGING_DIR, TAG_CURRENT};
@@ -222,12 +223,12 @@ impl<S: Storage> Sweeper<'_, S> {
     /// Blobs, folder by folder: each `blobs/sha256/xx` is opened once and its items leave by the
     /// same steps as in `remove_item` (a sweep's bulk, so this is where opening every parent
     /// from the root would cost most).
-    fn remove_blobs(&self, progress: &dyn Progress, blobs: &[&BlobRemoval]) {
+    fn remove_blobs(&self, progress: &dyn Progress, blobs: &[PlannedBlob<'_>]) {
         if blobs.is_empty() {
             return;
         }
-        let groups: Vec<&[&BlobRemoval]> = blobs
-            .chunk_by(|a, b| a.digest.0[0] == b.digest.0[0])
+        let groups: Vec<&[PlannedBlob<'_>]> = blobs
+            .chunk_by(|a, b| a.blob.digest.0[0] == b.blob.digest.0[0])
             .collect();
         let bar = progress.bar(
             self.label("deleting blobs", "moving blobs to the trash"),
@@ -236,8 +237,8 @@ impl<S: Storage> Sweeper<'_, S> {
         if !self.store.capabilities().rename {
             let folders: Vec<(PathBuf, Vec<String>)> = (groups.iter())
                 .filter_map(|group| {
-                    let names = group.iter().map(|b| b.digest.hex()).collect();
-                    let first = relative_paths().blob_dir(&group[0].digest);
+                    let names = group.iter().map(|b| b.blob.digest.hex()).collect();
+                    let first = relative_paths().blob_dir(&group[0].blob.digest);
                     first.parent().map(|p| (p.to_path_buf(), names))
                 })
                 .collect();
@@ -246,16 +247,16 @@ impl<S: Storage> Sweeper<'_, S> {
         }
         groups.par_iter().for_each(|group| {
             if let Some((dir, dir_path, _)) =
-                self.open_parent(&relative_paths().blob_dir(&group[0].digest))
+                self.open_parent(&relative_paths().blob_dir(&group[0].blob.digest))
             {
                 for (k, b) in group.iter().enumerate() {
                     if self.should_stop() {
                         for b in &group[k..] {
-                            self.not_reached(&dir_path.join(b.digest.hex()));
+                            self.not_reached(&dir_path.join(b.blob.digest.hex()));
                         }
                         return;
                     }
-                    self.remove_in(&dir, &dir_path, &b.digest.hex(), &[DATA]);
+                    self.remove_in(&dir, &dir_path, &b.blob.digest.hex(), &[DATA]);
                     bar.inc(1);
                 }
             }
@@ -383,7 +384,7 @@ impl<S: Storage> Sweeper<'_, S> {
     /// Drops from the layer link and blob stages what links written during the run name, so a
     /// push that reused an unreferenced blob keeps it; while that cannot be known, both stages
     /// are withheld.
-    fn recheck(&self, layer_links: &mut Vec<&LinkRemoval>, blobs: &mut Vec<&BlobRemoval>) {
+    fn recheck(&self, layer_links: &mut Vec<PlannedLink<'_>>, blobs: &mut Vec<PlannedBlob<'_>>) {
         if layer_links.is_empty() && blobs.is_empty() {
             return;
         }
@@ -403,13 +404,13 @@ impl<S: Storage> Sweeper<'_, S> {
                 self.keep(
                     &self
                         .v2
-                        .join(relative_paths().layer_dir(&l.repository, &l.digest)),
+                        .join(relative_paths().layer_dir(l.repository, l.digest)),
                     why.clone(),
                 );
             }
             for b in blobs.drain(..) {
                 self.keep(
-                    &self.v2.join(relative_paths().blob_dir(&b.digest)),
+                    &self.v2.join(relative_paths().blob_dir(&b.blob.digest)),
                     why.clone(),
                 );
             }
@@ -418,22 +419,22 @@ impl<S: Storage> Sweeper<'_, S> {
         let named = |d: &Digest| fresh.digests.contains(d);
         let why = "named by a link written during this run (a push reused it); kept";
         layer_links.retain(|l| {
-            let go = !named(&l.digest);
+            let go = !named(l.digest);
             if !go {
                 self.keep(
                     &self
                         .v2
-                        .join(relative_paths().layer_dir(&l.repository, &l.digest)),
+                        .join(relative_paths().layer_dir(l.repository, l.digest)),
                     why.into(),
                 );
             }
             go
         });
         blobs.retain(|b| {
-            let go = !named(&b.digest);
+            let go = !named(&b.blob.digest);
             if !go {
                 self.keep(
-                    &self.v2.join(relative_paths().blob_dir(&b.digest)),
+                    &self.v2.join(relative_paths().blob_dir(&b.blob.digest)),
                     why.into(),
                 );
             }
@@ -578,8 +579,8 @@ pub fn sweep<S: Storage>(
     );
     // By reference: the sweep's own lists drop what the re-read keeps, without a second copy of
     // the plan's largest parts.
-    let mut layer_links: Vec<&LinkRemoval> = plan.layer_links.iter().collect();
-    let mut blobs: Vec<&BlobRemoval> = plan.blobs.iter().collect();
+    let mut layer_links: Vec<PlannedLink<'_>> = plan.layer_links.iter().collect();
+    let mut blobs: Vec<PlannedBlob<'_>> = plan.blobs.iter().collect();
     if !s.stopped.load(Ordering::Relaxed) {
         s.recheck(&mut layer_links, &mut blobs);
     }
@@ -588,7 +589,7 @@ pub fn sweep<S: Storage>(
         s.label("deleting layer links", "moving layer links to the trash"),
         layer_links
             .iter()
-            .map(|l| r.layer_dir(&l.repository, &l.digest))
+            .map(|l| r.layer_dir(l.repository, l.digest))
             .collect(),
         &[LINK],
     );

@@ -37,7 +37,7 @@ fn layout() -> Layout {
         ..Repo::default()
     };
     let mut l = Layout {
-        blobs: blobs(&[101, 102, 103, 104, 10, 20, 30, 40, 50]),
+        blobs: blobs(&[101, 102, 103, 104, 10, 20, 30, 40, 50]).into(),
         repos: vec![repo],
         ..Layout::default()
     };
@@ -205,7 +205,7 @@ fn shared() -> Layout {
             .collect(),
         ..Repo::default()
     });
-    l.blobs = blobs(&[101, 102, 103, 104, 105, 10, 20, 30, 40, 50, 60]);
+    l.blobs = blobs(&[101, 102, 103, 104, 105, 10, 20, 30, 40, 50, 60]).into();
     let mut m: Vec<_> = (1..=4u8)
         .map(|i| (dg(100 + i), Ok(image(&[i * 10, 50]))))
         .collect();
