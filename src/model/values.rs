@@ -96,12 +96,15 @@ pub struct Link {
 }
 
 /// A layer link whose blob is in the store, by the blob's index in `Layout::blobs`: layer links
-/// are as many as blobs, and a 4-byte index is an eighth of a digest.
+/// are as many as blobs, and a 4-byte index is an eighth of a digest. Packed to 12 bytes
+/// (16 with the padding an 8-byte mtime would take), so read its fields by value.
 #[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
 pub struct LayerLink {
     pub blob: u32,
     pub mtime: Time,
 }
+const _: () = assert!(std::mem::size_of::<LayerLink>() == 12);
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
