@@ -71,8 +71,8 @@ impl<S: Storage> Session<S> {
     /// Before a sweep by `command`: the journal the next run accounts this one by should it be
     /// killed mid-sweep (with the killed runs this one found). Unwritten, nothing is swept.
     pub fn begin_sweep(&self, command: &str, plan: &Plan) -> Result<()> {
-        let journal = Journal::new(command, plan, self.killed.clone());
-        let bytes = journal.to_bytes(crate::storage::seam::STATE_LIMIT);
+        let limit = crate::storage::seam::STATE_LIMIT;
+        let bytes = Journal::bytes_of(command, plan, self.killed.clone(), limit);
         self.journal
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.store

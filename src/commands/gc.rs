@@ -371,18 +371,22 @@ pub fn write_report(cfg: &GcConfig, report: &GcReport) -> Result<()> {
     let Some(target) = &cfg.report else {
         return Ok(());
     };
-    let text = report.render(cfg.format, cfg.text_limit);
+    // JSON is streamed: it lists every item, and would otherwise be held whole.
+    let write = |w: &mut dyn Write| match cfg.format {
+        crate::config::Format::Json => report.write_json(w),
+        crate::config::Format::Text => w.write_all(report.text(cfg.text_limit).as_bytes()),
+    };
     match target {
         ReportTarget::Stdout => {
             let mut out = std::io::stdout().lock();
             // A closed pipe (`| head`) is not worth an error.
-            let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+            let _ = write(&mut out).and_then(|_| out.flush());
             Ok(())
         }
         ReportTarget::File(path) => {
-            if let Err(cause) = crate::output::write_whole(path, text.as_bytes()) {
+            if let Err(cause) = crate::output::write_with(path, |f| write(f)) {
                 // The record of what went must not be lost with the file: stderr gets it.
-                eprint!("{text}");
+                let _ = write(&mut std::io::stderr().lock());
                 return Err(Error::Report {
                     path: path.clone(),
                     what: "the report (printed to stderr instead)",

@@ -38,6 +38,38 @@ pub struct Journal {
     pub earlier: Vec<KilledRun>,
 }
 
+/// A [`Journal`] borrowed from a plan: the same fields, in the same order, so the same JSON
+/// (the lists are [`Each`]).
+#[derive(Serialize)]
+struct Of<'a, T, M, L, B, U> {
+    schema: &'a str,
+    command: &'a str,
+    pid: u32,
+    started_at: &'a str,
+    unlisted: bool,
+    planned: Counts,
+    tags: T,
+    manifests: M,
+    layer_links: L,
+    blobs: B,
+    uploads: U,
+    earlier: &'a [KilledRun],
+}
+
+/// A list serialized from the iterator its function makes, item by item.
+struct Each<F>(F);
+
+impl<F, I> Serialize for Each<F>
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((self.0)())
+    }
+}
+
 /// Counts of the five kinds a gc report lists.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Counts {
@@ -153,6 +185,43 @@ impl Journal {
                 .map(|u| (u.repository.clone(), u.id.clone()))
                 .collect(),
             earlier,
+        }
+    }
+
+    /// The bytes of [`Journal::new`]'s journal, written straight from the plan (the lists are
+    /// not copied first: at a million planned items that copy is tens of megabytes); only the
+    /// counts when the lists would pass `limit`.
+    pub fn bytes_of(command: &str, plan: &Plan, earlier: Vec<KilledRun>, limit: u64) -> Vec<u8> {
+        let head = Journal::new(command, &Plan::default(), earlier);
+        let planned = Counts {
+            tags: plan.tags.len(),
+            manifests: plan.manifests.len(),
+            layer_links: plan.layer_links.len(),
+            blobs: plan.blobs.len(),
+            uploads: plan.uploads.len(),
+        };
+        let of = Of {
+            schema: &head.schema,
+            command: &head.command,
+            pid: head.pid,
+            started_at: &head.started_at,
+            unlisted: false,
+            planned,
+            tags: Each(|| (plan.tags.iter()).map(|t| (&t.repository, &t.tag))),
+            manifests: Each(|| (plan.manifests.iter()).map(|m| (&m.repository, m.digest))),
+            layer_links: Each(|| (plan.layer_links.iter()).map(|l| (l.repository, *l.digest))),
+            blobs: Each(|| plan.blobs.iter().map(|b| (b.digest(), b.size()))),
+            uploads: Each(|| (plan.uploads.iter()).map(|u| (&u.repository, &u.id))),
+            earlier: &head.earlier,
+        };
+        match serde_json::to_vec(&of) {
+            Ok(bytes) if bytes.len() as u64 <= limit => bytes,
+            _ => Journal {
+                unlisted: true,
+                planned,
+                ..head
+            }
+            .to_bytes(u64::MAX),
         }
     }
 

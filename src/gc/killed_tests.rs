@@ -102,9 +102,20 @@ fn a_killed_sweep_is_accounted_by_what_of_its_plan_is_gone() {
 }
 
 #[test]
+fn the_journal_written_from_the_plan_is_the_journal_of_it() {
+    let j = Journal::new("gc", &plan(), vec![]);
+    let mut back = Journal::parse(&Journal::bytes_of("gc", &plan(), vec![], u64::MAX)).unwrap();
+    back.started_at.clone_from(&j.started_at); // the two may straddle a second
+    assert_eq!(back, j);
+    assert!(!j.blobs.is_empty() && !j.layer_links.is_empty() && !j.tags.is_empty());
+}
+
+#[test]
 fn a_plan_too_large_to_journal_keeps_its_counts_and_says_so() {
     let j = Journal::new("gc", &plan(), vec![]);
     let small = Journal::parse(&j.to_bytes(100)).unwrap();
+    let of = Journal::parse(&Journal::bytes_of("gc", &plan(), vec![], 100)).unwrap();
+    assert!(of.unlisted && of.blobs.is_empty() && of.planned == small.planned);
     assert!(small.unlisted && small.blobs.is_empty());
     let r = &small.account(&Layout::default())[0];
     assert_eq!(r.planned.blobs, 3);

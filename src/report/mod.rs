@@ -44,6 +44,11 @@ pub trait Report {
     fn json(&self) -> String;
     fn exit_code(&self) -> crate::error::ExitCode;
 
+    /// The JSON written to `w`, for reports that can stream it rather than hold it whole.
+    fn write_json(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        w.write_all(self.json().as_bytes())
+    }
+
     /// The report in `format`.
     fn render(&self, format: crate::config::Format, limit: Option<usize>) -> String {
         match format {
@@ -140,6 +145,14 @@ pub struct ErrorEntry {
     pub severity: Severity,
     /// What it is about: a finding's kind (docs/REPORTS.md).
     pub kind: crate::model::FindingKind,
+}
+
+/// The JSON form of a gc report: the report, then its plan's checksum.
+#[derive(Serialize)]
+struct WithChecksum<'a> {
+    #[serde(flatten)]
+    report: &'a GcReport,
+    checksum: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -389,16 +402,22 @@ impl GcReport {
     /// The JSON report, with the checksum that lets `apply` refuse an edited plan last. Written
     /// straight from the report (a JSON value of it first would take ten times its text).
     pub fn to_json(&self) -> String {
-        #[derive(Serialize)]
-        struct WithChecksum<'a> {
-            #[serde(flatten)]
-            report: &'a GcReport,
-            checksum: String,
-        }
-        pretty(&WithChecksum {
+        pretty(&self.with_checksum())
+    }
+
+    /// [`Self::to_json`] written to `w` as it is made (a plan's lists would be its bulk).
+    pub fn write_json_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut w = std::io::BufWriter::new(w);
+        serde_json::to_writer_pretty(&mut w, &self.with_checksum())?;
+        std::io::Write::write_all(&mut w, b"\n")?;
+        std::io::Write::flush(&mut w)
+    }
+
+    fn with_checksum(&self) -> WithChecksum<'_> {
+        WithChecksum {
             report: self,
             checksum: self.checksum(),
-        })
+        }
     }
 }
 
@@ -458,4 +477,53 @@ pub fn reference_marking(layout: &Layout, deleted: &[ManifestRemoval]) -> (Strin
         }
     }
     (o, marked.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gc::plan::{BlobRemoval, LinkRemoval};
+    use crate::testutil::dg;
+
+    #[test]
+    fn the_streamed_json_report_is_the_report_and_carries_its_checksum() {
+        let plan = Plan {
+            blobs: [1u8, 2]
+                .map(|n| BlobRemoval {
+                    digest: dg(n),
+                    size: 10,
+                    linked_from: crate::model::Names::One("a".into()),
+                    mtime: 5,
+                })
+                .into_iter()
+                .collect(),
+            layer_links: [LinkRemoval {
+                repository: "a".into(),
+                tag: None,
+                digest: dg(1),
+            }]
+            .into_iter()
+            .collect(),
+            ..Plan::default()
+        };
+        let ctx = Context {
+            root: "/r".into(),
+            dry_run: true,
+            started_at: chrono::Utc::now(),
+            duration_seconds: 1.0,
+            options: Default::default(),
+        };
+        let report = GcReport::new(ctx, &Layout::default(), plan, None);
+        let mut streamed = Vec::new();
+        report.write_json_to(&mut streamed).unwrap();
+        assert_eq!(String::from_utf8(streamed).unwrap(), report.to_json());
+        let v: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(v["checksum"], report.checksum());
+        assert_eq!(v["blobs_deleted"][1]["digest"], dg(2).to_string());
+        assert_eq!(v["layer_links_deleted"][0]["repository"], "a");
+        assert_eq!(
+            crate::gc::planfile::plan_checksum(&v),
+            Some(report.checksum())
+        );
+    }
 }

@@ -10,6 +10,9 @@ impl Report for GcReport {
     fn json(&self) -> String {
         self.to_json()
     }
+    fn write_json(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        self.write_json_to(w)
+    }
     fn exit_code(&self) -> crate::error::ExitCode {
         self.exit_code
     }
