@@ -80,6 +80,19 @@ pub struct Counts {
     pub uploads: usize,
 }
 
+impl Counts {
+    /// What `plan` removes, by kind.
+    pub fn of(plan: &Plan) -> Counts {
+        Counts {
+            tags: plan.tags.len(),
+            manifests: plan.manifests.len(),
+            layer_links: plan.layer_links.len(),
+            blobs: plan.blobs.len(),
+            uploads: plan.uploads.len(),
+        }
+    }
+}
+
 /// A run killed mid-sweep, as the next run found it: what of its plan was gone.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct KilledRun {
@@ -157,13 +170,7 @@ fn counts(c: Counts) -> String {
 impl Journal {
     /// The journal of a sweep of `plan` by `command`, carrying the killed runs this run found.
     pub fn new(command: &str, plan: &Plan, earlier: Vec<KilledRun>) -> Journal {
-        let planned = Counts {
-            tags: plan.tags.len(),
-            manifests: plan.manifests.len(),
-            layer_links: plan.layer_links.len(),
-            blobs: plan.blobs.len(),
-            uploads: plan.uploads.len(),
-        };
+        let planned = Counts::of(plan);
         Journal {
             schema: SCHEMA.into(),
             command: command.into(),
@@ -193,13 +200,7 @@ impl Journal {
     /// counts when the lists would pass `limit`.
     pub fn bytes_of(command: &str, plan: &Plan, earlier: Vec<KilledRun>, limit: u64) -> Vec<u8> {
         let head = Journal::new(command, &Plan::default(), earlier);
-        let planned = Counts {
-            tags: plan.tags.len(),
-            manifests: plan.manifests.len(),
-            layer_links: plan.layer_links.len(),
-            blobs: plan.blobs.len(),
-            uploads: plan.uploads.len(),
-        };
+        let planned = Counts::of(plan);
         let of = Of {
             schema: &head.schema,
             command: &head.command,

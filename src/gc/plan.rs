@@ -6,53 +6,13 @@ use crate::model::digest::Digest;
 use crate::model::mark::Marks;
 use crate::model::paths::Paths;
 use crate::model::{Decision, Decisions};
-use crate::model::{Finding, Layout, Name, Names, Rules, Severity, Time};
-use serde::{Deserialize, Serialize};
+use crate::model::{Finding, Layout, Names, Rules, Severity, Time};
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TagRemoval {
-    pub repository: Name,
-    pub tag: String,
-    pub digest: Option<Digest>,
-    pub rule: String,
-    /// Seconds since the time the policy counts its age from.
-    pub age_seconds: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ManifestRemoval {
-    pub repository: Name,
-    pub digest: Digest,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BlobRemoval {
-    pub digest: Digest,
-    pub size: u64,
-    /// Repositories whose layer links or revisions named it: where it came from.
-    pub linked_from: Names,
-    /// mtime of its data when planned; apply deletes it only if unchanged.
-    pub mtime: Time,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UploadRemoval {
-    pub repository: Name,
-    pub id: String,
-    pub size: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LinkRemoval {
-    pub repository: Name,
-    /// The tag whose index holds it, for tag index entries.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    pub digest: Digest,
-}
+pub use crate::gc::planned::{
+    BlobRemoval, LinkRemoval, ManifestRemoval, TagRemoval, UploadRemoval,
+};
 
 /// Everything a sweep removes, in the order it must go.
 #[derive(Debug, Default, Clone)]

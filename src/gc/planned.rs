@@ -1,11 +1,53 @@
-//! The plan's blob and layer link removals, held as indices into the scan's blob list (shared,
-//! not copied): a planned blob or link costs 8 bytes instead of a second copy of its digest.
+//! The plan's items: each removal as a value, and the blob and layer link removals held as
+//! indices into the scan's blob list (shared, not copied), 8 bytes each instead of a copy.
 
-use crate::gc::plan::{BlobRemoval, LinkRemoval};
 use crate::model::digest::Digest;
 use crate::model::{Blob, BlobList, Name, Names, Time};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TagRemoval {
+    pub repository: Name,
+    pub tag: String,
+    pub digest: Option<Digest>,
+    pub rule: String,
+    /// Seconds since the time the policy counts its age from.
+    pub age_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestRemoval {
+    pub repository: Name,
+    pub digest: Digest,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobRemoval {
+    pub digest: Digest,
+    pub size: u64,
+    /// Repositories whose layer links or revisions named it: where it came from.
+    pub linked_from: Names,
+    /// mtime of its data when planned; apply deletes it only if unchanged.
+    pub mtime: Time,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadRemoval {
+    pub repository: Name,
+    pub id: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkRemoval {
+    pub repository: Name,
+    /// The tag whose index holds it, for tag index entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    pub digest: Digest,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Item {
