@@ -241,6 +241,10 @@ impl PlannedLinks {
     /// Adds repository `repo`'s link to the table's blob `blob`.
     pub fn push_blob(&mut self, repo: usize, blob: usize) {
         debug_assert!(repo < self.names.len() && blob < self.table.len());
+        if blob as u64 >= OWN as u64 {
+            // Past 2^31 blobs the index would read as one into `digests`: keep the digest.
+            return self.push_digest(repo, self.table[blob].digest);
+        }
         self.items.push(Item {
             blob: blob as u32,
             origin: repo as u32,
