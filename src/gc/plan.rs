@@ -351,7 +351,7 @@ fn blob_items(
     }
     linked.sort_unstable();
     linked.dedup();
-    let mut linked = linked.into_iter().peekable();
+    let mut at = 0; // where the loop below has read `linked` to
     let touched = decisions
         .is_scoped()
         .then(|| scope_blobs(layout, decisions));
@@ -370,18 +370,20 @@ fn blob_items(
         if marks.blobs.contains(i) || rules.is_young(b.mtime) {
             plan.kept_by_grace += 1;
         } else if !blobs_blocked {
-            // Pairs of blobs passed over (kept) are dropped on the way.
-            while linked.next_if(|&(x, _)| (x as usize) < i).is_some() {}
-            let mut from: Vec<u32> = Vec::new();
-            while let Some((_, r)) = linked.next_if(|&(x, _)| x as usize == i) {
-                from.push(r);
-            }
-            let origin = match from[..] {
+            // Pairs of blobs passed over (kept) are skipped on the way; this blob's pairs are
+            // the run that follows, read in place (no list of its own for the common one).
+            at += linked[at..].partition_point(|&(x, _)| (x as usize) < i);
+            let n = linked[at..].partition_point(|&(x, _)| x as usize == i);
+            let from = &linked[at..at + n];
+            at += n;
+            let origin = match from {
                 [] => 0,
-                [r] => r as usize + 1,
+                [(_, r)] => *r as usize + 1,
                 _ => plan.blobs.add_origin(Names::from(
-                    (from.iter().map(|&r| layout.repos[r as usize].name.clone()))
-                        .collect::<Vec<_>>(),
+                    (from
+                        .iter()
+                        .map(|&(_, r)| layout.repos[r as usize].name.clone()))
+                    .collect::<Vec<_>>(),
                 )),
             };
             plan.blobs.push(i, origin);
@@ -647,5 +649,23 @@ mod tests {
         );
         assert!(blob_ids(&p).contains(&4) && blob_ids(&p).contains(&20));
         assert!(!blob_ids(&p).contains(&2));
+    }
+
+    #[test]
+    fn a_blob_linked_from_several_repositories_names_each_and_the_others_their_own() {
+        let (l, m) = world();
+        let l = cat(&l, &m);
+        let mut d = Decisions::keep_all(&l);
+        d.repos[0][0] = Decision::Delete { rule: "old".into() };
+        d.repos[1][0] = Decision::Delete { rule: "old".into() };
+        let marks = mark(&l, &d, &UNTAGGED);
+        let p = plan(&l, &d, &marks, &UNTAGGED);
+        let from = |n: u8| {
+            let b = p.blobs.iter().find(|b| b.digest() == dg(n));
+            b.map(|b| b.linked_from.join(","))
+        };
+        assert_eq!(from(2).as_deref(), Some("a,b"), "{:?}", p.blobs);
+        assert_eq!(from(4).as_deref(), Some("b"));
+        assert_eq!(from(1).as_deref(), Some("a"));
     }
 }

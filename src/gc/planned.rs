@@ -62,8 +62,9 @@ struct Item {
 pub struct PlannedBlobs {
     table: BlobList,
     items: Vec<Item>,
-    /// Distinct `linked_from` lists; a plan built from a layout starts with one entry per
-    /// repository (most blobs come from one), so the common case allocates nothing per blob.
+    /// `linked_from` lists: a plan built from a layout starts with none and one entry per
+    /// repository (most blobs come from one, so they allocate nothing of their own), then adds
+    /// one for each blob linked from several.
     origins: Vec<Names>,
 }
 
