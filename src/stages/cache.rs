@@ -22,53 +22,64 @@
 //! (`sample_used`; 64, or 1% of them); one mismatch and the whole cache is dropped and every
 //! manifest is read again.
 //!
-//! In memory the file stays as its bytes, with the span of each entry (8 bytes an entry): an
-//! entry is decoded when asked for, and copied as it is when the cache is written again. New
-//! entries are kept encoded too. So the cache costs about its file's size beside the catalog,
-//! not a second catalog.
+//! The file is not held in memory: it is read once, as a stream, to check it and to note where
+//! each entry lies (its digest, its span and a hash of its bytes, 56 bytes an entry). An entry is
+//! read again from the open file when asked for, and its bytes must hash as they did when the
+//! file was checked, or it counts as absent and the manifest is read from storage. The entries
+//! this run used are copied the same way when the cache is written again. New entries are kept
+//! encoded in memory.
 
 use crate::error::{Error, Result};
 use crate::model::digest::Digest;
 use crate::model::manifest::Manifest;
 use sha2::{Digest as _, Sha256};
-use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-const MAGIC: &[u8; 8] = b"RSWMANC\x01";
+#[path = "cache_file.rs"]
+mod file;
+use file::{Known, Undecodable, decode, entry_sum, put_entry, read_entry, write_file};
 
-/// This build's and its parser's version: a cache from any other is not trusted.
-fn version() -> String {
-    format!(
-        "{}/manifest-refs-{}",
-        env!("CARGO_PKG_VERSION"),
-        crate::model::manifest::SCHEMA
-    )
-}
 /// A cache larger than this is not one of ours (about 50 million references).
 const MAX_FILE: u64 = 2 << 30;
 
-/// Encoded entries: their bytes, and each one's span in them, sorted by digest (the first 32
-/// bytes of an entry).
+/// Entries this run added, encoded: their bytes, and each one's span in them.
 #[derive(Default)]
-struct Entries {
+struct Added {
     bytes: Vec<u8>,
     spans: Vec<(u32, u32)>,
 }
 
-impl Entries {
+impl Added {
     fn digest(&self, (start, _): (u32, u32)) -> &[u8] {
         &self.bytes[start as usize..start as usize + 32]
     }
     fn entry(&self, (start, end): (u32, u32)) -> &[u8] {
         &self.bytes[start as usize..end as usize]
     }
+}
+
+/// The file this run opened, and its entries sorted by digest.
+#[derive(Default)]
+struct Entries {
+    file: Option<std::fs::File>,
+    known: Vec<Known>,
+}
+
+impl Entries {
     fn find(&self, d: &Digest) -> Option<usize> {
-        self.spans
-            .binary_search_by(|&s| self.digest(s).cmp(&d.0[..]))
-            .ok()
+        self.known.binary_search_by(|k| k.digest.cmp(d)).ok()
+    }
+    /// The bytes of entry `i`, read again from the file; `None` when they are no longer what
+    /// was checked (the file was written in place since).
+    fn read(&self, i: usize) -> Option<Vec<u8>> {
+        let (k, file) = (&self.known[i], self.file.as_ref()?);
+        let mut bytes = vec![0; k.len as usize];
+        file.read_exact_at(&mut bytes, k.at.into()).ok()?;
+        (entry_sum(&bytes) == k.sum).then_some(bytes)
     }
 }
 
@@ -76,10 +87,12 @@ impl Entries {
 pub struct Cache {
     path: PathBuf,
     known: Entries,
-    /// Parallel to `known.spans`: the run asked for it.
+    /// Parallel to `known.known`: the run asked for it.
     used: Vec<AtomicBool>,
-    added: Mutex<Entries>,
+    added: Mutex<Added>,
     hits: AtomicU64,
+    /// An entry read again did not hash as it did when the file was checked.
+    changed: AtomicBool,
     /// Why the file on disk was not used, when it was there.
     pub ignored: Option<String>,
 }
@@ -95,10 +108,16 @@ impl Cache {
             message: format!("{why}; give another --cache FILE, remove it, or run with --no-cache"),
         };
         check_folder(path).map_err(refuse)?;
-        let (known, ignored) = match read_file(path).map_err(refuse)? {
+        let (known, ignored) = match open_file(path).map_err(refuse)? {
             None => (Entries::default(), None),
-            Some(bytes) => match decode(bytes) {
-                Ok(entries) => (entries, None),
+            Some((file, len)) => match decode(&file, len) {
+                Ok(known) => (
+                    Entries {
+                        file: Some(file),
+                        known,
+                    },
+                    None,
+                ),
                 Err(Undecodable::Foreign) => {
                     return Err(refuse("exists and is not a regsweep manifest cache".into()));
                 }
@@ -113,12 +132,13 @@ impl Cache {
         }
         Ok(Cache {
             path: path.to_path_buf(),
-            used: (0..known.spans.len())
+            used: (0..known.known.len())
                 .map(|_| AtomicBool::new(false))
                 .collect(),
             known,
             added: Mutex::default(),
             hits: AtomicU64::new(0),
+            changed: AtomicBool::new(false),
             ignored,
         })
     }
@@ -146,25 +166,27 @@ impl Cache {
             chosen.into_iter().collect()
         };
         picked.sort_unstable();
-        picked
-            .into_iter()
-            .map(|i| {
-                Digest(
-                    self.known
-                        .digest(self.known.spans[i])
-                        .try_into()
-                        .expect("32 bytes"),
-                )
-            })
+        (picked.into_iter())
+            .map(|i| self.known.known[i].digest)
             .collect()
+    }
+
+    /// Entry `i` of the file, decoded; `None` (noted) when its bytes changed since the check.
+    fn decoded(&self, i: usize) -> Option<Manifest> {
+        let bytes = self.known.read(i);
+        if bytes.is_none() && !self.changed.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "{}: the manifest cache changed while this run read it; what it no longer says is read from storage",
+                self.path.display()
+            );
+        }
+        // Checked whole when the file was read, and the same bytes now: this cannot fail.
+        read_entry(&bytes?).ok().map(|(_, m, _)| m)
     }
 
     /// What the file says of `d` (whether or not the run asked for it).
     pub fn entry(&self, d: &Digest) -> Option<Manifest> {
-        let i = self.known.find(d)?;
-        read_entry(self.known.entry(self.known.spans[i]))
-            .ok()
-            .map(|(_, m, _)| m)
+        self.decoded(self.known.find(d)?)
     }
 
     /// Drops the file: one of its entries disagreed with storage, so none is trusted.
@@ -187,8 +209,7 @@ impl Cache {
     /// What manifest `d` references, when the cache holds it.
     pub fn get(&self, d: &Digest) -> Option<Manifest> {
         let i = self.known.find(d)?;
-        // Checked whole when the file was read: this cannot fail.
-        let m = read_entry(self.known.entry(self.known.spans[i])).ok()?.1;
+        let m = self.decoded(i)?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         self.used[i].store(true, Ordering::Relaxed);
         Some(m)
@@ -213,45 +234,29 @@ impl Cache {
     /// reported, never fatal: the cache only saves reads.
     pub fn save(self) {
         let mut added = self.added.into_inner().unwrap_or_else(|e| e.into_inner());
-        let used: Vec<(u32, u32)> = (self.known.spans.iter().zip(&self.used))
-            .filter(|(_, u)| u.load(Ordering::Relaxed))
-            .map(|(s, _)| *s)
+        let used: Vec<usize> = (0..self.used.len())
+            .filter(|&i| self.used[i].load(Ordering::Relaxed))
             .collect();
-        if added.spans.is_empty() && used.len() == self.known.spans.len() {
+        if added.spans.is_empty() && used.len() == self.known.known.len() {
             return; // nothing new, nothing dropped
         }
         let mut spans = std::mem::take(&mut added.spans);
         spans.sort_by(|x, y| added.digest(*x).cmp(added.digest(*y)));
         added.spans = spans;
-        // Both lists are sorted: merge them, an entry once.
-        let mut all: Vec<&[u8]> = Vec::with_capacity(used.len() + added.spans.len());
-        let (mut i, mut j) = (0, 0);
-        while i < used.len() || j < added.spans.len() {
-            let take_used = match (used.get(i), added.spans.get(j)) {
-                (Some(&u), Some(&n)) => match self.known.digest(u).cmp(added.digest(n)) {
-                    std::cmp::Ordering::Less => true,
-                    std::cmp::Ordering::Greater => false,
-                    std::cmp::Ordering::Equal => {
-                        j += 1; // the same manifest: the same entry
-                        true
-                    }
-                },
-                (Some(_), None) => true,
-                _ => false,
-            };
-            if take_used {
-                all.push(self.known.entry(used[i]));
-                i += 1;
-            } else {
-                let n = added.spans[j];
-                if all.last().is_none_or(|l| l[..32] != *added.digest(n)) {
-                    all.push(added.entry(n));
-                }
-                j += 1;
-            }
-        }
-        let written = make_folder(&self.path)
-            .and_then(|_| crate::output::write_with(&self.path, |f| write_file(f, &all)));
+        let all = merge(&self.known, &used, &added);
+        let entry = |e: &Source| match *e {
+            Source::Known(i) => self
+                .known
+                .read(i)
+                .map(std::borrow::Cow::Owned)
+                .ok_or_else(|| std::io::Error::other("the file changed while this run read it")),
+            Source::Added(n) => Ok(std::borrow::Cow::Borrowed(added.entry(n))),
+        };
+        let written = make_folder(&self.path).and_then(|_| {
+            crate::output::write_with(&self.path, |f| {
+                write_file(f, all.len(), all.iter().map(entry))
+            })
+        });
         if let Err(e) = written {
             // Once a run (save is its last step): the run itself is whole, only later ones
             // read more.
@@ -262,6 +267,49 @@ impl Cache {
             );
         }
     }
+}
+
+/// Where an entry of the next file comes from.
+enum Source {
+    Known(usize),
+    Added((u32, u32)),
+}
+
+/// The entries the run used (positions in the file, sorted) and added (sorted), merged in
+/// order, each digest once: a manifest read anew is the same entry as the file's.
+fn merge(known: &Entries, used: &[usize], added: &Added) -> Vec<Source> {
+    let mut all: Vec<Source> = Vec::with_capacity(used.len() + added.spans.len());
+    let last = |all: &[Source]| match all.last() {
+        Some(Source::Known(i)) => Some(&known.known[*i].digest.0[..]),
+        Some(Source::Added(n)) => Some(added.digest(*n)),
+        None => None,
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < used.len() || j < added.spans.len() {
+        let take_used = match (used.get(i), added.spans.get(j)) {
+            (Some(&u), Some(&n)) => match known.known[u].digest.0[..].cmp(added.digest(n)) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Equal => {
+                    j += 1; // the same manifest: the same entry
+                    true
+                }
+            },
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if take_used {
+            all.push(Source::Known(used[i]));
+            i += 1;
+        } else {
+            let n = added.spans[j];
+            if last(&all) != Some(added.digest(n)) {
+                all.push(Source::Added(n));
+            }
+            j += 1;
+        }
+    }
+    all
 }
 
 /// A cache file's folder must be writable by its owner alone (or sticky, as /tmp): otherwise
@@ -292,10 +340,10 @@ fn make_folder(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// The file's bytes, or `None` when there is none. Opened without following a symbolic link
+/// The file, open, and its length; `None` when there is none. Opened without following a symbolic link
 /// and without blocking, then checked on the open handle: a regular file, owned by this user,
 /// writable by no one else, and not larger than a cache can be.
-fn read_file(path: &Path) -> std::result::Result<Option<Vec<u8>>, String> {
+fn open_file(path: &Path) -> std::result::Result<Option<(std::fs::File, u64)>, String> {
     let file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -330,11 +378,7 @@ fn read_file(path: &Path) -> std::result::Result<Option<Vec<u8>>, String> {
     if m.len() > MAX_FILE {
         return Err("is larger than a manifest cache can be".into());
     }
-    let mut bytes = Vec::with_capacity(m.len() as usize);
-    file.take(MAX_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot be read ({e})"))?;
-    Ok(Some(bytes))
+    Ok(Some((file, m.len())))
 }
 
 /// A seed for sampling, different from run to run.
@@ -364,183 +408,6 @@ pub fn default_path(root: &Path) -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("regsweep").join(file))
-}
-
-fn put_list(out: &mut Vec<u8>, ds: &[Digest]) {
-    out.extend_from_slice(&(ds.len() as u32).to_le_bytes());
-    for d in ds {
-        out.extend_from_slice(&d.0);
-    }
-}
-
-fn put_opt(out: &mut Vec<u8>, d: &Option<Digest>) {
-    match d {
-        Some(d) => {
-            out.push(1);
-            out.extend_from_slice(&d.0);
-        }
-        None => out.push(0),
-    }
-}
-
-fn put_entry(out: &mut Vec<u8>, d: &Digest, m: &Manifest) {
-    out.extend_from_slice(&d.0);
-    put_list(out, &m.blobs);
-    put_list(out, &m.children);
-    put_opt(out, &m.config);
-    put_opt(out, &m.subject);
-}
-
-/// Writes the header, `entries` (sorted, encoded) and the checksum of all that, streamed.
-fn write_file(file: &mut std::fs::File, entries: &[&[u8]]) -> std::io::Result<()> {
-    struct Hashing<W: Write>(W, Sha256);
-    impl<W: Write> Write for Hashing<W> {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            let n = self.0.write(b)?;
-            self.1.update(&b[..n]);
-            Ok(n)
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            self.0.flush()
-        }
-    }
-    let mut w = Hashing(std::io::BufWriter::new(file), Sha256::new());
-    w.write_all(MAGIC)?;
-    let version = version();
-    w.write_all(&(version.len() as u32).to_le_bytes())?;
-    w.write_all(version.as_bytes())?;
-    w.write_all(&(entries.len() as u64).to_le_bytes())?;
-    for e in entries {
-        w.write_all(e)?;
-    }
-    let Hashing(mut out, hasher) = w;
-    out.write_all(&hasher.finalize())?;
-    out.flush()
-}
-
-/// A cursor over the file's bytes; every read is bounds-checked.
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        if self.0.len() < n {
-            return Err("truncated".into());
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    fn digest(&mut self) -> Result<Digest, String> {
-        Ok(Digest(self.take(32)?.try_into().expect("32 bytes")))
-    }
-    fn list(&mut self) -> Result<Vec<Digest>, String> {
-        let n = self.u32()? as usize;
-        if n > self.0.len() / 32 {
-            return Err("a list longer than the file".into());
-        }
-        (0..n).map(|_| self.digest()).collect()
-    }
-    fn opt(&mut self) -> Result<Option<Digest>, String> {
-        match self.take(1)?[0] {
-            0 => Ok(None),
-            1 => self.digest().map(Some),
-            _ => Err("bad flag".into()),
-        }
-    }
-}
-
-/// One entry at the start of `bytes`: its digest and manifest, and the bytes it took.
-fn read_entry(bytes: &[u8]) -> Result<(Digest, Manifest, usize), String> {
-    let mut r = Reader(bytes);
-    let d = r.digest()?;
-    let blobs = r.list()?;
-    let children = r.list()?;
-    let config = r.opt()?;
-    let subject = r.opt()?;
-    let m = Manifest {
-        blobs,
-        config,
-        children,
-        subject,
-        problems: Vec::new(),
-    };
-    Ok((d, m, bytes.len() - r.0.len()))
-}
-
-/// Why a file's entries cannot be used.
-#[derive(Debug)]
-enum Undecodable {
-    /// Not a regsweep cache at all: never replaced.
-    Foreign,
-    /// A regsweep cache that is damaged or from another build: rebuilt.
-    Stale(String),
-}
-
-impl From<String> for Undecodable {
-    fn from(why: String) -> Undecodable {
-        Undecodable::Stale(why)
-    }
-}
-
-/// Checks a whole file and finds its entries' spans; the bytes are kept as they are.
-fn decode(bytes: Vec<u8>) -> std::result::Result<Entries, Undecodable> {
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(Undecodable::Foreign);
-    }
-    if bytes.len() < MAGIC.len() + 32 {
-        return Err(Undecodable::Stale("truncated".into()));
-    }
-    let body_len = bytes.len() - 32;
-    let (body, sum) = bytes.split_at(body_len);
-    if Sha256::digest(body)[..] != *sum {
-        return Err(Undecodable::Stale(
-            "checksum does not match (damaged)".into(),
-        ));
-    }
-    if body_len > u32::MAX as usize {
-        return Err(Undecodable::Stale("too large".into()));
-    }
-    let mut r = Reader(&body[MAGIC.len()..]);
-    let vlen = r.u32()? as usize;
-    let version = r.take(vlen)?;
-    let ours = self::version();
-    if version != ours.as_bytes() {
-        return Err(Undecodable::Stale(format!(
-            "written by {}, not {ours}",
-            String::from_utf8_lossy(version)
-        )));
-    }
-    let n = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
-    if n > (body.len() / 32) as u64 {
-        return Err(Undecodable::Stale(
-            "more entries than the file holds".into(),
-        ));
-    }
-    let mut at = body_len - r.0.len();
-    let mut spans = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let (_, _, len) = read_entry(&body[at..])?;
-        spans.push((at as u32, (at + len) as u32));
-        at += len;
-    }
-    if at != body_len {
-        return Err(Undecodable::Stale("trailing bytes".into()));
-    }
-    let entries = Entries { bytes, spans };
-    // Sorted and distinct, or lookups would miss: a file that is not is not ours.
-    if entries
-        .spans
-        .windows(2)
-        .any(|w| entries.digest(w[0]) >= entries.digest(w[1]))
-    {
-        return Err(Undecodable::Stale("entries out of order".into()));
-    }
-    Ok(entries)
 }
 
 #[cfg(test)]

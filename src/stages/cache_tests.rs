@@ -1,5 +1,7 @@
 //! The manifest cache: round trips, merges, damage, and what it refuses to read or replace.
+use super::file::{MAGIC, version};
 use super::*;
+use std::os::unix::fs::FileExt;
 
 fn m(i: u8) -> Manifest {
     Manifest {
@@ -197,4 +199,33 @@ fn a_cache_from_another_parser_schema_is_not_trusted_and_samples_are_drawn_from_
     assert_eq!(c.entry(&Digest([30; 32])), Some(m(30)));
     c.discard();
     assert!(!path.exists());
+}
+
+#[test]
+fn an_entry_written_over_after_the_check_is_read_from_storage_and_not_carried_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.bin");
+    let c = Cache::open(&path).unwrap();
+    for i in 1..=5u8 {
+        c.add(Digest([i; 32]), &m(i));
+    }
+    c.save();
+    let c = Cache::open(&path).unwrap();
+    assert_eq!(c.get(&Digest([1; 32])), Some(m(1)));
+    // Someone writes into entry 3's list of references in place, after the file was checked.
+    let k = &c.known.known[c.known.find(&Digest([3; 32])).unwrap()];
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&[0xff], u64::from(k.at) + 40).unwrap();
+    assert_eq!(c.get(&Digest([3; 32])), None, "read from storage instead");
+    assert_eq!(c.entry(&Digest([3; 32])), None);
+    assert_eq!(c.get(&Digest([2; 32])), Some(m(2)));
+    assert_eq!(c.hits(), 2);
+    c.add(Digest([3; 32]), &m(3)); // as the manifests stage does after reading it
+    c.save();
+    let c = Cache::open(&path).unwrap();
+    assert!(c.ignored.is_none(), "{:?}", c.ignored);
+    for i in 1..=3u8 {
+        assert_eq!(c.get(&Digest([i; 32])), Some(m(i)), "{i}");
+    }
+    assert!(!c.holds(&Digest([4; 32])), "unused, dropped");
 }
