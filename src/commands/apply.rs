@@ -360,11 +360,17 @@ fn run_in<S: Storage>(
     }
     skipped.sort_by(|a, b| a.kind.cmp(b.kind).then(a.item.cmp(&b.item)));
     // What the sweep kept at the last moment was not freed: counted from what went, as gc does.
+    let failed = crate::report::what_failed(&todo, &layout.v2, &outcome);
     let went = crate::report::what_went(todo, &layout.v2, &outcome);
     let bytes_freed = went.bytes_freed();
     let swept = crate::live::Swept::new(&went.blobs, &went.layer_links, &went.manifests);
-    let (mut registry, mut notes) =
-        super::live::after(&cfg.live, redis, layout, &swept, outcome.removed > 0);
+    let (mut registry, mut notes) = super::live::after(
+        &cfg.live,
+        redis,
+        layout,
+        (&swept, &failed),
+        outcome.removed > 0,
+    );
     let proxy = proxy.map(|run| {
         let present = crate::live::Present::new(layout, &swept);
         super::proxy::write_back(&session.store, run, &present)

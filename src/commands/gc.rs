@@ -204,6 +204,11 @@ fn run_in<S: Storage>(
     }
     let code = sweep_code(refused, outcome.as_ref(), &plan);
     let ctx = context(cfg, started_at, started.elapsed().as_secs_f64());
+    // What failed may be gone all the same (a bucket's delete landing unanswered): the
+    // registry's cache forgets it too.
+    let failed = (outcome.as_ref())
+        .map(|o| report::what_failed(&plan, &layout.v2, o))
+        .unwrap_or_default();
     let mut report = GcReport::new(ctx, layout, plan, outcome.as_ref());
     if refused {
         report.mark_refused();
@@ -231,7 +236,15 @@ fn run_in<S: Storage>(
         (hooks.before_eviction)();
         report.summary.errors += live_notes.len();
         report.errors.extend(live_notes);
-        super::live::after_sweep(&cfg.live, redis, store, layout, journaled, &mut report);
+        super::live::after_sweep(
+            &cfg.live,
+            redis,
+            store,
+            layout,
+            journaled,
+            &failed,
+            &mut report,
+        );
     }
     if let Some(mut run) = proxy {
         run.report.tags_expired = (report.plan.tags_deleted.iter())

@@ -281,6 +281,7 @@ pub fn after_sweep<S: Storage>(
     store: &S,
     layout: &Layout,
     journaled: bool,
+    failed: &Swept,
     report: &mut GcReport,
 ) {
     let p = &report.plan;
@@ -289,34 +290,35 @@ pub fn after_sweep<S: Storage>(
         &p.layer_links_deleted,
         &p.manifests_deleted,
     );
-    let (mut out, mut notes) = after(
-        live,
-        redis,
-        layout,
-        &swept,
-        report.summary.items_removed > 0,
-    );
+    let removed = report.summary.items_removed > 0;
+    let (mut out, mut notes) = after(live, redis, layout, (&swept, failed), removed);
     clear_journal(store, journaled, &mut out, &mut notes);
     report.summary.errors += notes.len();
     report.errors.extend(notes);
     report.registry = Some(out);
 }
 
-/// After a sweep that removed `swept` (`removed`: anything at all), in this order: evict from
-/// Redis, say when the registry needs a restart, ask the registry. What was done, and the
-/// findings.
+/// After a sweep that removed `swept` (`removed`: anything at all) and failed to remove
+/// `failed`, in this order: evict from Redis, say when the registry needs a restart, ask the
+/// registry. What was done, and the findings.
+///
+/// A failed delete on a bucket may have landed with its answer lost, so the cache forgets what
+/// failed as well as what went (forgetting what is still there costs the registry one look at
+/// storage); the registry is asked only about what is known to have gone.
 pub fn after(
     live: &LiveOptions,
     redis: Option<RedisCache>,
     layout: &Layout,
-    swept: &Swept,
+    (swept, failed): (&Swept, &Swept),
     removed: bool,
 ) -> (LiveReport, Vec<ErrorEntry>) {
     let mut out = LiveReport::new(live.cache.as_ref());
     let mut notes = Vec::new();
-    // 1. Redis: what went, then every entry the scan does not back.
+    let removed = removed || !failed.is_empty();
+    let forget = swept.with(failed);
+    // 1. Redis: what went (or may have), then every entry the scan does not back.
     if let Some(mut redis) = redis {
-        match redis.evict(swept, &Present::new(layout, swept)) {
+        match redis.evict(&forget, &Present::new(layout, &forget)) {
             Ok(n) => {
                 out.evicted = n;
                 out.forgotten = true;

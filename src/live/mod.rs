@@ -27,7 +27,7 @@ pub use crate::config::LiveOptions;
 
 /// What was swept, as the cache keys it: blob digests, and (repository, digest) pairs of
 /// layer links and manifest revisions (and the repositories a swept blob was linked from).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Swept {
     pub blobs: Vec<Digest>,
     pub links: Vec<(Name, Digest)>,
@@ -62,6 +62,27 @@ impl Swept {
 
     pub fn is_empty(&self) -> bool {
         self.blobs.is_empty() && self.links.is_empty()
+    }
+
+    /// This and `other`, each entry once (a copy only when `other` holds something).
+    pub fn with(&self, other: &Swept) -> std::borrow::Cow<'_, Swept> {
+        if other.is_empty() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let join = |a: &[(Name, Digest)], b: &[(Name, Digest)]| {
+            let mut v: Vec<(Name, Digest)> = a.iter().chain(b).cloned().collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let mut blobs: Vec<Digest> = self.blobs.iter().chain(&other.blobs).copied().collect();
+        blobs.sort_unstable();
+        blobs.dedup();
+        std::borrow::Cow::Owned(Swept {
+            blobs,
+            links: join(&self.links, &other.links),
+            manifests: join(&self.manifests, &other.manifests),
+        })
     }
 }
 

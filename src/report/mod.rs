@@ -256,6 +256,26 @@ pub fn what_went(mut plan: Plan, v2: &std::path::Path, o: &Outcome) -> Plan {
     plan
 }
 
+/// The blobs, layer links and manifests of `plan` whose removal failed: on a bucket a delete
+/// can land while its answer is lost, so the registry's cache must forget these too (forgetting
+/// what is still there costs it one look at storage).
+pub fn what_failed(plan: &Plan, v2: &std::path::Path, o: &Outcome) -> crate::live::Swept {
+    if o.failures.is_empty() {
+        return crate::live::Swept::default();
+    }
+    let failed: std::collections::HashSet<&std::path::Path> =
+        o.failures.iter().map(|k| k.path.as_path()).collect();
+    let p = crate::model::paths::Paths::new(v2.to_path_buf());
+    let (mut blobs, mut links) = (plan.blobs.clone(), plan.layer_links.clone());
+    blobs.retain(|b| failed.contains(p.blob_dir(&b.blob.digest).as_path()));
+    links.retain(|l| failed.contains(p.layer_dir(l.repository, l.digest).as_path()));
+    let manifests: Vec<_> = (plan.manifests.iter())
+        .filter(|m| failed.contains(p.revision_dir(&m.repository, &m.digest).as_path()))
+        .cloned()
+        .collect();
+    crate::live::Swept::new(&blobs, &links, &manifests)
+}
+
 impl GcReport {
     pub fn new(ctx: Context, layout: &Layout, plan: Plan, outcome: Option<&Outcome>) -> GcReport {
         // What the sweep kept at the last moment, failed to remove or never reached (it was

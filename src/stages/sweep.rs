@@ -19,7 +19,7 @@ use crate::model::digest::Digest;
 use crate::model::paths::Paths;
 use crate::model::paths::{DATA, LINK, STAGING_DIR, TAG_CURRENT};
 use crate::progress::Progress;
-use crate::storage::seam::{Folder, Storage};
+use crate::storage::seam::{Folder, NotDeleted, Storage};
 use rayon::prelude::*;
 use std::ffi::OsStr;
 use std::io;
@@ -356,7 +356,15 @@ impl<S: Storage> Sweeper<'_, S> {
                         "modified since this run began (a push landed on it); kept".into(),
                     ),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => self.fail(&path, format!("cannot delete: {e}")),
+                    Err(e) => {
+                        let told = e.get_ref().is_some_and(|i| i.is::<NotDeleted>());
+                        let said = if told {
+                            e.to_string()
+                        } else {
+                            format!("cannot delete: {e}")
+                        };
+                        self.fail(&path, said)
+                    }
                 }
             }
             bar.inc(names.len() as u64);

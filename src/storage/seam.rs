@@ -330,3 +330,28 @@ impl Requests {
         self.list + self.get + self.head + self.put + self.copy + self.delete
     }
 }
+
+/// An item whose deletes were sent and are not seen to have landed (a bucket's removals): worth
+/// another try later, unlike an item never reached or kept. `seen`: its keys were read back and
+/// some are still there; otherwise what went could not be read back, and it may be gone. It
+/// says what happened itself, so the sweep reports it as it is.
+#[derive(Debug)]
+pub struct NotDeleted {
+    pub cause: String,
+    pub seen: bool,
+}
+
+impl std::fmt::Display for NotDeleted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.seen {
+            true => write!(f, "not deleted: {}", self.cause),
+            false => write!(
+                f,
+                "sent for deletion, not known to be deleted (it may be gone; the next run sees): {}",
+                self.cause
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NotDeleted {}

@@ -289,6 +289,59 @@ fn on_s3_with_a_redis_cache_a_re_push_after_the_sweep_pulls() {
         .expect("the re-pushed image pulls from the bucket");
 }
 
+#[test]
+fn a_delete_that_lands_unanswered_is_not_counted_and_the_cache_forgets_it_all_the_same() {
+    let redis = Redis::start();
+    let mut reg = Registry::start_s3_cached(RegCache::Redis(&redis));
+    let (oci, img) = push_and_delete(&mut reg, "landed-app", "test/app:v1");
+    let layer = img.layers[0].digest.clone();
+    assert!(redis.keys("blobs::*").contains(&format!("blobs::{layer}")));
+    let moto = reg.s3.as_ref().unwrap();
+    moto.next_second();
+    // regsweep reaches the bucket through a proxy that passes the layer's delete on and then
+    // answers nothing: the layer is gone, and regsweep cannot know it.
+    let key = format!("blobs/sha256/{}/{}/data", &layer[7..9], &layer[7..]);
+    let proxy = crate::servers::S3Proxy::landing_then_stalling(&moto.endpoint, &key);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("through-proxy.yml");
+    let yaml = std::fs::read_to_string(&reg.config).unwrap();
+    std::fs::write(&config, yaml.replace(&moto.endpoint, &proxy.endpoint)).unwrap();
+    let out = regsweep(&[
+        "gc",
+        "--config",
+        config.to_str().unwrap(),
+        "--grace",
+        "0",
+        "-m",
+        "--request-timeout",
+        "1s",
+        "--quiet",
+        "--format",
+        "json",
+        "--report",
+        "-",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let r: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    assert!(!moto.blobs().contains(&layer), "the delete landed: {r}");
+    // The record does not claim it, nor deny it.
+    assert!(!deleted_blobs(&r).contains(&layer), "{r}");
+    let said = r["errors"].to_string();
+    assert!(said.contains("not known to be deleted"), "{r}");
+    assert!(!said.contains("not deleted: "), "{r}");
+    // The registry's cache forgot it all the same: a re-push uploads it again, and pulls.
+    assert!(
+        !redis.keys("blobs::*").contains(&format!("blobs::{layer}")),
+        "{r}"
+    );
+    assert_eq!(head_blob(&reg, "test/app", &layer), 404);
+    reg.push(&oci, "x", "test/app:v1");
+    reg.pull("test/app:v1")
+        .expect("the re-pushed image pulls from the bucket");
+}
+
 /// `check --format json` on `reg`'s root: its exit code and the kinds of its findings.
 fn check_kinds(reg: &Registry) -> (i32, BTreeSet<String>) {
     let out = regsweep(&[

@@ -15,6 +15,9 @@ request up to five times). With S3PROXY_RESET_EVERY=N, every
 Nth request is answered by resetting its connection (RST, no reply): a flaky network, or a
 server that drops what it cannot take. With S3PROXY_STALL_AFTER=N, every request after the
 Nth is read and never answered, its connection held open: an endpoint that stops answering.
+With S3PROXY_LAND_THEN_STALL=PART, the first DeleteObjects whose body names a key containing
+PART is passed on (its keys go) and then neither it nor any later request is answered: a delete
+that lands while its answer, and the network, are lost.
 
 COUNTS_FILE is rewritten (whole, by rename) after every request: {"list": n, "get": n, ...}.
 Standard library only.
@@ -41,6 +44,8 @@ DELAY = int(os.environ.get("S3PROXY_DELAY_MS", "0")) / 1000
 KEY_ERRORS = [int(os.environ.get("S3PROXY_KEY_ERRORS", "0"))]
 RESET_EVERY = int(os.environ.get("S3PROXY_RESET_EVERY", "0"))
 STALL_AFTER = int(os.environ.get("S3PROXY_STALL_AFTER", "0"))
+LAND_THEN_STALL = os.environ.get("S3PROXY_LAND_THEN_STALL", "").encode()
+landed = [False]
 counts = {k: 0 for k in ("list", "get", "head", "put", "copy", "delete", "failed", "reset", "stalled")}
 seen = [0]
 lock = threading.Lock()
@@ -86,13 +91,21 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             seen[0] += 1
             fail = seen[0] <= FAIL_FIRST
             reset = not fail and RESET_EVERY > 0 and seen[0] % RESET_EVERY == 0
-            stall = STALL_AFTER > 0 and seen[0] > STALL_AFTER
+            stall = (STALL_AFTER > 0 and seen[0] > STALL_AFTER) or landed[0]
+            land = (LAND_THEN_STALL and not stall and self.command == "POST"
+                    and "delete" in self.path and body and LAND_THEN_STALL in body)
+            landed[0] = landed[0] or bool(land)
             what = "stalled" if stall else "failed" if fail else "reset" if reset else kind(self.command, self.path, self.headers)
             counts[what] += 1
             tmp = COUNTS + ".tmp"
             with open(tmp, "w") as f:
                 json.dump(counts, f)
             os.replace(tmp, COUNTS)
+        if land:
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+            req = urllib.request.Request(UPSTREAM + self.path, data=body, method="POST", headers=headers)
+            urllib.request.urlopen(req).read()
+            stall = True
         if stall:
             # Held until the client gives up; the thread is a daemon and ends with the server.
             while True:

@@ -287,31 +287,50 @@ impl S3Proxy {
     /// A proxy whose first `n` DeleteObjects requests lose their first key, named in a per-key
     /// `<Error>` of the answer.
     pub fn with_key_errors(upstream: &str, n: usize) -> S3Proxy {
-        S3Proxy::spawn_with(upstream, (0, 503), &[("S3PROXY_KEY_ERRORS", n)])
+        S3Proxy::spawn_with(upstream, (0, 503), &[("S3PROXY_KEY_ERRORS", n.to_string())])
     }
 
     /// A proxy that resets the connection of every `n`th request, unanswered.
     pub fn resetting(upstream: &str, n: usize) -> S3Proxy {
-        S3Proxy::spawn_with(upstream, (0, 503), &[("S3PROXY_RESET_EVERY", n)])
+        S3Proxy::spawn_with(
+            upstream,
+            (0, 503),
+            &[("S3PROXY_RESET_EVERY", n.to_string())],
+        )
     }
 
     /// A proxy that answers the first `n` requests and then none, holding each connection.
     pub fn stalling_after(upstream: &str, n: usize) -> S3Proxy {
-        S3Proxy::spawn_with(upstream, (0, 503), &[("S3PROXY_STALL_AFTER", n)])
+        S3Proxy::spawn_with(
+            upstream,
+            (0, 503),
+            &[("S3PROXY_STALL_AFTER", n.to_string())],
+        )
+    }
+
+    /// A proxy that passes the first DeleteObjects naming a key that contains `part` on to the
+    /// store (the keys go) and then answers neither it nor any request after it: a delete that
+    /// lands while its answer, and the network, are lost.
+    pub fn landing_then_stalling(upstream: &str, part: &str) -> S3Proxy {
+        S3Proxy::spawn_with(
+            upstream,
+            (0, 503),
+            &[("S3PROXY_LAND_THEN_STALL", part.into())],
+        )
     }
 
     fn spawn(upstream: &str, fail_first: usize, status: u16, key_errors: usize) -> S3Proxy {
         S3Proxy::spawn_with(
             upstream,
             (fail_first, status),
-            &[("S3PROXY_KEY_ERRORS", key_errors)],
+            &[("S3PROXY_KEY_ERRORS", key_errors.to_string())],
         )
     }
 
     fn spawn_with(
         upstream: &str,
         (fail_first, status): (usize, u16),
-        env: &[(&str, usize)],
+        env: &[(&str, String)],
     ) -> S3Proxy {
         let dir = tempfile::tempdir().unwrap();
         let counts = dir.path().join("counts.json");
@@ -324,7 +343,7 @@ impl S3Proxy {
             .arg(&counts)
             .arg(fail_first.to_string())
             .arg(status.to_string())
-            .envs(env.iter().map(|(k, v)| (k, v.to_string())))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

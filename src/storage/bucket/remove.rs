@@ -14,26 +14,22 @@ pub(super) struct Judged<'a> {
     pub(super) since_ns: i128,
 }
 
-/// An item whose deletes were sent and are not seen to have landed: worth another try later,
-/// unlike an item never reached or kept.
-#[derive(Debug)]
-struct NotDeleted(String);
-
-impl std::fmt::Display for NotDeleted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "not deleted: {}", self.0)
-    }
-}
-
-impl std::error::Error for NotDeleted {}
+use crate::storage::seam::NotDeleted;
 
 fn not_deleted(cause: String) -> io::Error {
-    io::Error::other(NotDeleted(cause))
+    io::Error::other(NotDeleted { cause, seen: true })
+}
+
+fn not_known(cause: String) -> io::Error {
+    io::Error::other(NotDeleted { cause, seen: false })
+}
+
+fn not_deleted_of(e: &io::Error) -> Option<&NotDeleted> {
+    e.get_ref()?.downcast_ref::<NotDeleted>()
 }
 
 fn cause_of(e: &io::Error) -> Option<&str> {
-    let inner = e.get_ref()?.downcast_ref::<NotDeleted>()?;
-    Some(&inner.0)
+    not_deleted_of(e).map(|n| n.cause.as_str())
 }
 
 /// Whether the item whose keys (listed just now, below `item`) are `keys` goes: not when any
@@ -115,7 +111,9 @@ pub(super) fn groups(
             continue;
         };
         for (&i, r2) in idx.iter().zip(second) {
-            let first = results[i].as_ref().err().and_then(cause_of).unwrap_or("");
+            let first = results[i].as_ref().err().and_then(not_deleted_of);
+            let seen = first.is_some_and(|n| n.seen);
+            let first = first.map_or("", |n| n.cause.as_str());
             results[i] = match r2 {
                 Ok(true) => Ok(true),
                 // Its keys are gone: the first delete landed after all.
@@ -124,10 +122,18 @@ pub(super) fn groups(
                 Ok(false) => Err(not_deleted(format!(
                     "{first}; then written to since the run began"
                 ))),
-                Err(e) => Err(not_deleted(format!(
-                    "{first}; at the end of the stage: {}",
-                    cause_of(&e).map_or_else(|| e.to_string(), str::to_string)
-                ))),
+                Err(e) => {
+                    // Still there, read back, or perhaps gone: whichever pass last saw it.
+                    let again = not_deleted_of(&e);
+                    let cause = format!(
+                        "{first}; at the end of the stage: {}",
+                        again.map_or_else(|| e.to_string(), |n| n.cause.clone())
+                    );
+                    match again.map_or(seen, |n| n.seen) {
+                        true => Err(not_deleted(cause)),
+                        false => Err(not_known(cause)),
+                    }
+                }
             };
         }
     }
@@ -246,7 +252,7 @@ pub(super) async fn remove_in(
 /// When what went cannot be read back: no item of the batch is reported removed.
 fn unknown(mut results: Vec<io::Result<bool>>, why: &str) -> Vec<io::Result<bool>> {
     for r in results.iter_mut().filter(|r| matches!(r, Ok(true))) {
-        *r = Err(not_deleted(format!(
+        *r = Err(not_known(format!(
             "{why} (what went could not be read back)"
         )));
     }
