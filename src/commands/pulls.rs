@@ -238,6 +238,13 @@ pub fn listen(cfg: &ListenConfig) -> Result<ListenReport> {
             "regsweep: listening on http://{addr}/events, recording into {}",
             cfg.ledger.display()
         );
+        // Bound to loopback without a token: every local process is trusted, and its events
+        // count as proof that the ledger heard every pull.
+        if cfg.token.is_none() {
+            eprintln!(
+                "regsweep: no --token-file: any process on this machine can post events here, and each counts as proof that no pull was missed; give --token-file (and the registry's endpoint its header) before pull rules delete"
+            );
+        }
     };
     let stats = crate::ledger::listen::run(cfg, &ready)?;
     Ok(ListenReport {

@@ -177,10 +177,22 @@ fn a_wrong_token_or_no_notifications_make_pull_rules_refuse() {
         &chrono::Utc::now().to_rfc3339(),
     );
     assert_eq!(listener.post_as(&e, Some("bearer right")), Some(200));
+    assert!(
+        !listener.said().contains("no --token-file"),
+        "{}",
+        listener.said()
+    );
 
     // A registry with no notifications at all: the listener hears nothing, proves nothing.
     let quiet = tempfile::tempdir().unwrap();
     let idle = Listener::start(quiet.path(), None);
+    // Without a token every local process is trusted, and it says so at start.
+    assert!(
+        idle.said()
+            .contains("no --token-file: any process on this machine"),
+        "{}",
+        idle.said()
+    );
     reg.pull("team/a:v2").unwrap();
     let (code, r) = dry_run(&reg.root, &p, &idle.ledger);
     assert_eq!(code, 1, "{r}");

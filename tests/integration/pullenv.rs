@@ -39,7 +39,7 @@ impl Listener {
             .args(extra)
             .env_remove("REGSWEEP_LEDGER_TOKEN")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(std::fs::File::create(dir.join("listen.err")).unwrap());
         if let Some(t) = token {
             let f = dir.join("token");
             std::fs::write(&f, t).unwrap();
@@ -63,6 +63,12 @@ impl Listener {
             std::thread::sleep(Duration::from_millis(20));
         }
         l
+    }
+
+    /// What the listener has said on stderr so far.
+    pub fn said(&self) -> String {
+        let dir = self.ledger.parent().unwrap();
+        std::fs::read_to_string(dir.join("listen.err")).unwrap_or_default()
     }
 
     /// POSTs `body` to /events; the status, or `None` when nothing answered.
