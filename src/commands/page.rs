@@ -4,7 +4,7 @@
 //! already writes, on another machine, without reading the registry again.
 
 use crate::error::{Error, Result};
-use crate::report::page::{Inputs, render};
+use crate::report::page::{Inputs, PlanReport, render};
 use std::path::{Path, PathBuf};
 
 pub struct PageConfig {
@@ -24,21 +24,33 @@ pub struct PageWritten {
 
 /// Reads a report, refusing one of another schema (a gc report given as --du, a truncated file).
 fn read(path: &Path, schema: &str, made_by: &str) -> Result<serde_json::Value> {
+    read_as(path, schema, made_by, |b| serde_json::from_slice(b), |v| v)
+}
+
+/// `read`, parsed by `parse`; `value` is the part that holds its schema.
+fn read_as<T>(
+    path: &Path,
+    schema: &str,
+    made_by: &str,
+    parse: impl Fn(&[u8]) -> serde_json::Result<T>,
+    value: impl Fn(&T) -> &serde_json::Value,
+) -> Result<T> {
     let bad = |message: String| Error::Input {
         path: path.to_path_buf(),
         message,
     };
     let bytes = crate::storage::dirfd::read_path(path, 1 << 30)
         .map_err(|e| bad(format!("cannot read it: {e}")))?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes)
+    let t = parse(&bytes)
         .map_err(|e| bad(format!("not JSON ({e}): give the output of `{made_by}`")))?;
+    let v = value(&t);
     let got = v["schema"].as_str().unwrap_or("none");
     if !got.starts_with(schema) {
         return Err(bad(format!(
             "its schema is {got:?}, not {schema}*: give the output of `{made_by}`"
         )));
     }
-    Ok(v)
+    Ok(t)
 }
 
 pub fn run(cfg: &PageConfig) -> Result<PageWritten> {
@@ -47,11 +59,18 @@ pub fn run(cfg: &PageConfig) -> Result<PageWritten> {
     };
     let inputs = Inputs {
         du: input(&cfg.du, "regsweep/du-report/", "regsweep du --format json")?,
-        plan: input(
-            &cfg.plan,
-            "regsweep/gc-report/",
-            "regsweep gc --dry-run --format json --report FILE",
-        )?,
+        plan: (cfg.plan.as_deref())
+            .map(|p| {
+                let made_by = "regsweep gc --dry-run --format json --report FILE";
+                read_as(
+                    p,
+                    "regsweep/gc-report/",
+                    made_by,
+                    PlanReport::from_slice,
+                    |r| &r.report,
+                )
+            })
+            .transpose()?,
         pulls: input(
             &cfg.pulls,
             "regsweep/pulls-status/",

@@ -10,10 +10,78 @@ use serde_json::Value;
 #[derive(Debug, Default)]
 pub struct Inputs {
     pub du: Option<Value>,
-    pub plan: Option<Value>,
+    pub plan: Option<PlanReport>,
     pub pulls: Option<Value>,
     /// `du --by tag` reports: each repository's tags, drawn inside it.
     pub tags: Vec<Value>,
+}
+
+/// A gc report as the page reads it. Its lists of blobs and layer links are most of a large
+/// plan and the page shows only what the blobs free per repository: that is summed as the list
+/// is read, and neither list is kept (a `Value` tree costs about ten times its text).
+#[derive(Debug, Default)]
+pub struct PlanReport {
+    /// Every field but `blobs_deleted` and `layer_links_deleted`.
+    pub report: Value,
+    /// The bytes of the planned blobs each repository linked (a blob linked from several
+    /// counts in each).
+    pub freed_by_repo: std::collections::BTreeMap<String, u64>,
+}
+
+impl PlanReport {
+    pub fn from_slice(bytes: &[u8]) -> serde_json::Result<PlanReport> {
+        #[derive(serde::Deserialize)]
+        struct Lean {
+            #[serde(default)]
+            blobs_deleted: ByRepo,
+            #[serde(default, rename = "layer_links_deleted")]
+            _links: serde::de::IgnoredAny,
+            #[serde(flatten)]
+            rest: serde_json::Map<String, Value>,
+        }
+        let lean: Lean = serde_json::from_slice(bytes)?;
+        Ok(PlanReport {
+            report: Value::Object(lean.rest),
+            freed_by_repo: lean.blobs_deleted.0,
+        })
+    }
+}
+
+/// `blobs_deleted`, summed per repository one item at a time.
+#[derive(Default)]
+struct ByRepo(std::collections::BTreeMap<String, u64>);
+
+impl<'de> serde::Deserialize<'de> for ByRepo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ByRepo, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Item {
+            #[serde(default)]
+            size: u64,
+            #[serde(default)]
+            linked_from: Vec<String>,
+        }
+        struct Each;
+        impl<'de> serde::de::Visitor<'de> for Each {
+            type Value = ByRepo;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of planned blobs")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ByRepo, A::Error> {
+                let mut out = ByRepo::default();
+                while let Some(b) = seq.next_element::<Item>()? {
+                    for r in b.linked_from {
+                        let total = out.0.entry(r).or_default();
+                        *total = total.saturating_add(b.size);
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Each)
+    }
 }
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}\
@@ -58,7 +126,8 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
 
 /// The whole page.
 pub fn render(i: &Inputs) -> String {
-    let root = [&i.du, &i.plan, &i.pulls]
+    let plan = i.plan.as_ref().map(|p| &p.report);
+    let root = [i.du.as_ref(), plan, i.pulls.as_ref()]
         .into_iter()
         .flatten()
         .map(|v| text(v, "root").to_string())
@@ -77,10 +146,10 @@ pub fn render(i: &Inputs) -> String {
                 @if let Some(du) = &i.du { (space(du, &i.tags)) }
                 @if let Some(plan) = &i.plan { (plan_section(plan)) }
                 @if let Some(p) = &i.pulls {
-                    @let asked = i.plan.as_ref().and_then(|pl| pl["used"]["windows"].as_array());
+                    @let asked = plan.and_then(|pl| pl["used"]["windows"].as_array());
                     (ledger(p, asked.map_or(&[][..], Vec::as_slice)))
                 }
-                @for v in [&i.du, &i.plan].into_iter().flatten() {
+                @for v in [i.du.as_ref(), plan].into_iter().flatten() {
                     @if let Some(r) = v["summary"]["requests"].as_object() { (requests(r)) }
                 }
                 script { (PreEscaped(SCRIPT)) }
@@ -265,7 +334,8 @@ fn split(items: &[(usize, u64)], (x, y, w, h): Rect, out: &mut Vec<(usize, Rect)
 }
 
 /// What the plan takes and why, by rule; what it keeps for use; what is damaged.
-fn plan_section(plan: &Value) -> Markup {
+fn plan_section(p: &PlanReport) -> Markup {
+    let plan = &p.report;
     let empty = vec![];
     let tags = plan["tags_deleted"].as_array().unwrap_or(&empty);
     let mut rules: std::collections::BTreeMap<&str, Vec<&Value>> = Default::default();
@@ -276,14 +346,7 @@ fn plan_section(plan: &Value) -> Markup {
     let damage: Vec<&Value> = (plan["errors"].as_array().unwrap_or(&empty).iter())
         .filter(|e| e["severity"] != "notice")
         .collect();
-    // What goes from each repository: the blobs it linked (a blob linked from several counts
-    // in each).
-    let mut by_repo: std::collections::BTreeMap<&str, u64> = Default::default();
-    for b in plan["blobs_deleted"].as_array().unwrap_or(&empty) {
-        for r in b["linked_from"].as_array().unwrap_or(&empty) {
-            *by_repo.entry(r.as_str().unwrap_or("")).or_default() += bytes(&b["size"]);
-        }
-    }
+    let by_repo = &p.freed_by_repo;
     html! {
         h2 { "The plan" }
         p {
@@ -332,7 +395,7 @@ fn plan_section(plan: &Value) -> Markup {
         }
         table.sort #plan-repositories {
             thead { tr { th { "repository" } th.n { "blob bytes to free" } } }
-            tbody { @for (r, b) in &by_repo { tr { td { (r) } td.n data-v=(b) { (human(*b)) } } } }
+            tbody { @for (r, b) in by_repo { tr { td { (r) } td.n data-v=(b) { (human(*b)) } } } }
         }
         @for st in plan["space"].as_array().unwrap_or(&empty) {
             p { (text(st, "what")) ": " (human(bytes(&st["used"]))) " used, high " (text(st, "high"))
@@ -463,11 +526,39 @@ mod tests {
         let plan = serde_json::json!({"summary": {}, "refused": ["r: every one of its 1 tags"],
             "tags_deleted": [], "refused_tags": [{"repository": "r", "tag": "v1", "rule": "all"}]});
         let page = render(&Inputs {
-            plan: Some(plan),
+            plan: Some(PlanReport::from_slice(plan.to_string().as_bytes()).unwrap()),
             ..Inputs::default()
         });
         assert!(page.contains("id=\"plan-refused\""), "{page}");
         assert!(page.contains("<td>r:v1</td><td>all</td>"), "{page}");
+    }
+
+    #[test]
+    fn a_plan_is_read_without_its_item_lists_and_its_blobs_summed_per_repository() {
+        let plan = serde_json::json!({"schema": "regsweep/gc-report/v2", "summary": {},
+            "blobs_deleted": [{"digest": "sha256:a", "size": 10, "linked_from": ["x", "y"]},
+                              {"digest": "sha256:b", "size": 5, "linked_from": ["x"]},
+                              {"digest": "sha256:c", "size": 7, "linked_from": []}],
+            "layer_links_deleted": [{"repository": "x", "digest": "sha256:a"}]});
+        let p = PlanReport::from_slice(plan.to_string().as_bytes()).unwrap();
+        let want: std::collections::BTreeMap<String, u64> =
+            [("x".into(), 15), ("y".into(), 10)].into();
+        assert_eq!(p.freed_by_repo, want);
+        assert!(
+            p.report.get("blobs_deleted").is_none()
+                && p.report.get("layer_links_deleted").is_none()
+        );
+        assert_eq!(p.report["schema"], "regsweep/gc-report/v2");
+        let page = render(&Inputs {
+            plan: Some(p),
+            ..Inputs::default()
+        });
+        assert!(
+            page.contains("<td>x</td><td class=\"n\" data-v=\"15\">"),
+            "{page}"
+        );
+        // A list of the wrong shape is refused, not read as nothing.
+        assert!(PlanReport::from_slice(br#"{"blobs_deleted": {"a": 1}}"#).is_err());
     }
 
     #[test]
@@ -481,7 +572,7 @@ mod tests {
             {"what": "rule \"unused\" (not_pulled_for: 30d)", "from": 1_767_225_600i64, "until": 1_769_644_800i64}]}});
         let page = render(&Inputs {
             pulls: Some(pulls),
-            plan: Some(plan),
+            plan: Some(PlanReport::from_slice(plan.to_string().as_bytes()).unwrap()),
             ..Inputs::default()
         });
         assert_eq!(page.matches("<g class=\"asked\">").count(), 1, "{page}");
