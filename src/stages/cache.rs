@@ -176,7 +176,7 @@ impl Cache {
         let bytes = self.known.read(i);
         if bytes.is_none() && !self.changed.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                "{}: the manifest cache changed while this run read it; what it no longer says is read from storage",
+                "{}: the manifest cache no longer reads as it did when checked (written to since, or unreadable); what it no longer says is read from storage",
                 self.path.display()
             );
         }

@@ -18,10 +18,15 @@ pub(crate) fn push_and_delete(reg: &mut Registry, seed: &str, repo_tag: &str) ->
 }
 
 fn gc_config(reg: &Registry, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    gc_config_at(&reg.config, extra)
+}
+
+/// `gc_config` with the registry config at `config`.
+fn gc_config_at(config: &std::path::Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
     let mut args = vec![
         "gc",
         "--config",
-        reg.config.to_str().unwrap(),
+        config.to_str().unwrap(),
         "--format",
         "json",
         "--quiet",
@@ -306,25 +311,8 @@ fn a_delete_that_lands_unanswered_is_not_counted_and_the_cache_forgets_it_all_th
     let config = dir.path().join("through-proxy.yml");
     let yaml = std::fs::read_to_string(&reg.config).unwrap();
     std::fs::write(&config, yaml.replace(&moto.endpoint, &proxy.endpoint)).unwrap();
-    let out = regsweep(&[
-        "gc",
-        "--config",
-        config.to_str().unwrap(),
-        "--grace",
-        "0",
-        "-m",
-        "--request-timeout",
-        "1s",
-        "--quiet",
-        "--format",
-        "json",
-        "--report",
-        "-",
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    let r: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {err}"));
-    assert_eq!(out.status.code(), Some(1), "{r}");
+    let (code, r, err) = gc_config_at(&config, &["--request-timeout", "1s"]);
+    assert_eq!(code, 1, "{err}\n{r}");
     assert!(!moto.blobs().contains(&layer), "the delete landed: {r}");
     // The record does not claim it, nor deny it.
     assert!(!deleted_blobs(&r).contains(&layer), "{r}");
