@@ -72,6 +72,27 @@ fn sync_folder(dir: &Path) {
     }
 }
 
+/// `value` as JSON, or `None` once it would pass `limit` bytes: a state file regsweep could not
+/// read back is never built whole, then thrown away.
+pub fn json_within<T: serde::Serialize + ?Sized>(value: &T, limit: u64) -> Option<Vec<u8>> {
+    struct Capped(Vec<u8>, u64);
+    impl Write for Capped {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if (self.0.len() + b.len()) as u64 > self.1 {
+                return Err(io::Error::other("past the limit"));
+            }
+            self.0.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Capped(Vec::new(), limit);
+    serde_json::to_writer(&mut out, value).ok()?;
+    Some(out.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +117,16 @@ mod tests {
         assert!(write_whole(&dir.path().join("link"), b"x").is_err());
         probe(&p, 4096).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn json_past_its_limit_is_none() {
+        let v = vec!["x".repeat(10); 10];
+        let whole = serde_json::to_vec(&v).unwrap();
+        assert_eq!(
+            super::json_within(&v, whole.len() as u64),
+            Some(whole.clone())
+        );
+        assert_eq!(super::json_within(&v, whole.len() as u64 - 1), None);
     }
 }

@@ -578,6 +578,7 @@ impl GcArgs {
             risk_stale_cache: self.risk_stale_cache,
             restart_command: self.restart_command,
             registry_stopped: self.registry_stopped,
+            journal_limit: super::faults::journal_limit(),
         };
         let cache = self.cache.resolve(&root);
         let report = match self.report.as_deref() {

@@ -8,6 +8,7 @@
 //! | `__REGSWEEP_FAULT_TERM_AFTER=N` | the same with SIGTERM: the sweep stops after the items in hand |
 //! | `__REGSWEEP_FAULT_KILL_STAGED=N` | a SIGKILL right after the Nth item is out of the registry's sight, before it is deleted (on a bucket: after a batch's keys, before its guards) |
 //! | `__REGSWEEP_FAULT_KILL_BEFORE_EVICTION=1` | a SIGKILL once gc's sweep is done, before the registry's cache is told what went (the pending-eviction journal stays) |
+//! | `__REGSWEEP_FAULT_JOURNAL_LIMIT=N` | a pending-eviction journal longer than N bytes lists nothing and asks the next run to evict every entry (as one past the 1 GiB state file limit does) |
 //! | `__REGSWEEP_FAULT_PAUSE=FILE` | between planning and sweeping, write `FILE.ready` (with the pid) and wait until `FILE` exists: a test changes the layout, or the disk, under a planned run |
 //!
 //! SIGINT and SIGTERM set [`STOP`]: the sweep ends after the items in hand.
@@ -74,6 +75,14 @@ pub fn before_eviction() {
     if std::env::var_os("__REGSWEEP_FAULT_KILL_BEFORE_EVICTION").is_some() {
         raise(rustix::process::Signal::KILL);
     }
+}
+
+/// With __REGSWEEP_FAULT_JOURNAL_LIMIT=N: the pending-eviction journal's limit.
+pub fn journal_limit() -> Option<u64> {
+    std::env::var("__REGSWEEP_FAULT_JOURNAL_LIMIT")
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// With __REGSWEEP_FAULT_PAUSE=FILE: announce FILE.ready, then wait until FILE exists.

@@ -351,6 +351,7 @@ fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
             risk_stale_cache: a.risk_stale_cache,
             restart_command: a.restart_command,
             registry_stopped: a.registry_stopped,
+            journal_limit: faults::journal_limit(),
         },
     };
     let faults = Faults::from_env();

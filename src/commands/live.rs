@@ -100,7 +100,10 @@ pub fn write_journal<S: Storage>(
     if swept.is_empty() {
         return Ok(false);
     }
-    let journal = Pending::new(command, redis, swept).to_bytes();
+    let limit = live
+        .journal_limit
+        .unwrap_or(crate::storage::seam::STATE_LIMIT);
+    let journal = Pending::new(command, redis, swept).to_bytes_within(limit);
     match store.write_state(PENDING_EVICTION, Some(&journal)) {
         Ok(()) => Ok(true),
         Err(e) => Err(Error::LiveRegistry {
@@ -163,7 +166,10 @@ pub fn settle(live: &LiveOptions, path: &Path, bytes: &[u8]) -> Result<String> {
     let stopped = format!("{what} and was stopped before the cache forgot what went");
     match (&p.redis, &live.cache) {
         (Some(name), Some(BlobCache::Redis(cfg))) if crate::live::redis::name(cfg) == *name => {
-            let evicted = RedisCache::connect(cfg).and_then(|mut c| c.evict_swept(&p.swept()));
+            let evicted = RedisCache::connect(cfg).and_then(|mut c| match p.all {
+                true => c.evict_all(),
+                false => c.evict_swept(&p.swept()),
+            });
             match evicted {
                 Ok(n) => Ok(format!("{stopped}: completed, {n} entries evicted")),
                 Err(why) => Err(refuse(format!(

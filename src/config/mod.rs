@@ -145,4 +145,7 @@ pub struct LiveOptions {
     /// `--registry-stopped`: the operator says the registry is not serving (or is read-only
     /// and restarted after): an in-memory cache cannot outlive the sweep.
     pub registry_stopped: bool,
+    /// The longest pending-eviction journal that lists what it evicts (default: the state
+    /// file limit); the fault hook `__REGSWEEP_FAULT_JOURNAL_LIMIT` lowers it in tests.
+    pub journal_limit: Option<u64>,
 }

@@ -215,9 +215,9 @@ impl Journal {
             uploads: Each(|| (plan.uploads.iter()).map(|u| (&u.repository, &u.id))),
             earlier: &head.earlier,
         };
-        match serde_json::to_vec(&of) {
-            Ok(bytes) if bytes.len() as u64 <= limit => bytes,
-            _ => Journal {
+        match crate::output::json_within(&of, limit) {
+            Some(bytes) => bytes,
+            None => Journal {
                 unlisted: true,
                 planned,
                 ..head
@@ -228,8 +228,7 @@ impl Journal {
 
     /// Its bytes; only the counts when the lists would pass `limit`.
     pub fn to_bytes(&self, limit: u64) -> Vec<u8> {
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        if bytes.len() as u64 <= limit {
+        if let Some(bytes) = crate::output::json_within(self, limit) {
             return bytes;
         }
         let counts_only = Journal {

@@ -93,6 +93,14 @@ pub struct Present {
 }
 
 impl Present {
+    /// Nothing: every entry of a cache is stale against it.
+    pub fn none() -> Present {
+        Present {
+            blobs: FxHashSet::default(),
+            links: FxHashSet::default(),
+        }
+    }
+
     pub fn new(layout: &Layout, swept: &Swept) -> Present {
         let gone_blobs: FxHashSet<&Digest> = swept.blobs.iter().collect();
         let gone_links: FxHashSet<(&str, &Digest)> =

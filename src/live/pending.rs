@@ -31,6 +31,11 @@ pub struct Pending {
     pub blobs: Vec<Digest>,
     #[serde(default)]
     pub links: Vec<(Name, Digest)>,
+    /// Too much was swept to list within a state file regsweep reads back: completing the
+    /// journal evicts every blob descriptor the Redis cache holds (the registry looks each up
+    /// again in storage as it is asked for).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
 }
 
 impl Pending {
@@ -56,7 +61,22 @@ impl Pending {
             } else {
                 vec![]
             },
+            all: false,
         }
+    }
+
+    /// Its bytes, within `limit`: a journal whose lists would pass it lists nothing and asks
+    /// for every entry to go instead.
+    pub fn to_bytes_within(&self, limit: u64) -> Vec<u8> {
+        crate::output::json_within(self, limit).unwrap_or_else(|| {
+            Pending {
+                blobs: vec![],
+                links: vec![],
+                all: true,
+                ..self.clone()
+            }
+            .to_bytes()
+        })
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -93,6 +113,9 @@ impl Pending {
     /// "`gc` (pid 7, 2026-12-06T10:00:00Z), beside redis://h:6379/0 (3 blobs)".
     pub fn describe(&self) -> String {
         let cache = match &self.redis {
+            Some(r) if self.all => format!(
+                "the registry's Redis cache {r} (too many blobs to list: every entry is to go)"
+            ),
             Some(r) => format!(
                 "the registry's Redis cache {r} ({} blobs)",
                 self.blobs.len()
@@ -138,5 +161,25 @@ mod tests {
         ] {
             assert!(Pending::parse(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_journal_too_long_to_read_back_lists_nothing_and_asks_for_every_entry() {
+        let p = Pending::new("gc", Some("redis://h:1/0".into()), &swept());
+        assert_eq!(p.to_bytes_within(1 << 20), p.to_bytes(), "within: as it is");
+        let short = p.to_bytes_within(100);
+        assert!(
+            short.len() > 100,
+            "the unlisted journal itself is written whole"
+        );
+        let back = Pending::parse(&short).unwrap();
+        assert!(back.all && back.blobs.is_empty() && back.links.is_empty());
+        assert!(
+            back.describe().contains("every entry is to go"),
+            "{}",
+            back.describe()
+        );
+        // A journal of an earlier build (no `all`) reads as listed.
+        assert!(!Pending::parse(&p.to_bytes()).unwrap().all);
     }
 }

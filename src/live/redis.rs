@@ -83,6 +83,12 @@ impl RedisCache {
         Ok(self.evict_swept(swept)? + self.reconcile(present)?)
     }
 
+    /// Evicts every blob descriptor entry (a killed run's journal too long to list them); how
+    /// many went. Keys naming no sha256 digest are not the registry's and stay.
+    pub fn evict_all(&mut self) -> Result<u64, String> {
+        self.reconcile(&Present::none())
+    }
+
     /// Evicts every entry of `swept` (a killed run's journal, before a scan); how many went.
     pub fn evict_swept(&mut self, swept: &Swept) -> Result<u64, String> {
         let mut pipe = redis::pipe();

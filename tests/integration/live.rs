@@ -413,3 +413,53 @@ fn a_run_killed_before_its_eviction_leaves_a_journal_that_the_next_run_completes
     reg.push(&oci, "x", "test/app:v1");
     reg.pull("test/app:v1").expect("the re-pushed image pulls");
 }
+
+#[test]
+fn a_journal_too_long_to_list_has_the_next_run_evict_every_entry() {
+    let redis = Redis::start();
+    let mut reg = Registry::start_cached(RegCache::Redis(&redis));
+    let (oci, img) = push_and_delete(&mut reg, "journal-all-app", "test/app:v1");
+    let layer = &img.layers[0].digest;
+    let mut keep = reg.new_oci();
+    let kept = keep.image(
+        &[("journal-all-kept", 300)],
+        "amd64",
+        "2024-01-01T00:00:00Z",
+    );
+    keep.tag(&kept.manifest, "v1");
+    reg.push(&keep, "v1", "test/keep:v1");
+    let kept_key = format!("blobs::{}", kept.layers[0].digest);
+    assert!(redis.keys("blobs::*").contains(&kept_key));
+    // Killed before its eviction, with a journal too long to list what it swept (past the
+    // state file limit, here lowered to 50 bytes).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args(["gc", "--config", reg.config.to_str().unwrap()])
+        .args(["--grace", "0", "-m", "-q"])
+        .env("__REGSWEEP_FAULT_KILL_BEFORE_EVICTION", "1")
+        .env("__REGSWEEP_FAULT_JOURNAL_LIMIT", "50")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{out:?}");
+    let journal = reg.root.join(".regsweep.pending-eviction");
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&journal).unwrap()).unwrap();
+    assert_eq!(j["all"], true, "{j}");
+    assert_eq!(head_blob(&reg, "test/app", layer), 200, "the stale claim");
+    // The next run evicts every entry first: the stale claim and the kept image's alike.
+    let (code, r, err) = gc_config(&reg, &["--break-lock"]);
+    assert_eq!(code, 0, "{err}\n{r}");
+    let note = (r["errors"].as_array().unwrap().iter())
+        .find(|e| e["kind"] == "registry_cache_pending")
+        .unwrap_or_else(|| panic!("{r}"));
+    let said = note["message"].as_str().unwrap();
+    assert!(
+        said.contains("every entry") && said.contains("completed"),
+        "{note}"
+    );
+    assert!(!journal.exists());
+    assert!(!redis.keys("blobs::*").contains(&kept_key));
+    assert_eq!(head_blob(&reg, "test/app", layer), 404);
+    reg.pull("test/keep:v1").expect("the kept image pulls");
+    reg.push(&oci, "x", "test/app:v1");
+    reg.pull("test/app:v1").expect("the re-pushed image pulls");
+}
