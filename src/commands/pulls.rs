@@ -242,7 +242,7 @@ pub fn listen(cfg: &ListenConfig) -> Result<ListenReport> {
         // count as proof that the ledger heard every pull.
         if cfg.token.is_none() {
             eprintln!(
-                "regsweep: no --token-file: any process on this machine can post events here, and each counts as proof that no pull was missed; give --token-file (and the registry's endpoint its header) before pull rules delete"
+                "regsweep: no --token-file: any process on this machine can post events here, so they are recorded as pulls (which only keep) and prove nothing of coverage; give --token-file (and the registry's endpoint its header) for pull rules that delete"
             );
         }
     };

@@ -103,6 +103,10 @@ pub fn run(cfg: &ListenConfig, ready: &dyn Fn(SocketAddr)) -> Result<ListenStats
         None => ledger.set_meta("canary", "")?,
     }
     ledger.set_meta("listener_alive", &now().to_string())?;
+    // Without a token any local process can post: its events are pulls (they only keep),
+    // never evidence that no pull was missed.
+    let proves = cfg.token.is_some();
+    ledger.set_meta(UNPROVEN, if proves { "" } else { "no token" })?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
     let counters = Arc::new(Counters::default());
     let writer = {
@@ -111,6 +115,7 @@ pub fn run(cfg: &ListenConfig, ready: &dyn Fn(SocketAddr)) -> Result<ListenStats
             tolerance: cfg.tolerance,
             canary: cfg.canary.as_ref().map(|c| c.repository.clone()),
             created,
+            proves,
         };
         std::thread::Builder::new()
             .name("ledger-writer".into())
@@ -178,7 +183,12 @@ struct WriterCtx {
     canary: Option<String>,
     /// The ledger's creation: an event dated before it is a pull, never coverage.
     created: Time,
+    /// Deliveries carry the listener's token: their events are evidence of coverage.
+    proves: bool,
 }
+
+/// The ledger's `meta` key set while its listener takes events without a token.
+pub const UNPROVEN: &str = "listener_unproven";
 
 /// The one writer: takes what waits (up to a batch), commits it, then answers every envelope
 /// of the batch. Coverage comes only from the events delivered, per registry process.
@@ -268,7 +278,7 @@ fn gather(jobs: &[Job], ctx: &WriterCtx, counters: &Counters) -> Batch {
                 });
                 continue;
             }
-            if t < ctx.created {
+            if t < ctx.created || !ctx.proves {
                 events.extend(item.event.clone());
                 continue;
             }
@@ -581,10 +591,11 @@ mod tests {
             items: vec![item(created - 3600), item(created + 1)],
             ignored: 0,
         };
-        let ctx = WriterCtx {
+        let mut ctx = WriterCtx {
             tolerance: 300,
             canary: None,
             created,
+            proves: true,
         };
         let counters = Counters::default();
         let batch = gather(&[Job::Envelope { parsed, done }], &ctx, &counters);
@@ -593,5 +604,15 @@ mod tests {
         assert_eq!(batch.evidence.len(), 1);
         assert_eq!(batch.evidence[0].points, vec![ctx.created + 1]);
         assert_eq!(counters.rejected.load(Ordering::Relaxed), 0);
+        // Taken without a token: both are pulls, neither is evidence.
+        ctx.proves = false;
+        let (done, _rx) = tokio::sync::oneshot::channel();
+        let parsed = Parsed {
+            items: vec![item(created - 3600), item(created + 1)],
+            ignored: 0,
+        };
+        let batch = gather(&[Job::Envelope { parsed, done }], &ctx, &counters);
+        assert_eq!(batch.events.len(), 2);
+        assert!(batch.evidence.is_empty());
     }
 }

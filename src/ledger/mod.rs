@@ -328,6 +328,7 @@ impl Ledger {
         h.rejections = self.rejections()?;
         h.created = self.meta("created")?.and_then(|t| t.parse().ok());
         h.canary = self.meta("canary")?;
+        h.unproven = self.meta(listen::UNPROVEN)?.is_some_and(|v| !v.is_empty());
         Ok(h)
     }
 

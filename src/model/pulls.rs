@@ -23,6 +23,8 @@ pub struct PullHistory {
     pub created: Option<Time>,
     /// The canary image (`REPOSITORY:TAG`) the listener pulls, kept from every rule.
     pub canary: Option<String>,
+    /// Its listener takes events without a token: they are recorded as pulls, not evidence.
+    pub unproven: bool,
 }
 
 impl PullHistory {
@@ -56,7 +58,13 @@ impl PullHistory {
     /// delivery); `None` when it can.
     pub fn gap(&self, ask: &Ask) -> Option<String> {
         let why = coverage::judge(&self.streams, &self.rejections, ask)?;
-        Some(format!("the ledger {}: {why}", self.path.display()))
+        let open = match self.unproven {
+            true => {
+                "; its listener takes events without a token, so they prove nothing (any process on that machine could post them): give `pulls listen` --token-file, and the registry's endpoint its header"
+            }
+            false => "",
+        };
+        Some(format!("the ledger {}: {why}{open}", self.path.display()))
     }
 }
 

@@ -194,9 +194,23 @@ fn a_wrong_token_or_no_notifications_make_pull_rules_refuse() {
         idle.said()
     );
     reg.pull("team/a:v2").unwrap();
+    // What a local process posts to it is a pull, never evidence: the rule still refuses.
+    let now = chrono::Utc::now().to_rfc3339();
+    let forged = envelope(
+        "pull",
+        "team/b",
+        Some("v9"),
+        &format!("sha256:{}", "3".repeat(64)),
+        &now,
+    );
+    assert_eq!(idle.post(&forged, None), Some(200));
     let (code, r) = dry_run(&reg.root, &p, &idle.ledger);
     assert_eq!(code, 1, "{r}");
-    assert!(r["refused"].to_string().contains("no evidence yet"), "{r}");
+    let why = r["refused"].to_string();
+    assert!(
+        why.contains("no evidence yet") && why.contains("without a token"),
+        "{r}"
+    );
     assert_eq!(reg.tags_of("team/a").len(), 2);
 }
 
