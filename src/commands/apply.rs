@@ -360,7 +360,7 @@ fn run_in<S: Storage>(
     }
     skipped.sort_by(|a, b| a.kind.cmp(b.kind).then(a.item.cmp(&b.item)));
     // What the sweep kept at the last moment was not freed: counted from what went, as gc does.
-    let failed = crate::report::what_failed(&todo, &layout.v2, &outcome);
+    let unsure = crate::report::what_may_have_gone(&todo, &layout.v2, &outcome);
     let went = crate::report::what_went(todo, &layout.v2, &outcome);
     let bytes_freed = went.bytes_freed();
     let swept = crate::live::Swept::new(&went.blobs, &went.layer_links, &went.manifests);
@@ -368,7 +368,7 @@ fn run_in<S: Storage>(
         &cfg.live,
         redis,
         layout,
-        (&swept, &failed),
+        (&swept, &unsure),
         outcome.removed > 0,
     );
     let proxy = proxy.map(|run| {

@@ -204,10 +204,10 @@ fn run_in<S: Storage>(
     }
     let code = sweep_code(refused, outcome.as_ref(), &plan);
     let ctx = context(cfg, started_at, started.elapsed().as_secs_f64());
-    // What failed may be gone all the same (a bucket's delete landing unanswered): the
-    // registry's cache forgets it too.
-    let failed = (outcome.as_ref())
-        .map(|o| report::what_failed(&plan, &layout.v2, o))
+    // A bucket's delete whose answer was lost may have landed: the registry's cache forgets
+    // it too.
+    let unsure = (outcome.as_ref())
+        .map(|o| report::what_may_have_gone(&plan, &layout.v2, o))
         .unwrap_or_default();
     let mut report = GcReport::new(ctx, layout, plan, outcome.as_ref());
     if refused {
@@ -242,7 +242,7 @@ fn run_in<S: Storage>(
             store,
             layout,
             journaled,
-            &failed,
+            &unsure,
             &mut report,
         );
     }

@@ -287,7 +287,7 @@ pub fn after_sweep<S: Storage>(
     store: &S,
     layout: &Layout,
     journaled: bool,
-    failed: &Swept,
+    unsure: &Swept,
     report: &mut GcReport,
 ) {
     let p = &report.plan;
@@ -297,31 +297,31 @@ pub fn after_sweep<S: Storage>(
         &p.manifests_deleted,
     );
     let removed = report.summary.items_removed > 0;
-    let (mut out, mut notes) = after(live, redis, layout, (&swept, failed), removed);
+    let (mut out, mut notes) = after(live, redis, layout, (&swept, unsure), removed);
     clear_journal(store, journaled, &mut out, &mut notes);
     report.summary.errors += notes.len();
     report.errors.extend(notes);
     report.registry = Some(out);
 }
 
-/// After a sweep that removed `swept` (`removed`: anything at all) and failed to remove
-/// `failed`, in this order: evict from Redis, say when the registry needs a restart, ask the
+/// After a sweep that removed `swept` (`removed`: anything at all) and may have removed
+/// `unsure`, in this order: evict from Redis, say when the registry needs a restart, ask the
 /// registry. What was done, and the findings.
 ///
-/// A failed delete on a bucket may have landed with its answer lost, so the cache forgets what
-/// failed as well as what went (forgetting what is still there costs the registry one look at
+/// A delete on a bucket may land with its answer lost, so the cache forgets what may have gone
+/// as well as what went (forgetting what is still there costs the registry one look at
 /// storage); the registry is asked only about what is known to have gone.
 pub fn after(
     live: &LiveOptions,
     redis: Option<RedisCache>,
     layout: &Layout,
-    (swept, failed): (&Swept, &Swept),
+    (swept, unsure): (&Swept, &Swept),
     removed: bool,
 ) -> (LiveReport, Vec<ErrorEntry>) {
     let mut out = LiveReport::new(live.cache.as_ref());
     let mut notes = Vec::new();
-    let removed = removed || !failed.is_empty();
-    let forget = swept.with(failed);
+    let removed = removed || !unsure.is_empty();
+    let forget = swept.with(unsure);
     // 1. Redis: what went (or may have), then every entry the scan does not back.
     if let Some(mut redis) = redis {
         match redis.evict(&forget, &Present::new(layout, &forget)) {

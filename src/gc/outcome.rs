@@ -23,6 +23,10 @@ pub struct Outcome {
     /// Planned items an interrupted sweep never reached (still in place).
     #[serde(skip)]
     pub not_reached: Vec<PathBuf>,
+    /// Of `failures`, those sent for deletion and not known to be gone or there (a bucket's
+    /// delete whose answer was lost): perhaps gone.
+    #[serde(skip)]
+    pub unconfirmed: Vec<PathBuf>,
 }
 
 impl Outcome {

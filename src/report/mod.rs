@@ -230,6 +230,25 @@ pub struct Context {
     pub options: Options,
 }
 
+/// Keeps the items of `plan` whose folders (by path under `v2`) `keep` takes.
+fn retain_by_path(plan: &mut Plan, v2: &std::path::Path, keep: impl Fn(&std::path::Path) -> bool) {
+    let p = crate::model::paths::Paths::new(v2.to_path_buf());
+    let keep = |path: PathBuf| keep(&path);
+    plan.tags.retain(|t| keep(p.tag_dir(&t.repository, &t.tag)));
+    plan.tag_index.retain(|l| {
+        l.tag
+            .as_ref()
+            .is_none_or(|t| keep(p.tag_index_dir(&l.repository, t, &l.digest)))
+    });
+    plan.manifests
+        .retain(|m| keep(p.revision_dir(&m.repository, &m.digest)));
+    plan.layer_links
+        .retain(|l| keep(p.layer_dir(l.repository, l.digest)));
+    plan.blobs.retain(|b| keep(p.blob_dir(&b.blob.digest)));
+    plan.uploads
+        .retain(|u| keep(p.upload_dir(&u.repository, &u.id)));
+}
+
 /// The plan less the items whose folders (by path) the sweep kept, failed to remove, or never
 /// reached: what went.
 pub fn what_went(mut plan: Plan, v2: &std::path::Path, o: &Outcome) -> Plan {
@@ -238,42 +257,22 @@ pub fn what_went(mut plan: Plan, v2: &std::path::Path, o: &Outcome) -> Plan {
         .map(|k| k.path.as_path())
         .chain(o.not_reached.iter().map(PathBuf::as_path))
         .collect();
-    let p = crate::model::paths::Paths::new(v2.to_path_buf());
-    let gone = |path: PathBuf| !kept.contains(path.as_path());
-    plan.tags.retain(|t| gone(p.tag_dir(&t.repository, &t.tag)));
-    plan.tag_index.retain(|l| {
-        l.tag
-            .as_ref()
-            .is_none_or(|t| gone(p.tag_index_dir(&l.repository, t, &l.digest)))
-    });
-    plan.manifests
-        .retain(|m| gone(p.revision_dir(&m.repository, &m.digest)));
-    plan.layer_links
-        .retain(|l| gone(p.layer_dir(l.repository, l.digest)));
-    plan.blobs.retain(|b| gone(p.blob_dir(&b.blob.digest)));
-    plan.uploads
-        .retain(|u| gone(p.upload_dir(&u.repository, &u.id)));
+    retain_by_path(&mut plan, v2, |path| !kept.contains(path));
     plan
 }
 
-/// The blobs, layer links and manifests of `plan` whose removal failed: on a bucket a delete
-/// can land while its answer is lost, so the registry's cache must forget these too (forgetting
-/// what is still there costs it one look at storage).
-pub fn what_failed(plan: &Plan, v2: &std::path::Path, o: &Outcome) -> crate::live::Swept {
-    if o.failures.is_empty() {
+/// What of `plan` the sweep sent for deletion and could not confirm gone (a bucket's delete
+/// whose answer was lost): the registry's cache must forget it too (forgetting what is still
+/// there costs it one look at storage).
+pub fn what_may_have_gone(plan: &Plan, v2: &std::path::Path, o: &Outcome) -> crate::live::Swept {
+    if o.unconfirmed.is_empty() {
         return crate::live::Swept::default();
     }
-    let failed: std::collections::HashSet<&std::path::Path> =
-        o.failures.iter().map(|k| k.path.as_path()).collect();
-    let p = crate::model::paths::Paths::new(v2.to_path_buf());
-    let (mut blobs, mut links) = (plan.blobs.clone(), plan.layer_links.clone());
-    blobs.retain(|b| failed.contains(p.blob_dir(&b.blob.digest).as_path()));
-    links.retain(|l| failed.contains(p.layer_dir(l.repository, l.digest).as_path()));
-    let manifests: Vec<_> = (plan.manifests.iter())
-        .filter(|m| failed.contains(p.revision_dir(&m.repository, &m.digest).as_path()))
-        .cloned()
-        .collect();
-    crate::live::Swept::new(&blobs, &links, &manifests)
+    let unsure: std::collections::HashSet<&std::path::Path> =
+        o.unconfirmed.iter().map(PathBuf::as_path).collect();
+    let mut p = plan.clone();
+    retain_by_path(&mut p, v2, |path| unsure.contains(path));
+    crate::live::Swept::new(&p.blobs, &p.layer_links, &p.manifests)
 }
 
 impl GcReport {

@@ -62,6 +62,7 @@ struct Sweeper<'a, S: Storage> {
     failures: Mutex<Vec<ItemNote>>,
     kept: Mutex<Vec<ItemNote>>,
     unreached: Mutex<Vec<PathBuf>>,
+    unconfirmed: Mutex<Vec<PathBuf>>,
 }
 
 /// Layout paths relative to `docker/registry/v2`, for handles opened from its root.
@@ -356,15 +357,17 @@ impl<S: Storage> Sweeper<'_, S> {
                         "modified since this run began (a push landed on it); kept".into(),
                     ),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        let told = e.get_ref().is_some_and(|i| i.is::<NotDeleted>());
-                        let said = if told {
-                            e.to_string()
-                        } else {
-                            format!("cannot delete: {e}")
-                        };
-                        self.fail(&path, said)
-                    }
+                    Err(e) => match e.get_ref().and_then(|i| i.downcast_ref::<NotDeleted>()) {
+                        // The store's own account of a delete it sent.
+                        Some(n) => {
+                            if !n.seen {
+                                (self.unconfirmed.lock().unwrap_or_else(|e| e.into_inner()))
+                                    .push(path.clone());
+                            }
+                            self.fail(&path, n.to_string())
+                        }
+                        None => self.fail(&path, format!("cannot delete: {e}")),
+                    },
                 }
             }
             bar.inc(names.len() as u64);
@@ -552,6 +555,7 @@ pub fn sweep<S: Storage>(
         failures: Mutex::new(Vec::new()),
         kept: Mutex::new(Vec::new()),
         unreached: Mutex::new(Vec::new()),
+        unconfirmed: Mutex::new(Vec::new()),
     };
     let r = relative_paths();
     // Each stage completes before the next starts: that is what keeps the layout valid.
@@ -628,5 +632,9 @@ pub fn sweep<S: Storage>(
         kept,
         interrupted: s.stopped.into_inner(),
         not_reached: s.unreached.into_inner().unwrap_or_else(|e| e.into_inner()),
+        unconfirmed: s
+            .unconfirmed
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner()),
     }
 }
