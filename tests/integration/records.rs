@@ -88,6 +88,47 @@ fn a_key_the_store_did_not_delete_is_retried_and_else_reported_never_listed() {
 }
 
 #[test]
+fn a_delete_answer_naming_a_key_not_asked_for_or_leaving_one_out_is_not_believed() {
+    // Every key went, and every answer also names one not asked for (object_store would
+    // panic on it): the answers are refused, the listings say what went, and the run is whole.
+    let w = settled_world();
+    let moto = w.reg.s3.as_ref().unwrap();
+    let before = moto.blobs();
+    let expected = w.plain_garbage(&before);
+    let proxy = S3Proxy::answering(&moto.endpoint, "foreign");
+    let (code, out, err) = gc_through(&w, &proxy, &["--format", "json", "-v"]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!(code, 0, "{r}\n{err}");
+    assert!(err.contains("not believed"), "{err}");
+    assert_eq!(deleted_blobs(&r), expected, "{r}");
+    assert_eq!(
+        moto.blobs(),
+        before.difference(&expected).cloned().collect()
+    );
+    w.assert_all_pull();
+
+    // Each request loses its first key and its answer says nothing of it (object_store would
+    // count it deleted): what stays is a failure, and the record lists exactly what went.
+    let w = settled_world();
+    let moto = w.reg.s3.as_ref().unwrap();
+    let before = moto.blobs();
+    let proxy = S3Proxy::answering(&moto.endpoint, "silent");
+    let (code, r) = sweep(&w, &proxy);
+    assert_eq!(code, 1, "a failed removal fails the run: {r}");
+    assert!(r["summary"]["sweep_failures"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["errors"].to_string().contains("says nothing of"), "{r}");
+    let after = moto.blobs();
+    let listed = deleted_blobs(&r);
+    assert!(
+        listed.is_disjoint(&after),
+        "a blob listed as deleted is still in the bucket: {r}"
+    );
+    let gone: std::collections::BTreeSet<String> = before.difference(&after).cloned().collect();
+    assert_eq!(listed, gone, "the record lists exactly what went");
+    w.assert_all_pull();
+}
+
+#[test]
 fn a_run_refused_before_its_report_leaves_its_refusal_not_the_last_report() {
     let mut reg = Registry::start_cached(crate::servers::RegCache::InMemory);
     crate::live::push_and_delete(&mut reg, "refused-app", "test/app:v1");

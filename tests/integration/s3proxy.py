@@ -18,6 +18,9 @@ Nth is read and never answered, its connection held open: an endpoint that stops
 With S3PROXY_LAND_THEN_STALL=PART, the first DeleteObjects whose body names a key containing
 PART is passed on (its keys go) and then neither it nor any later request is answered: a delete
 that lands while its answer, and the network, are lost.
+With S3PROXY_DELETE_ANSWER=foreign, every DeleteObjects answer also names, in an <Error>, a key
+the request did not ask for; with =silent, every DeleteObjects loses its first key (not
+forwarded) and the answer says nothing of it: a store whose answers cannot be trusted.
 
 COUNTS_FILE is rewritten (whole, by rename) after every request: {"list": n, "get": n, ...}.
 Standard library only.
@@ -45,6 +48,7 @@ KEY_ERRORS = [int(os.environ.get("S3PROXY_KEY_ERRORS", "0"))]
 RESET_EVERY = int(os.environ.get("S3PROXY_RESET_EVERY", "0"))
 STALL_AFTER = int(os.environ.get("S3PROXY_STALL_AFTER", "0"))
 LAND_THEN_STALL = os.environ.get("S3PROXY_LAND_THEN_STALL", "").encode()
+DELETE_ANSWER = os.environ.get("S3PROXY_DELETE_ANSWER", "")
 landed = [False]
 counts = {k: 0 for k in ("list", "get", "head", "put", "copy", "delete", "failed", "reset", "stalled")}
 seen = [0]
@@ -126,8 +130,8 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         failed_key = None
         if self.command == "POST" and "delete" in self.path and body:
             with lock:
-                take = KEY_ERRORS[0] > 0
-                KEY_ERRORS[0] -= int(take)
+                take = KEY_ERRORS[0] > 0 or DELETE_ANSWER == "silent"
+                KEY_ERRORS[0] -= int(KEY_ERRORS[0] > 0)
             m = re.search(rb"<Object><Key>(.*?)</Key>.*?</Object>", body) if take else None
             if m:
                 failed_key = m.group(1)
@@ -135,7 +139,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
                 headers = {k: v for k, v in headers.items() if k.lower() not in ("content-md5", "content-length")}
                 headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
         error = b""
-        if failed_key is not None:
+        if failed_key is not None and DELETE_ANSWER != "silent":
             error = (b"<Error><Key>" + failed_key + b"</Key><Code>InternalError</Code>"
                      b"<Message>We encountered an internal error. Please try again.</Message></Error>")
         if failed_key is not None and b"<Object>" not in body:
@@ -155,7 +159,11 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         except urllib.error.HTTPError as e:
             resp = e
         data = resp.read()
-        if failed_key is not None:
+        if DELETE_ANSWER == "foreign" and self.command == "POST" and "delete" in self.path:
+            # Not InternalError: object_store resends an answer holding that before reading it.
+            error = (b"<Error><Key>not/asked/for</Key><Code>AccessDenied</Code>"
+                     b"<Message>Access Denied</Message></Error>")
+        if error:
             data = data.replace(b"</DeleteResult>", error + b"</DeleteResult>")
         self.send_response(resp.status)
         for k, v in resp.headers.items():

@@ -290,6 +290,12 @@ impl S3Proxy {
         S3Proxy::spawn_with(upstream, (0, 503), &[("S3PROXY_KEY_ERRORS", n.to_string())])
     }
 
+    /// A proxy whose DeleteObjects answers cannot be trusted: `"foreign"`, each also names a key
+    /// not asked for; `"silent"`, each request loses its first key and the answer omits it.
+    pub fn answering(upstream: &str, how: &str) -> S3Proxy {
+        S3Proxy::spawn_with(upstream, (0, 503), &[("S3PROXY_DELETE_ANSWER", how.into())])
+    }
+
     /// A proxy that resets the connection of every `n`th request, unanswered.
     pub fn resetting(upstream: &str, n: usize) -> S3Proxy {
         S3Proxy::spawn_with(

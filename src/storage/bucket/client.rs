@@ -118,6 +118,7 @@ impl HttpService for Counted {
     async fn call(&self, req: HttpRequest) -> std::result::Result<HttpResponse, HttpError> {
         let place = self.gate.enter().await;
         self.counts.count(&req);
+        let batch = super::answers::batch_of(&req);
         let r = self.inner.execute(req).await;
         // SlowDown is a 503 on S3 (some S3-compatible stores say 429). A connection that fails
         // is also a store (or a proxy before it) taking less than asked: fewer in flight too.
@@ -134,7 +135,11 @@ impl HttpService for Counted {
             self.counts.retried.fetch_add(1, Ordering::Relaxed);
         }
         place.ended(slow);
-        r
+        // Read as any answer is, after the gate: a refused one is no sign of a store in trouble.
+        match (batch, r) {
+            (Some(batch), Ok(resp)) => super::answers::checked(batch, resp).await,
+            (_, r) => r,
+        }
     }
 }
 

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod ahead;
+mod answers;
 mod client;
 mod errors;
 mod folder;
