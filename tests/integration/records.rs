@@ -29,6 +29,45 @@ fn sweep(w: &crate::world::World, proxy: &S3Proxy) -> (i32, serde_json::Value) {
     (code, r)
 }
 
+/// The sweep went as planned: the record lists `expected`, the bucket lost exactly that, and
+/// every kept tag pulls.
+fn assert_swept_as_planned(
+    w: &crate::world::World,
+    r: &serde_json::Value,
+    before: &Set,
+    expected: &Set,
+) {
+    let moto = w.reg.s3.as_ref().unwrap();
+    assert_eq!(&deleted_blobs(r), expected, "{r}");
+    assert_eq!(moto.blobs(), before.difference(expected).cloned().collect());
+    w.assert_all_pull();
+}
+
+/// A run whose removals failed (`cause` among its errors): exit 1, and the record lists
+/// exactly what left the bucket, nothing still in it.
+fn assert_lists_only_what_went(
+    w: &crate::world::World,
+    code: i32,
+    r: &serde_json::Value,
+    before: &Set,
+    cause: &str,
+) {
+    assert_eq!(code, 1, "a failed removal fails the run: {r}");
+    assert!(r["summary"]["sweep_failures"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["errors"].to_string().contains(cause), "{r}");
+    let after = w.reg.s3.as_ref().unwrap().blobs();
+    let listed = deleted_blobs(r);
+    assert!(
+        listed.is_disjoint(&after),
+        "a blob listed as deleted is still in the bucket: {r}"
+    );
+    let gone: Set = before.difference(&after).cloned().collect();
+    assert_eq!(listed, gone, "the record lists exactly what went");
+    w.assert_all_pull();
+}
+
+type Set = std::collections::BTreeSet<String>;
+
 #[test]
 fn a_key_the_store_did_not_delete_is_retried_and_else_reported_never_listed() {
     // Once: resent (object_store resends a DeleteObjects whose answer names an InternalError,
@@ -40,12 +79,7 @@ fn a_key_the_store_did_not_delete_is_retried_and_else_reported_never_listed() {
     let proxy = S3Proxy::with_key_errors(&moto.endpoint, 1);
     let (code, r) = sweep(&w, &proxy);
     assert_eq!(code, 0, "{r}");
-    assert_eq!(deleted_blobs(&r), expected, "{r}");
-    assert_eq!(
-        moto.blobs(),
-        before.difference(&expected).cloned().collect()
-    );
-    w.assert_all_pull();
+    assert_swept_as_planned(&w, &r, &before, &expected);
 
     // Twelve times, one folder at a time: the first try and its immediate retry (six requests
     // each, with object_store's resending) both lose a key; the pass at the end of the stage,
@@ -60,12 +94,7 @@ fn a_key_the_store_did_not_delete_is_retried_and_else_reported_never_listed() {
     assert_eq!(code, 0, "{r}");
     assert!(err.contains("once more, after the stage"), "{err}");
     assert_eq!(r["summary"]["sweep_failures"], 0, "{r}");
-    assert_eq!(deleted_blobs(&r), expected, "{r}");
-    assert_eq!(
-        moto.blobs(),
-        before.difference(&expected).cloned().collect()
-    );
-    w.assert_all_pull();
+    assert_swept_as_planned(&w, &r, &before, &expected);
 
     // Every time: what did not go is a failure, and the lists hold only what went.
     let w = settled_world();
@@ -73,18 +102,7 @@ fn a_key_the_store_did_not_delete_is_retried_and_else_reported_never_listed() {
     let before = moto.blobs();
     let proxy = S3Proxy::with_key_errors(&moto.endpoint, 100_000);
     let (code, r) = sweep(&w, &proxy);
-    assert_eq!(code, 1, "a failed removal fails the run: {r}");
-    assert!(r["summary"]["sweep_failures"].as_u64().unwrap() > 0, "{r}");
-    assert!(r["errors"].to_string().contains("InternalError"), "{r}");
-    let after = moto.blobs();
-    let listed = deleted_blobs(&r);
-    assert!(
-        listed.is_disjoint(&after),
-        "a blob listed as deleted is still in the bucket"
-    );
-    let gone: std::collections::BTreeSet<String> = before.difference(&after).cloned().collect();
-    assert_eq!(listed, gone, "the record lists exactly what went");
-    w.assert_all_pull();
+    assert_lists_only_what_went(&w, code, &r, &before, "InternalError");
 }
 
 #[test]
@@ -100,12 +118,7 @@ fn a_delete_answer_naming_a_key_not_asked_for_or_leaving_one_out_is_not_believed
     let r: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {err}"));
     assert_eq!(code, 0, "{r}\n{err}");
     assert!(err.contains("not believed"), "{err}");
-    assert_eq!(deleted_blobs(&r), expected, "{r}");
-    assert_eq!(
-        moto.blobs(),
-        before.difference(&expected).cloned().collect()
-    );
-    w.assert_all_pull();
+    assert_swept_as_planned(&w, &r, &before, &expected);
 
     // Each request loses its first key and its answer says nothing of it (object_store would
     // count it deleted): what stays is a failure, and the record lists exactly what went.
@@ -114,18 +127,7 @@ fn a_delete_answer_naming_a_key_not_asked_for_or_leaving_one_out_is_not_believed
     let before = moto.blobs();
     let proxy = S3Proxy::answering(&moto.endpoint, "silent");
     let (code, r) = sweep(&w, &proxy);
-    assert_eq!(code, 1, "a failed removal fails the run: {r}");
-    assert!(r["summary"]["sweep_failures"].as_u64().unwrap() > 0, "{r}");
-    assert!(r["errors"].to_string().contains("says nothing of"), "{r}");
-    let after = moto.blobs();
-    let listed = deleted_blobs(&r);
-    assert!(
-        listed.is_disjoint(&after),
-        "a blob listed as deleted is still in the bucket: {r}"
-    );
-    let gone: std::collections::BTreeSet<String> = before.difference(&after).cloned().collect();
-    assert_eq!(listed, gone, "the record lists exactly what went");
-    w.assert_all_pull();
+    assert_lists_only_what_went(&w, code, &r, &before, "says nothing of");
 }
 
 #[test]
