@@ -5,7 +5,9 @@
 /// Floors from the bottom; a module may import the modules of lower floors, its own, and the
 /// leaves. Test code (`#[cfg(test)]` modules, `*_tests.rs`) is exempt.
 const FLOORS: &[&[&str]] = &[
-    &["error", "endpoint", "progress", "units", "output", "yaml"],
+    &[
+        "error", "endpoint", "progress", "units", "output", "yaml", "spill",
+    ],
     &["model"],
     // The pure floor (gc, policy, inspect) imports only the model, as storage does.
     &["storage", "gc", "policy", "inspect", "ledger"],

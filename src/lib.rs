@@ -9,7 +9,8 @@
 //!
 //! 0. leaves: `error` (a kind by cause, with the path; exit codes), `endpoint` (URLs checked
 //!    before a client sees them), `progress` (the trait the core reports to), `units` (human
-//!    sizes and ages), `output` (files written whole), `yaml` (the one door to the YAML crate)
+//!    sizes and ages), `output` (files written whole), `yaml` (the one door to the YAML crate),
+//!    `spill` (lists mapped back from temporary files: the bounded mode)
 //! 1. [`model`]: `digest`, `duration`, `manifest` (bytes to references), `paths` (the layout's
 //!    vocabulary), `inuse` (images in use), `coverage` (intervals of proof) -> `pulls` (what a ledger says), `values` -> `catalog` (parsed manifests) -> the layout, decisions and `Rules`;
 //!    `walk` (the one manifest-graph walk) -> `mark` (reachability)
@@ -52,6 +53,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod progress;
 pub mod report;
+pub mod spill;
 pub mod stages;
 pub mod storage;
 #[cfg(test)]

@@ -9,6 +9,13 @@
 //!     synthetic generated BLOBS [REPOS]  # computed on demand (tree.rs): the backend holds nothing
 //!     synthetic compare BLOBS [REPOS]    # the generated layout copied into the memory backend:
 //!                                        # both plans must be the same, digest for digest
+//!     synthetic bounded BLOBS [REPOS]    # generated, in the bounded mode: the plan's checksum
+//!                                        # must be the default mode's at the same size
+//!
+//! With SYNTHETIC_MEMORY_LIMIT=SIZE (bytes) the run is bounded (`--memory-limit`). Each run
+//! prints the plan's checksum (sha256 over its blobs, manifests and layer links in plan
+//! order) and the anonymous memory's peak, sampled every 2 ms (`RssAnon`: what the spill
+//! files' mapped pages, which the kernel drops when memory is short, do not count in).
 
 mod tree;
 
@@ -74,6 +81,58 @@ fn image(m: &MemStorage, i: u64, repo: &str, mtime: Time) {
     }
 }
 
+/// The largest `RssAnon` seen, sampled every 2 ms while the run goes on.
+struct AnonPeak {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AnonPeak {
+    fn start() -> AnonPeak {
+        use std::sync::atomic::Ordering;
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(status("RssAnon:"), Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        });
+        AnonPeak { peak, stop }
+    }
+
+    fn end(self) -> u64 {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        self.peak.load(Ordering::Relaxed).max(status("RssAnon:"))
+    }
+}
+
+/// The plan's checksum: its blobs, manifests and layer links, in plan order.
+fn checksum(p: &regsweep::gc::plan::Plan) -> String {
+    let mut h = Sha256::new();
+    p.blobs.iter().for_each(|b| h.update(b.digest().0));
+    for m in &p.manifests {
+        h.update(m.repository.as_bytes());
+        h.update(m.digest.0);
+    }
+    for l in p.layer_links.iter() {
+        h.update(l.repository.as_bytes());
+        h.update(l.digest.0);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn bound() -> regsweep::spill::Bound {
+    regsweep::spill::Bound {
+        limit: std::env::var("SYNTHETIC_MEMORY_LIMIT")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        ..Default::default()
+    }
+}
+
 /// This process's resident set (`VmRSS`) or its peak (`VmHWM`), in bytes.
 fn status(field: &str) -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -109,8 +168,27 @@ fn main() {
             now,
         ),
         "compare" => compare(blobs, repos, old, now),
+        "bounded" => {
+            let synth = tree::SynthStorage::new(tree::Shape::new(blobs, repos, old));
+            let limit = regsweep::spill::Bound {
+                limit: Some(u64::MAX),
+                ..Default::default()
+            };
+            let (la, a) = run(&synth, now, regsweep::spill::Bound::default());
+            let (lb, b) = run(&synth, now, limit);
+            assert!(!la.blobs.is_spilled() && lb.blobs.is_spilled());
+            assert_eq!(checksum(&a), checksum(&b), "the bounded plan differs");
+            println!(
+                "the same plan held and spilled: {} blobs, {} manifests, {} layer links of {} blobs scanned (sha256 {})",
+                a.blobs.len(),
+                a.manifests.len(),
+                a.layer_links.len(),
+                la.blobs.len(),
+                checksum(&a)
+            );
+        }
         _ => {
-            eprintln!("usage: synthetic memory|generated|compare BLOBS [REPOS]");
+            eprintln!("usage: synthetic memory|generated|compare|bounded BLOBS [REPOS]");
             std::process::exit(2);
         }
     }
@@ -135,29 +213,42 @@ fn measure<S: regsweep::storage::seam::Storage>(store: &S, blobs: u64, now: Time
     // Peak from here on (Linux: writing 5 to clear_refs resets VmHWM to the current RSS).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let started = Instant::now();
-    let (layout, plan) = run(store, now);
-    let scanned = started.elapsed().as_secs_f64();
+    let anon = AnonPeak::start();
+    let bound = bound();
+    let (layout, plan) = run(store, now, bound);
     let took = started.elapsed().as_secs_f64();
+    let anon = anon.end();
     let peak = status("VmHWM:");
     let added = peak.saturating_sub(filled);
     println!(
-        "{{\"blobs\": {}, \"manifests\": {}, \"plan_blobs\": {}, \"plan_manifests\": {}, \"seconds\": {took:.2}, \"scan_and_read_seconds\": {scanned:.2}, \"ns_per_blob\": {:.0}, \"backend_bytes\": {filled}, \"peak_added_bytes\": {added}, \"bytes_per_blob\": {:.1}}}",
+        "{{\"blobs\": {}, \"manifests\": {}, \"plan_blobs\": {}, \"plan_manifests\": {}, \"spilled\": {}, \"memory_limit\": {}, \"seconds\": {took:.2}, \"ns_per_blob\": {:.0}, \"backend_bytes\": {filled}, \"peak_added_bytes\": {added}, \"bytes_per_blob\": {:.1}, \"anon_peak_bytes\": {anon}, \"anon_bytes_per_blob\": {:.1}, \"model_held_bytes\": {}, \"minimum_bytes\": {}, \"plan_sha256\": \"{}\"}}",
         layout.blobs.len(),
         layout.manifests.len(),
         plan.blobs.len(),
         plan.manifests.len(),
+        layout.blobs.is_spilled(),
+        bound.limit.map_or("null".to_string(), |l| l.to_string()),
         took * 1e9 / blobs as f64,
-        added as f64 / blobs as f64
+        added as f64 / blobs as f64,
+        anon as f64 / blobs as f64,
+        layout.held_bytes(),
+        regsweep::spill::Bound::minimum(layout.blobs.len() as u64, layout.held_bytes()),
+        checksum(&plan),
     );
 }
 
 fn run<S: regsweep::storage::seam::Storage>(
     store: &S,
     now: Time,
+    memory: regsweep::spill::Bound,
 ) -> (regsweep::model::Layout, regsweep::gc::plan::Plan) {
     let progress = regsweep::progress::Hidden;
-    let layout = regsweep::pipeline::load(store, ScanOptions::default(), None, &progress)
-        .expect("the synthetic layout loads");
+    let opts = ScanOptions {
+        memory,
+        ..ScanOptions::default()
+    };
+    let layout = regsweep::pipeline::load(store, opts, None, &progress)
+        .unwrap_or_else(|e| panic!("the synthetic layout loads: {e}"));
     let (plan, _) = regsweep::pipeline::decide(&layout, None, &Rules::without_grace(true), now);
     (layout, plan)
 }
@@ -182,8 +273,8 @@ fn compare(blobs: u64, repos: u64, old: Time, now: Time) {
         }
     }
     copy(synth.top(), "", &m, old);
-    let (la, a) = run(&synth, now);
-    let (lb, b) = run(&m, now);
+    let (la, a) = run(&synth, now, Default::default());
+    let (lb, b) = run(&m, now, Default::default());
     let digests = |p: &regsweep::gc::plan::Plan| {
         let mut v: Vec<String> = p.blobs.iter().map(|b| b.digest().to_string()).collect();
         v.extend(

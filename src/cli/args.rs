@@ -90,6 +90,8 @@ pub struct ApplyArgs {
     /// config's endpoint and keys are used).
     #[command(flatten)]
     pub root: Option<RootArgs>,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
     /// Refuse unless the plan's checksum is this one (printed by the dry run that wrote it):
     /// pins the plan a reviewer read, since anyone can recompute the checksum of an edited plan.
     #[arg(long, value_name = "SHA256")]
@@ -314,6 +316,32 @@ impl RootArgs {
     }
 }
 
+/// How much a run may hold in memory: the bounded mode.
+#[derive(Debug, Args, Default)]
+pub struct MemoryArgs {
+    /// Hold about SIZE in memory at most (`8GiB`, `500MB`): the blob list and the layer links
+    /// go to unnamed files in $TMPDIR, else /var/tmp (about 60 bytes a blob), read back mapped.
+    /// Chosen by itself, without a SIZE, when the store looks larger than half the memory
+    /// available. A SIZE below what the run needs stops it first, naming the least that would do.
+    #[arg(long, value_name = "SIZE", value_parser = memory_limit)]
+    pub memory_limit: Option<u64>,
+}
+
+fn memory_limit(text: &str) -> Result<u64, String> {
+    crate::policy::budget::parse_size(text)
+        .ok_or_else(|| format!("{text:?}: give a size, such as 8GiB or 500MB"))
+}
+
+impl MemoryArgs {
+    pub(super) fn bound(&self) -> crate::spill::Bound {
+        crate::spill::Bound {
+            limit: self.memory_limit,
+            disk_cap: super::faults::spill_cap(),
+            available: super::faults::mem_available(),
+        }
+    }
+}
+
 /// The manifest cache: parsed manifests kept between runs, so that a run reads only the
 /// manifests pushed since the last one.
 #[derive(Debug, Args, Default)]
@@ -369,6 +397,8 @@ pub struct DuArgs {
     pub root: RootArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: DuFormatArg,
@@ -404,6 +434,8 @@ pub struct DuArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub root: RootArgs,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
     /// Hash every blob and compare it with its name.
     #[arg(long)]
     pub verify_digests: bool,
@@ -471,6 +503,8 @@ pub struct GcArgs {
     pub root: RootArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
     /// Report what would be deleted; delete nothing (`-d` as in the reference's command).
     #[arg(long, short = 'n', short_alias = 'd')]
     pub dry_run: bool,
@@ -615,7 +649,9 @@ impl GcArgs {
             repositories: self.repository.clone(),
             evidence,
         };
+        let memory = self.memory.bound();
         Ok(GcConfig {
+            memory,
             storage_args,
             settings_from_env,
             policy,

@@ -52,6 +52,7 @@ impl DropInArgs {
                 request_timeout: None,
             },
             cache: CacheArgs::default(),
+            memory: Default::default(),
             limit: 20,
             all: false,
             dry_run: self.dry_run,

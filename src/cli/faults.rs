@@ -9,6 +9,8 @@
 //! | `__REGSWEEP_FAULT_KILL_STAGED=N` | a SIGKILL right after the Nth item is out of the registry's sight, before it is deleted (on a bucket: after a batch's keys, before its guards) |
 //! | `__REGSWEEP_FAULT_KILL_BEFORE_EVICTION=1` | a SIGKILL once gc's sweep is done, before the registry's cache is told what went (the pending-eviction journal stays) |
 //! | `__REGSWEEP_FAULT_JOURNAL_LIMIT=N` | a pending-eviction journal longer than N bytes lists nothing and asks the next run to evict every entry (as one past the 1 GiB state file limit does) |
+//! | `__REGSWEEP_FAULT_SPILL_FULL=N` | the bounded mode's spill files fail as on a full disk once N bytes would be past (`ENOSPC`) |
+//! | `__REGSWEEP_FAULT_MEM_AVAILABLE=N` | the run takes N bytes for the machine's available memory (`MemAvailable`), so that a small store is large enough for the bounded mode to be chosen by itself |
 //! | `__REGSWEEP_FAULT_PAUSE=FILE` | between planning and sweeping, write `FILE.ready` (with the pid) and wait until `FILE` exists: a test changes the layout, or the disk, under a planned run |
 //!
 //! SIGINT and SIGTERM set [`STOP`]: the sweep ends after the items in hand.
@@ -103,4 +105,20 @@ pub fn install_signal_handlers() {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, STOP.clone());
     }
+}
+
+/// With __REGSWEEP_FAULT_SPILL_FULL=N: the bytes a spill file may take before writes fail.
+pub fn spill_cap() -> Option<u64> {
+    std::env::var("__REGSWEEP_FAULT_SPILL_FULL")
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// With __REGSWEEP_FAULT_MEM_AVAILABLE=N: the memory the run takes as available.
+pub fn mem_available() -> Option<u64> {
+    std::env::var("__REGSWEEP_FAULT_MEM_AVAILABLE")
+        .ok()?
+        .parse()
+        .ok()
 }

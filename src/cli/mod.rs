@@ -59,7 +59,7 @@ fn default_jobs() -> usize {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     // Each worker thread would get a malloc arena of its own, and freed memory stays in it:
     // two arenas keep peak memory what the model needs, whatever the number of workers. (No
-    // crate wraps mallopt: this is the one hand-written unsafe block outside the tests.)
+    // crate wraps mallopt; this and spill.rs's mapping are the hand-written unsafe code.)
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter, before any worker thread exists.
     unsafe {
@@ -244,6 +244,7 @@ fn du(a: DuArgs) -> anyhow::Result<ExitCode> {
         grace: a.grace,
         metrics: a.metrics,
         progress: !a.quiet,
+        memory: a.memory.bound(),
     };
     let report = crate::commands::du::run(&cfg, &*Bars::when(cfg.progress))?;
     if a.quiet {
@@ -266,6 +267,7 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         text_limit: (!a.all).then_some(a.limit),
         metrics: a.metrics,
         progress: !a.quiet,
+        memory: a.memory.bound(),
     };
     let report = crate::commands::check::run(&cfg, &*Bars::when(cfg.progress))?;
     if a.quiet {
@@ -353,6 +355,7 @@ fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
             registry_stopped: a.registry_stopped,
             journal_limit: faults::journal_limit(),
         },
+        memory: a.memory.bound(),
     };
     let faults = Faults::from_env();
     let report = crate::commands::apply::run(&cfg, &|| faults.stop(), &*Bars::when(cfg.progress))?;

@@ -43,6 +43,8 @@ pub struct ApplyConfig {
     pub checksum: Option<String>,
     /// The live registry's cache (from `--config`), `--registry-url`, `--risk-stale-cache`.
     pub live: crate::live::LiveOptions,
+    /// `--memory-limit`: how much the run may hold (the bounded mode spills the rest).
+    pub memory: crate::spill::Bound,
 }
 
 #[derive(Debug, Serialize)]
@@ -300,6 +302,10 @@ fn run_in<S: Storage>(
     let how = Open {
         lock: Some(("apply", cfg.break_lock)),
         settle: Some(pipeline::Settle(&settle)),
+        scan: crate::stages::scan::ScanOptions {
+            memory: cfg.memory,
+            ..Default::default()
+        },
         ..Open::default()
     };
     let session = Session::open(store, how, None, progress)?;

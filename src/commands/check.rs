@@ -65,6 +65,8 @@ pub struct CheckConfig {
     pub text_limit: Option<usize>,
     pub metrics: Option<PathBuf>,
     pub progress: bool,
+    /// `--memory-limit`: how much the run may hold (the bounded mode spills the rest).
+    pub memory: crate::spill::Bound,
 }
 
 #[derive(Debug, Serialize)]
@@ -119,7 +121,10 @@ fn run_in<S: Storage>(store: S, cfg: &CheckConfig, progress: &dyn Progress) -> R
     let started_dt = chrono::Utc::now();
     let now = started_dt.timestamp();
     let how = Open {
-        scan: ScanOptions { verify_links: true },
+        scan: ScanOptions {
+            verify_links: true,
+            memory: cfg.memory,
+        },
         ..Open::default()
     };
     let Session {

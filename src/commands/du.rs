@@ -54,6 +54,8 @@ pub struct DuConfig {
     pub progress: bool,
     /// The pull ledger (last pulls in the tables) and images in use (for the policy's figure).
     pub used: crate::policy::used::Used,
+    /// `--memory-limit`: how much the run may hold (the bounded mode spills the rest).
+    pub memory: crate::spill::Bound,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -122,6 +124,10 @@ fn run_in<S: Storage>(store: S, cfg: &DuConfig, progress: &dyn Progress) -> Resu
     let started_at = started_dt.timestamp();
     let how = Open {
         cache: cfg.cache.as_deref(),
+        scan: crate::stages::scan::ScanOptions {
+            memory: cfg.memory,
+            ..Default::default()
+        },
         ..Open::default()
     };
     let Session { store, layout, .. } = Session::open(store, how, cfg.policy.as_ref(), progress)?;

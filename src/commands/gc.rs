@@ -46,7 +46,10 @@ pub fn analyse<S: Storage>(
         lock,
         cache: cfg.cache.as_deref(),
         settle: Some(pipeline::Settle(&settle)),
-        ..Open::default()
+        scan: crate::stages::scan::ScanOptions {
+            memory: cfg.memory,
+            ..Default::default()
+        },
     };
     let session = Session::open(store, how, cfg.policy.as_ref(), progress)?;
     let proxy = match &cfg.proxy {

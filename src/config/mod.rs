@@ -67,6 +67,8 @@ pub struct GcConfig {
     pub proxy: Option<ProxyOptions>,
     /// `--keep-images`, `--registry-host`, `--ledger`, `--ledger-lag`.
     pub used: crate::policy::used::Used,
+    /// `--memory-limit`: how much the run may hold (the bounded mode spills the rest).
+    pub memory: crate::spill::Bound,
 }
 
 impl GcConfig {
@@ -100,6 +102,7 @@ impl GcConfig {
             live: LiveOptions::default(),
             used: crate::policy::used::Used::default(),
             proxy: None,
+            memory: crate::spill::Bound::default(),
         }
     }
 }

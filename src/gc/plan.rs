@@ -236,11 +236,15 @@ fn repository_items(
         }
         plan.kept_by_grace += rm.manifests_by_grace as u64;
         if !repo_blocked {
-            for (k, l) in layout.layer_links(repo).enumerate() {
+            // By index, as `Layout::layer_links` orders them, without reading the blob list: a
+            // link to a blob in the store goes into the plan as the blob's index.
+            let present = repo.layers.len();
+            for k in (0..present + repo.layers_absent.len()).filter(|&k| !rm.layers[k]) {
                 match repo.layers.get(k) {
-                    _ if rm.layers[k] => {}
-                    Some(present) => plan.layer_links.push_blob(i, present.blob as usize),
-                    None => plan.layer_links.push_digest(i, l.digest),
+                    Some(l) => plan.layer_links.push_blob(i, l.blob as usize),
+                    None => plan
+                        .layer_links
+                        .push_digest(i, repo.layers_absent[k - present].digest),
                 }
             }
             plan.empty_dirs.extend(
@@ -337,12 +341,8 @@ fn blob_items(
     // pairs in blob order, read off by the loop below as it goes.
     let mut linked: Vec<(u32, u32)> = Vec::new();
     for (r, repo) in layout.repos.iter().enumerate() {
-        let revisions = (repo.revisions.iter()).filter_map(|l| {
-            layout
-                .blobs
-                .binary_search_by(|b| b.digest.cmp(&l.digest))
-                .ok()
-        });
+        let revisions = (repo.revisions.iter())
+            .filter_map(|l| crate::model::values::position(&layout.blobs, &l.digest).ok());
         for i in repo.layers.iter().map(|l| l.blob as usize).chain(revisions) {
             if !marks.blobs.contains(i) {
                 linked.push((i as u32, r as u32));
@@ -498,12 +498,12 @@ mod tests {
         let (l, m) = world();
         let mut l = cat(&l, &m);
         // A blob linked from no repository at all.
-        std::sync::Arc::make_mut(&mut l.blobs).push(Blob {
+        l.blobs.make_mut().push(Blob {
             digest: dg(7),
             size: 7,
             mtime: 0,
         });
-        std::sync::Arc::make_mut(&mut l.blobs).sort_by_key(|b| b.digest);
+        l.blobs.make_mut().sort_by_key(|b| b.digest);
         let l = cat(&l, &m);
         let mut d = Decisions::keep_all(&l);
         d.repos[1][0] = Decision::Delete { rule: "old".into() };

@@ -4,7 +4,6 @@
 use crate::model::digest::Digest;
 use crate::model::{Blob, BlobList, Name, Names, Time};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TagRemoval {
@@ -178,7 +177,7 @@ impl FromIterator<BlobRemoval> for PlannedBlobs {
             .map(|i| Item { blob: i, origin: i })
             .collect();
         PlannedBlobs {
-            table: Arc::new(table),
+            table: table.into(),
             items,
             origins,
         }
@@ -336,16 +335,12 @@ mod tests {
 
     #[test]
     fn indices_into_a_shared_table_read_back_as_the_removals() {
-        let table: BlobList = Arc::new(crate::testutil::blobs(&[1, 2, 3]));
+        let table: BlobList = crate::testutil::blobs(&[1, 2, 3]).into();
         let mut p = PlannedBlobs::over(table.clone(), vec![Names::None, Names::One("a".into())]);
         let both = p.add_origin(Names::from(vec!["a".into(), "b".into()]));
         p.push(2, 1);
         p.push(0, both);
-        assert_eq!(
-            Arc::strong_count(&table),
-            2,
-            "the table is shared, not copied"
-        );
+        assert_eq!(table.shares(), 2, "the table is shared, not copied");
         let got: Vec<_> = p
             .iter()
             .map(|b| (b.digest(), b.linked_from.join(",")))
@@ -370,7 +365,7 @@ mod tests {
 
     #[test]
     fn links_to_blobs_in_and_out_of_the_table_read_back_in_order() {
-        let table: BlobList = Arc::new(crate::testutil::blobs(&[1, 2]));
+        let table: BlobList = crate::testutil::blobs(&[1, 2]).into();
         let mut l = PlannedLinks::over(table, vec!["a".into(), "b".into()]);
         l.push_blob(1, 1);
         l.push_digest(0, dg(9));

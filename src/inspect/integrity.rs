@@ -277,7 +277,7 @@ mod tests {
     #[test]
     fn each_kind_of_break_is_found_once_naming_every_tag() {
         let (mut l, m) = world();
-        std::sync::Arc::make_mut(&mut l.blobs).retain(|b| b.digest != dg(2));
+        l.blobs.make_mut().retain(|b| b.digest != dg(2));
         let f = check(&cat(&l, &m), 0);
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(
@@ -304,12 +304,12 @@ mod tests {
     fn leftovers_are_notices() {
         let (mut l, m) = world();
         l.repos[0].layers_absent.push(link(3, 0));
-        std::sync::Arc::make_mut(&mut l.blobs).push(Blob {
+        l.blobs.make_mut().push(Blob {
             digest: dg(3),
             size: 1,
             mtime: 0,
         });
-        std::sync::Arc::make_mut(&mut l.blobs).sort_by_key(|b| b.digest);
+        l.blobs.make_mut().sort_by_key(|b| b.digest);
         l.repos[0].uploads.push(Upload {
             id: "u1".into(),
             size: 2048,

@@ -129,7 +129,7 @@ pub fn repositories(layout: &Layout, untagged_goes: &[bool]) -> Vec<RepoUsage> {
 pub fn blobs_among<'a>(layout: &Layout, deleted: impl Iterator<Item = &'a Digest>) -> Vec<bool> {
     let mut goes = vec![false; layout.blobs.len()];
     for d in deleted {
-        if let Ok(i) = layout.blobs.binary_search_by(|b| b.digest.cmp(d)) {
+        if let Ok(i) = crate::model::values::position(&layout.blobs, d) {
             goes[i] = true;
         }
     }
@@ -274,7 +274,7 @@ mod tests {
         let (mut l, m) = world();
         // Blob 3 (4 bytes) was written within the grace period; so was b's untagged manifest
         // 21, which keeps everything it reaches (4, 6 and itself).
-        for b in std::sync::Arc::make_mut(&mut l.blobs).iter_mut() {
+        for b in l.blobs.make_mut().iter_mut() {
             if b.digest == dg(3) || b.digest == dg(21) {
                 b.mtime = 990;
             }

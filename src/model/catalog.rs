@@ -51,6 +51,21 @@ pub struct View<'a> {
 }
 
 impl Manifests {
+    /// Bytes the catalog holds (its lists' capacities): the bounded mode's account.
+    pub fn held_bytes(&self) -> u64 {
+        use std::mem::size_of_val;
+        let strings: usize = self.errors.iter().map(|e| e.capacity() + 24).sum();
+        let problems: usize = (self.problems.iter())
+            .map(|(_, v)| 32 + v.iter().map(|p| p.capacity() + 24).sum::<usize>())
+            .sum();
+        (size_of_val(&self.keys[..])
+            + self.entries.capacity() * std::mem::size_of::<Result<Entry, u32>>()
+            + size_of_val(&self.refs[..])
+            + size_of_val(&self.absent[..])
+            + strings
+            + problems) as u64
+    }
+
     /// Builds the catalog of `loaded` over this blob list (sorted by digest).
     pub fn build(blobs: &[Blob], loaded: impl IntoIterator<Item = (Digest, Loaded)>) -> Manifests {
         let mut b = Builder::new(blobs);
@@ -68,7 +83,7 @@ impl Manifests {
 
     /// The ref of a digest that is a blob or that some manifest names.
     pub fn lookup(&self, blobs: &[Blob], d: &Digest) -> Option<Ref> {
-        match blobs.binary_search_by(|b| b.digest.cmp(d)) {
+        match crate::model::values::position(blobs, d) {
             Ok(i) => Some(i as Ref),
             Err(_) => self
                 .absent
@@ -166,7 +181,7 @@ pub struct Prepared {
 }
 
 fn find(blobs: &[Blob], d: &Digest) -> Found {
-    match blobs.binary_search_by(|b| b.digest.cmp(d)) {
+    match crate::model::values::position(blobs, d) {
         Ok(i) => Ok(i as Ref),
         Err(_) => Err(*d),
     }
@@ -257,7 +272,7 @@ impl<'a> Builder<'a> {
 
     /// Whether `d` was added already.
     pub fn contains(&self, d: &Digest) -> bool {
-        match self.blobs.binary_search_by(|b| b.digest.cmp(d)) {
+        match crate::model::values::position(self.blobs, d) {
             Ok(i) => self.is_seen(i as Ref),
             Err(_) => self.absent_refs.get(d).is_some_and(|&r| self.is_seen(r)),
         }

@@ -4,6 +4,7 @@ use std::fmt;
 
 /// A sha256 digest. The registry's filesystem layout only ever names sha256 blobs.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(transparent)]
 pub struct Digest(pub [u8; 32]);
 
 impl Digest {

@@ -517,7 +517,7 @@ mod tests {
         m.retain(|(d, _)| *d != dg(21) && *d != dg(22));
         m.push((dg(21), Err("not valid JSON".into())));
         // 22 was never loaded, and is no blob either.
-        std::sync::Arc::make_mut(&mut layout.blobs).retain(|b| b.digest != dg(22));
+        layout.blobs.make_mut().retain(|b| b.digest != dg(22));
         let (_, marks, _) = marked((layout, m), |_| true, OLD);
         let mut u = marks.unreadable.clone();
         u.sort();

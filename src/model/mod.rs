@@ -53,7 +53,7 @@ pub struct Repo {
     /// `_manifests/revisions/sha256/<hex>/link`, named by the folder.
     pub revisions: Vec<Link>,
     /// `_layers/sha256/<hex>/link`, named by the folder, whose blob is in the store.
-    pub layers: Vec<LayerLink>,
+    pub layers: crate::spill::List<LayerLink>,
     /// Layer links naming a blob the store lacks.
     pub layers_absent: Vec<Link>,
     pub uploads: Vec<Upload>,
@@ -89,8 +89,7 @@ pub struct Layout {
 
 impl Layout {
     pub fn blob(&self, d: &Digest) -> Option<&Blob> {
-        self.blobs
-            .binary_search_by(|b| b.digest.cmp(d))
+        values::position(&self.blobs, d)
             .ok()
             .map(|i| &self.blobs[i])
     }
@@ -110,7 +109,7 @@ impl Layout {
     /// Files the layer links of repository `repo` by whether their blob is in the store.
     pub fn set_layers(&mut self, repo: usize, links: impl IntoIterator<Item = Link>) {
         let (present, absent) = split_layers(&self.blobs, links);
-        self.repos[repo].layers = present;
+        self.repos[repo].layers = present.into();
         self.repos[repo].layers_absent = absent;
     }
 
@@ -137,6 +136,50 @@ impl Layout {
         self.manifests.at(&self.blobs, r)
     }
 
+    /// Bytes the model holds in memory, roughly (its lists by length, their strings): what the
+    /// bounded mode cannot spill. The blob list and layer links count only when held.
+    pub fn held_bytes(&self) -> u64 {
+        use std::mem::size_of;
+        let held = |spilled: bool, bytes: usize| if spilled { 0 } else { bytes as u64 };
+        let repo = |r: &Repo| -> u64 {
+            let tags: usize = (r.tags.iter())
+                .map(|t| size_of::<Tag>() + t.name.len() + t.index.len() * 32)
+                .sum();
+            let uploads: usize = r
+                .uploads
+                .iter()
+                .map(|u| size_of::<Upload>() + u.id.len())
+                .sum();
+            let empty: usize = r
+                .empty_links
+                .iter()
+                .map(|(p, _)| 40 + p.as_os_str().len())
+                .sum();
+            (size_of::<Repo>()
+                + r.name.len()
+                + tags
+                + r.revisions.len() * size_of::<Link>()
+                + r.layers_absent.len() * size_of::<Link>()
+                + uploads
+                + empty) as u64
+                + held(
+                    r.layers.is_spilled(),
+                    r.layers.len() * size_of::<LayerLink>(),
+                )
+        };
+        let findings: usize = (self.findings.iter())
+            .map(|f| size_of::<Finding>() + f.path.as_os_str().len() + f.message.len())
+            .sum();
+        self.repos.iter().map(repo).sum::<u64>()
+            + held(
+                self.blobs.is_spilled(),
+                self.blobs.len() * size_of::<Blob>(),
+            )
+            + (self.empty_blob_dirs.len() * 40 + findings) as u64
+            + self.manifests.held_bytes()
+            + (self.created.len() * 48) as u64
+    }
+
     pub fn total_bytes(&self) -> u64 {
         self.blobs.iter().map(|b| b.size).sum()
     }
@@ -151,7 +194,7 @@ pub fn split_layers(
     let mut present = Vec::new();
     let mut absent = Vec::new();
     for l in links {
-        match blobs.binary_search_by(|b| b.digest.cmp(&l.digest)) {
+        match values::position(blobs, &l.digest) {
             Ok(i) => present.push(LayerLink {
                 blob: i as u32,
                 mtime: l.mtime,

@@ -2,6 +2,7 @@
 //! them whatever their real age, and every age read from them is 0: said once, with the
 //! furthest item, so that "modified within 1h" is never read as a fresh push.
 
+use crate::model::digest::Digest;
 use crate::model::paths::Paths;
 use crate::model::{Finding, FindingKind, Layout, Severity, Time};
 use crate::units::human_age;
@@ -38,12 +39,15 @@ pub fn clock_skew(layout: &Layout, now: Time) -> Option<Finding> {
                 paths.revision_dir(&r.name, &rev.digest).join("link")
             });
         }
+        // The blob's digest only for the path of the furthest: a spilled blob list is not
+        // read once per link.
         for l in &r.layers {
-            if let Some(b) = layout.blobs.get(l.blob as usize) {
-                see(l.mtime, &|| {
-                    paths.layer_dir(&r.name, &b.digest).join("link")
-                });
-            }
+            see(l.mtime, &|| {
+                let d = layout.blobs.get(l.blob as usize).map(|b| b.digest);
+                paths
+                    .layer_dir(&r.name, &d.unwrap_or(Digest([0; 32])))
+                    .join("link")
+            });
         }
     }
     let (t, path) = furthest?;

@@ -75,7 +75,8 @@ impl<'de> serde::Deserialize<'de> for Names {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
 pub struct Blob {
     pub digest: Digest,
     /// Apparent size of `data`.
@@ -84,9 +85,98 @@ pub struct Blob {
     pub mtime: Time,
 }
 
+const _: () = assert!(std::mem::size_of::<Blob>() == 48);
+// Safety: a digest's 32 bytes, then two 8-byte integers: repr(C), no padding, no pointers, and
+// any bits are a value.
+unsafe impl crate::spill::Plain for Blob {}
+
+/// Where `d` is in `blobs` (sorted by digest), or where it would go: `binary_search`'s answer,
+/// found by interpolation first. A sha256 is uniform, so a guess from the first 8 bytes lands
+/// within a few pages of the digest, and the search touches those pages rather than the ~10
+/// spread over the list a binary search reads: what keeps a spilled list's lookups from paging.
+/// Three rounds at most, then a binary search of what is left: never worse than O(log n),
+/// whatever the names (a forged layout need not be uniform).
+pub fn position(blobs: &[Blob], d: &Digest) -> Result<usize, usize> {
+    let key = |d: &Digest| u64::from_be_bytes(d.0[..8].try_into().unwrap_or_default());
+    let k = key(d);
+    let (mut lo, mut hi) = (0, blobs.len());
+    for _ in 0..3 {
+        if hi - lo <= 16 {
+            break;
+        }
+        let (a, b) = (key(&blobs[lo].digest), key(&blobs[hi - 1].digest));
+        if k <= a || k >= b {
+            break;
+        }
+        let span = (hi - 1 - lo) as u128;
+        let g = lo + ((k - a) as u128 * span / (b - a) as u128) as usize;
+        // Gallop away from the guess until the digest is bracketed: steps 1, 2, 4...
+        if blobs[g].digest < *d {
+            let mut step = 1;
+            lo = g + 1;
+            while g + step < hi && blobs[g + step].digest < *d {
+                lo = g + step + 1;
+                step *= 2;
+            }
+            hi = hi.min(g + step + 1);
+        } else {
+            let mut step = 1;
+            hi = g + 1;
+            while step <= g - lo && blobs[g - step].digest >= *d {
+                hi = g - step + 1;
+                step *= 2;
+            }
+            lo = lo.max(g.saturating_sub(step));
+        }
+    }
+    match blobs[lo..hi].binary_search_by(|b| b.digest.cmp(d)) {
+        Ok(i) => Ok(lo + i),
+        Err(i) => Err(lo + i),
+    }
+}
+
 /// The scan's blobs, sorted by digest; shared by the model and every plan made from it (a plan
-/// names its blobs by index into this list rather than copying them).
-pub type BlobList = std::sync::Arc<Vec<Blob>>;
+/// names its blobs by index into this list rather than copying them). Held in memory, or in a
+/// spill file in the bounded mode; a slice either way.
+#[derive(Debug, Clone, Default)]
+pub struct BlobList(std::sync::Arc<crate::spill::List<Blob>>);
+
+impl std::ops::Deref for BlobList {
+    type Target = [Blob];
+    fn deref(&self) -> &[Blob] {
+        &self.0
+    }
+}
+
+impl From<Vec<Blob>> for BlobList {
+    fn from(v: Vec<Blob>) -> BlobList {
+        BlobList(std::sync::Arc::new(v.into()))
+    }
+}
+
+impl From<crate::spill::List<Blob>> for BlobList {
+    fn from(l: crate::spill::List<Blob>) -> BlobList {
+        BlobList(std::sync::Arc::new(l))
+    }
+}
+
+impl BlobList {
+    /// The list to change (tests, and the layouts a run re-reads): copied first if shared or
+    /// spilled.
+    pub fn make_mut(&mut self) -> &mut Vec<Blob> {
+        std::sync::Arc::make_mut(&mut self.0).to_mut()
+    }
+
+    /// How many hold this list (the model and the plans made from it).
+    pub fn shares(&self) -> usize {
+        std::sync::Arc::strong_count(&self.0)
+    }
+
+    /// Whether the list is on disk (the bounded mode).
+    pub fn is_spilled(&self) -> bool {
+        self.0.is_spilled()
+    }
+}
 
 /// A link file: the digest it names and when it was written.
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +195,8 @@ pub struct LayerLink {
     pub mtime: Time,
 }
 const _: () = assert!(std::mem::size_of::<LayerLink>() == 12);
+// Safety: two integers packed without padding; any bits are a value.
+unsafe impl crate::spill::Plain for LayerLink {}
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -284,7 +376,50 @@ pub struct Finding {
 
 #[cfg(test)]
 mod tests {
-    use super::{FindingKind, Name, Names};
+    use super::{Blob, FindingKind, Name, Names, position};
+    use crate::model::digest::Digest;
+
+    #[test]
+    fn position_answers_as_binary_search_does_on_uniform_and_forged_lists() {
+        use sha2::Digest as _;
+        let blob = |d: Digest| Blob {
+            digest: d,
+            size: 0,
+            mtime: 0,
+        };
+        let hash = |i: u64| Digest(sha2::Sha256::digest(i.to_le_bytes()).into());
+        // Forged names: clustered at both ends, runs sharing 8-byte heads, a flat stretch.
+        let forged = |i: u64| {
+            let mut d = [0u8; 32];
+            let head: u64 = match i % 4 {
+                0 => i / 4,
+                1 => u64::MAX - i,
+                2 => 1 << 40,
+                _ => i * i * 7919,
+            };
+            d[..8].copy_from_slice(&head.to_be_bytes());
+            d[8..16].copy_from_slice(&i.to_be_bytes());
+            Digest(d)
+        };
+        for n in [0, 1, 2, 15, 16, 17, 100, 5000] {
+            for make in [&hash as &dyn Fn(u64) -> Digest, &forged] {
+                let mut v: Vec<Blob> = (0..n).map(|i| blob(make(i * 2))).collect();
+                v.sort_by_key(|b| b.digest);
+                v.dedup_by_key(|b| b.digest);
+                let probes = (0..n * 2 + 3)
+                    .map(&make)
+                    .chain([Digest([0; 32]), Digest([255; 32])]);
+                for d in probes {
+                    let want = v.binary_search_by(|b| b.digest.cmp(&d));
+                    let got = position(&v, &d);
+                    match (want, got) {
+                        (Ok(_), Ok(i)) => assert_eq!(v[i].digest, d, "n {n}"),
+                        _ => assert_eq!(got, want, "n {n}, {d}"),
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn every_finding_kind_is_documented() {

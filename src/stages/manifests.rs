@@ -32,7 +32,7 @@ pub fn load_manifests<S: Storage>(
             .chain(r.tags.iter().filter_map(|t| t.current.map(|c| c.digest)))
     });
     for d in named {
-        match layout.blobs.binary_search_by(|b| b.digest.cmp(&d)) {
+        match crate::model::values::position(&layout.blobs, &d) {
             Ok(i) => present.push(i as u32),
             Err(_) => wanted.push(d),
         }
@@ -51,7 +51,7 @@ pub fn load_manifests<S: Storage>(
             .map(|d| {
                 // The cache answers only for a manifest whose blob the scan has just found (a
                 // missing one must still be reported missing); anything it lacks is read.
-                let in_store = || layout.blobs.binary_search_by(|b| b.digest.cmp(d)).is_ok();
+                let in_store = || crate::model::values::position(&layout.blobs, d).is_ok();
                 let r = match cache.filter(|_| in_store()).and_then(|c| c.get(d)) {
                     Some(m) => Ok(m),
                     None => {
@@ -74,7 +74,7 @@ pub fn load_manifests<S: Storage>(
     };
     // The manifests of the next chunk are fetched while this one is parsed: an object store
     // keeps many requests in flight, and the reads below are answered from memory.
-    let in_store = |d: &Digest| layout.blobs.binary_search_by(|b| b.digest.cmp(d)).is_ok();
+    let in_store = |d: &Digest| crate::model::values::position(&layout.blobs, d).is_ok();
     let to_read = |chunk: &[Digest]| -> Vec<String> {
         (chunk.iter())
             .filter(|d| !(cache.is_some_and(|c| c.holds(d)) && in_store(d)))

@@ -71,6 +71,21 @@ fn world(store: &MemStorage) -> (Vec<Digest>, Vec<Digest>) {
     (vec![m, config, layer], vec![unused, lost])
 }
 
+/// Sweeps `plan` from now, to the end.
+fn sweep_now(store: &MemStorage, plan: &crate::gc::plan::Plan) -> crate::gc::outcome::Outcome {
+    sweep(
+        store,
+        plan,
+        &Hidden,
+        &SweepOptions {
+            stop: &|| false,
+            trash: None,
+            since_ns: pipeline::since_ns(chrono::Utc::now()),
+            staged: &|| {},
+        },
+    )
+}
+
 #[test]
 fn scan_plan_and_sweep_on_the_in_memory_backend() {
     let store = MemStorage::new();
@@ -86,17 +101,7 @@ fn scan_plan_and_sweep_on_the_in_memory_backend() {
     want.sort();
     assert_eq!(planned, want);
     assert_eq!(plan.layer_links.len(), 1);
-    let outcome = sweep(
-        &store,
-        &plan,
-        &Hidden,
-        &SweepOptions {
-            stop: &|| false,
-            trash: None,
-            since_ns: pipeline::since_ns(chrono::Utc::now()),
-            staged: &|| {},
-        },
-    );
+    let outcome = sweep_now(&store, &plan);
     assert!(
         outcome.failures.is_empty() && outcome.kept.is_empty(),
         "{outcome:?}"
@@ -156,4 +161,89 @@ fn a_sweep_on_the_in_memory_backend_keeps_what_changed_during_the_run() {
         "the blob a new link names stays: {outcome:?}"
     );
     assert!(store.locked_by().is_none());
+}
+
+fn bounded(limit: u64, disk_cap: Option<u64>) -> ScanOptions {
+    ScanOptions {
+        memory: crate::spill::Bound {
+            limit: Some(limit),
+            disk_cap,
+            available: None,
+        },
+        ..ScanOptions::default()
+    }
+}
+
+#[test]
+fn the_bounded_mode_spills_the_blob_list_and_layer_links_and_plans_the_same() {
+    let store = MemStorage::new();
+    let (kept, garbage) = world(&store);
+    // Blobs in many prefixes, so that the runs are many and written out of order.
+    let extra: Vec<Digest> = (0..400)
+        .map(|i| blob(&store, format!("extra {i}").as_bytes()))
+        .collect();
+    for d in &extra[..50] {
+        layer_link(&store, "acme/other", *d);
+    }
+    let held = pipeline::load(&store, ScanOptions::default(), None, &Hidden).unwrap();
+    let spilled = pipeline::load(&store, bounded(1 << 40, None), None, &Hidden).unwrap();
+    assert!(!held.blobs.is_spilled() && spilled.blobs.is_spilled());
+    assert!(spilled.repos.iter().all(|r| r.layers.is_spilled()));
+    let blobs = |l: &crate::model::Layout| -> Vec<_> {
+        l.blobs
+            .iter()
+            .map(|b| (b.digest, b.size, b.mtime))
+            .collect()
+    };
+    let links = |l: &crate::model::Layout| -> Vec<Vec<_>> {
+        (l.repos.iter())
+            .map(|r| r.layers.iter().map(|k| (k.blob, { k.mtime })).collect())
+            .collect()
+    };
+    assert_eq!(blobs(&spilled), blobs(&held));
+    assert_eq!(spilled.blobs.len(), 405);
+    assert_eq!(links(&spilled), links(&held));
+    assert_eq!(spilled.manifests.len(), held.manifests.len());
+    let now = chrono::Utc::now().timestamp();
+    let plan = |l| pipeline::decide(l, None, &Rules::without_grace(false), now).0;
+    let (a, b) = (plan(&held), plan(&spilled));
+    let goes =
+        |p: &crate::gc::plan::Plan| -> Vec<Digest> { p.blobs.iter().map(|b| b.digest()).collect() };
+    let unlinks = |p: &crate::gc::plan::Plan| -> Vec<String> {
+        (p.layer_links.iter())
+            .map(|l| format!("{}@{}", l.repository, l.digest))
+            .collect()
+    };
+    assert_eq!((goes(&b), unlinks(&b)), (goes(&a), unlinks(&a)));
+    assert!(garbage.iter().all(|d| goes(&b).contains(d)));
+    assert!(kept.iter().all(|d| !goes(&b).contains(d)));
+    assert_eq!(goes(&b).len(), 2 + 400, "{:?}", unlinks(&b));
+    // The spilled plan sweeps as the held one would.
+    let outcome = sweep_now(&store, &b);
+    assert!(outcome.failures.is_empty(), "{outcome:?}");
+    let after = pipeline::load(&store, bounded(1 << 40, None), None, &Hidden).unwrap();
+    let mut left: Vec<Digest> = after.blobs.iter().map(|b| b.digest).collect();
+    left.sort();
+    let mut want = kept.clone();
+    want.sort();
+    assert_eq!(left, want);
+}
+
+#[test]
+fn a_full_spill_disk_or_a_limit_below_the_minimum_stops_the_run_before_it_plans() {
+    let store = MemStorage::new();
+    world(&store);
+    let files = store.files();
+    let e = pipeline::load(&store, bounded(1 << 40, Some(100)), None, &Hidden).unwrap_err();
+    let said = e.to_string();
+    assert!(
+        said.contains("spill file") && said.contains("No space left") && said.contains("TMPDIR"),
+        "{said}"
+    );
+    assert_eq!(e.exit_code(), crate::ExitCode::Error);
+    let e = pipeline::load(&store, bounded(1 << 20, None), None, &Hidden).unwrap_err();
+    let said = e.to_string();
+    assert!(said.contains("give --memory-limit 65MiB or more"), "{said}");
+    assert_eq!(e.exit_code(), crate::ExitCode::Usage);
+    assert_eq!(store.files(), files, "nothing changed");
 }

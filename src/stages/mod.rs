@@ -11,6 +11,7 @@ pub mod quota;
 pub mod read;
 pub mod repository;
 pub mod scan;
+mod spilled;
 pub mod sweep;
 pub mod trash;
 pub mod verify;

@@ -177,6 +177,8 @@ pub(super) fn link_problem(e: &ReadError) -> String {
 pub struct ScanOptions {
     /// Read every layer link and check it names its own folder (gc only needs the folder).
     pub verify_links: bool,
+    /// How much the run may hold in memory (the bounded mode spills the rest).
+    pub memory: crate::spill::Bound,
 }
 
 pub(super) fn symlink_finding(findings: &Findings, path: &Path, repo: Option<&str>, what: &str) {

@@ -48,7 +48,8 @@ pub(super) fn scan_repo<F: Folder>(
     read_revisions(&at, &man, &mut repo);
     read_tags(&at, &man, &mut repo);
     let layers = read_layers(&at, opts, &mut repo);
-    (repo.layers, repo.layers_absent) = crate::model::split_layers(blobs, layers);
+    let (present, absent) = crate::model::split_layers(blobs, layers);
+    (repo.layers, repo.layers_absent) = (present.into(), absent);
     read_uploads(&at, &mut repo);
     // The model lives for the whole run: no growth slack in it.
     repo.tags.shrink_to_fit();

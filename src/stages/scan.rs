@@ -4,6 +4,7 @@
 pub use super::read::ScanOptions;
 use super::read::*;
 use super::repository::scan_repo;
+use super::spilled::spill_error;
 use crate::error::{Error, Result};
 use crate::model::FindingKind;
 use crate::model::digest::Digest;
@@ -29,14 +30,14 @@ pub fn scan<S: Storage>(store: &S, opts: ScanOptions, progress: &dyn Progress) -
     // An object store lists the repositories while the blob store is scanned.
     let started = std::time::Instant::now();
     let (scanned, ()) = rayon::join(
-        || scan_blobs(v2h, &paths, &findings, progress),
+        || scan_blobs(v2h, &paths, &findings, opts.memory, progress),
         || v2h.prefetch_listings(&[REPOSITORIES.to_string()]),
     );
-    let BlobScan {
-        mut blobs,
+    let Sorted {
+        blobs,
         empty: empty_blob_dirs,
         allocated: allocated_bytes,
-    } = scanned;
+    } = scanned?;
     tracing::debug!(
         seconds = started.elapsed().as_secs_f64(),
         "blob store scanned"
@@ -53,8 +54,10 @@ pub fn scan<S: Storage>(store: &S, opts: ScanOptions, progress: &dyn Progress) -
             ),
         });
     }
-    blobs.par_sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
-    let repos = scan_repositories(v2h, &paths, &findings, opts, &blobs);
+    if let Some(limit) = opts.memory.limit {
+        needs(limit, blobs.len() as u64, 0)?;
+    }
+    let repos = scan_repositories(v2h, &paths, &findings, opts, &blobs)?;
     tracing::debug!(
         seconds = started.elapsed().as_secs_f64(),
         "repositories scanned"
@@ -70,7 +73,7 @@ pub fn scan<S: Storage>(store: &S, opts: ScanOptions, progress: &dyn Progress) -
     findings.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Layout {
         v2,
-        blobs: blobs.into(),
+        blobs,
         empty_blob_dirs,
         allocated_bytes,
         repos,
@@ -91,23 +94,50 @@ pub(super) struct BlobScan {
     allocated: u64,
 }
 
-impl BlobScan {
-    fn append(&mut self, other: BlobScan) {
-        self.blobs.extend(other.blobs);
-        self.empty.extend(other.empty);
-        self.allocated += other.allocated;
+/// The blob store as scanned: the blobs sorted by digest, held or spilled.
+pub(super) struct Sorted {
+    pub(super) blobs: crate::model::BlobList,
+    empty: Vec<(Digest, Time)>,
+    allocated: u64,
+}
+
+/// Fails the run when `limit` is below what it needs for `blobs` blobs and `held` bytes of the
+/// model: before anything is planned, with the least limit that would do.
+pub fn needs(limit: u64, blobs: u64, held: u64) -> Result<()> {
+    let min = crate::spill::Bound::minimum(blobs, held);
+    if limit >= min {
+        return Ok(());
     }
+    let human = crate::units::human_bytes;
+    let model = if held > 0 {
+        format!(
+            ", and {} for the tags, manifests and links it holds",
+            human(held)
+        )
+    } else {
+        String::new()
+    };
+    Err(Error::Usage(format!(
+        "--memory-limit {}: this run needs at least {}MiB ({} for the program, {} bytes for each of {blobs} blobs{model}); nothing was planned or deleted: give --memory-limit {}MiB or more",
+        human(limit),
+        min.div_ceil(1 << 20),
+        human(crate::spill::BASE),
+        crate::spill::BOUNDED_PER_BLOB,
+        min.div_ceil(1 << 20),
+    )))
 }
 
 pub(super) fn scan_blobs<F: Folder>(
     v2h: &F,
     paths: &Paths,
     findings: &Findings,
+    bound: crate::spill::Bound,
     progress: &dyn Progress,
-) -> BlobScan {
+) -> Result<Sorted> {
     let blobs_root = paths.v2.join("blobs");
+    let none = || Sink::held().finish();
     let Some(blobs_dir) = open_sub(v2h, "blobs", &blobs_root, findings, None) else {
-        return BlobScan::default();
+        return none();
     };
     for (name, path, _) in list(&blobs_dir, &blobs_root, findings, None) {
         if name != "sha256" {
@@ -121,14 +151,10 @@ pub(super) fn scan_blobs<F: Folder>(
         }
     }
     let Some(sha) = open_sub(&blobs_dir, "sha256", &paths.blobs(), findings, None) else {
-        return BlobScan::default();
+        return none();
     };
     let prefixes = list(&sha, &paths.blobs(), findings, None);
     let bar = progress.bar("blob prefixes", prefixes.len() as u64);
-    // Every prefix's blobs go into one vector as soon as they are read: a vector per prefix,
-    // concatenated at the end, would hold every blob twice at the peak. Growing one large
-    // vector costs no copy (realloc of a mapped block remaps it) and its slack is never touched.
-    let all: Mutex<BlobScan> = Mutex::default();
     // In waves: an object store lists the next wave's prefixes, all at once, while this
     // wave's are scanned; memory holds two waves' listings at most.
     let waves: Vec<&[(String, std::path::PathBuf, Kind)]> = prefixes.chunks(PREFIX_WAVE).collect();
@@ -141,25 +167,152 @@ pub(super) fn scan_blobs<F: Folder>(
     if let Some(first) = waves.first() {
         sha.prefetch_listings(&names(first));
     }
+    let mut all = Sink::held();
     for (i, wave) in waves.iter().enumerate() {
+        let mut wave = *wave;
+        if i == 0 {
+            // The first prefix alone: its size, times the prefixes, says whether the blob
+            // list is held or spilled.
+            let (prefix, path, kind) = &wave[0];
+            let found = scan_prefix(&sha, prefix, path, *kind, findings);
+            let estimate = (found.blobs.len() as u64).saturating_mul(prefixes.len() as u64);
+            all = Sink::for_store(bound, estimate)?;
+            all.put(found);
+            bar.inc(1);
+            wave = &wave[1..];
+        }
         let ahead = || {
             if let Some(next) = waves.get(i + 1) {
                 sha.prefetch_listings(&names(next));
             }
         };
+        let sink = Mutex::new(&mut all);
         let scan = || {
             wave.par_iter().for_each(|(prefix, path, kind)| {
                 let found = scan_prefix(&sha, prefix, path, *kind, findings);
-                all.lock().unwrap_or_else(|e| e.into_inner()).append(found);
+                sink.lock().unwrap_or_else(|e| e.into_inner()).put(found);
                 bar.inc(1);
             })
         };
         rayon::join(ahead, scan);
     }
     bar.finish();
-    let mut all = all.into_inner().unwrap_or_else(|e| e.into_inner());
-    all.blobs.shrink_to_fit();
-    all
+    all.finish()
+}
+
+/// A prefix's blobs in a spill file: its first byte, where they start, how many.
+type Run = (u8, u64, usize);
+
+/// Where the blobs go as each prefix is read: one vector (a vector per prefix, concatenated at
+/// the end, would hold every blob twice at the peak; growing one large vector costs no copy, as
+/// realloc of a mapped block remaps it), or, in the bounded mode, a spill file of sorted runs.
+struct Sink {
+    held: Vec<Blob>,
+    spill: Option<(crate::spill::SpillFile, Vec<Run>)>,
+    failed: Option<std::io::Error>,
+    empty: Vec<(Digest, Time)>,
+    allocated: u64,
+}
+
+impl Sink {
+    fn held() -> Sink {
+        Sink {
+            held: Vec::new(),
+            spill: None,
+            failed: None,
+            empty: Vec::new(),
+            allocated: 0,
+        }
+    }
+
+    /// Held, or spilled when `bound` says a store of `estimate` blobs is to be.
+    fn for_store(bound: crate::spill::Bound, estimate: u64) -> Result<Sink> {
+        let mut sink = Sink::held();
+        let available = bound.available.or_else(crate::spill::available_memory);
+        let Some(why) = bound.spills(estimate, available) else {
+            return Ok(sink);
+        };
+        let dir = crate::spill::dir();
+        tracing::info!(estimate, dir = %dir.display(), "the blob list spills to disk ({why})");
+        if crate::spill::in_memory(&dir) {
+            tracing::warn!(
+                "{}: the bounded mode's spill files go to a tmpfs, which keeps them in memory: set TMPDIR to a folder on disk",
+                dir.display()
+            );
+        }
+        let file = crate::spill::SpillFile::create(&dir, bound.disk_cap)
+            .map_err(|e| spill_error(&dir, e))?;
+        sink.spill = Some((file, Vec::new()));
+        Ok(sink)
+    }
+
+    fn put(&mut self, found: BlobScan) {
+        self.empty.extend(found.empty);
+        self.allocated += found.allocated;
+        let Some((file, runs)) = &mut self.spill else {
+            self.held.extend(found.blobs);
+            return;
+        };
+        let mut run = found.blobs;
+        // One prefix's blobs share their first byte, so the runs in prefix order are sorted.
+        let Some(first) = run.first() else { return };
+        let prefix = first.digest.0[0];
+        run.sort_unstable_by_key(|b| b.digest);
+        if self.failed.is_none() {
+            match file.append(&run) {
+                Ok(start) => runs.push((prefix, start, run.len())),
+                Err(e) => self.failed = Some(e),
+            }
+        }
+    }
+
+    fn finish(self) -> Result<Sorted> {
+        let Some((file, mut runs)) = self.spill else {
+            let mut blobs = self.held;
+            blobs.par_sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
+            blobs.shrink_to_fit();
+            return Ok(Sorted {
+                blobs: blobs.into(),
+                empty: self.empty,
+                allocated: self.allocated,
+            });
+        };
+        let dir = file.dir().to_path_buf();
+        if let Some(e) = self.failed {
+            return Err(spill_error(&dir, e));
+        }
+        // The runs were written as their prefixes were read; copied in prefix order, they are
+        // the sorted list.
+        runs.sort_unstable_by_key(|r| r.0);
+        // One run a prefix folder, so none share a first byte; two that did (a listing that
+        // named a folder twice) would not concatenate sorted.
+        if let Some(w) = runs.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::Io {
+                path: dir,
+                cause: std::io::Error::other(format!(
+                    "blob prefix {:02x} was listed twice; nothing was planned or deleted: run again",
+                    w[0].0
+                )),
+            });
+        }
+        let sorted = (|| {
+            let mut out = crate::spill::SpillFile::create(&dir, None)?;
+            let size = std::mem::size_of::<Blob>() as u64;
+            for &(_, start, len) in &runs {
+                out.copy_from(&file, start, len as u64 * size)?;
+            }
+            drop(file);
+            out.map()
+        })()
+        .map_err(|e| spill_error(&dir, e))?;
+        let len = runs.iter().map(|r| r.2).sum();
+        let blobs = crate::spill::list(sorted.as_ref(), 0, len);
+        Ok(Sorted {
+            blobs: blobs.into(),
+            empty: self.empty,
+            allocated: self.allocated,
+        })
+    }
 }
 
 /// Blob prefixes listed ahead at once (a quarter of the 256).
@@ -276,23 +429,34 @@ pub(super) fn scan_prefix<F: Folder>(
     found
 }
 
-/// Finds repository folders, then reads each in parallel.
+/// Finds repository folders, then reads each in parallel (spilling their layer links when the
+/// blob list is spilled).
 pub(super) fn scan_repositories<F: Folder>(
     v2h: &F,
     paths: &Paths,
     findings: &Findings,
     opts: ScanOptions,
-    blobs: &[Blob],
-) -> Vec<Repo> {
+    blobs: &crate::model::BlobList,
+) -> Result<Vec<Repo>> {
     let (names, Some(repos_dir)) = discover_repositories(v2h, paths, findings) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
+    if blobs.is_spilled() {
+        let at = super::spilled::At {
+            repos_dir: &repos_dir,
+            paths,
+            findings,
+            opts,
+            blobs,
+        };
+        return super::spilled::scan_repositories(&at, names);
+    }
     let mut repos: Vec<Repo> = names
         .into_par_iter()
         .map(|name| scan_repo(&repos_dir, paths, name, findings, opts, blobs))
         .collect();
     repos.sort_by(|a, b| a.name.cmp(&b.name));
-    repos
+    Ok(repos)
 }
 
 /// The repositories' names, with the `repositories` folder they lie in (listed whole: an object

@@ -1,5 +1,6 @@
 //! Integration tests: regsweep against layouts written by the real registry.
 
+mod bounded;
 mod cloudenv;
 mod clouds;
 mod docs;
