@@ -54,9 +54,6 @@ pub fn scan<S: Storage>(store: &S, opts: ScanOptions, progress: &dyn Progress) -
             ),
         });
     }
-    if let Some(limit) = opts.memory.limit {
-        needs(limit, blobs.len() as u64, 0)?;
-    }
     let repos = scan_repositories(v2h, &paths, &findings, opts, &blobs)?;
     tracing::debug!(
         seconds = started.elapsed().as_secs_f64(),
@@ -102,7 +99,8 @@ pub(super) struct Sorted {
 }
 
 /// Fails the run when `limit` is below what it needs for `blobs` blobs and `held` bytes of the
-/// model: before anything is planned, with the least limit that would do.
+/// model: once the model is read (the least limit named is then the real one, not a first
+/// guess to be raised again), before anything is planned.
 pub fn needs(limit: u64, blobs: u64, held: u64) -> Result<()> {
     let min = crate::spill::Bound::minimum(blobs, held);
     if limit >= min {

@@ -23,6 +23,8 @@ fn planned(report: &serde_json::Value) -> (serde_json::Value, serde_json::Value)
     )
 }
 
+/// At a limit just above the least a small layout accepts (64 MiB and its few blobs): tiny, and
+/// the lists spill.
 #[test]
 fn the_bounded_mode_plans_as_the_default_and_its_sweep_leaves_every_kept_tag_pulling() {
     let w = world::build();
@@ -34,7 +36,7 @@ fn the_bounded_mode_plans_as_the_default_and_its_sweep_leaves_every_kept_tag_pul
     let args = [
         &["gc", "--root", r, "--format", "json"][..],
         &dry,
-        &["--memory-limit", "1GiB", "-v"],
+        &["--memory-limit", "66MiB", "-v"],
     ];
     let out = regsweep_ok(&args.concat());
     let bounded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -51,7 +53,7 @@ fn the_bounded_mode_plans_as_the_default_and_its_sweep_leaves_every_kept_tag_pul
     assert_eq!(deleted_blobs(&bounded), expected);
 
     // The sweep itself in the bounded mode: what the registry serves is whole.
-    let (code, swept) = gc_json(root, &["--grace", "0", "-m", "--memory-limit", "1GiB"]);
+    let (code, swept) = gc_json(root, &["--grace", "0", "-m", "--memory-limit", "66MiB"]);
     assert_eq!(code, 0, "{swept}");
     assert_eq!(deleted_blobs(&swept), expected);
     assert_eq!(blobs_on_disk(&w.reg.v2()), w.kept);
@@ -78,7 +80,7 @@ fn du_and_check_report_the_same_in_the_bounded_mode() {
         &["check", "--root", root, "--format", "json"][..],
     ] {
         let held = regsweep(cmd);
-        let bounded = regsweep(&[cmd, &["--memory-limit", "500MB"]].concat());
+        let bounded = regsweep(&[cmd, &["--memory-limit", "66MiB"]].concat());
         assert_eq!(held.status.code(), bounded.status.code(), "{cmd:?}");
         let json = |o: &std::process::Output| -> serde_json::Value {
             strip(serde_json::from_slice(&o.stdout).unwrap())
