@@ -258,9 +258,8 @@ pub fn load<S: Storage>(
         "manifests read and parsed"
     );
     answered(store)?;
-    if let Some(limit) = opts.memory.limit {
-        scan::needs(limit, layout.blobs.len() as u64, layout.held_bytes())?;
-    }
+    opts.memory
+        .check(layout.blobs.len() as u64, layout.held_bytes())?;
     Ok(layout)
 }
 

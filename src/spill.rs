@@ -270,6 +270,25 @@ impl Bound {
             .then_some("the store is larger than half of the memory available")
     }
 
+    /// Fails the run when the limit given is below what it needs for `blobs` blobs and `held`
+    /// bytes of the model: called once the model is read (the least limit named is then the
+    /// real one, not a first guess to be raised again), before anything is planned.
+    pub fn check(&self, blobs: u64, held: u64) -> crate::error::Result<()> {
+        let min = Bound::minimum(blobs, held);
+        let Some(limit) = self.limit.filter(|&l| l < min) else {
+            return Ok(());
+        };
+        let human = crate::units::human_bytes;
+        Err(crate::error::Error::Usage(format!(
+            "--memory-limit {}: this run needs at least {}MiB ({} for the program, {BOUNDED_PER_BLOB} bytes for each of {blobs} blobs, and {} for the tags, manifests and links it holds); nothing was planned or deleted: give --memory-limit {}MiB or more",
+            human(limit),
+            min.div_ceil(1 << 20),
+            human(BASE),
+            human(held),
+            min.div_ceil(1 << 20),
+        )))
+    }
+
     /// The least memory a bounded run needs, for `blobs` blobs and `held` bytes of the model
     /// that stays in memory.
     pub fn minimum(blobs: u64, held: u64) -> u64 {

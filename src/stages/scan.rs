@@ -98,33 +98,6 @@ pub(super) struct Sorted {
     allocated: u64,
 }
 
-/// Fails the run when `limit` is below what it needs for `blobs` blobs and `held` bytes of the
-/// model: once the model is read (the least limit named is then the real one, not a first
-/// guess to be raised again), before anything is planned.
-pub fn needs(limit: u64, blobs: u64, held: u64) -> Result<()> {
-    let min = crate::spill::Bound::minimum(blobs, held);
-    if limit >= min {
-        return Ok(());
-    }
-    let human = crate::units::human_bytes;
-    let model = if held > 0 {
-        format!(
-            ", and {} for the tags, manifests and links it holds",
-            human(held)
-        )
-    } else {
-        String::new()
-    };
-    Err(Error::Usage(format!(
-        "--memory-limit {}: this run needs at least {}MiB ({} for the program, {} bytes for each of {blobs} blobs{model}); nothing was planned or deleted: give --memory-limit {}MiB or more",
-        human(limit),
-        min.div_ceil(1 << 20),
-        human(crate::spill::BASE),
-        crate::spill::BOUNDED_PER_BLOB,
-        min.div_ceil(1 << 20),
-    )))
-}
-
 pub(super) fn scan_blobs<F: Folder>(
     v2h: &F,
     paths: &Paths,
@@ -133,7 +106,7 @@ pub(super) fn scan_blobs<F: Folder>(
     progress: &dyn Progress,
 ) -> Result<Sorted> {
     let blobs_root = paths.v2.join("blobs");
-    let none = || Sink::held().finish();
+    let none = || Sink::default().finish();
     let Some(blobs_dir) = open_sub(v2h, "blobs", &blobs_root, findings, None) else {
         return none();
     };
@@ -165,7 +138,7 @@ pub(super) fn scan_blobs<F: Folder>(
     if let Some(first) = waves.first() {
         sha.prefetch_listings(&names(first));
     }
-    let mut all = Sink::held();
+    let mut all = Sink::default();
     for (i, wave) in waves.iter().enumerate() {
         let mut wave = *wave;
         if i == 0 {
@@ -184,10 +157,15 @@ pub(super) fn scan_blobs<F: Folder>(
                 sha.prefetch_listings(&names(next));
             }
         };
+        let spilling = all.spill.is_some();
         let sink = Mutex::new(&mut all);
         let scan = || {
             wave.par_iter().for_each(|(prefix, path, kind)| {
-                let found = scan_prefix(&sha, prefix, path, *kind, findings);
+                let mut found = scan_prefix(&sha, prefix, path, *kind, findings);
+                if spilling {
+                    // Sorted here, in the worker, not under the lock `put` is called in.
+                    found.blobs.sort_unstable_by_key(|b| b.digest);
+                }
                 sink.lock().unwrap_or_else(|e| e.into_inner()).put(found);
                 bar.inc(1);
             })
@@ -204,6 +182,7 @@ type Run = (u8, u64, usize);
 /// Where the blobs go as each prefix is read: one vector (a vector per prefix, concatenated at
 /// the end, would hold every blob twice at the peak; growing one large vector costs no copy, as
 /// realloc of a mapped block remaps it), or, in the bounded mode, a spill file of sorted runs.
+#[derive(Default)]
 struct Sink {
     held: Vec<Blob>,
     spill: Option<(crate::spill::SpillFile, Vec<Run>)>,
@@ -213,19 +192,9 @@ struct Sink {
 }
 
 impl Sink {
-    fn held() -> Sink {
-        Sink {
-            held: Vec::new(),
-            spill: None,
-            failed: None,
-            empty: Vec::new(),
-            allocated: 0,
-        }
-    }
-
     /// Held, or spilled when `bound` says a store of `estimate` blobs is to be.
     fn for_store(bound: crate::spill::Bound, estimate: u64) -> Result<Sink> {
-        let mut sink = Sink::held();
+        let mut sink = Sink::default();
         let available = bound.available.or_else(crate::spill::available_memory);
         let Some(why) = bound.spills(estimate, available) else {
             return Ok(sink);
@@ -255,7 +224,9 @@ impl Sink {
         // One prefix's blobs share their first byte, so the runs in prefix order are sorted.
         let Some(first) = run.first() else { return };
         let prefix = first.digest.0[0];
-        run.sort_unstable_by_key(|b| b.digest);
+        if !run.is_sorted_by_key(|b| b.digest) {
+            run.sort_unstable_by_key(|b| b.digest);
+        }
         if self.failed.is_none() {
             match file.append(&run) {
                 Ok(start) => runs.push((prefix, start, run.len())),

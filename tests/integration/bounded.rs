@@ -80,8 +80,13 @@ fn du_and_check_report_the_same_in_the_bounded_mode() {
         &["check", "--root", root, "--format", "json"][..],
     ] {
         let held = regsweep(cmd);
-        let bounded = regsweep(&[cmd, &["--memory-limit", "66MiB"]].concat());
+        let bounded = regsweep(&[cmd, &["--memory-limit", "66MiB", "-v"]].concat());
         assert_eq!(held.status.code(), bounded.status.code(), "{cmd:?}");
+        let said = String::from_utf8_lossy(&bounded.stderr);
+        assert!(
+            said.contains("the blob list spills to disk"),
+            "{cmd:?}: {said}"
+        );
         let json = |o: &std::process::Output| -> serde_json::Value {
             strip(serde_json::from_slice(&o.stdout).unwrap())
         };
