@@ -6,6 +6,7 @@ mod dropin;
 mod faults;
 mod log;
 mod man;
+mod memory;
 mod used;
 
 pub use args::*;

@@ -304,6 +304,10 @@ fn run_in<S: Storage>(
         settle: Some(pipeline::Settle(&settle)),
         scan: crate::stages::scan::ScanOptions {
             memory: cfg.memory,
+            in_flight_from: crate::model::Rules::young_from(
+                planned.cfg.options.grace,
+                started.timestamp(),
+            ),
             ..Default::default()
         },
         ..Open::default()

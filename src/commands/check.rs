@@ -124,6 +124,11 @@ fn run_in<S: Storage>(store: S, cfg: &CheckConfig, progress: &dyn Progress) -> R
         scan: ScanOptions {
             verify_links: true,
             memory: cfg.memory,
+            // check has no grace of its own: gc's default says what counts as a push in flight.
+            in_flight_from: Rules::young_from(
+                crate::model::duration::Span(std::time::Duration::from_secs(3600)),
+                now,
+            ),
         },
         ..Open::default()
     };

@@ -126,6 +126,7 @@ fn run_in<S: Storage>(store: S, cfg: &DuConfig, progress: &dyn Progress) -> Resu
         cache: cfg.cache.as_deref(),
         scan: crate::stages::scan::ScanOptions {
             memory: cfg.memory,
+            in_flight_from: Rules::young_from(cfg.grace, started_at),
             ..Default::default()
         },
         ..Open::default()

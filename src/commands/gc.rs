@@ -48,6 +48,7 @@ pub fn analyse<S: Storage>(
         settle: Some(pipeline::Settle(&settle)),
         scan: crate::stages::scan::ScanOptions {
             memory: cfg.memory,
+            in_flight_from: crate::model::Rules::young_from(cfg.options.grace, now),
             ..Default::default()
         },
     };

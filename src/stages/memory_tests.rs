@@ -247,3 +247,57 @@ fn a_full_spill_disk_or_a_limit_below_the_minimum_stops_the_run_before_it_plans(
     assert_eq!(e.exit_code(), crate::ExitCode::Usage);
     assert_eq!(store.files(), files, "nothing changed");
 }
+
+#[test]
+fn a_young_tag_without_its_current_link_is_a_push_in_flight_and_an_old_one_is_damage() {
+    use crate::model::{FindingKind, Severity};
+    let store = MemStorage::new();
+    let (kept, _) = world(&store);
+    let now = chrono::Utc::now().timestamp();
+    // The registry writes a tag's index link, then its current link: caught between the two,
+    // and left so long ago.
+    let link = kept[0].to_string();
+    let index = |tag: &str| {
+        format!(
+            "repositories/acme/app/_manifests/tags/{tag}/index/sha256/{}/link",
+            kept[0].hex()
+        )
+    };
+    store.put(&index("pushing"), link.as_bytes(), now - 5);
+    store.put(&index("left"), link.as_bytes(), OLD);
+    let severities = |in_flight_from| {
+        let scan = ScanOptions {
+            in_flight_from,
+            ..ScanOptions::default()
+        };
+        let layout = pipeline::load(&store, scan, None, &Hidden).unwrap();
+        let mut found: Vec<(String, Severity)> = layout
+            .findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::TagWithoutCurrent)
+            .map(|f| {
+                (
+                    f.path.file_name().unwrap().to_string_lossy().into(),
+                    f.severity,
+                )
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+    };
+    assert_eq!(
+        severities(Some(now - 3600)),
+        [
+            ("left".into(), Severity::Damage),
+            ("pushing".into(), Severity::Notice)
+        ]
+    );
+    // Without a grace nothing is in flight.
+    assert_eq!(
+        severities(None),
+        [
+            ("left".into(), Severity::Damage),
+            ("pushing".into(), Severity::Damage)
+        ]
+    );
+}

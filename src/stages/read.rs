@@ -149,7 +149,20 @@ pub(super) fn list<F: Folder>(
 
 /// Reads a link file below `dir`; `Err` carries what is wrong with it (`Missing` apart).
 pub(super) fn read_link<F: Folder>(dir: &F, rel: &str) -> std::result::Result<Link, ReadError> {
-    let (buf, st) = dir.read_with_stat(rel, MAX_LINK_BYTES)?;
+    let (mut buf, mut st) = dir.read_with_stat(rel, MAX_LINK_BYTES)?;
+    // The registry's filesystem driver writes a link in place (create, truncate, write): an
+    // empty link is most likely one it is writing now. It is read again a moment later (the
+    // truncate may not have dated the file yet), and while it is empty and was modified in the
+    // last minute it gets about a second to finish before it counts as damaged.
+    let mut wait = std::time::Duration::from_millis(1);
+    while buf.is_empty()
+        && (wait == std::time::Duration::from_millis(1) || just_modified(st.mtime))
+        && wait < LINK_WRITE_WAIT
+    {
+        std::thread::sleep(wait);
+        wait *= 2;
+        (buf, st) = dir.read_with_stat(rel, MAX_LINK_BYTES)?;
+    }
     let bad = |m: String| ReadError::Io(io::Error::new(io::ErrorKind::InvalidData, m));
     let text = std::str::from_utf8(&buf).map_err(|_| bad("link is not text".into()))?;
     // The registry writes no newline; tolerate one, since what it names is what matters.
@@ -163,6 +176,14 @@ pub(super) fn read_link<F: Folder>(dir: &F, rel: &str) -> std::result::Result<Li
         digest,
         mtime: st.mtime,
     })
+}
+
+/// How long, in all, an empty link modified a moment ago is waited for.
+const LINK_WRITE_WAIT: std::time::Duration = std::time::Duration::from_millis(1024);
+
+/// Modified within the last minute (or dated ahead of this clock): possibly still being written.
+fn just_modified(mtime: crate::model::Time) -> bool {
+    mtime >= chrono::Utc::now().timestamp() - 60
 }
 
 pub(super) fn link_problem(e: &ReadError) -> String {
@@ -179,6 +200,9 @@ pub struct ScanOptions {
     pub verify_links: bool,
     /// How much the run may hold in memory (the bounded mode spills the rest).
     pub memory: crate::spill::Bound,
+    /// A tag left without `current/link` and modified at or after this moment is taken for a
+    /// push in flight (a notice), not for damage; `None`: every such tag is damage.
+    pub in_flight_from: Option<crate::model::Time>,
 }
 
 pub(super) fn symlink_finding(findings: &Findings, path: &Path, repo: Option<&str>, what: &str) {

@@ -46,7 +46,7 @@ pub(super) fn scan_repo<F: Folder>(
         r,
     };
     read_revisions(&at, &man, &mut repo);
-    read_tags(&at, &man, &mut repo);
+    read_tags(&at, &man, opts.in_flight_from, &mut repo);
     let layers = read_layers(&at, opts, &mut repo);
     let (present, absent) = crate::model::split_layers(blobs, layers);
     (repo.layers, repo.layers_absent) = (present.into(), absent);
@@ -133,7 +133,12 @@ fn read_revisions<F: Folder>(at: &Place<F>, man: &Option<F>, repo: &mut Repo) {
 }
 
 /// Tags: each one's current link and history.
-fn read_tags<F: Folder>(at: &Place<F>, man: &Option<F>, repo: &mut Repo) {
+fn read_tags<F: Folder>(
+    at: &Place<F>,
+    man: &Option<F>,
+    in_flight_from: Option<Time>,
+    repo: &mut Repo,
+) {
     let (rdir, dir_path, findings, r) = (at.dir, at.path, at.findings, at.r);
     let tags_path = dir_path.join(TAGS);
     let tags = man
@@ -166,16 +171,36 @@ fn read_tags<F: Folder>(at: &Place<F>, man: &Option<F>, repo: &mut Repo) {
             );
         }
         let current_path = path.join(TAG_CURRENT);
-        let current = match read_link(tags, &format!("{tag}/{TAG_CURRENT}")) {
+        let rel_current = format!("{tag}/{TAG_CURRENT}");
+        let mut current = read_link(tags, &rel_current);
+        // The current manifest's entry is left out: a kept tag never loses it, and most tags
+        // have no other, so most hold no allocation here.
+        let index_path = path.join(TAG_INDEX);
+        let index: Vec<Digest> = open_sub(
+            tags,
+            &format!("{tag}/{TAG_INDEX}"),
+            &index_path,
+            findings,
+            r,
+        )
+        .map(|d| list(&d, &index_path, findings, r))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(hex, _, _)| Digest::from_hex(&hex))
+        .collect();
+        if matches!(current, Err(ReadError::Missing)) {
+            // The registry links a tag into its index first and writes `current/link` right
+            // after: read once more, now that the index has been listed.
+            current = read_link(tags, &rel_current);
+        }
+        let current = match current {
             Ok(l) => Some(l),
             Err(ReadError::Missing) => {
-                findings.add(
-                    &path,
-                    Severity::Damage,
-                    FindingKind::TagWithoutCurrent,
-                    r,
-                    "tag has no current/link; the registry cannot resolve it",
-                );
+                let written = [tag.clone(), rel_current.replace("/link", "")]
+                    .iter()
+                    .filter_map(|rel| tags.stat(rel).ok().map(|s| s.mtime))
+                    .max();
+                without_current(findings, &path, r, written, in_flight_from);
                 None
             }
             Err(e) => {
@@ -190,28 +215,46 @@ fn read_tags<F: Folder>(at: &Place<F>, man: &Option<F>, repo: &mut Repo) {
                 None
             }
         };
-        // The current manifest's entry is left out: a kept tag never loses it, and most tags
-        // have no other, so most hold no allocation here.
-        let index_path = path.join(TAG_INDEX);
-        let mut index: Vec<Digest> = open_sub(
-            tags,
-            &format!("{tag}/{TAG_INDEX}"),
-            &index_path,
-            findings,
-            r,
-        )
-        .map(|d| list(&d, &index_path, findings, r))
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(hex, _, _)| Digest::from_hex(&hex))
-        .filter(|d| current.is_none_or(|c| c.digest != *d))
-        .collect();
+        let mut index: Vec<Digest> = index
+            .into_iter()
+            .filter(|d| current.is_none_or(|c| c.digest != *d))
+            .collect();
         index.shrink_to_fit();
         repo.tags.push(Tag {
             name: tag,
             current,
             index,
         });
+    }
+}
+
+/// A tag without `current/link`: damage, unless it was written since `in_flight_from` (the
+/// registry is most likely between the tag's two links, or was killed there a moment ago).
+fn without_current(
+    findings: &Findings,
+    path: &Path,
+    r: Option<&str>,
+    written: Option<Time>,
+    in_flight_from: Option<Time>,
+) {
+    match (written, in_flight_from) {
+        (Some(at), Some(from)) if at >= from => findings.add(
+            path,
+            Severity::Notice,
+            FindingKind::TagWithoutCurrent,
+            r,
+            format!(
+                "tag has no current/link yet (modified {}): most likely a push in flight; the registry cannot resolve it until the link is written, and it is damage once older than the grace",
+                chrono::DateTime::from_timestamp(at, 0).map_or(at.to_string(), |t| t.to_rfc3339())
+            ),
+        ),
+        _ => findings.add(
+            path,
+            Severity::Damage,
+            FindingKind::TagWithoutCurrent,
+            r,
+            "tag has no current/link; the registry cannot resolve it",
+        ),
     }
 }
 

@@ -284,8 +284,9 @@ pub(crate) fn gc_config_cmd(config: &Path) -> Command {
     c
 }
 
+/// A push in flight is no damage: every run beside the pushes ends clean (exit 0).
 fn soak(w: world::World, gc: impl Fn() -> Command) {
-    soak_accepting(w, gc, &|out| matches!(out.status.code(), Some(0) | Some(3)));
+    soak_accepting(w, gc, &|out| out.status.code() == Some(0));
 }
 
 fn soak_accepting(
