@@ -301,3 +301,27 @@ fn a_young_tag_without_its_current_link_is_a_push_in_flight_and_an_old_one_is_da
         ]
     );
 }
+
+#[test]
+fn the_automatic_choice_looks_past_a_foreign_first_entry_of_the_blob_store() {
+    let store = MemStorage::new();
+    world(&store);
+    for i in 0..400 {
+        blob(&store, format!("extra {i}").as_bytes());
+    }
+    // Sorted before every prefix folder: it holds no blobs, so an estimate from it alone said
+    // the store was empty and kept it in memory.
+    store.put("blobs/sha256/0-notes", b"mine", OLD);
+    let auto = ScanOptions {
+        memory: crate::spill::Bound {
+            limit: None,
+            disk_cap: None,
+            // Room for about 100 blobs held: the 405 here do not fit in half of it.
+            available: Some(2 * 100 * crate::spill::HELD_PER_BLOB),
+        },
+        ..ScanOptions::default()
+    };
+    let layout = pipeline::load(&store, auto, None, &Hidden).unwrap();
+    assert!(layout.blobs.is_spilled());
+    assert_eq!(layout.blobs.len(), 405);
+}

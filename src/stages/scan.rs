@@ -142,15 +142,24 @@ pub(super) fn scan_blobs<F: Folder>(
     for (i, wave) in waves.iter().enumerate() {
         let mut wave = *wave;
         if i == 0 {
-            // The first prefix alone: its size, times the prefixes, says whether the blob
-            // list is held or spilled.
-            let (prefix, path, kind) = &wave[0];
-            let found = scan_prefix(&sha, prefix, path, *kind, findings);
-            let estimate = (found.blobs.len() as u64).saturating_mul(prefixes.len() as u64);
-            all = Sink::for_store(bound, estimate)?;
-            all.put(found);
-            bar.inc(1);
-            wave = &wave[1..];
+            // The first prefix that holds blobs, alone: its size, times the prefix folders,
+            // says whether the blob list is held or spilled. A foreign file, a symlinked or an
+            // empty prefix before it holds none and would make any store look empty.
+            let folders = prefixes.iter().filter(|(_, _, k)| *k == Kind::Dir).count();
+            let mut probed = Vec::new();
+            for (prefix, path, kind) in wave.iter().take(PROBE_PREFIXES) {
+                probed.push(scan_prefix(&sha, prefix, path, *kind, findings));
+                if probed.last().is_some_and(|f| !f.blobs.is_empty()) {
+                    break;
+                }
+            }
+            let per = probed.last().map_or(0, |f| f.blobs.len() as u64);
+            all = Sink::for_store(bound, per.saturating_mul(folders as u64))?;
+            wave = &wave[probed.len()..];
+            for found in probed {
+                all.put(found);
+                bar.inc(1);
+            }
         }
         let ahead = || {
             if let Some(next) = waves.get(i + 1) {
@@ -175,6 +184,10 @@ pub(super) fn scan_blobs<F: Folder>(
     bar.finish();
     all.finish()
 }
+
+/// At most this many leading entries of `blobs/sha256` are read, one at a time, for the first
+/// that holds blobs (the automatic choice's estimate).
+const PROBE_PREFIXES: usize = 16;
 
 /// A prefix's blobs in a spill file: its first byte, where they start, how many.
 type Run = (u8, u64, usize);
