@@ -104,6 +104,41 @@ pub struct CheckSummary {
     pub requests: Option<crate::storage::seam::Requests>,
 }
 
+/// A blob the store was listed without and that a layer link or a tag's pull needs is damage,
+/// unless it is there now: a push that uploaded it after the listing (the registry moves a
+/// blob into place before it links it). Such findings become notices; one stat each, and only
+/// for what was found missing.
+fn arrived_during_the_run<S: Storage>(store: &S, findings: &mut [Finding]) {
+    use crate::model::FindingKind::{BrokenImage, LinkToMissingBlob};
+    use crate::storage::seam::Folder as _;
+    let rel = crate::model::paths::Paths::new(PathBuf::new());
+    for f in findings.iter_mut() {
+        let missing = match f.kind {
+            LinkToMissingBlob => true,
+            // At a blob's data: the blob is missing (elsewhere: a link or a manifest is).
+            BrokenImage => f.path.file_name() == Some(std::ffi::OsStr::new("data")),
+            _ => false,
+        };
+        let digest = (f.path.parent())
+            .and_then(|p| p.file_name())
+            .and_then(|n| crate::model::digest::Digest::from_hex(&n.to_string_lossy()));
+        let Some(d) = digest.filter(|_| missing && f.severity != Severity::Notice) else {
+            continue;
+        };
+        if store
+            .top()
+            .stat(rel.blob_data(&d))
+            .is_ok_and(|s| s.is_file())
+        {
+            f.severity = Severity::Notice;
+            f.message = format!(
+                "{}; but blob {d} arrived during the run, after the blob store was listed, and is there now (a push in flight)",
+                f.message
+            );
+        }
+    }
+}
+
 /// Runs check; the rendered output and the exit code (0 clean, 3 damage found).
 pub fn run(cfg: &CheckConfig, progress: &dyn Progress) -> Result<CheckReport> {
     cfg.root.open(cfg, progress)
@@ -144,6 +179,7 @@ fn run_in<S: Storage>(store: S, cfg: &CheckConfig, progress: &dyn Progress) -> R
     let (plan, _) = pipeline::decide(&layout, None, &Rules::without_grace(false), now);
     let mut findings = plan.findings;
     findings.extend(integrity::check(&layout, now));
+    arrived_during_the_run(&store, &mut findings);
     findings.extend(pending_eviction(&store));
     let journal = root.join(crate::gc::killed::SWEEP_JOURNAL);
     let killed = (killed.iter().map(|k| k.describe(false))).chain(killed_unreadable);
@@ -294,4 +330,55 @@ fn text(r: &CheckReport, limit: usize) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FindingKind;
+    use crate::model::digest::Digest;
+    use crate::model::paths::Paths;
+    use crate::storage::memory::MemStorage;
+
+    #[test]
+    fn a_blob_missing_from_the_listing_but_there_now_arrived_during_the_run() {
+        let store = MemStorage::new();
+        let (arrived, lost) = (Digest([7; 32]), Digest([9; 32]));
+        let rel = Paths::new(PathBuf::new());
+        store.put(&rel.blob_data(&arrived).to_string_lossy(), b"late", 0);
+        let paths = Paths::new(store.v2().to_path_buf());
+        let finding = |path: PathBuf, kind| Finding {
+            path,
+            message: "missing".into(),
+            severity: Severity::Damage,
+            kind,
+            repository: Some("acme/app".into()),
+        };
+        let mut findings = Vec::new();
+        for d in [arrived, lost] {
+            findings.push(finding(
+                paths.layer_dir("acme/app", &d).join("link"),
+                FindingKind::LinkToMissingBlob,
+            ));
+            findings.push(finding(paths.blob_data(&d), FindingKind::BrokenImage));
+        }
+        // A broken image at a link is about the link, not a missing blob: it stays.
+        findings.push(finding(
+            paths.layer_dir("acme/app", &arrived).join("link"),
+            FindingKind::BrokenImage,
+        ));
+        arrived_during_the_run(&store, &mut findings);
+        let severities: Vec<Severity> = findings.iter().map(|f| f.severity).collect();
+        assert_eq!(
+            severities,
+            [
+                Severity::Notice,
+                Severity::Notice,
+                Severity::Damage,
+                Severity::Damage,
+                Severity::Damage
+            ]
+        );
+        assert!(findings[0].message.contains("arrived during the run"));
+    }
 }

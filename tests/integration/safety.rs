@@ -344,6 +344,18 @@ fn soak_accepting(
             "gc run {runs}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // And check, read-only, beside the same pushes: nothing in flight is damage to it.
+        let out = run_bounded(
+            Command::new(env!("CARGO_BIN_EXE_regsweep"))
+                .args(["check", "--quiet", "--root"])
+                .arg(&w.reg.root)
+                .env_remove("RUST_LOG"),
+        );
+        assert!(
+            out.status.success(),
+            "check beside run {runs}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         runs += 1;
         assert!(runs < 10_000, "bounded");
     }
