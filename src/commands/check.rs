@@ -107,8 +107,8 @@ pub struct CheckSummary {
 /// A blob the store was listed without and that a layer link or a tag's pull needs is damage,
 /// unless it is there now: a push that uploaded it after the listing (the registry moves a
 /// blob into place before it links it). Such findings become notices; one stat each, and only
-/// for what was found missing.
-fn arrived_during_the_run<S: Storage>(store: &S, findings: &mut [Finding]) {
+/// for what was found missing. du counts damage as check does, so it calls this too.
+pub(super) fn arrived_during_the_run<S: Storage>(store: &S, findings: &mut [Finding]) {
     use crate::model::FindingKind::{BrokenImage, LinkToMissingBlob};
     use crate::storage::seam::Folder as _;
     let rel = crate::model::paths::Paths::new(PathBuf::new());

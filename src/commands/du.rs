@@ -147,6 +147,7 @@ fn run_in<S: Storage>(store: S, cfg: &DuConfig, progress: &dyn Progress) -> Resu
         let bytes = plain.bytes_freed();
         let mut findings = plain.findings;
         findings.extend(crate::inspect::integrity::check(&layout, started_at));
+        super::check::arrived_during_the_run(&store, &mut findings);
         let damage = (findings.iter())
             .filter(|f| f.severity != Severity::Notice)
             .count();
