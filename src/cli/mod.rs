@@ -170,11 +170,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    if code == ExitCode::Damage && cfg.report.is_none() {
-        eprintln!(
-            "regsweep: damage found: {} problems (run without --quiet to see them)",
-            report.summary.errors
-        );
+    if cfg.report.is_none() {
+        let n = report.summary.errors;
+        return Ok(quiet_damage(code, n, "run without --quiet to see them"));
     }
     Ok(code)
 }
@@ -190,6 +188,14 @@ fn policy_check(a: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
     };
     let report = crate::commands::policy::run(&cfg)?;
     Ok(emit(&report, cfg.format, None))
+}
+
+/// Exit 3 under --quiet still gets one line on stderr (stdout stays empty), as cron mails it.
+fn quiet_damage(code: ExitCode, problems: usize, see: &str) -> ExitCode {
+    if code == ExitCode::Damage {
+        eprintln!("regsweep: damage found: {problems} problems ({see})");
+    }
+    code
 }
 
 /// Prints a command's report in `format` and returns the exit code it calls for.
@@ -249,7 +255,12 @@ fn du(a: DuArgs) -> anyhow::Result<ExitCode> {
     };
     let report = crate::commands::du::run(&cfg, &*Bars::when(cfg.progress))?;
     if a.quiet {
-        return Ok(report.exit_code());
+        let n = report.summary.damage_findings;
+        return Ok(quiet_damage(
+            report.exit_code(),
+            n,
+            "regsweep check lists them",
+        ));
     }
     let out = match cfg.format {
         crate::commands::du::DuFormat::Table => report.text(None),
@@ -272,7 +283,12 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     let report = crate::commands::check::run(&cfg, &*Bars::when(cfg.progress))?;
     if a.quiet {
-        return Ok(report.exit_code());
+        let n = report.summary.damage;
+        return Ok(quiet_damage(
+            report.exit_code(),
+            n,
+            "run without --quiet to see them",
+        ));
     }
     Ok(emit(&report, cfg.format, cfg.text_limit))
 }

@@ -332,6 +332,25 @@ fn check_finds_each_planted_damage_exactly_once() {
             "{what}: {found:?}"
         );
         assert_eq!(code, if severity == "notice" { 0 } else { 3 }, "{what}");
+        // Quiet, as from cron: nothing on stdout, and damage still gets its one line.
+        for cmd in ["check", "du"] {
+            let mut args = vec![cmd, "--quiet", "--root", f.root.to_str().unwrap()];
+            if cmd == "check" {
+                args.push("--verify-digests");
+            }
+            let out = regsweep(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.stdout.is_empty(), "{cmd} {what}");
+            if cmd == "check" || severity == "notice" {
+                assert_eq!(out.status.code(), Some(code), "{cmd} {what}");
+            }
+            let said = err.lines().filter(|l| l.contains("damage found")).count();
+            assert_eq!(
+                said,
+                usize::from(out.status.code() == Some(3)),
+                "{cmd} {what}: {err}"
+            );
+        }
     }
 }
 
