@@ -158,6 +158,7 @@ pub(super) fn read_link<F: Folder>(dir: &F, rel: &str) -> std::result::Result<Li
     while buf.is_empty()
         && (wait == std::time::Duration::from_millis(1) || just_modified(st.mtime))
         && wait < LINK_WRITE_WAIT
+        && waited(wait)
     {
         std::thread::sleep(wait);
         wait *= 2;
@@ -180,6 +181,16 @@ pub(super) fn read_link<F: Folder>(dir: &F, rel: &str) -> std::result::Result<Li
 
 /// How long, in all, an empty link modified a moment ago is waited for.
 const LINK_WRITE_WAIT: std::time::Duration = std::time::Duration::from_millis(1024);
+
+/// What the whole run may spend waiting for links to be written, in milliseconds: a layout
+/// with many empty links, kept fresh on purpose, must not stall the run for a second each.
+static LINK_WAIT_LEFT_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(10_000);
+
+/// Takes `wait` from the run's budget; false once it is spent (the link is then read as it is).
+fn waited(wait: std::time::Duration) -> bool {
+    let ms = wait.as_millis() as i64;
+    LINK_WAIT_LEFT_MS.fetch_sub(ms, std::sync::atomic::Ordering::Relaxed) >= ms
+}
 
 /// Modified within the last minute (or dated ahead of this clock): possibly still being written.
 fn just_modified(mtime: crate::model::Time) -> bool {
