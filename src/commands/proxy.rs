@@ -162,7 +162,8 @@ mod tests {
             entry("app", &added, 1),
         ]);
         m.write_state(STATE_FILE, Some(later.as_bytes())).unwrap();
-        let present = crate::live::Present::new(&layout, &crate::live::Swept::default());
+        let nothing = crate::live::Swept::default();
+        let present = crate::live::Present::new(&layout, &nothing);
         let report = write_back(&m, run, &present);
         assert!(report.state_written, "{report:?}");
         let written = m.read_state(STATE_FILE).unwrap().unwrap();

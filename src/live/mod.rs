@@ -20,7 +20,7 @@ use crate::gc::plan::ManifestRemoval;
 use crate::gc::planned::{PlannedBlobs, PlannedLinks};
 use crate::model::digest::Digest;
 use crate::model::{Layout, Name};
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 pub use crate::config::LiveOptions;
@@ -86,49 +86,64 @@ impl Swept {
     }
 }
 
-/// What the scan found and the sweep left: the entries a cache may keep.
-pub struct Present {
-    blobs: FxHashSet<Digest>,
-    links: FxHashSet<(String, Digest)>,
+/// What the scan found and the sweep left: the entries a cache may keep. A view of the layout
+/// (its sorted blob list, each repository's layer links by blob) less what went, so that it
+/// holds only what went and the revisions, never a second copy of every blob and link.
+pub struct Present<'a> {
+    layout: Option<&'a Layout>,
+    repos: FxHashMap<&'a str, usize>,
+    revisions: FxHashSet<(usize, Digest)>,
+    gone_blobs: FxHashSet<&'a Digest>,
+    gone_links: FxHashSet<(&'a str, &'a Digest)>,
 }
 
-impl Present {
+impl<'a> Present<'a> {
     /// Nothing: every entry of a cache is stale against it.
-    pub fn none() -> Present {
+    pub fn none() -> Present<'static> {
         Present {
-            blobs: FxHashSet::default(),
-            links: FxHashSet::default(),
+            layout: None,
+            repos: FxHashMap::default(),
+            revisions: FxHashSet::default(),
+            gone_blobs: FxHashSet::default(),
+            gone_links: FxHashSet::default(),
         }
     }
 
-    pub fn new(layout: &Layout, swept: &Swept) -> Present {
-        let gone_blobs: FxHashSet<&Digest> = swept.blobs.iter().collect();
-        let gone_links: FxHashSet<(&str, &Digest)> =
-            swept.links.iter().map(|(r, d)| (&**r, d)).collect();
-        let blobs = (layout.blobs.iter())
-            .map(|b| b.digest)
-            .filter(|d| !gone_blobs.contains(d))
+    pub fn new(layout: &'a Layout, swept: &'a Swept) -> Present<'a> {
+        let repos = (layout.repos.iter().enumerate())
+            .map(|(i, r)| (r.name.as_ref(), i))
             .collect();
-        let links = (layout.repos.iter())
-            .flat_map(|r| {
-                (r.layers
-                    .iter()
-                    .map(|l| layout.blobs[l.blob as usize].digest))
-                .chain(r.revisions.iter().map(|l| l.digest))
-                .map(move |d| (r.name.as_ref(), d))
-            })
-            .filter(|(r, d)| !gone_links.contains(&(*r, d)))
-            .map(|(r, d)| (r.to_string(), d))
+        let revisions = (layout.repos.iter().enumerate())
+            .flat_map(|(i, r)| r.revisions.iter().map(move |l| (i, l.digest)))
             .collect();
-        Present { blobs, links }
+        Present {
+            layout: Some(layout),
+            repos,
+            revisions,
+            gone_blobs: swept.blobs.iter().collect(),
+            gone_links: swept.links.iter().map(|(r, d)| (&**r, d)).collect(),
+        }
     }
 
     pub fn has_blob(&self, d: &Digest) -> bool {
-        self.blobs.contains(d)
+        self.layout
+            .is_some_and(|l| crate::model::values::position(&l.blobs, d).is_ok())
+            && !self.gone_blobs.contains(d)
     }
 
     pub fn has_link(&self, repo: &str, d: &Digest) -> bool {
-        self.links.contains(&(repo.to_string(), *d))
+        let (Some(layout), Some(&i)) = (self.layout, self.repos.get(repo)) else {
+            return false;
+        };
+        if self.gone_links.contains(&(repo, d)) {
+            return false;
+        }
+        let linked = crate::model::values::position(&layout.blobs, d).is_ok_and(|b| {
+            (layout.repos[i].layers)
+                .binary_search_by_key(&(b as u32), |l| l.blob)
+                .is_ok()
+        });
+        linked || self.revisions.contains(&(i, *d))
     }
 }
 

@@ -325,3 +325,36 @@ fn the_automatic_choice_looks_past_a_foreign_first_entry_of_the_blob_store() {
     assert!(layout.blobs.is_spilled());
     assert_eq!(layout.blobs.len(), 405);
 }
+
+#[test]
+fn what_a_cache_may_keep_is_the_layout_less_what_went() {
+    use crate::live::{Present, Swept};
+    let store = MemStorage::new();
+    let (kept, garbage) = world(&store);
+    for (i, d) in kept.iter().enumerate() {
+        layer_link(&store, &format!("other/r{i}"), *d);
+    }
+    let layout = pipeline::load(&store, ScanOptions::default(), None, &Hidden).unwrap();
+    let name = |r: &str| -> crate::model::Name { r.into() };
+    let swept = Swept {
+        blobs: vec![garbage[1]],
+        links: vec![(name("acme/app"), garbage[0]), (name("other/r1"), kept[1])],
+        manifests: Vec::new(),
+    };
+    let present = Present::new(&layout, &swept);
+    let all: Vec<Digest> = kept.iter().chain(&garbage).copied().collect();
+    for d in &all {
+        assert_eq!(present.has_blob(d), *d != garbage[1], "{d}");
+        for repo in ["acme/app", "other/r0", "other/r1", "other/r2", "nowhere"] {
+            // What the scan read, less what went: a layer link, or a revision (the manifest).
+            let linked = match repo {
+                "acme/app" => *d != garbage[1] && *d != garbage[0],
+                "other/r0" => *d == kept[0],
+                "other/r2" => *d == kept[2],
+                _ => false,
+            };
+            assert_eq!(present.has_link(repo, d), linked, "{repo} {d}");
+        }
+    }
+    assert!(!Present::none().has_blob(&kept[0]));
+}
