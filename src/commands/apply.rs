@@ -339,8 +339,8 @@ fn run_in<S: Storage>(
     let mut findings = Vec::new();
     findings.extend(session.settled.as_deref().map(super::live::settled_note));
     let redis = super::live::before_sweep(&cfg.live, !todo.is_empty(), &mut findings)?;
-    let planned_swept = crate::live::Swept::new(&todo.blobs, &todo.layer_links, &todo.manifests);
-    let journaled = super::live::write_journal(&session.store, &cfg.live, "apply", &planned_swept)?;
+    let planned_swept = || crate::live::Swept::new(&todo.blobs, &todo.layer_links, &todo.manifests);
+    let journaled = super::live::write_journal(&session.store, &cfg.live, "apply", planned_swept)?;
     let trash_run = match &cfg.trash {
         Some(dir) => Some(trash::create_run(dir, &layout.v2, "apply")?),
         None => None,

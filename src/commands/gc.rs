@@ -179,7 +179,7 @@ fn run_in<S: Storage>(
     };
     let mut trash = None;
     let journaled = match sweeps && !plan.is_empty() {
-        true => super::live::write_journal(store, &cfg.live, "gc", &planned_swept(&plan))?,
+        true => super::live::write_journal(store, &cfg.live, "gc", || planned_swept(&plan))?,
         false => false,
     };
     let mut killed = super::killed::notes(&session);

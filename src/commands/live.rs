@@ -90,13 +90,15 @@ pub fn write_journal<S: Storage>(
     store: &S,
     live: &LiveOptions,
     command: &str,
-    swept: &Swept,
+    swept: impl FnOnce() -> Swept,
 ) -> Result<bool> {
     let redis = match &live.cache {
         Some(BlobCache::Redis(cfg)) => Some(crate::live::redis::name(cfg)),
         Some(BlobCache::InMemory { .. }) if live.restart_command.is_some() => None,
         _ => return Ok(false),
     };
+    // Made only here: a copy of the plan's digests and names is needed for the journal alone.
+    let swept = &swept();
     if swept.is_empty() {
         return Ok(false);
     }
