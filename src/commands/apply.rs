@@ -373,7 +373,10 @@ fn run_in<S: Storage>(
     let unsure = crate::report::what_may_have_gone(&todo, &layout.v2, &outcome);
     let went = crate::report::what_went(todo, &layout.v2, &outcome);
     let bytes_freed = went.bytes_freed();
-    let swept = crate::live::Swept::new(&went.blobs, &went.layer_links, &went.manifests);
+    let swept = match cfg.live.wants_swept(redis.is_some()) || proxy.is_some() {
+        true => crate::live::Swept::new(&went.blobs, &went.layer_links, &went.manifests),
+        false => crate::live::Swept::default(),
+    };
     let (mut registry, mut notes) = super::live::after(
         &cfg.live,
         redis,

@@ -293,11 +293,14 @@ pub fn after_sweep<S: Storage>(
     report: &mut GcReport,
 ) {
     let p = &report.plan;
-    let swept = Swept::new(
-        &p.blobs_deleted,
-        &p.layer_links_deleted,
-        &p.manifests_deleted,
-    );
+    let swept = match live.wants_swept(redis.is_some()) {
+        true => Swept::new(
+            &p.blobs_deleted,
+            &p.layer_links_deleted,
+            &p.manifests_deleted,
+        ),
+        false => Swept::default(),
+    };
     let removed = report.summary.items_removed > 0;
     let (mut out, mut notes) = after(live, redis, layout, (&swept, unsure), removed);
     clear_journal(store, journaled, &mut out, &mut notes);

@@ -152,3 +152,11 @@ pub struct LiveOptions {
     /// file limit); the fault hook `__REGSWEEP_FAULT_JOURNAL_LIMIT` lowers it in tests.
     pub journal_limit: Option<u64>,
 }
+
+impl LiveOptions {
+    /// Whether the registry is told or asked what a sweep removed (a Redis cache, the probe,
+    /// a restart and the probe after it): only then is a list of what went made.
+    pub fn wants_swept(&self, redis: bool) -> bool {
+        redis || self.registry_url.is_some() || self.restart_command.is_some()
+    }
+}
