@@ -184,7 +184,14 @@ const LINK_WRITE_WAIT: std::time::Duration = std::time::Duration::from_millis(10
 
 /// What the whole run may spend waiting for links to be written, in milliseconds: a layout
 /// with many empty links, kept fresh on purpose, must not stall the run for a second each.
-static LINK_WAIT_LEFT_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(10_000);
+const LINK_WAIT_BUDGET_MS: i64 = 10_000;
+static LINK_WAIT_LEFT_MS: std::sync::atomic::AtomicI64 =
+    std::sync::atomic::AtomicI64::new(LINK_WAIT_BUDGET_MS);
+
+/// A run's scan starts with the whole budget (a process may scan more than once).
+pub(super) fn new_link_wait_budget() {
+    LINK_WAIT_LEFT_MS.store(LINK_WAIT_BUDGET_MS, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// Takes `wait` from the run's budget; false once it is spent (the link is then read as it is).
 fn waited(wait: std::time::Duration) -> bool {

@@ -23,6 +23,7 @@ pub fn scan<S: Storage>(store: &S, opts: ScanOptions, progress: &dyn Progress) -
     let (v2, v2h) = (store.v2().to_path_buf(), store.top());
     let paths = Paths::new(v2.clone());
     let findings = Findings::default();
+    super::read::new_link_wait_budget();
 
     // Blobs first, so that each repository files its layer links by blob index as it is read
     // (16 bytes each instead of 40). Scanning both trees at once was no faster: each walk
