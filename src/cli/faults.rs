@@ -38,7 +38,7 @@ pub struct Faults {
 
 impl Faults {
     pub fn from_env() -> Faults {
-        let n = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
+        let n = |k: &str| number(k).map(|v| v as usize);
         Faults {
             kill_after: n("__REGSWEEP_FAULT_KILL_AFTER"),
             term_after: n("__REGSWEEP_FAULT_TERM_AFTER"),
@@ -107,18 +107,17 @@ pub fn install_signal_handlers() {
     }
 }
 
+/// A hook's number, when its variable is set to one.
+fn number(var: &str) -> Option<u64> {
+    std::env::var(var).ok()?.parse().ok()
+}
+
 /// With __REGSWEEP_FAULT_SPILL_FULL=N: the bytes a spill file may take before writes fail.
 pub fn spill_cap() -> Option<u64> {
-    std::env::var("__REGSWEEP_FAULT_SPILL_FULL")
-        .ok()?
-        .parse()
-        .ok()
+    number("__REGSWEEP_FAULT_SPILL_FULL")
 }
 
 /// With __REGSWEEP_FAULT_MEM_AVAILABLE=N: the memory the run takes as available.
 pub fn mem_available() -> Option<u64> {
-    std::env::var("__REGSWEEP_FAULT_MEM_AVAILABLE")
-        .ok()?
-        .parse()
-        .ok()
+    number("__REGSWEEP_FAULT_MEM_AVAILABLE")
 }

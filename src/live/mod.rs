@@ -126,9 +126,7 @@ impl<'a> Present<'a> {
     }
 
     pub fn has_blob(&self, d: &Digest) -> bool {
-        self.layout
-            .is_some_and(|l| crate::model::values::position(&l.blobs, d).is_ok())
-            && !self.gone_blobs.contains(d)
+        self.layout.is_some_and(|l| l.blob(d).is_some()) && !self.gone_blobs.contains(d)
     }
 
     pub fn has_link(&self, repo: &str, d: &Digest) -> bool {

@@ -196,7 +196,9 @@ fn read_tags<F: Folder>(
         let current = match current {
             Ok(l) => Some(l),
             Err(ReadError::Missing) => {
-                let written = [tag.clone(), rel_current.replace("/link", "")]
+                // The tag folder, or its `current` folder, changes as the registry writes.
+                let current_dir = Path::new(&rel_current).parent().unwrap_or(Path::new(""));
+                let written = [Path::new(&tag), current_dir]
                     .iter()
                     .filter_map(|rel| tags.stat(rel).ok().map(|s| s.mtime))
                     .max();
